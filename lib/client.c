@@ -1,0 +1,2 @@
+/* client.c - placeholder until the module lands. */
+typedef int resolver_placeholder_client;

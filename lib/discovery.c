@@ -1,0 +1,2 @@
+/* discovery.c - placeholder until the module lands. */
+typedef int resolver_placeholder_discovery;

@@ -1,0 +1,3 @@
+#ifndef RESOLVER_DISCOVERY_H
+#define RESOLVER_DISCOVERY_H
+#endif

@@ -1,0 +1,2 @@
+/* engine.c - placeholder until the module lands. */
+typedef int resolver_placeholder_engine;

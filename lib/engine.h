@@ -1,0 +1,3 @@
+#ifndef RESOLVER_ENGINE_H
+#define RESOLVER_ENGINE_H
+#endif

@@ -1,0 +1,2 @@
+/* etcd.c - placeholder until the module lands. */
+typedef int resolver_placeholder_etcd;

@@ -1,0 +1,3 @@
+#ifndef RESOLVER_ETCD_H
+#define RESOLVER_ETCD_H
+#endif

@@ -1,0 +1,2 @@
+/* etcdproto.c - placeholder until the module lands. */
+typedef int resolver_placeholder_etcdproto;

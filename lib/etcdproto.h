@@ -1,0 +1,95 @@
+/*
+ * etcdproto.h - etcd v3 JSON gateway messages, as bytes in and structs out.
+ *
+ * No I/O.  Facts (DESIGN.md §2): keys and values are base64; int64 fields
+ * are JSON strings (numbers accepted too); zero values are omitted (a PUT
+ * event has no "type", DELETE has "type":"DELETE").  A watch response is a
+ * stream of {"result":{...}} objects separated by newlines; a stream error
+ * arrives as {"error":{...}} possibly without a trailing newline.
+ */
+#ifndef RESOLVER_ETCDPROTO_H
+#define RESOLVER_ETCDPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { RESOLVER_KV_PUT = 0, RESOLVER_KV_DELETE = 1 } resolver_kv_type;
+
+typedef struct {
+    resolver_kv_type type;
+    char *key; /* decoded, NUL-terminated (binary-safe with key_len) */
+    size_t key_len;
+    char *value; /* decoded, NUL-terminated; "" for DELETE */
+    size_t value_len;
+    int64_t create_revision, mod_revision, version, lease;
+} resolver_kv;
+
+/* One message of a watch stream. */
+typedef struct {
+    int is_error;          /* {"error":{...}}: only error_code/error_message set */
+    int error_code;        /* gRPC code */
+    const char *error_message;
+    int64_t revision;      /* result.header.revision (0 if absent) */
+    int64_t watch_id;
+    int created;           /* result.created */
+    int canceled;          /* result.canceled */
+    int64_t compact_revision;
+    const char *cancel_reason;
+    resolver_kv *events;   /* PUT/DELETE events, in order */
+    size_t n_events;
+} resolver_watch_message;
+
+/* Called once per complete message; `msg` and its strings are valid only
+ * during the call.  Return 0 to go on, non-zero to stop feeding (feed then
+ * returns that value). */
+typedef int (*resolver_watch_message_cb)(void *arg, const resolver_watch_message *msg);
+
+typedef struct resolver_watch_parser resolver_watch_parser;
+
+/* `max_message` bounds a single message (bytes); 0 means 64 MiB. */
+resolver_watch_parser *resolver_watch_parser_new(size_t max_message, resolver_watch_message_cb cb,
+                                                 void *arg);
+void resolver_watch_parser_del(resolver_watch_parser *p);
+/* Feeds bytes as they arrive, split anywhere.  Returns 0, the callback's
+ * non-zero value, RESOLVER_ERR_DECODE (a message that is not valid JSON or
+ * not a watch message; the parser skips it and stays usable) or
+ * RESOLVER_ERR_LIMIT (message longer than max_message). */
+int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_t len);
+/* End of stream: parses what is left without a trailing newline. */
+int resolver_watch_parser_finish(resolver_watch_parser *p);
+/* A short description of the last decode error ("" if none). */
+const char *resolver_watch_parser_error(const resolver_watch_parser *p);
+
+/* A complete /v3/kv/range response body. */
+typedef struct {
+    int64_t revision; /* header.revision */
+    resolver_kv *kvs; /* type is PUT */
+    size_t n_kvs;
+    int more;
+    int64_t count;
+} resolver_range_result;
+
+/* Parses a range body.  0, RESOLVER_ERR_DECODE (why filled) or NOMEM.  On
+ * success free with resolver_range_result_clear. */
+int resolver_range_parse(const char *body, size_t len, resolver_range_result *out, char *why,
+                         size_t whylen);
+void resolver_range_result_clear(resolver_range_result *r);
+
+/* Parses an {"error":..,"code":N,"message":..} body (any gateway error) or
+ * {"token":".."} of /v3/auth/authenticate: 0 and a malloc'd token, else
+ * RESOLVER_ERR_DECODE. */
+int resolver_auth_parse(const char *body, size_t len, char **token);
+
+/* Request bodies, malloc'd, NUL-terminated; NULL on allocation failure.
+ * range_end is the prefix end (prefix with its last byte + 1). */
+char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision,
+                             int64_t limit, const char *start_key, size_t start_key_len);
+char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
+                             int progress_notify);
+
+/* Base64 (standard alphabet, padding).  encode: malloc'd NUL-terminated.
+ * decode: malloc'd, NUL-terminated, *out_len set; NULL on bad input. */
+char *resolver_base64_encode(const void *data, size_t len);
+char *resolver_base64_decode(const char *text, size_t len, size_t *out_len);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * resolver.h - libresolver's one public header.
+ *
+ * libresolver finds the instances of a service in etcd, keeps one HTTP/2
+ * subchannel per instance, and answers "which instance should I call?".
+ * It is used in two ways:
+ *
+ *   1. Embedded engine (resolver_engine_*): the engine runs inside your
+ *      process, either driven from your own event loop (resolver_engine_fd,
+ *      resolver_engine_timeout, resolver_engine_process) or by
+ *      resolver_engine_run on a thread you give it.
+ *   2. Daemon client (resolver_client_*): talk to a running resolverd over
+ *      its Unix socket (see doc/protocol.md).
+ *
+ * Errors: every function that can fail returns 0 or a negative
+ * resolver_error; resolver_strerror() turns it into text.
+ *
+ * Threading: unless a function says otherwise, an object may be used by one
+ * thread at a time.  The library starts no thread and does no I/O except
+ * inside the calls documented to do so.
+ */
+#ifndef RESOLVER_H
+#define RESOLVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RESOLVER_API __attribute__((visibility("default")))
+#else
+#define RESOLVER_API
+#endif
+
+/* ---- errors ---------------------------------------------------------- */
+
+/* All error codes are negative and lie in [-599, -500]. */
+typedef enum {
+    RESOLVER_OK = 0,
+    RESOLVER_ERR_NOMEM = -500,       /* an allocation failed */
+    RESOLVER_ERR_INVALID = -501,     /* a bad argument (NULL, empty, malformed) */
+    RESOLVER_ERR_CONFIG = -502,      /* the configuration is invalid */
+    RESOLVER_ERR_IO = -503,          /* a system call failed; errno is kept */
+    RESOLVER_ERR_DECODE = -504,      /* input could not be decoded */
+    RESOLVER_ERR_NO_INSTANCE = -505, /* the service has no known instance */
+    RESOLVER_ERR_NONE_READY = -506,  /* instances are known but none is READY */
+    RESOLVER_ERR_NOT_FOUND = -507,   /* no such service, instance or ticket */
+    RESOLVER_ERR_PROTOCOL = -508,    /* the peer broke the protocol */
+    RESOLVER_ERR_CONNECT = -509,     /* cannot reach the daemon */
+    RESOLVER_ERR_TIMEOUT = -510,     /* the operation timed out */
+    RESOLVER_ERR_LIMIT = -511,       /* a configured limit was reached */
+    RESOLVER_ERR_DENIED = -512,      /* the caller may not do this */
+    RESOLVER_ERR_CLOSED = -513,      /* the object is shutting down */
+    RESOLVER_ERR_INTERNAL = -514     /* a bug: please report it */
+} resolver_error;
+
+/* Returns a static English description of `code`; never NULL. */
+RESOLVER_API const char *resolver_strerror(int code);
+
+/* ---- logging --------------------------------------------------------- */
+
+typedef enum {
+    RESOLVER_LOG_ERROR = 0,
+    RESOLVER_LOG_WARN = 1,
+    RESOLVER_LOG_INFO = 2,
+    RESOLVER_LOG_DEBUG = 3
+} resolver_log_level;
+
+/* Receives one formatted line (no trailing newline).  `line` is valid only
+ * during the call.  Called on the thread that logs. */
+typedef void (*resolver_log_fn)(resolver_log_level level, const char *line, void *arg);
+
+/* Messages above `level` are dropped.  Default RESOLVER_LOG_INFO.
+ * Process-wide; set it before starting engines. */
+RESOLVER_API void resolver_log_set_level(resolver_log_level level);
+/* Replaces the default handler (stderr, one line per event with time and
+ * level).  NULL restores the default.  Process-wide. */
+RESOLVER_API void resolver_log_set_handler(resolver_log_fn fn, void *arg);
+/* Parses "error", "warn", "info" or "debug".  Returns 0 or RESOLVER_ERR_INVALID. */
+RESOLVER_API int resolver_log_level_parse(const char *name, resolver_log_level *out);
+
+/* ---- configuration --------------------------------------------------- */
+
+/* A parsed configuration (the JSON document of the README, defaults filled
+ * in).  Opaque. */
+typedef struct resolver_config resolver_config;
+
+/* Parse a JSON configuration from a file or a string.  On success *out owns
+ * a new config (free it with resolver_config_free, or hand it to
+ * resolver_engine_new).  On failure returns RESOLVER_ERR_CONFIG,
+ * RESOLVER_ERR_IO or RESOLVER_ERR_NOMEM and, when `err` is not NULL, writes a
+ * message naming the bad key and value into err[0..errlen). */
+RESOLVER_API int resolver_config_load_file(const char *path, resolver_config **out, char *err,
+                                           size_t errlen);
+RESOLVER_API int resolver_config_load_string(const char *json, resolver_config **out, char *err,
+                                             size_t errlen);
+/* A configuration with every default and no services. */
+RESOLVER_API int resolver_config_new_default(resolver_config **out);
+/* Replaces the etcd endpoints with a comma-separated list of URLs. */
+RESOLVER_API int resolver_config_set_endpoints(resolver_config *cfg, const char *csv);
+RESOLVER_API void resolver_config_free(resolver_config *cfg);
+
+/* ---- embedded engine ------------------------------------------------- */
+
+typedef struct resolver_engine resolver_engine;
+
+/* Longest address a pick returns, "[v6]:port" included, NUL included. */
+#define RESOLVER_ADDRESS_MAX 300
+
+typedef struct {
+    char address[RESOLVER_ADDRESS_MAX]; /* "host:port" or "[v6]:port" */
+    uint64_t ticket;                    /* pass to resolver_engine_done */
+} resolver_pick_result;
+
+/* Creates an engine.  Takes ownership of `cfg` in every case (it is freed on
+ * failure too).  Starts no thread and does no I/O: discovery begins at the
+ * first resolver_engine_process or resolver_engine_run. */
+RESOLVER_API int resolver_engine_new(resolver_engine **out, resolver_config *cfg);
+/* Closes every connection and frees the engine.  Not while another thread
+ * is inside resolver_engine_run: call resolver_engine_stop and join first. */
+RESOLVER_API void resolver_engine_del(resolver_engine *engine);
+
+/* Driving the engine from the host's loop: poll resolver_engine_fd() for
+ * readability with a timeout of resolver_engine_timeout() milliseconds (-1:
+ * none), then call resolver_engine_process().  Never blocks. */
+RESOLVER_API int resolver_engine_fd(resolver_engine *engine);
+RESOLVER_API int resolver_engine_timeout(resolver_engine *engine);
+RESOLVER_API int resolver_engine_process(resolver_engine *engine);
+/* Runs the engine until resolver_engine_stop.  resolver_engine_stop may be
+ * called from any thread or a signal handler. */
+RESOLVER_API int resolver_engine_run(resolver_engine *engine);
+RESOLVER_API void resolver_engine_stop(resolver_engine *engine);
+
+/* Picks a READY instance of `service` (key: for ring_hash; may be NULL).
+ * Returns 0, RESOLVER_ERR_NO_INSTANCE, RESOLVER_ERR_NONE_READY, or
+ * RESOLVER_ERR_LIMIT (too many services).  A service not in the
+ * configuration is discovered on first use (prefix "service/"); the first
+ * pick then answers RESOLVER_ERR_NO_INSTANCE until discovery has run.
+ * Call from the thread that drives the engine. */
+RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *service,
+                                      const char *key, resolver_pick_result *out);
+/* Reports the outcome of a pick and releases its ticket.  Returns 0 or
+ * RESOLVER_ERR_NOT_FOUND (unknown or already released ticket). */
+RESOLVER_API int resolver_engine_done(resolver_engine *engine, uint64_t ticket, int failed,
+                                      uint32_t latency_ms);
+
+/* ---- daemon client --------------------------------------------------- */
+
+typedef struct resolver_client resolver_client;
+
+/* Connects to resolverd's socket at `path` (NULL: $RESOLVER_SOCKET, else
+ * /run/resolverd/resolverd.sock).  Every call on the client waits at most
+ * `timeout_ms` (<= 0: 5000).  One client per thread; a client is not
+ * thread-safe.  Returns 0 or RESOLVER_ERR_CONNECT / NOMEM / INVALID. */
+RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms,
+                                         resolver_client **out);
+/* Same as resolver_engine_pick, through the daemon.  Errors also include
+ * RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL. */
+RESOLVER_API int resolver_client_pick(resolver_client *client, const char *service,
+                                      const char *key, resolver_pick_result *out);
+RESOLVER_API int resolver_client_done(resolver_client *client, uint64_t ticket, int failed,
+                                      uint32_t latency_ms);
+/* The daemon's last error message for this client ("" if none); valid
+ * until the next call on the client. */
+RESOLVER_API const char *resolver_client_last_error(const resolver_client *client);
+/* Closes the connection; tickets it took and did not release are released
+ * by the daemon. */
+RESOLVER_API void resolver_client_close(resolver_client *client);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RESOLVER_H */

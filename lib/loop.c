@@ -1,0 +1,2 @@
+/* loop.c - placeholder until the module lands. */
+typedef int resolver_placeholder_loop;

@@ -1,0 +1,2 @@
+/* proto.c - placeholder until the module lands. */
+typedef int resolver_placeholder_proto;

@@ -1,0 +1,3 @@
+#ifndef RESOLVER_PROTO_H
+#define RESOLVER_PROTO_H
+#endif

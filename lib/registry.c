@@ -1,0 +1,2 @@
+/* registry.c - placeholder until the module lands. */
+typedef int resolver_placeholder_registry;

@@ -1,0 +1,2 @@
+/* service.c - placeholder until the module lands. */
+typedef int resolver_placeholder_service;

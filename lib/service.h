@@ -1,0 +1,3 @@
+#ifndef RESOLVER_SERVICE_H
+#define RESOLVER_SERVICE_H
+#endif

@@ -1,0 +1,2 @@
+/* subchannel.c - placeholder until the module lands. */
+typedef int resolver_placeholder_subchannel;

@@ -1,0 +1,80 @@
+/*
+ * subchannel.h - one connection to one instance: TCP (+TLS later), an HTTP/2
+ * client session (nghttp2, I/O done here on the loop), connectivity state,
+ * reconnect with gRPC's backoff, keepalive PINGs.
+ *
+ * Rules:
+ *  1. Loop-thread only (see loop.h rule 1).
+ *  2. The state callback may call resolver_subchannel_del on the subchannel
+ *     that reports; nothing touches it after the callback returns then.
+ *  3. States follow gRPC: IDLE -> CONNECTING -> READY; a failure goes to
+ *     TRANSIENT_FAILURE, waits out the backoff, then CONNECTING again.
+ *     SHUTDOWN is reported once, by resolver_subchannel_shutdown.
+ */
+#ifndef RESOLVER_SUBCHANNEL_H
+#define RESOLVER_SUBCHANNEL_H
+
+#include <stdint.h>
+#include "config.h"
+#include "loop.h"
+
+typedef enum {
+    RESOLVER_STATE_IDLE = 0,
+    RESOLVER_STATE_CONNECTING,
+    RESOLVER_STATE_READY,
+    RESOLVER_STATE_TRANSIENT_FAILURE,
+    RESOLVER_STATE_SHUTDOWN
+} resolver_state;
+
+const char *resolver_state_name(resolver_state s);
+
+typedef struct resolver_subchannel resolver_subchannel;
+
+typedef void (*resolver_subchannel_state_cb)(resolver_subchannel *sc, resolver_state old_state,
+                                             resolver_state new_state, void *arg);
+
+/* Figures for introspection; read with resolver_subchannel_stats. */
+typedef struct {
+    uint64_t state_since_ms;  /* loop time of the last transition */
+    uint64_t connect_attempts;
+    uint64_t reconnects;      /* transitions into CONNECTING after the first */
+    uint64_t transitions;
+    uint64_t goaways;
+    uint64_t pings_sent, pings_acked;
+    int64_t rtt_last_us, rtt_smoothed_us; /* -1 until a PING was acked */
+    uint64_t bytes_in, bytes_out;
+    char last_error[128];     /* "" if none */
+} resolver_subchannel_stats;
+
+/* Creates an IDLE subchannel to host:port.  `opts` is copied.  NULL on
+ * allocation failure. */
+resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *host, uint16_t port,
+                                             const resolver_service_options *opts,
+                                             resolver_subchannel_state_cb cb, void *arg);
+/* IDLE -> CONNECTING (no-op in any other state). */
+void resolver_subchannel_connect(resolver_subchannel *sc);
+/* Closes the connection (GOAWAY if HTTP/2 is up), reports SHUTDOWN, and
+ * stops every timer.  The object stays valid until resolver_subchannel_del. */
+void resolver_subchannel_shutdown(resolver_subchannel *sc);
+/* Frees (closing first if needed, without calling the callback).  NULL ok. */
+void resolver_subchannel_del(resolver_subchannel *sc);
+
+resolver_state resolver_subchannel_state(const resolver_subchannel *sc);
+const resolver_subchannel_stats *resolver_subchannel_stats_get(const resolver_subchannel *sc);
+
+/* Sends a PING now unless one is in flight (used after a failed call);
+ * no ACK within keepalive_timeout_ms closes the connection. */
+void resolver_subchannel_probe(resolver_subchannel *sc);
+
+/* gRPC connection backoff (doc/connection-backoff.md).  Pure, testable. */
+typedef struct {
+    resolver_backoff_config cfg;
+    double current_ms; /* the next un-jittered backoff */
+} resolver_backoff;
+void resolver_backoff_init(resolver_backoff *b, const resolver_backoff_config *cfg);
+void resolver_backoff_reset(resolver_backoff *b);
+/* Returns the delay for this attempt (jittered) and advances the state.
+ * `random01` is a uniform draw in [0,1). */
+uint64_t resolver_backoff_next(resolver_backoff *b, double random01);
+
+#endif

@@ -1,0 +1,2 @@
+/* server.c */
+typedef int resolver_placeholder_server;
