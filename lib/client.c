@@ -1,2 +1,238 @@
-/* client.c - placeholder until the module lands. */
-typedef int resolver_placeholder_client;
+/*
+ * client.c - blocking client of resolverd's socket (resolver.h, client.h).
+ * One request in flight at a time; each call waits at most the client's
+ * timeout.  Not thread-safe: one client per thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "client.h"
+
+#define DEFAULT_SOCKET "/run/resolverd/resolverd.sock"
+
+struct resolver_client {
+    int fd;
+    int timeout_ms;
+    char buf[RESOLVER_PROTO_LINE_MAX * 4];
+    size_t len;      /* bytes in buf */
+    size_t consumed; /* bytes of buf handed out as the last line */
+    char last_error[512];
+};
+
+const char *resolver_client_default_path(const char *path)
+{
+    if (path && *path)
+        return path;
+    const char *env = getenv("RESOLVER_SOCKET");
+    return env && *env ? env : DEFAULT_SOCKET;
+}
+
+int resolver_client_connect(const char *path, int timeout_ms, resolver_client **out)
+{
+    if (!out)
+        return RESOLVER_ERR_INVALID;
+    path = resolver_client_default_path(path);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path))
+        return RESOLVER_ERR_INVALID;
+    strcpy(addr.sun_path, path);
+    resolver_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return RESOLVER_ERR_NOMEM;
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        snprintf(c->last_error, sizeof(c->last_error), "%s: %s", path, strerror(errno));
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c);
+        return RESOLVER_ERR_CONNECT;
+    }
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    *out = c;
+    return 0;
+}
+
+void resolver_client_close(resolver_client *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    free(c);
+}
+
+const char *resolver_client_last_error(const resolver_client *c)
+{
+    return c ? c->last_error : "";
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int left = deadline < 0 ? -1 : (int)(deadline - now_ms());
+        if (deadline >= 0 && left < 0)
+            left = 0;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, left);
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return RESOLVER_ERR_TIMEOUT;
+        if (errno != EINTR)
+            return RESOLVER_ERR_IO;
+    }
+}
+
+static int send_all(resolver_client *c, const char *data, size_t len, int64_t deadline)
+{
+    while (len > 0) {
+        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            return errno == EPIPE || errno == ECONNRESET ? RESOLVER_ERR_CLOSED : RESOLVER_ERR_IO;
+        int rc = wait_fd(c->fd, POLLOUT, deadline);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Returns the next complete line from the buffer, reading as needed. */
+static int read_line(resolver_client *c, int64_t deadline, char **line)
+{
+    /* Drop the line handed out last time. */
+    memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
+    c->len -= c->consumed;
+    c->consumed = 0;
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl) {
+            *nl = '\0';
+            c->consumed = (size_t)(nl - c->buf) + 1;
+            *line = c->buf;
+            return 0;
+        }
+        if (c->len == sizeof(c->buf) - 1)
+            return RESOLVER_ERR_PROTOCOL; /* a reply longer than we accept */
+        ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+        if (n > 0) {
+            c->len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return RESOLVER_ERR_CLOSED;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return RESOLVER_ERR_IO;
+        int rc = wait_fd(c->fd, POLLIN, deadline);
+        if (rc)
+            return rc;
+    }
+}
+
+int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_proto_reply *reply)
+{
+    char *line;
+    int rc = read_line(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, &line);
+    if (rc)
+        return rc;
+    if (resolver_proto_parse_reply(line, reply) != 0)
+        return RESOLVER_ERR_PROTOCOL;
+    if (reply->kind == RESOLVER_REPLY_ERR)
+        snprintf(c->last_error, sizeof(c->last_error), "%s", reply->payload);
+    return 0;
+}
+
+int resolver_client_request(resolver_client *c, const char *line, resolver_proto_reply *reply)
+{
+    if (!c || !line || !reply)
+        return RESOLVER_ERR_INVALID;
+    c->last_error[0] = '\0';
+    int64_t deadline = now_ms() + c->timeout_ms;
+    size_t len = strlen(line);
+    char stack[RESOLVER_PROTO_LINE_MAX];
+    if (len + 1 >= sizeof(stack))
+        return RESOLVER_ERR_INVALID;
+    memcpy(stack, line, len);
+    stack[len] = '\n';
+    int rc = send_all(c, stack, len + 1, deadline);
+    if (rc)
+        return rc;
+    return resolver_client_read_reply(c, (int)(deadline - now_ms()), reply);
+}
+
+static int error_of(const resolver_proto_reply *r)
+{
+    return r->kind == RESOLVER_REPLY_ERR ? resolver_proto_error_from_word(r->code)
+                                         : RESOLVER_ERR_PROTOCOL;
+}
+
+int resolver_client_pick(resolver_client *c, const char *service, const char *key,
+                         resolver_pick_result *out)
+{
+    if (!c || !service || !*service || !out)
+        return RESOLVER_ERR_INVALID;
+    char line[RESOLVER_PROTO_LINE_MAX], esc_service[1024], esc_key[2048];
+    if (resolver_proto_escape(service, esc_service, sizeof(esc_service)) >= sizeof(esc_service))
+        return RESOLVER_ERR_INVALID;
+    int n = snprintf(line, sizeof(line), "PICK %s", esc_service);
+    if (key) {
+        if (resolver_proto_escape(key, esc_key, sizeof(esc_key)) >= sizeof(esc_key))
+            return RESOLVER_ERR_INVALID;
+        snprintf(line + n, sizeof(line) - (size_t)n, " key=%s", esc_key);
+    }
+    resolver_proto_reply reply;
+    int rc = resolver_client_request(c, line, &reply);
+    if (rc)
+        return rc;
+    if (reply.kind != RESOLVER_REPLY_OK)
+        return error_of(&reply);
+    json_t *o = json_loads(reply.payload, 0, NULL);
+    const char *address = NULL;
+    json_int_t ticket = 0;
+    if (!o || json_unpack(o, "{s:s, s:I}", "address", &address, "ticket", &ticket) != 0) {
+        json_decref(o);
+        return RESOLVER_ERR_PROTOCOL;
+    }
+    snprintf(out->address, sizeof(out->address), "%s", address);
+    out->ticket = (uint64_t)ticket;
+    json_decref(o);
+    return 0;
+}
+
+int resolver_client_done(resolver_client *c, uint64_t ticket, int failed, uint32_t latency_ms)
+{
+    if (!c)
+        return RESOLVER_ERR_INVALID;
+    char line[128];
+    snprintf(line, sizeof(line), "DONE %" PRIu64 "%s latency_ms=%" PRIu32, ticket,
+             failed ? " fail=1" : "", latency_ms);
+    resolver_proto_reply reply;
+    int rc = resolver_client_request(c, line, &reply);
+    if (rc)
+        return rc;
+    return reply.kind == RESOLVER_REPLY_OK ? 0 : error_of(&reply);
+}

@@ -1,2 +1,314 @@
-/* discovery.c - placeholder until the module lands. */
-typedef int resolver_placeholder_discovery;
+/*
+ * discovery.c - range then watch one prefix, never missing an event.
+ *
+ * States: RANGE (a range request in flight) -> WATCH (a stream open) ->
+ * on any end: WAIT (a retry timer) -> WATCH again from last+1, or RANGE
+ * again when etcd says the revision we need was compacted.
+ *
+ * Revision bookkeeping (DESIGN.md §2): `revision` is the highest revision
+ * whose effects we have applied.  Events at or below it are duplicates
+ * (a resumed watch may repeat them) and are dropped.  A progress message (no
+ * events, not the "created" message) proves nothing changed up to its header
+ * revision, so it advances `revision` too.  The "created" message's header
+ * does not: historic events from start_revision may still follow it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "discovery.h"
+#include "log.h"
+
+#define RETRY_INITIAL_MS 100
+#define RETRY_MAX_MS 5000
+
+typedef enum { PHASE_IDLE, PHASE_RANGE, PHASE_WATCH } phase;
+
+struct resolver_discovery {
+    resolver_loop *loop;
+    resolver_etcd *etcd;
+    char *prefix;
+    resolver_discovery_callbacks cb;
+    void *arg;
+    phase phase;
+    resolver_etcd_request *req;
+    resolver_timer *retry;
+    uint64_t retry_ms;
+    int need_range; /* next attempt must range (start, compaction) */
+    int synced, watching;
+    int64_t revision;
+    uint64_t reconnects;
+    uint32_t rng;
+    /* range body accumulated here */
+    char *body;
+    size_t body_len, body_cap;
+    resolver_watch_parser *parser;
+    char last_error[256];
+};
+
+static void start_attempt(resolver_discovery *d);
+
+static uint32_t next_random(resolver_discovery *d)
+{
+    /* xorshift32: jitter only, not security. */
+    uint32_t x = d->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return d->rng = x;
+}
+
+static void on_retry_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    start_attempt(arg);
+}
+
+/* Ends the current attempt and schedules the next one with jittered,
+ * doubling delay on the next endpoint of the cluster. */
+static void schedule_retry(resolver_discovery *d, const char *why)
+{
+    if (d->req) {
+        resolver_etcd_cancel(d->req);
+        d->req = NULL;
+    }
+    if (why)
+        snprintf(d->last_error, sizeof(d->last_error), "%s", why);
+    d->phase = PHASE_IDLE;
+    d->watching = 0;
+    d->reconnects++;
+    resolver_etcd_rotate(d->etcd);
+    uint64_t delay = d->retry_ms / 2 + next_random(d) % (d->retry_ms / 2 + 1);
+    LOG_WARN("etcd: prefix \"%s\": %s; retrying in %llu ms via %s", d->prefix,
+             why ? why : "stream ended", (unsigned long long)delay,
+             resolver_etcd_endpoint(d->etcd));
+    d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
+    resolver_timer_start(d->retry, delay);
+}
+
+/* ---- range ---- */
+
+static int on_range_data(void *arg, const char *data, size_t len)
+{
+    resolver_discovery *d = arg;
+    if (d->body_len + len + 1 > d->body_cap) {
+        size_t cap = d->body_cap ? d->body_cap : 65536;
+        while (cap < d->body_len + len + 1)
+            cap *= 2;
+        char *b = realloc(d->body, cap);
+        if (!b)
+            return 1;
+        d->body = b;
+        d->body_cap = cap;
+    }
+    memcpy(d->body + d->body_len, data, len);
+    d->body_len += len;
+    return 0;
+}
+
+static void start_watch(resolver_discovery *d);
+
+static void on_range_done(void *arg, long status, const char *error)
+{
+    resolver_discovery *d = arg;
+    d->req = NULL;
+    if (error[0]) {
+        schedule_retry(d, error);
+        return;
+    }
+    resolver_range_result r;
+    char why[256];
+    int rc = resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why));
+    d->body_len = 0;
+    if (rc != 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "bad range response: %s", why);
+        schedule_retry(d, msg);
+        return;
+    }
+    LOG_DEBUG("etcd: prefix \"%s\": %zu keys at revision %lld", d->prefix, r.n_kvs,
+              (long long)r.revision);
+    d->revision = r.revision;
+    d->need_range = 0;
+    d->synced = 1;
+    d->cb.on_snapshot(d->arg, r.kvs, r.n_kvs, r.revision);
+    resolver_range_result_clear(&r);
+    start_watch(d);
+}
+
+static void start_range(resolver_discovery *d)
+{
+    char *body = resolver_range_request(d->prefix, strlen(d->prefix), 0, 0, NULL, 0);
+    if (!body) {
+        schedule_retry(d, "out of memory");
+        return;
+    }
+    d->body_len = 0;
+    d->phase = PHASE_RANGE;
+    d->req = resolver_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_range_data, on_range_done, d);
+    free(body);
+    if (!d->req)
+        schedule_retry(d, "out of memory");
+}
+
+/* ---- watch ---- */
+
+static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
+{
+    for (size_t i = 0; i < m->n_events; i++) {
+        const resolver_kv *kv = &m->events[i];
+        if (kv->mod_revision <= d->revision)
+            continue; /* already applied before a reconnect */
+        if (kv->type == RESOLVER_KV_DELETE)
+            d->cb.on_delete(d->arg, kv);
+        else
+            d->cb.on_put(d->arg, kv);
+        d->revision = kv->mod_revision;
+    }
+}
+
+static int on_watch_message(void *arg, const resolver_watch_message *m)
+{
+    resolver_discovery *d = arg;
+    resolver_etcd_heard(d->etcd);
+    if (m->is_error) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "watch error %d: %s", m->error_code,
+                 m->error_message ? m->error_message : "");
+        snprintf(d->last_error, sizeof(d->last_error), "%s", msg);
+        return 1; /* abort: the done callback retries */
+    }
+    if (m->canceled) {
+        if (m->compact_revision > 0) {
+            LOG_WARN("etcd: prefix \"%s\": revision %lld compacted (oldest now %lld); resyncing",
+                     d->prefix, (long long)(d->revision + 1), (long long)m->compact_revision);
+            d->need_range = 1;
+        }
+        snprintf(d->last_error, sizeof(d->last_error), "watch cancelled: %s",
+                 m->cancel_reason ? m->cancel_reason : "compacted");
+        return 1;
+    }
+    if (m->created) {
+        d->watching = 1;
+        d->retry_ms = RETRY_INITIAL_MS;
+        LOG_DEBUG("etcd: prefix \"%s\": watching from revision %lld", d->prefix,
+                  (long long)(d->revision + 1));
+        return 0;
+    }
+    if (m->n_events > 0)
+        apply_events(d, m);
+    else if (m->revision > d->revision)
+        d->revision = m->revision; /* progress notification */
+    return 0;
+}
+
+static int on_watch_data(void *arg, const char *data, size_t len)
+{
+    resolver_discovery *d = arg;
+    int rc = resolver_watch_parser_feed(d->parser, data, len);
+    if (rc == RESOLVER_ERR_DECODE) {
+        LOG_WARN("etcd: prefix \"%s\": skipped an undecodable watch message: %s", d->prefix,
+                 resolver_watch_parser_error(d->parser));
+        return 0;
+    }
+    return rc;
+}
+
+static void on_watch_done(void *arg, long status, const char *error)
+{
+    resolver_discovery *d = arg;
+    d->req = NULL;
+    /* An error object without a trailing newline is still in the parser. */
+    resolver_watch_parser_finish(d->parser);
+    const char *why = d->last_error[0] && strstr(error, "aborted") ? d->last_error : error;
+    schedule_retry(d, why[0] ? why : "watch stream ended");
+}
+
+static void start_watch(resolver_discovery *d)
+{
+    resolver_watch_parser_del(d->parser);
+    d->parser = resolver_watch_parser_new(0, on_watch_message, d);
+    char *body = resolver_watch_request(d->prefix, strlen(d->prefix), d->revision + 1, 1);
+    if (!d->parser || !body) {
+        free(body);
+        schedule_retry(d, "out of memory");
+        return;
+    }
+    d->last_error[0] = '\0';
+    d->phase = PHASE_WATCH;
+    d->req = resolver_etcd_post(d->etcd, "/v3/watch", body, RESOLVER_ETCD_STREAM, on_watch_data,
+                                on_watch_done, d);
+    free(body);
+    if (!d->req)
+        schedule_retry(d, "out of memory");
+}
+
+static void start_attempt(resolver_discovery *d)
+{
+    if (d->need_range)
+        start_range(d);
+    else
+        start_watch(d);
+}
+
+resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *etcd,
+                                           const char *prefix,
+                                           const resolver_discovery_callbacks *callbacks,
+                                           void *arg)
+{
+    resolver_discovery *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->loop = loop;
+    d->etcd = etcd;
+    d->cb = *callbacks;
+    d->arg = arg;
+    d->need_range = 1;
+    d->retry_ms = RETRY_INITIAL_MS;
+    d->rng = (uint32_t)(uintptr_t)d ^ (uint32_t)resolver_loop_now(loop) ^ 0x9e3779b9u;
+    if (d->rng == 0)
+        d->rng = 1;
+    d->prefix = strdup(prefix);
+    d->retry = resolver_timer_new(loop, on_retry_timer, d);
+    if (!d->prefix || !d->retry) {
+        resolver_discovery_del(d);
+        return NULL;
+    }
+    resolver_timer_start(d->retry, 0);
+    return d;
+}
+
+void resolver_discovery_del(resolver_discovery *d)
+{
+    if (!d)
+        return;
+    resolver_etcd_cancel(d->req);
+    resolver_timer_del(d->retry);
+    resolver_watch_parser_del(d->parser);
+    free(d->body);
+    free(d->prefix);
+    free(d);
+}
+
+int64_t resolver_discovery_revision(const resolver_discovery *d)
+{
+    return d->revision;
+}
+
+int resolver_discovery_synced(const resolver_discovery *d)
+{
+    return d->synced;
+}
+
+int resolver_discovery_watching(const resolver_discovery *d)
+{
+    return d->watching;
+}
+
+uint64_t resolver_discovery_reconnects(const resolver_discovery *d)
+{
+    return d->reconnects;
+}
+
+const char *resolver_discovery_last_error(const resolver_discovery *d)
+{
+    return d->last_error;
+}

@@ -1,3 +1,46 @@
+/*
+ * discovery.h - keeps one etcd prefix in view: range it at revision R, then
+ * watch from R+1; resume from the last revision seen after any stream end;
+ * range again after a compaction.  Reports what it learns through three
+ * callbacks.  Loop-thread only.
+ *
+ * Callbacks may not delete the discovery object itself.
+ */
 #ifndef RESOLVER_DISCOVERY_H
 #define RESOLVER_DISCOVERY_H
+
+#include <stdint.h>
+#include "etcd.h"
+#include "etcdproto.h"
+
+typedef struct {
+    /* The complete set of keys under the prefix at `revision` (initial sync
+     * or resync after compaction): the receiver reconciles, applying only
+     * the differences. */
+    void (*on_snapshot)(void *arg, const resolver_kv *kvs, size_t n, int64_t revision);
+    /* One change, in revision order, each revision at most once. */
+    void (*on_put)(void *arg, const resolver_kv *kv);
+    void (*on_delete)(void *arg, const resolver_kv *kv);
+} resolver_discovery_callbacks;
+
+typedef struct resolver_discovery resolver_discovery;
+
+/* Starts at once (the first request goes out in the next loop iteration).
+ * `prefix` and `callbacks` are copied.  NULL on allocation failure. */
+resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *etcd,
+                                           const char *prefix,
+                                           const resolver_discovery_callbacks *callbacks,
+                                           void *arg);
+void resolver_discovery_del(resolver_discovery *d);
+
+/* Highest revision applied (0 before the first snapshot). */
+int64_t resolver_discovery_revision(const resolver_discovery *d);
+/* 1 once the first snapshot was delivered. */
+int resolver_discovery_synced(const resolver_discovery *d);
+/* 1 while a watch stream is established. */
+int resolver_discovery_watching(const resolver_discovery *d);
+/* Counters for introspection. */
+uint64_t resolver_discovery_reconnects(const resolver_discovery *d);
+const char *resolver_discovery_last_error(const resolver_discovery *d);
+
 #endif

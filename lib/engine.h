@@ -1,3 +1,58 @@
+/*
+ * engine.h - the engine's internal face, used by the daemon's socket server.
+ * The public face is in resolver.h.  Loop-thread only.
+ */
 #ifndef RESOLVER_ENGINE_H
 #define RESOLVER_ENGINE_H
+
+#include <jansson.h>
+#include "config.h"
+#include "loop.h"
+#include "resolver.h"
+#include "service.h"
+
+typedef struct resolver_ticket resolver_ticket;
+
+/* Tickets taken on behalf of one client, released together when it goes.
+ * Embed in the client's struct, zero-initialised. */
+typedef struct {
+    resolver_ticket *head;
+    size_t count;
+} resolver_ticket_owner;
+
+resolver_loop *resolver_engine_loop(resolver_engine *e);
+const resolver_config *resolver_engine_config(const resolver_engine *e);
+
+/* Picks as resolver_engine_pick; the ticket belongs to `owner` (NULL: to
+ * nobody, released only by done or timeout).  `why` receives the reason of
+ * a failure.  `fresh` (may be NULL) is set to 1 when the service was created
+ * or has not finished its first sync and connection attempts: the caller
+ * may retry shortly instead of failing. */
+int resolver_engine_pick_owned(resolver_engine *e, const char *service, const char *key,
+                               resolver_ticket_owner *owner, resolver_pick_result *out, char *why,
+                               size_t whylen, int *fresh);
+/* Releases every ticket of `owner`. */
+void resolver_engine_release_owner(resolver_engine *e, resolver_ticket_owner *owner);
+
+/* Introspection (new references; NULL and NOT_FOUND for an unknown service). */
+json_t *resolver_engine_services_json(resolver_engine *e);
+json_t *resolver_engine_instances_json(resolver_engine *e, const char *service);
+json_t *resolver_engine_status_json(resolver_engine *e);
+/* Prometheus text exposition, malloc'd. */
+char *resolver_engine_metrics_text(resolver_engine *e);
+
+int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain);
+
+/* Replaces the configuration (takes `cfg` in every case): services added,
+ * removed or given new options; subchannels of instances that stay are kept. */
+int resolver_engine_reload(resolver_engine *e, resolver_config *cfg);
+
+/* One listener for instance changes (the daemon's `watch`). */
+typedef void (*resolver_engine_change_cb)(void *arg, const char *service,
+                                          const resolver_instance *inst, const char *event);
+void resolver_engine_set_listener(resolver_engine *e, resolver_engine_change_cb cb, void *arg);
+
+/* Begins graceful shutdown: every instance drains. */
+void resolver_engine_shutdown(resolver_engine *e);
+
 #endif

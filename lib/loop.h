@@ -10,8 +10,10 @@
  *     if its fd was already reported ready in the current iteration.
  *  3. An fd closed and reused inside one iteration is not confused with the
  *     old one: each watch carries a generation number.
- *  4. Timers fire in deadline order; a timer started for 0 ms fires in the
- *     next iteration ("soon"), never recursively inside the call that starts it.
+ *  4. Timers fire in deadline order (ties: in start order); a timer started
+ *     for 0 ms means "soon": it fires after the current callback returns,
+ *     never recursively inside the call that starts it, and a timer phase
+ *     never runs timers started during that same phase.
  *  5. Time is CLOCK_MONOTONIC in milliseconds, read once per iteration.
  *  Limits: fds must be < 1<<24; at most 256 fd events per iteration (the rest
  *  come in the next one, epoll is level-triggered).

@@ -1,2 +1,165 @@
-/* proto.c - placeholder until the module lands. */
-typedef int resolver_placeholder_proto;
+/* proto.c - see proto.h and doc/protocol.md. */
+#include <string.h>
+#include "proto.h"
+#include "resolver.h"
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Unescapes in place; fails on a bad escape or an escaped NUL (tokens are C
+ * strings). */
+static int unescape(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++) {
+        if (*r != '%') {
+            *w++ = *r;
+            continue;
+        }
+        int hi = hex_value(r[1]), lo = hi < 0 ? -1 : hex_value(r[2]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return -1;
+        *w++ = (char)(hi * 16 + lo);
+        r += 2;
+    }
+    *w = '\0';
+    return 0;
+}
+
+int resolver_proto_split(char *line, resolver_proto_request *req, const char **why)
+{
+    req->argc = 0;
+    char *p = line;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0')
+            break;
+        if (req->argc == RESOLVER_PROTO_MAX_ARGS) {
+            *why = "too many arguments";
+            return RESOLVER_ERR_PROTOCOL;
+        }
+        req->argv[req->argc++] = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        if (*p)
+            *p++ = '\0';
+    }
+    if (req->argc == 0) {
+        *why = "empty request";
+        return RESOLVER_ERR_PROTOCOL;
+    }
+    for (int i = 0; i < req->argc; i++) {
+        for (const char *c = req->argv[i]; *c; c++) {
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                *why = "control character in request (escape it as %XX)";
+                return RESOLVER_ERR_PROTOCOL;
+            }
+        }
+        if (unescape(req->argv[i]) != 0) {
+            *why = "bad %XX escape";
+            return RESOLVER_ERR_PROTOCOL;
+        }
+    }
+    return 0;
+}
+
+const char *resolver_proto_option(const resolver_proto_request *req, int from, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = from; i < req->argc; i++)
+        if (strncmp(req->argv[i], name, n) == 0 && req->argv[i][n] == '=')
+            return req->argv[i] + n + 1;
+    return NULL;
+}
+
+size_t resolver_proto_escape(const char *in, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t need = 0, written = 0;
+    int full = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        char buf[3] = {(char)*p, 0, 0};
+        size_t n = 1;
+        if (*p <= 0x20 || *p == 0x7f || *p == '%' || *p == '=') {
+            buf[0] = '%';
+            buf[1] = hex[*p >> 4];
+            buf[2] = hex[*p & 15];
+            n = 3;
+        }
+        /* Never write half an escape: stop at the first token that does
+         * not fit whole. */
+        if (!full && written + n < outlen) {
+            memcpy(out + written, buf, n);
+            written += n;
+        } else {
+            full = 1;
+        }
+        need += n;
+    }
+    if (outlen > 0)
+        out[written] = '\0';
+    return need;
+}
+
+int resolver_proto_parse_reply(char *line, resolver_proto_reply *reply)
+{
+    memset(reply, 0, sizeof(*reply));
+    if (strncmp(line, "OK", 2) == 0 && (line[2] == ' ' || line[2] == '\0')) {
+        reply->kind = RESOLVER_REPLY_OK;
+        reply->payload = line[2] ? line + 3 : "{}";
+        return 0;
+    }
+    if (strncmp(line, "EVENT ", 6) == 0) {
+        reply->kind = RESOLVER_REPLY_EVENT;
+        reply->payload = line + 6;
+        return 0;
+    }
+    if (strncmp(line, "ERR ", 4) == 0) {
+        reply->kind = RESOLVER_REPLY_ERR;
+        char *code = line + 4;
+        char *sp = strchr(code, ' ');
+        if (sp)
+            *sp = '\0';
+        reply->code = code;
+        reply->payload = sp ? sp + 1 : "";
+        return 0;
+    }
+    return RESOLVER_ERR_PROTOCOL;
+}
+
+static const struct {
+    int err;
+    const char *word;
+} error_words[] = {
+    {RESOLVER_ERR_INVALID, "usage"},       {RESOLVER_ERR_NO_INSTANCE, "no_instance"},
+    {RESOLVER_ERR_NONE_READY, "none_ready"}, {RESOLVER_ERR_NOT_FOUND, "not_found"},
+    {RESOLVER_ERR_LIMIT, "limit"},         {RESOLVER_ERR_DENIED, "denied"},
+    {RESOLVER_ERR_CLOSED, "closed"},       {RESOLVER_ERR_PROTOCOL, "protocol"},
+    {RESOLVER_ERR_CONFIG, "config"},       {RESOLVER_ERR_NOMEM, "nomem"},
+    {RESOLVER_ERR_TIMEOUT, "timeout"},
+};
+
+const char *resolver_proto_error_word(int err)
+{
+    for (size_t i = 0; i < sizeof(error_words) / sizeof(error_words[0]); i++)
+        if (error_words[i].err == err)
+            return error_words[i].word;
+    return "internal";
+}
+
+int resolver_proto_error_from_word(const char *word)
+{
+    for (size_t i = 0; i < sizeof(error_words) / sizeof(error_words[0]); i++)
+        if (strcmp(error_words[i].word, word) == 0)
+            return error_words[i].err;
+    return RESOLVER_ERR_INTERNAL;
+}

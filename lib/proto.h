@@ -1,3 +1,50 @@
+/*
+ * proto.h - the daemon's line protocol (doc/protocol.md), shared by the
+ * server, the CLI and the C client.  Pure functions, no I/O.
+ *
+ * Request:  VERB [ARG...]\n   tokens separated by spaces; %XX escapes any
+ *           byte (space, '%', '=' in values, control characters).
+ * Reply:    OK <json>\n | ERR <code> <message>\n | EVENT <json>\n (watch)
+ */
 #ifndef RESOLVER_PROTO_H
 #define RESOLVER_PROTO_H
+
+#include <stddef.h>
+
+#define RESOLVER_PROTO_LINE_MAX 4096
+#define RESOLVER_PROTO_MAX_ARGS 16
+
+typedef struct {
+    int argc;
+    char *argv[RESOLVER_PROTO_MAX_ARGS]; /* point into the line */
+} resolver_proto_request;
+
+/* Splits `line` (NUL-terminated, no newline) in place and unescapes each
+ * token.  Returns 0, or RESOLVER_ERR_PROTOCOL with *why set to a static
+ * message (empty line, too many arguments, bad escape, NUL byte). */
+int resolver_proto_split(char *line, resolver_proto_request *req, const char **why);
+
+/* The value of option NAME=VALUE among argv[from..argc), or NULL. */
+const char *resolver_proto_option(const resolver_proto_request *req, int from, const char *name);
+
+/* Writes `in` escaped for one token into out[0..outlen) (NUL-terminated).
+ * Returns the length the escaped text needs (excluding NUL); if that is >=
+ * outlen the output was truncated. */
+size_t resolver_proto_escape(const char *in, char *out, size_t outlen);
+
+typedef enum { RESOLVER_REPLY_OK, RESOLVER_REPLY_ERR, RESOLVER_REPLY_EVENT } resolver_reply_kind;
+
+typedef struct {
+    resolver_reply_kind kind;
+    const char *code;    /* ERR only */
+    const char *payload; /* OK/EVENT: the JSON text; ERR: the message */
+} resolver_proto_reply;
+
+/* Parses one reply line in place.  0 or RESOLVER_ERR_PROTOCOL. */
+int resolver_proto_parse_reply(char *line, resolver_proto_reply *reply);
+
+/* resolver_error <-> the protocol's error words ("no_instance", ...). */
+const char *resolver_proto_error_word(int err);
+int resolver_proto_error_from_word(const char *word);
+
 #endif

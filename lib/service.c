@@ -1,2 +1,555 @@
-/* service.c - placeholder until the module lands. */
-typedef int resolver_placeholder_service;
+/*
+ * service.c - instances of one service, kept in step with etcd (see service.h).
+ *
+ * Two maps: etcd key -> address, and address -> instance.  Several keys may
+ * name one address (go-zero re-registers under a new lease before the old
+ * one expires), so an instance counts its keys and leaves only with the last.
+ * The pick path reads `ready`: READY, non-draining instances sorted by
+ * address, rebuilt whenever an instance changes (changes are rare, picks
+ * are not).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "service.h"
+
+struct resolver_service {
+    resolver_loop *loop;
+    resolver_etcd *etcd;
+    char *name, *prefix;
+    resolver_service_options opts;
+    resolver_service_change_cb change_cb;
+    void *change_arg;
+    resolver_discovery *discovery;
+    resolver_strmap keys;      /* etcd key -> malloc'd address */
+    resolver_strmap instances; /* address -> resolver_instance */
+    resolver_instance **ready;
+    size_t n_ready, ready_cap;
+    size_t rr_next;
+    resolver_service_counters counters;
+};
+
+static void rebuild_ready(resolver_service *svc);
+
+/* ---- instance lifetime ---- */
+
+static void instance_unref(resolver_instance *inst)
+{
+    if (--inst->refs > 0)
+        return;
+    resolver_timer_del(inst->drain_timer);
+    resolver_subchannel_del(inst->sc);
+    free(inst);
+}
+
+static void notify(resolver_service *svc, const resolver_instance *inst, resolver_change what)
+{
+    if (svc->change_cb)
+        svc->change_cb(svc->change_arg, svc, inst, what);
+}
+
+/* Closes the subchannel and detaches the instance from the service; tickets
+ * still holding it keep the memory alive (lifetime rule 2). */
+static void instance_close(resolver_instance *inst)
+{
+    resolver_service *svc = inst->service;
+    resolver_strmap_remove(&svc->instances, inst->endpoint.address);
+    resolver_timer_stop(inst->drain_timer);
+    if (inst->sc) {
+        resolver_subchannel_del(inst->sc);
+        inst->sc = NULL;
+    }
+    LOG_INFO("service %s: instance %s closed", svc->name, inst->endpoint.address);
+    notify(svc, inst, RESOLVER_CHANGE_CLOSED);
+    inst->service = NULL;
+    rebuild_ready(svc);
+    instance_unref(inst);
+}
+
+static void on_drain_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_instance *inst = arg;
+    LOG_WARN("service %s: instance %s drain timed out with %u picks outstanding",
+             inst->service->name, inst->endpoint.address, inst->outstanding);
+    instance_close(inst);
+}
+
+static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_state,
+                                resolver_state new_state, void *arg)
+{
+    resolver_instance *inst = arg;
+    resolver_service *svc = inst->service;
+    if (!svc || new_state == RESOLVER_STATE_SHUTDOWN)
+        return;
+    inst->last_change_ms = resolver_loop_now(svc->loop);
+    svc->counters.transitions++;
+    LOG_DEBUG("service %s: instance %s %s -> %s", svc->name, inst->endpoint.address,
+              resolver_state_name(old_state), resolver_state_name(new_state));
+    if (old_state == RESOLVER_STATE_READY || new_state == RESOLVER_STATE_READY)
+        rebuild_ready(svc);
+    notify(svc, inst, RESOLVER_CHANGE_STATE);
+}
+
+static resolver_instance *instance_new(resolver_service *svc, const resolver_endpoint *ep)
+{
+    resolver_instance *inst = calloc(1, sizeof(*inst));
+    if (!inst)
+        return NULL;
+    inst->service = svc;
+    inst->endpoint = *ep;
+    inst->refs = 1;
+    inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
+    inst->sc = resolver_subchannel_new(svc->loop, ep->host, ep->port, &svc->opts,
+                                       on_subchannel_state, inst);
+    if (!inst->drain_timer || !inst->sc ||
+        resolver_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
+        resolver_timer_del(inst->drain_timer);
+        resolver_subchannel_del(inst->sc);
+        free(inst);
+        return NULL;
+    }
+    LOG_INFO("service %s: instance %s added", svc->name, ep->address);
+    notify(svc, inst, RESOLVER_CHANGE_ADDED);
+    resolver_subchannel_connect(inst->sc);
+    return inst;
+}
+
+static void instance_start_drain(resolver_instance *inst)
+{
+    resolver_service *svc = inst->service;
+    inst->draining = 1;
+    inst->last_change_ms = resolver_loop_now(svc->loop);
+    rebuild_ready(svc);
+    LOG_INFO("service %s: instance %s removed; draining %u outstanding picks", svc->name,
+             inst->endpoint.address, inst->outstanding);
+    notify(svc, inst, RESOLVER_CHANGE_REMOVED);
+    if (inst->outstanding == 0)
+        instance_close(inst);
+    else
+        resolver_timer_start(inst->drain_timer, svc->opts.drain_timeout_ms);
+}
+
+/* ---- keys ---- */
+
+static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *ep)
+{
+    resolver_instance *inst = resolver_strmap_get(&svc->instances, ep->address);
+    if (!inst) {
+        inst = instance_new(svc, ep);
+        if (!inst) {
+            LOG_ERROR("service %s: out of memory adding %s", svc->name, ep->address);
+            return;
+        }
+    } else if (inst->draining && inst->n_keys == 0) {
+        /* Back before its drain finished: revive the same connection. */
+        resolver_timer_stop(inst->drain_timer);
+        inst->draining = inst->operator_drained;
+        LOG_INFO("service %s: instance %s is back; revived", svc->name, ep->address);
+        rebuild_ready(svc);
+        notify(svc, inst, RESOLVER_CHANGE_ADDED);
+    }
+    inst->endpoint.weight = ep->weight;
+    memcpy(inst->endpoint.zone, ep->zone, sizeof(ep->zone));
+    inst->n_keys++;
+}
+
+static void remove_key(resolver_service *svc, const char *key)
+{
+    char *address = resolver_strmap_remove(&svc->keys, key);
+    if (!address)
+        return;
+    resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
+    free(address);
+    if (inst && inst->n_keys > 0 && --inst->n_keys == 0)
+        instance_start_drain(inst);
+}
+
+static void put_key(resolver_service *svc, const resolver_kv *kv)
+{
+    resolver_endpoint ep;
+    char why[200];
+    if (resolver_registry_decode(svc->opts.format, kv->value, kv->value_len, &ep, why,
+                                 sizeof(why)) != 0) {
+        /* Never remove a good instance because of a bad value. */
+        svc->counters.decode_errors++;
+        LOG_WARN("service %s: skipping key \"%s\": %s", svc->name, kv->key, why);
+        return;
+    }
+    if (ep.is_delete) {
+        remove_key(svc, kv->key);
+        return;
+    }
+    const char *old = resolver_strmap_get(&svc->keys, kv->key);
+    if (old && strcmp(old, ep.address) == 0) {
+        resolver_instance *inst = resolver_strmap_get(&svc->instances, old);
+        if (inst) {
+            inst->endpoint.weight = ep.weight;
+            memcpy(inst->endpoint.zone, ep.zone, sizeof(ep.zone));
+        }
+        return;
+    }
+    char *address = strdup(ep.address);
+    if (!address)
+        return;
+    /* Add the new address before dropping the old one, so a key that moves
+     * never leaves the service empty for an instant. */
+    add_key_to_instance(svc, &ep);
+    if (old)
+        remove_key(svc, kv->key);
+    if (resolver_strmap_put(&svc->keys, kv->key, address, NULL) != 0)
+        free(address);
+}
+
+static void on_put(void *arg, const resolver_kv *kv)
+{
+    put_key(arg, kv);
+}
+
+static void on_delete(void *arg, const resolver_kv *kv)
+{
+    remove_key(arg, kv->key);
+}
+
+/* A full listing: apply only what differs, so that no instance flaps. */
+static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t revision)
+{
+    resolver_service *svc = arg;
+    resolver_strmap present = RESOLVER_STRMAP_INIT;
+    for (size_t i = 0; i < n; i++)
+        resolver_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
+    /* Collect keys to drop first: the map may not change while iterated. */
+    size_t n_gone = 0;
+    char **gone = calloc(svc->keys.len + 1, sizeof(char *));
+    const char *key;
+    for (size_t pos = 0; gone && resolver_strmap_next(&svc->keys, &pos, &key, NULL);)
+        if (!resolver_strmap_get(&present, key))
+            gone[n_gone++] = strdup(key);
+    for (size_t i = 0; i < n; i++)
+        put_key(svc, &kvs[i]);
+    for (size_t i = 0; i < n_gone; i++) {
+        if (gone[i])
+            remove_key(svc, gone[i]);
+        free(gone[i]);
+    }
+    free(gone);
+    resolver_strmap_clear(&present);
+}
+
+/* ---- picking ---- */
+
+static int by_address(const void *a, const void *b)
+{
+    const resolver_instance *x = *(resolver_instance *const *)a;
+    const resolver_instance *y = *(resolver_instance *const *)b;
+    return strcmp(x->endpoint.address, y->endpoint.address);
+}
+
+static int instance_pickable(const resolver_instance *inst)
+{
+    return !inst->draining && inst->sc &&
+           resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
+}
+
+static void rebuild_ready(resolver_service *svc)
+{
+    if (svc->ready_cap < svc->instances.len) {
+        resolver_instance **r = realloc(svc->ready, svc->instances.len * sizeof(*r));
+        if (!r) {
+            svc->n_ready = 0; /* fail safe: no picks rather than stale ones */
+            return;
+        }
+        svc->ready = r;
+        svc->ready_cap = svc->instances.len;
+    }
+    svc->n_ready = 0;
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        if (instance_pickable(value))
+            svc->ready[svc->n_ready++] = value;
+    qsort(svc->ready, svc->n_ready, sizeof(*svc->ready), by_address);
+}
+
+size_t resolver_service_instance_count(const resolver_service *svc)
+{
+    return svc->instances.len;
+}
+
+void resolver_service_state_counts(const resolver_service *svc, size_t counts[5])
+{
+    memset(counts, 0, 5 * sizeof(size_t));
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        const resolver_instance *inst = value;
+        if (inst->draining)
+            counts[RESOLVER_STATE_SHUTDOWN]++;
+        else
+            counts[resolver_subchannel_state(inst->sc)]++;
+    }
+}
+
+static void describe_states(const resolver_service *svc, char *why, size_t whylen)
+{
+    size_t counts[5];
+    resolver_service_state_counts(svc, counts);
+    static const char *const names[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
+                                         "DRAINING"};
+    int n = snprintf(why, whylen, "none ready for %s:", svc->name);
+    for (int s = 0; s < 5 && n > 0 && (size_t)n < whylen; s++)
+        if (counts[s])
+            n += snprintf(why + n, whylen - (size_t)n, " %zu %s", counts[s], names[s]);
+}
+
+int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
+                          char *why, size_t whylen)
+{
+    (void)key; /* ring_hash comes with the balancing policies */
+    if (svc->instances.len == 0) {
+        svc->counters.pick_failures++;
+        if (!resolver_discovery_synced(svc->discovery))
+            snprintf(why, whylen, "no instances known for %s yet: etcd prefix \"%s\" not listed",
+                     svc->name, svc->prefix);
+        else
+            snprintf(why, whylen, "no instances known for %s (etcd prefix \"%s\" is empty)",
+                     svc->name, svc->prefix);
+        return RESOLVER_ERR_NO_INSTANCE;
+    }
+    for (size_t tries = 0; tries < svc->n_ready; tries++) {
+        resolver_instance *inst = svc->ready[svc->rr_next++ % svc->n_ready];
+        if (svc->opts.max_outstanding && inst->outstanding >= svc->opts.max_outstanding)
+            continue;
+        inst->outstanding++;
+        inst->refs++;
+        inst->picks++;
+        svc->counters.picks++;
+        *out = inst;
+        return 0;
+    }
+    svc->counters.pick_failures++;
+    if (svc->n_ready > 0)
+        snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u", svc->name,
+                 svc->opts.max_outstanding);
+    else
+        describe_states(svc, why, whylen);
+    return RESOLVER_ERR_NONE_READY;
+}
+
+void resolver_instance_release(resolver_instance *inst, int failed)
+{
+    if (inst->outstanding > 0)
+        inst->outstanding--;
+    if (failed)
+        inst->failures++;
+    if (failed && inst->sc)
+        resolver_subchannel_probe(inst->sc);
+    if (inst->service && inst->draining && !inst->operator_drained && inst->n_keys == 0 &&
+        inst->outstanding == 0)
+        instance_close(inst);
+    instance_unref(inst);
+}
+
+int resolver_service_drain(resolver_service *svc, const char *address, int drain)
+{
+    resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
+    if (!inst || (inst->n_keys == 0 && drain))
+        return RESOLVER_ERR_NOT_FOUND;
+    inst->operator_drained = drain;
+    inst->draining = drain || inst->n_keys == 0;
+    inst->last_change_ms = resolver_loop_now(svc->loop);
+    LOG_INFO("service %s: instance %s %s by operator", svc->name, address,
+             drain ? "drained" : "undrained");
+    rebuild_ready(svc);
+    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    return 0;
+}
+
+resolver_state resolver_service_state(const resolver_service *svc)
+{
+    size_t counts[5];
+    resolver_service_state_counts(svc, counts);
+    if (counts[RESOLVER_STATE_READY])
+        return RESOLVER_STATE_READY;
+    if (counts[RESOLVER_STATE_CONNECTING])
+        return RESOLVER_STATE_CONNECTING;
+    if (counts[RESOLVER_STATE_IDLE])
+        return RESOLVER_STATE_IDLE;
+    return RESOLVER_STATE_TRANSIENT_FAILURE;
+}
+
+/* ---- object ---- */
+
+resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, const char *name,
+                                       const char *prefix, const resolver_service_options *opts,
+                                       resolver_service_change_cb cb, void *arg)
+{
+    resolver_service *svc = calloc(1, sizeof(*svc));
+    if (!svc)
+        return NULL;
+    svc->loop = loop;
+    svc->etcd = etcd;
+    svc->change_cb = cb;
+    svc->change_arg = arg;
+    svc->name = strdup(name);
+    svc->prefix = strdup(prefix);
+    if (!svc->name || !svc->prefix || resolver_service_options_copy(&svc->opts, opts) != 0)
+        goto fail;
+    static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete};
+    svc->discovery = resolver_discovery_new(loop, etcd, prefix, &callbacks, svc);
+    if (!svc->discovery)
+        goto fail;
+    return svc;
+fail:
+    resolver_service_del(svc);
+    return NULL;
+}
+
+void resolver_service_del(resolver_service *svc)
+{
+    if (!svc)
+        return;
+    resolver_discovery_del(svc->discovery);
+    svc->change_cb = NULL; /* nobody listens to a service being torn down */
+    /* Collect first: instance_close removes from the map. */
+    size_t n = 0;
+    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    void *value;
+    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        all[n++] = value;
+    for (size_t i = 0; i < n; i++)
+        instance_close(all[i]);
+    free(all);
+    const char *key;
+    for (size_t pos = 0; resolver_strmap_next(&svc->keys, &pos, &key, &value);)
+        free(value);
+    resolver_strmap_clear(&svc->keys);
+    resolver_strmap_clear(&svc->instances);
+    resolver_service_options_clear(&svc->opts);
+    free(svc->ready);
+    free(svc->name);
+    free(svc->prefix);
+    free(svc);
+}
+
+int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts)
+{
+    resolver_service_options copy;
+    int rc = resolver_service_options_copy(&copy, opts);
+    if (rc)
+        return rc;
+    resolver_service_options_clear(&svc->opts);
+    svc->opts = copy;
+    return 0;
+}
+
+const char *resolver_service_name(const resolver_service *svc)
+{
+    return svc->name;
+}
+
+const char *resolver_service_prefix(const resolver_service *svc)
+{
+    return svc->prefix;
+}
+
+const resolver_service_options *resolver_service_options_get(const resolver_service *svc)
+{
+    return &svc->opts;
+}
+
+int resolver_service_synced(const resolver_service *svc)
+{
+    return resolver_discovery_synced(svc->discovery);
+}
+
+int64_t resolver_service_revision(const resolver_service *svc)
+{
+    return resolver_discovery_revision(svc->discovery);
+}
+
+const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc)
+{
+    return &svc->counters;
+}
+
+const resolver_discovery *resolver_service_discovery(const resolver_service *svc)
+{
+    return svc->discovery;
+}
+
+/* ---- introspection ---- */
+
+const char *resolver_instance_state_name(const resolver_instance *inst)
+{
+    if (inst->draining)
+        return "DRAINING";
+    if (!inst->sc)
+        return "SHUTDOWN";
+    return resolver_state_name(resolver_subchannel_state(inst->sc));
+}
+
+json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms)
+{
+    const resolver_subchannel_stats *st = inst->sc ? resolver_subchannel_stats_get(inst->sc) : NULL;
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address,
+                          "state", resolver_instance_state_name(inst), "weight",
+                          (json_int_t)inst->endpoint.weight, "outstanding",
+                          (json_int_t)inst->outstanding, "picks", (json_int_t)inst->picks,
+                          "failures", (json_int_t)inst->failures, "since_change_s",
+                          (double)(now_ms - inst->last_change_ms) / 1000.0);
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
+    json_object_set_new(o, "keys", json_integer(inst->n_keys));
+    json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
+    if (st) {
+        json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
+        json_object_set_new(o, "connect_attempts", json_integer((json_int_t)st->connect_attempts));
+        json_object_set_new(o, "rtt_ms", st->rtt_last_us >= 0
+                                             ? json_real((double)st->rtt_last_us / 1000.0)
+                                             : json_null());
+        json_object_set_new(o, "last_error", json_string(st->last_error));
+    }
+    return o;
+}
+
+json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms)
+{
+    size_t n = 0;
+    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    json_t *arr = json_array();
+    if (!all || !arr) {
+        free(all);
+        json_decref(arr);
+        return NULL;
+    }
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        all[n++] = value;
+    qsort(all, n, sizeof(*all), by_address);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, resolver_instance_to_json(all[i], now_ms));
+    free(all);
+    return arr;
+}
+
+json_t *resolver_service_to_json(const resolver_service *svc)
+{
+    size_t counts[5];
+    resolver_service_state_counts(svc, counts);
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
+                     "s:I, s:I}",
+                     "name", svc->name, "prefix", svc->prefix, "policy",
+                     resolver_policy_name(svc->opts.policy), "state",
+                     resolver_state_name(resolver_service_state(svc)), "synced",
+                     resolver_service_synced(svc), "revision",
+                     (json_int_t)resolver_service_revision(svc), "instances",
+                     (json_int_t)svc->instances.len, "states", "IDLE",
+                     (json_int_t)counts[RESOLVER_STATE_IDLE], "CONNECTING",
+                     (json_int_t)counts[RESOLVER_STATE_CONNECTING], "READY",
+                     (json_int_t)counts[RESOLVER_STATE_READY], "TRANSIENT_FAILURE",
+                     (json_int_t)counts[RESOLVER_STATE_TRANSIENT_FAILURE], "DRAINING",
+                     (json_int_t)counts[RESOLVER_STATE_SHUTDOWN], "picks",
+                     (json_int_t)svc->counters.picks, "pick_failures",
+                     (json_int_t)svc->counters.pick_failures, "decode_errors",
+                     (json_int_t)svc->counters.decode_errors);
+}

@@ -1,3 +1,100 @@
+/*
+ * service.h - one service: the instances etcd lists for it, one subchannel
+ * each, drain of removed instances, and the round-robin pick over READY ones.
+ *
+ * Lifetimes:
+ *  1. Loop-thread only.
+ *  2. An instance lives while etcd lists it under at least one key, and after
+ *     that while it drains; a ticket holds a reference, so an instance struct
+ *     outlives its removal until its last ticket is released.
+ *  3. The change callback is told about every instance added, removed or
+ *     changing state; it must not delete the service.
+ */
 #ifndef RESOLVER_SERVICE_H
 #define RESOLVER_SERVICE_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "config.h"
+#include "discovery.h"
+#include "registry.h"
+#include "strmap.h"
+#include "subchannel.h"
+
+typedef struct resolver_service resolver_service;
+
+typedef struct resolver_instance {
+    resolver_service *service; /* NULL once detached (removed and closed) */
+    resolver_endpoint endpoint;
+    unsigned refs;           /* the service's own + one per ticket */
+    unsigned n_keys;         /* etcd keys naming this address */
+    resolver_subchannel *sc; /* NULL once closed */
+    int draining;            /* no new picks; closes when outstanding reaches 0 */
+    int operator_drained;    /* drained by `resolverctl drain` */
+    uint32_t outstanding;    /* tickets not yet released */
+    uint64_t picks, failures;
+    uint64_t added_ms, last_change_ms;
+    resolver_timer *drain_timer;
+} resolver_instance;
+
+typedef enum {
+    RESOLVER_CHANGE_ADDED,
+    RESOLVER_CHANGE_REMOVED, /* left etcd: draining or closed */
+    RESOLVER_CHANGE_STATE,
+    RESOLVER_CHANGE_CLOSED
+} resolver_change;
+
+typedef void (*resolver_service_change_cb)(void *arg, resolver_service *svc,
+                                           const resolver_instance *inst, resolver_change what);
+
+typedef struct {
+    uint64_t picks, pick_failures, decode_errors, transitions;
+} resolver_service_counters;
+
+/* Creates the service and starts discovery of `prefix`.  `opts` is copied. */
+resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, const char *name,
+                                       const char *prefix, const resolver_service_options *opts,
+                                       resolver_service_change_cb cb, void *arg);
+/* Stops discovery and closes every subchannel at once (no drain). */
+void resolver_service_del(resolver_service *svc);
+/* Replaces the options (reload).  Subchannels stay; new options apply to new
+ * connections. */
+int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts);
+
+const char *resolver_service_name(const resolver_service *svc);
+const char *resolver_service_prefix(const resolver_service *svc);
+const resolver_service_options *resolver_service_options_get(const resolver_service *svc);
+int resolver_service_synced(const resolver_service *svc);
+int64_t resolver_service_revision(const resolver_service *svc);
+const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc);
+const resolver_discovery *resolver_service_discovery(const resolver_service *svc);
+
+/* Picks a READY, non-draining instance.  On success returns 0 and the
+ * instance with a reference taken (outstanding and refs incremented);
+ * release with resolver_service_release.  Errors: NO_INSTANCE, NONE_READY
+ * with a reason such as "none ready: 2 CONNECTING, 1 TRANSIENT_FAILURE" in
+ * why[0..whylen). */
+int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
+                          char *why, size_t whylen);
+/* Ends a pick: outstanding--, refs--, frees a detached instance at zero. */
+void resolver_instance_release(resolver_instance *inst, int failed);
+
+/* Operator drain/undrain of an address.  0 or RESOLVER_ERR_NOT_FOUND. */
+int resolver_service_drain(resolver_service *svc, const char *address, int drain);
+
+/* Aggregate connectivity (gRPC): READY if any READY, else CONNECTING if any
+ * connecting, else IDLE if any idle, else TRANSIENT_FAILURE (also when empty). */
+resolver_state resolver_service_state(const resolver_service *svc);
+/* Count of instances per display state (index: resolver_state, and
+ * RESOLVER_STATE_SHUTDOWN counts DRAINING). */
+void resolver_service_state_counts(const resolver_service *svc, size_t counts[5]);
+size_t resolver_service_instance_count(const resolver_service *svc);
+
+/* "IDLE", ..., or "DRAINING" for a draining instance. */
+const char *resolver_instance_state_name(const resolver_instance *inst);
+/* JSON views for introspection (new references). */
+json_t *resolver_service_to_json(const resolver_service *svc);
+json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms);
+json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms);
+
 #endif

@@ -1,2 +1,1260 @@
-/* subchannel.c - placeholder until the module lands. */
-typedef int resolver_placeholder_subchannel;
+/*
+ * subchannel.c - one connection to one instance (see subchannel.h).
+ *
+ * Shape:
+ *  - A subchannel owns at most two connections ("conn"): `active`, the one
+ *    its state describes, and `pending`, a replacement opened when the active
+ *    one reaches max_connection_age; the old one is retired only once the
+ *    replacement is READY, so the state never leaves READY for that.
+ *  - nghttp2 does no I/O here: bytes read go to nghttp2_session_mem_recv,
+ *    bytes to write come from nghttp2_session_mem_send.  nghttp2 callbacks
+ *    only record what arrived (SETTINGS, PING ACK, GOAWAY) in the conn; the
+ *    state machine acts on those records after mem_recv has returned, never
+ *    from inside nghttp2.
+ *  - A state callback may delete the subchannel or shut it down (rule 2 of
+ *    subchannel.h), which frees its connections.  So notify() reports through
+ *    a flag on its own stack whether the subchannel survived, every caller
+ *    returns at once when it did not, and a conn is found again by its id
+ *    after a notification, never through a pointer held across it.
+ *  - A failure noticed inside a call the host made (probe) is reported from
+ *    a 0 ms timer, so a host never sees its own callback re-entered from a
+ *    call it made; failures noticed in loop callbacks are reported at once.
+ *
+ * Backoff follows gRPC's doc/connection-backoff.md: each attempt gets a
+ * deadline now + backoff (jittered, growing), its connect timeout is
+ * max(that, connect_timeout_ms), and after a failure the next attempt waits
+ * until that deadline.  The backoff resets when the server's SETTINGS arrive
+ * (protocol tcp: when the TCP connect completes).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include "log.h"
+#include "subchannel.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 20000   /* gRPC MIN_CONNECT_TIMEOUT */
+#define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000 /* gRPC's default keepalive timeout */
+#define KEEPALIVE_TIME_MAX_MS (24ull * 3600 * 1000)
+/* A connection must have been READY this long for a clean end (GOAWAY
+ * NO_ERROR, EOF) to earn an immediate reconnect; faster churn counts as a
+ * failure, so a peer that accepts and hangs up at once gets backoff, not a
+ * hot loop. */
+#define FREE_RECONNECT_MIN_READY_MS 100
+#define AGE_JITTER 0.1 /* max_connection_age +-10 %, as gRFC A9 */
+#define READ_CHUNK 16384
+/* Plain sockets: reads per readiness event; epoll is level-triggered, so the
+ * rest comes next iteration and one busy peer cannot starve the loop.  TLS
+ * reads until WANT_READ because OpenSSL may buffer what epoll cannot see. */
+#define READS_PER_EVENT 8
+
+enum { IO_AGAIN = -1, IO_ERROR = -2 };
+
+typedef enum {
+    CONN_TCP_CONNECTING, /* non-blocking connect() in progress */
+    CONN_TLS_HANDSHAKE,
+    CONN_H2_HANDSHAKE, /* preface + SETTINGS sent; waiting for the server's SETTINGS */
+    CONN_READY
+} conn_phase;
+
+typedef struct conn {
+    resolver_subchannel *sc;
+    uint64_t id; /* never reused within a subchannel: see conn_find */
+    int fd;
+    conn_phase phase;
+    SSL *ssl;
+    nghttp2_session *h2;
+    const uint8_t *out; /* mem_send output not yet written (nghttp2's buffer) */
+    size_t out_len;
+    unsigned watching;              /* the events the loop watches for fd */
+    int tls_want_write;             /* OpenSSL needs the socket writable to progress */
+    resolver_timer *deadline_timer; /* connect deadline, or a deferred failure */
+    resolver_timer *keepalive_timer;
+    resolver_timer *ping_timer; /* PING ACK timeout */
+    resolver_timer *age_timer;  /* max_connection_age */
+    uint64_t keepalive_time_ms; /* copied at creation: a doubling applies to new conns */
+    uint64_t ready_since_ms;
+    uint64_t last_read_ms;
+    uint8_t ping_data[8];
+    int ping_in_flight;
+    uint64_t ping_seq;
+    uint64_t ping_sent_us;
+    /* Recorded by nghttp2 callbacks, acted on after mem_recv returns. */
+    int got_settings, got_ping_ack, got_goaway, too_many_pings;
+    uint32_t goaway_code;
+    char error[112]; /* the cause of a failure about to be reported */
+} conn;
+
+struct resolver_subchannel {
+    resolver_loop *loop;
+    char *host; /* without IPv6 brackets */
+    char *name; /* "host:port" or "[v6]:port", for logs */
+    uint16_t port;
+    resolver_service_options opts;
+    resolver_subchannel_state_cb cb;
+    void *arg;
+    resolver_state state;
+    int connected_before; /* for stats.reconnects */
+    resolver_subchannel_stats stats;
+    resolver_backoff backoff;
+    uint64_t attempt_deadline_ms; /* gRPC's current_deadline */
+    uint64_t rng;                 /* xorshift64* state */
+    uint64_t keepalive_time_ms;   /* doubled on GOAWAY too_many_pings */
+    uint64_t next_conn_id;
+    conn *active, *pending;
+    resolver_timer *retry_timer;
+    int *deleted_flag; /* set while the state callback runs */
+    SSL_CTX *ssl_ctx;  /* protocol h2: created at the first TLS connect */
+};
+
+static void conn_fail(conn *c, const char *cause, int clean);
+static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg);
+
+/* ---- small helpers ---- */
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t rng_seed(const void *salt)
+{
+    uint64_t seed = 0;
+    /* Each subchannel draws its own seed so that many subchannels failing
+     * together (a backend restart) spread their retries. */
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = now_us() ^ ((uint64_t)(uintptr_t)salt * 0x9e3779b97f4a7c15ull);
+    return seed ? seed : 0x2545f4914f6cdd1dull;
+}
+
+static double rng01(resolver_subchannel *sc)
+{
+    uint64_t x = sc->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    sc->rng = x;
+    /* The top 53 bits of xorshift64*, scaled into [0,1). */
+    return (double)((x * 0x2545f4914f6cdd1dull) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* config.c's resolver_service_options_copy did not exist when this was
+ * written; a by-value copy plus the one owned string is all we need. */
+static int options_copy(resolver_service_options *dst, const resolver_service_options *src)
+{
+    *dst = *src;
+    dst->health_grpc_service = NULL;
+    if (src->health_grpc_service) {
+        dst->health_grpc_service = strdup(src->health_grpc_service);
+        if (!dst->health_grpc_service)
+            return RESOLVER_ERR_NOMEM;
+    }
+    return 0;
+}
+
+static uint64_t connect_timeout_ms(const resolver_subchannel *sc)
+{
+    return sc->opts.connect_timeout_ms ? sc->opts.connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+}
+
+static uint64_t keepalive_timeout_ms(const resolver_subchannel *sc)
+{
+    return sc->opts.keepalive_timeout_ms ? sc->opts.keepalive_timeout_ms
+                                         : DEFAULT_KEEPALIVE_TIMEOUT_MS;
+}
+
+/* ---- backoff (pure) ---- */
+
+void resolver_backoff_init(resolver_backoff *b, const resolver_backoff_config *cfg)
+{
+    b->cfg = *cfg;
+    /* The configuration module validates; these only keep the arithmetic
+     * sane if a caller passes zeros. */
+    if (b->cfg.initial_ms == 0)
+        b->cfg.initial_ms = 1000;
+    if (!(b->cfg.multiplier >= 1.0))
+        b->cfg.multiplier = 1.6;
+    if (!(b->cfg.jitter >= 0.0))
+        b->cfg.jitter = 0.0;
+    if (b->cfg.jitter > 1.0)
+        b->cfg.jitter = 1.0;
+    if (b->cfg.max_ms == 0)
+        b->cfg.max_ms = 120000;
+    if (b->cfg.max_ms < b->cfg.initial_ms)
+        b->cfg.max_ms = b->cfg.initial_ms;
+    resolver_backoff_reset(b);
+}
+
+void resolver_backoff_reset(resolver_backoff *b)
+{
+    b->current_ms = (double)b->cfg.initial_ms;
+}
+
+uint64_t resolver_backoff_next(resolver_backoff *b, double random01)
+{
+    double cur = b->current_ms;
+    /* Uniform in [cur * (1 - jitter), cur * (1 + jitter)). */
+    double delay = cur * (1.0 + b->cfg.jitter * (2.0 * random01 - 1.0));
+    double next = cur * b->cfg.multiplier;
+    b->current_ms = next < (double)b->cfg.max_ms ? next : (double)b->cfg.max_ms;
+    return delay <= 0.0 ? 0 : (uint64_t)(delay + 0.5);
+}
+
+/* ---- state ---- */
+
+const char *resolver_state_name(resolver_state s)
+{
+    switch (s) {
+    case RESOLVER_STATE_IDLE:
+        return "IDLE";
+    case RESOLVER_STATE_CONNECTING:
+        return "CONNECTING";
+    case RESOLVER_STATE_READY:
+        return "READY";
+    case RESOLVER_STATE_TRANSIENT_FAILURE:
+        return "TRANSIENT_FAILURE";
+    case RESOLVER_STATE_SHUTDOWN:
+        return "SHUTDOWN";
+    }
+    return "UNKNOWN";
+}
+
+/* Records a transition and calls the state callback.  Returns 0 if the
+ * callback deleted the subchannel: the caller must then return without
+ * touching it or anything it owned.  Otherwise the callback may still have
+ * shut it down, so callers make this the last step or look things up
+ * again. */
+static int set_state(resolver_subchannel *sc, resolver_state to, const char *cause)
+{
+    resolver_state from = sc->state;
+    if (from == to)
+        return 1;
+    sc->state = to;
+    sc->stats.state_since_ms = resolver_loop_now(sc->loop);
+    sc->stats.transitions++;
+    if (to == RESOLVER_STATE_CONNECTING) {
+        if (sc->connected_before)
+            sc->stats.reconnects++;
+        sc->connected_before = 1;
+    }
+    LOG_DEBUG("subchannel %s: %s -> %s (%s)", sc->name, resolver_state_name(from),
+              resolver_state_name(to), cause);
+    if (!sc->cb)
+        return 1;
+    int deleted = 0;
+    int *outer = sc->deleted_flag; /* a callback may nest another transition */
+    sc->deleted_flag = &deleted;
+    sc->cb(sc, from, to, sc->arg);
+    if (deleted) {
+        if (outer)
+            *outer = 1;
+        return 0;
+    }
+    sc->deleted_flag = outer;
+    return 1;
+}
+
+/* ---- connection I/O ---- */
+
+static int conn_watch(conn *c)
+{
+    unsigned ev = RESOLVER_LOOP_READ;
+    if (c->phase == CONN_TCP_CONNECTING)
+        ev = RESOLVER_LOOP_WRITE;
+    else if (c->out_len > 0 || c->tls_want_write)
+        ev |= RESOLVER_LOOP_WRITE;
+    if (ev == c->watching)
+        return 0;
+    if (resolver_loop_watch(c->sc->loop, c->fd, ev, conn_io_cb, c) != 0) {
+        snprintf(c->error, sizeof(c->error), "epoll: %s", strerror(errno));
+        return -1;
+    }
+    c->watching = ev;
+    return 0;
+}
+
+static void tls_error(conn *c, const char *what, int ssl_err, int saved_errno)
+{
+    unsigned long e = ERR_peek_last_error();
+    long vr = SSL_get_verify_result(c->ssl);
+    if (vr != X509_V_OK) {
+        snprintf(c->error, sizeof(c->error), "%s: certificate verify failed: %s", what,
+                 X509_verify_cert_error_string(vr));
+    } else if (e) {
+        char buf[96];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        snprintf(c->error, sizeof(c->error), "%s: %s", what, buf);
+    } else if (ssl_err == SSL_ERROR_SYSCALL && saved_errno) {
+        snprintf(c->error, sizeof(c->error), "%s: %s", what, strerror(saved_errno));
+    } else {
+        snprintf(c->error, sizeof(c->error), "%s: connection closed by peer", what);
+    }
+    ERR_clear_error();
+}
+
+/* Returns bytes written, IO_AGAIN or IO_ERROR (c->error set). */
+static ssize_t conn_send(conn *c, const uint8_t *p, size_t n)
+{
+    if (c->ssl) {
+        ERR_clear_error();
+        int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+        if (w > 0) {
+            c->sc->stats.bytes_out += (uint64_t)w;
+            return w;
+        }
+        int saved = errno, e = SSL_get_error(c->ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            return IO_AGAIN; /* WANT_READ: READ is always watched */
+        tls_error(c, "TLS write", e, saved);
+        return IO_ERROR;
+    }
+    for (;;) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w >= 0) {
+            c->sc->stats.bytes_out += (uint64_t)w;
+            return w;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return IO_AGAIN;
+        snprintf(c->error, sizeof(c->error), "write: %s", strerror(errno));
+        return IO_ERROR;
+    }
+}
+
+/* Returns bytes read, 0 at EOF, IO_AGAIN or IO_ERROR (c->error set). */
+static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
+{
+    ssize_t r;
+    if (c->ssl) {
+        ERR_clear_error();
+        c->tls_want_write = 0;
+        int rv = SSL_read(c->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+        if (rv <= 0) {
+            int saved = errno, e = SSL_get_error(c->ssl, rv);
+            if (e == SSL_ERROR_ZERO_RETURN)
+                return 0; /* close_notify, or a bare EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
+            if (e == SSL_ERROR_WANT_READ)
+                return IO_AGAIN;
+            if (e == SSL_ERROR_WANT_WRITE) {
+                c->tls_want_write = 1; /* e.g. answering a KeyUpdate into a full socket */
+                return IO_AGAIN;
+            }
+            tls_error(c, "TLS read", e, saved);
+            return IO_ERROR;
+        }
+        r = rv;
+    } else {
+        do
+            r = recv(c->fd, buf, n, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return IO_AGAIN;
+            snprintf(c->error, sizeof(c->error), "read: %s", strerror(errno));
+            return IO_ERROR;
+        }
+    }
+    if (r > 0) {
+        c->sc->stats.bytes_in += (uint64_t)r;
+        /* Keepalive idleness is measured from the last byte read (gRFC A8). */
+        c->last_read_ms = resolver_loop_now(c->sc->loop);
+    }
+    return r;
+}
+
+/* Writes what nghttp2 has to send until the socket would block.  Returns 0,
+ * or -1 with c->error set.  Never changes any state, so it is safe inside
+ * any call. */
+static int conn_flush(conn *c)
+{
+    for (;;) {
+        if (c->out_len == 0) {
+            ssize_t n = nghttp2_session_mem_send(c->h2, &c->out);
+            if (n < 0) {
+                snprintf(c->error, sizeof(c->error), "http2: %s", nghttp2_strerror((int)n));
+                return -1;
+            }
+            if (n == 0)
+                break;
+            c->out_len = (size_t)n;
+        }
+        ssize_t w = conn_send(c, c->out, c->out_len);
+        if (w == IO_AGAIN)
+            break;
+        if (w == IO_ERROR)
+            return -1;
+        c->out += w;
+        c->out_len -= (size_t)w;
+    }
+    /* WRITE interest only while output is left over: nghttp2 has nothing
+     * more (mem_send returned 0), so watching want_write alone would spin. */
+    return conn_watch(c);
+}
+
+/* ---- connection lifetime ---- */
+
+/* Stops everything and frees c.  With `goaway`, an HTTP/2 connection is told
+ * GOAWAY NO_ERROR first, flushed best effort (the socket is not waited for). */
+static void conn_close(conn *c, int goaway)
+{
+    if (!c)
+        return;
+    resolver_subchannel *sc = c->sc;
+    if (goaway && c->h2 && c->phase >= CONN_H2_HANDSHAKE) {
+        nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        (void)conn_flush(c);
+    }
+    if (c->ssl && goaway && c->phase >= CONN_H2_HANDSHAKE) {
+        ERR_clear_error();
+        (void)SSL_shutdown(c->ssl); /* sends close_notify; no wait for the peer's */
+        ERR_clear_error();
+    }
+    resolver_timer_del(c->deadline_timer);
+    resolver_timer_del(c->keepalive_timer);
+    resolver_timer_del(c->ping_timer);
+    resolver_timer_del(c->age_timer);
+    if (c->fd >= 0) {
+        resolver_loop_unwatch(sc->loop, c->fd);
+        close(c->fd);
+    }
+    SSL_free(c->ssl);
+    nghttp2_session_del(c->h2);
+    free(c);
+}
+
+/* Detaches c from the subchannel and closes it. */
+static void conn_release(conn *c, int goaway)
+{
+    if (!c)
+        return;
+    if (c->sc->active == c)
+        c->sc->active = NULL;
+    if (c->sc->pending == c)
+        c->sc->pending = NULL;
+    conn_close(c, goaway);
+}
+
+/* The conn with this id, if it is still one of sc's. */
+static conn *conn_find(resolver_subchannel *sc, uint64_t id)
+{
+    if (sc->active && sc->active->id == id)
+        return sc->active;
+    if (sc->pending && sc->pending->id == id)
+        return sc->pending;
+    return NULL;
+}
+
+/* Reports c->error from the loop soon rather than from inside the caller. */
+static void conn_defer_fail(conn *c)
+{
+    resolver_timer_start(c->deadline_timer, 0);
+}
+
+static void conn_deadline_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    conn *c = arg;
+    if (c->error[0]) {
+        conn_fail(c, c->error, 0);
+        return;
+    }
+    switch (c->phase) {
+    case CONN_TCP_CONNECTING:
+        conn_fail(c, "connect: timed out", 0);
+        return;
+    case CONN_TLS_HANDSHAKE:
+        conn_fail(c, "TLS handshake timed out", 0);
+        return;
+    case CONN_H2_HANDSHAKE:
+        conn_fail(c, "timed out waiting for the server's SETTINGS", 0);
+        return;
+    case CONN_READY:
+        return; /* not armed in this phase without an error */
+    }
+}
+
+/* ---- keepalive, max age ---- */
+
+static void conn_arm_keepalive(conn *c)
+{
+    /* Protocol tcp has no PING: its keepalive is TCP-level only. */
+    if (c->h2 && c->keepalive_time_ms > 0 && !c->ping_in_flight)
+        resolver_timer_start(c->keepalive_timer, c->keepalive_time_ms);
+}
+
+/* Submits a PING and arms its ACK timeout.  Returns 0 or -1 (c->error set);
+ * never changes state. */
+static int conn_send_ping(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    if (c->ping_in_flight)
+        return 0;
+    c->ping_seq++;
+    for (int i = 0; i < 8; i++)
+        c->ping_data[i] = (uint8_t)(c->ping_seq >> (8 * i));
+    int rv = nghttp2_submit_ping(c->h2, NGHTTP2_FLAG_NONE, c->ping_data);
+    if (rv != 0) {
+        snprintf(c->error, sizeof(c->error), "http2: %s", nghttp2_strerror(rv));
+        return -1;
+    }
+    c->ping_in_flight = 1;
+    c->ping_sent_us = now_us(); /* refined when the frame is serialized */
+    sc->stats.pings_sent++;
+    resolver_timer_stop(c->keepalive_timer);
+    resolver_timer_start(c->ping_timer, keepalive_timeout_ms(sc));
+    return conn_flush(c);
+}
+
+static void conn_keepalive_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    conn *c = arg;
+    uint64_t idle = resolver_loop_now(loop) - c->last_read_ms;
+    if (idle < c->keepalive_time_ms) {
+        /* Something was read since the timer was armed: no PING needed yet. */
+        resolver_timer_start(t, c->keepalive_time_ms - idle);
+        return;
+    }
+    if (conn_send_ping(c) != 0)
+        conn_fail(c, c->error, 0);
+}
+
+static void conn_ping_timeout_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    conn_fail(arg, "keepalive ping timeout", 0);
+}
+
+static void conn_on_ping_ack(conn *c)
+{
+    resolver_subchannel_stats *st = &c->sc->stats;
+    int64_t rtt = (int64_t)(now_us() - c->ping_sent_us);
+    c->ping_in_flight = 0;
+    resolver_timer_stop(c->ping_timer);
+    st->pings_acked++;
+    st->rtt_last_us = rtt;
+    /* EWMA with gain 1/8, as TCP's SRTT. */
+    st->rtt_smoothed_us =
+        st->rtt_smoothed_us < 0 ? rtt : st->rtt_smoothed_us + (rtt - st->rtt_smoothed_us) / 8;
+    conn_arm_keepalive(c);
+}
+
+static void conn_arm_age(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    uint64_t age = sc->opts.max_connection_age_ms;
+    if (age == 0)
+        return;
+    double f = 1.0 + AGE_JITTER * (2.0 * rng01(sc) - 1.0);
+    resolver_timer_start(c->age_timer, (uint64_t)((double)age * f) + 1);
+}
+
+static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms);
+
+/* The active connection is old: open its replacement.  Nothing is reported;
+ * conn_ready swaps them once the new one is READY. */
+static void conn_age_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    conn *c = arg;
+    resolver_subchannel *sc = c->sc;
+    if (c != sc->active || sc->pending || sc->state != RESOLVER_STATE_READY)
+        return;
+    LOG_DEBUG("subchannel %s: max connection age reached, opening a replacement", sc->name);
+    sc->pending = conn_start(sc, connect_timeout_ms(sc));
+    if (!sc->pending)
+        resolver_timer_start(t, 1000); /* out of memory: try again later */
+}
+
+/* ---- the state machine's moves ---- */
+
+/* Opens the active connection for a new attempt.  Does not notify. */
+static void start_attempt(resolver_subchannel *sc)
+{
+    uint64_t now = resolver_loop_now(sc->loop);
+    uint64_t backoff = resolver_backoff_next(&sc->backoff, rng01(sc));
+    uint64_t timeout = connect_timeout_ms(sc);
+    sc->attempt_deadline_ms = now + backoff;
+    if (backoff > timeout)
+        timeout = backoff; /* gRPC: TryConnect(max(current_deadline, now + MIN_CONNECT_TIMEOUT)) */
+    sc->active = conn_start(sc, timeout);
+    if (!sc->active)
+        resolver_timer_start(sc->retry_timer, 0); /* retry_cb reports the failure */
+}
+
+static void transient_failure(resolver_subchannel *sc, const char *cause)
+{
+    uint64_t now = resolver_loop_now(sc->loop);
+    conn_release(sc->pending, 1);
+    snprintf(sc->stats.last_error, sizeof(sc->stats.last_error), "%s", cause);
+    /* gRPC: SleepUntil(current_deadline) */
+    resolver_timer_start(sc->retry_timer,
+                         sc->attempt_deadline_ms > now ? sc->attempt_deadline_ms - now : 0);
+    set_state(sc, RESOLVER_STATE_TRANSIENT_FAILURE, cause);
+}
+
+/* A READY connection ended cleanly: CONNECTING at once, no backoff, not a
+ * failure (the server drained, aged out, or closed an idle connection). */
+static void reconnect_now(resolver_subchannel *sc, const char *cause)
+{
+    if (sc->pending) {
+        /* A max-age replacement is already on its way: it is the attempt. */
+        uint64_t backoff = resolver_backoff_next(&sc->backoff, rng01(sc));
+        sc->attempt_deadline_ms = resolver_loop_now(sc->loop) + backoff;
+        sc->active = sc->pending;
+        sc->pending = NULL;
+    } else {
+        start_attempt(sc);
+    }
+    set_state(sc, RESOLVER_STATE_CONNECTING, cause);
+}
+
+static void replacement_failed(resolver_subchannel *sc, const char *cause)
+{
+    conn_release(sc->pending, 0);
+    LOG_DEBUG("subchannel %s: replacement connection failed (%s), keeping the old one", sc->name,
+              cause);
+    if (sc->active)
+        resolver_timer_start(sc->active->age_timer, resolver_backoff_next(&sc->backoff, rng01(sc)));
+}
+
+/* The connection `c` is over; c is freed and the subchannel may be gone
+ * when this returns.  `clean`: GOAWAY NO_ERROR or EOF. */
+static void conn_fail(conn *c, const char *cause, int clean)
+{
+    resolver_subchannel *sc = c->sc;
+    char why[sizeof(c->error) + 16];
+    snprintf(why, sizeof(why), "%s", cause); /* cause may live in c */
+    if (c == sc->pending) {
+        replacement_failed(sc, why);
+        return;
+    }
+    int was_ready = c->phase == CONN_READY;
+    uint64_t lasted = resolver_loop_now(sc->loop) - c->ready_since_ms;
+    conn_release(c, 0);
+    if (clean && was_ready && lasted >= FREE_RECONNECT_MIN_READY_MS) {
+        reconnect_now(sc, why);
+        return;
+    }
+    transient_failure(sc, why);
+}
+
+/* c finished its handshake: the server's SETTINGS arrived (protocol tcp: the
+ * connect completed).  Returns 0 if the state callback deleted sc. */
+static int conn_ready(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    c->phase = CONN_READY;
+    c->ready_since_ms = resolver_loop_now(sc->loop);
+    resolver_timer_stop(c->deadline_timer);
+    resolver_backoff_reset(&sc->backoff);
+    conn_arm_keepalive(c);
+    conn_arm_age(c);
+    if (c == sc->pending) {
+        /* Max-age replacement is up: retire the old one, stay READY. */
+        conn *old = sc->active;
+        sc->active = c;
+        sc->pending = NULL;
+        conn_close(old, 1);
+        LOG_DEBUG("subchannel %s: replaced an aged connection", sc->name);
+        return 1;
+    }
+    return set_state(sc, RESOLVER_STATE_READY, "connected");
+}
+
+static void retry_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_subchannel *sc = arg;
+    if (sc->state == RESOLVER_STATE_TRANSIENT_FAILURE) {
+        start_attempt(sc);
+        set_state(sc, RESOLVER_STATE_CONNECTING, "backoff elapsed");
+    } else if (sc->state == RESOLVER_STATE_CONNECTING && !sc->active) {
+        transient_failure(sc, "out of memory");
+    }
+}
+
+/* ---- HTTP/2 ---- */
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    conn *c = user;
+    switch (f->hd.type) {
+    case NGHTTP2_SETTINGS:
+        if (!(f->hd.flags & NGHTTP2_FLAG_ACK))
+            c->got_settings = 1;
+        break;
+    case NGHTTP2_PING:
+        if ((f->hd.flags & NGHTTP2_FLAG_ACK) && c->ping_in_flight &&
+            memcmp(f->ping.opaque_data, c->ping_data, 8) == 0)
+            c->got_ping_ack = 1;
+        break;
+    case NGHTTP2_GOAWAY:
+        c->sc->stats.goaways++;
+        if (!c->got_goaway) {
+            c->got_goaway = 1;
+            c->goaway_code = f->goaway.error_code;
+            c->too_many_pings = f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
+                                f->goaway.opaque_data_len == 14 &&
+                                memcmp(f->goaway.opaque_data, "too_many_pings", 14) == 0;
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    conn *c = user;
+    /* The RTT clock starts when the PING is serialized, not submitted. */
+    if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK))
+        c->ping_sent_us = now_us();
+    return 0;
+}
+
+static int h2_session_new(conn *c)
+{
+    nghttp2_session_callbacks *cbs;
+    int rv = nghttp2_session_callbacks_new(&cbs);
+    if (rv != 0)
+        goto fail;
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    rv = nghttp2_session_client_new(&c->h2, cbs, c);
+    nghttp2_session_callbacks_del(cbs);
+    if (rv != 0)
+        goto fail;
+    /* The client magic goes out with the first mem_send; SETTINGS follow. */
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
+    rv = nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    if (rv != 0)
+        goto fail;
+    return 0;
+
+fail:
+    snprintf(c->error, sizeof(c->error), "http2: %s", nghttp2_strerror(rv));
+    return -1;
+}
+
+static void conn_h2_begin(conn *c)
+{
+    c->phase = CONN_H2_HANDSHAKE;
+    if (h2_session_new(c) != 0 || conn_flush(c) != 0)
+        conn_fail(c, c->error, 0);
+}
+
+static void conn_on_goaway(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    char why[96];
+    if (c->too_many_pings && sc->keepalive_time_ms > 0) {
+        uint64_t ka = sc->keepalive_time_ms * 2;
+        if (ka > KEEPALIVE_TIME_MAX_MS)
+            ka = KEEPALIVE_TIME_MAX_MS;
+        LOG_WARN("subchannel %s: server sent GOAWAY ENHANCE_YOUR_CALM \"too_many_pings\": "
+                 "keepalive_time %llu ms is below its minimum ping interval; using %llu ms "
+                 "for new connections (raise keepalive_time_ms in the configuration)",
+                 sc->name, (unsigned long long)sc->keepalive_time_ms, (unsigned long long)ka);
+        sc->keepalive_time_ms = ka;
+    }
+    if (c->goaway_code == NGHTTP2_NO_ERROR)
+        snprintf(why, sizeof(why), "GOAWAY NO_ERROR from server");
+    else
+        snprintf(why, sizeof(why), "GOAWAY %s%s from server",
+                 nghttp2_http2_strerror(c->goaway_code),
+                 c->too_many_pings ? " (too_many_pings)" : "");
+    conn_fail(c, why, c->goaway_code == NGHTTP2_NO_ERROR);
+}
+
+/* Acts on what nghttp2 recorded during mem_recv.  Returns c, or NULL if c or
+ * the whole subchannel is gone. */
+static conn *conn_dispatch(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    uint64_t id = c->id;
+    if (c->got_ping_ack) {
+        c->got_ping_ack = 0;
+        conn_on_ping_ack(c);
+    }
+    if (c->got_goaway) {
+        conn_on_goaway(c);
+        return NULL;
+    }
+    if (c->got_settings && c->phase == CONN_H2_HANDSHAKE) {
+        if (!conn_ready(c))
+            return NULL;
+        return conn_find(sc, id);
+    }
+    return c;
+}
+
+/* Returns 1 if c is still alive. */
+static int conn_read_h2(conn *c)
+{
+    uint8_t buf[READ_CHUNK];
+    int eof = 0, failed = 0;
+    for (int i = 0; c->ssl || i < READS_PER_EVENT; i++) {
+        ssize_t n = conn_recv(c, buf, sizeof(buf));
+        if (n == IO_AGAIN)
+            break;
+        if (n == 0) {
+            eof = 1;
+            break;
+        }
+        if (n == IO_ERROR) {
+            failed = 1;
+            break;
+        }
+        ssize_t rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
+        if (rv < 0) {
+            snprintf(c->error, sizeof(c->error), "http2: %s", nghttp2_strerror((int)rv));
+            failed = 1;
+            break;
+        }
+        if (c->got_goaway)
+            break; /* nothing after it matters */
+    }
+    /* Frames first: a GOAWAY before the EOF makes the end clean, SETTINGS
+     * before an error still count as READY. */
+    c = conn_dispatch(c);
+    if (!c)
+        return 0;
+    if (failed) {
+        conn_fail(c, c->error, 0);
+        return 0;
+    }
+    if (eof) {
+        conn_fail(c, "connection closed by peer", 1);
+        return 0;
+    }
+    if (conn_flush(c) != 0) {
+        conn_fail(c, c->error, 0);
+        return 0;
+    }
+    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
+        conn_fail(c, "http2: session terminated", 0);
+        return 0;
+    }
+    return 1;
+}
+
+/* Protocol tcp: nothing to parse; reading notices EOF and errors. */
+static void conn_read_tcp(conn *c)
+{
+    uint8_t buf[READ_CHUNK];
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n = conn_recv(c, buf, sizeof(buf));
+        if (n > 0)
+            continue;
+        if (n == 0)
+            conn_fail(c, "connection closed by peer", 1);
+        else if (n == IO_ERROR)
+            conn_fail(c, c->error, 0);
+        return;
+    }
+}
+
+/* ---- TLS (protocol h2) ---- */
+
+/* Puts OpenSSL's last error into c->error. */
+static void tls_setup_error(conn *c)
+{
+    char buf[80];
+    ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+    snprintf(c->error, sizeof(c->error), "TLS setup: %s", buf);
+    ERR_clear_error();
+}
+
+static SSL_CTX *tls_ctx(resolver_subchannel *sc, conn *c)
+{
+    static const unsigned char alpn[] = {2, 'h', '2'};
+    if (sc->ssl_ctx)
+        return sc->ssl_ctx;
+    /* One context per subchannel keeps the library free of globals; the CA
+     * store is loaded once per subchannel, at its first TLS connect. */
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        goto fail;
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_default_verify_paths(ctx) != 1 ||
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0) /* 0 is success here */
+        goto fail_ctx;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+    /* nghttp2's buffer may move between a WANT_WRITE and the retry. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    sc->ssl_ctx = ctx;
+    return ctx;
+
+fail_ctx:
+    SSL_CTX_free(ctx);
+fail:
+    tls_setup_error(c);
+    return NULL;
+}
+
+static int host_is_numeric(const char *host)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
+}
+
+static void conn_tls_step(conn *c)
+{
+    ERR_clear_error();
+    int rv = SSL_do_handshake(c->ssl);
+    if (rv == 1) {
+        const unsigned char *proto = NULL;
+        unsigned len = 0;
+        SSL_get0_alpn_selected(c->ssl, &proto, &len);
+        c->tls_want_write = 0;
+        if (len != 2 || memcmp(proto, "h2", 2) != 0) {
+            conn_fail(c, "TLS: the server did not select ALPN h2", 0);
+            return;
+        }
+        conn_h2_begin(c);
+        return;
+    }
+    int saved = errno, e = SSL_get_error(c->ssl, rv);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+        if (conn_watch(c) != 0)
+            conn_fail(c, c->error, 0);
+        return;
+    }
+    tls_error(c, "TLS handshake", e, saved);
+    conn_fail(c, c->error, 0);
+}
+
+static void conn_tls_begin(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    SSL_CTX *ctx = tls_ctx(sc, c);
+    if (!ctx || !(c->ssl = SSL_new(ctx)) || SSL_set_fd(c->ssl, c->fd) != 1)
+        goto fail;
+    if (host_is_numeric(sc->host)) {
+        /* No SNI for an address (RFC 6066); verify the address instead. */
+        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), sc->host) != 1)
+            goto fail;
+    } else if (SSL_set_tlsext_host_name(c->ssl, sc->host) != 1 ||
+               SSL_set1_host(c->ssl, sc->host) != 1) {
+        goto fail;
+    }
+    SSL_set_connect_state(c->ssl);
+    c->phase = CONN_TLS_HANDSHAKE;
+    conn_tls_step(c);
+    return;
+
+fail:
+    if (!c->error[0])
+        tls_setup_error(c);
+    conn_fail(c, c->error, 0);
+}
+
+/* ---- connecting ---- */
+
+static void conn_on_connected(conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err) {
+        snprintf(c->error, sizeof(c->error), "connect: %s", strerror(err));
+        conn_fail(c, c->error, 0);
+        return;
+    }
+    c->last_read_ms = resolver_loop_now(c->sc->loop);
+    switch (c->sc->opts.protocol) {
+    case RESOLVER_PROTOCOL_TCP:
+        c->phase = CONN_READY;
+        if (conn_watch(c) != 0)
+            conn_fail(c, c->error, 0);
+        else
+            (void)conn_ready(c); /* the last step either way */
+        return;
+    case RESOLVER_PROTOCOL_H2:
+        conn_tls_begin(c);
+        return;
+    case RESOLVER_PROTOCOL_H2C:
+        conn_h2_begin(c);
+        return;
+    }
+    conn_fail(c, "unknown protocol", 0);
+}
+
+static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+{
+    conn *c = arg;
+    switch (c->phase) {
+    case CONN_TCP_CONNECTING:
+        conn_on_connected(c);
+        return;
+    case CONN_TLS_HANDSHAKE:
+        conn_tls_step(c);
+        return;
+    default:
+        break;
+    }
+    if (!c->h2) {
+        conn_read_tcp(c);
+        return;
+    }
+    if ((events & (RESOLVER_LOOP_READ | RESOLVER_LOOP_ERROR)) || c->tls_want_write) {
+        if (!conn_read_h2(c))
+            return;
+    }
+    if ((events & RESOLVER_LOOP_WRITE) && conn_flush(c) != 0)
+        conn_fail(c, c->error, 0);
+}
+
+/* Resolves sc->host.  Numeric addresses never block; a name goes through
+ * getaddrinfo, which does (acceptable while instances register addresses;
+ * an asynchronous resolver can replace it) and only its first address is
+ * tried. */
+static int resolve(conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+    resolver_subchannel *sc = c->sc;
+    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    memset(ss, 0, sizeof(*ss));
+    if (inet_pton(AF_INET, sc->host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(sc->port);
+        *len = sizeof(*in4);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, sc->host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(sc->port);
+        *len = sizeof(*in6);
+        return 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)sc->port);
+    int rv = getaddrinfo(sc->host, port, &hints, &res);
+    if (rv != 0) {
+        snprintf(c->error, sizeof(c->error), "resolve %s: %s", sc->host, gai_strerror(rv));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void set_socket_options(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    int one = 1;
+    /* Best effort: a socket without these still works. */
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    /* Unacknowledged data fails the connection after the keepalive timeout
+     * instead of ~15 min of retransmissions (gRFC A18). */
+    unsigned timeout = (unsigned)keepalive_timeout_ms(sc);
+    (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+    if (sc->opts.protocol == RESOLVER_PROTOCOL_TCP && sc->keepalive_time_ms > 0) {
+        /* No PINGs: let TCP probe an idle connection at the keepalive time. */
+        int idle = (int)(sc->keepalive_time_ms / 1000), intvl = (int)(timeout / 1000), cnt = 3;
+        idle = idle < 1 ? 1 : idle;
+        intvl = intvl < 1 ? 1 : intvl;
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    }
+}
+
+/* Returns 0 with a connect in progress, or -1 with c->error set. */
+static int conn_socket(conn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (resolve(c, &ss, &len) != 0)
+        return -1;
+    c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (c->fd < 0) {
+        snprintf(c->error, sizeof(c->error), "socket: %s", strerror(errno));
+        return -1;
+    }
+    set_socket_options(c);
+    int rv;
+    do
+        rv = connect(c->fd, (struct sockaddr *)&ss, len);
+    while (rv != 0 && errno == EINTR);
+    /* Even an immediate success is finished in conn_on_connected: the
+     * socket is writable at once. */
+    if (rv != 0 && errno != EINPROGRESS) {
+        snprintf(c->error, sizeof(c->error), "connect: %s", strerror(errno));
+        return -1;
+    }
+    return conn_watch(c);
+}
+
+/* Starts a connection.  Never reports anything itself: a failure to start
+ * is reported from the deadline timer at 0 ms, so callers may announce
+ * CONNECTING first.  NULL only when out of memory. */
+static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
+{
+    conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->sc = sc;
+    c->id = ++sc->next_conn_id;
+    c->fd = -1;
+    c->keepalive_time_ms = sc->keepalive_time_ms;
+    c->deadline_timer = resolver_timer_new(sc->loop, conn_deadline_cb, c);
+    c->keepalive_timer = resolver_timer_new(sc->loop, conn_keepalive_cb, c);
+    c->ping_timer = resolver_timer_new(sc->loop, conn_ping_timeout_cb, c);
+    c->age_timer = resolver_timer_new(sc->loop, conn_age_cb, c);
+    if (!c->deadline_timer || !c->keepalive_timer || !c->ping_timer || !c->age_timer)
+        goto fail;
+    sc->stats.connect_attempts++;
+    if (sc->opts.protocol == RESOLVER_PROTOCOL_H2)
+        LOG_DEBUG("subchannel %s: TLS connect (ALPN h2, system CAs)", sc->name);
+    if (conn_socket(c) != 0) {
+        if (c->fd >= 0) {
+            resolver_loop_unwatch(sc->loop, c->fd);
+            close(c->fd);
+            c->fd = -1;
+        }
+        conn_defer_fail(c);
+        return c;
+    }
+    resolver_timer_start(c->deadline_timer, timeout_ms);
+    return c;
+
+fail:
+    resolver_timer_del(c->deadline_timer);
+    resolver_timer_del(c->keepalive_timer);
+    resolver_timer_del(c->ping_timer);
+    resolver_timer_del(c->age_timer);
+    free(c);
+    return NULL;
+}
+
+/* ---- public API ---- */
+
+resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *host, uint16_t port,
+                                             const resolver_service_options *opts,
+                                             resolver_subchannel_state_cb cb, void *arg)
+{
+    if (!loop || !host || !*host || !opts)
+        return NULL;
+    resolver_subchannel *sc = calloc(1, sizeof(*sc));
+    if (!sc)
+        return NULL;
+    size_t hlen = strlen(host);
+    if (hlen > 2 && host[0] == '[' && host[hlen - 1] == ']')
+        sc->host = strndup(host + 1, hlen - 2); /* "[::1]" -> "::1" */
+    else
+        sc->host = strdup(host);
+    if (!sc->host)
+        goto fail_sc;
+    int v6 = strchr(sc->host, ':') != NULL;
+    size_t nlen = strlen(sc->host) + 10;
+    sc->name = malloc(nlen);
+    if (!sc->name)
+        goto fail_host;
+    snprintf(sc->name, nlen, v6 ? "[%s]:%u" : "%s:%u", sc->host, (unsigned)port);
+    if (options_copy(&sc->opts, opts) != 0)
+        goto fail_name;
+    sc->retry_timer = resolver_timer_new(loop, retry_cb, sc);
+    if (!sc->retry_timer)
+        goto fail_opts;
+    sc->loop = loop;
+    sc->port = port;
+    sc->cb = cb;
+    sc->arg = arg;
+    sc->state = RESOLVER_STATE_IDLE;
+    sc->rng = rng_seed(sc);
+    sc->keepalive_time_ms = opts->keepalive_time_ms;
+    resolver_backoff_init(&sc->backoff, &opts->backoff);
+    sc->stats.state_since_ms = resolver_loop_now(loop);
+    sc->stats.rtt_last_us = -1;
+    sc->stats.rtt_smoothed_us = -1;
+    return sc;
+
+fail_opts:
+    free(sc->opts.health_grpc_service);
+fail_name:
+    free(sc->name);
+fail_host:
+    free(sc->host);
+fail_sc:
+    free(sc);
+    return NULL;
+}
+
+void resolver_subchannel_connect(resolver_subchannel *sc)
+{
+    if (!sc || sc->state != RESOLVER_STATE_IDLE)
+        return;
+    start_attempt(sc);
+    set_state(sc, RESOLVER_STATE_CONNECTING, "connect requested");
+}
+
+void resolver_subchannel_shutdown(resolver_subchannel *sc)
+{
+    if (!sc || sc->state == RESOLVER_STATE_SHUTDOWN)
+        return;
+    resolver_timer_stop(sc->retry_timer);
+    conn_release(sc->pending, 1);
+    conn_release(sc->active, 1);
+    set_state(sc, RESOLVER_STATE_SHUTDOWN, "shutdown");
+}
+
+void resolver_subchannel_del(resolver_subchannel *sc)
+{
+    if (!sc)
+        return;
+    if (sc->deleted_flag)
+        *sc->deleted_flag = 1; /* tells set_state, up the stack, not to touch sc */
+    conn_close(sc->pending, 1);
+    conn_close(sc->active, 1);
+    resolver_timer_del(sc->retry_timer);
+    SSL_CTX_free(sc->ssl_ctx);
+    free(sc->opts.health_grpc_service);
+    free(sc->name);
+    free(sc->host);
+    free(sc);
+}
+
+resolver_state resolver_subchannel_state(const resolver_subchannel *sc)
+{
+    return sc->state;
+}
+
+const resolver_subchannel_stats *resolver_subchannel_stats_get(const resolver_subchannel *sc)
+{
+    return &sc->stats;
+}
+
+void resolver_subchannel_probe(resolver_subchannel *sc)
+{
+    conn *c = sc ? sc->active : NULL;
+    if (!c || c->phase != CONN_READY || !c->h2 || c->ping_in_flight)
+        return;
+    if (conn_send_ping(c) != 0)
+        conn_defer_fail(c); /* reported from the loop, not inside the caller */
+}

@@ -1,4 +1,268 @@
-int main(void)
+/*
+ * resolverd - the per-host daemon: runs the engine and serves picks and
+ * introspection on a Unix socket.  See resolverd(8).
+ */
+#include "autoconfig.h"
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "engine.h"
+#include "log.h"
+#include "server.h"
+
+typedef struct {
+    const char *config_file;
+    const char *etcd;
+    const char *socket;
+    const char *log_level;
+    int check_config;
+} options;
+
+typedef struct {
+    options opts;
+    resolver_engine *engine;
+    resolver_server *server;
+    int sigfd;
+    int stopping;
+} daemon_state;
+
+static void usage(FILE *out)
 {
+    fprintf(out,
+            "Usage: resolverd [-c FILE] [--etcd URL[,URL...]] [--socket PATH] [--log-level LEVEL]\n"
+            "       resolverd --check-config -c FILE\n"
+            "\n"
+            "Watches services in etcd, keeps an HTTP/2 connection to each instance, and\n"
+            "answers \"which instance should I call?\" on a Unix socket (see resolverctl).\n"
+            "\n"
+            "  -c, --config FILE      JSON configuration (see resolverd(8)); flags override it\n"
+            "      --etcd URLS        etcd endpoints, comma-separated (etcd.endpoints)\n"
+            "  -s, --socket PATH      Unix socket to serve (socket.path)\n"
+            "      --log-level LEVEL  error, warn, info (default) or debug\n"
+            "      --check-config     validate the configuration, print it, and exit\n"
+            "  -h, --help             this text\n"
+            "  -V, --version          print the version\n"
+            "\n"
+            "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT stop gracefully.\n");
+}
+
+static int parse_args(int argc, char **argv, options *o)
+{
+    enum { OPT_ETCD = 256, OPT_LOG_LEVEL, OPT_CHECK };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"etcd", required_argument, NULL, OPT_ETCD},
+        {"socket", required_argument, NULL, 's'},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config_file = optarg; break;
+        case OPT_ETCD: o->etcd = optarg; break;
+        case 's': o->socket = optarg; break;
+        case OPT_LOG_LEVEL: o->log_level = optarg; break;
+        case OPT_CHECK: o->check_config = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("resolverd %s\n", PACKAGE_VERSION); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "resolverd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
     return 0;
+}
+
+/* Loads the file (or the defaults) and applies the command-line overrides. */
+static int load_config(const options *o, resolver_config **out, char *err, size_t errlen)
+{
+    int rc = o->config_file ? resolver_config_load_file(o->config_file, out, err, errlen)
+                            : resolver_config_new_default(out);
+    if (rc != 0) {
+        if (!o->config_file)
+            snprintf(err, errlen, "%s", resolver_strerror(rc));
+        return rc;
+    }
+    if (o->etcd && (rc = resolver_config_set_endpoints(*out, o->etcd)) != 0) {
+        snprintf(err, errlen, "--etcd: \"%s\" is not a list of http:// or https:// URLs", o->etcd);
+        goto fail;
+    }
+    if (o->socket) {
+        char *path = strdup(o->socket);
+        if (!path) {
+            rc = RESOLVER_ERR_NOMEM;
+            goto fail;
+        }
+        free((*out)->socket.path);
+        (*out)->socket.path = path;
+    }
+    return 0;
+fail:
+    resolver_config_free(*out);
+    *out = NULL;
+    return rc;
+}
+
+/* systemd's notify protocol without libsystemd: one datagram to
+ * $NOTIFY_SOCKET ('@' means the abstract namespace). */
+static void sd_notify_text(const char *text)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path)
+        return;
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len >= sizeof(addr.sun_path))
+        return;
+    memcpy(addr.sun_path, path, len);
+    if (addr.sun_path[0] == '@')
+        addr.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    ssize_t rc = sendto(fd, text, strlen(text), MSG_NOSIGNAL, (struct sockaddr *)&addr,
+                        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    (void)rc;
+    close(fd);
+}
+
+static int reload(void *arg, char *err, size_t errlen)
+{
+    daemon_state *d = arg;
+    sd_notify_text("RELOADING=1");
+    resolver_config *cfg;
+    int rc = load_config(&d->opts, &cfg, err, errlen);
+    if (rc != 0) {
+        LOG_ERROR("reload failed, keeping the running configuration: %s", err);
+    } else {
+        rc = resolver_engine_reload(d->engine, cfg);
+        if (rc != 0)
+            snprintf(err, errlen, "%s", resolver_strerror(rc));
+    }
+    sd_notify_text("READY=1\nSTATUS=serving");
+    return rc;
+}
+
+static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
+{
+    daemon_state *d = arg;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            char err[512];
+            LOG_INFO("SIGHUP: reloading the configuration");
+            reload(d, err, sizeof(err));
+        } else if (!d->stopping) {
+            LOG_INFO("%s: stopping", strsignal((int)si.ssi_signo));
+            d->stopping = 1;
+            sd_notify_text("STOPPING=1\nSTATUS=stopping");
+            resolver_server_stop_picks(d->server);
+            resolver_engine_shutdown(d->engine);
+            resolver_loop_stop(loop);
+        }
+    }
+}
+
+static int setup_signals(daemon_state *d)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (d->sigfd < 0)
+        return -1;
+    return resolver_loop_watch(resolver_engine_loop(d->engine), d->sigfd, RESOLVER_LOOP_READ,
+                               on_signal, d);
+}
+
+static int check_config(const options *o)
+{
+    char err[1024] = "";
+    resolver_config *cfg;
+    if (!o->config_file) {
+        fprintf(stderr, "resolverd: --check-config needs -c FILE\n");
+        return 1;
+    }
+    if (load_config(o, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "resolverd: %s\n", err);
+        return 1;
+    }
+    char *text = NULL;
+    if (resolver_config_to_json(cfg, &text) == 0)
+        printf("%s\n", text);
+    free(text);
+    fprintf(stderr, "resolverd: %s: configuration OK (%zu services)\n", o->config_file,
+            cfg->n_services);
+    resolver_config_free(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    daemon_state d = {.sigfd = -1};
+    if (parse_args(argc, argv, &d.opts) != 0)
+        return 1;
+    if (d.opts.log_level) {
+        resolver_log_level level;
+        if (resolver_log_level_parse(d.opts.log_level, &level) != 0) {
+            fprintf(stderr, "resolverd: --log-level: \"%s\" is not one of error, warn, info, "
+                            "debug\n",
+                    d.opts.log_level);
+            return 1;
+        }
+        resolver_log_set_level(level);
+    }
+    if (d.opts.check_config)
+        return check_config(&d.opts);
+
+    char err[1024] = "";
+    resolver_config *cfg;
+    if (load_config(&d.opts, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "resolverd: %s\n", err);
+        return 1;
+    }
+    int rc = resolver_engine_new(&d.engine, cfg);
+    if (rc != 0) {
+        fprintf(stderr, "resolverd: cannot start the engine: %s\n", resolver_strerror(rc));
+        return 1;
+    }
+    d.server = resolver_server_new(d.engine, resolver_engine_config(d.engine), NULL, err,
+                                   sizeof(err));
+    if (!d.server || setup_signals(&d) != 0) {
+        fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
+        resolver_server_del(d.server);
+        resolver_engine_del(d.engine);
+        return 1;
+    }
+    const resolver_config *c = resolver_engine_config(d.engine);
+    LOG_INFO("resolverd %s serving %s; etcd %s%s; %zu services configured", PACKAGE_VERSION,
+             c->socket.path, c->etcd.endpoints[0], c->etcd.n_endpoints > 1 ? " (and others)" : "",
+             c->n_services);
+    sd_notify_text("READY=1\nSTATUS=serving");
+    rc = resolver_engine_run(d.engine);
+    resolver_server_del(d.server);
+    resolver_engine_del(d.engine);
+    close(d.sigfd);
+    LOG_INFO("resolverd stopped");
+    return rc == 0 ? 0 : 1;
 }

@@ -1,2 +1,758 @@
-/* server.c */
-typedef int resolver_placeholder_server;
+/*
+ * server.c - see server.h; the protocol is written down in doc/protocol.md.
+ *
+ * Each client has an input buffer (one line at most max_line long), an
+ * output buffer (bounded: a client that never reads is disconnected rather
+ * than growing the daemon), the tickets it owns, and optionally a watch.
+ * Requests are answered strictly in order, so a pipelining client can match
+ * replies to requests; a first pick of a service still being discovered
+ * parks the client (not the daemon) until discovery settles.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "log.h"
+#include "proto.h"
+#include "server.h"
+
+typedef struct client client;
+
+struct client {
+    resolver_server *server;
+    client *prev, *next;
+    int fd;
+    uid_t uid;
+    gid_t gid;
+    pid_t pid;
+    int admin;
+    char *in;
+    size_t in_len;
+    char *out;
+    size_t out_len, out_cap;
+    resolver_ticket_owner tickets;
+    char *watch; /* service name, "*" for all, NULL: not watching */
+    resolver_timer *idle_timer;
+    resolver_timer *park_timer; /* a parked first pick retries on it */
+    uint64_t park_deadline;
+    int parked;
+    int closing;
+};
+
+struct resolver_server {
+    resolver_engine *engine;
+    resolver_loop *loop;
+    resolver_server_limits limits;
+    int fd;
+    char *path;
+    gid_t admin_gid;
+    int have_admin_gid;
+    client *clients;
+    size_t n_clients;
+    resolver_timer *reap_timer; /* closes clients marked closing from nested code */
+    int picks_stopped;
+    resolver_server_reload_cb reload_cb;
+    void *reload_arg;
+};
+
+void resolver_server_limits_default(resolver_server_limits *l)
+{
+    l->max_clients = 1024;
+    l->max_line = RESOLVER_PROTO_LINE_MAX;
+    l->max_tickets_per_client = 10000;
+    l->max_output = 1 << 20;
+    l->idle_timeout_ms = 300000;
+    l->fresh_wait_ms = 2000;
+}
+
+static void client_close(client *c);
+static void client_process(client *c);
+
+/* ---- output ---- */
+
+static void client_flush(client *c);
+
+static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg);
+
+static void client_append(client *c, const char *data, size_t len)
+{
+    if (c->closing)
+        return;
+    if (c->out_len + len > c->server->limits.max_output) {
+        LOG_WARN("client pid %d: more than %zu bytes of replies unread; disconnecting", (int)c->pid,
+                 c->server->limits.max_output);
+        c->closing = 1;
+        return;
+    }
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 4096;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        char *b = realloc(c->out, cap);
+        if (!b) {
+            c->closing = 1;
+            return;
+        }
+        c->out = b;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+}
+
+static void reply_json(client *c, const char *kind, json_t *payload)
+{
+    char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    json_decref(payload);
+    if (!text) {
+        client_append(c, "ERR nomem out of memory\n", 24);
+        return;
+    }
+    client_append(c, kind, strlen(kind));
+    client_append(c, " ", 1);
+    client_append(c, text, strlen(text));
+    client_append(c, "\n", 1);
+    free(text);
+}
+
+static void reply_ok(client *c, json_t *payload)
+{
+    reply_json(c, "OK", payload);
+}
+
+static void reply_err(client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void reply_err(client *c, int err, const char *fmt, ...)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "ERR %s ", resolver_proto_error_word(err));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    /* Messages may quote client input: keep the reply one line. */
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    strcat(line, "\n");
+    client_append(c, line, strlen(line));
+}
+
+/* ---- verbs ---- */
+
+typedef struct {
+    const char *name;
+    int min_args, max_args; /* positional arguments after the verb, options included */
+    int admin;
+    const char *usage;
+    void (*handler)(client *c, const resolver_proto_request *req);
+} verb;
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || *s == '-')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Returns 1 when the pick was answered, 0 when the client should wait. */
+static int try_pick(client *c, const resolver_proto_request *req, int may_park)
+{
+    resolver_server *s = c->server;
+    if (s->picks_stopped) {
+        reply_err(c, RESOLVER_ERR_CLOSED, "resolverd is shutting down");
+        return 1;
+    }
+    const char *key = resolver_proto_option(req, 2, "key");
+    int detach = resolver_proto_option(req, 2, "detach") != NULL;
+    if (!detach && c->tickets.count >= s->limits.max_tickets_per_client) {
+        reply_err(c, RESOLVER_ERR_LIMIT, "this connection holds %zu tickets (the limit); report "
+                                         "done for some first",
+                  c->tickets.count);
+        return 1;
+    }
+    resolver_pick_result r;
+    char why[512];
+    int fresh = 0;
+    int rc = resolver_engine_pick_owned(s->engine, req->argv[1], key, detach ? NULL : &c->tickets,
+                                        &r, why, sizeof(why), may_park ? &fresh : NULL);
+    if (rc == 0) {
+        reply_ok(c, json_pack("{s:s, s:I}", "address", r.address, "ticket", (json_int_t)r.ticket));
+        return 1;
+    }
+    if (fresh && may_park)
+        return 0;
+    reply_err(c, rc, "%s", why);
+    return 1;
+}
+
+static void verb_pick(client *c, const resolver_proto_request *req)
+{
+    if (try_pick(c, req, 1))
+        return;
+    /* A service being discovered right now: wait a little for it instead of
+     * failing the very first pick (gRPC queues picks while CONNECTING). */
+    c->parked = 1;
+    c->park_deadline = resolver_loop_now(c->server->loop) + c->server->limits.fresh_wait_ms;
+    resolver_timer_start(c->park_timer, 5);
+}
+
+static void verb_done(client *c, const resolver_proto_request *req)
+{
+    uint64_t ticket, latency = 0;
+    if (parse_u64(req->argv[1], &ticket) != 0) {
+        reply_err(c, RESOLVER_ERR_INVALID, "ticket must be a number, got \"%s\"", req->argv[1]);
+        return;
+    }
+    const char *lat = resolver_proto_option(req, 2, "latency_ms");
+    if (lat && parse_u64(lat, &latency) != 0) {
+        reply_err(c, RESOLVER_ERR_INVALID, "latency_ms must be a number, got \"%s\"", lat);
+        return;
+    }
+    const char *fail = resolver_proto_option(req, 2, "fail");
+    int failed = fail && strcmp(fail, "0") != 0;
+    int rc = resolver_engine_done(c->server->engine, ticket, failed,
+                                  latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency);
+    if (rc == RESOLVER_ERR_NOT_FOUND)
+        reply_err(c, rc, "no outstanding ticket %" PRIu64 " (already done or timed out)", ticket);
+    else
+        reply_ok(c, json_pack("{s:I}", "released", (json_int_t)ticket));
+}
+
+static void verb_services(client *c, const resolver_proto_request *req)
+{
+    reply_ok(c, resolver_engine_services_json(c->server->engine));
+}
+
+static void verb_instances(client *c, const resolver_proto_request *req)
+{
+    json_t *j = resolver_engine_instances_json(c->server->engine, req->argv[1]);
+    if (!j) {
+        reply_err(c, RESOLVER_ERR_NOT_FOUND, "unknown service \"%s\" (not configured and never "
+                                             "picked)",
+                  req->argv[1]);
+        return;
+    }
+    reply_ok(c, j);
+}
+
+static void verb_status(client *c, const resolver_proto_request *req)
+{
+    json_t *j = resolver_engine_status_json(c->server->engine);
+    if (j)
+        json_object_set_new(j, "clients", json_integer((json_int_t)c->server->n_clients));
+    reply_ok(c, j);
+}
+
+static void verb_metrics(client *c, const resolver_proto_request *req)
+{
+    char *text = resolver_engine_metrics_text(c->server->engine);
+    if (!text) {
+        reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
+        return;
+    }
+    reply_ok(c, json_pack("{s:s}", "text", text));
+    free(text);
+}
+
+static void verb_watch(client *c, const resolver_proto_request *req)
+{
+    const char *name = req->argc > 1 ? req->argv[1] : "*";
+    free(c->watch);
+    c->watch = strdup(name);
+    reply_ok(c, json_pack("{s:s}", "watching", name));
+}
+
+static void drain_common(client *c, const resolver_proto_request *req, int drain)
+{
+    int rc = resolver_engine_drain(c->server->engine, req->argv[1], req->argv[2], drain);
+    if (rc == 0)
+        reply_ok(c, json_pack("{s:s, s:s, s:b}", "service", req->argv[1], "address", req->argv[2],
+                              "drained", drain));
+    else
+        reply_err(c, rc, "service \"%s\" has no instance \"%s\"", req->argv[1], req->argv[2]);
+}
+
+static void verb_drain(client *c, const resolver_proto_request *req)
+{
+    drain_common(c, req, 1);
+}
+
+static void verb_undrain(client *c, const resolver_proto_request *req)
+{
+    drain_common(c, req, 0);
+}
+
+static void verb_reload(client *c, const resolver_proto_request *req)
+{
+    char err[512] = "reload is not available";
+    resolver_server *s = c->server;
+    if (s->reload_cb && s->reload_cb(s->reload_arg, err, sizeof(err)) == 0)
+        reply_ok(c, json_pack("{s:b}", "reloaded", 1));
+    else
+        reply_err(c, RESOLVER_ERR_CONFIG, "%s", err);
+}
+
+static void verb_ping(client *c, const resolver_proto_request *req)
+{
+    reply_ok(c, json_pack("{s:b}", "pong", 1));
+}
+
+static const verb verbs[] = {
+    {"PICK", 1, 3, 0, "PICK SERVICE [key=KEY] [detach=1]", verb_pick},
+    {"DONE", 1, 3, 0, "DONE TICKET [fail=1] [latency_ms=N]", verb_done},
+    {"SERVICES", 0, 0, 0, "SERVICES", verb_services},
+    {"INSTANCES", 1, 1, 0, "INSTANCES SERVICE", verb_instances},
+    {"STATUS", 0, 0, 0, "STATUS", verb_status},
+    {"METRICS", 0, 0, 0, "METRICS", verb_metrics},
+    {"WATCH", 0, 1, 0, "WATCH [SERVICE]", verb_watch},
+    {"DRAIN", 2, 2, 1, "DRAIN SERVICE ADDRESS", verb_drain},
+    {"UNDRAIN", 2, 2, 1, "UNDRAIN SERVICE ADDRESS", verb_undrain},
+    {"RELOAD", 0, 0, 1, "RELOAD", verb_reload},
+    {"PING", 0, 0, 0, "PING", verb_ping},
+};
+
+static const verb *find_verb(const char *name)
+{
+    for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+        if (strcasecmp(verbs[i].name, name) == 0)
+            return &verbs[i];
+    return NULL;
+}
+
+static void handle_line(client *c, char *line)
+{
+    resolver_proto_request req;
+    const char *why;
+    if (resolver_proto_split(line, &req, &why) != 0) {
+        reply_err(c, RESOLVER_ERR_PROTOCOL, "%s", why);
+        return;
+    }
+    const verb *v = find_verb(req.argv[0]);
+    if (!v) {
+        reply_err(c, RESOLVER_ERR_INVALID, "unknown verb \"%.64s\"", req.argv[0]);
+        return;
+    }
+    if (req.argc - 1 < v->min_args || req.argc - 1 > v->max_args) {
+        reply_err(c, RESOLVER_ERR_INVALID, "usage: %s", v->usage);
+        return;
+    }
+    if (v->admin && !c->admin) {
+        reply_err(c, RESOLVER_ERR_DENIED, "%s is an admin verb: uid %d is neither root, the "
+                                          "daemon's user, nor in socket.admin_group",
+                  v->name, (int)c->uid);
+        return;
+    }
+    v->handler(c, &req);
+}
+
+/* ---- parking (first pick of a service being discovered) ---- */
+
+static void on_park_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    client *c = arg;
+    /* The parked PICK is the first line still in the input buffer. */
+    char *nl = memchr(c->in, '\n', c->in_len);
+    size_t len = (size_t)(nl - c->in);
+    char line[RESOLVER_PROTO_LINE_MAX + 1];
+    memcpy(line, c->in, len);
+    line[len] = '\0';
+    if (len > 0 && line[len - 1] == '\r')
+        line[len - 1] = '\0';
+    resolver_proto_request req;
+    const char *why;
+    resolver_proto_split(line, &req, &why);
+    int last_try = resolver_loop_now(loop) >= c->park_deadline;
+    if (!try_pick(c, &req, !last_try)) {
+        resolver_timer_start(t, 5);
+        return;
+    }
+    c->parked = 0;
+    memmove(c->in, nl + 1, c->in_len - len - 1);
+    c->in_len -= len + 1;
+    client_process(c);
+    client_flush(c);
+    if (c->closing)
+        client_close(c);
+}
+
+/* ---- input ---- */
+
+/* Handles complete lines in the input buffer until it is empty or the
+ * client parks on a pick. */
+static void client_process(client *c)
+{
+    while (!c->closing && !c->parked) {
+        char *nl = memchr(c->in, '\n', c->in_len);
+        if (!nl)
+            break;
+        size_t len = (size_t)(nl - c->in);
+        /* Work on a copy: the handler may park, and then the line must stay
+         * in the buffer untouched for the retry. */
+        char line[RESOLVER_PROTO_LINE_MAX + 1];
+        memcpy(line, c->in, len);
+        line[len] = '\0';
+        if (len > 0 && line[len - 1] == '\r')
+            line[len - 1] = '\0';
+        handle_line(c, line);
+        if (c->parked)
+            break;
+        memmove(c->in, nl + 1, c->in_len - len - 1);
+        c->in_len -= len + 1;
+    }
+}
+
+static void client_read(client *c)
+{
+    size_t room = c->server->limits.max_line + 1 - c->in_len;
+    if (room == 0)
+        return; /* parked with a full buffer; update_interest stops reading */
+    ssize_t n = recv(c->fd, c->in + c->in_len, room, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        c->closing = 1;
+        return;
+    }
+    if (n < 0)
+        return;
+    c->in_len += (size_t)n;
+    resolver_timer_start(c->idle_timer, c->server->limits.idle_timeout_ms);
+    if (!c->parked)
+        client_process(c);
+    if (!c->parked && c->in_len > c->server->limits.max_line &&
+        !memchr(c->in, '\n', c->in_len)) {
+        reply_err(c, RESOLVER_ERR_PROTOCOL, "request line longer than %zu bytes; disconnecting",
+                  c->server->limits.max_line);
+        client_flush(c);
+        c->closing = 1;
+    }
+}
+
+static void update_interest(client *c)
+{
+    unsigned events = RESOLVER_LOOP_READ;
+    if (c->out_len > 0)
+        events |= RESOLVER_LOOP_WRITE;
+    /* A parked client's further input waits in its buffer; a full buffer
+     * stops reading until the pick is answered. */
+    if (c->parked && c->in_len > c->server->limits.max_line)
+        events &= ~(unsigned)RESOLVER_LOOP_READ;
+    if (resolver_loop_watch(c->server->loop, c->fd, events, on_client_io, c) != 0)
+        c->closing = 1;
+}
+
+static void client_flush(client *c)
+{
+    while (c->out_len > 0) {
+        ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            memmove(c->out, c->out + n, c->out_len - (size_t)n);
+            c->out_len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        c->closing = 1;
+        return;
+    }
+    update_interest(c);
+}
+
+static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg)
+{
+    client *c = arg;
+    if (events & RESOLVER_LOOP_READ)
+        client_read(c);
+    if (!c->closing)
+        client_flush(c);
+    if (c->closing || (events & RESOLVER_LOOP_ERROR && !(events & RESOLVER_LOOP_READ)))
+        client_close(c);
+}
+
+static void on_idle(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    client *c = arg;
+    if (c->watch || c->tickets.count > 0) {
+        resolver_timer_start(t, c->server->limits.idle_timeout_ms);
+        return;
+    }
+    LOG_DEBUG("client pid %d idle for %llu ms; closing", (int)c->pid,
+              (unsigned long long)c->server->limits.idle_timeout_ms);
+    client_close(c);
+}
+
+/* ---- clients ---- */
+
+static void client_close(client *c)
+{
+    resolver_server *s = c->server;
+    resolver_loop_unwatch(s->loop, c->fd);
+    close(c->fd);
+    /* Tickets of a connection that goes away are released: the C API's
+     * promise (CLI picks are taken with detach=1 and are not owned). */
+    resolver_engine_release_owner(s->engine, &c->tickets);
+    resolver_timer_del(c->idle_timer);
+    resolver_timer_del(c->park_timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_clients--;
+    free(c->watch);
+    free(c->in);
+    free(c->out);
+    free(c);
+}
+
+static int peer_is_admin(resolver_server *s, uid_t uid, gid_t gid)
+{
+    if (uid == 0 || uid == geteuid())
+        return 1;
+    if (!s->have_admin_gid)
+        return 0;
+    if (gid == s->admin_gid)
+        return 1;
+    /* Supplementary groups of the peer's user. */
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+        return 0;
+    gid_t groups[256];
+    int n = 256;
+    if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (groups[i] == s->admin_gid)
+            return 1;
+    return 0;
+}
+
+static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
+{
+    resolver_server *s = arg;
+    for (int burst = 0; burst < 64; burst++) {
+        int cfd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            return;
+        if (s->n_clients >= s->limits.max_clients) {
+            static const char msg[] = "ERR limit too many clients; try again later\n";
+            ssize_t rc = send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)rc;
+            close(cfd);
+            LOG_WARN("refused a client: %zu clients connected (the limit)", s->n_clients);
+            continue;
+        }
+        client *c = calloc(1, sizeof(*c));
+        if (c)
+            c->in = malloc(s->limits.max_line + 1);
+        if (!c || !c->in) {
+            free(c);
+            close(cfd);
+            continue;
+        }
+        c->server = s;
+        c->fd = cfd;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+            c->uid = cred.uid;
+            c->gid = cred.gid;
+            c->pid = cred.pid;
+        } else {
+            c->uid = (uid_t)-1;
+        }
+        c->admin = peer_is_admin(s, c->uid, c->gid);
+        c->idle_timer = resolver_timer_new(loop, on_idle, c);
+        c->park_timer = resolver_timer_new(loop, on_park_timer, c);
+        c->next = s->clients;
+        if (s->clients)
+            s->clients->prev = c;
+        s->clients = c;
+        s->n_clients++;
+        if (!c->idle_timer || !c->park_timer ||
+            resolver_loop_watch(loop, cfd, RESOLVER_LOOP_READ, on_client_io, c) != 0) {
+            client_close(c);
+            continue;
+        }
+        resolver_timer_start(c->idle_timer, s->limits.idle_timeout_ms);
+    }
+}
+
+/* ---- watch fan-out ---- */
+
+static void on_engine_change(void *arg, const char *service, const resolver_instance *inst,
+                             const char *event)
+{
+    resolver_server *s = arg;
+    json_t *ev = NULL;
+    for (client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (!c->watch || (strcmp(c->watch, "*") != 0 && strcmp(c->watch, service) != 0))
+            continue;
+        if (!ev)
+            ev = json_pack("{s:s, s:s, s:s, s:s, s:I}", "service", service, "event", event,
+                           "address", inst->endpoint.address, "state",
+                           resolver_instance_state_name(inst), "outstanding",
+                           (json_int_t)inst->outstanding);
+        if (!ev)
+            return;
+        json_incref(ev);
+        reply_json(c, "EVENT", ev);
+        client_flush(c);
+        /* Closing here could re-enter the engine (its tickets are released)
+         * while it is telling us about a change: let the reaper do it. */
+        if (c->closing)
+            resolver_timer_start(s->reap_timer, 0);
+    }
+    json_decref(ev);
+}
+
+static void on_reap(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_server *s = arg;
+    for (client *c = s->clients, *next; c; c = next) {
+        next = c->next;
+        if (c->closing)
+            client_close(c);
+    }
+}
+
+/* ---- socket ---- */
+
+static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(cfg->socket.path) >= sizeof(addr.sun_path)) {
+        snprintf(err, errlen, "socket.path \"%s\" is longer than %zu bytes", cfg->socket.path,
+                 sizeof(addr.sun_path) - 1);
+        return -1;
+    }
+    strcpy(addr.sun_path, cfg->socket.path);
+    s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    /* A socket file left by a daemon that died is removed; one that answers
+     * belongs to a running daemon and is not ours to take. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
+        close(probe);
+        snprintf(err, errlen, "%s: another resolverd is already serving this socket",
+                 cfg->socket.path);
+        return -1;
+    }
+    if (probe >= 0)
+        close(probe);
+    unlink(cfg->socket.path);
+    mode_t old = umask(0177);
+    int rc = bind(s->fd, (struct sockaddr *)&addr, sizeof(addr));
+    umask(old);
+    if (rc != 0 || listen(s->fd, 512) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", cfg->socket.path, strerror(errno));
+        return -1;
+    }
+    s->path = strdup(cfg->socket.path);
+    if (chmod(cfg->socket.path, cfg->socket.mode) != 0) {
+        snprintf(err, errlen, "chmod %s: %s", cfg->socket.path, strerror(errno));
+        return -1;
+    }
+    if (cfg->socket.group && *cfg->socket.group) {
+        struct group *g = getgrnam(cfg->socket.group);
+        if (!g || chown(cfg->socket.path, (uid_t)-1, g->gr_gid) != 0) {
+            snprintf(err, errlen, "socket.group \"%s\": %s", cfg->socket.group,
+                     g ? strerror(errno) : "no such group");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+resolver_server *resolver_server_new(resolver_engine *engine, const resolver_config *cfg,
+                                     const resolver_server_limits *limits, char *err,
+                                     size_t errlen)
+{
+    resolver_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->engine = engine;
+    s->loop = resolver_engine_loop(engine);
+    s->fd = -1;
+    if (limits)
+        s->limits = *limits;
+    else
+        resolver_server_limits_default(&s->limits);
+    if (cfg->socket.admin_group && *cfg->socket.admin_group) {
+        struct group *g = getgrnam(cfg->socket.admin_group);
+        if (!g) {
+            snprintf(err, errlen, "socket.admin_group \"%s\": no such group",
+                     cfg->socket.admin_group);
+            goto fail;
+        }
+        s->admin_gid = g->gr_gid;
+        s->have_admin_gid = 1;
+    }
+    s->reap_timer = resolver_timer_new(s->loop, on_reap, s);
+    if (!s->reap_timer) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (bind_socket(s, cfg, err, errlen) != 0)
+        goto fail;
+    if (resolver_loop_watch(s->loop, s->fd, RESOLVER_LOOP_READ, on_accept, s) != 0) {
+        snprintf(err, errlen, "cannot watch the listening socket");
+        goto fail;
+    }
+    resolver_engine_set_listener(engine, on_engine_change, s);
+    return s;
+fail:
+    resolver_server_del(s);
+    return NULL;
+}
+
+void resolver_server_del(resolver_server *s)
+{
+    if (!s)
+        return;
+    while (s->clients)
+        client_close(s->clients);
+    resolver_timer_del(s->reap_timer);
+    if (s->fd >= 0) {
+        resolver_loop_unwatch(s->loop, s->fd);
+        close(s->fd);
+    }
+    if (s->path)
+        unlink(s->path);
+    resolver_engine_set_listener(s->engine, NULL, NULL);
+    free(s->path);
+    free(s);
+}
+
+void resolver_server_set_reload(resolver_server *s, resolver_server_reload_cb cb, void *arg)
+{
+    s->reload_cb = cb;
+    s->reload_arg = arg;
+}
+
+void resolver_server_stop_picks(resolver_server *s)
+{
+    s->picks_stopped = 1;
+}

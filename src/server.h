@@ -1,3 +1,40 @@
-#ifndef SERVER_H
-#define SERVER_H
+/*
+ * server.h - resolverd's Unix socket server: the line protocol of
+ * doc/protocol.md on the engine's loop.  Loop-thread only.
+ */
+#ifndef RESOLVER_SERVER_H
+#define RESOLVER_SERVER_H
+
+#include <stddef.h>
+#include "engine.h"
+
+typedef struct resolver_server resolver_server;
+
+typedef struct {
+    size_t max_clients;           /* 1024 */
+    size_t max_line;              /* RESOLVER_PROTO_LINE_MAX */
+    size_t max_tickets_per_client; /* 10000 */
+    size_t max_output;            /* bytes queued for a client that does not read: 1 MiB */
+    uint64_t idle_timeout_ms;     /* 300000; watchers are exempt */
+    uint64_t fresh_wait_ms;       /* how long a first pick waits for discovery: 2000 */
+} resolver_server_limits;
+
+void resolver_server_limits_default(resolver_server_limits *l);
+
+/* Binds cfg->socket (path, mode, group) and starts accepting.  On failure
+ * returns NULL with a message in err. */
+resolver_server *resolver_server_new(resolver_engine *engine, const resolver_config *cfg,
+                                     const resolver_server_limits *limits, char *err,
+                                     size_t errlen);
+/* Closes every client and the socket, and unlinks it. */
+void resolver_server_del(resolver_server *s);
+
+/* The RELOAD verb calls this (the daemon reloads as on SIGHUP).  Returns 0
+ * or an error with a message in err. */
+typedef int (*resolver_server_reload_cb)(void *arg, char *err, size_t errlen);
+void resolver_server_set_reload(resolver_server *s, resolver_server_reload_cb cb, void *arg);
+
+/* Stops accepting picks (graceful shutdown): PICK answers "closed". */
+void resolver_server_stop_picks(resolver_server *s);
+
 #endif

@@ -1,0 +1,535 @@
+# shellcheck shell=bash
+#
+# lib.sh - helpers for the integration tests (bash).  Source it from a
+# `#!/usr/bin/env bash` test:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   t_init my_test
+#   t_etcd_start e1 || t_done
+#   t_spawn rd "$RESOLVERD" --etcd "$ETCD_ENDPOINT" --socket "$T_DIR/rd.sock"
+#   t_wait_for "socket appears" 10 test -S "$T_DIR/rd.sock"
+#   t_eq "pick" 10.0.0.1:9001 "$("$RESOLVERCTL" -s "$T_DIR/rd.sock" pick svc)"
+#   t_done
+#
+# Contract:
+#  - Every assertion prints `ok - DESC` or `not ok - DESC: DETAIL`, counts,
+#    and returns 0/1.  Under `set -e` a failed assertion therefore ends the
+#    test (the summary and the log tails are still printed); write
+#    `t_check ... || true` to keep going.  Assertions must run in the test's
+#    own shell (not in a pipeline or $(...)) or their counts are lost.
+#  - The last line a test prints is `N passed, M failed`; the exit status is
+#    0 iff M == 0 and N > 0, 77 after t_skip, non-zero otherwise.
+#  - Processes are tracked by PID only and all of them are stopped on exit
+#    (TERM, then KILL after 3 s), however the test ends.  A spawned command
+#    should not fork children of its own: only the PID itself is killed.
+#  - $T_DIR is removed on exit unless T_KEEP=1.  On failure the tail of every
+#    $T_DIR/*.log is printed (T_LOG_LINES lines, default 40).
+#  - Linux only: liveness is read from /proc (a zombie child answers kill -0).
+
+# Refuse a second sourcing: it would reset the counters.
+if [[ -n ${T_LIB_LOADED:-} ]]; then
+    return 0
+fi
+T_LIB_LOADED=1
+
+T_PASS=0
+T_FAIL=0
+T_DIR=
+T_NAME=
+T_DONE=0      # t_done/t_skip ran: the summary line is printed
+T_CLEANED=0   # t_cleanup ran
+declare -A T_PIDS=()  # name -> pid of a tracked process
+declare -a T_ORDER=() # names in spawn order
+# etcd members: name -> client port / peer port / member's initial cluster
+declare -A T_ETCD_CPORT=() T_ETCD_PPORT=() T_ETCD_CLUSTER=()
+export ETCDCTL_API=3
+
+_t_now_ms() {
+    # EPOCHREALTIME avoids a fork per poll (bash >= 5).
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        local us=${EPOCHREALTIME/[.,]/}
+        echo $((us / 1000))
+    else
+        echo $(($(date +%s%N) / 1000000))
+    fi
+}
+
+_t_sleep_50ms() {
+    sleep 0.05
+}
+
+# Alive and not a zombie (our unreaped children stay in /proc as Z).
+_t_alive() {
+    local stat
+    [[ -r /proc/$1/stat ]] || return 1
+    read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
+# ---- setup and teardown ----
+
+# t_init NAME: a fresh $T_DIR and the traps that clean up however we exit.
+t_init() {
+    T_NAME=${1:?t_init NAME}
+    local base=${TMPDIR:-/tmp}
+    # Short and without odd characters: Unix socket paths in $T_DIR are
+    # limited to 107 bytes.
+    T_DIR=$(mktemp -d "$base/t-${T_NAME//[^A-Za-z0-9_.-]/_}.XXXXXX") || {
+        echo "t_init: cannot create a temporary directory under $base" >&2
+        exit 99
+    }
+    export T_DIR
+    : >"$T_DIR/.ports"
+    trap '_t_on_exit' EXIT
+    trap '_t_on_signal INT 130' INT
+    trap '_t_on_signal TERM 143' TERM
+}
+
+_t_on_signal() {
+    echo "# interrupted by SIG$1" >&2
+    T_FAIL=$((T_FAIL + 1))
+    exit "$2" # runs the EXIT trap
+}
+
+_t_on_exit() {
+    local rc=$?
+    local orig=$rc
+    trap - EXIT INT TERM
+    if [[ $T_DONE == 0 ]]; then
+        # The test ended without t_done (set -e, exit, a signal): still stop
+        # everything and print a summary that says it failed.
+        if [[ $rc == 0 ]] && ((T_FAIL > 0 || T_PASS == 0)); then
+            rc=1
+        fi
+        if ((T_FAIL == 0)); then
+            echo "not ok - the test ended without t_done (exit status $orig)"
+            T_FAIL=1
+        fi
+        t_cleanup "$rc"
+        echo "$T_PASS passed, $T_FAIL failed"
+    else
+        t_cleanup "$rc"
+    fi
+    exit "$rc"
+}
+
+# t_cleanup [STATUS]: stops every tracked process, prints the log tails on
+# failure, removes $T_DIR.  Idempotent; the EXIT trap calls it.
+t_cleanup() {
+    local rc=${1:-0} name pid
+    [[ $T_CLEANED == 1 ]] && return 0
+    T_CLEANED=1
+    local -a live=()
+    for name in "${T_ORDER[@]}"; do
+        pid=${T_PIDS[$name]:-}
+        [[ -n $pid ]] || continue
+        kill -TERM "$pid" 2>/dev/null || true
+        live+=("$pid")
+    done
+    if ((${#live[@]})); then
+        local deadline=$(($(_t_now_ms) + 3000)) any
+        while :; do
+            any=0
+            for pid in "${live[@]}"; do
+                _t_alive "$pid" && any=1 && break
+            done
+            [[ $any == 0 ]] && break
+            if (($(_t_now_ms) >= deadline)); then
+                for pid in "${live[@]}"; do
+                    if _t_alive "$pid"; then
+                        echo "# pid $pid ignored SIGTERM for 3 s: SIGKILL" >&2
+                        kill -KILL "$pid" 2>/dev/null || true
+                    fi
+                done
+                break
+            fi
+            _t_sleep_50ms
+        done
+        for pid in "${live[@]}"; do
+            wait "$pid" 2>/dev/null || true
+        done
+    fi
+    T_PIDS=()
+    T_ORDER=()
+    if [[ $T_FAIL -gt 0 || ($rc != 0 && $rc != 77) ]]; then
+        _t_log_tails
+    fi
+    if [[ -n $T_DIR && -d $T_DIR ]]; then
+        if [[ ${T_KEEP:-0} == 1 ]]; then
+            echo "# T_KEEP=1: kept $T_DIR" >&2
+        else
+            rm -rf -- "$T_DIR"
+        fi
+    fi
+    return 0
+}
+
+_t_log_tails() {
+    local f n=${T_LOG_LINES:-40}
+    [[ -n $T_DIR && -d $T_DIR ]] || return 0
+    for f in "$T_DIR"/*.log; do
+        [[ -f $f ]] || continue
+        echo "# ---- tail -n $n ${f##*/} ----"
+        tail -n "$n" -- "$f" | sed 's/^/# /'
+    done
+}
+
+# ---- processes ----
+
+# t_spawn NAME CMD...: runs CMD in the background, output appended to
+# $T_DIR/NAME.log, stdin from /dev/null.  Prints nothing.
+t_spawn() {
+    local name=${1:?t_spawn NAME CMD...}
+    shift
+    [[ $# -gt 0 ]] || { echo "t_spawn: no command for $name" >&2; return 1; }
+    [[ -n $T_DIR ]] || { echo "t_spawn: call t_init first" >&2; return 1; }
+    if [[ -n ${T_PIDS[$name]:-} ]] && _t_alive "${T_PIDS[$name]}"; then
+        echo "t_spawn: $name is already running (pid ${T_PIDS[$name]})" >&2
+        return 1
+    fi
+    # Appending keeps the log of an earlier run under the same name (a
+    # restarted etcd member, a reloaded daemon).
+    "$@" </dev/null >>"$T_DIR/$name.log" 2>&1 &
+    local pid=$!
+    [[ -n ${T_PIDS[$name]:-} ]] || T_ORDER+=("$name")
+    T_PIDS[$name]=$pid
+    return 0
+}
+
+# t_pid NAME: prints the PID of a tracked process.
+t_pid() {
+    local pid=${T_PIDS[${1:?t_pid NAME}]:-}
+    [[ -n $pid ]] || { echo "t_pid: no process named $1" >&2; return 1; }
+    echo "$pid"
+}
+
+# t_alive NAME: whether the tracked process still runs.
+t_alive() {
+    local pid=${T_PIDS[${1:?t_alive NAME}]:-}
+    [[ -n $pid ]] && _t_alive "$pid"
+}
+
+# t_signal NAME SIGNAL: sends a signal and does not wait (SIGHUP reloads).
+t_signal() {
+    local pid
+    pid=$(t_pid "${1:?t_signal NAME SIGNAL}") || return 1
+    kill -s "${2:?t_signal NAME SIGNAL}" "$pid"
+}
+
+# t_kill NAME [SIGNAL]: sends SIGNAL (default TERM), waits for the process
+# to end (SIGKILL after T_KILL_TIMEOUT s, default 10), forgets it.  Returns
+# the process's exit status (128+N when killed by signal N).
+t_kill() {
+    local name=${1:?t_kill NAME [SIGNAL]} sig=${2:-TERM} pid rc=0
+    pid=$(t_pid "$name") || return 1
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    local deadline=$(($(_t_now_ms) + ${T_KILL_TIMEOUT:-10} * 1000))
+    while _t_alive "$pid"; do
+        if (($(_t_now_ms) >= deadline)); then
+            echo "# $name (pid $pid) still runs ${T_KILL_TIMEOUT:-10} s after SIG$sig: SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            break
+        fi
+        _t_sleep_50ms
+    done
+    wait "$pid" 2>/dev/null || rc=$?
+    unset "T_PIDS[$name]"
+    local -a keep=() n
+    for n in "${T_ORDER[@]}"; do
+        [[ $n == "$name" ]] || keep+=("$n")
+    done
+    T_ORDER=("${keep[@]}")
+    return "$rc"
+}
+
+# t_require CMD...: skips the test unless every CMD is on PATH.
+t_require() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || t_skip "$c not found (install the Debian package that provides it)"
+    done
+}
+
+# ---- ports ----
+
+# t_free_port: prints a TCP port that is free on 127.0.0.1 now and was not
+# handed out before in this test (remembered in $T_DIR/.ports, since callers
+# use $(t_free_port), a subshell).
+t_free_port() {
+    local port tries=0 used=${T_DIR:+$T_DIR/.ports}
+    while ((tries++ < 200)); do
+        if command -v python3 >/dev/null 2>&1; then
+            # The kernel picks a free ephemeral port.
+            port=$(python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])' 2>/dev/null) || port=
+        fi
+        if [[ -z $port ]]; then
+            # No python3: probe a random port; a refused connect means free.
+            port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                continue
+            fi
+        fi
+        if [[ -n $used ]] && grep -qx "$port" "$used" 2>/dev/null; then
+            continue
+        fi
+        [[ -n $used ]] && echo "$port" >>"$used"
+        echo "$port"
+        return 0
+    done
+    echo "t_free_port: no free port found" >&2
+    return 1
+}
+
+# ---- etcd ----
+
+# t_etcdctl ARGS...: etcdctl against $ETCD_ENDPOINTS if set, else
+# $ETCD_ENDPOINT.  A later --endpoints in ARGS wins.
+t_etcdctl() {
+    local ep=${ETCD_ENDPOINTS:-${ETCD_ENDPOINT:-}}
+    [[ -n $ep ]] || { echo "t_etcdctl: no etcd started" >&2; return 1; }
+    ETCDCTL_API=3 etcdctl --endpoints "$ep" --dial-timeout 2s --command-timeout 5s "$@"
+}
+
+_t_etcd_url() {
+    echo "http://127.0.0.1:$1"
+}
+
+# _t_etcd_spawn MEMBER STATE: (re)starts one member from the T_ETCD_* tables.
+_t_etcd_spawn() {
+    local m=$1 state=$2
+    local curl peer
+    curl=$(_t_etcd_url "${T_ETCD_CPORT[$m]}")
+    peer=$(_t_etcd_url "${T_ETCD_PPORT[$m]}")
+    # --logger zap --log-level error: etcd 3.4's quiet, non-deprecated
+    # logging.  A name-derived cluster token keeps members of different
+    # throwaway clusters from joining each other.
+    # etcd reads ETCD_* variables as flags: keep ours (ETCD_ENDPOINT...)
+    # away from it.  env execs etcd, so the tracked PID is etcd's.
+    local -a unset=() v
+    for v in $(compgen -e); do
+        [[ $v == ETCD_* ]] && unset+=(-u "$v")
+    done
+    t_spawn "etcd-$m" env "${unset[@]}" etcd --name "$m" --data-dir "$T_DIR/$m.etcd" \
+        --listen-client-urls "$curl" --advertise-client-urls "$curl" \
+        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+        --initial-cluster "${T_ETCD_CLUSTER[$m]}" --initial-cluster-state "$state" \
+        --initial-cluster-token "t-${T_DIR##*/}" \
+        --logger zap --log-level error
+}
+
+# _t_etcd_wait_healthy MEMBER: up to T_ETCD_TIMEOUT s (default 20).
+_t_etcd_wait_healthy() {
+    local m=$1 url pid
+    url=$(_t_etcd_url "${T_ETCD_CPORT[$m]}")
+    pid=${T_PIDS[etcd-$m]:-}
+    local deadline=$(($(_t_now_ms) + ${T_ETCD_TIMEOUT:-20} * 1000))
+    while :; do
+        if ETCDCTL_API=3 etcdctl --endpoints "$url" --dial-timeout 1s --command-timeout 2s \
+            endpoint health >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! _t_alive "$pid"; then
+            t_fail "etcd $m is healthy" "it exited (see etcd-$m.log)"
+            return 1
+        fi
+        if (($(_t_now_ms) >= deadline)); then
+            t_fail "etcd $m is healthy" "no healthy answer on $url in ${T_ETCD_TIMEOUT:-20} s"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# t_etcd_start NAME: a single-member etcd on loopback; sets and exports
+# ETCD_ENDPOINT (and ETCD_URL_NAME).  Called again for the same NAME after
+# t_etcd_stop it restarts on the same ports and data.  Counts a failure and
+# returns 1 when etcd does not become healthy.
+t_etcd_start() {
+    local name=${1:?t_etcd_start NAME} state=new
+    t_require etcd etcdctl
+    if [[ -n ${T_ETCD_CPORT[$name]:-} ]]; then
+        state=existing
+    else
+        T_ETCD_CPORT[$name]=$(t_free_port) || return 1
+        T_ETCD_PPORT[$name]=$(t_free_port) || return 1
+        T_ETCD_CLUSTER[$name]="$name=$(_t_etcd_url "${T_ETCD_PPORT[$name]}")"
+    fi
+    _t_etcd_spawn "$name" "$state" || return 1
+    _t_etcd_wait_healthy "$name" || return 1
+    ETCD_ENDPOINT=$(_t_etcd_url "${T_ETCD_CPORT[$name]}")
+    export ETCD_ENDPOINT
+    export "ETCD_URL_${name//[^A-Za-z0-9_]/_}=$ETCD_ENDPOINT"
+}
+
+# t_etcd_stop NAME [SIGNAL]
+t_etcd_stop() {
+    t_kill "etcd-${1:?t_etcd_stop NAME}" "${2:-TERM}"
+}
+
+# t_etcd_cluster3 NAME: three members NAME-1..NAME-3 on loopback; sets and
+# exports ETCD_ENDPOINTS (comma list, member order).
+t_etcd_cluster3() {
+    local name=${1:?t_etcd_cluster3 NAME} i m cluster="" eps=""
+    t_require etcd etcdctl
+    for i in 1 2 3; do
+        m=$name-$i
+        T_ETCD_CPORT[$m]=$(t_free_port) || return 1
+        T_ETCD_PPORT[$m]=$(t_free_port) || return 1
+        cluster+="${cluster:+,}$m=$(_t_etcd_url "${T_ETCD_PPORT[$m]}")"
+        eps+="${eps:+,}$(_t_etcd_url "${T_ETCD_CPORT[$m]}")"
+    done
+    # All three start at once: none becomes healthy before there is a quorum.
+    for i in 1 2 3; do
+        T_ETCD_CLUSTER[$name-$i]=$cluster
+        _t_etcd_spawn "$name-$i" new || return 1
+    done
+    for i in 1 2 3; do
+        _t_etcd_wait_healthy "$name-$i" || return 1
+    done
+    ETCD_ENDPOINTS=$eps
+    export ETCD_ENDPOINTS
+}
+
+# t_etcd_member_url NAME I: the client URL of member I (1..3).
+t_etcd_member_url() {
+    _t_etcd_url "${T_ETCD_CPORT[${1:?}-${2:?}]:?no such member}"
+}
+
+# t_etcd_member_kill NAME I [SIGNAL]: stops member I (default SIGTERM; KILL
+# for a crash).
+t_etcd_member_kill() {
+    local rc=0
+    t_kill "etcd-${1:?t_etcd_member_kill NAME I}-${2:?t_etcd_member_kill NAME I}" "${3:-TERM}" || rc=$?
+    # Killed by the signal we sent is what was asked for.
+    [[ $rc == 0 || $rc -gt 128 ]]
+}
+
+# t_etcd_member_start NAME I: restarts member I with its data dir and
+# waits until it is healthy again.
+t_etcd_member_start() {
+    local m=${1:?t_etcd_member_start NAME I}-${2:?t_etcd_member_start NAME I}
+    [[ -n ${T_ETCD_CPORT[$m]:-} ]] || { echo "t_etcd_member_start: no member $m" >&2; return 1; }
+    _t_etcd_spawn "$m" existing || return 1
+    _t_etcd_wait_healthy "$m"
+}
+
+# ---- assertions ----
+
+t_ok() {
+    T_PASS=$((T_PASS + 1))
+    echo "ok - ${1:?t_ok DESC}"
+    return 0
+}
+
+t_fail() {
+    T_FAIL=$((T_FAIL + 1))
+    if [[ -n ${2:-} ]]; then
+        echo "not ok - ${1:?t_fail DESC [DETAIL]}: $2"
+    else
+        echo "not ok - ${1:?t_fail DESC [DETAIL]}"
+    fi
+    return 1
+}
+
+# Output of the last checked command, for failure details.
+_t_outfile() {
+    if [[ -n $T_DIR && -d $T_DIR ]]; then
+        echo "$T_DIR/.check.out"
+    else
+        echo /dev/null
+    fi
+}
+
+_t_out() {
+    local f
+    f=$(_t_outfile)
+    if [[ -s $f ]]; then
+        printf ' [output: %s]' "$(tail -n 5 -- "$f" | tr '\n' ' ' | sed 's/ *$//')"
+    fi
+    return 0
+}
+
+# t_check DESC CMD...: ok iff CMD exits 0 (CMD runs in this shell, so its
+# side effects stay; its output is kept for the failure detail).
+t_check() {
+    local desc=${1:?t_check DESC CMD...} rc=0
+    shift
+    "$@" >"$(_t_outfile)" 2>&1 || rc=$?
+    if [[ $rc == 0 ]]; then
+        t_ok "$desc"
+    else
+        t_fail "$desc" "exit status $rc from: $*$(_t_out)"
+    fi
+}
+
+# t_eq DESC EXPECTED ACTUAL
+t_eq() {
+    if [[ $# -ne 3 ]]; then
+        t_fail "${1:-t_eq}" "t_eq takes DESC EXPECTED ACTUAL, got $# arguments"
+        return 1
+    fi
+    if [[ $2 == "$3" ]]; then
+        t_ok "$1"
+    else
+        t_fail "$1" "expected '$2', got '$3'"
+    fi
+}
+
+# t_wait_until TIMEOUT_S CMD...: polls CMD every 50 ms; 0 once it succeeds,
+# 1 after TIMEOUT_S (fractions allowed: 0.5).  Counts nothing.
+t_wait_until() {
+    local timeout=${1:?t_wait_until TIMEOUT_S CMD...}
+    shift
+    local ms
+    ms=$(awk -v s="$timeout" 'BEGIN { printf "%d", s * 1000 }')
+    local deadline=$(($(_t_now_ms) + ms)) out
+    out=$(_t_outfile)
+    while :; do
+        "$@" >"$out" 2>&1 && return 0
+        (($(_t_now_ms) >= deadline)) && return 1
+        _t_sleep_50ms
+    done
+}
+
+# t_wait_for DESC TIMEOUT_S CMD...: t_wait_until that counts.
+t_wait_for() {
+    local desc=${1:?t_wait_for DESC TIMEOUT_S CMD...} timeout=${2:?t_wait_for DESC TIMEOUT_S CMD...}
+    shift 2
+    if t_wait_until "$timeout" "$@"; then
+        t_ok "$desc"
+    else
+        t_fail "$desc" "not true after ${timeout} s: $*$(_t_out)"
+    fi
+}
+
+# ---- the end ----
+
+# t_done: stops everything, prints `N passed, M failed` as the last line and
+# exits 0 iff M == 0 and at least one assertion ran.
+t_done() {
+    local rc=0
+    if [[ $T_PASS -eq 0 && $T_FAIL -eq 0 ]]; then
+        echo "not ok - no assertion ran"
+        T_FAIL=1
+    fi
+    [[ $T_FAIL -eq 0 ]] || rc=1
+    T_DONE=1
+    t_cleanup "$rc"
+    echo "$T_PASS passed, $T_FAIL failed"
+    exit "$rc"
+}
+
+# t_skip REASON: ends the test as skipped (exit 77, automake's SKIP).
+t_skip() {
+    echo "# SKIP: ${1:-no reason given}"
+    T_DONE=1
+    T_PASS=0
+    T_FAIL=0
+    t_cleanup 77
+    echo "0 passed, 0 failed"
+    exit 77
+}

@@ -1,5 +1,862 @@
+/* check_config.c - the JSON configuration: defaults, inheritance, every
+ * kind of bad input, endpoints, and the effective config round trip. */
 #include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* By path: a stale autoconf config.h in a build tree must not shadow it. */
+#include "../../lib/config.h"
+
+/* The configurations below are written with ' for " to stay readable. */
+static char *dq(const char *s)
+{
+    char *copy = strdup(s);
+    ck_assert_ptr_nonnull(copy);
+    for (char *p = copy; *p; p++)
+        if (*p == '\'')
+            *p = '"';
+    return copy;
+}
+
+static resolver_config *load_ok(const char *text)
+{
+    char err[512] = "", *json = dq(text);
+    resolver_config *cfg = NULL;
+    int rc = resolver_config_load_string(json, &cfg, err, sizeof(err));
+    ck_assert_msg(rc == 0, "load failed (%d): %s\n%s", rc, err, json);
+    ck_assert_ptr_nonnull(cfg);
+    free(json);
+    return cfg;
+}
+
+/* Loads text that must be rejected with a message containing `want`. */
+static void load_bad(const char *text, const char *want)
+{
+    char err[512] = "", *json = dq(text), *expect = dq(want);
+    resolver_config *cfg = (resolver_config *)&err; /* must be reset to NULL */
+    int rc = resolver_config_load_string(json, &cfg, err, sizeof(err));
+    ck_assert_msg(rc == RESOLVER_ERR_CONFIG, "%s: rc %d, err \"%s\"", json, rc, err);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, expect), "%s:\n  got  \"%s\"\n  want \"%s\"", json, err, expect);
+    free(json);
+    free(expect);
+}
+
+static void assert_default_options(const resolver_service_options *o)
+{
+    ck_assert_int_eq(o->format, RESOLVER_FORMAT_AUTO);
+    ck_assert_int_eq(o->policy, RESOLVER_POLICY_ROUND_ROBIN);
+    ck_assert_int_eq(o->protocol, RESOLVER_PROTOCOL_H2C);
+    ck_assert_uint_eq(o->keepalive_time_ms, 30000);
+    ck_assert_uint_eq(o->keepalive_timeout_ms, 10000);
+    ck_assert_uint_eq(o->connect_timeout_ms, 20000);
+    ck_assert_uint_eq(o->backoff.initial_ms, 1000);
+    ck_assert_double_eq(o->backoff.multiplier, 1.6);
+    ck_assert_double_eq(o->backoff.jitter, 0.2);
+    ck_assert_uint_eq(o->backoff.max_ms, 120000);
+    ck_assert_uint_eq(o->drain_timeout_ms, 30000);
+    ck_assert_uint_eq(o->max_connection_age_ms, 0);
+    ck_assert_uint_eq(o->ticket_timeout_ms, 60000);
+    ck_assert_uint_eq(o->max_outstanding, 0);
+    ck_assert_ptr_null(o->health_grpc_service);
+}
+
+static void assert_defaults(const resolver_config *cfg)
+{
+    ck_assert_uint_eq(cfg->etcd.n_endpoints, 1);
+    ck_assert_str_eq(cfg->etcd.endpoints[0], "http://127.0.0.1:2379");
+    ck_assert_str_eq(cfg->etcd.username, "");
+    ck_assert_str_eq(cfg->etcd.password_file, "");
+    ck_assert_str_eq(cfg->etcd.ca_file, "");
+    ck_assert_str_eq(cfg->etcd.cert_file, "");
+    ck_assert_str_eq(cfg->etcd.key_file, "");
+    ck_assert_uint_eq(cfg->etcd.dial_timeout_ms, 2000);
+    ck_assert_str_eq(cfg->socket.path, "/run/resolverd/resolverd.sock");
+    ck_assert_uint_eq(cfg->socket.mode, 0660);
+    ck_assert_str_eq(cfg->socket.group, "");
+    ck_assert_str_eq(cfg->socket.admin_group, "");
+    ck_assert_str_eq(cfg->metrics.listen, "");
+    ck_assert_str_eq(cfg->zone, "");
+    ck_assert_str_eq(cfg->cache_file, "");
+    ck_assert_uint_eq(cfg->on_demand_services_max, 256);
+    assert_default_options(&cfg->defaults);
+    ck_assert_uint_eq(cfg->n_services, 0);
+}
+
+/* PRODUCT.md's example, verbatim. */
+static const char product_example[] =
+    "{\n"
+    "  \"etcd\":     { \"endpoints\": [\"http://127.0.0.1:2379\"], \"username\": \"\", "
+    "\"password_file\": \"\",\n"
+    "                \"ca_file\": \"\", \"cert_file\": \"\", \"key_file\": \"\", "
+    "\"dial_timeout_ms\": 2000 },\n"
+    "  \"socket\":   { \"path\": \"/run/resolverd/resolverd.sock\", \"mode\": \"0660\", "
+    "\"group\": \"\", \"admin_group\": \"\" },\n"
+    "  \"metrics\":  { \"listen\": \"\" },\n"
+    "  \"zone\": \"\", \"cache_file\": \"\", \"on_demand_services_max\": 256,\n"
+    "  \"defaults\": { \"format\": \"auto\", \"policy\": \"round_robin\", \"protocol\": "
+    "\"h2c\",\n"
+    "                \"keepalive_time_ms\": 30000, \"keepalive_timeout_ms\": 10000,\n"
+    "                \"connect_timeout_ms\": 20000,\n"
+    "                \"backoff\": { \"initial_ms\": 1000, \"multiplier\": 1.6, \"jitter\": 0.2, "
+    "\"max_ms\": 120000 },\n"
+    "                \"drain_timeout_ms\": 30000, \"max_connection_age_ms\": 0,\n"
+    "                \"ticket_timeout_ms\": 60000, \"max_outstanding\": 0,\n"
+    "                \"health_check\": { \"grpc_service\": null } },\n"
+    "  \"services\": [ { \"name\": \"user.rpc\", \"prefix\": \"user.rpc/\", \"policy\": "
+    "\"least_request\" } ]\n"
+    "}\n";
+
+/* Services listed before the defaults they inherit; every option set. */
+static const char overrides[] =
+    "{'services': ["
+    "  {'name': 'user.rpc', 'policy': 'least_request', 'backoff': {'max_ms': 60000},"
+    "   'health_check': {'grpc_service': null}},"
+    "  {'name': 'order.rpc', 'prefix': '/microservices/order/', 'format': 'kratos',"
+    "   'policy': 'ring_hash', 'protocol': 'h2', 'keepalive_time_ms': 5000,"
+    "   'keepalive_timeout_ms': 2000, 'connect_timeout_ms': 3000,"
+    "   'backoff': {'initial_ms': 100, 'multiplier': 2, 'jitter': 0, 'max_ms': 5000},"
+    "   'drain_timeout_ms': 1000, 'max_connection_age_ms': 600000, 'ticket_timeout_ms': 9000,"
+    "   'max_outstanding': 100, 'health_check': {'grpc_service': 'order.v1.Order'}},"
+    "  {'name': 'pay', 'health_check': {}}"
+    " ],"
+    " 'defaults': {'policy': 'random', 'protocol': 'tcp', 'keepalive_time_ms': 10,"
+    "  'backoff': {'initial_ms': 500, 'jitter': 1}, 'max_outstanding': 7,"
+    "  'health_check': {'grpc_service': ''}},"
+    " 'etcd': {'endpoints': ['https://e1:2379', 'https://[::1]:2379/', 'http://E3'],"
+    "  'username': 'resolver', 'password_file': '/etc/resolverd/etcd.pass',"
+    "  'ca_file': '/ca.pem', 'cert_file': '/c.pem', 'key_file': '/k.pem',"
+    "  'dial_timeout_ms': 500},"
+    " 'socket': {'path': '/tmp/r.sock', 'mode': 384, 'group': 'app', 'admin_group': 'ops'},"
+    " 'metrics': {'listen': ':9464'}, 'zone': 'eu-1a', 'cache_file': '/var/cache/r.json',"
+    " 'on_demand_services_max': 0}";
+
+/* ---- loading ---------------------------------------------------------- */
+
+START_TEST(test_empty_object_is_all_defaults)
+{
+    resolver_config *cfg = load_ok("{}");
+    assert_defaults(cfg);
+    ck_assert_ptr_null(resolver_config_find_service(cfg, "user.rpc"));
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_new_default_equals_empty_object)
+{
+    resolver_config *a = NULL, *b = load_ok("{}");
+    ck_assert_int_eq(resolver_config_new_default(&a), 0);
+    assert_defaults(a);
+    ck_assert(resolver_config_equal(a, b));
+    ck_assert_int_eq(resolver_config_new_default(NULL), RESOLVER_ERR_INVALID);
+    resolver_config_free(a);
+    resolver_config_free(b);
+    resolver_config_free(NULL);
+}
+END_TEST
+
+START_TEST(test_product_example)
+{
+    char err[256];
+    resolver_config *cfg = NULL;
+    ck_assert_int_eq(resolver_config_load_string(product_example, &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(err, "");
+    /* Every value in the example is a default, except for the service. */
+    ck_assert_uint_eq(cfg->n_services, 1);
+    const resolver_service_config *s = resolver_config_find_service(cfg, "user.rpc");
+    ck_assert_ptr_eq(s, &cfg->services[0]);
+    ck_assert_str_eq(s->name, "user.rpc");
+    ck_assert_str_eq(s->prefix, "user.rpc/");
+    ck_assert_int_eq(s->options.policy, RESOLVER_POLICY_LEAST_REQUEST);
+    resolver_service_options o;
+    ck_assert_int_eq(resolver_service_options_copy(&o, &s->options), 0);
+    o.policy = RESOLVER_POLICY_ROUND_ROBIN;
+    assert_default_options(&o);
+    resolver_service_options_clear(&o);
+    cfg->n_services = 0; /* the rest must be exactly the defaults */
+    assert_defaults(cfg);
+    cfg->n_services = 1;
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_overrides_and_inheritance)
+{
+    resolver_config *cfg = load_ok(overrides);
+    /* etcd: trailing '/' dropped, scheme case kept */
+    ck_assert_uint_eq(cfg->etcd.n_endpoints, 3);
+    ck_assert_str_eq(cfg->etcd.endpoints[0], "https://e1:2379");
+    ck_assert_str_eq(cfg->etcd.endpoints[1], "https://[::1]:2379");
+    ck_assert_str_eq(cfg->etcd.endpoints[2], "http://E3");
+    ck_assert_str_eq(cfg->etcd.username, "resolver");
+    ck_assert_str_eq(cfg->etcd.password_file, "/etc/resolverd/etcd.pass");
+    ck_assert_str_eq(cfg->etcd.ca_file, "/ca.pem");
+    ck_assert_str_eq(cfg->etcd.cert_file, "/c.pem");
+    ck_assert_str_eq(cfg->etcd.key_file, "/k.pem");
+    ck_assert_uint_eq(cfg->etcd.dial_timeout_ms, 500);
+    ck_assert_str_eq(cfg->socket.path, "/tmp/r.sock");
+    ck_assert_uint_eq(cfg->socket.mode, 0600); /* 384 as a JSON integer */
+    ck_assert_str_eq(cfg->socket.group, "app");
+    ck_assert_str_eq(cfg->socket.admin_group, "ops");
+    ck_assert_str_eq(cfg->metrics.listen, ":9464");
+    ck_assert_str_eq(cfg->zone, "eu-1a");
+    ck_assert_str_eq(cfg->cache_file, "/var/cache/r.json");
+    ck_assert_uint_eq(cfg->on_demand_services_max, 0);
+
+    const resolver_service_options *d = &cfg->defaults;
+    ck_assert_int_eq(d->policy, RESOLVER_POLICY_RANDOM);
+    ck_assert_int_eq(d->protocol, RESOLVER_PROTOCOL_TCP);
+    ck_assert_uint_eq(d->keepalive_time_ms, 10);
+    ck_assert_uint_eq(d->backoff.initial_ms, 500);
+    ck_assert_double_eq(d->backoff.multiplier, 1.6); /* untouched backoff fields stay */
+    ck_assert_double_eq(d->backoff.jitter, 1.0);
+    ck_assert_uint_eq(d->backoff.max_ms, 120000);
+    ck_assert_uint_eq(d->max_outstanding, 7);
+    ck_assert_str_eq(d->health_grpc_service, "");
+
+    ck_assert_uint_eq(cfg->n_services, 3);
+    /* user.rpc: its own policy and max_ms, everything else from defaults */
+    const resolver_service_config *u = resolver_config_find_service(cfg, "user.rpc");
+    ck_assert_ptr_nonnull(u);
+    ck_assert_str_eq(u->prefix, "user.rpc/");
+    ck_assert_int_eq(u->options.policy, RESOLVER_POLICY_LEAST_REQUEST);
+    ck_assert_int_eq(u->options.protocol, RESOLVER_PROTOCOL_TCP);
+    ck_assert_uint_eq(u->options.keepalive_time_ms, 10);
+    ck_assert_uint_eq(u->options.backoff.initial_ms, 500);
+    ck_assert_double_eq(u->options.backoff.multiplier, 1.6);
+    ck_assert_double_eq(u->options.backoff.jitter, 1.0);
+    ck_assert_uint_eq(u->options.backoff.max_ms, 60000);
+    ck_assert_uint_eq(u->options.max_outstanding, 7);
+    ck_assert_ptr_null(u->options.health_grpc_service); /* null turns it off */
+    ck_assert_uint_eq(u->options.connect_timeout_ms, 20000);
+
+    /* order.rpc: every option overridden */
+    const resolver_service_config *o = resolver_config_find_service(cfg, "order.rpc");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_str_eq(o->prefix, "/microservices/order/");
+    ck_assert_int_eq(o->options.format, RESOLVER_FORMAT_KRATOS);
+    ck_assert_int_eq(o->options.policy, RESOLVER_POLICY_RING_HASH);
+    ck_assert_int_eq(o->options.protocol, RESOLVER_PROTOCOL_H2);
+    ck_assert_uint_eq(o->options.keepalive_time_ms, 5000);
+    ck_assert_uint_eq(o->options.keepalive_timeout_ms, 2000);
+    ck_assert_uint_eq(o->options.connect_timeout_ms, 3000);
+    ck_assert_uint_eq(o->options.backoff.initial_ms, 100);
+    ck_assert_double_eq(o->options.backoff.multiplier, 2.0);
+    ck_assert_double_eq(o->options.backoff.jitter, 0.0);
+    ck_assert_uint_eq(o->options.backoff.max_ms, 5000);
+    ck_assert_uint_eq(o->options.drain_timeout_ms, 1000);
+    ck_assert_uint_eq(o->options.max_connection_age_ms, 600000);
+    ck_assert_uint_eq(o->options.ticket_timeout_ms, 9000);
+    ck_assert_uint_eq(o->options.max_outstanding, 100);
+    ck_assert_str_eq(o->options.health_grpc_service, "order.v1.Order");
+
+    /* pay: nothing of its own, so exactly the defaults ({} keeps health) */
+    const resolver_service_config *p = resolver_config_find_service(cfg, "pay");
+    ck_assert_ptr_nonnull(p);
+    ck_assert_str_eq(p->prefix, "pay/");
+    ck_assert(resolver_service_options_equal(&p->options, d));
+    ck_assert_ptr_ne(p->options.health_grpc_service, d->health_grpc_service); /* own copy */
+
+    ck_assert_ptr_null(resolver_config_find_service(cfg, "nope"));
+    ck_assert_ptr_null(resolver_config_find_service(cfg, NULL));
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_mode_forms)
+{
+    static const struct {
+        const char *json;
+        unsigned mode;
+    } cases[] = {
+        {"{'socket': {'mode': '0660'}}", 0660}, {"{'socket': {'mode': '660'}}", 0660},
+        {"{'socket': {'mode': '0777'}}", 0777}, {"{'socket': {'mode': '0'}}", 0},
+        {"{'socket': {'mode': 432}}", 0660},    {"{'socket': {'mode': 0}}", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        resolver_config *cfg = load_ok(cases[i].json);
+        ck_assert_uint_eq(cfg->socket.mode, cases[i].mode);
+        resolver_config_free(cfg);
+    }
+}
+END_TEST
+
+START_TEST(test_accepted_edge_values)
+{
+    resolver_config *cfg =
+        load_ok("{'defaults': {'backoff': {'initial_ms': 5, 'max_ms': 5, 'multiplier': 1,"
+                " 'jitter': 0}, 'max_outstanding': 4294967295, 'ticket_timeout_ms': 31536000000},"
+                " 'on_demand_services_max': 4294967295, 'metrics': {'listen': '[::1]:9100'},"
+                " 'services': [{'name': 'a/b\\u00e9', 'prefix': 'x'}]}");
+    ck_assert_uint_eq(cfg->defaults.backoff.max_ms, 5);
+    ck_assert_uint_eq(cfg->defaults.max_outstanding, 4294967295u);
+    ck_assert_uint_eq(cfg->defaults.ticket_timeout_ms, 31536000000ull);
+    ck_assert_uint_eq(cfg->on_demand_services_max, 4294967295u);
+    ck_assert_str_eq(cfg->services[0].name, "a/b\xc3\xa9");
+    resolver_config_free(cfg);
+}
+END_TEST
+
+/* ---- bad input: every one is RESOLVER_ERR_CONFIG naming the key -------- */
+
+static const struct {
+    const char *json, *want;
+} bad[] = {
+    /* unknown keys, at every level */
+    {"{'zoen': ''}", "unknown key 'zoen' (did you mean 'zone'?)"},
+    {"{'etcd': {'endpoint': ['http://a:1']}}", "unknown key 'etcd.endpoint'"},
+    {"{'socket': {'perm': '0660'}}", "unknown key 'socket.perm'"},
+    {"{'metrics': {'port': 9}}", "unknown key 'metrics.port'"},
+    {"{'defaults': {'keepalive_tme_ms': 5}}",
+     "unknown key 'defaults.keepalive_tme_ms' (did you mean 'keepalive_time_ms'?)"},
+    {"{'defaults': {'name': 'x'}}", "unknown key 'defaults.name'"},
+    {"{'defaults': {'backoff': {'max': 5}}}", "unknown key 'defaults.backoff.max'"},
+    {"{'defaults': {'health_check': {'service': 'x'}}}",
+     "unknown key 'defaults.health_check.service'"},
+    {"{'services': [{'name': 'a', 'polcy': 'random'}]}", "unknown key 'services[0].polcy'"},
+    {"{'services': [{'name': 'a'}, {'name': 'b', 'backoff': {'jiter': 0}}]}",
+     "unknown key 'services[1].backoff.jiter'"},
+    {"{'services': [{'name': 'a', 'health_check': {'x': 1}}]}",
+     "unknown key 'services[0].health_check.x'"},
+    /* wrong types */
+    {"{'etcd': []}", "etcd: expected an object, got an array"},
+    {"{'socket': 1}", "socket: expected an object, got 1"},
+    {"{'metrics': null}", "metrics: expected an object, got null"},
+    {"{'etcd': {'endpoints': 'http://a:1'}}",
+     "etcd.endpoints: expected an array of URLs, got 'http://a:1'"},
+    {"{'etcd': {'endpoints': ['http://a:1', 5]}}",
+     "etcd.endpoints[1]: expected a URL string, got 5"},
+    {"{'etcd': {'dial_timeout_ms': '2s'}}", "etcd.dial_timeout_ms: expected an integer, got '2s'"},
+    {"{'etcd': {'username': true}}", "etcd.username: expected a string, got true"},
+    {"{'etcd': {'password_file': false}}", "etcd.password_file: expected a string, got false"},
+    {"{'socket': {'group': 0}}", "socket.group: expected a string, got 0"},
+    {"{'zone': null}", "zone: expected a string, got null"},
+    {"{'cache_file': []}", "cache_file: expected a string, got an array"},
+    {"{'on_demand_services_max': 1.5}", "on_demand_services_max: expected an integer, got 1.5"},
+    {"{'on_demand_services_max': '1'}", "on_demand_services_max: expected an integer, got '1'"},
+    {"{'defaults': []}", "defaults: expected an object, got an array"},
+    {"{'defaults': {'keepalive_time_ms': 1000.0}}",
+     "defaults.keepalive_time_ms: expected an integer, got 1000"},
+    {"{'defaults': {'policy': 1}}", "defaults.policy: expected a string, got 1"},
+    {"{'defaults': {'backoff': {'multiplier': '2'}}}",
+     "defaults.backoff.multiplier: expected a number, got '2'"},
+    {"{'defaults': {'backoff': []}}", "defaults.backoff: expected an object, got an array"},
+    {"{'defaults': {'health_check': null}}", "defaults.health_check: expected an object, got null"},
+    {"{'defaults': {'health_check': {'grpc_service': 5}}}",
+     "defaults.health_check.grpc_service: expected a string or null, got 5"},
+    {"{'services': {}}", "services: expected an array, got an object"},
+    {"{'services': ['a']}", "services[0]: expected an object, got 'a'"},
+    {"{'services': [{'name': 1}]}", "services[0].name: expected a string, got 1"},
+    {"{'metrics': {'listen': 9100}}", "metrics.listen: expected a string, got 9100"},
+    {"{'services': [{'name': 'a', 'max_outstanding': true}]}",
+     "services[0].max_outstanding: expected an integer, got true"},
+    /* enumerations */
+    {"{'services': [{'name': 'a', 'policy': 'fastest'}]}",
+     "services[0].policy: unknown policy 'fastest' (expected one of: round_robin, pick_first, "
+     "weighted_round_robin, least_request, ring_hash, random)"},
+    {"{'defaults': {'protocol': 'h3'}}",
+     "defaults.protocol: unknown protocol 'h3' (expected one of: h2c, h2, tcp)"},
+    {"{'defaults': {'policy': 'Round_Robin'}}", "defaults.policy: unknown policy 'Round_Robin'"},
+    {"{'defaults': {'format': 'consul'}}",
+     "defaults.format: unknown format 'consul' (expected one of: auto, "},
+    /* ranges */
+    {"{'defaults': {'keepalive_time_ms': 5}}", "defaults.keepalive_time_ms: must be >= 10, got 5"},
+    {"{'defaults': {'keepalive_timeout_ms': 0}}",
+     "defaults.keepalive_timeout_ms: must be > 0, got 0"},
+    {"{'defaults': {'connect_timeout_ms': -1}}",
+     "defaults.connect_timeout_ms: must be > 0, got -1"},
+    {"{'services': [{'name': 'a', 'drain_timeout_ms': 0}]}",
+     "services[0].drain_timeout_ms: must be > 0, got 0"},
+    {"{'services': [{'name': 'a', 'ticket_timeout_ms': 0}]}",
+     "services[0].ticket_timeout_ms: must be > 0, got 0"},
+    {"{'defaults': {'max_connection_age_ms': -1}}",
+     "defaults.max_connection_age_ms: must be >= 0, got -1"},
+    {"{'defaults': {'max_outstanding': 4294967296}}",
+     "defaults.max_outstanding: must be <= 4294967295, got 4294967296"},
+    {"{'defaults': {'drain_timeout_ms': 99999999999999}}",
+     "defaults.drain_timeout_ms: must be <= 31536000000, got 99999999999999"},
+    {"{'etcd': {'dial_timeout_ms': 0}}", "etcd.dial_timeout_ms: must be > 0, got 0"},
+    {"{'on_demand_services_max': -1}", "on_demand_services_max: must be >= 0, got -1"},
+    {"{'on_demand_services_max': 4294967296}", "on_demand_services_max: must be <= 4294967295"},
+    {"{'defaults': {'backoff': {'multiplier': 0.5}}}",
+     "defaults.backoff.multiplier: must be >= 1.0, got 0.5"},
+    {"{'defaults': {'backoff': {'multiplier': 1000}}}",
+     "defaults.backoff.multiplier: must be <= 100, got 1000"},
+    {"{'defaults': {'backoff': {'jitter': 1.5}}}",
+     "defaults.backoff.jitter: must be between 0 and 1, got 1.5"},
+    {"{'defaults': {'backoff': {'jitter': -0.1}}}",
+     "defaults.backoff.jitter: must be between 0 and 1, got -0.1"},
+    {"{'defaults': {'backoff': {'initial_ms': 0}}}",
+     "defaults.backoff.initial_ms: must be > 0, got 0"},
+    {"{'defaults': {'backoff': {'initial_ms': 5000, 'max_ms': 1000}}}",
+     "defaults.backoff.max_ms: must be >= initial_ms (5000), got 1000"},
+    {"{'defaults': {'backoff': {'initial_ms': 200000}}}",
+     "defaults.backoff.initial_ms: must be <= max_ms (120000), got 200000"},
+    {"{'services': [{'name': 'a', 'backoff': {'max_ms': 500}}]}",
+     "services[0].backoff.max_ms: must be >= initial_ms (1000), got 500"},
+    {"{'services': [{'name': 'a', 'backoff': {'max_ms': 1500}}],"
+     " 'defaults': {'backoff': {'initial_ms': 2000}}}",
+     "services[0].backoff.max_ms: must be >= initial_ms (2000), got 1500"},
+    /* socket */
+    {"{'socket': {'mode': '0999'}}", "socket.mode: '0999' is not an octal mode such as '0660'"},
+    {"{'socket': {'mode': 'rw-rw----'}}", "socket.mode: 'rw-rw----' is not an octal mode"},
+    {"{'socket': {'mode': ''}}", "socket.mode: '' is not an octal mode"},
+    {"{'socket': {'mode': '-660'}}", "socket.mode: '-660' is not an octal mode"},
+    {"{'socket': {'mode': '01777'}}", "socket.mode: must be at most 0777, got '01777'"},
+    {"{'socket': {'mode': 660}}", "socket.mode: must be in 0..511 (0..0777 in octal), got 660"},
+    {"{'socket': {'mode': -1}}", "socket.mode: must be in 0..511"},
+    {"{'socket': {'mode': true}}",
+     "socket.mode: expected an octal string such as '0660', got true"},
+    {"{'socket': {'path': ''}}", "socket.path: must not be empty"},
+    {"{'socket': {'path': "
+     "'/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock'}}",
+     "socket.path: '/run/aaaa"},
+    {"{'socket': {'path': "
+     "'/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock'}}",
+     "is too long for a Unix socket (150 bytes, at most 107)"},
+    /* etcd URLs */
+    {"{'etcd': {'endpoints': ['http://a:1', 'ftp://x']}}",
+     "etcd.endpoints[1]: 'ftp://x' is not an http:// or https:// URL"},
+    {"{'etcd': {'endpoints': ['localhost:2379']}}",
+     "etcd.endpoints[0]: 'localhost:2379' is not an http:// or https:// URL"},
+    {"{'etcd': {'endpoints': ['']}}", "etcd.endpoints[0]: '' is not an http:// or https:// URL"},
+    {"{'etcd': {'endpoints': ['http://:2379']}}",
+     "etcd.endpoints[0]: 'http://:2379' is not a valid URL: missing host"},
+    {"{'etcd': {'endpoints': ['http://']}}", "etcd.endpoints[0]: 'http://' is not a valid URL"},
+    {"{'etcd': {'endpoints': ['http://a:0']}}", "'http://a:0' is not a valid URL: port"},
+    {"{'etcd': {'endpoints': ['http://a:65536']}}", "'http://a:65536' is not a valid URL: port"},
+    {"{'etcd': {'endpoints': ['http://a:']}}", "'http://a:' is not a valid URL: port"},
+    {"{'etcd': {'endpoints': ['http://a:12x']}}", "'http://a:12x' is not a valid URL: port"},
+    {"{'etcd': {'endpoints': ['http://a:2379/v3']}}", "'http://a:2379/v3' is not a valid URL"},
+    {"{'etcd': {'endpoints': ['http://a:2379?x=1']}}", "is not a valid URL"},
+    {"{'etcd': {'endpoints': ['http://u:p@a:2379']}}", "is not a valid URL: user names go in"},
+    {"{'etcd': {'endpoints': ['http://::1:2379']}}", "IPv6 addresses need brackets"},
+    {"{'etcd': {'endpoints': ['http://[::1:2379']}}", "unterminated"},
+    {"{'etcd': {'endpoints': ['http://[]:2379']}}", "empty IPv6 address"},
+    {"{'etcd': {'endpoints': ['http://[::1]x']}}", "unexpected text after"},
+    {"{'etcd': {'endpoints': ['http://[zz]:1']}}", "invalid IPv6 address"},
+    {"{'etcd': {'endpoints': ['http://a b:1']}}", "'http://a b:1' is not a valid URL: invalid"},
+    {"{'etcd': {'endpoints': []}}", "etcd.endpoints: must list at least one URL"},
+    {"{'etcd': {'cert_file': '/c.pem'}}", "etcd.cert_file: set without etcd.key_file"},
+    {"{'etcd': {'key_file': '/k.pem'}}", "etcd.key_file: set without etcd.cert_file"},
+    {"{'metrics': {'listen': 'nohost'}}", "metrics.listen: 'nohost' is not HOST:PORT"},
+    {"{'metrics': {'listen': '0.0.0.0:99999'}}",
+     "metrics.listen: '0.0.0.0:99999' is not HOST:PORT"},
+    {"{'zone': 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'}",
+     "zone: 'aaaa"},
+    /* services */
+    {"{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'a'}]}",
+     "services[2].name: duplicate service 'a' (see services[0])"},
+    {"{'services': [{'prefix': 'x/'}]}", "services[0]: missing required key 'name'"},
+    {"{'services': [{'name': ''}]}", "services[0].name: invalid service name ''"},
+    {"{'services': [{'name': 'user rpc'}]}", "services[0].name: invalid service name 'user rpc'"},
+    {"{'services': [{'name': 'a\\tb'}]}", "services[0].name: invalid service name 'a?b'"},
+    {"{'services': [{'name': 'a', 'prefix': ''}]}", "services[0].prefix: must not be empty"},
+    {"{'services': [{'name': 'a', 'prefix': 5}]}", "services[0].prefix: expected a string, got 5"},
+    /* JSON itself */
+    {"{'zone': 'a', 'zone': 'b'}", "invalid JSON at line 1, column"},
+    {"{'zone': 'a', 'zone': 'b'}", "duplicate object key"},
+    {"[]", "configuration: expected a JSON object, got an array"},
+    {"", "invalid JSON at line 1"},
+    {"{", "invalid JSON at line 1"},
+    {"{'zone': 'a',}", "invalid JSON at line 1"},
+    {"{} {}", "invalid JSON"},
+    {"{'zone': 'a\\u0000b'}", "invalid JSON"},
+};
+
+START_TEST(test_bad_input)
+{
+    load_bad(bad[_i].json, bad[_i].want);
+}
+END_TEST
+
+START_TEST(test_json_error_position)
+{
+    char err[256];
+    resolver_config *cfg = NULL;
+    const char *text = "{\n  \"zone\": \"a\",\n  oops\n}\n";
+    ck_assert_int_eq(resolver_config_load_string(text, &cfg, err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, "invalid JSON at line 3, column "), "%s", err);
+}
+END_TEST
+
+START_TEST(test_control_characters_in_messages)
+{
+    char err[256];
+    resolver_config *cfg = NULL;
+    /* A key holding a newline must not split the message into two log lines. */
+    ck_assert_int_eq(resolver_config_load_string("{\"a\\nb\": 1}", &cfg, err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_str_eq(err, "unknown key \"a?b\"");
+}
+END_TEST
+
+START_TEST(test_error_buffer)
+{
+    char err[12];
+    resolver_config *cfg = NULL;
+    memset(err, 'x', sizeof(err));
+    ck_assert_int_eq(resolver_config_load_string("{\"zoen\": 1}", &cfg, err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_uint_eq(strlen(err), sizeof(err) - 1); /* truncated, terminated */
+    ck_assert_int_eq(strncmp(err, "unknown key", sizeof(err) - 1), 0);
+    ck_assert_int_eq(resolver_config_load_string("{\"zoen\": 1}", &cfg, NULL, 0),
+                     RESOLVER_ERR_CONFIG);
+    err[0] = 'x';
+    ck_assert_int_eq(resolver_config_load_string("{\"zoen\": 1}", &cfg, err, 0),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_int_eq(err[0], 'x'); /* errlen 0: nothing written */
+    /* success clears a stale message */
+    ck_assert_int_eq(resolver_config_load_string("{}", &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(err, "");
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_bad_arguments)
+{
+    char err[64];
+    resolver_config *cfg = NULL;
+    ck_assert_int_eq(resolver_config_load_string(NULL, &cfg, err, sizeof(err)),
+                     RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_load_string("{}", NULL, err, sizeof(err)),
+                     RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_load_file(NULL, &cfg, err, sizeof(err)), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_load_file("/x", NULL, err, sizeof(err)), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_to_json(NULL, NULL), RESOLVER_ERR_INVALID);
+}
+END_TEST
+
+/* ---- files ------------------------------------------------------------ */
+
+static char *write_temp(const char *text)
+{
+    char *path = strdup("/tmp/check_config_XXXXXX");
+    ck_assert_ptr_nonnull(path);
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    size_t n = strlen(text);
+    ck_assert_int_eq(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+START_TEST(test_load_file)
+{
+    char err[512];
+    resolver_config *cfg = NULL;
+    char *path = write_temp(product_example);
+    ck_assert_int_eq(resolver_config_load_file(path, &cfg, err, sizeof(err)), 0);
+    ck_assert_str_eq(cfg->services[0].name, "user.rpc");
+    resolver_config_free(cfg);
+    unlink(path);
+    free(path);
+
+    /* errors in a file name the file */
+    path = write_temp("{\n  \"defaults\": {\"policy\": \"fastest\"}\n}\n");
+    ck_assert_int_eq(resolver_config_load_file(path, &cfg, err, sizeof(err)), RESOLVER_ERR_CONFIG);
+    ck_assert_ptr_null(cfg);
+    ck_assert_int_eq(strncmp(err, path, strlen(path)), 0);
+    ck_assert_msg(strstr(err, ": defaults.policy: unknown policy \"fastest\""), "%s", err);
+    unlink(path);
+    free(path);
+
+    path = write_temp("{\n\n  \"zone\" \"a\"\n}\n");
+    ck_assert_int_eq(resolver_config_load_file(path, &cfg, err, sizeof(err)), RESOLVER_ERR_CONFIG);
+    ck_assert_msg(strstr(err, ": invalid JSON at line 3, column "), "%s", err);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+    char err[512], want[512];
+    resolver_config *cfg = (resolver_config *)&err;
+    const char *path = "/nonexistent/resolverd.json";
+    errno = 0;
+    ck_assert_int_eq(resolver_config_load_file(path, &cfg, err, sizeof(err)), RESOLVER_ERR_IO);
+    ck_assert_int_eq(errno, ENOENT);
+    ck_assert_ptr_null(cfg);
+    snprintf(want, sizeof(want), "%s: %s", path, strerror(ENOENT));
+    ck_assert_str_eq(err, want);
+
+    ck_assert_int_eq(resolver_config_load_file("/tmp", &cfg, err, sizeof(err)), RESOLVER_ERR_IO);
+    ck_assert_int_eq(errno, EISDIR);
+    snprintf(want, sizeof(want), "/tmp: %s", strerror(EISDIR));
+    ck_assert_str_eq(err, want);
+}
+END_TEST
+
+/* contrib/resolverd.json documents every key: it must load and round-trip. */
+START_TEST(test_contrib_example)
+{
+    char path[1024], err[512];
+    const char *top = getenv("abs_top_srcdir"); /* set by make check */
+    if (top)
+        snprintf(path, sizeof(path), "%s/contrib/resolverd.json", top);
+    else /* run by hand from the source directory's build dir */
+        snprintf(path, sizeof(path), "%s", "../contrib/resolverd.json");
+    if (access(path, R_OK) != 0) {
+        fprintf(stderr, "check_config: %s not found, example not checked\n", path);
+        return;
+    }
+    resolver_config *cfg = NULL;
+    ck_assert_msg(resolver_config_load_file(path, &cfg, err, sizeof(err)) == 0, "%s", err);
+    const resolver_service_config *u = resolver_config_find_service(cfg, "user.rpc");
+    ck_assert_ptr_nonnull(u);
+    ck_assert_int_eq(u->options.policy, RESOLVER_POLICY_LEAST_REQUEST);
+    ck_assert_ptr_nonnull(resolver_config_find_service(cfg, "order.rpc"));
+    resolver_config_free(cfg);
+}
+END_TEST
+
+/* ---- endpoints -------------------------------------------------------- */
+
+START_TEST(test_set_endpoints)
+{
+    resolver_config *cfg = NULL;
+    ck_assert_int_eq(resolver_config_new_default(&cfg), 0);
+    ck_assert_int_eq(resolver_config_set_endpoints(
+                         cfg, "http://10.0.0.1:2379, https://etcd-2:2379/ ,http://[::1]"),
+                     0);
+    ck_assert_uint_eq(cfg->etcd.n_endpoints, 3);
+    ck_assert_str_eq(cfg->etcd.endpoints[0], "http://10.0.0.1:2379");
+    ck_assert_str_eq(cfg->etcd.endpoints[1], "https://etcd-2:2379");
+    ck_assert_str_eq(cfg->etcd.endpoints[2], "http://[::1]");
+
+    static const char *const bad_lists[] = {
+        "",
+        ",",
+        "http://a:1,",
+        ",http://a:1",
+        "http://a:1,,http://b:1",
+        "ftp://a",
+        "http://a:1,b:2",
+        "http://a:1 http://b:1",
+        "http://a:99999",
+        "http://a/x",
+        "http://\xc3\xa9:1",
+    };
+    for (size_t i = 0; i < sizeof(bad_lists) / sizeof(bad_lists[0]); i++) {
+        ck_assert_msg(resolver_config_set_endpoints(cfg, bad_lists[i]) == RESOLVER_ERR_CONFIG,
+                      "accepted \"%s\"", bad_lists[i]);
+        ck_assert_uint_eq(cfg->etcd.n_endpoints, 3); /* unchanged on error */
+        ck_assert_str_eq(cfg->etcd.endpoints[2], "http://[::1]");
+    }
+    ck_assert_int_eq(resolver_config_set_endpoints(cfg, NULL), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_set_endpoints(NULL, "http://a:1"), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_set_endpoints(cfg, "HTTPS://one"), 0);
+    ck_assert_uint_eq(cfg->etcd.n_endpoints, 1);
+    ck_assert_str_eq(cfg->etcd.endpoints[0], "HTTPS://one");
+    resolver_config_free(cfg);
+}
+END_TEST
+
+/* ---- the effective configuration as JSON ------------------------------ */
+
+static void assert_round_trip(resolver_config *cfg)
+{
+    char *json = NULL, err[512];
+    resolver_config *again = NULL;
+    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(json);
+    ck_assert_msg(resolver_config_load_string(json, &again, err, sizeof(err)) == 0, "%s\n%s", err,
+                  json);
+    ck_assert_msg(resolver_config_equal(cfg, again), "round trip differs:\n%s", json);
+    /* and the text is a fixed point */
+    char *json2 = NULL;
+    ck_assert_int_eq(resolver_config_to_json(again, &json2), 0);
+    ck_assert_str_eq(json, json2);
+    free(json);
+    free(json2);
+    resolver_config_free(again);
+}
+
+START_TEST(test_to_json_round_trip)
+{
+    resolver_config *cfg = load_ok(overrides);
+    assert_round_trip(cfg);
+    resolver_config_free(cfg);
+    cfg = load_ok("{}");
+    assert_round_trip(cfg);
+    /* odd reals and a string that did not come from JSON */
+    cfg->defaults.backoff.multiplier = 4.0 / 3.0;
+    cfg->defaults.backoff.jitter = 0.1;
+    free(cfg->zone);
+    cfg->zone = strdup("z\"one\n");
+    assert_round_trip(cfg);
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_to_json_content)
+{
+    resolver_config *cfg = load_ok(overrides);
+    char *json = NULL;
+    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_ptr_null(strstr(json, "\"password\"")); /* never a secret */
+    ck_assert_ptr_nonnull(strstr(json, "\"password_file\": \"/etc/resolverd/etcd.pass\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"mode\": \"0600\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"multiplier\": 1.6,")); /* not 1.6000000000000001 */
+    ck_assert_ptr_nonnull(strstr(json, "\"policy\": \"least_request\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"grpc_service\": null"));
+    ck_assert_ptr_nonnull(strstr(json, "\"grpc_service\": \"order.v1.Order\""));
+    free(json);
+    resolver_config_free(cfg);
+
+    /* a string set directly that is not UTF-8 is written, not an error */
+    ck_assert_int_eq(resolver_config_new_default(&cfg), 0);
+    free(cfg->zone);
+    cfg->zone = strdup("caf\xe9");
+    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"zone\": \"caf?\""));
+    free(json);
+    resolver_config_free(cfg);
+}
+END_TEST
+
+/* ---- helpers ---------------------------------------------------------- */
+
+START_TEST(test_names)
+{
+    static const char *const policies[] = {"pick_first",    "round_robin", "weighted_round_robin",
+                                           "least_request", "ring_hash",   "random"};
+    for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+        resolver_policy p;
+        ck_assert_int_eq(resolver_policy_parse(policies[i], &p), 0);
+        ck_assert_str_eq(resolver_policy_name(p), policies[i]);
+    }
+    static const char *const protocols[] = {"h2c", "h2", "tcp"};
+    for (size_t i = 0; i < sizeof(protocols) / sizeof(protocols[0]); i++) {
+        resolver_protocol p;
+        ck_assert_int_eq(resolver_protocol_parse(protocols[i], &p), 0);
+        ck_assert_str_eq(resolver_protocol_name(p), protocols[i]);
+    }
+    resolver_policy p;
+    resolver_protocol q;
+    ck_assert_int_eq(resolver_policy_parse("fastest", &p), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_policy_parse(NULL, &p), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_protocol_parse("h3", &q), RESOLVER_ERR_INVALID);
+    ck_assert_str_eq(resolver_policy_name((resolver_policy)99), "unknown");
+    ck_assert_str_eq(resolver_protocol_name((resolver_protocol)99), "unknown");
+}
+END_TEST
+
+START_TEST(test_options_copy_clear_equal)
+{
+    resolver_service_options a, b;
+    resolver_service_options_default(&a);
+    assert_default_options(&a);
+    a.health_grpc_service = strdup("svc");
+    ck_assert_int_eq(resolver_service_options_copy(&b, &a), 0);
+    ck_assert_ptr_ne(a.health_grpc_service, b.health_grpc_service);
+    ck_assert(resolver_service_options_equal(&a, &b));
+    b.backoff.jitter = 0.3;
+    ck_assert(!resolver_service_options_equal(&a, &b));
+    b.backoff.jitter = a.backoff.jitter;
+    free(b.health_grpc_service);
+    b.health_grpc_service = NULL;
+    ck_assert(!resolver_service_options_equal(&a, &b));
+    resolver_service_options_clear(&a);
+    ck_assert_ptr_null(a.health_grpc_service);
+    resolver_service_options_clear(&b);
+    resolver_service_options_clear(NULL);
+}
+END_TEST
+
+START_TEST(test_service_name_valid)
+{
+    char long_name[RESOLVER_SERVICE_NAME_MAX + 2];
+    ck_assert(resolver_service_name_valid("user.rpc"));
+    ck_assert(resolver_service_name_valid("/microservices/user"));
+    ck_assert(!resolver_service_name_valid(""));
+    ck_assert(!resolver_service_name_valid(NULL));
+    ck_assert(!resolver_service_name_valid("a b"));
+    ck_assert(!resolver_service_name_valid("a\x7f"));
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    ck_assert(!resolver_service_name_valid(long_name));
+    long_name[RESOLVER_SERVICE_NAME_MAX] = '\0';
+    ck_assert(resolver_service_name_valid(long_name));
+}
+END_TEST
+
+START_TEST(test_config_equal)
+{
+    resolver_config *a = load_ok(overrides), *b = load_ok(overrides);
+    ck_assert(resolver_config_equal(a, b));
+    b->socket.mode = 0666;
+    ck_assert(!resolver_config_equal(a, b));
+    b->socket.mode = a->socket.mode;
+    b->services[1].options.max_outstanding++;
+    ck_assert(!resolver_config_equal(a, b));
+    b->services[1].options.max_outstanding--;
+    b->n_services--;
+    ck_assert(!resolver_config_equal(a, b));
+    b->n_services++;
+    ck_assert(resolver_config_equal(a, b));
+    resolver_config_free(a);
+    resolver_config_free(b);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("load");
+    tcase_add_test(tc, test_empty_object_is_all_defaults);
+    tcase_add_test(tc, test_new_default_equals_empty_object);
+    tcase_add_test(tc, test_product_example);
+    tcase_add_test(tc, test_overrides_and_inheritance);
+    tcase_add_test(tc, test_mode_forms);
+    tcase_add_test(tc, test_accepted_edge_values);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_loop_test(tc, test_bad_input, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(tc, test_json_error_position);
+    tcase_add_test(tc, test_control_characters_in_messages);
+    tcase_add_test(tc, test_error_buffer);
+    tcase_add_test(tc, test_bad_arguments);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("files");
+    tcase_add_test(tc, test_load_file);
+    tcase_add_test(tc, test_missing_file);
+    tcase_add_test(tc, test_contrib_example);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("endpoints");
+    tcase_add_test(tc, test_set_endpoints);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("json");
+    tcase_add_test(tc, test_to_json_round_trip);
+    tcase_add_test(tc, test_to_json_content);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("helpers");
+    tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_options_copy_clear_equal);
+    tcase_add_test(tc, test_service_name_valid);
+    tcase_add_test(tc, test_config_equal);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
 int main(void)
 {
-    return 0;
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1,0 +1,17 @@
+/* client.h - internal extras of the daemon client, for resolverctl. */
+#ifndef RESOLVER_CLIENT_H
+#define RESOLVER_CLIENT_H
+
+#include "proto.h"
+#include "resolver.h"
+
+/* Sends one request line (without newline; tokens already escaped) and
+ * reads one reply line into *reply (pointing into the client's buffer,
+ * valid until the next call).  0, TIMEOUT, CLOSED, PROTOCOL or IO. */
+int resolver_client_request(resolver_client *c, const char *line, resolver_proto_reply *reply);
+/* Reads the next line (watch events).  timeout_ms < 0: wait forever. */
+int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_proto_reply *reply);
+/* The socket path the client would use for `path` (NULL: env or default). */
+const char *resolver_client_default_path(const char *path);
+
+#endif

@@ -1,0 +1,121 @@
+/* config.h - the parsed configuration (internal view of resolver_config). */
+#ifndef RESOLVER_CONFIG_H
+#define RESOLVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "resolver.h"
+#include "registry.h"
+
+typedef enum {
+    RESOLVER_POLICY_ROUND_ROBIN = 0,
+    RESOLVER_POLICY_PICK_FIRST,
+    RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN,
+    RESOLVER_POLICY_LEAST_REQUEST,
+    RESOLVER_POLICY_RING_HASH,
+    RESOLVER_POLICY_RANDOM
+} resolver_policy;
+
+typedef enum {
+    RESOLVER_PROTOCOL_H2C = 0, /* HTTP/2 over cleartext TCP, prior knowledge */
+    RESOLVER_PROTOCOL_H2,      /* HTTP/2 over TLS with ALPN h2 */
+    RESOLVER_PROTOCOL_TCP      /* connect-level liveness only */
+} resolver_protocol;
+
+typedef struct {
+    uint64_t initial_ms; /* 1000 */
+    double multiplier;   /* 1.6 */
+    double jitter;       /* 0.2: uniform in [-jitter, +jitter] */
+    uint64_t max_ms;     /* 120000 */
+} resolver_backoff_config;
+
+/* Everything that "defaults" holds and each service may override. */
+typedef struct {
+    resolver_format format;
+    resolver_policy policy;
+    resolver_protocol protocol;
+    uint64_t keepalive_time_ms;    /* 30000 */
+    uint64_t keepalive_timeout_ms; /* 10000 */
+    uint64_t connect_timeout_ms;   /* 20000 */
+    resolver_backoff_config backoff;
+    uint64_t drain_timeout_ms;      /* 30000 */
+    uint64_t max_connection_age_ms; /* 0: never */
+    uint64_t ticket_timeout_ms;     /* 60000 */
+    uint32_t max_outstanding;       /* 0: no cap */
+    char *health_grpc_service;      /* NULL: no health checking; "" = overall server health */
+} resolver_service_options;
+
+typedef struct {
+    char *name;   /* "user.rpc" */
+    char *prefix; /* "user.rpc/" (default: name + "/") */
+    resolver_service_options options;
+} resolver_service_config;
+
+struct resolver_config {
+    struct {
+        char **endpoints; /* at least one URL, e.g. "http://127.0.0.1:2379" (no trailing '/') */
+        size_t n_endpoints;
+        char *username, *password_file, *ca_file, *cert_file, *key_file; /* "" if unset */
+        uint64_t dial_timeout_ms;                                        /* 2000 */
+    } etcd;
+    struct {
+        char *path;    /* /run/resolverd/resolverd.sock */
+        unsigned mode; /* 0660 */
+        char *group;   /* "" if unset */
+        char *admin_group;
+    } socket;
+    struct {
+        char *listen; /* "" if unset */
+    } metrics;
+    char *zone;
+    char *cache_file;
+    uint32_t on_demand_services_max; /* 256 */
+    resolver_service_options defaults;
+    resolver_service_config *services;
+    size_t n_services;
+};
+
+/* Longest service name, in bytes (NUL excluded). */
+#define RESOLVER_SERVICE_NAME_MAX 255
+
+/* The configured service `name`, or NULL if the configuration does not list
+ * it (the caller then uses cfg->defaults and the prefix name + "/").  The
+ * result points into cfg; do not free it. */
+const resolver_service_config *resolver_config_find_service(const resolver_config *cfg,
+                                                            const char *name);
+
+/* 1 if `name` may name a service (configured or discovered on demand):
+ * 1..RESOLVER_SERVICE_NAME_MAX bytes, no whitespace or control characters. */
+int resolver_service_name_valid(const char *name);
+
+/* The effective configuration as an indented JSON document that
+ * resolver_config_load_string accepts and turns back into an equal config.
+ * Every key is written, defaults included, and each service with all of its
+ * effective options.  Holds no secret (only the password_file path).
+ * *out is freed with free().  0, RESOLVER_ERR_NOMEM or RESOLVER_ERR_INVALID. */
+int resolver_config_to_json(const resolver_config *cfg, char **out);
+
+/* 1 if a and b would behave identically (every field, services in order). */
+int resolver_config_equal(const resolver_config *a, const resolver_config *b);
+
+/* Names as written in the configuration ("round_robin", "h2c").  An
+ * out-of-range value gives "unknown".  The parsers return 0 or
+ * RESOLVER_ERR_INVALID. */
+const char *resolver_policy_name(resolver_policy p);
+int resolver_policy_parse(const char *name, resolver_policy *out);
+const char *resolver_protocol_name(resolver_protocol p);
+int resolver_protocol_parse(const char *name, resolver_protocol *out);
+
+/* Fills o with the built-in defaults (PRODUCT.md); owns no memory. */
+void resolver_service_options_default(resolver_service_options *o);
+/* Deep copy of options (health_grpc_service duplicated).  dst is overwritten
+ * without being cleared first.  0 or NOMEM (dst then owns nothing). */
+int resolver_service_options_copy(resolver_service_options *dst,
+                                  const resolver_service_options *src);
+/* Frees what o owns and zeroes it. */
+void resolver_service_options_clear(resolver_service_options *o);
+/* 1 if a and b are the same options (used on reload to keep what is unchanged). */
+int resolver_service_options_equal(const resolver_service_options *a,
+                                   const resolver_service_options *b);
+
+#endif
