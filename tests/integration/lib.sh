@@ -40,6 +40,7 @@ T_DONE=0      # t_done/t_skip ran: the summary line is printed
 T_CLEANED=0   # t_cleanup ran
 declare -A T_PIDS=()  # name -> pid of a tracked process
 declare -a T_ORDER=() # names in spawn order
+declare -A T_STOPSIG=() # name -> signal t_cleanup sends first (default TERM)
 # etcd members: name -> client port / peer port / member's initial cluster
 declare -A T_ETCD_CPORT=() T_ETCD_PPORT=() T_ETCD_CLUSTER=()
 export ETCDCTL_API=3
@@ -124,9 +125,11 @@ t_cleanup() {
     for name in "${T_ORDER[@]}"; do
         pid=${T_PIDS[$name]:-}
         [[ -n $pid ]] || continue
-        kill -TERM "$pid" 2>/dev/null || true
+        kill -s "${T_STOPSIG[$name]:-TERM}" "$pid" 2>/dev/null || true
         live+=("$pid")
     done
+    # stderr off while children die: bash reports a job killed by a signal
+    # ("Killed ...") on its own stderr, which would only be noise here.
     if ((${#live[@]})); then
         local deadline=$(($(_t_now_ms) + 3000)) any
         while :; do
@@ -138,7 +141,7 @@ t_cleanup() {
             if (($(_t_now_ms) >= deadline)); then
                 for pid in "${live[@]}"; do
                     if _t_alive "$pid"; then
-                        echo "# pid $pid ignored SIGTERM for 3 s: SIGKILL" >&2
+                        echo "# pid $pid still runs 3 s after the stop signal: SIGKILL"
                         kill -KILL "$pid" 2>/dev/null || true
                     fi
                 done
@@ -147,11 +150,12 @@ t_cleanup() {
             _t_sleep_50ms
         done
         for pid in "${live[@]}"; do
-            wait "$pid" 2>/dev/null || true
+            wait "$pid" || true
         done
-    fi
+    fi 2>/dev/null
     T_PIDS=()
     T_ORDER=()
+    T_STOPSIG=()
     if [[ $T_FAIL -gt 0 || ($rc != 0 && $rc != 77) ]]; then
         _t_log_tails
     fi
@@ -223,17 +227,20 @@ t_signal() {
 t_kill() {
     local name=${1:?t_kill NAME [SIGNAL]} sig=${2:-TERM} pid rc=0
     pid=$(t_pid "$name") || return 1
-    kill -s "$sig" "$pid" 2>/dev/null || true
     local deadline=$(($(_t_now_ms) + ${T_KILL_TIMEOUT:-10} * 1000))
-    while _t_alive "$pid"; do
-        if (($(_t_now_ms) >= deadline)); then
-            echo "# $name (pid $pid) still runs ${T_KILL_TIMEOUT:-10} s after SIG$sig: SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        _t_sleep_50ms
-    done
-    wait "$pid" 2>/dev/null || rc=$?
+    # stderr off: see t_cleanup.
+    {
+        kill -s "$sig" "$pid" || true
+        while _t_alive "$pid"; do
+            if (($(_t_now_ms) >= deadline)); then
+                echo "# $name (pid $pid) still runs ${T_KILL_TIMEOUT:-10} s after SIG$sig: SIGKILL"
+                kill -KILL "$pid" || true
+                break
+            fi
+            _t_sleep_50ms
+        done
+        wait "$pid" || rc=$?
+    } 2>/dev/null
     unset "T_PIDS[$name]"
     local -a keep=() n
     for n in "${T_ORDER[@]}"; do
@@ -305,7 +312,9 @@ _t_etcd_spawn() {
     curl=$(_t_etcd_url "${T_ETCD_CPORT[$m]}")
     peer=$(_t_etcd_url "${T_ETCD_PPORT[$m]}")
     # --logger zap --log-level error: etcd 3.4's quiet, non-deprecated
-    # logging.  A name-derived cluster token keeps members of different
+    # logging.  Half the default raft timings: elections (start-up, member
+    # restarts) take half as long, still far above loopback latency.
+    # T_ETCD_FLAGS adds flags (word-split).  A name-derived cluster token keeps members of different
     # throwaway clusters from joining each other.
     # etcd reads ETCD_* variables as flags: keep ours (ETCD_ENDPOINT...)
     # away from it.  env execs etcd, so the tracked PID is etcd's.
@@ -313,12 +322,17 @@ _t_etcd_spawn() {
     for v in $(compgen -e); do
         [[ $v == ETCD_* ]] && unset+=(-u "$v")
     done
+    # shellcheck disable=SC2086 # T_ETCD_FLAGS is split on purpose
     t_spawn "etcd-$m" env "${unset[@]}" etcd --name "$m" --data-dir "$T_DIR/$m.etcd" \
         --listen-client-urls "$curl" --advertise-client-urls "$curl" \
         --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
         --initial-cluster "${T_ETCD_CLUSTER[$m]}" --initial-cluster-state "$state" \
         --initial-cluster-token "t-${T_DIR##*/}" \
-        --logger zap --log-level error
+        --heartbeat-interval 50 --election-timeout 500 \
+        --logger zap --log-level error ${T_ETCD_FLAGS:-} || return 1
+    # Throwaway data: no graceful stop at cleanup.  Members of a cluster
+    # stopped together can spend seconds handing leadership to each other.
+    T_STOPSIG[etcd-$m]=KILL
 }
 
 # _t_etcd_wait_healthy MEMBER: up to T_ETCD_TIMEOUT s (default 20).

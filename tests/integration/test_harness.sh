@@ -6,8 +6,11 @@
 # T_HARNESS_FAIL=1 adds one deliberately failing assertion, to see the
 # log tails and the non-zero exit.
 set -euo pipefail
-# shellcheck source=tests/integration/lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
+
+not() { ! "$@"; }
+is_loopback_url() { [[ $1 == http://127.0.0.1:* ]]; }
 
 t_init harness
 t_require etcd etcdctl
@@ -20,7 +23,7 @@ t_check "free ports are distinct" test "$p1" != "$p2" -a "$p2" != "$p3" -a "$p1"
 
 t_etcd_start e1
 echo "# pid etcd $(t_pid etcd-e1)"
-t_check "ETCD_ENDPOINT is a loopback URL" eval '[[ $ETCD_ENDPOINT == http://127.0.0.1:* ]]'
+t_check "ETCD_ENDPOINT is a loopback URL" is_loopback_url "$ETCD_ENDPOINT"
 t_eq "ETCD_URL_e1 is exported" "$ETCD_ENDPOINT" "$(printenv ETCD_URL_e1)"
 t_check "etcdctl put" t_etcdctl put /harness/key hello
 t_eq "etcdctl get" hello "$(t_etcdctl get --print-value-only /harness/key)"
@@ -35,8 +38,8 @@ t_check "t_alive sees it" t_alive sleeper
 rc=0
 t_kill sleeper || rc=$?
 t_eq "t_kill returns the status of a TERM death" 143 "$rc"
-t_check "sleeper is gone" eval "! kill -0 $pid 2>/dev/null"
-t_check "t_pid forgets it" eval '! t_pid sleeper 2>/dev/null'
+t_check "sleeper is gone" not kill -0 "$pid"
+t_check "t_pid forgets it" not t_pid sleeper
 
 # Left running on purpose: cleanup must stop it.
 t_spawn sleeper2 sleep 1000
@@ -52,13 +55,13 @@ t_eq "t_kill escalates to KILL" 137 "$rc"
 # Restart of a single etcd keeps its data and port.
 url=$ETCD_ENDPOINT
 t_etcd_stop e1 || true
-t_check "etcd is down" eval '! t_etcdctl --dial-timeout 300ms get /harness/key'
+t_check "etcd is down" not t_etcdctl --command-timeout 500ms get /harness/key
 t_etcd_start e1
 t_eq "same endpoint after restart" "$url" "$ETCD_ENDPOINT"
 t_eq "data kept across restart" hello "$(t_etcdctl get --print-value-only /harness/key)"
 echo "# pid etcd $(t_pid etcd-e1)"
 
-t_check "t_wait_until gives up on a false command" eval '! t_wait_until 0.2 false'
+t_check "t_wait_until gives up on a false command" not t_wait_until 0.2 false
 t_check "t_wait_until returns once a command succeeds" t_wait_until 5 test -d "$T_DIR"
 
 if [[ ${T_HARNESS_FAIL:-0} == 1 ]]; then
