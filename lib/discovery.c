@@ -75,7 +75,6 @@ static void schedule_retry(resolver_discovery *d, const char *why)
     d->phase = PHASE_IDLE;
     d->watching = 0;
     d->reconnects++;
-    resolver_etcd_rotate(d->etcd);
     uint64_t delay = d->retry_ms / 2 + next_random(d) % (d->retry_ms / 2 + 1);
     LOG_WARN("etcd: prefix \"%s\": %s; retrying in %llu ms via %s", d->prefix,
              why ? why : "stream ended", (unsigned long long)delay,
@@ -170,20 +169,28 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
     resolver_discovery *d = arg;
     resolver_etcd_heard(d->etcd);
     if (m->is_error) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "watch error %d: %s", m->error_code,
+        snprintf(d->last_error, sizeof(d->last_error), "watch error %d: %s", m->error_code,
                  m->error_message ? m->error_message : "");
-        snprintf(d->last_error, sizeof(d->last_error), "%s", msg);
+        if (m->error_code == 16) /* gRPC UNAUTHENTICATED */
+            resolver_etcd_token_rejected(d->etcd);
+        else
+            resolver_etcd_mark_bad(d->req); /* "no leader", unavailable: fail over */
         return 1; /* abort: the done callback retries */
     }
     if (m->canceled) {
+        const char *reason = m->cancel_reason ? m->cancel_reason : "";
+        /* A bad token cancels the watch at creation and leaves the stream
+         * open: drop the token so the retry authenticates again. */
+        if (strstr(reason, "Unauthenticated") || strstr(reason, "auth token") ||
+            strstr(reason, "user name is empty"))
+            resolver_etcd_token_rejected(d->etcd);
         if (m->compact_revision > 0) {
             LOG_WARN("etcd: prefix \"%s\": revision %lld compacted (oldest now %lld); resyncing",
                      d->prefix, (long long)(d->revision + 1), (long long)m->compact_revision);
             d->need_range = 1;
         }
         snprintf(d->last_error, sizeof(d->last_error), "watch cancelled: %s",
-                 m->cancel_reason ? m->cancel_reason : "compacted");
+                 reason[0] ? reason : "compacted");
         return 1;
     }
     if (m->created) {

@@ -6,75 +6,147 @@
  * ms timer means "call socket_action soon" (our timers never fire inside the
  * call that arms them), and curl_multi_info_read is drained after every
  * socket_action.
+ *
+ * A request is in one of three places: `waiting` (auth configured and no
+ * token yet: no curl handle), the multi handle (running), or `doomed`
+ * (cancelled from inside a curl callback, freed when curl returns).
  */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
 #include "etcd.h"
+#include "etcdproto.h"
 #include "log.h"
 
 #define ERROR_BODY_MAX 512
 /* A range over 100k keys takes ~1.5 s on loopback; anything that is not a
  * stream and takes a minute is stuck. */
 #define UNARY_TIMEOUT_MS 60000L
+#define PROBE_INTERVAL_MS 3000
+#define AUTH_BACKOFF_INITIAL_MS 500
+#define AUTH_BACKOFF_MAX_MS 30000
+
+typedef struct resolver_etcd_request request;
 
 struct resolver_etcd {
     resolver_loop *loop;
     CURLM *multi;
-    resolver_timer *timer;
+    resolver_timer *curl_timer;
     char **endpoints;
     size_t n_endpoints, current;
     char *ca_file, *cert_file, *key_file;
     long dial_timeout_ms;
-    int in_curl; /* inside curl_multi_socket_action: handles may not be removed */
-    struct resolver_etcd_request *doomed; /* cancelled while in_curl */
-    struct resolver_etcd_request *all;    /* every live request, for del */
+    int in_curl;     /* inside curl_multi_socket_action: handles may not be removed */
+    request *doomed; /* cancelled while in_curl */
+    request *all;    /* every request with a curl handle in the multi */
+    request *waiting, **waiting_tail; /* requests waiting for a token */
     uint64_t last_heard;
+    uint64_t failovers;
+    /* auth */
+    char *username, *password_file;
+    char *token;
+    unsigned token_generation;
+    request *auth_req;
+    resolver_timer *auth_timer;
+    uint64_t auth_backoff_ms;
+    uint64_t authentications;
+    /* health probe of the member in use */
+    resolver_timer *probe_timer;
+    request *probe_req;
 };
 
 struct resolver_etcd_request {
     resolver_etcd *etcd;
     CURL *easy;
     struct curl_slist *headers;
-    char *body;
+    char *path, *body;
     unsigned flags;
+    size_t endpoint; /* index the request went to */
+    unsigned token_generation;
     resolver_etcd_data_cb data_cb;
     resolver_etcd_done_cb done_cb;
     void *arg;
-    int cancelled, aborted, in_done;
-    struct resolver_etcd_request *next_doomed;
-    struct resolver_etcd_request *prev, *next; /* in etcd->all */
+    int cancelled, aborted, in_done, bad;
+    const char *forced_error; /* ended by failover, not by curl */
+    request *next_doomed, *next_waiting;
+    request *prev, *next; /* in etcd->all */
     char errbuf[CURL_ERROR_SIZE];
     char errbody[ERROR_BODY_MAX];
     size_t errbody_len;
 };
 
-static void request_free(resolver_etcd_request *req)
+static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why);
+static void start_auth(resolver_etcd *etcd);
+static int launch(request *req);
+
+/* ---- request lifetime ---- */
+
+static void unlink_all(request *req)
 {
+    resolver_etcd *etcd = req->etcd;
     if (req->prev)
         req->prev->next = req->next;
-    else
-        req->etcd->all = req->next;
+    else if (etcd->all == req)
+        etcd->all = req->next;
     if (req->next)
         req->next->prev = req->prev;
-    curl_multi_remove_handle(req->etcd->multi, req->easy);
-    curl_easy_cleanup(req->easy);
+    req->prev = req->next = NULL;
+}
+
+static void request_free(request *req)
+{
+    if (req->easy) {
+        unlink_all(req);
+        curl_multi_remove_handle(req->etcd->multi, req->easy);
+        curl_easy_cleanup(req->easy);
+    }
     curl_slist_free_all(req->headers);
+    free(req->path);
     free(req->body);
     free(req);
 }
 
-static void finish_request(resolver_etcd_request *req, CURLcode result)
+static int auth_configured(const resolver_etcd *etcd)
 {
+    return etcd->username != NULL;
+}
+
+/* Failures that say "this member is not serving": fail over. */
+static int is_member_failure(CURLcode result, long status)
+{
+    switch (result) {
+    case CURLE_OK: return status >= 500;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR: return 1;
+    default: return 0;
+    }
+}
+
+static void finish_request(request *req, CURLcode result)
+{
+    resolver_etcd *etcd = req->etcd;
     long status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (req->cancelled) {
-        /* Already on the doomed list; it is freed there. */
-        return;
-    }
-    if (req->done_cb) {
+    if (status > 0)
+        resolver_etcd_heard(etcd);
+    if (status == 401 && req->token_generation == etcd->token_generation)
+        resolver_etcd_token_rejected(etcd);
+    if (req->bad || (!req->aborted && !req->forced_error && is_member_failure(result, status)))
+        endpoint_failed(etcd, req->endpoint,
+                        req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+    if (!req->cancelled && req->done_cb) {
         char error[CURL_ERROR_SIZE + ERROR_BODY_MAX + 64] = "";
-        if (req->aborted)
+        if (req->forced_error)
+            snprintf(error, sizeof(error), "%s", req->forced_error);
+        else if (req->aborted)
             snprintf(error, sizeof(error), "aborted by the reader");
         else if (result != CURLE_OK)
             snprintf(error, sizeof(error), "%s",
@@ -82,8 +154,6 @@ static void finish_request(resolver_etcd_request *req, CURLcode result)
         else if (status < 200 || status > 299)
             snprintf(error, sizeof(error), "HTTP %ld: %.*s", status, (int)req->errbody_len,
                      req->errbody);
-        if (status > 0)
-            resolver_etcd_heard(req->etcd);
         req->in_done = 1;
         req->done_cb(req->arg, status, error);
     }
@@ -97,7 +167,7 @@ static void drain_messages(resolver_etcd *etcd)
     while ((msg = curl_multi_info_read(etcd->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
-        resolver_etcd_request *req = NULL;
+        request *req = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
         finish_request(req, msg->data.result);
     }
@@ -112,12 +182,14 @@ static void socket_action(resolver_etcd *etcd, curl_socket_t fd, int mask)
     /* Free what was cancelled inside curl's callbacks first: removing a
      * handle also drops its queued completion message. */
     while (etcd->doomed) {
-        resolver_etcd_request *req = etcd->doomed;
+        request *req = etcd->doomed;
         etcd->doomed = req->next_doomed;
         request_free(req);
     }
     drain_messages(etcd);
 }
+
+/* ---- curl <-> loop ---- */
 
 static void on_io(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
@@ -131,7 +203,7 @@ static void on_io(resolver_loop *loop, int fd, unsigned events, void *arg)
     socket_action(arg, fd, mask);
 }
 
-static void on_timer(resolver_loop *loop, resolver_timer *timer, void *arg)
+static void on_curl_timer(resolver_loop *loop, resolver_timer *timer, void *arg)
 {
     socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
@@ -159,11 +231,433 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
     resolver_etcd *etcd = userp;
     if (timeout_ms < 0)
-        resolver_timer_stop(etcd->timer);
+        resolver_timer_stop(etcd->curl_timer);
     else
-        resolver_timer_start(etcd->timer, (uint64_t)timeout_ms);
+        resolver_timer_start(etcd->curl_timer, (uint64_t)timeout_ms);
     return 0;
 }
+
+/* ---- failover ---- */
+
+/* Ends every stream still open on a member we left, so that its owner
+ * reconnects to the member now in use.  Owners may cancel or start other
+ * requests from their done callbacks, so the victims are collected first
+ * and each is checked to be still alive before it is ended. */
+static void end_streams_on(resolver_etcd *etcd, size_t endpoint, const char *why)
+{
+    size_t n = 0, cap = 0;
+    request **victims = NULL;
+    for (request *r = etcd->all; r; r = r->next) {
+        if (!(r->flags & RESOLVER_ETCD_STREAM) || r->endpoint != endpoint || r->cancelled)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            request **v = realloc(victims, cap * sizeof(*v));
+            if (!v)
+                break;
+            victims = v;
+        }
+        victims[n++] = r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int alive = 0;
+        for (request *r = etcd->all; r && !alive; r = r->next)
+            alive = r == victims[i];
+        if (!alive || victims[i]->cancelled)
+            continue;
+        victims[i]->forced_error = why;
+        finish_request(victims[i], CURLE_OK);
+    }
+    free(victims);
+}
+
+static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why)
+{
+    if (endpoint != etcd->current)
+        return; /* already moved on: one failover per failure */
+    if (etcd->n_endpoints > 1) {
+        etcd->current = (etcd->current + 1) % etcd->n_endpoints;
+        etcd->failovers++;
+        LOG_WARN("etcd: member %s failed (%s); switching to %s", etcd->endpoints[endpoint], why,
+                 etcd->endpoints[etcd->current]);
+    }
+    if (!etcd->in_curl)
+        end_streams_on(etcd, endpoint, "etcd member failed");
+}
+
+/* ---- health probe ---- */
+
+static int on_probe_data(void *arg, const char *data, size_t len)
+{
+    request *req = ((resolver_etcd *)arg)->probe_req;
+    size_t room = sizeof(req->errbody) - 1 - req->errbody_len;
+    size_t n = len < room ? len : room;
+    memcpy(req->errbody + req->errbody_len, data, n);
+    req->errbody_len += n;
+    return 0;
+}
+
+/* maintenance/status answers on a member cut off from the cluster too:
+ * "leader" missing or "0" is what says it is useless. */
+static int status_has_leader(const char *body, size_t len)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const char *leader = json_string_value(json_object_get(root, "leader"));
+    int ok = leader && strcmp(leader, "0") != 0;
+    json_decref(root);
+    return ok;
+}
+
+static void on_probe_done(void *arg, long status, const char *error)
+{
+    resolver_etcd *etcd = arg;
+    request *req = etcd->probe_req;
+    etcd->probe_req = NULL;
+    if (error[0] == '\0' && !status_has_leader(req->errbody, req->errbody_len))
+        endpoint_failed(etcd, req->endpoint, "member has no leader");
+    else if (error[0] != '\0' && req->endpoint == etcd->current)
+        /* Connection-level failures failed over already in finish_request;
+         * anything else (a 4xx) is a member we cannot use either. */
+        endpoint_failed(etcd, req->endpoint, error);
+    resolver_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
+}
+
+static void on_probe_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_etcd *etcd = arg;
+    int streams = 0;
+    for (request *r = etcd->all; r && !streams; r = r->next)
+        streams = (r->flags & RESOLVER_ETCD_STREAM) != 0;
+    if (!streams || etcd->probe_req) {
+        resolver_timer_start(t, PROBE_INTERVAL_MS);
+        return;
+    }
+    request *req = calloc(1, sizeof(*req));
+    if (!req) {
+        resolver_timer_start(t, PROBE_INTERVAL_MS);
+        return;
+    }
+    req->etcd = etcd;
+    req->path = strdup("/v3/maintenance/status");
+    req->body = strdup("{}");
+    req->data_cb = on_probe_data;
+    req->done_cb = on_probe_done;
+    req->arg = etcd;
+    etcd->probe_req = req;
+    if (!req->path || !req->body || launch(req) != 0) {
+        etcd->probe_req = NULL;
+        request_free(req);
+        resolver_timer_start(t, PROBE_INTERVAL_MS);
+    }
+}
+
+/* ---- requests ---- */
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    request *req = userp;
+    size_t len = size * nmemb;
+    if (req->cancelled)
+        return 0; /* makes curl end the transfer; it is freed when done */
+    long status = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    resolver_etcd_heard(req->etcd);
+    if (status < 200 || status > 299) {
+        size_t room = sizeof(req->errbody) - req->errbody_len;
+        size_t n = len < room ? len : room;
+        memcpy(req->errbody + req->errbody_len, data, n);
+        req->errbody_len += n;
+        return len;
+    }
+    if (req->data_cb && req->data_cb(req->arg, data, len) != 0) {
+        req->aborted = 1;
+        return 0;
+    }
+    return req->cancelled ? 0 : len;
+}
+
+static int add_header(request *req, const char *header)
+{
+    struct curl_slist *h = curl_slist_append(req->headers, header);
+    if (!h)
+        return RESOLVER_ERR_NOMEM;
+    req->headers = h;
+    return 0;
+}
+
+static int set_headers(request *req)
+{
+    resolver_etcd *etcd = req->etcd;
+    if (add_header(req, "Content-Type: application/json") != 0)
+        return RESOLVER_ERR_NOMEM;
+    /* Without it a watch on a member cut off from the leader hangs
+     * silently (DESIGN.md §2). */
+    if ((req->flags & RESOLVER_ETCD_STREAM) &&
+        add_header(req, "Grpc-Metadata-Hasleader: true") != 0)
+        return RESOLVER_ERR_NOMEM;
+    if (etcd->token && req->arg != etcd) { /* not on auth and probe requests */
+        /* etcd wants the token raw, not as "Bearer <token>". */
+        size_t len = strlen(etcd->token) + 32;
+        char *h = malloc(len);
+        if (!h)
+            return RESOLVER_ERR_NOMEM;
+        snprintf(h, len, "Authorization: %s", etcd->token);
+        int rc = add_header(req, h);
+        free(h);
+        req->token_generation = etcd->token_generation;
+        return rc;
+    }
+    return 0;
+}
+
+static void configure_easy(request *req, const char *url)
+{
+    resolver_etcd *etcd = req->etcd;
+    CURL *e = req->easy;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, etcd->dial_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (req->flags & RESOLVER_ETCD_STREAM) {
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
+        curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
+    } else {
+        /* Probes and auth must answer within the dial budget; ranges may
+         * be big. */
+        long timeout = req->arg == etcd ? etcd->dial_timeout_ms : UNARY_TIMEOUT_MS;
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+    }
+    if (etcd->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, etcd->ca_file);
+    if (etcd->cert_file)
+        curl_easy_setopt(e, CURLOPT_SSLCERT, etcd->cert_file);
+    if (etcd->key_file)
+        curl_easy_setopt(e, CURLOPT_SSLKEY, etcd->key_file);
+}
+
+/* Gives a request its curl handle and starts it on the endpoint in use. */
+static int launch(request *req)
+{
+    resolver_etcd *etcd = req->etcd;
+    req->easy = curl_easy_init();
+    if (!req->easy || set_headers(req) != 0)
+        return RESOLVER_ERR_NOMEM;
+    req->endpoint = etcd->current;
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", etcd->endpoints[etcd->current], req->path);
+    configure_easy(req, url);
+    if (curl_multi_add_handle(etcd->multi, req->easy) != CURLM_OK) {
+        curl_easy_cleanup(req->easy);
+        req->easy = NULL;
+        return RESOLVER_ERR_INTERNAL;
+    }
+    req->next = etcd->all;
+    if (etcd->all)
+        etcd->all->prev = req;
+    etcd->all = req;
+    return 0;
+}
+
+resolver_etcd_request *resolver_etcd_post(resolver_etcd *etcd, const char *path, const char *body,
+                                          unsigned flags, resolver_etcd_data_cb data_cb,
+                                          resolver_etcd_done_cb done_cb, void *arg)
+{
+    request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->etcd = etcd;
+    req->flags = flags;
+    req->data_cb = data_cb;
+    req->done_cb = done_cb;
+    req->arg = arg;
+    req->path = strdup(path);
+    req->body = strdup(body);
+    if (!req->path || !req->body)
+        goto fail;
+    if (auth_configured(etcd) && !etcd->token) {
+        req->next_waiting = NULL;
+        *etcd->waiting_tail = req;
+        etcd->waiting_tail = &req->next_waiting;
+        start_auth(etcd);
+        return req;
+    }
+    if (launch(req) != 0)
+        goto fail;
+    return req;
+fail:
+    request_free(req);
+    return NULL;
+}
+
+static int unqueue(resolver_etcd *etcd, request *req)
+{
+    for (request **p = &etcd->waiting; *p; p = &(*p)->next_waiting) {
+        if (*p == req) {
+            *p = req->next_waiting;
+            if (etcd->waiting_tail == &req->next_waiting)
+                etcd->waiting_tail = p;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void resolver_etcd_cancel(resolver_etcd_request *req)
+{
+    if (!req || req->cancelled || req->in_done)
+        return;
+    req->cancelled = 1;
+    if (!req->easy) {
+        unqueue(req->etcd, req);
+        request_free(req);
+        return;
+    }
+    /* Inside curl's own callbacks a handle may not be removed: it is freed
+     * when socket_action returns. */
+    if (req->etcd->in_curl) {
+        req->next_doomed = req->etcd->doomed;
+        req->etcd->doomed = req;
+        return;
+    }
+    request_free(req);
+}
+
+void resolver_etcd_mark_bad(resolver_etcd_request *req)
+{
+    if (req)
+        req->bad = 1;
+}
+
+/* ---- auth ---- */
+
+static char *read_password(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        LOG_ERROR("etcd: cannot read etcd.password_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    char *pw = strdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return pw;
+}
+
+static void auth_retry_later(resolver_etcd *etcd)
+{
+    resolver_timer_start(etcd->auth_timer, etcd->auth_backoff_ms);
+    etcd->auth_backoff_ms *= 2;
+    if (etcd->auth_backoff_ms > AUTH_BACKOFF_MAX_MS)
+        etcd->auth_backoff_ms = AUTH_BACKOFF_MAX_MS;
+}
+
+static int on_auth_data(void *arg, const char *data, size_t len)
+{
+    request *req = ((resolver_etcd *)arg)->auth_req;
+    size_t room = sizeof(req->errbody) - 1 - req->errbody_len;
+    size_t n = len < room ? len : room;
+    memcpy(req->errbody + req->errbody_len, data, n);
+    req->errbody_len += n;
+    return 0;
+}
+
+static void on_auth_done(void *arg, long status, const char *error)
+{
+    resolver_etcd *etcd = arg;
+    request *req = etcd->auth_req;
+    etcd->auth_req = NULL;
+    char *token = NULL;
+    if (error[0] || resolver_auth_parse(req->errbody, req->errbody_len, &token) != 0) {
+        /* The error text is etcd's or curl's; it never holds the password. */
+        LOG_ERROR("etcd: authentication as \"%s\" failed: %s; retrying in %llu ms",
+                  etcd->username, error[0] ? error : "no token in the answer",
+                  (unsigned long long)etcd->auth_backoff_ms);
+        auth_retry_later(etcd);
+        return;
+    }
+    free(etcd->token);
+    etcd->token = token;
+    etcd->token_generation++;
+    etcd->authentications++;
+    etcd->auth_backoff_ms = AUTH_BACKOFF_INITIAL_MS;
+    LOG_INFO("etcd: authenticated as \"%s\"", etcd->username);
+    while (etcd->waiting) {
+        request *w = etcd->waiting;
+        etcd->waiting = w->next_waiting;
+        if (!etcd->waiting)
+            etcd->waiting_tail = &etcd->waiting;
+        if (launch(w) != 0 && w->done_cb) {
+            w->in_done = 1;
+            w->done_cb(w->arg, 0, "out of memory");
+            request_free(w);
+        }
+    }
+}
+
+static void start_auth(resolver_etcd *etcd)
+{
+    if (etcd->auth_req || resolver_timer_active(etcd->auth_timer))
+        return;
+    char *password = read_password(etcd->password_file);
+    if (!password) {
+        auth_retry_later(etcd);
+        return;
+    }
+    json_t *o = json_pack("{s:s, s:s}", "name", etcd->username, "password", password);
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    memset(password, 0, strlen(password));
+    free(password);
+    request *req = calloc(1, sizeof(*req));
+    if (!body || !req) {
+        free(body);
+        free(req);
+        auth_retry_later(etcd);
+        return;
+    }
+    req->etcd = etcd;
+    req->path = strdup("/v3/auth/authenticate");
+    req->body = body;
+    req->data_cb = on_auth_data;
+    req->done_cb = on_auth_done;
+    req->arg = etcd;
+    etcd->auth_req = req;
+    if (!req->path || launch(req) != 0) {
+        etcd->auth_req = NULL;
+        request_free(req);
+        auth_retry_later(etcd);
+    }
+}
+
+static void on_auth_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    start_auth(arg);
+}
+
+void resolver_etcd_token_rejected(resolver_etcd *etcd)
+{
+    if (!auth_configured(etcd) || !etcd->token)
+        return;
+    LOG_INFO("etcd: token rejected (expired?); authenticating again");
+    free(etcd->token);
+    etcd->token = NULL;
+    etcd->token_generation++;
+}
+
+/* ---- object ---- */
 
 static int set_endpoints(resolver_etcd *etcd, const resolver_config *cfg)
 {
@@ -201,20 +695,31 @@ resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg
     if (!etcd)
         return NULL;
     etcd->loop = loop;
+    etcd->waiting_tail = &etcd->waiting;
     etcd->dial_timeout_ms = (long)cfg->etcd.dial_timeout_ms;
+    etcd->auth_backoff_ms = AUTH_BACKOFF_INITIAL_MS;
     etcd->ca_file = dup_or_null(cfg->etcd.ca_file);
     etcd->cert_file = dup_or_null(cfg->etcd.cert_file);
     etcd->key_file = dup_or_null(cfg->etcd.key_file);
+    if (cfg->etcd.username && *cfg->etcd.username) {
+        etcd->username = strdup(cfg->etcd.username);
+        etcd->password_file = dup_or_null(cfg->etcd.password_file);
+        if (!etcd->username || !etcd->password_file)
+            goto fail;
+    }
     if (set_endpoints(etcd, cfg) != 0 || etcd->n_endpoints == 0)
         goto fail;
-    etcd->timer = resolver_timer_new(loop, on_timer, etcd);
+    etcd->curl_timer = resolver_timer_new(loop, on_curl_timer, etcd);
+    etcd->auth_timer = resolver_timer_new(loop, on_auth_timer, etcd);
+    etcd->probe_timer = resolver_timer_new(loop, on_probe_timer, etcd);
     etcd->multi = curl_multi_init();
-    if (!etcd->timer || !etcd->multi)
+    if (!etcd->curl_timer || !etcd->auth_timer || !etcd->probe_timer || !etcd->multi)
         goto fail;
     curl_multi_setopt(etcd->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
     curl_multi_setopt(etcd->multi, CURLMOPT_SOCKETDATA, etcd);
     curl_multi_setopt(etcd->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
     curl_multi_setopt(etcd->multi, CURLMOPT_TIMERDATA, etcd);
+    resolver_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
     return etcd;
 fail:
     resolver_etcd_del(etcd);
@@ -225,147 +730,37 @@ void resolver_etcd_del(resolver_etcd *etcd)
 {
     if (!etcd)
         return;
-    if (etcd->multi) {
-        /* Requests still running belong to their owners, who must have
-         * cancelled them; free any left so nothing leaks. */
-        while (etcd->all)
-            request_free(etcd->all);
-        curl_multi_cleanup(etcd->multi);
+    /* Requests still running belong to their owners, who must have
+     * cancelled them; free any left (auth, probe) so nothing leaks. */
+    while (etcd->all)
+        request_free(etcd->all);
+    while (etcd->waiting) {
+        request *w = etcd->waiting;
+        etcd->waiting = w->next_waiting;
+        request_free(w);
     }
-    resolver_timer_del(etcd->timer);
+    if (etcd->multi)
+        curl_multi_cleanup(etcd->multi);
+    resolver_timer_del(etcd->curl_timer);
+    resolver_timer_del(etcd->auth_timer);
+    resolver_timer_del(etcd->probe_timer);
     for (size_t i = 0; i < etcd->n_endpoints; i++)
         free(etcd->endpoints[i]);
     free(etcd->endpoints);
     free(etcd->ca_file);
     free(etcd->cert_file);
     free(etcd->key_file);
+    free(etcd->username);
+    free(etcd->password_file);
+    if (etcd->token)
+        memset(etcd->token, 0, strlen(etcd->token));
+    free(etcd->token);
     free(etcd);
-}
-
-static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
-{
-    resolver_etcd_request *req = userp;
-    size_t len = size * nmemb;
-    if (req->cancelled)
-        return 0; /* makes curl end the transfer; it is freed when done */
-    long status = 0;
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-    resolver_etcd_heard(req->etcd);
-    if (status < 200 || status > 299) {
-        size_t room = sizeof(req->errbody) - req->errbody_len;
-        size_t n = len < room ? len : room;
-        memcpy(req->errbody + req->errbody_len, data, n);
-        req->errbody_len += n;
-        return len;
-    }
-    if (req->data_cb && req->data_cb(req->arg, data, len) != 0) {
-        req->aborted = 1;
-        return 0;
-    }
-    return req->cancelled ? 0 : len;
-}
-
-static int configure_easy(resolver_etcd_request *req, const char *url)
-{
-    resolver_etcd *etcd = req->etcd;
-    CURL *e = req->easy;
-    req->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    if (req->headers && (req->flags & RESOLVER_ETCD_STREAM)) {
-        /* Without it a watch on a member cut off from the leader hangs
-         * silently (DESIGN.md §2). */
-        struct curl_slist *h = curl_slist_append(req->headers, "Grpc-Metadata-Hasleader: true");
-        if (!h)
-            return RESOLVER_ERR_NOMEM;
-        req->headers = h;
-    }
-    if (!req->headers)
-        return RESOLVER_ERR_NOMEM;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, req->errbuf);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, etcd->dial_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (req->flags & RESOLVER_ETCD_STREAM) {
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
-        curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
-    } else {
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, UNARY_TIMEOUT_MS);
-    }
-    if (etcd->ca_file)
-        curl_easy_setopt(e, CURLOPT_CAINFO, etcd->ca_file);
-    if (etcd->cert_file)
-        curl_easy_setopt(e, CURLOPT_SSLCERT, etcd->cert_file);
-    if (etcd->key_file)
-        curl_easy_setopt(e, CURLOPT_SSLKEY, etcd->key_file);
-    return 0;
-}
-
-resolver_etcd_request *resolver_etcd_post(resolver_etcd *etcd, const char *path, const char *body,
-                                          unsigned flags, resolver_etcd_data_cb data_cb,
-                                          resolver_etcd_done_cb done_cb, void *arg)
-{
-    resolver_etcd_request *req = calloc(1, sizeof(*req));
-    if (!req)
-        return NULL;
-    req->etcd = etcd;
-    req->flags = flags;
-    req->data_cb = data_cb;
-    req->done_cb = done_cb;
-    req->arg = arg;
-    req->body = strdup(body);
-    req->easy = curl_easy_init();
-    if (!req->body || !req->easy)
-        goto fail;
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", resolver_etcd_endpoint(etcd), path);
-    if (configure_easy(req, url) != 0)
-        goto fail;
-    if (curl_multi_add_handle(etcd->multi, req->easy) != CURLM_OK)
-        goto fail;
-    req->next = etcd->all;
-    if (etcd->all)
-        etcd->all->prev = req;
-    etcd->all = req;
-    return req;
-fail:
-    if (req->easy)
-        curl_easy_cleanup(req->easy);
-    curl_slist_free_all(req->headers);
-    free(req->body);
-    free(req);
-    return NULL;
-}
-
-void resolver_etcd_cancel(resolver_etcd_request *req)
-{
-    if (!req || req->cancelled || req->in_done)
-        return;
-    req->cancelled = 1;
-    /* Inside curl's own callbacks a handle may not be removed: it is freed
-     * when socket_action returns. */
-    if (req->etcd->in_curl) {
-        req->next_doomed = req->etcd->doomed;
-        req->etcd->doomed = req;
-        return;
-    }
-    request_free(req);
 }
 
 const char *resolver_etcd_endpoint(const resolver_etcd *etcd)
 {
     return etcd->endpoints[etcd->current];
-}
-
-void resolver_etcd_rotate(resolver_etcd *etcd)
-{
-    etcd->current = (etcd->current + 1) % etcd->n_endpoints;
 }
 
 uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd)
@@ -376,4 +771,14 @@ uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd)
 void resolver_etcd_heard(resolver_etcd *etcd)
 {
     etcd->last_heard = resolver_loop_now(etcd->loop);
+}
+
+uint64_t resolver_etcd_failovers(const resolver_etcd *etcd)
+{
+    return etcd->failovers;
+}
+
+uint64_t resolver_etcd_authentications(const resolver_etcd *etcd)
+{
+    return etcd->authentications;
 }

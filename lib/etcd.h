@@ -2,16 +2,27 @@
  * etcd.h - HTTP requests to etcd's JSON gateway, run on the engine loop
  * through libcurl's multi_socket API.
  *
- * One resolver_etcd per engine holds the curl multi handle, the list of
- * endpoints and which one is in use.  Requests are POSTs of a JSON body to
- * a path such as "/v3/kv/range"; the response body is streamed to a data
- * callback (a watch never ends by itself) and a done callback reports the
- * end.  Rules:
+ * One resolver_etcd per engine holds the curl multi handle, the endpoints of
+ * the cluster and which one is in use, the auth token, and a health probe of
+ * the member in use.  Requests are POSTs of a JSON body to a path such as
+ * "/v3/kv/range"; the response body is streamed to a data callback (a watch
+ * never ends by itself) and a done callback reports the end.
+ *
+ * Rules:
  *  1. Loop-thread only.
  *  2. resolver_etcd_cancel may be called anywhere, callbacks included; a
  *     cancelled request gets no further callback of any kind.
  *  3. The done callback is the last call for a request; the request is
  *     freed right after it returns.
+ *  4. Failover is decided here, not by callers: a request that fails to
+ *     connect, times out, gets a 5xx, or is marked bad moves the cluster to
+ *     the next endpoint (once per failure of the endpoint in use), and every
+ *     stream still open on the bad member is ended with an error so that its
+ *     owner reconnects.  The member in use is probed every few seconds
+ *     (maintenance/status: alive and has a leader).
+ *  5. With auth configured, requests wait (queued, not failed) until a token
+ *     is had; a token that etcd rejects is dropped and fetched again with
+ *     backoff, never in a loop.  Secrets are never logged.
  */
 #ifndef RESOLVER_ETCD_H
 #define RESOLVER_ETCD_H
@@ -25,12 +36,13 @@ typedef struct resolver_etcd resolver_etcd;
 typedef struct resolver_etcd_request resolver_etcd_request;
 
 /* Body bytes as they arrive.  Return 0 to go on, non-zero to abort the
- * request (it then ends with a done callback carrying `aborted`). */
+ * request (it then ends with a done callback carrying an error). */
 typedef int (*resolver_etcd_data_cb)(void *arg, const char *data, size_t len);
 /* `http_status` 0 when no response arrived; `error` "" on success, else a
- * description (curl's or "HTTP 503: body..."). */
+ * description (curl's, "HTTP 503: body...", or the failover reason). */
 typedef void (*resolver_etcd_done_cb)(void *arg, long http_status, const char *error);
 
+/* NULL on allocation failure. */
 resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg);
 void resolver_etcd_del(resolver_etcd *etcd);
 
@@ -40,20 +52,27 @@ enum {
     RESOLVER_ETCD_STREAM = 1
 };
 
-/* Starts a POST of `body` (copied) to the current endpoint.  NULL on
+/* Starts a POST of `body` (copied) to the endpoint in use.  NULL on
  * allocation failure. */
 resolver_etcd_request *resolver_etcd_post(resolver_etcd *etcd, const char *path, const char *body,
                                           unsigned flags, resolver_etcd_data_cb data_cb,
                                           resolver_etcd_done_cb done_cb, void *arg);
 void resolver_etcd_cancel(resolver_etcd_request *req);
 
-/* The endpoint requests go to now, and moving to the next one (after a
- * failure; callers add their own backoff). */
-const char *resolver_etcd_endpoint(const resolver_etcd *etcd);
-void resolver_etcd_rotate(resolver_etcd *etcd);
+/* The caller saw the member misbehave inside a 200 response (a watch error
+ * such as "no leader"): when the request ends, fail over (rule 4). */
+void resolver_etcd_mark_bad(resolver_etcd_request *req);
+/* The caller saw etcd reject the token inside a 200 response (a watch
+ * cancelled as Unauthenticated): fetch a new one (rule 5). */
+void resolver_etcd_token_rejected(resolver_etcd *etcd);
 
+/* The endpoint requests go to now. */
+const char *resolver_etcd_endpoint(const resolver_etcd *etcd);
 /* Loop time when etcd last answered anything (0: never). */
 uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd);
 void resolver_etcd_heard(resolver_etcd *etcd);
+/* Counters for status and metrics. */
+uint64_t resolver_etcd_failovers(const resolver_etcd *etcd);
+uint64_t resolver_etcd_authentications(const resolver_etcd *etcd);
 
 #endif
