@@ -37,6 +37,7 @@ struct resolver_discovery {
     int synced, watching;
     int64_t revision;
     uint64_t reconnects;
+    uint64_t failures; /* consecutive, reset when a watch is established */
     uint32_t rng;
     /* range body accumulated here */
     char *body;
@@ -76,9 +77,12 @@ static void schedule_retry(resolver_discovery *d, const char *why)
     d->watching = 0;
     d->reconnects++;
     uint64_t delay = d->retry_ms / 2 + next_random(d) % (d->retry_ms / 2 + 1);
-    LOG_WARN("etcd: prefix \"%s\": %s; retrying in %llu ms via %s", d->prefix,
-             why ? why : "stream ended", (unsigned long long)delay,
-             resolver_etcd_endpoint(d->etcd));
+    /* The first failure of a run is a warning; its repetitions (etcd down
+     * for an hour, times a thousand services) are debug noise. */
+    resolver_log(d->failures++ ? RESOLVER_LOG_DEBUG : RESOLVER_LOG_WARN,
+                 "etcd: prefix \"%s\": %s; retrying in %llu ms via %s", d->prefix,
+                 why ? why : "stream ended", (unsigned long long)delay,
+                 resolver_etcd_endpoint(d->etcd));
     d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
     resolver_timer_start(d->retry, delay);
 }
@@ -196,6 +200,10 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
     if (m->created) {
         d->watching = 1;
         d->retry_ms = RETRY_INITIAL_MS;
+        if (d->failures > 1)
+            LOG_INFO("etcd: prefix \"%s\": watching again after %llu failed attempts", d->prefix,
+                     (unsigned long long)d->failures);
+        d->failures = 0;
         LOG_DEBUG("etcd: prefix \"%s\": watching from revision %lld", d->prefix,
                   (long long)(d->revision + 1));
         return 0;

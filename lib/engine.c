@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "cache.h"
 #include "engine.h"
 #include "etcd.h"
 #include "log.h"
@@ -36,7 +37,15 @@ struct resolver_engine {
     resolver_engine_change_cb listener;
     void *listener_arg;
     int shutting_down;
+    resolver_timer *housekeeping; /* cache writes, idle on-demand services */
+    uint64_t last_idle_sweep_ms;
+    size_t cache_loaded;
 };
+
+/* An on-demand service nobody picked for this long is dropped (its watch
+ * and its connections are not free). */
+#define ON_DEMAND_IDLE_MS (10 * 60 * 1000)
+#define HOUSEKEEPING_MS 250
 
 /* ---- services ---- */
 
@@ -114,6 +123,91 @@ static resolver_service *find_or_discover(resolver_engine *e, const char *name, 
     }
     e->n_on_demand++;
     return svc;
+}
+
+/* ---- cache_file and housekeeping ---- */
+
+static void on_cache_entry(void *arg, const char *name, const char *prefix, const char *key,
+                           const resolver_endpoint *ep)
+{
+    resolver_engine *e = arg;
+    resolver_service *svc = resolver_strmap_get(&e->services, name);
+    if (!svc) {
+        if (e->n_on_demand >= e->cfg->on_demand_services_max)
+            return;
+        svc = add_service(e, name, prefix, &e->cfg->defaults);
+        if (!svc)
+            return;
+        e->n_on_demand++;
+    }
+    if (strcmp(resolver_service_prefix(svc), prefix) != 0)
+        return; /* the configuration changed the prefix: the cache is moot */
+    resolver_service_preload(svc, key, ep);
+    e->cache_loaded++;
+}
+
+static void load_cache(resolver_engine *e)
+{
+    char err[512];
+    size_t skipped = 0;
+    if (resolver_cache_read(e->cfg->cache_file, on_cache_entry, e, &skipped, err, sizeof(err)) != 0)
+        LOG_WARN("%s; starting without it", err);
+    else if (e->cache_loaded || skipped)
+        LOG_INFO("cache_file %s: %zu instances loaded (stale until etcd confirms), %zu skipped",
+                 e->cfg->cache_file, e->cache_loaded, skipped);
+}
+
+static void write_cache_if_changed(resolver_engine *e)
+{
+    int changed = 0;
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
+        changed |= resolver_service_take_changed(value);
+    if (!changed || !e->cfg->cache_file || !*e->cfg->cache_file)
+        return;
+    json_t *all = json_object();
+    const char *name;
+    for (size_t pos = 0; all && resolver_strmap_next(&e->services, &pos, &name, &value);)
+        if (resolver_service_synced(value))
+            json_object_set_new(all, name, resolver_service_cache_json(value));
+    char err[512];
+    if (!all || resolver_cache_write(e->cfg->cache_file, all, err, sizeof(err)) != 0)
+        LOG_WARN("%s", all ? err : "cache_file: out of memory");
+    json_decref(all);
+}
+
+static void drop_idle_services(resolver_engine *e)
+{
+    uint64_t now = resolver_loop_now(e->loop);
+    size_t n = 0;
+    char **idle = calloc(e->services.len + 1, sizeof(char *));
+    const char *name;
+    void *value;
+    for (size_t pos = 0; idle && resolver_strmap_next(&e->services, &pos, &name, &value);)
+        if (!resolver_config_find_service(e->cfg, name) &&
+            now - resolver_service_last_pick(value) >= ON_DEMAND_IDLE_MS)
+            idle[n++] = strdup(name);
+    for (size_t i = 0; i < n; i++) {
+        if (idle[i]) {
+            LOG_INFO("service %s: no pick for %d s; no longer watched", idle[i],
+                     ON_DEMAND_IDLE_MS / 1000);
+            resolver_service_del(resolver_strmap_remove(&e->services, idle[i]));
+            e->n_on_demand--;
+        }
+        free(idle[i]);
+    }
+    free(idle);
+}
+
+static void on_housekeeping(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_engine *e = arg;
+    write_cache_if_changed(e);
+    if (resolver_loop_now(loop) - e->last_idle_sweep_ms >= 10000) {
+        e->last_idle_sweep_ms = resolver_loop_now(loop);
+        drop_idle_services(e);
+    }
+    resolver_timer_start(t, HOUSEKEEPING_MS);
 }
 
 /* ---- tickets ---- */
@@ -279,9 +373,15 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     e->etcd = resolver_etcd_new(e->loop, cfg);
     if (!e->etcd)
         goto fail;
-    e->started_ms = resolver_loop_now(e->loop);
+    e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
     if (add_configured_services(e) != 0)
         goto fail;
+    if (cfg->cache_file && *cfg->cache_file)
+        load_cache(e);
+    e->housekeeping = resolver_timer_new(e->loop, on_housekeeping, e);
+    if (!e->housekeeping)
+        goto fail;
+    resolver_timer_start(e->housekeeping, HOUSEKEEPING_MS);
     *out = e;
     return 0;
 fail:
@@ -308,6 +408,7 @@ void resolver_engine_del(resolver_engine *e)
     for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
         resolver_service_del(value);
     resolver_strmap_clear(&e->services);
+    resolver_timer_del(e->housekeeping);
     resolver_etcd_del(e->etcd);
     resolver_loop_del(e->loop);
     resolver_config_free(e->cfg);
@@ -475,9 +576,11 @@ json_t *resolver_engine_status_json(resolver_engine *e)
 {
     uint64_t now = resolver_loop_update_time(e->loop);
     uint64_t heard = resolver_etcd_last_heard(e->etcd);
-    size_t instances = 0, ready = 0, counts[5];
+    size_t instances = 0, ready = 0, stale = 0, counts[5];
     void *value;
     for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);) {
+        if (!resolver_service_synced(value) && resolver_service_instance_count(value) > 0)
+            stale++; /* serving what the cache said, not yet confirmed by etcd */
         resolver_service_state_counts(value, counts);
         instances += resolver_service_instance_count(value);
         ready += counts[RESOLVER_STATE_READY];
@@ -492,9 +595,15 @@ json_t *resolver_engine_status_json(resolver_engine *e)
                           (json_int_t)e->tickets_leaked, "picks", (json_int_t)e->picks,
                           "pick_failures", (json_int_t)e->pick_failures, "on_demand_services",
                           (json_int_t)e->n_on_demand);
-    if (o)
+    if (o) {
         json_object_set_new(o, "etcd_last_heard_s",
                             heard ? json_real((double)(now - heard) / 1000.0) : json_null());
+        json_object_set_new(o, "stale_services", json_integer((json_int_t)stale));
+        json_object_set_new(o, "etcd_failovers",
+                            json_integer((json_int_t)resolver_etcd_failovers(e->etcd)));
+        json_object_set_new(o, "etcd_endpoints",
+                            json_integer((json_int_t)e->cfg->etcd.n_endpoints));
+    }
     return o;
 }
 

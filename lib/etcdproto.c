@@ -569,7 +569,9 @@ int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_
                 p->state = ST_IDLE;
             break;
         }
-        case ST_MESSAGE: i += feed_message(p, data + i, len - i, &first, &stop); break;
+        case ST_MESSAGE:
+            i += feed_message(p, data + i, len - i, &first, &stop);
+            break;
         }
     }
     if (stop) {
@@ -625,8 +627,7 @@ static int decode_range(json_t *root, resolver_range_result *out, char *why, siz
         set_text(why, whylen, "missing header");
         return RESOLVER_ERR_DECODE;
     }
-    if (get_int64(header, "revision", &out->revision) ||
-        get_int64(root, "count", &out->count)) {
+    if (get_int64(header, "revision", &out->revision) || get_int64(root, "count", &out->count)) {
         set_text(why, whylen, "bad integer in range response");
         return RESOLVER_ERR_DECODE;
     }
@@ -748,8 +749,8 @@ static void int64_member(char *buf, size_t len, const char *name, int64_t v)
         snprintf(buf, len, ",\"%s\":\"%" PRId64 "\"", name, v);
 }
 
-char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision,
-                             int64_t limit, const char *start_key, size_t start_key_len)
+char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,
+                             const char *start_key, size_t start_key_len)
 {
     if ((!prefix && prefix_len) || (!start_key && start_key_len))
         return NULL;
@@ -761,8 +762,8 @@ char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revi
         goto out;
     int64_member(rev, sizeof(rev), "revision", revision);
     int64_member(lim, sizeof(lim), "limit", limit);
-    body = format_body("{\"key\":\"%s\",\"range_end\":\"%s\"%s%s,\"serializable\":false}", key,
-                       end, rev, lim);
+    body = format_body("{\"key\":\"%s\",\"range_end\":\"%s\"%s%s,\"serializable\":false}", key, end,
+                       rev, lim);
 out:
     free(key);
     free(end);

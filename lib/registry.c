@@ -461,11 +461,21 @@ static int decode_json(resolver_format format, const char *value, size_t len,
         format = detect_json(root);
     out->format = format;
     switch (format) {
-    case RESOLVER_FORMAT_ETCD_NAMING: rc = decode_etcd_naming(root, out, why, whylen); break;
-    case RESOLVER_FORMAT_KRATOS: rc = decode_kratos(root, out, why, whylen); break;
-    case RESOLVER_FORMAT_KITEX: rc = decode_kitex(root, out, why, whylen); break;
-    case RESOLVER_FORMAT_NATIVE: rc = decode_native(root, out, why, whylen); break;
-    default: rc = fail(why, whylen, "unknown JSON value (no Addr, endpoints or address)"); break;
+    case RESOLVER_FORMAT_ETCD_NAMING:
+        rc = decode_etcd_naming(root, out, why, whylen);
+        break;
+    case RESOLVER_FORMAT_KRATOS:
+        rc = decode_kratos(root, out, why, whylen);
+        break;
+    case RESOLVER_FORMAT_KITEX:
+        rc = decode_kitex(root, out, why, whylen);
+        break;
+    case RESOLVER_FORMAT_NATIVE:
+        rc = decode_native(root, out, why, whylen);
+        break;
+    default:
+        rc = fail(why, whylen, "unknown JSON value (no Addr, endpoints or address)");
+        break;
     }
 out:
     json_decref(root);
@@ -504,8 +514,8 @@ int resolver_registry_decode(resolver_format format, const char *value, size_t l
 
 /* ---- format names ------------------------------------------------------ */
 
-static const char *const format_names[] = {"auto",  "gozero", "etcd_naming",
-                                           "kratos", "kitex", "native"};
+static const char *const format_names[] = {"auto",   "gozero", "etcd_naming",
+                                           "kratos", "kitex",  "native"};
 
 const char *resolver_format_name(resolver_format f)
 {

@@ -27,6 +27,8 @@ struct resolver_service {
     size_t n_ready, ready_cap;
     size_t rr_next;
     resolver_service_counters counters;
+    int changed;            /* keys changed since resolver_service_take_changed */
+    uint64_t last_pick_ms;  /* for dropping idle on-demand services */
 };
 
 static void rebuild_ready(resolver_service *svc);
@@ -159,10 +161,40 @@ static void remove_key(resolver_service *svc, const char *key)
     char *address = resolver_strmap_remove(&svc->keys, key);
     if (!address)
         return;
+    svc->changed = 1;
     resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
     free(address);
     if (inst && inst->n_keys > 0 && --inst->n_keys == 0)
         instance_start_drain(inst);
+}
+
+/* Points `key` at the decoded endpoint `ep`. */
+static void apply_endpoint(resolver_service *svc, const char *key, const resolver_endpoint *ep)
+{
+    if (ep->is_delete) {
+        remove_key(svc, key);
+        return;
+    }
+    const char *old = resolver_strmap_get(&svc->keys, key);
+    if (old && strcmp(old, ep->address) == 0) {
+        resolver_instance *inst = resolver_strmap_get(&svc->instances, old);
+        if (inst) {
+            inst->endpoint.weight = ep->weight;
+            memcpy(inst->endpoint.zone, ep->zone, sizeof(ep->zone));
+        }
+        return;
+    }
+    char *address = strdup(ep->address);
+    if (!address)
+        return;
+    /* Add the new address before dropping the old one, so a key that moves
+     * never leaves the service empty for an instant. */
+    add_key_to_instance(svc, ep);
+    if (old)
+        remove_key(svc, key);
+    if (resolver_strmap_put(&svc->keys, key, address, NULL) != 0)
+        free(address);
+    svc->changed = 1;
 }
 
 static void put_key(resolver_service *svc, const resolver_kv *kv)
@@ -176,29 +208,41 @@ static void put_key(resolver_service *svc, const resolver_kv *kv)
         LOG_WARN("service %s: skipping key \"%s\": %s", svc->name, kv->key, why);
         return;
     }
-    if (ep.is_delete) {
-        remove_key(svc, kv->key);
-        return;
+    apply_endpoint(svc, kv->key, &ep);
+}
+
+int resolver_service_preload(resolver_service *svc, const char *key, const resolver_endpoint *ep)
+{
+    if (resolver_service_synced(svc))
+        return 0; /* etcd spoke already: it wins over any cache */
+    apply_endpoint(svc, key, ep);
+    return 0;
+}
+
+int resolver_service_take_changed(resolver_service *svc)
+{
+    int changed = svc->changed;
+    svc->changed = 0;
+    return changed;
+}
+
+json_t *resolver_service_cache_json(const resolver_service *svc)
+{
+    json_t *kvs = json_array();
+    const char *key;
+    void *value;
+    for (size_t pos = 0; kvs && resolver_strmap_next(&svc->keys, &pos, &key, &value);) {
+        const resolver_instance *inst = resolver_strmap_get(&svc->instances, value);
+        if (!inst)
+            continue;
+        json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:b}", "key", key, "address",
+                              inst->endpoint.address, "weight", (json_int_t)inst->endpoint.weight,
+                              "zone", inst->endpoint.zone, "tls", inst->endpoint.tls);
+        if (o) /* NULL for a key that is not UTF-8: it is just not cached */
+            json_array_append_new(kvs, o);
     }
-    const char *old = resolver_strmap_get(&svc->keys, kv->key);
-    if (old && strcmp(old, ep.address) == 0) {
-        resolver_instance *inst = resolver_strmap_get(&svc->instances, old);
-        if (inst) {
-            inst->endpoint.weight = ep.weight;
-            memcpy(inst->endpoint.zone, ep.zone, sizeof(ep.zone));
-        }
-        return;
-    }
-    char *address = strdup(ep.address);
-    if (!address)
-        return;
-    /* Add the new address before dropping the old one, so a key that moves
-     * never leaves the service empty for an instant. */
-    add_key_to_instance(svc, &ep);
-    if (old)
-        remove_key(svc, kv->key);
-    if (resolver_strmap_put(&svc->keys, kv->key, address, NULL) != 0)
-        free(address);
+    return json_pack("{s:s, s:I, s:o}", "prefix", svc->prefix, "revision",
+                     (json_int_t)resolver_service_revision(svc), "kvs", kvs);
 }
 
 static void on_put(void *arg, const resolver_kv *kv)
@@ -303,6 +347,7 @@ static void describe_states(const resolver_service *svc, char *why, size_t whyle
 int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
                           char *why, size_t whylen)
 {
+    svc->last_pick_ms = resolver_loop_now(svc->loop);
     (void)key; /* ring_hash comes with the balancing policies */
     if (svc->instances.len == 0) {
         svc->counters.pick_failures++;
@@ -391,6 +436,7 @@ resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
     svc->change_arg = arg;
     svc->name = strdup(name);
     svc->prefix = strdup(prefix);
+    svc->last_pick_ms = resolver_loop_now(loop);
     if (!svc->name || !svc->prefix || resolver_service_options_copy(&svc->opts, opts) != 0)
         goto fail;
     static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete};
@@ -469,6 +515,11 @@ int64_t resolver_service_revision(const resolver_service *svc)
 const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc)
 {
     return &svc->counters;
+}
+
+uint64_t resolver_service_last_pick(const resolver_service *svc)
+{
+    return svc->last_pick_ms;
 }
 
 const resolver_discovery *resolver_service_discovery(const resolver_service *svc)

@@ -69,6 +69,18 @@ int64_t resolver_service_revision(const resolver_service *svc);
 const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc);
 const resolver_discovery *resolver_service_discovery(const resolver_service *svc);
 
+/* Loop time of the last pick (creation time before the first). */
+uint64_t resolver_service_last_pick(const resolver_service *svc);
+
+/* cache_file support.  preload applies an endpoint read from the cache as
+ * if etcd had listed it (ignored once etcd has answered: etcd wins; its
+ * first listing reconciles away what the cache had and etcd has not).
+ * take_changed returns 1 once after any key changed.  cache_json is
+ * {"prefix":..,"revision":N,"kvs":[{"key","address","weight","zone","tls"}]}. */
+int resolver_service_preload(resolver_service *svc, const char *key, const resolver_endpoint *ep);
+int resolver_service_take_changed(resolver_service *svc);
+json_t *resolver_service_cache_json(const resolver_service *svc);
+
 /* Picks a READY, non-draining instance.  On success returns 0 and the
  * instance with a reference taken (outstanding and refs incremented);
  * release with resolver_service_release.  Errors: NO_INSTANCE, NONE_READY

@@ -124,6 +124,7 @@ struct resolver_subchannel {
 };
 
 static void conn_fail(conn *c, const char *cause, int clean);
+static void conn_write_failed(conn *c);
 static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg);
 
 /* ---- small helpers ---- */
@@ -476,7 +477,10 @@ static void conn_deadline_cb(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     conn *c = arg;
     if (c->error[0]) {
-        conn_fail(c, c->error, 0);
+        if (c->phase == CONN_READY)
+            conn_write_failed(c); /* a probe's write failed */
+        else
+            conn_fail(c, c->error, 0);
         return;
     }
     switch (c->phase) {
@@ -536,7 +540,7 @@ static void conn_keepalive_cb(resolver_loop *loop, resolver_timer *t, void *arg)
         return;
     }
     if (conn_send_ping(c) != 0)
-        conn_fail(c, c->error, 0);
+        conn_write_failed(c);
 }
 
 static void conn_ping_timeout_cb(resolver_loop *loop, resolver_timer *t, void *arg)
@@ -758,8 +762,10 @@ fail:
 static void conn_h2_begin(conn *c)
 {
     c->phase = CONN_H2_HANDSHAKE;
-    if (h2_session_new(c) != 0 || conn_flush(c) != 0)
+    if (h2_session_new(c) != 0)
         conn_fail(c, c->error, 0);
+    else if (conn_flush(c) != 0)
+        conn_write_failed(c);
 }
 
 static void conn_on_goaway(conn *c)
@@ -783,6 +789,35 @@ static void conn_on_goaway(conn *c)
                  nghttp2_http2_strerror(c->goaway_code),
                  c->too_many_pings ? " (too_many_pings)" : "");
     conn_fail(c, why, c->goaway_code == NGHTTP2_NO_ERROR);
+}
+
+/* A write failed.  The peer may have said goodbye first (GOAWAY, then
+ * close): read what it sent before blaming the write, so a draining server
+ * is not mistaken for a broken one, and a closed socket is reported as
+ * closed rather than as EPIPE. */
+static void conn_write_failed(conn *c)
+{
+    char werr[sizeof(c->error)];
+    uint8_t buf[READ_CHUNK];
+    ssize_t n = IO_AGAIN;
+    snprintf(werr, sizeof(werr), "%s", c->error);
+    if (c->fd < 0 || !c->h2) {
+        conn_fail(c, werr, 0);
+        return;
+    }
+    for (int i = 0; i < 64 && !c->got_goaway; i++) {
+        n = conn_recv(c, buf, sizeof(buf));
+        if (n <= 0 || nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0)
+            break;
+    }
+    if (c->got_goaway)
+        conn_on_goaway(c);
+    else if (n == 0)
+        conn_fail(c, "connection closed by peer", 1);
+    else if (n == IO_ERROR)
+        conn_fail(c, c->error, 0); /* e.g. "read: Connection reset by peer" */
+    else
+        conn_fail(c, werr, 0);
 }
 
 /* Acts on what nghttp2 recorded during mem_recv.  Returns c, or NULL if c or
@@ -847,7 +882,7 @@ static int conn_read_h2(conn *c)
         return 0;
     }
     if (conn_flush(c) != 0) {
-        conn_fail(c, c->error, 0);
+        conn_write_failed(c);
         return 0;
     }
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) {
@@ -1024,7 +1059,7 @@ static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
             return;
     }
     if ((events & RESOLVER_LOOP_WRITE) && conn_flush(c) != 0)
-        conn_fail(c, c->error, 0);
+        conn_write_failed(c);
 }
 
 /* Resolves sc->host.  Numeric addresses never block; a name goes through

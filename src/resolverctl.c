@@ -247,12 +247,16 @@ static int run_status(resolver_client *c, const ctl_options *o, char **args)
         char heard_text[32] = "never";
         if (json_is_number(heard))
             snprintf(heard_text, sizeof(heard_text), "%.1fs ago", json_number_value(heard));
-        printf("etcd endpoint:     %s\n", json_str(j, "etcd_endpoint"));
+        printf("etcd endpoint:     %s (%lld configured, %lld failovers)\n",
+               json_str(j, "etcd_endpoint"), json_int(j, "etcd_endpoints"),
+               json_int(j, "etcd_failovers"));
         printf("etcd revision:     %lld\n", json_int(j, "revision"));
         printf("etcd last heard:   %s\n", heard_text);
         printf("uptime:            %.0fs\n", json_number_value(json_object_get(j, "uptime_s")));
-        printf("services:          %lld (%lld on demand)\n", json_int(j, "services"),
-               json_int(j, "on_demand_services"));
+        printf("services:          %lld (%lld on demand)%s\n", json_int(j, "services"),
+               json_int(j, "on_demand_services"),
+               json_int(j, "stale_services") ? " STALE: serving the cache_file until etcd answers"
+                                             : "");
         printf("instances:         %lld (%lld ready)\n", json_int(j, "instances"),
                json_int(j, "ready"));
         printf("picks:             %lld (%lld failed)\n", json_int(j, "picks"),

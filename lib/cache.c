@@ -1,0 +1,121 @@
+/* cache.c - see cache.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cache.h"
+#include "resolver.h"
+
+int resolver_cache_write(const char *path, json_t *services, char *err, size_t errlen)
+{
+    json_t *doc = json_pack("{s:i, s:O}", "version", 1, "services", services);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return RESOLVER_ERR_NOMEM;
+    }
+    size_t len = strlen(text), tmp_len = strlen(path) + 16;
+    char *tmp = malloc(tmp_len);
+    int rc = RESOLVER_ERR_IO, fd = -1;
+    if (!tmp)
+        goto out;
+    snprintf(tmp, tmp_len, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        goto fail;
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto fail;
+        off += (size_t)n;
+    }
+    /* The rename must not reach the disk before the data does. */
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0)
+        goto fail;
+    rc = 0;
+    goto out;
+fail:
+    snprintf(err, errlen, "cache_file %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+out:
+    free(tmp);
+    free(text);
+    return rc;
+}
+
+static int entry_endpoint(json_t *kv, resolver_endpoint *ep, const char **key)
+{
+    const char *address = NULL, *zone = "";
+    json_int_t weight = 1;
+    int tls = 0;
+    if (json_unpack(kv, "{s:s, s:s, s?I, s?s, s?b}", "key", key, "address", &address, "weight",
+                    &weight, "zone", &zone, "tls", &tls) != 0)
+        return -1;
+    char why[128];
+    if (resolver_address_parse(address, strlen(address), ep, why, sizeof(why)) != 0)
+        return -1;
+    if (weight < 1 || weight > 1000000 || strlen(zone) >= sizeof(ep->zone))
+        return -1;
+    ep->weight = (uint32_t)weight;
+    snprintf(ep->zone, sizeof(ep->zone), "%s", zone);
+    ep->tls = tls;
+    ep->is_delete = 0;
+    return 0;
+}
+
+int resolver_cache_read(const char *path, resolver_cache_entry_cb cb, void *arg, size_t *skipped,
+                        char *err, size_t errlen)
+{
+    *skipped = 0;
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    if (!doc) {
+        if (access(path, F_OK) != 0 && errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "cache_file %s: %s (line %d)", path, jerr.text, jerr.line);
+        return RESOLVER_ERR_DECODE;
+    }
+    json_t *services = json_object_get(doc, "services");
+    if (json_integer_value(json_object_get(doc, "version")) != 1 || !json_is_object(services)) {
+        snprintf(err, errlen, "cache_file %s: not a resolverd cache (version 1)", path);
+        json_decref(doc);
+        return RESOLVER_ERR_DECODE;
+    }
+    const char *name;
+    json_t *svc;
+    json_object_foreach(services, name, svc)
+    {
+        const char *prefix = json_string_value(json_object_get(svc, "prefix"));
+        json_t *kvs = json_object_get(svc, "kvs");
+        if (!prefix || !json_is_array(kvs)) {
+            (*skipped)++;
+            continue;
+        }
+        size_t i;
+        json_t *kv;
+        json_array_foreach(kvs, i, kv)
+        {
+            resolver_endpoint ep;
+            const char *key;
+            if (entry_endpoint(kv, &ep, &key) != 0) {
+                (*skipped)++;
+                continue;
+            }
+            cb(arg, name, prefix, key, &ep);
+        }
+    }
+    json_decref(doc);
+    return 0;
+}
