@@ -140,6 +140,10 @@ START_TEST(test_empty_object_is_all_defaults)
 {
     resolver_config *cfg = load_ok("{}");
     assert_defaults(cfg);
+    resolver_config_free(cfg);
+    cfg = load_ok("{'etcd': {}, 'socket': {}, 'metrics': {}, 'defaults': {'backoff': {},"
+                  " 'health_check': {}}, 'services': []}");
+    assert_defaults(cfg);
     ck_assert_ptr_null(resolver_config_find_service(cfg, "user.rpc"));
     resolver_config_free(cfg);
 }
@@ -347,6 +351,12 @@ static const struct {
     {"{'defaults': {'health_check': null}}", "defaults.health_check: expected an object, got null"},
     {"{'defaults': {'health_check': {'grpc_service': 5}}}",
      "defaults.health_check.grpc_service: expected a string or null, got 5"},
+    {"{'defaults': {'backoff': {'jitter': null}}}",
+     "defaults.backoff.jitter: expected a number, got null"},
+    {"{'defaults': {'backoff': {'max_ms': 1e6}}}",
+     "defaults.backoff.max_ms: expected an integer, got 1e+06"},
+    {"{'socket': {'path': {}}}", "socket.path: expected a string, got an object"},
+    {"{'socket': {'admin_group': 1}}", "socket.admin_group: expected a string, got 1"},
     {"{'services': {}}", "services: expected an array, got an object"},
     {"{'services': ['a']}", "services[0]: expected an object, got 'a'"},
     {"{'services': [{'name': 1}]}", "services[0].name: expected a string, got 1"},
@@ -799,6 +809,11 @@ START_TEST(test_config_equal)
     b->services[1].options.max_outstanding++;
     ck_assert(!resolver_config_equal(a, b));
     b->services[1].options.max_outstanding--;
+    free(b->etcd.endpoints[1]);
+    b->etcd.endpoints[1] = strdup("http://other:2379");
+    ck_assert(!resolver_config_equal(a, b));
+    free(b->etcd.endpoints[1]);
+    b->etcd.endpoints[1] = strdup(a->etcd.endpoints[1]);
     b->n_services--;
     ck_assert(!resolver_config_equal(a, b));
     b->n_services++;
