@@ -321,12 +321,17 @@ typedef struct {
     opt_kind kind;
     size_t offset; /* of the field in resolver_service_options */
     enum_kind en;  /* OPT_ENUM */
-    uint64_t min;  /* OPT_MS */
+    uint64_t min;  /* OPT_MS, OPT_COUNT */
+    uint64_t max;  /* OPT_COUNT; 0: UINT32_MAX */
 } opt_field;
 
 #define OPT(key, kind, field, en, min)                                                             \
     {                                                                                              \
-        key, kind, offsetof(resolver_service_options, field), en, min                              \
+        key, kind, offsetof(resolver_service_options, field), en, min, 0                           \
+    }
+#define OPT_RANGE(key, field, min, max)                                                            \
+    {                                                                                              \
+        key, OPT_COUNT, offsetof(resolver_service_options, field), 0, min, max                     \
     }
 static const opt_field opt_fields[] = {
     OPT("format", OPT_ENUM, format, ENUM_FORMAT, 0),
@@ -342,6 +347,19 @@ static const opt_field opt_fields[] = {
     OPT("ticket_timeout_ms", OPT_MS, ticket_timeout_ms, 0, 1),
     OPT("max_outstanding", OPT_COUNT, max_outstanding, 0, 0), /* 0: no cap */
     OPT("health_check", OPT_HEALTH, health_grpc_service, 0, 0),
+    /* least_request: power of N choices (gRPC allows 2..10). */
+    OPT_RANGE("choice_count", choice_count, 2, 10),
+    /* Prefer the daemon's zone while at least this % of its instances there
+     * is READY; 0 turns zone preference off. */
+    OPT_RANGE("zone_min_ready_percent", zone_min_ready_percent, 0, 100),
+    /* Outlier detection (Envoy's defaults); 0 turns a detector off. */
+    OPT_RANGE("outlier_consecutive_failures", outlier.consecutive_failures, 0, 1000000),
+    OPT_RANGE("outlier_failure_percent", outlier.failure_percent, 0, 100),
+    OPT_RANGE("outlier_min_requests", outlier.min_requests, 1, 1000000000),
+    OPT("outlier_interval_ms", OPT_MS, outlier.interval_ms, 0, 10),
+    OPT("outlier_base_ejection_ms", OPT_MS, outlier.base_ejection_ms, 0, 1),
+    OPT("outlier_max_ejection_ms", OPT_MS, outlier.max_ejection_ms, 0, 1),
+    OPT_RANGE("outlier_max_ejection_percent", outlier.max_ejection_percent, 0, 100),
 };
 #define N_OPT_FIELDS (sizeof(opt_fields) / sizeof(opt_fields[0]))
 
@@ -371,6 +389,15 @@ void resolver_service_options_default(resolver_service_options *o)
     o->ticket_timeout_ms = 60000;
     o->max_outstanding = 0;
     o->health_grpc_service = NULL;
+    o->choice_count = 2;
+    o->zone_min_ready_percent = 0;
+    o->outlier.consecutive_failures = 5;
+    o->outlier.failure_percent = 85;
+    o->outlier.min_requests = 50;
+    o->outlier.interval_ms = 10000;
+    o->outlier.base_ejection_ms = 30000;
+    o->outlier.max_ejection_ms = 300000;
+    o->outlier.max_ejection_percent = 10;
 }
 
 int resolver_service_options_copy(resolver_service_options *dst,
@@ -415,7 +442,10 @@ int resolver_service_options_equal(const resolver_service_options *a,
            a->max_connection_age_ms == b->max_connection_age_ms &&
            a->ticket_timeout_ms == b->ticket_timeout_ms &&
            a->max_outstanding == b->max_outstanding &&
-           str_equal(a->health_grpc_service, b->health_grpc_service);
+           str_equal(a->health_grpc_service, b->health_grpc_service) &&
+           a->choice_count == b->choice_count &&
+           a->zone_min_ready_percent == b->zone_min_ready_percent &&
+           memcmp(&a->outlier, &b->outlier, sizeof(a->outlier)) == 0;
 }
 
 /* Applies the keys present in a backoff object on top of *b.  The result is
@@ -498,7 +528,7 @@ static int parse_option(parse_ctx *ctx, const char *path, const opt_field *f, js
     case OPT_MS:
         return take_uint(ctx, path, v, f->min, MS_MAX, (uint64_t *)field);
     case OPT_COUNT:
-        if ((rc = take_uint(ctx, path, v, 0, UINT32_MAX, &u)))
+        if ((rc = take_uint(ctx, path, v, f->min, f->max ? f->max : UINT32_MAX, &u)))
             return rc;
         *(uint32_t *)field = (uint32_t)u;
         return 0;

@@ -1,15 +1,26 @@
 /*
  * engine.c - the engine: services by name, tickets, the public embedded API.
  *
- * Threading: everything here runs on the thread that drives the loop
- * (resolver_engine_run or resolver_engine_process); resolver.h says so.
+ * Threading: the engine's state belongs to the thread that drives the loop
+ * (resolver_engine_run or resolver_engine_process).  resolver_engine_pick
+ * and resolver_engine_done may be called from any thread:
+ *  - a pick finds its service in `directory`, an immutable name -> service
+ *    table republished when services come and go, and picks from the
+ *    service's immutable picker; both are read under hazard pointers, so a
+ *    pick takes no lock and never waits for the engine;
+ *  - what a pick or done must change in engine state (a ticket to track, a
+ *    ticket to release, a service to discover) is pushed on a lock-free
+ *    stack and applied by the loop thread, which the push wakes up.
+ * On the loop thread itself (the daemon) the same calls apply directly.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cache.h"
+#include "hazard.h"
 #include "engine.h"
 #include "etcd.h"
 #include "log.h"
@@ -22,21 +33,50 @@ struct resolver_ticket {
     resolver_timer *timer;       /* ticket_timeout_ms */
     resolver_ticket_owner *owner;
     resolver_ticket *owner_prev, *owner_next;
+    uint64_t timeout_ms;
 };
+
+/* Work a foreign thread hands to the loop thread. */
+typedef struct engine_msg {
+    enum { MSG_TICKET, MSG_DONE, MSG_DISCOVER } type;
+    struct engine_msg *next;
+    resolver_ticket *ticket; /* MSG_TICKET */
+    uint64_t id;             /* MSG_DONE */
+    int failed;
+    uint32_t latency_ms;
+    char name[]; /* MSG_DISCOVER */
+} engine_msg;
+
+typedef struct {
+    char *name; /* a copy: readers may outlive the service's own string */
+    resolver_service *svc;
+} dir_entry;
+
+typedef struct {
+    size_t n;
+    dir_entry *entries; /* sorted by name */
+    char *names;        /* one allocation for every name */
+} directory;
 
 struct resolver_engine {
     resolver_config *cfg;
+    resolver_hazard_domain *hazard;
+    _Atomic(void *) directory;     /* directory, read by any thread */
+    _Atomic(engine_msg *) inbox;   /* pushed by any thread */
+    atomic_uint_fast64_t ticket_seq;
+    pthread_t loop_thread;
+    atomic_int loop_thread_known;
     resolver_loop *loop;
     resolver_etcd *etcd;
     resolver_strmap services; /* name -> resolver_service */
     size_t n_on_demand;
     resolver_strmap tickets; /* decimal id -> resolver_ticket */
-    uint64_t next_ticket;
     uint64_t started_ms;
-    uint64_t tickets_leaked, tickets_released, picks, pick_failures;
+    uint64_t tickets_leaked, tickets_released, done_unknown;
+    atomic_uint_fast64_t picks, pick_failures;
     resolver_engine_change_cb listener;
     void *listener_arg;
-    int shutting_down;
+    atomic_int shutting_down;
     resolver_timer *housekeeping; /* cache writes, idle on-demand services */
     uint64_t last_idle_sweep_ms;
     size_t cache_loaded;
@@ -68,17 +108,114 @@ static void on_service_change(void *arg, resolver_service *svc, const resolver_i
         e->listener(e->listener_arg, resolver_service_name(svc), inst, change_event(what));
 }
 
+/* ---- the directory: services by name for picking threads ---- */
+
+static void directory_free(void *arg);
+
+static void directory_free_retire(resolver_engine *e, void *old)
+{
+    resolver_hazard_retire(e->hazard, old, directory_free);
+}
+
+static void directory_free(void *arg)
+{
+    directory *d = arg;
+    if (!d)
+        return;
+    free(d->entries);
+    free(d->names);
+    free(d);
+}
+
+static int by_entry_name(const void *a, const void *b)
+{
+    return strcmp(((const dir_entry *)a)->name, ((const dir_entry *)b)->name);
+}
+
+static void publish_directory(resolver_engine *e)
+{
+    directory *d = calloc(1, sizeof(*d));
+    size_t bytes = 0;
+    const char *name;
+    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, &name, NULL);)
+        bytes += strlen(name) + 1;
+    if (d) {
+        d->entries = calloc(e->services.len + 1, sizeof(dir_entry));
+        d->names = malloc(bytes + 1);
+    }
+    if (!d || !d->entries || !d->names) {
+        directory_free(d);
+        LOG_ERROR("out of memory publishing the service directory");
+        return;
+    }
+    char *w = d->names;
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, &name, &value);) {
+        size_t len = strlen(name) + 1;
+        memcpy(w, name, len);
+        d->entries[d->n].name = w;
+        d->entries[d->n].svc = value;
+        d->n++;
+        w += len;
+    }
+    qsort(d->entries, d->n, sizeof(dir_entry), by_entry_name);
+    directory_free_retire(e, atomic_exchange(&e->directory, d));
+}
+
+/* Any thread: the service called `name`, protected in the SERVICE hazard
+ * slot (clear it when done), or NULL. */
+static resolver_service *lookup_service(resolver_engine *e, const char *name)
+{
+    for (;;) {
+        directory *d = resolver_hazard_protect(RESOLVER_HAZARD_DIRECTORY, &e->directory);
+        if (!d)
+            return NULL;
+        dir_entry key = {(char *)name, NULL};
+        dir_entry *hit = bsearch(&key, d->entries, d->n, sizeof(dir_entry), by_entry_name);
+        resolver_service *svc = hit ? hit->svc : NULL;
+        if (svc && resolver_hazard_set(RESOLVER_HAZARD_SERVICE, svc) != 0)
+            svc = NULL;
+        /* Still the current directory: svc was not retired before we
+         * published our hazard (it is retired only after a directory
+         * without it is published). */
+        int current = atomic_load(&e->directory) == d;
+        resolver_hazard_clear(RESOLVER_HAZARD_DIRECTORY);
+        if (current)
+            return svc;
+        resolver_hazard_clear(RESOLVER_HAZARD_SERVICE);
+    }
+}
+
+static void service_free_retired(void *svc)
+{
+    resolver_service_free(svc);
+}
+
+/* Loop thread: removes a service; its memory goes when no picking thread
+ * can hold it any more. */
+static void remove_service(resolver_engine *e, const char *name)
+{
+    resolver_service *svc = resolver_strmap_remove(&e->services, name);
+    if (!svc)
+        return;
+    publish_directory(e);
+    resolver_service_stop(svc);
+    resolver_hazard_retire(e->hazard, svc, service_free_retired);
+}
+
 static resolver_service *add_service(resolver_engine *e, const char *name, const char *prefix,
                                      const resolver_service_options *opts)
 {
     resolver_service *svc =
-        resolver_service_new(e->loop, e->etcd, name, prefix, opts, on_service_change, e);
+        resolver_service_new(e->loop, e->etcd, e->hazard, e->cfg->zone, name, prefix, opts,
+                             on_service_change, e);
     if (!svc)
         return NULL;
     if (resolver_strmap_put(&e->services, name, svc, NULL) != 0) {
         resolver_service_del(svc);
         return NULL;
     }
+    publish_directory(e);
     LOG_INFO("service %s: watching etcd prefix \"%s\" (policy %s)", name, prefix,
              resolver_policy_name(opts->policy));
     return svc;
@@ -185,13 +322,13 @@ static void drop_idle_services(resolver_engine *e)
     void *value;
     for (size_t pos = 0; idle && resolver_strmap_next(&e->services, &pos, &name, &value);)
         if (!resolver_config_find_service(e->cfg, name) &&
-            now - resolver_service_last_pick(value) >= ON_DEMAND_IDLE_MS)
+            resolver_service_idle_ms(value, now) >= ON_DEMAND_IDLE_MS)
             idle[n++] = strdup(name);
     for (size_t i = 0; i < n; i++) {
         if (idle[i]) {
             LOG_INFO("service %s: no pick for %d s; no longer watched", idle[i],
                      ON_DEMAND_IDLE_MS / 1000);
-            resolver_service_del(resolver_strmap_remove(&e->services, idle[i]));
+            remove_service(e, idle[i]);
             e->n_on_demand--;
         }
         free(idle[i]);
@@ -241,34 +378,44 @@ static void on_ticket_timeout(resolver_loop *loop, resolver_timer *timer, void *
     ticket_free(e, t, 0);
 }
 
-static int ticket_new(resolver_engine *e, resolver_instance *inst, uint64_t timeout_ms,
-                      resolver_ticket_owner *owner, uint64_t *id)
+/* Loop thread: starts tracking a ticket made by ticket_alloc. */
+static void ticket_track(resolver_engine *e, resolver_ticket *t)
 {
-    resolver_ticket *t = calloc(1, sizeof(*t));
-    if (!t)
-        return RESOLVER_ERR_NOMEM;
-    t->id = ++e->next_ticket;
-    t->engine = e;
-    t->instance = inst;
-    t->timer = resolver_timer_new(e->loop, on_ticket_timeout, t);
     char key[24];
     snprintf(key, sizeof(key), "%" PRIu64, t->id);
+    t->timer = resolver_timer_new(e->loop, on_ticket_timeout, t);
     if (!t->timer || resolver_strmap_put(&e->tickets, key, t, NULL) != 0) {
+        /* Cannot track it: release at once rather than leak the pick. */
+        LOG_ERROR("out of memory tracking ticket %" PRIu64 "; released", t->id);
         resolver_timer_del(t->timer);
+        resolver_instance_release(t->instance, 0);
         free(t);
-        return RESOLVER_ERR_NOMEM;
+        return;
     }
-    resolver_timer_start(t->timer, timeout_ms);
+    resolver_timer_start(t->timer, t->timeout_ms);
+    resolver_ticket_owner *owner = t->owner;
     if (owner) {
-        t->owner = owner;
         t->owner_next = owner->head;
         if (owner->head)
             owner->head->owner_prev = t;
         owner->head = t;
         owner->count++;
     }
-    *id = t->id;
-    return 0;
+}
+
+/* Any thread: a ticket for a pick, numbered from an atomic counter. */
+static resolver_ticket *ticket_alloc(resolver_engine *e, resolver_instance *inst,
+                                     uint64_t timeout_ms, resolver_ticket_owner *owner)
+{
+    resolver_ticket *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->id = atomic_fetch_add(&e->ticket_seq, 1) + 1;
+    t->engine = e;
+    t->instance = inst;
+    t->owner = owner;
+    t->timeout_ms = timeout_ms;
+    return t;
 }
 
 void resolver_engine_release_owner(resolver_engine *e, resolver_ticket_owner *owner)
@@ -288,6 +435,78 @@ static int service_is_fresh(resolver_engine *e, resolver_service *svc)
            (s == RESOLVER_STATE_CONNECTING || s == RESOLVER_STATE_IDLE);
 }
 
+static int on_loop_thread(resolver_engine *e)
+{
+    return atomic_load(&e->loop_thread_known) && pthread_equal(e->loop_thread, pthread_self());
+}
+
+static void mark_loop_thread(resolver_engine *e)
+{
+    if (!atomic_load(&e->loop_thread_known)) {
+        e->loop_thread = pthread_self();
+        atomic_store(&e->loop_thread_known, 1);
+    }
+}
+
+/* Any thread: hands work to the loop thread (Treiber stack + wakeup). */
+static void post(resolver_engine *e, engine_msg *m)
+{
+    engine_msg *head = atomic_load(&e->inbox);
+    do {
+        m->next = head;
+    } while (!atomic_compare_exchange_weak(&e->inbox, &head, m));
+    resolver_loop_wakeup(e->loop);
+}
+
+static void post_discover(resolver_engine *e, const char *name)
+{
+    size_t len = strlen(name) + 1;
+    engine_msg *m = calloc(1, sizeof(*m) + len);
+    if (!m)
+        return;
+    m->type = MSG_DISCOVER;
+    memcpy(m->name, name, len);
+    post(e, m);
+}
+
+/* The pick itself: `svc` is protected or loop-owned.  0 or an error. */
+static int pick_from(resolver_engine *e, resolver_service *svc, const char *key,
+                     resolver_ticket_owner *owner, resolver_pick_result *out, char *why,
+                     size_t whylen, int on_loop)
+{
+    resolver_instance *inst;
+    int rc = resolver_service_pick(svc, key, &inst, why, whylen);
+    if (rc != 0)
+        return rc;
+    resolver_ticket *t =
+        ticket_alloc(e, inst, resolver_service_options_get(svc)->ticket_timeout_ms, owner);
+    if (!t) {
+        /* Undo by hand: release (outlier, drain) is the loop's business. */
+        atomic_fetch_sub(&inst->outstanding, 1);
+        if (on_loop)
+            resolver_instance_unref(inst);
+        snprintf(why, whylen, "out of memory");
+        return RESOLVER_ERR_NOMEM;
+    }
+    snprintf(out->address, sizeof(out->address), "%s", inst->endpoint.address);
+    out->ticket = t->id;
+    if (on_loop) {
+        ticket_track(e, t);
+    } else {
+        engine_msg *m = calloc(1, sizeof(*m));
+        if (!m) {
+            /* Memory is gone; the ticket is lost to the engine but the pick
+             * stands (the instance reference leaks: better than a crash). */
+            free(t);
+            return 0;
+        }
+        m->type = MSG_TICKET;
+        m->ticket = t;
+        post(e, m);
+    }
+    return 0;
+}
+
 int resolver_engine_pick_owned(resolver_engine *e, const char *service, const char *key,
                                resolver_ticket_owner *owner, resolver_pick_result *out, char *why,
                                size_t whylen, int *fresh)
@@ -299,33 +518,41 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
         snprintf(why, whylen, "a service name is required");
         return RESOLVER_ERR_INVALID;
     }
-    if (e->shutting_down) {
+    if (atomic_load(&e->shutting_down)) {
         snprintf(why, whylen, "the engine is shutting down");
         return RESOLVER_ERR_CLOSED;
+    }
+    if (!on_loop_thread(e)) {
+        resolver_service *svc = lookup_service(e, service);
+        if (!svc) {
+            if (!resolver_service_name_valid(service)) {
+                snprintf(why, whylen, "\"%.64s\" is not a valid service name", service);
+                return RESOLVER_ERR_INVALID;
+            }
+            post_discover(e, service);
+            snprintf(why, whylen, "service %s: discovery started; no instances known yet",
+                     service);
+            return RESOLVER_ERR_NO_INSTANCE;
+        }
+        int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
+        resolver_hazard_clear(RESOLVER_HAZARD_SERVICE);
+        atomic_fetch_add(rc ? &e->pick_failures : &e->picks, 1);
+        return rc;
     }
     resolver_service *svc = find_or_discover(e, service, why, whylen, &err);
     if (!svc)
         return err;
-    resolver_instance *inst;
-    int rc = resolver_service_pick(svc, key, &inst, why, whylen);
+    int rc = pick_from(e, svc, key, owner, out, why, whylen, 1);
     if (rc != 0) {
         /* A caller that may retry (fresh != NULL) and will, is not failing
          * yet: count only answers that reach the client. */
         if (fresh)
             *fresh = service_is_fresh(e, svc);
         if (!fresh || !*fresh)
-            e->pick_failures++;
+            atomic_fetch_add(&e->pick_failures, 1);
         return rc;
     }
-    rc = ticket_new(e, inst, resolver_service_options_get(svc)->ticket_timeout_ms, owner,
-                    &out->ticket);
-    if (rc != 0) {
-        resolver_instance_release(inst, 0);
-        snprintf(why, whylen, "out of memory");
-        return rc;
-    }
-    e->picks++;
-    snprintf(out->address, sizeof(out->address), "%s", inst->endpoint.address);
+    atomic_fetch_add(&e->picks, 1);
     return 0;
 }
 
@@ -338,11 +565,8 @@ int resolver_engine_pick(resolver_engine *e, const char *service, const char *ke
     return resolver_engine_pick_owned(e, service, key, NULL, out, why, sizeof(why), NULL);
 }
 
-int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
+static int done_on_loop(resolver_engine *e, uint64_t ticket, int failed)
 {
-    (void)latency_ms; /* feeds outlier detection and least_request later */
-    if (!e)
-        return RESOLVER_ERR_INVALID;
     char key[24];
     snprintf(key, sizeof(key), "%" PRIu64, ticket);
     resolver_ticket *t = resolver_strmap_get(&e->tickets, key);
@@ -351,6 +575,59 @@ int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32
     e->tickets_released++;
     ticket_free(e, t, failed);
     return 0;
+}
+
+int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
+{
+    if (!e)
+        return RESOLVER_ERR_INVALID;
+    if (on_loop_thread(e))
+        return done_on_loop(e, ticket, failed);
+    /* From another thread the ticket table cannot be consulted without a
+     * lock: a ticket never issued is refused here, one already released is
+     * counted by the loop thread. */
+    if (ticket == 0 || ticket > atomic_load(&e->ticket_seq))
+        return RESOLVER_ERR_NOT_FOUND;
+    engine_msg *m = calloc(1, sizeof(*m));
+    if (!m)
+        return RESOLVER_ERR_NOMEM;
+    m->type = MSG_DONE;
+    m->id = ticket;
+    m->failed = failed;
+    m->latency_ms = latency_ms;
+    post(e, m);
+    return 0;
+}
+
+/* Loop thread: applies what other threads posted, in the order posted. */
+static void drain_inbox(resolver_loop *loop, void *arg)
+{
+    resolver_engine *e = arg;
+    engine_msg *m = atomic_exchange(&e->inbox, NULL), *ordered = NULL;
+    while (m) { /* the stack is newest first: reverse it */
+        engine_msg *next = m->next;
+        m->next = ordered;
+        ordered = m;
+        m = next;
+    }
+    while (ordered) {
+        engine_msg *next = ordered->next;
+        char why[256];
+        int err;
+        switch (ordered->type) {
+        case MSG_TICKET: ticket_track(e, ordered->ticket); break;
+        case MSG_DONE:
+            if (done_on_loop(e, ordered->id, ordered->failed) != 0)
+                e->done_unknown++;
+            break;
+        case MSG_DISCOVER:
+            if (!find_or_discover(e, ordered->name, why, sizeof(why), &err))
+                LOG_WARN("%s", why);
+            break;
+        }
+        free(ordered);
+        ordered = next;
+    }
 }
 
 /* ---- lifecycle ---- */
@@ -368,13 +645,18 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     }
     e->cfg = cfg;
     e->loop = resolver_loop_new();
-    if (!e->loop)
+    e->hazard = resolver_hazard_domain_new();
+    if (!e->loop || !e->hazard)
         goto fail;
+    resolver_loop_set_wakeup(e->loop, drain_inbox, e);
     e->etcd = resolver_etcd_new(e->loop, cfg);
     if (!e->etcd)
         goto fail;
     e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
     if (add_configured_services(e) != 0)
+        goto fail;
+    publish_directory(e);
+    if (!atomic_load(&e->directory))
         goto fail;
     if (cfg->cache_file && *cfg->cache_file)
         load_cache(e);
@@ -393,6 +675,10 @@ void resolver_engine_del(resolver_engine *e)
 {
     if (!e)
         return;
+    /* Work other threads posted last: tickets to track, so that they are
+     * released below like the others. */
+    if (e->loop)
+        drain_inbox(e->loop, e);
     /* Tickets first: they hold instance references. */
     void *value;
     for (size_t pos = 0; resolver_strmap_next(&e->tickets, &pos, NULL, &value);) {
@@ -406,8 +692,12 @@ void resolver_engine_del(resolver_engine *e)
     }
     resolver_strmap_clear(&e->tickets);
     for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
-        resolver_service_del(value);
+        resolver_service_free(value);
     resolver_strmap_clear(&e->services);
+    directory_free(atomic_exchange(&e->directory, NULL));
+    /* Retired pickers, services and directories; pickers release instances,
+     * whose timers live on the loop: before the loop goes. */
+    resolver_hazard_domain_del(e->hazard);
     resolver_timer_del(e->housekeeping);
     resolver_etcd_del(e->etcd);
     resolver_loop_del(e->loop);
@@ -427,11 +717,13 @@ int resolver_engine_timeout(resolver_engine *e)
 
 int resolver_engine_process(resolver_engine *e)
 {
+    mark_loop_thread(e);
     return resolver_loop_run_once(e->loop, 0);
 }
 
 int resolver_engine_run(resolver_engine *e)
 {
+    mark_loop_thread(e);
     return resolver_loop_run(e->loop);
 }
 
@@ -442,7 +734,7 @@ void resolver_engine_stop(resolver_engine *e)
 
 void resolver_engine_shutdown(resolver_engine *e)
 {
-    e->shutting_down = 1;
+    atomic_store(&e->shutting_down, 1);
 }
 
 resolver_loop *resolver_engine_loop(resolver_engine *e)
@@ -493,7 +785,7 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
     for (size_t i = 0; i < n; i++) {
         if (gone[i]) {
             LOG_INFO("service %s: removed from the configuration", gone[i]);
-            resolver_service_del(resolver_strmap_remove(&e->services, gone[i]));
+            remove_service(e, gone[i]);
         }
         free(gone[i]);
     }
@@ -502,7 +794,7 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
         const resolver_service_config *sc = &cfg->services[i];
         resolver_service *svc = resolver_strmap_get(&e->services, sc->name);
         if (svc && strcmp(resolver_service_prefix(svc), sc->prefix) != 0) {
-            resolver_service_del(resolver_strmap_remove(&e->services, sc->name));
+            remove_service(e, sc->name);
             svc = NULL;
         }
         if (svc) {
@@ -592,8 +884,9 @@ json_t *resolver_engine_status_json(resolver_engine *e)
                           (json_int_t)e->services.len, "instances", (json_int_t)instances,
                           "ready", (json_int_t)ready, "tickets_outstanding",
                           (json_int_t)e->tickets.len, "tickets_leaked",
-                          (json_int_t)e->tickets_leaked, "picks", (json_int_t)e->picks,
-                          "pick_failures", (json_int_t)e->pick_failures, "on_demand_services",
+                          (json_int_t)e->tickets_leaked, "picks",
+                          (json_int_t)atomic_load(&e->picks), "pick_failures",
+                          (json_int_t)atomic_load(&e->pick_failures), "on_demand_services",
                           (json_int_t)e->n_on_demand);
     if (o) {
         json_object_set_new(o, "etcd_last_heard_s",

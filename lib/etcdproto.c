@@ -494,8 +494,17 @@ static size_t scan_message(resolver_watch_parser *p, const char *data, size_t le
     return len;
 }
 
+/* One huge message (a big initial batch of events) should not pin its
+ * buffer for the life of the stream. */
+#define KEEP_BUFFER_MAX ((size_t)1024 * 1024)
+
 static void start_message(resolver_watch_parser *p)
 {
+    if (p->cap > KEEP_BUFFER_MAX) {
+        free(p->buf);
+        p->buf = NULL;
+        p->cap = 0;
+    }
     p->state = ST_MESSAGE;
     p->len = 0;
     p->depth = 0;

@@ -4,42 +4,55 @@
  * Two maps: etcd key -> address, and address -> instance.  Several keys may
  * name one address (go-zero re-registers under a new lease before the old
  * one expires), so an instance counts its keys and leaves only with the last.
- * The pick path reads `ready`: READY, non-draining instances sorted by
- * address, rebuilt whenever an instance changes (changes are rare, picks
- * are not).
+ *
+ * Picks read `picker`, an immutable snapshot of the READY, non-draining,
+ * non-ejected instances and the policy's tables, rebuilt on the engine thread
+ * whenever one of those changes (changes are rare, picks are not) and
+ * swapped in atomically; replaced snapshots are freed through hazard
+ * pointers once no picking thread holds them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "log.h"
+#include "picker.h"
 #include "service.h"
 
 struct resolver_service {
     resolver_loop *loop;
     resolver_etcd *etcd;
-    char *name, *prefix;
+    resolver_hazard_domain *hazard;
+    char *name, *prefix, *zone;
     resolver_service_options opts;
     resolver_service_change_cb change_cb;
     void *change_arg;
     resolver_discovery *discovery;
     resolver_strmap keys;      /* etcd key -> malloc'd address */
     resolver_strmap instances; /* address -> resolver_instance */
-    resolver_instance **ready;
-    size_t n_ready, ready_cap;
-    size_t rr_next;
+    _Atomic(void *) picker;    /* resolver_picker, read by any thread */
+    resolver_timer *outlier_timer;
     resolver_service_counters counters;
-    int changed;            /* keys changed since resolver_service_take_changed */
-    uint64_t last_pick_ms;  /* for dropping idle on-demand services */
+    atomic_int picked;         /* (any) a pick happened since the last idle check */
+    uint64_t last_active_ms;
+    int changed;               /* keys changed since resolver_service_take_changed */
+    int stopped;
 };
 
-static void rebuild_ready(resolver_service *svc);
+static void publish_picker(resolver_service *svc);
 
 /* ---- instance lifetime ---- */
 
-static void instance_unref(resolver_instance *inst)
+void resolver_instance_ref(resolver_instance *inst)
 {
-    if (--inst->refs > 0)
+    atomic_fetch_add(&inst->refs, 1);
+}
+
+void resolver_instance_unref(resolver_instance *inst)
+{
+    if (atomic_fetch_sub(&inst->refs, 1) != 1)
         return;
     resolver_timer_del(inst->drain_timer);
+    resolver_timer_del(inst->eject_timer);
     resolver_subchannel_del(inst->sc);
     free(inst);
 }
@@ -51,12 +64,13 @@ static void notify(resolver_service *svc, const resolver_instance *inst, resolve
 }
 
 /* Closes the subchannel and detaches the instance from the service; tickets
- * still holding it keep the memory alive (lifetime rule 2). */
+ * and pickers still holding it keep the memory alive (lifetime rule 2). */
 static void instance_close(resolver_instance *inst)
 {
     resolver_service *svc = inst->service;
     resolver_strmap_remove(&svc->instances, inst->endpoint.address);
     resolver_timer_stop(inst->drain_timer);
+    resolver_timer_stop(inst->eject_timer);
     if (inst->sc) {
         resolver_subchannel_del(inst->sc);
         inst->sc = NULL;
@@ -64,16 +78,28 @@ static void instance_close(resolver_instance *inst)
     LOG_INFO("service %s: instance %s closed", svc->name, inst->endpoint.address);
     notify(svc, inst, RESOLVER_CHANGE_CLOSED);
     inst->service = NULL;
-    rebuild_ready(svc);
-    instance_unref(inst);
+    publish_picker(svc);
+    resolver_instance_unref(inst);
 }
 
 static void on_drain_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     resolver_instance *inst = arg;
     LOG_WARN("service %s: instance %s drain timed out with %u picks outstanding",
-             inst->service->name, inst->endpoint.address, inst->outstanding);
+             inst->service->name, inst->endpoint.address, atomic_load(&inst->outstanding));
     instance_close(inst);
+}
+
+static void on_eject_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_instance *inst = arg;
+    resolver_service *svc = inst->service;
+    inst->ejected = 0;
+    inst->consecutive_failures = 0;
+    inst->last_change_ms = resolver_loop_now(loop);
+    LOG_INFO("service %s: instance %s returns from ejection", svc->name, inst->endpoint.address);
+    publish_picker(svc);
+    notify(svc, inst, RESOLVER_CHANGE_STATE);
 }
 
 static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_state,
@@ -87,8 +113,9 @@ static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_stat
     svc->counters.transitions++;
     LOG_DEBUG("service %s: instance %s %s -> %s", svc->name, inst->endpoint.address,
               resolver_state_name(old_state), resolver_state_name(new_state));
-    if (old_state == RESOLVER_STATE_READY || new_state == RESOLVER_STATE_READY)
-        rebuild_ready(svc);
+    /* Any transition may change the picker or the reason an empty one
+     * gives ("none ready: ..." lists the states). */
+    publish_picker(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
 }
 
@@ -99,14 +126,18 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
         return NULL;
     inst->service = svc;
     inst->endpoint = *ep;
-    inst->refs = 1;
+    atomic_init(&inst->refs, 1);
+    atomic_init(&inst->outstanding, 0);
+    atomic_init(&inst->picks, 0);
     inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
     inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
+    inst->eject_timer = resolver_timer_new(svc->loop, on_eject_timeout, inst);
     inst->sc = resolver_subchannel_new(svc->loop, ep->host, ep->port, &svc->opts,
                                        on_subchannel_state, inst);
-    if (!inst->drain_timer || !inst->sc ||
+    if (!inst->drain_timer || !inst->eject_timer || !inst->sc ||
         resolver_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
         resolver_timer_del(inst->drain_timer);
+        resolver_timer_del(inst->eject_timer);
         resolver_subchannel_del(inst->sc);
         free(inst);
         return NULL;
@@ -122,11 +153,12 @@ static void instance_start_drain(resolver_instance *inst)
     resolver_service *svc = inst->service;
     inst->draining = 1;
     inst->last_change_ms = resolver_loop_now(svc->loop);
-    rebuild_ready(svc);
+    publish_picker(svc);
+    unsigned outstanding = atomic_load(&inst->outstanding);
     LOG_INFO("service %s: instance %s removed; draining %u outstanding picks", svc->name,
-             inst->endpoint.address, inst->outstanding);
+             inst->endpoint.address, outstanding);
     notify(svc, inst, RESOLVER_CHANGE_REMOVED);
-    if (inst->outstanding == 0)
+    if (outstanding == 0)
         instance_close(inst);
     else
         resolver_timer_start(inst->drain_timer, svc->opts.drain_timeout_ms);
@@ -148,7 +180,7 @@ static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *
         resolver_timer_stop(inst->drain_timer);
         inst->draining = inst->operator_drained;
         LOG_INFO("service %s: instance %s is back; revived", svc->name, ep->address);
-        rebuild_ready(svc);
+        publish_picker(svc);
         notify(svc, inst, RESOLVER_CHANGE_ADDED);
     }
     inst->endpoint.weight = ep->weight;
@@ -280,7 +312,7 @@ static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t rev
     resolver_strmap_clear(&present);
 }
 
-/* ---- picking ---- */
+/* ---- the picker snapshot ---- */
 
 static int by_address(const void *a, const void *b)
 {
@@ -291,27 +323,8 @@ static int by_address(const void *a, const void *b)
 
 static int instance_pickable(const resolver_instance *inst)
 {
-    return !inst->draining && inst->sc &&
+    return !inst->draining && !inst->ejected && inst->sc &&
            resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
-}
-
-static void rebuild_ready(resolver_service *svc)
-{
-    if (svc->ready_cap < svc->instances.len) {
-        resolver_instance **r = realloc(svc->ready, svc->instances.len * sizeof(*r));
-        if (!r) {
-            svc->n_ready = 0; /* fail safe: no picks rather than stale ones */
-            return;
-        }
-        svc->ready = r;
-        svc->ready_cap = svc->instances.len;
-    }
-    svc->n_ready = 0;
-    void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        if (instance_pickable(value))
-            svc->ready[svc->n_ready++] = value;
-    qsort(svc->ready, svc->n_ready, sizeof(*svc->ready), by_address);
 }
 
 size_t resolver_service_instance_count(const resolver_service *svc)
@@ -332,25 +345,14 @@ void resolver_service_state_counts(const resolver_service *svc, size_t counts[5]
     }
 }
 
-static void describe_states(const resolver_service *svc, char *why, size_t whylen)
+/* The reason an empty picker gives, computed here on the engine thread. */
+static int empty_reason(const resolver_service *svc, char *why, size_t whylen)
 {
-    size_t counts[5];
-    resolver_service_state_counts(svc, counts);
-    static const char *const names[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                         "DRAINING"};
-    int n = snprintf(why, whylen, "none ready for %s:", svc->name);
-    for (int s = 0; s < 5 && n > 0 && (size_t)n < whylen; s++)
-        if (counts[s])
-            n += snprintf(why + n, whylen - (size_t)n, " %zu %s", counts[s], names[s]);
-}
-
-int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
-                          char *why, size_t whylen)
-{
-    svc->last_pick_ms = resolver_loop_now(svc->loop);
-    (void)key; /* ring_hash comes with the balancing policies */
+    if (svc->stopped) {
+        snprintf(why, whylen, "service %s is no longer served", svc->name);
+        return RESOLVER_ERR_NO_INSTANCE;
+    }
     if (svc->instances.len == 0) {
-        svc->counters.pick_failures++;
         if (!resolver_discovery_synced(svc->discovery))
             snprintf(why, whylen, "no instances known for %s yet: etcd prefix \"%s\" not listed",
                      svc->name, svc->prefix);
@@ -359,38 +361,209 @@ int resolver_service_pick(resolver_service *svc, const char *key, resolver_insta
                      svc->name, svc->prefix);
         return RESOLVER_ERR_NO_INSTANCE;
     }
-    for (size_t tries = 0; tries < svc->n_ready; tries++) {
-        resolver_instance *inst = svc->ready[svc->rr_next++ % svc->n_ready];
-        if (svc->opts.max_outstanding && inst->outstanding >= svc->opts.max_outstanding)
-            continue;
-        inst->outstanding++;
-        inst->refs++;
-        inst->picks++;
-        svc->counters.picks++;
-        *out = inst;
-        return 0;
-    }
-    svc->counters.pick_failures++;
-    if (svc->n_ready > 0)
-        snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u", svc->name,
-                 svc->opts.max_outstanding);
-    else
-        describe_states(svc, why, whylen);
+    size_t counts[5], ejected = 0;
+    resolver_service_state_counts(svc, counts);
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        ejected += ((resolver_instance *)value)->ejected && !((resolver_instance *)value)->draining;
+    static const char *const names[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
+                                         "DRAINING"};
+    int n = snprintf(why, whylen, "none ready for %s:", svc->name);
+    for (int s = 0; s < 5 && n > 0 && (size_t)n < whylen; s++)
+        if (counts[s])
+            n += snprintf(why + n, whylen - (size_t)n, " %zu %s%s", counts[s], names[s],
+                          s == RESOLVER_STATE_READY && ejected ? " (ejected)" : "");
     return RESOLVER_ERR_NONE_READY;
+}
+
+/* Zone preference: the daemon's zone alone while at least
+ * zone_min_ready_percent of its instances there are READY. */
+static size_t filter_zone(const resolver_service *svc, resolver_instance **ready, size_t n)
+{
+    if (!svc->opts.zone_min_ready_percent || !svc->zone[0])
+        return n;
+    size_t local_total = 0, local_ready = 0;
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        const resolver_instance *inst = value;
+        if (!inst->draining && strcmp(inst->endpoint.zone, svc->zone) == 0)
+            local_total++;
+    }
+    for (size_t i = 0; i < n; i++)
+        local_ready += strcmp(ready[i]->endpoint.zone, svc->zone) == 0;
+    if (local_ready == 0 || local_ready * 100 < svc->opts.zone_min_ready_percent * local_total)
+        return n;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ready[i]->endpoint.zone, svc->zone) == 0)
+            ready[k++] = ready[i];
+    return k;
+}
+
+static void publish_picker(resolver_service *svc)
+{
+    size_t n = 0;
+    resolver_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
+    void *value;
+    for (size_t pos = 0; ready && !svc->stopped &&
+                         resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        if (instance_pickable(value))
+            ready[n++] = value;
+    if (ready) {
+        n = filter_zone(svc, ready, n);
+        qsort(ready, n, sizeof(*ready), by_address);
+    }
+    resolver_picker *p = resolver_picker_new(svc->opts.policy, svc->opts.choice_count,
+                                             svc->opts.max_outstanding, ready, ready ? n : 0);
+    free(ready);
+    if (!p) {
+        LOG_ERROR("service %s: out of memory building the picker; keeping the old one",
+                  svc->name);
+        return;
+    }
+    char why[300];
+    resolver_picker_set_reason(p, empty_reason(svc, why, sizeof(why)), why);
+    void *old = atomic_exchange(&svc->picker, p);
+    resolver_hazard_retire(svc->hazard, old, resolver_picker_free);
+}
+
+int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
+                          char *why, size_t whylen)
+{
+    atomic_store_explicit(&svc->picked, 1, memory_order_relaxed);
+    resolver_picker *p = resolver_hazard_protect(RESOLVER_HAZARD_PICKER, &svc->picker);
+    resolver_instance *inst = resolver_picker_pick(p, key);
+    int rc = 0;
+    if (!inst) {
+        const char *reason = "out of memory";
+        rc = p ? resolver_picker_reason(p, &reason) : RESOLVER_ERR_NOMEM;
+        if (p && resolver_picker_size(p) > 0) {
+            rc = RESOLVER_ERR_NONE_READY;
+            snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u",
+                     svc->name, svc->opts.max_outstanding);
+        } else {
+            snprintf(why, whylen, "%s", reason);
+        }
+    }
+    resolver_hazard_clear(RESOLVER_HAZARD_PICKER);
+    if (rc) {
+        atomic_fetch_add_explicit(&svc->counters.pick_failures, 1, memory_order_relaxed);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&svc->counters.picks, 1, memory_order_relaxed);
+    *out = inst;
+    return 0;
+}
+
+uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms)
+{
+    if (atomic_exchange(&svc->picked, 0))
+        svc->last_active_ms = now_ms;
+    return now_ms - svc->last_active_ms;
+}
+
+/* ---- outlier detection (Envoy's rules, DESIGN.md §2) ---- */
+
+static size_t ejected_count(const resolver_service *svc)
+{
+    size_t n = 0;
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        n += ((resolver_instance *)value)->ejected;
+    return n;
+}
+
+static void try_eject(resolver_instance *inst, const char *why)
+{
+    resolver_service *svc = inst->service;
+    const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
+    if (inst->ejected || o->max_ejection_percent == 0)
+        return;
+    size_t max = svc->instances.len * o->max_ejection_percent / 100;
+    if (max < 1)
+        max = 1;
+    if (ejected_count(svc) >= max) {
+        LOG_DEBUG("service %s: not ejecting %s (%s): %zu already ejected", svc->name,
+                  inst->endpoint.address, why, max);
+        return;
+    }
+    inst->times_ejected++;
+    uint64_t ms = o->base_ejection_ms * inst->times_ejected;
+    if (ms > o->max_ejection_ms)
+        ms = o->max_ejection_ms;
+    inst->ejected = 1;
+    inst->ejected_until_ms = resolver_loop_now(svc->loop) + ms;
+    inst->last_change_ms = resolver_loop_now(svc->loop);
+    svc->counters.ejections++;
+    resolver_timer_start(inst->eject_timer, ms);
+    LOG_WARN("service %s: instance %s ejected for %llu ms: %s", svc->name, inst->endpoint.address,
+             (unsigned long long)ms, why);
+    publish_picker(svc);
+    notify(svc, inst, RESOLVER_CHANGE_STATE);
+}
+
+static void record_outcome(resolver_instance *inst, int failed)
+{
+    resolver_service *svc = inst->service;
+    const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
+    inst->interval_requests++;
+    if (!failed) {
+        inst->consecutive_failures = 0;
+        return;
+    }
+    inst->failures++;
+    inst->interval_failures++;
+    inst->consecutive_failures++;
+    if (o->consecutive_failures && inst->consecutive_failures >= o->consecutive_failures) {
+        char why[64];
+        snprintf(why, sizeof(why), "%u consecutive failures", inst->consecutive_failures);
+        try_eject(inst, why);
+    }
+}
+
+static void on_outlier_interval(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_service *svc = arg;
+    const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
+    size_t n = 0;
+    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    void *value;
+    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        all[n++] = value;
+    for (size_t i = 0; i < n; i++) {
+        resolver_instance *inst = all[i];
+        if (o->failure_percent && inst->interval_requests >= o->min_requests &&
+            inst->interval_failures * 100 >= (uint64_t)o->failure_percent * inst->interval_requests) {
+            char why[96];
+            snprintf(why, sizeof(why), "%llu of %llu calls failed in the last interval",
+                     (unsigned long long)inst->interval_failures,
+                     (unsigned long long)inst->interval_requests);
+            try_eject(inst, why);
+        } else if (!inst->ejected && inst->times_ejected > 0 && inst->interval_failures == 0) {
+            inst->times_ejected--; /* a healthy interval shortens the next ejection */
+        }
+        inst->interval_requests = inst->interval_failures = 0;
+    }
+    free(all);
+    resolver_timer_start(t, o->interval_ms);
 }
 
 void resolver_instance_release(resolver_instance *inst, int failed)
 {
-    if (inst->outstanding > 0)
-        inst->outstanding--;
-    if (failed)
+    if (atomic_load(&inst->outstanding) > 0)
+        atomic_fetch_sub(&inst->outstanding, 1);
+    if (inst->service)
+        record_outcome(inst, failed);
+    else if (failed)
         inst->failures++;
+    /* A failed call may be the first sign of a silent drop: ask the
+     * connection now instead of at the next keepalive. */
     if (failed && inst->sc)
         resolver_subchannel_probe(inst->sc);
     if (inst->service && inst->draining && !inst->operator_drained && inst->n_keys == 0 &&
-        inst->outstanding == 0)
+        atomic_load(&inst->outstanding) == 0)
         instance_close(inst);
-    instance_unref(inst);
+    resolver_instance_unref(inst);
 }
 
 int resolver_service_drain(resolver_service *svc, const char *address, int drain)
@@ -403,7 +576,7 @@ int resolver_service_drain(resolver_service *svc, const char *address, int drain
     inst->last_change_ms = resolver_loop_now(svc->loop);
     LOG_INFO("service %s: instance %s %s by operator", svc->name, address,
              drain ? "drained" : "undrained");
-    rebuild_ready(svc);
+    publish_picker(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
     return 0;
 }
@@ -423,8 +596,10 @@ resolver_state resolver_service_state(const resolver_service *svc)
 
 /* ---- object ---- */
 
-resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, const char *name,
-                                       const char *prefix, const resolver_service_options *opts,
+resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
+                                       resolver_hazard_domain *hazard, const char *zone,
+                                       const char *name, const char *prefix,
+                                       const resolver_service_options *opts,
                                        resolver_service_change_cb cb, void *arg)
 {
     resolver_service *svc = calloc(1, sizeof(*svc));
@@ -432,16 +607,25 @@ resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
         return NULL;
     svc->loop = loop;
     svc->etcd = etcd;
+    svc->hazard = hazard;
     svc->change_cb = cb;
     svc->change_arg = arg;
     svc->name = strdup(name);
     svc->prefix = strdup(prefix);
-    svc->last_pick_ms = resolver_loop_now(loop);
-    if (!svc->name || !svc->prefix || resolver_service_options_copy(&svc->opts, opts) != 0)
+    svc->zone = strdup(zone ? zone : "");
+    atomic_init(&svc->picker, NULL);
+    atomic_init(&svc->picked, 1);
+    if (!svc->name || !svc->prefix || !svc->zone ||
+        resolver_service_options_copy(&svc->opts, opts) != 0)
         goto fail;
     static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete};
     svc->discovery = resolver_discovery_new(loop, etcd, prefix, &callbacks, svc);
-    if (!svc->discovery)
+    svc->outlier_timer = resolver_timer_new(loop, on_outlier_interval, svc);
+    if (!svc->discovery || !svc->outlier_timer)
+        goto fail;
+    resolver_timer_start(svc->outlier_timer, svc->opts.outlier.interval_ms);
+    publish_picker(svc);
+    if (!atomic_load(&svc->picker))
         goto fail;
     return svc;
 fail:
@@ -449,12 +633,16 @@ fail:
     return NULL;
 }
 
-void resolver_service_del(resolver_service *svc)
+void resolver_service_stop(resolver_service *svc)
 {
-    if (!svc)
+    if (!svc || svc->stopped)
         return;
     resolver_discovery_del(svc->discovery);
+    svc->discovery = NULL;
+    resolver_timer_del(svc->outlier_timer);
+    svc->outlier_timer = NULL;
     svc->change_cb = NULL; /* nobody listens to a service being torn down */
+    svc->stopped = 1;
     /* Collect first: instance_close removes from the map. */
     size_t n = 0;
     resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
@@ -464,16 +652,48 @@ void resolver_service_del(resolver_service *svc)
     for (size_t i = 0; i < n; i++)
         instance_close(all[i]);
     free(all);
+    publish_picker(svc);
+}
+
+void resolver_service_free(resolver_service *svc)
+{
+    if (!svc)
+        return;
+    resolver_service_stop(svc);
     const char *key;
+    void *value;
     for (size_t pos = 0; resolver_strmap_next(&svc->keys, &pos, &key, &value);)
         free(value);
     resolver_strmap_clear(&svc->keys);
     resolver_strmap_clear(&svc->instances);
+    /* The last picker: the caller guarantees no thread can reach it. */
+    resolver_picker_free(atomic_exchange(&svc->picker, NULL));
     resolver_service_options_clear(&svc->opts);
-    free(svc->ready);
     free(svc->name);
     free(svc->prefix);
+    free(svc->zone);
     free(svc);
+}
+
+void resolver_service_del(resolver_service *svc)
+{
+    resolver_service_free(svc);
+}
+
+void resolver_service_drain_all(resolver_service *svc)
+{
+    size_t n = 0;
+    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    void *value;
+    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        all[n++] = value;
+    for (size_t i = 0; i < n; i++)
+        if (!all[i]->draining || all[i]->operator_drained) {
+            all[i]->operator_drained = 0;
+            all[i]->n_keys = 0;
+            instance_start_drain(all[i]);
+        }
+    free(all);
 }
 
 int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts)
@@ -484,6 +704,7 @@ int resolver_service_set_options(resolver_service *svc, const resolver_service_o
         return rc;
     resolver_service_options_clear(&svc->opts);
     svc->opts = copy;
+    publish_picker(svc); /* the policy may have changed */
     return 0;
 }
 
@@ -504,22 +725,17 @@ const resolver_service_options *resolver_service_options_get(const resolver_serv
 
 int resolver_service_synced(const resolver_service *svc)
 {
-    return resolver_discovery_synced(svc->discovery);
+    return svc->discovery && resolver_discovery_synced(svc->discovery);
 }
 
 int64_t resolver_service_revision(const resolver_service *svc)
 {
-    return resolver_discovery_revision(svc->discovery);
+    return svc->discovery ? resolver_discovery_revision(svc->discovery) : 0;
 }
 
 const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc)
 {
     return &svc->counters;
-}
-
-uint64_t resolver_service_last_pick(const resolver_service *svc)
-{
-    return svc->last_pick_ms;
 }
 
 const resolver_discovery *resolver_service_discovery(const resolver_service *svc)
@@ -544,7 +760,8 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
     json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address,
                           "state", resolver_instance_state_name(inst), "weight",
                           (json_int_t)inst->endpoint.weight, "outstanding",
-                          (json_int_t)inst->outstanding, "picks", (json_int_t)inst->picks,
+                          (json_int_t)atomic_load(&inst->outstanding), "picks",
+                          (json_int_t)atomic_load(&inst->picks),
                           "failures", (json_int_t)inst->failures, "since_change_s",
                           (double)(now_ms - inst->last_change_ms) / 1000.0);
     if (!o)
@@ -552,6 +769,8 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
     json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
     json_object_set_new(o, "keys", json_integer(inst->n_keys));
     json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
+    json_object_set_new(o, "ejected", json_boolean(inst->ejected));
+    json_object_set_new(o, "times_ejected", json_integer(inst->times_ejected));
     if (st) {
         json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
         json_object_set_new(o, "connect_attempts", json_integer((json_int_t)st->connect_attempts));
@@ -600,7 +819,7 @@ json_t *resolver_service_to_json(const resolver_service *svc)
                      (json_int_t)counts[RESOLVER_STATE_READY], "TRANSIENT_FAILURE",
                      (json_int_t)counts[RESOLVER_STATE_TRANSIENT_FAILURE], "DRAINING",
                      (json_int_t)counts[RESOLVER_STATE_SHUTDOWN], "picks",
-                     (json_int_t)svc->counters.picks, "pick_failures",
-                     (json_int_t)svc->counters.pick_failures, "decode_errors",
+                     (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
+                     (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
                      (json_int_t)svc->counters.decode_errors);
 }

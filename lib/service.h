@@ -14,27 +14,40 @@
 #define RESOLVER_SERVICE_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "config.h"
 #include "discovery.h"
+#include "hazard.h"
 #include "registry.h"
 #include "strmap.h"
 #include "subchannel.h"
 
 typedef struct resolver_service resolver_service;
 
+/* Fields marked (any) are read or written by picking threads and are
+ * atomic; everything else belongs to the engine thread.  endpoint.address
+ * never changes after creation. */
 typedef struct resolver_instance {
     resolver_service *service; /* NULL once detached (removed and closed) */
     resolver_endpoint endpoint;
-    unsigned refs;           /* the service's own + one per ticket */
-    unsigned n_keys;         /* etcd keys naming this address */
-    resolver_subchannel *sc; /* NULL once closed */
-    int draining;            /* no new picks; closes when outstanding reaches 0 */
-    int operator_drained;    /* drained by `resolverctl drain` */
-    uint32_t outstanding;    /* tickets not yet released */
-    uint64_t picks, failures;
+    atomic_uint refs;          /* (any) the service's own, pickers', tickets' */
+    unsigned n_keys;           /* etcd keys naming this address */
+    resolver_subchannel *sc;   /* NULL once closed */
+    int draining;              /* no new picks; closes when outstanding reaches 0 */
+    int operator_drained;      /* drained by `resolverctl drain` */
+    atomic_uint outstanding;   /* (any) tickets not yet released */
+    atomic_uint_fast64_t picks; /* (any) */
+    uint64_t failures;
     uint64_t added_ms, last_change_ms;
     resolver_timer *drain_timer;
+    /* outlier detection */
+    uint32_t consecutive_failures;
+    uint64_t interval_requests, interval_failures;
+    int ejected;
+    uint32_t times_ejected;
+    uint64_t ejected_until_ms;
+    resolver_timer *eject_timer;
 } resolver_instance;
 
 typedef enum {
@@ -48,15 +61,27 @@ typedef void (*resolver_service_change_cb)(void *arg, resolver_service *svc,
                                            const resolver_instance *inst, resolver_change what);
 
 typedef struct {
-    uint64_t picks, pick_failures, decode_errors, transitions;
+    atomic_uint_fast64_t picks, pick_failures; /* (any) */
+    uint64_t decode_errors, transitions, ejections;
 } resolver_service_counters;
 
-/* Creates the service and starts discovery of `prefix`.  `opts` is copied. */
-resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, const char *name,
-                                       const char *prefix, const resolver_service_options *opts,
+/* Creates the service and starts discovery of `prefix`.  `opts` is copied.
+ * Replaced pickers are retired to `hazard` (the engine's domain); `zone` is
+ * the daemon's zone ("" none). */
+resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
+                                       resolver_hazard_domain *hazard, const char *zone,
+                                       const char *name, const char *prefix,
+                                       const resolver_service_options *opts,
                                        resolver_service_change_cb cb, void *arg);
-/* Stops discovery and closes every subchannel at once (no drain). */
+/* Stops discovery and closes every subchannel at once (no drain); picks
+ * fail from then on.  The memory stays until resolver_service_free, which
+ * the engine calls once no picking thread can still reach the service. */
+void resolver_service_stop(resolver_service *svc);
+void resolver_service_free(resolver_service *svc);
+/* stop + free, for a service no other thread ever saw. */
 void resolver_service_del(resolver_service *svc);
+/* Graceful stop: every instance drains as if removed from etcd. */
+void resolver_service_drain_all(resolver_service *svc);
 /* Replaces the options (reload).  Subchannels stay; new options apply to new
  * connections. */
 int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts);
@@ -69,8 +94,6 @@ int64_t resolver_service_revision(const resolver_service *svc);
 const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc);
 const resolver_discovery *resolver_service_discovery(const resolver_service *svc);
 
-/* Loop time of the last pick (creation time before the first). */
-uint64_t resolver_service_last_pick(const resolver_service *svc);
 
 /* cache_file support.  preload applies an endpoint read from the cache as
  * if etcd had listed it (ignored once etcd has answered: etcd wins; its
@@ -81,15 +104,24 @@ int resolver_service_preload(resolver_service *svc, const char *key, const resol
 int resolver_service_take_changed(resolver_service *svc);
 json_t *resolver_service_cache_json(const resolver_service *svc);
 
-/* Picks a READY, non-draining instance.  On success returns 0 and the
- * instance with a reference taken (outstanding and refs incremented);
- * release with resolver_service_release.  Errors: NO_INSTANCE, NONE_READY
- * with a reason such as "none ready: 2 CONNECTING, 1 TRANSIENT_FAILURE" in
- * why[0..whylen). */
+/* Picks a READY, non-draining, non-ejected instance.  ANY THREAD: reads
+ * the published picker snapshot without locks.  On success returns 0 and
+ * the instance with a reference taken (outstanding and refs incremented);
+ * end it with resolver_instance_release on the engine thread.  Errors:
+ * NO_INSTANCE, NONE_READY with a reason such as "none ready for x: 2
+ * CONNECTING, 1 TRANSIENT_FAILURE" in why[0..whylen). */
 int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
                           char *why, size_t whylen);
-/* Ends a pick: outstanding--, refs--, frees a detached instance at zero. */
+/* Ends a pick (engine thread): outstanding--, outlier accounting, a probe
+ * PING after a failure, drain completion, refs--. */
 void resolver_instance_release(resolver_instance *inst, int failed);
+/* References (ref: any thread, on an instance already referenced; unref:
+ * engine thread, frees at zero). */
+void resolver_instance_ref(resolver_instance *inst);
+void resolver_instance_unref(resolver_instance *inst);
+/* Engine thread: milliseconds since the service was last picked, as seen
+ * by calls to this function (a pick since the last call counts as now). */
+uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms);
 
 /* Operator drain/undrain of an address.  0 or RESOLVER_ERR_NOT_FOUND. */
 int resolver_service_drain(resolver_service *svc, const char *address, int drain);

@@ -157,20 +157,6 @@ static double rng01(resolver_subchannel *sc)
     return (double)((x * 0x2545f4914f6cdd1dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* config.c's resolver_service_options_copy did not exist when this was
- * written; a by-value copy plus the one owned string is all we need. */
-static int options_copy(resolver_service_options *dst, const resolver_service_options *src)
-{
-    *dst = *src;
-    dst->health_grpc_service = NULL;
-    if (src->health_grpc_service) {
-        dst->health_grpc_service = strdup(src->health_grpc_service);
-        if (!dst->health_grpc_service)
-            return RESOLVER_ERR_NOMEM;
-    }
-    return 0;
-}
-
 static uint64_t connect_timeout_ms(const resolver_subchannel *sc)
 {
     return sc->opts.connect_timeout_ms ? sc->opts.connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
@@ -1212,7 +1198,7 @@ resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *ho
     if (!sc->name)
         goto fail_host;
     snprintf(sc->name, nlen, v6 ? "[%s]:%u" : "%s:%u", sc->host, (unsigned)port);
-    if (options_copy(&sc->opts, opts) != 0)
+    if (resolver_service_options_copy(&sc->opts, opts) != 0)
         goto fail_name;
     sc->retry_timer = resolver_timer_new(loop, retry_cb, sc);
     if (!sc->retry_timer)
@@ -1231,7 +1217,7 @@ resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *ho
     return sc;
 
 fail_opts:
-    free(sc->opts.health_grpc_service);
+    resolver_service_options_clear(&sc->opts);
 fail_name:
     free(sc->name);
 fail_host:
@@ -1269,7 +1255,7 @@ void resolver_subchannel_del(resolver_subchannel *sc)
     conn_close(sc->active, 1);
     resolver_timer_del(sc->retry_timer);
     SSL_CTX_free(sc->ssl_ctx);
-    free(sc->opts.health_grpc_service);
+    resolver_service_options_clear(&sc->opts);
     free(sc->name);
     free(sc->host);
     free(sc);

@@ -1,0 +1,345 @@
+/* picker.c - see picker.h. */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "picker.h"
+#include "service.h"
+
+typedef struct {
+    uint64_t hash;
+    uint32_t index;
+} ring_entry;
+
+struct resolver_picker {
+    resolver_policy policy;
+    uint32_t choice_count;
+    uint32_t max_outstanding;
+    size_t n;
+    resolver_instance **instances;
+    uint16_t *stride_weights; /* weighted_round_robin */
+    ring_entry *ring;         /* ring_hash */
+    size_t ring_len;
+    atomic_uint_fast64_t sequence;
+    int error;
+    char reason[300];
+};
+
+/* ---- XXH64, from the published specification ---- */
+
+#define P1 0x9E3779B185EBCA87ULL
+#define P2 0xC2B2AE3D27D4EB4FULL
+#define P3 0x165667B19E3779F9ULL
+#define P4 0x85EBCA77C2B2AE63ULL
+#define P5 0x27D4EB2F165667C5ULL
+
+static uint64_t rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t read64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v; /* little-endian hosts only, as all we build for */
+}
+
+static uint32_t read32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static uint64_t xxh_round(uint64_t acc, uint64_t input)
+{
+    acc += input * P2;
+    acc = rotl(acc, 31);
+    return acc * P1;
+}
+
+static uint64_t xxh_merge(uint64_t acc, uint64_t val)
+{
+    acc ^= xxh_round(0, val);
+    return acc * P1 + P4;
+}
+
+uint64_t resolver_xxh64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data, *end = p + len;
+    uint64_t h;
+    if (len >= 32) {
+        uint64_t v1 = seed + P1 + P2, v2 = seed + P2, v3 = seed, v4 = seed - P1;
+        for (; p + 32 <= end; p += 32) {
+            v1 = xxh_round(v1, read64(p));
+            v2 = xxh_round(v2, read64(p + 8));
+            v3 = xxh_round(v3, read64(p + 16));
+            v4 = xxh_round(v4, read64(p + 24));
+        }
+        h = rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18);
+        h = xxh_merge(h, v1);
+        h = xxh_merge(h, v2);
+        h = xxh_merge(h, v3);
+        h = xxh_merge(h, v4);
+    } else {
+        h = seed + P5;
+    }
+    h += (uint64_t)len;
+    for (; p + 8 <= end; p += 8)
+        h = rotl(h ^ xxh_round(0, read64(p)), 27) * P1 + P4;
+    if (p + 4 <= end) {
+        h = rotl(h ^ ((uint64_t)read32(p) * P1), 23) * P2 + P3;
+        p += 4;
+    }
+    for (; p < end; p++)
+        h = rotl(h ^ (*p * P5), 11) * P1;
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ---- randomness for pickers: per thread, no locks ---- */
+
+static uint64_t thread_random(void)
+{
+    static __thread uint64_t state;
+    if (state == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        state = ((uint64_t)(uintptr_t)&state * P1) ^ ((uint64_t)ts.tv_nsec * P2) ^ P3;
+        if (state == 0)
+            state = P5;
+    }
+    /* xorshift64* */
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 2685821657736338717ULL;
+}
+
+/* ---- building ---- */
+
+static int build_stride(resolver_picker *p)
+{
+    uint32_t max = 1;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->instances[i]->endpoint.weight > max)
+            max = p->instances[i]->endpoint.weight;
+    p->stride_weights = calloc(p->n ? p->n : 1, sizeof(uint16_t));
+    if (!p->stride_weights)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
+        uint64_t scaled = (w * 65535 + max / 2) / max;
+        p->stride_weights[i] = (uint16_t)(scaled ? scaled : 1);
+    }
+    return 0;
+}
+
+static int by_hash(const void *a, const void *b)
+{
+    const ring_entry *x = a, *y = b;
+    return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+/* Each instance gets ring entries in proportion to its weight, hashed from
+ * "address_k" so that the ring depends only on the instance set. */
+static int build_ring(resolver_picker *p)
+{
+    uint64_t total_weight = 0;
+    for (size_t i = 0; i < p->n; i++)
+        total_weight += p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
+    size_t target = p->n * 100;
+    if (target < RESOLVER_RING_MIN)
+        target = RESOLVER_RING_MIN;
+    if (target > RESOLVER_RING_MAX)
+        target = RESOLVER_RING_MAX;
+    size_t cap = target + p->n;
+    p->ring = malloc(cap * sizeof(*p->ring));
+    if (!p->ring)
+        return -1;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
+        size_t count = (size_t)((double)target * (double)w / (double)total_weight + 0.5);
+        if (count == 0)
+            count = 1;
+        for (size_t k = 0; k < count && p->ring_len < cap; k++) {
+            char label[RESOLVER_HOST_MAX + 32];
+            int len = snprintf(label, sizeof(label), "%s_%zu", p->instances[i]->endpoint.address, k);
+            p->ring[p->ring_len].hash = resolver_xxh64(label, (size_t)len, 0);
+            p->ring[p->ring_len].index = (uint32_t)i;
+            p->ring_len++;
+        }
+    }
+    qsort(p->ring, p->ring_len, sizeof(*p->ring), by_hash);
+    return 0;
+}
+
+resolver_picker *resolver_picker_new(resolver_policy policy, uint32_t choice_count,
+                                     uint32_t max_outstanding,
+                                     resolver_instance *const *instances, size_t n)
+{
+    resolver_picker *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->policy = policy;
+    p->choice_count = choice_count < 2 ? 2 : choice_count > 10 ? 10 : choice_count;
+    p->max_outstanding = max_outstanding;
+    p->instances = malloc((n ? n : 1) * sizeof(*p->instances));
+    if (!p->instances)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        p->instances[i] = instances[i];
+        resolver_instance_ref(instances[i]);
+    }
+    p->n = n;
+    atomic_init(&p->sequence, thread_random() % (n ? n : 1));
+    if (policy == RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN && build_stride(p) != 0)
+        goto fail;
+    if (policy == RESOLVER_POLICY_RING_HASH && n > 0 && build_ring(p) != 0)
+        goto fail;
+    return p;
+fail:
+    resolver_picker_free(p);
+    return NULL;
+}
+
+void resolver_picker_free(void *arg)
+{
+    resolver_picker *p = arg;
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        resolver_instance_unref(p->instances[i]);
+    free(p->instances);
+    free(p->stride_weights);
+    free(p->ring);
+    free(p);
+}
+
+void resolver_picker_set_reason(resolver_picker *p, int error, const char *reason)
+{
+    p->error = error;
+    snprintf(p->reason, sizeof(p->reason), "%s", reason);
+}
+
+int resolver_picker_reason(const resolver_picker *p, const char **reason)
+{
+    *reason = p->reason;
+    return p->error;
+}
+
+size_t resolver_picker_size(const resolver_picker *p)
+{
+    return p ? p->n : 0;
+}
+
+resolver_policy resolver_picker_policy(const resolver_picker *p)
+{
+    return p->policy;
+}
+
+/* ---- picking ---- */
+
+static int has_room(const resolver_picker *p, const resolver_instance *inst)
+{
+    return p->max_outstanding == 0 || atomic_load(&inst->outstanding) < p->max_outstanding;
+}
+
+/* The first instance with room at or after `start`, cyclically. */
+static resolver_instance *first_with_room(const resolver_picker *p, size_t start)
+{
+    for (size_t k = 0; k < p->n; k++) {
+        resolver_instance *inst = p->instances[(start + k) % p->n];
+        if (has_room(p, inst))
+            return inst;
+    }
+    return NULL;
+}
+
+/* gRPC's static stride scheduler: backend i is chosen in a generation when
+ * (w_i * generation + offset_i) mod 65535 >= 65535 - w_i, i.e. a share
+ * w_i/65535 of the generations, spread evenly.  One atomic add per try. */
+static size_t pick_stride(resolver_picker *p)
+{
+    const uint64_t max_weight = 65535, offset_step = max_weight / 2;
+    for (int tries = 0; tries < 1 << 20; tries++) {
+        uint64_t seq = atomic_fetch_add(&p->sequence, 1);
+        uint64_t index = seq % p->n, generation = seq / p->n;
+        uint64_t weight = p->stride_weights[index];
+        uint16_t offset = (uint16_t)(offset_step * index);
+        if ((weight * generation + offset) % max_weight >= max_weight - weight)
+            return (size_t)index;
+    }
+    return (size_t)(atomic_fetch_add(&p->sequence, 1) % p->n);
+}
+
+static resolver_instance *pick_least_request(resolver_picker *p)
+{
+    resolver_instance *best = NULL;
+    unsigned best_load = 0;
+    for (uint32_t c = 0; c < p->choice_count; c++) {
+        resolver_instance *inst = p->instances[thread_random() % p->n];
+        unsigned load = atomic_load(&inst->outstanding);
+        if (!has_room(p, inst))
+            continue;
+        if (!best || load < best_load) {
+            best = inst;
+            best_load = load;
+        }
+    }
+    return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
+}
+
+static resolver_instance *pick_ring(resolver_picker *p, const char *key)
+{
+    uint64_t h = key ? resolver_xxh64(key, strlen(key), 0) : thread_random();
+    size_t lo = 0, hi = p->ring_len;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p->ring[mid].hash < h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* Walk on from the key's point past instances that are full. */
+    for (size_t k = 0; k < p->ring_len; k++) {
+        resolver_instance *inst = p->instances[p->ring[(lo + k) % p->ring_len].index];
+        if (has_room(p, inst))
+            return inst;
+    }
+    return NULL;
+}
+
+resolver_instance *resolver_picker_pick(resolver_picker *p, const char *key)
+{
+    if (!p || p->n == 0)
+        return NULL;
+    resolver_instance *inst = NULL;
+    switch (p->policy) {
+    case RESOLVER_POLICY_PICK_FIRST: inst = first_with_room(p, 0); break;
+    case RESOLVER_POLICY_RANDOM: inst = first_with_room(p, (size_t)(thread_random() % p->n)); break;
+    case RESOLVER_POLICY_LEAST_REQUEST: inst = pick_least_request(p); break;
+    case RESOLVER_POLICY_RING_HASH: inst = pick_ring(p, key); break;
+    case RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN: {
+        size_t i = pick_stride(p);
+        inst = has_room(p, p->instances[i]) ? p->instances[i] : first_with_room(p, i);
+        break;
+    }
+    case RESOLVER_POLICY_ROUND_ROBIN:
+    default:
+        inst = first_with_room(p, (size_t)(atomic_fetch_add(&p->sequence, 1) % p->n));
+        break;
+    }
+    if (inst) {
+        atomic_fetch_add(&inst->outstanding, 1);
+        atomic_fetch_add(&inst->picks, 1);
+        resolver_instance_ref(inst);
+    }
+    return inst;
+}
