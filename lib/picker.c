@@ -147,25 +147,35 @@ static int by_hash(const void *a, const void *b)
     return x->hash < y->hash ? -1 : x->hash > y->hash;
 }
 
-/* Each instance gets ring entries in proportion to its weight, hashed from
- * "address_k" so that the ring depends only on the instance set. */
+/* Each instance gets RING_POINTS_PER_WEIGHT points per unit of its weight
+ * relative to the lightest, hashed from "address_k".  The count depends on
+ * nothing but the instance's own weight, so when an instance leaves only its
+ * own points go and only its keys move (gRPC sizes the ring from the set,
+ * which moves keys between the instances that stay).  Rings larger than
+ * RESOLVER_RING_MAX (more than ~32 equal instances) are scaled down. */
+#define RING_POINTS_PER_WEIGHT 128
+
 static int build_ring(resolver_picker *p)
 {
-    uint64_t total_weight = 0;
-    for (size_t i = 0; i < p->n; i++)
-        total_weight += p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
-    size_t target = p->n * 100;
-    if (target < RESOLVER_RING_MIN)
-        target = RESOLVER_RING_MIN;
-    if (target > RESOLVER_RING_MAX)
-        target = RESOLVER_RING_MAX;
-    size_t cap = target + p->n;
+    uint32_t min_w = UINT32_MAX;
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
+        if (w < min_w)
+            min_w = w;
+    }
+    double total = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        uint32_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
+        total += (double)RING_POINTS_PER_WEIGHT * w / min_w;
+    }
+    double scale = total > RESOLVER_RING_MAX ? RESOLVER_RING_MAX / total : 1.0;
+    size_t cap = (size_t)(total * scale) + p->n + 1;
     p->ring = malloc(cap * sizeof(*p->ring));
     if (!p->ring)
         return -1;
     for (size_t i = 0; i < p->n; i++) {
-        uint64_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
-        size_t count = (size_t)((double)target * (double)w / (double)total_weight + 0.5);
+        uint32_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
+        size_t count = (size_t)((double)RING_POINTS_PER_WEIGHT * w / min_w * scale + 0.5);
         if (count == 0)
             count = 1;
         for (size_t k = 0; k < count && p->ring_len < cap; k++) {

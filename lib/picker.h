@@ -8,8 +8,9 @@
  * Policies (DESIGN.md §2): pick_first, round_robin, random,
  * weighted_round_robin (gRPC's static stride scheduler: smooth, lock-free,
  * proportional to weight), least_request (power of `choice_count` choices
- * over outstanding picks), ring_hash (XXH64 ring of 1024..4096 entries;
- * only ~1/N of keys move when one of N instances leaves).
+ * over outstanding picks), ring_hash (XXH64 ring, 128 points per unit of
+ * weight, at most 4096 points; when one of N instances leaves only its own
+ * keys, ~1/N, move).
  */
 #ifndef RESOLVER_PICKER_H
 #define RESOLVER_PICKER_H

@@ -55,6 +55,7 @@ typedef struct stream {
     const uint8_t *body;
     size_t len, off;
     uint8_t msg[7]; /* a gRPC frame: flag, length, HealthCheckResponse */
+    struct stream *prev, *next;
 } stream;
 
 typedef struct conn {
@@ -66,6 +67,7 @@ typedef struct conn {
     int hard_close;  /* close once the output is flushed */
     int dead;        /* freed at the end of the loop iteration */
     uint32_t events;
+    stream *streams; /* nghttp2_session_del does not call on_stream_close */
     struct conn *prev, *next;
 } conn;
 
@@ -166,9 +168,27 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *us
     if (!st)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
     st->id = f->hd.stream_id;
-    nghttp2_session_set_stream_user_data(s, st->id, st);
+    if (nghttp2_session_set_stream_user_data(s, st->id, st) != 0) {
+        free(st);
+        return 0;
+    }
+    st->next = c->streams;
+    if (c->streams)
+        c->streams->prev = st;
+    c->streams = st;
     c->open_streams++;
     return 0;
+}
+
+static void stream_free(conn *c, stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        c->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    free(st);
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
@@ -229,7 +249,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void 
     stream *st = nghttp2_session_get_stream_user_data(s, sid);
     if (!st)
         return 0;
-    free(st);
+    stream_free(c, st);
     if (--c->open_streams == 0)
         c->idle_since_ms = now_ms();
     return 0;
@@ -269,7 +289,9 @@ static void conn_free(conn *c)
         conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    nghttp2_session_del(c->s); /* on_stream_close frees the streams */
+    nghttp2_session_del(c->s);
+    while (c->streams)
+        stream_free(c, c->streams);
     free(c);
 }
 
@@ -320,9 +342,10 @@ static void conn_read(conn *c)
     conn_sync(c);
 }
 
+static nghttp2_session_callbacks *cbs;
+
 static nghttp2_session_callbacks *callbacks(void)
 {
-    static nghttp2_session_callbacks *cbs;
     if (cbs || nghttp2_session_callbacks_new(&cbs) != 0)
         return cbs;
     nghttp2_session_callbacks_set_send_callback(cbs, on_send);
@@ -392,6 +415,32 @@ static uint64_t min_deadline(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
+/* Sends GOAWAY NO_ERROR when a NO_ERROR trigger (max age, idle) is due;
+ * returns the connection's next trigger (UINT64_MAX: none). */
+static uint64_t check_triggers(conn *c, uint64_t now)
+{
+    uint64_t next = UINT64_MAX;
+    if (opt.goaway_after_ms) {
+        uint64_t d = c->opened_ms + opt.goaway_after_ms;
+        if (now >= d) {
+            vlog("fd %d: max age, GOAWAY NO_ERROR", c->fd);
+            send_goaway(c, NGHTTP2_NO_ERROR, "max_age");
+            return next;
+        }
+        next = min_deadline(next, d);
+    }
+    if (opt.idle_close_ms && c->open_streams == 0) {
+        uint64_t d = c->idle_since_ms + opt.idle_close_ms;
+        if (now >= d) {
+            vlog("fd %d: idle, GOAWAY NO_ERROR", c->fd);
+            send_goaway(c, NGHTTP2_NO_ERROR, "idle");
+            return next;
+        }
+        next = min_deadline(next, d);
+    }
+    return next;
+}
+
 /* Acts on due deadlines; returns the next one (UINT64_MAX: none). */
 static uint64_t run_deadlines(uint64_t now)
 {
@@ -399,34 +448,19 @@ static uint64_t run_deadlines(uint64_t now)
     for (conn *c = conns; c; c = c->next) {
         if (c->dead)
             continue;
-        if (c->goaway_sent) {
-            uint64_t d = c->goaway_ms + GOAWAY_GRACE_MS;
-            if (now >= d)
-                conn_kill(c, "GOAWAY grace over");
-            else
-                next = min_deadline(next, d);
-            continue;
-        }
-        if (opt.goaway_after_ms) {
-            uint64_t d = c->opened_ms + opt.goaway_after_ms;
-            if (now >= d) {
-                vlog("fd %d: max age, GOAWAY NO_ERROR", c->fd);
-                send_goaway(c, NGHTTP2_NO_ERROR, "max_age");
-                conn_sync(c);
+        if (!c->goaway_sent) {
+            next = min_deadline(next, check_triggers(c, now));
+            if (!c->goaway_sent)
                 continue;
-            }
-            next = min_deadline(next, d);
-        }
-        if (opt.idle_close_ms && c->open_streams == 0) {
-            uint64_t d = c->idle_since_ms + opt.idle_close_ms;
-            if (now >= d) {
-                vlog("fd %d: idle, GOAWAY NO_ERROR", c->fd);
-                send_goaway(c, NGHTTP2_NO_ERROR, "idle");
-                conn_sync(c);
+            conn_sync(c); /* sends the GOAWAY; closes at once if no stream is open */
+            if (c->dead)
                 continue;
-            }
-            next = min_deadline(next, d);
         }
+        uint64_t d = c->goaway_ms + GOAWAY_GRACE_MS;
+        if (now >= d)
+            conn_kill(c, "GOAWAY grace over");
+        else
+            next = min_deadline(next, d);
     }
     return next;
 }
@@ -637,6 +671,7 @@ int main(int argc, char **argv)
     close(lfd);
     close(sfd);
     close(epfd);
+    nghttp2_session_callbacks_del(cbs);
     fprintf(stderr, "h2server: %s stopped\n", opt.name);
     return 0;
 }
