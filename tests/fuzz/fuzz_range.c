@@ -55,8 +55,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The input as a prefix: the request bodies must stay valid JSON-ish
      * strings (no raw bytes of the key leak into them). */
     char *b = resolver_range_request(s, size, (int64_t)size, 10, NULL, 0);
-    if (b && strspn(b, "{}\":,_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=") !=
-                 strlen(b))
+    if (b &&
+        strspn(b, "{}\":,_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=") !=
+            strlen(b))
         abort();
     free(b);
     free(resolver_watch_request(s, size, (int64_t)size, size & 1));

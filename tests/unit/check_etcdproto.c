@@ -15,8 +15,13 @@
 static const struct {
     const char *plain, *b64;
 } rfc4648[] = {
-    {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-    {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+    {"", ""},
+    {"f", "Zg=="},
+    {"fo", "Zm8="},
+    {"foo", "Zm9v"},
+    {"foob", "Zm9vYg=="},
+    {"fooba", "Zm9vYmE="},
+    {"foobar", "Zm9vYmFy"},
 };
 
 START_TEST(test_base64_vectors)
@@ -52,9 +57,9 @@ END_TEST
 
 START_TEST(test_base64_bad)
 {
-    static const char *const bad[] = {"Z",     "Zg=",      "Z===",  "====",     "=",
-                                      "Zg==Zg==", "Zm9v=", "Zg=a",  "Zm9v YmFy", "Zm9v\n",
-                                      "Zm-v",  "Zm_v",     "Zm9v!", "\xc3\xa9\xc3\xa9", "Zm9vY"};
+    static const char *const bad[] = {
+        "Z",         "Zg=",    "Z===", "====", "=",     "Zg==Zg==",         "Zm9v=", "Zg=a",
+        "Zm9v YmFy", "Zm9v\n", "Zm-v", "Zm_v", "Zm9v!", "\xc3\xa9\xc3\xa9", "Zm9vY"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n = 0;
         char *d = resolver_base64_decode(bad[i], strlen(bad[i]), &n);
@@ -131,19 +136,19 @@ static int record(void *arg, const resolver_watch_message *m)
             const resolver_kv *kv = &m->events[i];
             ck_assert_int_eq(kv->key[kv->key_len], '\0');
             ck_assert_int_eq(kv->value[kv->value_len], '\0');
-            rec_printf(r, " %s %s(%zu)=%s(%zu) c=%" PRId64 " m=%" PRId64 " v=%" PRId64
-                          " l=%" PRId64,
-                       kv->type == RESOLVER_KV_DELETE ? "DEL" : "PUT", kv->key, kv->key_len,
-                       kv->value, kv->value_len, kv->create_revision, kv->mod_revision,
-                       kv->version, kv->lease);
+            rec_printf(
+                r, " %s %s(%zu)=%s(%zu) c=%" PRId64 " m=%" PRId64 " v=%" PRId64 " l=%" PRId64,
+                kv->type == RESOLVER_KV_DELETE ? "DEL" : "PUT", kv->key, kv->key_len, kv->value,
+                kv->value_len, kv->create_revision, kv->mod_revision, kv->version, kv->lease);
         }
         rec_printf(r, "\n");
     }
     return r->count == r->stop_at ? 7 : 0;
 }
 
-#define HDR "\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":" \
-            "\"10276657743932975437\",\"raft_term\":\"2\","
+#define HDR                                                                                        \
+    "\"header\":{\"cluster_id\":\"14841639068965178418\",\"member_id\":"                           \
+    "\"10276657743932975437\",\"raft_term\":\"2\","
 
 /* What etcd 3.4's gateway sends for: watch created, a PUT with a lease, a
  * DELETE, a progress notification, a compaction cancel, then a stream error
@@ -447,7 +452,8 @@ END_TEST
 START_TEST(test_watch_newline_inside)
 {
     /* A message cut by a newline is reported; the parser resyncs there. */
-    static const char in[] = "{\"result\":{\"header\":\n{\"result\":{\"header\":{\"revision\":\"4\"}}}\n";
+    static const char in[] =
+        "{\"result\":{\"header\":\n{\"result\":{\"header\":{\"revision\":\"4\"}}}\n";
     recorder r;
     resolver_watch_parser *p = new_parser(&r, 0);
     ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
@@ -497,6 +503,35 @@ START_TEST(test_watch_big_message)
     ck_assert_uint_eq(n, 0);
     ck_assert_int_eq(resolver_watch_parser_feed(p, in + len / 2, len - len / 2), 0);
     ck_assert_uint_eq(n, 1000);
+    resolver_watch_parser_del(p);
+    free(in);
+}
+END_TEST
+
+/* Sums reason lengths and revisions: enough to see which messages came. */
+static int sum_sizes(void *arg, const resolver_watch_message *m)
+{
+    size_t *sum = arg;
+    *sum += strlen(m->cancel_reason) + (size_t)m->revision;
+    return 0;
+}
+
+START_TEST(test_watch_huge_then_small)
+{
+    /* A 2 MiB message, then small ones: the big buffer is let go of. */
+    size_t big = 2 * 1024 * 1024;
+    char *in = malloc(big + 64);
+    int n = snprintf(in, 64, "{\"result\":{\"cancel_reason\":\"");
+    memset(in + n, 'x', big);
+    strcpy(in + n + big, "\"}}\n");
+    size_t sum = 0;
+    resolver_watch_parser *p = resolver_watch_parser_new(0, sum_sizes, &sum);
+    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), 0);
+    ck_assert_uint_eq(sum, big);
+    static const char small[] = "{\"result\":{\"header\":{\"revision\":\"3\"}}}\n";
+    ck_assert_int_eq(resolver_watch_parser_feed(p, small, strlen(small)), 0);
+    ck_assert_int_eq(resolver_watch_parser_feed(p, small, strlen(small)), 0);
+    ck_assert_uint_eq(sum, big + 6);
     resolver_watch_parser_del(p);
     free(in);
 }
@@ -774,6 +809,7 @@ static Suite *etcdproto_suite(void)
     tcase_add_test(w, test_watch_newline_inside);
     tcase_add_test(w, test_watch_callback_stop);
     tcase_add_test(w, test_watch_big_message);
+    tcase_add_test(w, test_watch_huge_then_small);
     tcase_add_test(w, test_watch_bad_arguments);
     suite_add_tcase(s, w);
 

@@ -92,9 +92,8 @@ START_TEST(test_hostnames)
 {
     resolver_endpoint ep;
     char why[128];
-    ck_assert_int_eq(decode(RESOLVER_FORMAT_GOZERO, "user-svc.default.svc.cluster.local:8080", &ep,
-                            why),
-                     0);
+    ck_assert_int_eq(
+        decode(RESOLVER_FORMAT_GOZERO, "user-svc.default.svc.cluster.local:8080", &ep, why), 0);
     ck_assert_str_eq(ep.host, "user-svc.default.svc.cluster.local");
     ck_assert_uint_eq(ep.port, 8080);
     ck_assert_int_eq(decode(RESOLVER_FORMAT_GOZERO, "LocalHost:1", &ep, why), 0);
@@ -246,8 +245,8 @@ START_TEST(test_etcd_naming)
     ck_assert_uint_eq(ep.weight, 1);
     ck_assert_int_eq(ep.format, RESOLVER_FORMAT_ETCD_NAMING);
 
-    ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, "{\"Op\":1,\"Addr\":\"10.0.0.1:9001\"}", &ep, why),
-                     0);
+    ck_assert_int_eq(
+        decode(RESOLVER_FORMAT_AUTO, "{\"Op\":1,\"Addr\":\"10.0.0.1:9001\"}", &ep, why), 0);
     ck_assert_int_eq(ep.is_delete, 1);
     ck_assert_int_eq(ep.format, RESOLVER_FORMAT_ETCD_NAMING);
 
@@ -300,8 +299,7 @@ START_TEST(test_kratos)
                      0);
     ck_assert_int_eq(ep.tls, 0);
     ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO,
-                            "{\"endpoints\":[\"GRPC://[::1]:9000/x?a=b&isSecure=1#f\"]}", &ep,
-                            why),
+                            "{\"endpoints\":[\"GRPC://[::1]:9000/x?a=b&isSecure=1#f\"]}", &ep, why),
                      0);
     ck_assert_str_eq(ep.address, "[::1]:9000");
     ck_assert_int_eq(ep.tls, 1);
@@ -358,11 +356,12 @@ START_TEST(test_kitex)
     assert_bad_str(RESOLVER_FORMAT_KITEX, "{\"network\":6,\"address\":\"h:1\"}");
     assert_bad_str(RESOLVER_FORMAT_KITEX, "{\"network\":\"tcp\\u0000x\",\"address\":\"h:1\"}");
     assert_bad_str(RESOLVER_FORMAT_KITEX, "{\"network\":\"tcp\"}");
-    assert_bad_str(RESOLVER_FORMAT_KITEX, "{\"network\":\"tcp\",\"address\":\"h:1\",\"weight\":-1}");
+    assert_bad_str(RESOLVER_FORMAT_KITEX,
+                   "{\"network\":\"tcp\",\"address\":\"h:1\",\"weight\":-1}");
     char why2[128];
-    ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, "{\"network\":\"udp\",\"address\":\"h:1\"}", &ep,
-                            why2),
-                     RESOLVER_ERR_DECODE);
+    ck_assert_int_eq(
+        decode(RESOLVER_FORMAT_AUTO, "{\"network\":\"udp\",\"address\":\"h:1\"}", &ep, why2),
+        RESOLVER_ERR_DECODE);
     ck_assert_str_eq(why2, "network must be tcp");
 }
 END_TEST
@@ -383,9 +382,8 @@ START_TEST(test_native)
     ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, v, &ep, why), 0);
     ck_assert_int_eq(ep.format, RESOLVER_FORMAT_NATIVE);
 
-    ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, "  {\"address\":\"h:3\",\"zone\":null}  ", &ep,
-                            why),
-                     0);
+    ck_assert_int_eq(
+        decode(RESOLVER_FORMAT_AUTO, "  {\"address\":\"h:3\",\"zone\":null}  ", &ep, why), 0);
     ck_assert_str_eq(ep.zone, "");
 
     char zone[200];
@@ -408,17 +406,23 @@ START_TEST(test_weights)
     ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, "{\"address\":\"h:1\",\"weight\":0}", &ep, why),
                      0);
     ck_assert_uint_eq(ep.weight, 1);
-    ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, "{\"address\":\"h:1\",\"weight\":null}", &ep,
-                            why),
-                     0);
+    ck_assert_int_eq(
+        decode(RESOLVER_FORMAT_AUTO, "{\"address\":\"h:1\",\"weight\":null}", &ep, why), 0);
     ck_assert_uint_eq(ep.weight, 1);
-    ck_assert_int_eq(decode(RESOLVER_FORMAT_AUTO, "{\"address\":\"h:1\",\"weight\":1000000}", &ep,
-                            why),
-                     0);
+    ck_assert_int_eq(
+        decode(RESOLVER_FORMAT_AUTO, "{\"address\":\"h:1\",\"weight\":1000000}", &ep, why), 0);
     ck_assert_uint_eq(ep.weight, 1000000);
 
-    static const char *const bad[] = {"-1", "1000001", "1.5", "\"10\"", "true", "[]", "{}",
-                                      "1e3", "99999999999999999999", "-9223372036854775808"};
+    static const char *const bad[] = {"-1",
+                                      "1000001",
+                                      "1.5",
+                                      "\"10\"",
+                                      "true",
+                                      "[]",
+                                      "{}",
+                                      "1e3",
+                                      "99999999999999999999",
+                                      "-9223372036854775808"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char v[128];
         snprintf(v, sizeof(v), "{\"address\":\"h:1\",\"weight\":%s}", bad[i]);
@@ -506,9 +510,9 @@ START_TEST(test_bad_arguments)
     char why[32];
     ck_assert_int_eq(resolver_registry_decode(RESOLVER_FORMAT_AUTO, NULL, 0, &ep, why, sizeof(why)),
                      RESOLVER_ERR_DECODE);
-    ck_assert_int_eq(resolver_registry_decode(RESOLVER_FORMAT_AUTO, "h:1", 3, NULL, why,
-                                              sizeof(why)),
-                     RESOLVER_ERR_DECODE);
+    ck_assert_int_eq(
+        resolver_registry_decode(RESOLVER_FORMAT_AUTO, "h:1", 3, NULL, why, sizeof(why)),
+        RESOLVER_ERR_DECODE);
     ck_assert_int_eq(resolver_registry_decode((resolver_format)42, "{}", 2, &ep, why, sizeof(why)),
                      RESOLVER_ERR_DECODE);
     ck_assert_str_ne(why, "");
@@ -552,8 +556,8 @@ END_TEST
 
 START_TEST(test_format_names)
 {
-    static const char *const names[] = {"auto",  "gozero", "etcd_naming",
-                                        "kratos", "kitex", "native"};
+    static const char *const names[] = {"auto",   "gozero", "etcd_naming",
+                                        "kratos", "kitex",  "native"};
     for (int i = 0; i < 6; i++) {
         resolver_format f;
         ck_assert_str_eq(resolver_format_name((resolver_format)i), names[i]);
