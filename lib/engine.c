@@ -734,7 +734,31 @@ void resolver_engine_stop(resolver_engine *e)
 
 void resolver_engine_shutdown(resolver_engine *e)
 {
-    atomic_store(&e->shutting_down, 1);
+    if (atomic_exchange(&e->shutting_down, 1))
+        return;
+    /* Every instance drains as if it had left etcd: no new picks, closed
+     * once its outstanding picks are done or drain_timeout_ms passes. */
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
+        resolver_service_drain_all(value);
+}
+
+int resolver_engine_drained(resolver_engine *e)
+{
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
+        if (resolver_service_instance_count(value) > 0)
+            return 0;
+    return 1;
+}
+
+uint64_t resolver_engine_max_drain_ms(const resolver_engine *e)
+{
+    uint64_t max = e->cfg->defaults.drain_timeout_ms;
+    for (size_t i = 0; i < e->cfg->n_services; i++)
+        if (e->cfg->services[i].options.drain_timeout_ms > max)
+            max = e->cfg->services[i].options.drain_timeout_ms;
+    return max;
 }
 
 resolver_loop *resolver_engine_loop(resolver_engine *e)

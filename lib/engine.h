@@ -52,7 +52,12 @@ typedef void (*resolver_engine_change_cb)(void *arg, const char *service,
                                           const resolver_instance *inst, const char *event);
 void resolver_engine_set_listener(resolver_engine *e, resolver_engine_change_cb cb, void *arg);
 
-/* Begins graceful shutdown: every instance drains. */
+/* Begins graceful shutdown: picks fail with RESOLVER_ERR_CLOSED and every
+ * instance drains (closed when its picks are done or drain_timeout_ms
+ * passes).  resolver_engine_drained tells when nothing is left;
+ * resolver_engine_max_drain_ms is the longest drain_timeout_ms configured. */
 void resolver_engine_shutdown(resolver_engine *e);
+int resolver_engine_drained(resolver_engine *e);
+uint64_t resolver_engine_max_drain_ms(const resolver_engine *e);
 
 #endif

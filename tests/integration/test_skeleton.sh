@@ -24,7 +24,10 @@ for i in 1 2 3; do
     t_etcdctl put "user.rpc/10$i" "127.0.0.1:${PORTS[$((i - 1))]}" >/dev/null
 done
 
-t_spawn resolverd "$RESOLVERD" --etcd "$ETCD_ENDPOINT" --socket "$SOCK" --log-level debug
+# CLI picks hold tickets until done or ticket_timeout_ms; a graceful stop
+# waits for them up to drain_timeout_ms, kept short here.
+printf '{"defaults": {"drain_timeout_ms": 1000}}\n' >"$T_DIR/rd.json"
+t_spawn resolverd "$RESOLVERD" -c "$T_DIR/rd.json" --etcd "$ETCD_ENDPOINT" --socket "$SOCK" --log-level debug
 t_wait_for "resolverd serves its socket" 10 test -S "$SOCK"
 
 # The first pick of a service not in the config discovers it on the spot.
@@ -98,8 +101,11 @@ rc=0; "$RESOLVERD" --check-config -c "$T_DIR/bad.json" 2>"$T_DIR/check.err" >/de
 t_check "--check-config fails on a typo" test "$rc" -ne 0
 t_check "--check-config names the bad key" grep -q 'keepalive_tme_ms' "$T_DIR/check.err"
 
-# A clean stop.
-t_kill resolverd TERM
-t_eq "SIGTERM stops resolverd with status 0" 0 "$?"
+# A clean stop: picks refused at once, instances drained, then exit.
+t_signal resolverd TERM
+t_wait_for "picks are refused while stopping" 1 bash -c "! \"$RESOLVERCTL\" -s \"$SOCK\" pick user.rpc"
+rc=0; t_kill resolverd TERM || rc=$?
+t_eq "SIGTERM stops resolverd with status 0 after the drain" 0 "$rc"
+t_check "the log shows the drain" grep -q 'draining every instance' "$T_DIR/resolverd.log"
 t_check "the socket file is removed" test ! -e "$SOCK"
 t_done
