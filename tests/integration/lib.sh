@@ -19,9 +19,10 @@
 #    own shell (not in a pipeline or $(...)) or their counts are lost.
 #  - The last line a test prints is `N passed, M failed`; the exit status is
 #    0 iff M == 0 and N > 0, 77 after t_skip, non-zero otherwise.
-#  - Processes are tracked by PID only and all of them are stopped on exit
-#    (TERM, then KILL after 3 s), however the test ends.  A spawned command
-#    should not fork children of its own: only the PID itself is killed.
+#  - Processes are tracked by PID only and all of them are stopped however
+#    the test ends: TERM, then KILL after 3 s (etcd gets KILL at once, its
+#    data is throwaway).  A spawned command should not fork children of its
+#    own: only the PID itself is killed.
 #  - $T_DIR is removed on exit unless T_KEEP=1.  On failure the tail of every
 #    $T_DIR/*.log is printed (T_LOG_LINES lines, default 40).
 #  - Linux only: liveness is read from /proc (a zombie child answers kill -0).
@@ -38,11 +39,11 @@ T_DIR=
 T_NAME=
 T_DONE=0      # t_done/t_skip ran: the summary line is printed
 T_CLEANED=0   # t_cleanup ran
-declare -A T_PIDS=()  # name -> pid of a tracked process
-declare -a T_ORDER=() # names in spawn order
-declare -A T_STOPSIG=() # name -> signal t_cleanup sends first (default TERM)
+declare -gA T_PIDS=()  # name -> pid of a tracked process
+declare -ga T_ORDER=() # names in spawn order
+declare -gA T_STOPSIG=() # name -> signal t_cleanup sends first (default TERM)
 # etcd members: name -> client port / peer port / member's initial cluster
-declare -A T_ETCD_CPORT=() T_ETCD_PPORT=() T_ETCD_CLUSTER=()
+declare -gA T_ETCD_CPORT=() T_ETCD_PPORT=() T_ETCD_CLUSTER=()
 export ETCDCTL_API=3
 
 _t_now_ms() {
@@ -63,9 +64,19 @@ _t_sleep_50ms() {
 _t_alive() {
     local stat
     [[ -r /proc/$1/stat ]] || return 1
-    read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
     stat=${stat##*) }
     [[ ${stat:0:1} != Z ]]
+}
+
+# Still our child: a PID that exited long ago may belong to a stranger now,
+# and that one must not get our signals.
+_t_ours() {
+    local stat ppid
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    stat=${stat##*) }
+    read -r _ ppid _ <<<"$stat"
+    [[ $ppid == "$$" ]]
 }
 
 # ---- setup and teardown ----
@@ -100,13 +111,11 @@ _t_on_exit() {
     if [[ $T_DONE == 0 ]]; then
         # The test ended without t_done (set -e, exit, a signal): still stop
         # everything and print a summary that says it failed.
-        if [[ $rc == 0 ]] && ((T_FAIL > 0 || T_PASS == 0)); then
-            rc=1
-        fi
         if ((T_FAIL == 0)); then
             echo "not ok - the test ended without t_done (exit status $orig)"
             T_FAIL=1
         fi
+        [[ $rc != 0 ]] || rc=1
         t_cleanup "$rc"
         echo "$T_PASS passed, $T_FAIL failed"
     else
@@ -124,12 +133,16 @@ t_cleanup() {
     local -a live=()
     for name in "${T_ORDER[@]}"; do
         pid=${T_PIDS[$name]:-}
-        [[ -n $pid ]] || continue
+        if [[ -z $pid ]] || ! _t_ours "$pid"; then
+            continue
+        fi
+        # Disowned: bash still reaps it, but does not print "Killed ..."
+        # for it (a job killed by SIGKILL is reported on bash's stderr at
+        # some later point, outside any redirection we could put around it).
+        disown "$pid" 2>/dev/null || true
         kill -s "${T_STOPSIG[$name]:-TERM}" "$pid" 2>/dev/null || true
         live+=("$pid")
     done
-    # stderr off while children die: bash reports a job killed by a signal
-    # ("Killed ...") on its own stderr, which would only be noise here.
     if ((${#live[@]})); then
         local deadline=$(($(_t_now_ms) + 3000)) any
         while :; do
@@ -149,10 +162,7 @@ t_cleanup() {
             fi
             _t_sleep_50ms
         done
-        for pid in "${live[@]}"; do
-            wait "$pid" || true
-        done
-    fi 2>/dev/null
+    fi
     T_PIDS=()
     T_ORDER=()
     T_STOPSIG=()
@@ -218,6 +228,7 @@ t_alive() {
 t_signal() {
     local pid
     pid=$(t_pid "${1:?t_signal NAME SIGNAL}") || return 1
+    _t_ours "$pid" || { echo "t_signal: $1 (pid $pid) is not running" >&2; return 1; }
     kill -s "${2:?t_signal NAME SIGNAL}" "$pid"
 }
 
@@ -227,6 +238,13 @@ t_signal() {
 t_kill() {
     local name=${1:?t_kill NAME [SIGNAL]} sig=${2:-TERM} pid rc=0
     pid=$(t_pid "$name") || return 1
+    if ! _t_ours "$pid"; then
+        # Already gone: still collect its status.
+        wait "$pid" 2>/dev/null || rc=$?
+        unset "T_PIDS[$name]"
+        _t_forget "$name"
+        return "$rc"
+    fi
     local deadline=$(($(_t_now_ms) + ${T_KILL_TIMEOUT:-10} * 1000))
     # stderr off: see t_cleanup.
     {
@@ -240,14 +258,20 @@ t_kill() {
             _t_sleep_50ms
         done
         wait "$pid" || rc=$?
+        jobs >/dev/null
     } 2>/dev/null
     unset "T_PIDS[$name]"
-    local -a keep=() n
+    _t_forget "$name"
+    return "$rc"
+}
+
+_t_forget() {
+    local -a keep=()
+    local n
     for n in "${T_ORDER[@]}"; do
-        [[ $n == "$name" ]] || keep+=("$n")
+        [[ $n == "$1" ]] || keep+=("$n")
     done
     T_ORDER=("${keep[@]}")
-    return "$rc"
 }
 
 # t_require CMD...: skips the test unless every CMD is on PATH.

@@ -9,7 +9,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+# shellcheck disable=SC2317 # both are called through t_check
 not() { ! "$@"; }
+# shellcheck disable=SC2317
 is_loopback_url() { [[ $1 == http://127.0.0.1:* ]]; }
 
 t_init harness

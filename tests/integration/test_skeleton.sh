@@ -34,7 +34,8 @@ t_wait_for "resolverd serves its socket" 10 test -S "$SOCK"
 t_check "first pick of an on-demand service answers" ctl pick user.rpc
 
 ready_count() { ctl instances --json "$1" | grep -c '"state": "READY"'; }
-t_wait_for "three instances READY" 5 test "$(ready_count user.rpc)" = 3
+three_ready() { [ "$(ready_count user.rpc)" = 3 ]; }
+t_wait_for "three instances READY" 5 three_ready
 
 picks() {
     local n=$1 out=""
@@ -63,7 +64,8 @@ t_check "no pick returns the deleted instance" bash -c "! grep -q '$gone' <<<'$P
 dead="127.0.0.1:${PORTS[2]}"
 t_kill backend3 KILL || true
 state_of() { ctl instances --json user.rpc | grep -A1 "\"$1\"" | sed -n 's/.*"state": "\(.*\)".*/\1/p'; }
-t_wait_for "killed backend is TRANSIENT_FAILURE" 5 test "$(state_of "$dead")" = TRANSIENT_FAILURE
+dead_failed() { [ "$(state_of "$dead")" = TRANSIENT_FAILURE ]; }
+t_wait_for "killed backend is TRANSIENT_FAILURE" 5 dead_failed
 P=$(picks 4)
 t_eq "picks go only to the live instance" "127.0.0.1:${PORTS[0]}" "$(tr ' ' '\n' <<<"$P" | sort -u | grep .)"
 
