@@ -133,6 +133,9 @@ static int is_member_failure(CURLcode result, long status)
 static void finish_request(request *req, CURLcode result)
 {
     resolver_etcd *etcd = req->etcd;
+    /* Out of `all` first: a failover below ends the streams still listed
+     * there, and must not end this one a second time. */
+    unlink_all(req);
     long status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
     if (status > 0)

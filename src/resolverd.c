@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include "engine.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "server.h"
 
 typedef struct {
@@ -30,8 +32,11 @@ typedef struct {
     options opts;
     resolver_engine *engine;
     resolver_server *server;
+    resolver_metrics_http *metrics; /* NULL unless metrics.listen is set */
     int sigfd;
     int stopping;
+    resolver_timer *drain_timer;
+    uint64_t drain_deadline;
 } daemon_state;
 
 static void usage(FILE *out)
@@ -168,13 +173,44 @@ static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
             LOG_INFO("SIGHUP: reloading the configuration");
             reload(d, err, sizeof(err));
         } else if (!d->stopping) {
-            LOG_INFO("%s: stopping", strsignal((int)si.ssi_signo));
+            LOG_INFO("%s: stopping: draining every instance (a second signal stops at once)",
+                     strsignal((int)si.ssi_signo));
             d->stopping = 1;
-            sd_notify_text("STOPPING=1\nSTATUS=stopping");
+            sd_notify_text("STOPPING=1\nSTATUS=draining");
             resolver_server_stop_picks(d->server);
             resolver_engine_shutdown(d->engine);
+            d->drain_deadline = resolver_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
+            resolver_timer_start(d->drain_timer, 0);
+        } else {
+            LOG_WARN("%s again: stopping without waiting for the drain",
+                     strsignal((int)si.ssi_signo));
             resolver_loop_stop(loop);
         }
+    }
+}
+
+/* During a graceful stop: done when every instance has closed (their picks
+ * reported done over the socket, or their drain timed out). */
+static void on_drain_check(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    daemon_state *d = arg;
+    if (resolver_engine_drained(d->engine) || resolver_loop_now(loop) >= d->drain_deadline) {
+        resolver_loop_stop(loop);
+        return;
+    }
+    resolver_timer_start(t, 50);
+}
+
+/* One fd per client, per subchannel and per etcd watch: the default soft
+ * limit of 1024 is too low for a host daemon; take what the hard limit
+ * allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            LOG_WARN("cannot raise the open-files limit: %s", strerror(errno));
     }
 }
 
@@ -190,6 +226,9 @@ static int setup_signals(daemon_state *d)
     signal(SIGPIPE, SIG_IGN);
     d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (d->sigfd < 0)
+        return -1;
+    d->drain_timer = resolver_timer_new(resolver_engine_loop(d->engine), on_drain_check, d);
+    if (!d->drain_timer)
         return -1;
     return resolver_loop_watch(resolver_engine_loop(d->engine), d->sigfd, RESOLVER_LOOP_READ,
                                on_signal, d);
@@ -217,6 +256,17 @@ static int check_config(const options *o)
     return 0;
 }
 
+/* The optional Prometheus listener (metrics.listen; "" leaves it off).  It
+ * is bound once at start: a reload does not move it. */
+static int start_metrics(daemon_state *d, char *err, size_t errlen)
+{
+    const char *addr = resolver_engine_config(d->engine)->metrics.listen;
+    if (!addr || !*addr)
+        return 0;
+    d->metrics = resolver_metrics_http_new(d->engine, addr, err, errlen);
+    return d->metrics ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     daemon_state d = {.sigfd = -1};
@@ -241,6 +291,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverd: %s\n", err);
         return 1;
     }
+    raise_fd_limit();
     int rc = resolver_engine_new(&d.engine, cfg);
     if (rc != 0) {
         fprintf(stderr, "resolverd: cannot start the engine: %s\n", resolver_strerror(rc));
@@ -251,7 +302,16 @@ int main(int argc, char **argv)
     if (!d.server || setup_signals(&d) != 0) {
         fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
         resolver_server_del(d.server);
+        resolver_timer_del(d.drain_timer);
         resolver_engine_del(d.engine);
+        return 1;
+    }
+    if (start_metrics(&d, err, sizeof(err)) != 0) {
+        fprintf(stderr, "resolverd: %s\n", err);
+        resolver_server_del(d.server);
+        resolver_timer_del(d.drain_timer);
+        resolver_engine_del(d.engine);
+        close(d.sigfd);
         return 1;
     }
     const resolver_config *c = resolver_engine_config(d.engine);
@@ -260,7 +320,9 @@ int main(int argc, char **argv)
              c->n_services);
     sd_notify_text("READY=1\nSTATUS=serving");
     rc = resolver_engine_run(d.engine);
+    resolver_metrics_http_del(d.metrics);
     resolver_server_del(d.server);
+    resolver_timer_del(d.drain_timer);
     resolver_engine_del(d.engine);
     close(d.sigfd);
     LOG_INFO("resolverd stopped");

@@ -33,7 +33,7 @@ static void fleet_make(fleet *f, size_t n, const uint32_t *weights)
 {
     f->n = n;
     for (size_t i = 0; i < n; i++) {
-        char addr[32];
+        char addr[64];
         snprintf(addr, sizeof(addr), "10.0.0.%zu:9000", i + 1);
         f->inst[i] = fake_instance(addr, weights ? weights[i] : 1);
     }

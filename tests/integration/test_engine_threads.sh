@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The embedded engine with four picking threads while instances churn in a
+# real etcd (tests/integration/engine_threads.c).
+set -u
+. "$(dirname "$0")/lib.sh"
+t_init engine_threads
+t_require etcd etcdctl
+: "${ENGINE_THREADS:?}" "${H2SERVER:?}"
+t_etcd_start e1 || t_done
+declare -a P=()
+for i in 1 2 3 4; do
+    port=$(t_free_port)
+    P+=("$port")
+    t_spawn "b$i" "$H2SERVER" --name "b$i" "$port"
+done
+for port in "${P[@]}"; do
+    t_wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || t_fail "backend $port listens"
+done
+t_etcdctl put mt/1 "127.0.0.1:${P[0]}" >/dev/null
+t_etcdctl put mt/2 "127.0.0.1:${P[1]}" >/dev/null
+
+t_spawn engine "$ENGINE_THREADS" "$ETCD_ENDPOINT" mt 8
+# Churn: instances 3 and 4 come and go every 100 ms for ~6 s.
+for round in $(seq 60); do
+    if ((round % 2)); then
+        t_etcdctl put mt/3 "127.0.0.1:${P[2]}" >/dev/null
+        t_etcdctl del mt/4 >/dev/null
+    else
+        t_etcdctl put mt/4 "127.0.0.1:${P[3]}" >/dev/null
+        t_etcdctl del mt/3 >/dev/null
+    fi
+    t_alive engine || break
+    sleep 0.1
+done
+rc=0
+t_wait_until 20 bash -c "! kill -0 $(t_pid engine) 2>/dev/null" || true
+t_kill engine TERM || rc=$?
+t_eq "four threads picked through churn and the engine stopped cleanly" 0 "$rc"
+t_check "picks were made" grep -q 'picks=[1-9]' "$T_DIR/engine.log"
+t_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$T_DIR/engine.log'"
+t_done
