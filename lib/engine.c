@@ -25,12 +25,17 @@
 #include "etcd.h"
 #include "log.h"
 #include "strmap.h"
+#include "u64map.h"
+
+typedef struct timeout_queue timeout_queue;
 
 struct resolver_ticket {
     uint64_t id;
     resolver_engine *engine;
     resolver_instance *instance; /* holds a reference */
-    resolver_timer *timer;       /* ticket_timeout_ms */
+    struct timeout_queue *queue; /* expiry order, see ticket_track */
+    resolver_ticket *q_prev, *q_next;
+    uint64_t deadline;
     resolver_ticket_owner *owner;
     resolver_ticket *owner_prev, *owner_next;
     uint64_t timeout_ms;
@@ -70,7 +75,8 @@ struct resolver_engine {
     resolver_etcd *etcd;
     resolver_strmap services; /* name -> resolver_service */
     size_t n_on_demand;
-    resolver_strmap tickets; /* decimal id -> resolver_ticket */
+    resolver_u64map tickets; /* id -> resolver_ticket */
+    timeout_queue *queues;   /* one per distinct ticket_timeout_ms */
     uint64_t started_ms;
     uint64_t tickets_leaked, tickets_released, done_unknown;
     atomic_uint_fast64_t picks, pick_failures;
@@ -349,11 +355,47 @@ static void on_housekeeping(resolver_loop *loop, resolver_timer *t, void *arg)
 
 /* ---- tickets ---- */
 
+/* Tickets expire in the order they were taken when they share a timeout,
+ * so each distinct ticket_timeout_ms gets a FIFO queue with one timer for
+ * its head: O(1) per ticket instead of a heap entry each. */
+struct timeout_queue {
+    resolver_engine *engine;
+    uint64_t timeout_ms;
+    resolver_ticket *head, *tail;
+    resolver_timer *timer;
+    struct timeout_queue *next;
+};
+
+static void queue_arm(timeout_queue *q)
+{
+    if (!q->head) {
+        resolver_timer_stop(q->timer);
+        return;
+    }
+    uint64_t now = resolver_loop_now(q->engine->loop);
+    resolver_timer_start(q->timer, q->head->deadline > now ? q->head->deadline - now : 0);
+}
+
+static void queue_unlink(resolver_ticket *t)
+{
+    timeout_queue *q = t->queue;
+    int was_head = q->head == t;
+    if (t->q_prev)
+        t->q_prev->q_next = t->q_next;
+    else
+        q->head = t->q_next;
+    if (t->q_next)
+        t->q_next->q_prev = t->q_prev;
+    else
+        q->tail = t->q_prev;
+    t->queue = NULL;
+    if (was_head)
+        queue_arm(q);
+}
+
 static void ticket_free(resolver_engine *e, resolver_ticket *t, int failed)
 {
-    char key[24];
-    snprintf(key, sizeof(key), "%" PRIu64, t->id);
-    resolver_strmap_remove(&e->tickets, key);
+    resolver_u64map_remove(&e->tickets, t->id);
     if (t->owner) {
         if (t->owner_prev)
             t->owner_prev->owner_next = t->owner_next;
@@ -363,36 +405,68 @@ static void ticket_free(resolver_engine *e, resolver_ticket *t, int failed)
             t->owner_next->owner_prev = t->owner_prev;
         t->owner->count--;
     }
-    resolver_timer_del(t->timer);
+    if (t->queue)
+        queue_unlink(t);
     resolver_instance_release(t->instance, failed);
     free(t);
 }
 
-static void on_ticket_timeout(resolver_loop *loop, resolver_timer *timer, void *arg)
+static void on_queue_timer(resolver_loop *loop, resolver_timer *timer, void *arg)
 {
-    resolver_ticket *t = arg;
-    resolver_engine *e = t->engine;
-    e->tickets_leaked++;
-    LOG_WARN("ticket %" PRIu64 " for %s was never reported done; released as leaked", t->id,
-             t->instance->endpoint.address);
-    ticket_free(e, t, 0);
+    timeout_queue *q = arg;
+    resolver_engine *e = q->engine;
+    uint64_t now = resolver_loop_now(loop);
+    while (q->head && q->head->deadline <= now) {
+        resolver_ticket *t = q->head;
+        e->tickets_leaked++;
+        LOG_WARN("ticket %" PRIu64 " for %s was never reported done; released as leaked", t->id,
+                 t->instance->endpoint.address);
+        ticket_free(e, t, 0); /* re-arms the queue */
+    }
+    queue_arm(q);
+}
+
+static timeout_queue *queue_for(resolver_engine *e, uint64_t timeout_ms)
+{
+    for (timeout_queue *q = e->queues; q; q = q->next)
+        if (q->timeout_ms == timeout_ms)
+            return q;
+    timeout_queue *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->engine = e;
+    q->timeout_ms = timeout_ms;
+    q->timer = resolver_timer_new(e->loop, on_queue_timer, q);
+    if (!q->timer) {
+        free(q);
+        return NULL;
+    }
+    q->next = e->queues;
+    e->queues = q;
+    return q;
 }
 
 /* Loop thread: starts tracking a ticket made by ticket_alloc. */
 static void ticket_track(resolver_engine *e, resolver_ticket *t)
 {
-    char key[24];
-    snprintf(key, sizeof(key), "%" PRIu64, t->id);
-    t->timer = resolver_timer_new(e->loop, on_ticket_timeout, t);
-    if (!t->timer || resolver_strmap_put(&e->tickets, key, t, NULL) != 0) {
+    timeout_queue *q = queue_for(e, t->timeout_ms);
+    if (!q || resolver_u64map_put(&e->tickets, t->id, t) != 0) {
         /* Cannot track it: release at once rather than leak the pick. */
         LOG_ERROR("out of memory tracking ticket %" PRIu64 "; released", t->id);
-        resolver_timer_del(t->timer);
         resolver_instance_release(t->instance, 0);
         free(t);
         return;
     }
-    resolver_timer_start(t->timer, t->timeout_ms);
+    t->deadline = resolver_loop_now(e->loop) + t->timeout_ms;
+    t->queue = q;
+    t->q_prev = q->tail;
+    if (q->tail)
+        q->tail->q_next = t;
+    else
+        q->head = t;
+    q->tail = t;
+    if (q->head == t)
+        queue_arm(q);
     resolver_ticket_owner *owner = t->owner;
     if (owner) {
         t->owner_next = owner->head;
@@ -567,9 +641,7 @@ int resolver_engine_pick(resolver_engine *e, const char *service, const char *ke
 
 static int done_on_loop(resolver_engine *e, uint64_t ticket, int failed)
 {
-    char key[24];
-    snprintf(key, sizeof(key), "%" PRIu64, ticket);
-    resolver_ticket *t = resolver_strmap_get(&e->tickets, key);
+    resolver_ticket *t = resolver_u64map_get(&e->tickets, ticket);
     if (!t)
         return RESOLVER_ERR_NOT_FOUND;
     e->tickets_released++;
@@ -681,16 +753,18 @@ void resolver_engine_del(resolver_engine *e)
         drain_inbox(e->loop, e);
     /* Tickets first: they hold instance references. */
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->tickets, &pos, NULL, &value);) {
+    while ((value = resolver_u64map_any(&e->tickets))) {
         resolver_ticket *t = value;
         t->owner = NULL; /* owners may already be gone */
+        ticket_free(e, t, 0);
     }
-    while (e->tickets.len > 0) {
-        size_t pos = 0;
-        resolver_strmap_next(&e->tickets, &pos, NULL, &value);
-        ticket_free(e, value, 0);
+    resolver_u64map_clear(&e->tickets);
+    while (e->queues) {
+        timeout_queue *q = e->queues;
+        e->queues = q->next;
+        resolver_timer_del(q->timer);
+        free(q);
     }
-    resolver_strmap_clear(&e->tickets);
     for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
         resolver_service_free(value);
     resolver_strmap_clear(&e->services);

@@ -46,6 +46,7 @@ struct client {
     uint64_t park_deadline;
     int parked;
     int closing;
+    unsigned interest; /* loop events asked for */
 };
 
 struct resolver_server {
@@ -192,7 +193,12 @@ static int try_pick(client *c, const resolver_proto_request *req, int may_park)
     int rc = resolver_engine_pick_owned(s->engine, req->argv[1], key, detach ? NULL : &c->tickets,
                                         &r, why, sizeof(why), may_park ? &fresh : NULL);
     if (rc == 0) {
-        reply_ok(c, json_pack("{s:s, s:I}", "address", r.address, "ticket", (json_int_t)r.ticket));
+        /* The hot path: formatted by hand (addresses are host:port as the
+         * registry decoder validated them, nothing JSON must escape). */
+        char reply[RESOLVER_ADDRESS_MAX + 64];
+        int n = snprintf(reply, sizeof(reply), "OK {\"address\":\"%s\",\"ticket\":%" PRIu64 "}\n",
+                         r.address, r.ticket);
+        client_append(c, reply, (size_t)n);
         return 1;
     }
     if (fresh && may_park)
@@ -397,23 +403,30 @@ static void on_park_timer(resolver_loop *loop, resolver_timer *t, void *arg)
  * client parks on a pick. */
 static void client_process(client *c)
 {
+    size_t off = 0;
     while (!c->closing && !c->parked) {
-        char *nl = memchr(c->in, '\n', c->in_len);
+        char *start = c->in + off;
+        char *nl = memchr(start, '\n', c->in_len - off);
         if (!nl)
             break;
-        size_t len = (size_t)(nl - c->in);
-        /* Work on a copy: the handler may park, and then the line must stay
-         * in the buffer untouched for the retry. */
+        size_t len = (size_t)(nl - start);
+        /* Work on a copy: splitting writes into the line, and a parked
+         * pick must stay in the buffer untouched for its retry. */
         char line[RESOLVER_PROTO_LINE_MAX + 1];
-        memcpy(line, c->in, len);
+        memcpy(line, start, len);
         line[len] = '\0';
         if (len > 0 && line[len - 1] == '\r')
             line[len - 1] = '\0';
         handle_line(c, line);
         if (c->parked)
             break;
-        memmove(c->in, nl + 1, c->in_len - len - 1);
-        c->in_len -= len + 1;
+        off += len + 1;
+    }
+    /* One move per batch, not per line: pipelined requests arrive many to
+     * a read. */
+    if (off > 0) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
     }
 }
 
@@ -451,8 +464,11 @@ static void update_interest(client *c)
      * stops reading until the pick is answered. */
     if (c->parked && c->in_len > c->server->limits.max_line)
         events &= ~(unsigned)RESOLVER_LOOP_READ;
+    if (events == c->interest)
+        return; /* no system call when nothing changed: the common case */
     if (resolver_loop_watch(c->server->loop, c->fd, events, on_client_io, c) != 0)
         c->closing = 1;
+    c->interest = events;
 }
 
 static void client_flush(client *c)
@@ -590,6 +606,7 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
             client_close(c);
             continue;
         }
+        c->interest = RESOLVER_LOOP_READ;
         resolver_timer_start(c->idle_timer, s->limits.idle_timeout_ms);
     }
 }
