@@ -17,7 +17,11 @@
  *
  * Threading: unless a function says otherwise, an object may be used by one
  * thread at a time.  The library starts no thread and does no I/O except
- * inside the calls documented to do so.
+ * inside the calls documented to do so.  The exceptions: resolver_engine_pick
+ * and resolver_engine_done may be called from any thread, concurrently, while
+ * another thread drives the engine; picks take no lock (they read an
+ * immutable snapshot that the engine republishes) and never wait for the
+ * engine.
  */
 #ifndef RESOLVER_H
 #define RESOLVER_H
@@ -134,16 +138,23 @@ RESOLVER_API int resolver_engine_process(resolver_engine *engine);
 RESOLVER_API int resolver_engine_run(resolver_engine *engine);
 RESOLVER_API void resolver_engine_stop(resolver_engine *engine);
 
-/* Picks a READY instance of `service` (key: for ring_hash; may be NULL).
- * Returns 0, RESOLVER_ERR_NO_INSTANCE, RESOLVER_ERR_NONE_READY, or
- * RESOLVER_ERR_LIMIT (too many services).  A service not in the
- * configuration is discovered on first use (prefix "service/"); the first
- * pick then answers RESOLVER_ERR_NO_INSTANCE until discovery has run.
- * Call from the thread that drives the engine. */
+/* Picks a READY, non-draining, non-ejected instance of `service` with the
+ * service's policy (key: for ring_hash; may be NULL) and returns its address
+ * and a ticket in *out.  Returns 0, RESOLVER_ERR_NO_INSTANCE,
+ * RESOLVER_ERR_NONE_READY, RESOLVER_ERR_LIMIT (too many services),
+ * RESOLVER_ERR_CLOSED (shutting down) or RESOLVER_ERR_INVALID.  A service
+ * not in the configuration is discovered on first use (prefix
+ * "service/"); the first pick then answers RESOLVER_ERR_NO_INSTANCE until
+ * discovery has run.  Any thread (see Threading above).  Every successful
+ * pick must be ended with resolver_engine_done, or its ticket is released
+ * as leaked after ticket_timeout_ms. */
 RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *service,
                                       const char *key, resolver_pick_result *out);
-/* Reports the outcome of a pick and releases its ticket.  Returns 0 or
- * RESOLVER_ERR_NOT_FOUND (unknown or already released ticket). */
+/* Reports the outcome of a pick and releases its ticket; failures feed
+ * outlier detection and make the subchannel probe its connection at once.
+ * Returns 0 or RESOLVER_ERR_NOT_FOUND.  Any thread; on the thread driving
+ * the engine NOT_FOUND means unknown or already released, on other threads
+ * only "never issued" (a double release is then ignored). */
 RESOLVER_API int resolver_engine_done(resolver_engine *engine, uint64_t ticket, int failed,
                                       uint32_t latency_ms);
 
