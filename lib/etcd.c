@@ -290,14 +290,20 @@ static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *wh
 
 /* ---- health probe ---- */
 
-static int on_probe_data(void *arg, const char *data, size_t len)
+/* Small internal answers (probe, auth) are kept in the request's own
+ * bounded buffer. */
+static int keep_body(request *req, const char *data, size_t len)
 {
-    request *req = ((resolver_etcd *)arg)->probe_req;
     size_t room = sizeof(req->errbody) - 1 - req->errbody_len;
     size_t n = len < room ? len : room;
     memcpy(req->errbody + req->errbody_len, data, n);
     req->errbody_len += n;
     return 0;
+}
+
+static int on_probe_data(void *arg, const char *data, size_t len)
+{
+    return keep_body(((resolver_etcd *)arg)->probe_req, data, len);
 }
 
 /* maintenance/status answers on a member cut off from the cluster too:
@@ -569,12 +575,7 @@ static void auth_retry_later(resolver_etcd *etcd)
 
 static int on_auth_data(void *arg, const char *data, size_t len)
 {
-    request *req = ((resolver_etcd *)arg)->auth_req;
-    size_t room = sizeof(req->errbody) - 1 - req->errbody_len;
-    size_t n = len < room ? len : room;
-    memcpy(req->errbody + req->errbody_len, data, n);
-    req->errbody_len += n;
-    return 0;
+    return keep_body(((resolver_etcd *)arg)->auth_req, data, len);
 }
 
 static void on_auth_done(void *arg, long status, const char *error)

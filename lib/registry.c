@@ -65,7 +65,10 @@ static int parse_port(const char *s, size_t len, uint16_t *port, char *why, size
 
 static int is_label_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    /* '_' is not RFC 1123, but docker-compose and Kubernetes-style service
+     * names use it and resolvers accept it. */
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /* RFC 1123 host name: dot-separated labels of letters, digits and hyphens, no

@@ -40,6 +40,19 @@ struct resolver_service {
 
 static void publish_picker(resolver_service *svc);
 
+/* A snapshot of the instances, for loops that may close some of them (the
+ * map may not change while it is iterated).  Free the array; NULL with
+ * *n = 0 when out of memory. */
+static resolver_instance **collect_instances(const resolver_service *svc, size_t *n)
+{
+    *n = 0;
+    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    void *value;
+    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        all[(*n)++] = value;
+    return all;
+}
+
 /* ---- instance lifetime ---- */
 
 void resolver_instance_ref(resolver_instance *inst)
@@ -525,11 +538,8 @@ static void on_outlier_interval(resolver_loop *loop, resolver_timer *t, void *ar
 {
     resolver_service *svc = arg;
     const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
-    size_t n = 0;
-    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
-    void *value;
-    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        all[n++] = value;
+    size_t n;
+    resolver_instance **all = collect_instances(svc, &n);
     for (size_t i = 0; i < n; i++) {
         resolver_instance *inst = all[i];
         if (o->failure_percent && inst->interval_requests >= o->min_requests &&
@@ -644,11 +654,8 @@ void resolver_service_stop(resolver_service *svc)
     svc->change_cb = NULL; /* nobody listens to a service being torn down */
     svc->stopped = 1;
     /* Collect first: instance_close removes from the map. */
-    size_t n = 0;
-    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
-    void *value;
-    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        all[n++] = value;
+    size_t n;
+    resolver_instance **all = collect_instances(svc, &n);
     for (size_t i = 0; i < n; i++)
         instance_close(all[i]);
     free(all);
@@ -682,11 +689,8 @@ void resolver_service_del(resolver_service *svc)
 
 void resolver_service_drain_all(resolver_service *svc)
 {
-    size_t n = 0;
-    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
-    void *value;
-    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        all[n++] = value;
+    size_t n;
+    resolver_instance **all = collect_instances(svc, &n);
     for (size_t i = 0; i < n; i++)
         if (!all[i]->draining || all[i]->operator_drained) {
             all[i]->operator_drained = 0;
@@ -784,17 +788,14 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
 
 json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms)
 {
-    size_t n = 0;
-    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    size_t n;
+    resolver_instance **all = collect_instances(svc, &n);
     json_t *arr = json_array();
     if (!all || !arr) {
         free(all);
         json_decref(arr);
         return NULL;
     }
-    void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        all[n++] = value;
     qsort(all, n, sizeof(*all), by_address);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, resolver_instance_to_json(all[i], now_ms));

@@ -98,6 +98,9 @@ START_TEST(test_hostnames)
     ck_assert_uint_eq(ep.port, 8080);
     ck_assert_int_eq(decode(RESOLVER_FORMAT_GOZERO, "LocalHost:1", &ep, why), 0);
     ck_assert_str_eq(ep.address, "localhost:1");
+    /* Underscores: not RFC 1123, but docker-compose names use them. */
+    ck_assert_int_eq(decode(RESOLVER_FORMAT_GOZERO, "my_service:9000", &ep, why), 0);
+    ck_assert_str_eq(ep.address, "my_service:9000");
     ck_assert_int_eq(decode(RESOLVER_FORMAT_GOZERO, "a.b.:65535", &ep, why), 0);
     ck_assert_str_eq(ep.address, "a.b.:65535");
     ck_assert_int_eq(decode(RESOLVER_FORMAT_GOZERO, "3com.example:7", &ep, why), 0);
@@ -150,7 +153,6 @@ static const char *const bad_addresses[] = {
     "010.0.0.1:80",
     "12345:80",
     "host name:80",
-    "host_name:80",
     "-host:80",
     "host-:80",
     "a..b:80",
