@@ -674,9 +674,11 @@ static uint64_t silent_peer_timeout(uint64_t connect_timeout_ms, uint64_t initia
 
 START_TEST(test_connect_timeout)
 {
-    /* connect_timeout_ms longer than the backoff: it rules. */
+    /* connect_timeout_ms longer than the backoff: it rules.  Loop time is
+     * read once per iteration, so a deadline may land a few ms early as
+     * seen from the callback's timestamps (more under valgrind). */
     uint64_t took = silent_peer_timeout(200, 50);
-    ck_assert_msg(took >= 195 && took < 200 + SLACK_MS, "%llu ms", (unsigned long long)took);
+    ck_assert_msg(took >= 180 && took < 200 + SLACK_MS, "%llu ms", (unsigned long long)took);
 }
 END_TEST
 
@@ -684,7 +686,7 @@ START_TEST(test_connect_timeout_at_least_backoff)
 {
     /* gRPC: an attempt may take max(backoff deadline, now + connect timeout). */
     uint64_t took = silent_peer_timeout(100, 500);
-    ck_assert_msg(took >= 395 && took < 600 + SLACK_MS, "%llu ms", (unsigned long long)took);
+    ck_assert_msg(took >= 380 && took < 600 + SLACK_MS, "%llu ms", (unsigned long long)took);
 }
 END_TEST
 
