@@ -27,8 +27,12 @@ done
 A=127.0.0.1:${P[0]} B=127.0.0.1:${P[1]} C=127.0.0.1:${P[2]}
 DEAD=127.0.0.1:$(t_free_port)
 
+ZA1=127.0.0.1:$(t_free_port) ZA2=127.0.0.1:$(t_free_port)
+t_spawn za1 "$H2SERVER" --name za1 "${ZA1#*:}"
+t_spawn za2 "$H2SERVER" --name za2 "${ZA2#*:}"
 cat >"$T_DIR/rd.json" <<JSON
 {
+  "zone": "a",
   "defaults": { "drain_timeout_ms": 30000 },
   "services": [
     { "name": "rr" },
@@ -42,7 +46,8 @@ cat >"$T_DIR/rd.json" <<JSON
       "outlier_max_ejection_percent": 50 },
     { "name": "leak", "ticket_timeout_ms": 800 },
     { "name": "cap", "max_outstanding": 1 },
-    { "name": "dead" }
+    { "name": "dead" },
+    { "name": "zoned", "zone_min_ready_percent": 50 }
   ]
 }
 JSON
@@ -56,6 +61,9 @@ t_etcdctl put w/b "{\"address\":\"$B\",\"weight\":3}" >/dev/null
 t_etcdctl put leak/a "$A" >/dev/null
 t_etcdctl put cap/a "$A" >/dev/null
 t_etcdctl put dead/a "$DEAD" >/dev/null
+t_etcdctl put zoned/a1 "{\"address\":\"$ZA1\",\"zone\":\"a\"}" >/dev/null
+t_etcdctl put zoned/a2 "{\"address\":\"$ZA2\",\"zone\":\"a\"}" >/dev/null
+t_etcdctl put zoned/b1 "{\"address\":\"$C\",\"zone\":\"b\"}" >/dev/null
 
 t_spawn resolverd "$RESOLVERD" -c "$T_DIR/rd.json" --etcd "$ETCD_ENDPOINT" --socket "$SOCK" --log-level debug
 t_wait_for "resolverd serves its socket" 10 test -S "$SOCK"
@@ -170,6 +178,17 @@ t_wait_for "dead instance is TRANSIENT_FAILURE" 5 is_state dead "$DEAD" TRANSIEN
 rc=0; ctl pick dead 2>"$T_DIR/dead.err" || rc=$?
 t_eq "pick with none READY exits 3" 3 "$rc"
 t_check "the reason lists the states" grep -q "TRANSIENT_FAILURE" "$T_DIR/dead.err"
+
+# Zone preference: zone a only while at least half of it is READY.
+zone_picks() { for _ in $(seq 12); do echo "PICK zoned detach=1"; done | pipelined | addresses | sort -u | tr '\n' ' '; }
+t_wait_for "zone a instances READY" 5 is_state zoned "$ZA2" READY
+t_eq "picks stay in the daemon's zone" "$(printf '%s\n' "$ZA1" "$ZA2" | sort | tr '\n' ' ')" "$(zone_picks)"
+t_kill za1 KILL || true
+t_wait_for "za1 is TRANSIENT_FAILURE" 5 is_state zoned "$ZA1" TRANSIENT_FAILURE
+t_eq "half of zone a READY: still only zone a" "$ZA2 " "$(zone_picks)"
+t_kill za2 KILL || true
+t_wait_for "za2 is TRANSIENT_FAILURE" 5 is_state zoned "$ZA2" TRANSIENT_FAILURE
+t_eq "zone a down: picks spill to zone b" "$C " "$(zone_picks)"
 
 # Pipelining: thousands of requests on one connection, all answered in order.
 n=$( (for i in $(seq 3000); do echo "PICK rr"; echo "PING"; done) | pipelined | grep -c '^OK')
