@@ -299,6 +299,8 @@ int main(int argc, char **argv)
     }
     d.server = resolver_server_new(d.engine, resolver_engine_config(d.engine), NULL, err,
                                    sizeof(err));
+    if (d.server)
+        resolver_server_set_reload(d.server, reload, &d);
     if (!d.server || setup_signals(&d) != 0) {
         fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
         resolver_server_del(d.server);

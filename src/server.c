@@ -46,6 +46,8 @@ struct client {
     uint64_t park_deadline;
     int parked;
     int closing;
+    int hangup;        /* last reply sent: flush, shut writing, discard input */
+    int write_shut;
     unsigned interest; /* loop events asked for */
 };
 
@@ -404,7 +406,7 @@ static void on_park_timer(resolver_loop *loop, resolver_timer *t, void *arg)
 static void client_process(client *c)
 {
     size_t off = 0;
-    while (!c->closing && !c->parked) {
+    while (!c->closing && !c->parked && !c->hangup) {
         char *start = c->in + off;
         char *nl = memchr(start, '\n', c->in_len - off);
         if (!nl)
@@ -430,8 +432,31 @@ static void client_process(client *c)
     }
 }
 
+/* After a protocol violation the client gets its ERR line and then
+ * end-of-file; what it still sends is read and dropped, because closing a
+ * socket with unread input makes the kernel send a reset that can destroy
+ * the ERR line before the client reads it. */
+static void client_hangup(client *c)
+{
+    c->hangup = 1;
+    c->in_len = 0;
+    resolver_timer_start(c->idle_timer, 2000);
+}
+
+static void discard_input(client *c)
+{
+    char scratch[4096];
+    ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        c->closing = 1;
+}
+
 static void client_read(client *c)
 {
+    if (c->hangup) {
+        discard_input(c);
+        return;
+    }
     size_t room = c->server->limits.max_line + 1 - c->in_len;
     if (room == 0)
         return; /* parked with a full buffer; update_interest stops reading */
@@ -450,8 +475,7 @@ static void client_read(client *c)
         !memchr(c->in, '\n', c->in_len)) {
         reply_err(c, RESOLVER_ERR_PROTOCOL, "request line longer than %zu bytes; disconnecting",
                   c->server->limits.max_line);
-        client_flush(c);
-        c->closing = 1;
+        client_hangup(c);
     }
 }
 
@@ -485,6 +509,10 @@ static void client_flush(client *c)
         c->closing = 1;
         return;
     }
+    if (c->hangup && c->out_len == 0 && !c->write_shut) {
+        shutdown(c->fd, SHUT_WR);
+        c->write_shut = 1;
+    }
     update_interest(c);
 }
 
@@ -502,7 +530,7 @@ static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg
 static void on_idle(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     client *c = arg;
-    if (c->watch || c->tickets.count > 0) {
+    if (!c->hangup && (c->watch || c->tickets.count > 0)) {
         resolver_timer_start(t, c->server->limits.idle_timeout_ms);
         return;
     }
