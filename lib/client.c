@@ -18,11 +18,16 @@
 #include "client.h"
 
 #define DEFAULT_SOCKET "/run/resolverd/resolverd.sock"
+/* A reply line grows the buffer up to this (INSTANCES of a service with
+ * 100,000 instances is ~40 MiB); anything longer is a protocol error. */
+#define REPLY_MAX ((size_t)256 << 20)
+#define BUF_INITIAL 16384
 
 struct resolver_client {
     int fd;
     int timeout_ms;
-    char buf[RESOLVER_PROTO_LINE_MAX * 4];
+    char *buf;       /* grows for long replies, up to REPLY_MAX */
+    size_t cap;      /* bytes allocated at buf */
     size_t len;      /* bytes in buf */
     size_t consumed; /* bytes of buf handed out as the last line */
     char last_error[512];
@@ -49,11 +54,18 @@ int resolver_client_connect(const char *path, int timeout_ms, resolver_client **
     if (!c)
         return RESOLVER_ERR_NOMEM;
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    c->cap = BUF_INITIAL;
+    c->buf = malloc(c->cap);
+    if (!c->buf) {
+        free(c);
+        return RESOLVER_ERR_NOMEM;
+    }
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         snprintf(c->last_error, sizeof(c->last_error), "%s: %s", path, strerror(errno));
         if (c->fd >= 0)
             close(c->fd);
+        free(c->buf);
         free(c);
         return RESOLVER_ERR_CONNECT;
     }
@@ -67,6 +79,7 @@ void resolver_client_close(resolver_client *c)
     if (!c)
         return;
     close(c->fd);
+    free(c->buf);
     free(c);
 }
 
@@ -119,6 +132,20 @@ static int send_all(resolver_client *c, const char *data, size_t len, int64_t de
     return 0;
 }
 
+/* Doubles the buffer: RESOLVER_ERR_PROTOCOL past REPLY_MAX (a reply longer
+ * than we accept), RESOLVER_ERR_NOMEM. */
+static int grow_buffer(resolver_client *c)
+{
+    if (c->cap >= REPLY_MAX)
+        return RESOLVER_ERR_PROTOCOL;
+    char *b = realloc(c->buf, c->cap * 2);
+    if (!b)
+        return RESOLVER_ERR_NOMEM;
+    c->buf = b;
+    c->cap *= 2;
+    return 0;
+}
+
 /* Returns the next complete line from the buffer, reading as needed. */
 static int read_line(resolver_client *c, int64_t deadline, char **line)
 {
@@ -126,17 +153,22 @@ static int read_line(resolver_client *c, int64_t deadline, char **line)
     memmove(c->buf, c->buf + c->consumed, c->len - c->consumed);
     c->len -= c->consumed;
     c->consumed = 0;
+    size_t scanned = 0; /* no newline before this: a long reply is scanned once */
     for (;;) {
-        char *nl = memchr(c->buf, '\n', c->len);
+        char *nl = memchr(c->buf + scanned, '\n', c->len - scanned);
         if (nl) {
             *nl = '\0';
             c->consumed = (size_t)(nl - c->buf) + 1;
             *line = c->buf;
             return 0;
         }
-        if (c->len == sizeof(c->buf) - 1)
-            return RESOLVER_ERR_PROTOCOL; /* a reply longer than we accept */
-        ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
+        scanned = c->len;
+        if (c->len == c->cap - 1) {
+            int rc = grow_buffer(c);
+            if (rc)
+                return rc;
+        }
+        ssize_t n = recv(c->fd, c->buf + c->len, c->cap - 1 - c->len, 0);
         if (n > 0) {
             c->len += (size_t)n;
             continue;

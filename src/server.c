@@ -86,16 +86,25 @@ static void client_flush(client *c);
 
 static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg);
 
-static void client_append(client *c, const char *data, size_t len)
+/* The limit is on replies queued and unread when a new one comes: a client
+ * that stops reading is cut off, while one reply of any size (INSTANCES of
+ * a big service) still goes to a client that reads. */
+static int client_over_backlog(client *c)
+{
+    if (c->closing)
+        return 1;
+    if (c->out_len < c->server->limits.max_output)
+        return 0;
+    LOG_WARN("client pid %d: more than %zu bytes of replies unread; disconnecting", (int)c->pid,
+             c->server->limits.max_output);
+    c->closing = 1;
+    return 1;
+}
+
+static void buffer_append(client *c, const char *data, size_t len)
 {
     if (c->closing)
         return;
-    if (c->out_len + len > c->server->limits.max_output) {
-        LOG_WARN("client pid %d: more than %zu bytes of replies unread; disconnecting", (int)c->pid,
-                 c->server->limits.max_output);
-        c->closing = 1;
-        return;
-    }
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 4096;
         while (cap < c->out_len + len)
@@ -112,6 +121,12 @@ static void client_append(client *c, const char *data, size_t len)
     c->out_len += len;
 }
 
+static void client_append(client *c, const char *data, size_t len)
+{
+    if (!client_over_backlog(c))
+        buffer_append(c, data, len);
+}
+
 static void reply_json(client *c, const char *kind, json_t *payload)
 {
     char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
@@ -120,10 +135,12 @@ static void reply_json(client *c, const char *kind, json_t *payload)
         client_append(c, "ERR nomem out of memory\n", 24);
         return;
     }
-    client_append(c, kind, strlen(kind));
-    client_append(c, " ", 1);
-    client_append(c, text, strlen(text));
-    client_append(c, "\n", 1);
+    if (!client_over_backlog(c)) {
+        buffer_append(c, kind, strlen(kind));
+        buffer_append(c, " ", 1);
+        buffer_append(c, text, strlen(text));
+        buffer_append(c, "\n", 1);
+    }
     free(text);
 }
 
