@@ -137,7 +137,7 @@ run_valgrind() {
     CK_FORK=no make -C "$dir/tests" -j"$JOBS" check VERBOSE=1 \
         TESTS='$(UNIT_TESTS)' TEST_SUITE_LOG=valgrind-suite.log \
         LOG_COMPILER="$dir/libtool" \
-        LOG_FLAGS="--mode=execute valgrind -q --leak-check=full --error-exitcode=1"
+        LOG_FLAGS="--mode=execute valgrind -q --leak-check=full --error-exitcode=1 --soname-synonyms=somalloc=nouserintercepts"
 }
 
 if [[ $deps == 1 ]]; then

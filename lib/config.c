@@ -1082,7 +1082,10 @@ fail:
 
 static int load_text(parse_ctx *ctx, const char *text, size_t len, resolver_config **out)
 {
+    /* Zeroed: when jansson's first allocation fails it sets text[0] but not
+     * the code byte json_error_code() reads (valgrind: uninitialised). */
     json_error_t jerr;
+    memset(&jerr, 0, sizeof(jerr));
     /* Duplicate keys are rejected: with two "policy" keys only one would win,
      * silently. */
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);

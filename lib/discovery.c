@@ -34,6 +34,8 @@ struct resolver_discovery {
     resolver_timer *retry;
     uint64_t retry_ms;
     int need_range; /* next attempt must range (start, compaction) */
+    int compacted;  /* the watch was cancelled by a compaction: range at once */
+    int auth_retried; /* a token rejection reset the backoff since the last watch */
     int synced, watching;
     int64_t revision;
     uint64_t reconnects;
@@ -71,7 +73,7 @@ static void schedule_retry(resolver_discovery *d, const char *why)
         resolver_etcd_cancel(d->req);
         d->req = NULL;
     }
-    if (why)
+    if (why && why != d->last_error) /* snprintf onto its own source is undefined */
         snprintf(d->last_error, sizeof(d->last_error), "%s", why);
     d->phase = PHASE_IDLE;
     d->watching = 0;
@@ -156,15 +158,21 @@ static void start_range(resolver_discovery *d)
 
 static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
 {
+    /* One revision may hold several events (a txn, a `del --prefix`, a
+     * lease expiring with several keys attached); they all come in one
+     * message.  So duplicates are judged against the revision applied
+     * before this message, not against the event just applied. */
+    int64_t applied = d->revision;
     for (size_t i = 0; i < m->n_events; i++) {
         const resolver_kv *kv = &m->events[i];
-        if (kv->mod_revision <= d->revision)
+        if (kv->mod_revision <= applied)
             continue; /* already applied before a reconnect */
         if (kv->type == RESOLVER_KV_DELETE)
             d->cb.on_delete(d->arg, kv);
         else
             d->cb.on_put(d->arg, kv);
-        d->revision = kv->mod_revision;
+        if (kv->mod_revision > d->revision)
+            d->revision = kv->mod_revision;
     }
 }
 
@@ -186,12 +194,22 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
         /* A bad token cancels the watch at creation and leaves the stream
          * open: drop the token so the retry authenticates again. */
         if (strstr(reason, "Unauthenticated") || strstr(reason, "auth token") ||
-            strstr(reason, "user name is empty"))
+            strstr(reason, "user name is empty")) {
             resolver_etcd_token_rejected(d->etcd);
+            /* The member answered: the first retry need not wait out the
+             * backoff of earlier connection failures (it queues until a
+             * token is had).  Only once per established watch, so that a
+             * token rejected again and again still backs off. */
+            if (!d->auth_retried) {
+                d->auth_retried = 1;
+                d->retry_ms = RETRY_INITIAL_MS;
+            }
+        }
         if (m->compact_revision > 0) {
             LOG_WARN("etcd: prefix \"%s\": revision %lld compacted (oldest now %lld); resyncing",
                      d->prefix, (long long)(d->revision + 1), (long long)m->compact_revision);
             d->need_range = 1;
+            d->compacted = 1;
         }
         snprintf(d->last_error, sizeof(d->last_error), "watch cancelled: %s",
                  reason[0] ? reason : "compacted");
@@ -200,6 +218,7 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
     if (m->created) {
         d->watching = 1;
         d->retry_ms = RETRY_INITIAL_MS;
+        d->auth_retried = 0;
         if (d->failures > 1)
             LOG_INFO("etcd: prefix \"%s\": watching again after %llu failed attempts", d->prefix,
                      (unsigned long long)d->failures);
@@ -233,6 +252,15 @@ static void on_watch_done(void *arg, long status, const char *error)
     d->req = NULL;
     /* An error object without a trailing newline is still in the parser. */
     resolver_watch_parser_finish(d->parser);
+    if (d->compacted) {
+        /* Not a failure (logged above already): range again now, without
+         * a backoff delay or a "retrying" warning. */
+        d->compacted = 0;
+        d->phase = PHASE_IDLE;
+        d->watching = 0;
+        resolver_timer_start(d->retry, 0);
+        return;
+    }
     const char *why = d->last_error[0] && strstr(error, "aborted") ? d->last_error : error;
     schedule_retry(d, why[0] ? why : "watch stream ended");
 }

@@ -138,7 +138,11 @@ static int by_entry_name(const void *a, const void *b)
     return strcmp(((const dir_entry *)a)->name, ((const dir_entry *)b)->name);
 }
 
-static void publish_directory(resolver_engine *e)
+/* Publishes the services of the map, but `skip` (a service about to be
+ * removed; NULL: none).  0, or RESOLVER_ERR_NOMEM with the old directory
+ * still published: a caller must then not free a service the old one
+ * names, nor count on a new one being visible. */
+static int publish_directory(resolver_engine *e, const char *skip)
 {
     directory *d = calloc(1, sizeof(*d));
     size_t bytes = 0;
@@ -152,11 +156,13 @@ static void publish_directory(resolver_engine *e)
     if (!d || !d->entries || !d->names) {
         directory_free(d);
         LOG_ERROR("out of memory publishing the service directory");
-        return;
+        return RESOLVER_ERR_NOMEM;
     }
     char *w = d->names;
     void *value;
     for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, &name, &value);) {
+        if (skip && strcmp(name, skip) == 0)
+            continue;
         size_t len = strlen(name) + 1;
         memcpy(w, name, len);
         d->entries[d->n].name = w;
@@ -166,6 +172,7 @@ static void publish_directory(resolver_engine *e)
     }
     qsort(d->entries, d->n, sizeof(dir_entry), by_entry_name);
     directory_free_retire(e, atomic_exchange(&e->directory, d));
+    return 0;
 }
 
 /* Any thread: the service called `name`, protected in the SERVICE hazard
@@ -198,15 +205,20 @@ static void service_free_retired(void *svc)
 }
 
 /* Loop thread: removes a service; its memory goes when no picking thread
- * can hold it any more. */
-static void remove_service(resolver_engine *e, const char *name)
+ * can hold it any more.  RESOLVER_ERR_NOMEM: nothing changed (a directory
+ * without it could not be published, and the one picking threads read
+ * still names it: freeing it would leave them a dangling pointer). */
+static int remove_service(resolver_engine *e, const char *name)
 {
-    resolver_service *svc = resolver_strmap_remove(&e->services, name);
+    resolver_service *svc = resolver_strmap_get(&e->services, name);
     if (!svc)
-        return;
-    publish_directory(e);
+        return 0;
+    if (publish_directory(e, name) != 0)
+        return RESOLVER_ERR_NOMEM;
+    resolver_strmap_remove(&e->services, name);
     resolver_service_stop(svc);
     resolver_hazard_retire(e->hazard, svc, service_free_retired);
+    return 0;
 }
 
 static resolver_service *add_service(resolver_engine *e, const char *name, const char *prefix,
@@ -221,7 +233,12 @@ static resolver_service *add_service(resolver_engine *e, const char *name, const
         resolver_service_del(svc);
         return NULL;
     }
-    publish_directory(e);
+    if (publish_directory(e, NULL) != 0) {
+        /* Never published: no picking thread can hold it. */
+        resolver_strmap_remove(&e->services, name);
+        resolver_service_del(svc);
+        return NULL;
+    }
     LOG_INFO("service %s: watching etcd prefix \"%s\" (policy %s)", name, prefix,
              resolver_policy_name(opts->policy));
     return svc;
@@ -334,8 +351,8 @@ static void drop_idle_services(resolver_engine *e)
         if (idle[i]) {
             LOG_INFO("service %s: no pick for %d s; no longer watched", idle[i],
                      ON_DEMAND_IDLE_MS / 1000);
-            remove_service(e, idle[i]);
-            e->n_on_demand--;
+            if (remove_service(e, idle[i]) == 0)
+                e->n_on_demand--;
         }
         free(idle[i]);
     }
@@ -727,8 +744,7 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
     if (add_configured_services(e) != 0)
         goto fail;
-    publish_directory(e);
-    if (!atomic_load(&e->directory))
+    if (publish_directory(e, NULL) != 0) /* no service configured: an empty one */
         goto fail;
     if (cfg->cache_file && *cfg->cache_file)
         load_cache(e);
@@ -891,10 +907,9 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
     for (size_t i = 0; i < cfg->n_services; i++) {
         const resolver_service_config *sc = &cfg->services[i];
         resolver_service *svc = resolver_strmap_get(&e->services, sc->name);
-        if (svc && strcmp(resolver_service_prefix(svc), sc->prefix) != 0) {
-            remove_service(e, sc->name);
-            svc = NULL;
-        }
+        if (svc && strcmp(resolver_service_prefix(svc), sc->prefix) != 0 &&
+            remove_service(e, sc->name) == 0)
+            svc = NULL; /* out of memory: it stays, with its old prefix */
         if (svc) {
             if (!service_in_config(e->cfg, sc->name) && e->n_on_demand > 0)
                 e->n_on_demand--; /* now configured */

@@ -704,8 +704,11 @@ resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg
     static int curl_ready;
     if (!curl_ready) {
         /* curl_global_init is not thread-safe before 7.84; engines are
-         * created from one thread in practice, and it is idempotent. */
-        curl_global_init(CURL_GLOBAL_DEFAULT);
+         * created from one thread in practice, and it is idempotent.  It
+         * fails only out of memory: then no engine, and the next one
+         * tries again. */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return NULL;
         curl_ready = 1;
     }
     resolver_etcd *etcd = calloc(1, sizeof(*etcd));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "log.h"
 #include "picker.h"
 #include "service.h"
@@ -31,11 +32,14 @@ struct resolver_service {
     resolver_strmap instances; /* address -> resolver_instance */
     _Atomic(void *) picker;    /* resolver_picker, read by any thread */
     resolver_timer *outlier_timer;
+    resolver_timer *publish_timer; /* coalesces picker rebuilds after state changes */
+    uint64_t publish_cost_us;      /* how long the last coalesced rebuild took */
     resolver_service_counters counters;
     atomic_int picked;         /* (any) a pick happened since the last idle check */
     uint64_t last_active_ms;
     int changed;               /* keys changed since resolver_service_take_changed */
     int stopped;
+    int draining_all; /* graceful stop: etcd changes ignored, cache_file kept as it was */
 };
 
 static void publish_picker(resolver_service *svc);
@@ -115,6 +119,45 @@ static void on_eject_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
     notify(svc, inst, RESOLVER_CHANGE_STATE);
 }
 
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* publish_picker, timed: its cost decides whether the next one waits. */
+static void publish_picker_timed(resolver_service *svc)
+{
+    uint64_t start = monotonic_us();
+    publish_picker(svc);
+    svc->publish_cost_us = monotonic_us() - start;
+}
+
+static void on_publish_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    publish_picker_timed(arg);
+}
+
+/* Rebuilds the picker after a state change.  A picker costs O(instances),
+ * and one per transition made the first sync of N instances O(N^2) (every
+ * new subchannel goes IDLE -> CONNECTING -> ... and their outcomes arrive
+ * in batches).  So a big service (COALESCE_MIN instances or more)
+ * coalesces its changes and rebuilds after 10x the last rebuild's cost
+ * (rebuilds take at most ~10 % of the loop; a pick may see a state that
+ * old); a small one rebuilds at once, as before. */
+#define COALESCE_MIN 1024
+static void publish_picker_soon(resolver_service *svc)
+{
+    if (!svc->publish_timer || svc->instances.len < COALESCE_MIN) {
+        if (svc->publish_timer)
+            resolver_timer_stop(svc->publish_timer);
+        publish_picker_timed(svc);
+    } else if (!resolver_timer_active(svc->publish_timer)) {
+        resolver_timer_start(svc->publish_timer, svc->publish_cost_us / 100);
+    }
+}
+
 static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_state,
                                 resolver_state new_state, void *arg)
 {
@@ -128,7 +171,7 @@ static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_stat
               resolver_state_name(old_state), resolver_state_name(new_state));
     /* Any transition may change the picker or the reason an empty one
      * gives ("none ready: ..." lists the states). */
-    publish_picker(svc);
+    publish_picker_soon(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
 }
 
@@ -266,6 +309,8 @@ int resolver_service_preload(resolver_service *svc, const char *key, const resol
 
 int resolver_service_take_changed(resolver_service *svc)
 {
+    if (svc->draining_all)
+        return 0; /* the drain is not a change: the cache keeps the last listing */
     int changed = svc->changed;
     svc->changed = 0;
     return changed;
@@ -292,18 +337,22 @@ json_t *resolver_service_cache_json(const resolver_service *svc)
 
 static void on_put(void *arg, const resolver_kv *kv)
 {
-    put_key(arg, kv);
+    if (!((resolver_service *)arg)->draining_all)
+        put_key(arg, kv);
 }
 
 static void on_delete(void *arg, const resolver_kv *kv)
 {
-    remove_key(arg, kv->key);
+    if (!((resolver_service *)arg)->draining_all)
+        remove_key(arg, kv->key);
 }
 
 /* A full listing: apply only what differs, so that no instance flaps. */
 static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t revision)
 {
     resolver_service *svc = arg;
+    if (svc->draining_all)
+        return; /* stopping: a put must not revive a draining instance */
     resolver_strmap present = RESOLVER_STRMAP_INIT;
     for (size_t i = 0; i < n; i++)
         resolver_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
@@ -631,7 +680,8 @@ resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
     static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete};
     svc->discovery = resolver_discovery_new(loop, etcd, prefix, &callbacks, svc);
     svc->outlier_timer = resolver_timer_new(loop, on_outlier_interval, svc);
-    if (!svc->discovery || !svc->outlier_timer)
+    svc->publish_timer = resolver_timer_new(loop, on_publish_timer, svc);
+    if (!svc->discovery || !svc->outlier_timer || !svc->publish_timer)
         goto fail;
     resolver_timer_start(svc->outlier_timer, svc->opts.outlier.interval_ms);
     publish_picker(svc);
@@ -651,6 +701,8 @@ void resolver_service_stop(resolver_service *svc)
     svc->discovery = NULL;
     resolver_timer_del(svc->outlier_timer);
     svc->outlier_timer = NULL;
+    resolver_timer_del(svc->publish_timer);
+    svc->publish_timer = NULL;
     svc->change_cb = NULL; /* nobody listens to a service being torn down */
     svc->stopped = 1;
     /* Collect first: instance_close removes from the map. */
@@ -690,6 +742,7 @@ void resolver_service_del(resolver_service *svc)
 void resolver_service_drain_all(resolver_service *svc)
 {
     size_t n;
+    svc->draining_all = 1;
     resolver_instance **all = collect_instances(svc, &n);
     for (size_t i = 0; i < n; i++)
         if (!all[i]->draining || all[i]->operator_drained) {
@@ -782,6 +835,7 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
                                              ? json_real((double)st->rtt_last_us / 1000.0)
                                              : json_null());
         json_object_set_new(o, "last_error", json_string(st->last_error));
+        json_object_set_new(o, "health", json_string(st->health)); /* subchannel health check */
     }
     return o;
 }

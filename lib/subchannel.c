@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -63,8 +64,55 @@
  * rest comes next iteration and one busy peer cannot starve the loop.  TLS
  * reads until WANT_READ because OpenSSL may buffer what epoll cannot see. */
 #define READS_PER_EVENT 8
+/* Health checking (grpc.health.v1.Health). */
+#define HC_POLL_MAX_MS 5000   /* Check polling: min(keepalive_time, this) */
+#define HC_REOPEN_MS 200      /* a Watch that had answered ended: open it again after this */
+#define HC_RETRY_MIN_MS 1000  /* a call that failed without an answer: retry after this, */
+#define HC_RETRY_MAX_MS 10000 /* doubling up to this */
+#define HC_MSG_MAX 1024       /* a HealthCheckResponse is 2 bytes; refuse silly sizes */
+/* nghttp2 blocks this large or larger get pages of their own (see h2_mem). */
+#define H2_BIG_BLOCK 4096
+#define H2_BIG_BLOCKS 4
 
 enum { IO_AGAIN = -1, IO_ERROR = -2 };
+
+/* What the subchannel knows of its instance's health (stats.health). */
+typedef enum {
+    HEALTH_NONE = 0, /* not checked, or no answer yet on this connection */
+    HEALTH_SERVING,
+    HEALTH_NOT_SERVING,
+    HEALTH_SERVICE_UNKNOWN,
+    HEALTH_UNKNOWN,      /* the server said UNKNOWN, or the call failed */
+    HEALTH_UNIMPLEMENTED /* neither Watch nor Check: treated as healthy */
+} health_status;
+
+enum { HC_WATCH = 1, HC_CHECK = 2 };
+
+/* The health call of one connection (only with health checking on).  The
+ * nghttp2 callbacks fill the "recorded" part; health_dispatch acts on it
+ * after mem_recv returns, as for PING ACKs and GOAWAY. */
+typedef struct {
+    int method;        /* HC_WATCH, or HC_CHECK once Watch was UNIMPLEMENTED */
+    int32_t stream_id; /* the call in progress; 0: none */
+    size_t req_off;    /* request bytes handed to nghttp2 */
+    int answers;       /* messages received on this call */
+    uint64_t retry_ms; /* the last retry delay after a failed call; 0: none yet */
+    /* `timer`: with a call in progress, its deadline (Watch: the first
+     * answer; Check: the answer); without, when to start the next call. */
+    resolver_timer *timer;
+    /* gRPC message framing: 5-byte prefix, then the message. */
+    uint8_t prefix[5];
+    size_t prefix_have;
+    uint8_t *msg;
+    size_t msg_len, msg_have;
+    /* Recorded by nghttp2 callbacks. */
+    int got_status, status_value; /* the last HealthCheckResponse.status */
+    int closed;                   /* the call's stream closed */
+    uint32_t rst_code;
+    int bad;         /* malformed answer */
+    int grpc_status; /* -1: none seen */
+    int http_status; /* 0: none seen */
+} health;
 
 typedef enum {
     CONN_TCP_CONNECTING, /* non-blocking connect() in progress */
@@ -98,7 +146,12 @@ typedef struct conn {
     /* Recorded by nghttp2 callbacks, acted on after mem_recv returns. */
     int got_settings, got_ping_ack, got_goaway, too_many_pings;
     uint32_t goaway_code;
-    char error[112]; /* the cause of a failure about to be reported */
+    health *hc; /* NULL unless health checking is on */
+    struct {
+        void *p;
+        size_t len;
+    } big[H2_BIG_BLOCKS]; /* nghttp2's large blocks, mapped here (h2_mem) */
+    char error[112];      /* the cause of a failure about to be reported */
 } conn;
 
 struct resolver_subchannel {
@@ -121,11 +174,19 @@ struct resolver_subchannel {
     resolver_timer *retry_timer;
     int *deleted_flag; /* set while the state callback runs */
     SSL_CTX *ssl_ctx;  /* protocol h2: created at the first TLS connect */
+    uint8_t *hc_req;   /* the health request: gRPC prefix + HealthCheckRequest; NULL: off */
+    size_t hc_req_len;
+    health_status health;
 };
 
 static void conn_fail(conn *c, const char *cause, int clean);
 static void conn_write_failed(conn *c);
 static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg);
+static void conn_defer_fail(conn *c);
+static conn *conn_find(resolver_subchannel *sc, uint64_t id);
+static int conn_flush(conn *c);
+static int health_begin(conn *c);
+static void health_free(health *h);
 
 /* ---- small helpers ---- */
 
@@ -422,12 +483,16 @@ static void conn_close(conn *c, int goaway)
     resolver_timer_del(c->keepalive_timer);
     resolver_timer_del(c->ping_timer);
     resolver_timer_del(c->age_timer);
+    health_free(c->hc);
     if (c->fd >= 0) {
         resolver_loop_unwatch(sc->loop, c->fd);
         close(c->fd);
     }
     SSL_free(c->ssl);
-    nghttp2_session_del(c->h2);
+    nghttp2_session_del(c->h2); /* frees its big blocks through h2_mem */
+    for (int i = 0; i < H2_BIG_BLOCKS; i++)
+        if (c->big[i].p)
+            munmap(c->big[i].p, c->big[i].len);
     free(c);
 }
 
@@ -566,7 +631,11 @@ static void conn_age_cb(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     conn *c = arg;
     resolver_subchannel *sc = c->sc;
-    if (c != sc->active || sc->pending || sc->state != RESOLVER_STATE_READY)
+    /* The connection, not the state: with health checking a READY
+     * connection may be TRANSIENT_FAILURE (NOT_SERVING) or still CONNECTING
+     * (no answer yet); it ages all the same, its replacement is
+     * health-checked before it takes over. */
+    if (c != sc->active || sc->pending || c->phase != CONN_READY)
         return;
     LOG_DEBUG("subchannel %s: max connection age reached, opening a replacement", sc->name);
     sc->pending = conn_start(sc, connect_timeout_ms(sc));
@@ -590,10 +659,13 @@ static void start_attempt(resolver_subchannel *sc)
         resolver_timer_start(sc->retry_timer, 0); /* retry_cb reports the failure */
 }
 
+static void set_health(resolver_subchannel *sc, health_status h);
+
 static void transient_failure(resolver_subchannel *sc, const char *cause)
 {
     uint64_t now = resolver_loop_now(sc->loop);
     conn_release(sc->pending, 1);
+    set_health(sc, HEALTH_NONE); /* the connection it described is gone */
     snprintf(sc->stats.last_error, sizeof(sc->stats.last_error), "%s", cause);
     /* gRPC: SleepUntil(current_deadline) */
     resolver_timer_start(sc->retry_timer,
@@ -605,6 +677,7 @@ static void transient_failure(resolver_subchannel *sc, const char *cause)
  * failure (the server drained, aged out, or closed an idle connection). */
 static void reconnect_now(resolver_subchannel *sc, const char *cause)
 {
+    set_health(sc, HEALTH_NONE);
     if (sc->pending) {
         /* A max-age replacement is already on its way: it is the attempt. */
         uint64_t backoff = resolver_backoff_next(&sc->backoff, rng01(sc));
@@ -659,12 +732,25 @@ static int conn_ready(conn *c)
     conn_arm_keepalive(c);
     conn_arm_age(c);
     if (c == sc->pending) {
-        /* Max-age replacement is up: retire the old one, stay READY. */
+        /* Max-age replacement is up: retire the old one, stay READY.  With
+         * health checking the last answer stands until the new
+         * connection's Watch answers. */
         conn *old = sc->active;
         sc->active = c;
         sc->pending = NULL;
         conn_close(old, 1);
         LOG_DEBUG("subchannel %s: replaced an aged connection", sc->name);
+        if (c->hc && health_begin(c) != 0)
+            conn_defer_fail(c); /* reported from the loop: see conn_deadline_cb */
+        return 1;
+    }
+    if (c->hc) {
+        /* The transport is up; READY waits for the first health answer. */
+        set_health(sc, HEALTH_NONE);
+        if (health_begin(c) != 0)
+            conn_defer_fail(c);
+        else
+            LOG_DEBUG("subchannel %s: connected; waiting for the health service", sc->name);
         return 1;
     }
     return set_state(sc, RESOLVER_STATE_READY, "connected");
@@ -679,6 +765,466 @@ static void retry_cb(resolver_loop *loop, resolver_timer *t, void *arg)
     } else if (sc->state == RESOLVER_STATE_CONNECTING && !sc->active) {
         transient_failure(sc, "out of memory");
     }
+}
+
+/* ---- health checking (grpc.health.v1.Health over the connection) ---- */
+
+static const char *health_name(health_status h)
+{
+    switch (h) {
+    case HEALTH_NONE:
+        return "";
+    case HEALTH_SERVING:
+        return "SERVING";
+    case HEALTH_NOT_SERVING:
+        return "NOT_SERVING";
+    case HEALTH_SERVICE_UNKNOWN:
+        return "SERVICE_UNKNOWN";
+    case HEALTH_UNKNOWN:
+        return "UNKNOWN";
+    case HEALTH_UNIMPLEMENTED:
+        return "UNIMPLEMENTED";
+    }
+    return "UNKNOWN";
+}
+
+static void set_health(resolver_subchannel *sc, health_status h)
+{
+    if (sc->health == h)
+        return;
+    /* NONE is only "forgotten with the connection": not worth a line. */
+    if (h != HEALTH_NONE)
+        LOG_INFO("subchannel %s: health %s -> %s", sc->name,
+                 sc->health == HEALTH_NONE ? "(none)" : health_name(sc->health), health_name(h));
+    sc->health = h;
+    snprintf(sc->stats.health, sizeof(sc->stats.health), "%s", health_name(h));
+}
+
+/* The request every call sends: the gRPC prefix (uncompressed, length)
+ * and HealthCheckRequest{service = 1: string}, proto3 (an empty service
+ * is the default value and is not encoded).  0 or -1 (out of memory). */
+static int health_encode_request(resolver_subchannel *sc, const char *service)
+{
+    size_t n = strlen(service), msg = 0;
+    if (n > 0) {
+        msg = 1 + n; /* tag 0x0a (field 1, length-delimited) + the bytes */
+        for (size_t v = n; v; v >>= 7)
+            msg++; /* the length as a varint */
+    }
+    if (msg > UINT32_MAX - 5)
+        return -1;
+    uint8_t *p = malloc(5 + msg);
+    if (!p)
+        return -1;
+    p[0] = 0;
+    p[1] = (uint8_t)(msg >> 24);
+    p[2] = (uint8_t)(msg >> 16);
+    p[3] = (uint8_t)(msg >> 8);
+    p[4] = (uint8_t)msg;
+    size_t off = 5;
+    if (n > 0) {
+        p[off++] = 0x0a;
+        size_t v = n;
+        do {
+            uint8_t b = v & 0x7f;
+            v >>= 7;
+            p[off++] = v ? (uint8_t)(b | 0x80) : b;
+        } while (v);
+        memcpy(p + off, service, n);
+    }
+    sc->hc_req = p;
+    sc->hc_req_len = 5 + msg;
+    return 0;
+}
+
+/* One varint at *p (at most 10 bytes, before end); -1 if malformed. */
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return -1;
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* HealthCheckResponse{status = 1: enum}: the status, 0 (UNKNOWN, the proto3
+ * default) when absent; unknown fields are skipped.  -1 if malformed. */
+static int health_decode_response(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    int status = 0;
+    while (p < end) {
+        uint64_t key, v;
+        if (pb_varint(&p, end, &key) != 0)
+            return -1;
+        switch (key & 7) {
+        case 0: /* varint */
+            if (pb_varint(&p, end, &v) != 0)
+                return -1;
+            if ((key >> 3) == 1)
+                status = v > 1000 ? 1000 : (int)v; /* an enum value we do not know */
+            break;
+        case 1: /* 64-bit */
+            if (end - p < 8)
+                return -1;
+            p += 8;
+            break;
+        case 2: /* length-delimited */
+            if (pb_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+                return -1;
+            p += v;
+            break;
+        case 5: /* 32-bit */
+            if (end - p < 4)
+                return -1;
+            p += 4;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return status;
+}
+
+/* Called by on_data_chunk_recv: splits gRPC messages, records the status
+ * of each.  Only records (h->got_status, h->bad). */
+static void health_parse(health *h, const uint8_t *data, size_t len)
+{
+    while (len > 0 && !h->bad) {
+        if (h->prefix_have < 5) {
+            size_t n = 5 - h->prefix_have;
+            n = n > len ? len : n;
+            memcpy(h->prefix + h->prefix_have, data, n);
+            h->prefix_have += n;
+            data += n;
+            len -= n;
+            if (h->prefix_have < 5)
+                return;
+            h->msg_len = (size_t)h->prefix[1] << 24 | (size_t)h->prefix[2] << 16 |
+                         (size_t)h->prefix[3] << 8 | h->prefix[4];
+            h->msg_have = 0;
+            /* Compressed: we never offered an encoding. */
+            if (h->prefix[0] != 0 || h->msg_len > HC_MSG_MAX ||
+                (h->msg_len > 0 && !(h->msg = malloc(h->msg_len)))) {
+                h->bad = 1;
+                return;
+            }
+        } else {
+            size_t n = h->msg_len - h->msg_have;
+            n = n > len ? len : n;
+            memcpy(h->msg + h->msg_have, data, n);
+            h->msg_have += n;
+            data += n;
+            len -= n;
+        }
+        if (h->msg_have == h->msg_len) {
+            int st = health_decode_response(h->msg, h->msg_len);
+            free(h->msg);
+            h->msg = NULL;
+            h->prefix_have = 0;
+            if (st < 0) {
+                h->bad = 1;
+                return;
+            }
+            h->got_status = 1;
+            h->status_value = st;
+            h->answers++;
+        }
+    }
+}
+
+static void health_reset_call(health *h)
+{
+    h->stream_id = 0;
+    h->req_off = 0;
+    h->answers = 0;
+    h->prefix_have = 0;
+    free(h->msg);
+    h->msg = NULL;
+    h->msg_len = h->msg_have = 0;
+    h->got_status = h->closed = h->bad = 0;
+    h->rst_code = 0;
+    h->grpc_status = -1;
+    h->http_status = 0;
+}
+
+static void health_free(health *h)
+{
+    if (!h)
+        return;
+    resolver_timer_del(h->timer);
+    free(h->msg);
+    free(h);
+}
+
+static uint64_t health_poll_ms(const conn *c)
+{
+    uint64_t ka = c->keepalive_time_ms;
+    return ka > 0 && ka < HC_POLL_MAX_MS ? ka : HC_POLL_MAX_MS;
+}
+
+static ssize_t health_req_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
+                               uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+    conn *c = user;
+    health *h = c->hc;
+    resolver_subchannel *sc = c->sc;
+    if (!h || sid != h->stream_id) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF; /* a call given up on */
+        return 0;
+    }
+    size_t n = sc->hc_req_len - h->req_off;
+    n = n > len ? len : n;
+    memcpy(buf, sc->hc_req + h->req_off, n);
+    h->req_off += n;
+    if (h->req_off == sc->hc_req_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF; /* half-close: the request is one message */
+    return (ssize_t)n;
+}
+
+#define HC_NV(n, v, vlen)                                                                          \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NO_COPY_NAME        \
+    }
+
+/* Submits a call of h->method and arms its deadline.  The caller flushes.
+ * 0, or -1 with c->error set. */
+static int health_start_call(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    health *h = c->hc;
+    const char *path =
+        h->method == HC_CHECK ? "/grpc.health.v1.Health/Check" : "/grpc.health.v1.Health/Watch";
+    const char *scheme = sc->opts.protocol == RESOLVER_PROTOCOL_H2 ? "https" : "http";
+    uint64_t deadline = h->method == HC_CHECK ? keepalive_timeout_ms(sc) : connect_timeout_ms(sc);
+    char timeout[24];
+    /* gRPC's grpc-timeout: at most 8 digits. */
+    snprintf(timeout, sizeof(timeout), "%llum",
+             (unsigned long long)(deadline > 99999999 ? 99999999 : deadline));
+    nghttp2_nv nv[] = {
+        HC_NV(":method", "POST", 4),
+        HC_NV(":scheme", scheme, strlen(scheme)),
+        HC_NV(":path", path, strlen(path)),
+        HC_NV(":authority", sc->name, strlen(sc->name)),
+        HC_NV("content-type", "application/grpc", 16),
+        HC_NV("te", "trailers", 8),
+        HC_NV("user-agent", "libresolver", 11),
+        HC_NV("grpc-timeout", timeout, strlen(timeout)),
+    };
+    size_t nnv = sizeof(nv) / sizeof(nv[0]);
+    if (h->method != HC_CHECK)
+        nnv--; /* a Watch lasts as long as the connection */
+    health_reset_call(h);
+    nghttp2_data_provider prd = {.source.ptr = c, .read_callback = health_req_read};
+    int32_t id = nghttp2_submit_request(c->h2, NULL, nv, nnv, &prd, NULL);
+    if (id < 0) {
+        snprintf(c->error, sizeof(c->error), "http2: health call: %s", nghttp2_strerror(id));
+        return -1;
+    }
+    h->stream_id = id;
+    sc->stats.health_calls++;
+    /* Watch: the first answer must come within the connect timeout (a
+     * server whose health service hangs is not healthy); Check: within the
+     * keepalive timeout. */
+    resolver_timer_start(h->timer, deadline);
+    return 0;
+}
+
+/* Starts health checking on a connection whose handshake just finished.
+ * 0, or -1 with c->error set. */
+static int health_begin(conn *c)
+{
+    c->hc->method = HC_WATCH;
+    c->hc->retry_ms = 0;
+    return health_start_call(c);
+}
+
+/* Applies a health status to the subchannel: READY when healthy, else
+ * TRANSIENT_FAILURE with the connection kept (no backoff: the server
+ * answered, it is the service that is not well).  Returns c, or NULL if
+ * c (or the subchannel) is gone. */
+static conn *health_report(conn *c, health_status st, const char *why)
+{
+    resolver_subchannel *sc = c->sc;
+    uint64_t id = c->id;
+    set_health(sc, st);
+    if (c != sc->active || c->phase != CONN_READY)
+        return c;
+    if (st == HEALTH_SERVING || st == HEALTH_UNIMPLEMENTED) {
+        if (!set_state(sc, RESOLVER_STATE_READY, why))
+            return NULL;
+    } else {
+        snprintf(sc->stats.last_error, sizeof(sc->stats.last_error), "%s", why);
+        if (!set_state(sc, RESOLVER_STATE_TRANSIENT_FAILURE, why))
+            return NULL;
+    }
+    return conn_find(sc, id);
+}
+
+/* grpc-status of a call that ended: the trailer, else the HTTP status
+ * mapped as gRPC does (doc/http-grpc-status-mapping.md), else the
+ * RST_STREAM code. */
+static int health_call_status(const health *h)
+{
+    if (h->bad)
+        return 13; /* INTERNAL */
+    if (h->grpc_status >= 0)
+        return h->grpc_status;
+    switch (h->http_status) {
+    case 0:
+    case 200:
+        break;
+    case 400:
+        return 13; /* INTERNAL */
+    case 401:
+        return 16; /* UNAUTHENTICATED */
+    case 403:
+        return 7; /* PERMISSION_DENIED */
+    case 404:
+        return 12; /* UNIMPLEMENTED: an HTTP/2 server without the health service */
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return 14; /* UNAVAILABLE */
+    default:
+        return 2; /* UNKNOWN */
+    }
+    /* RST_STREAM: REFUSED_STREAM is UNAVAILABLE, CANCEL is CANCELLED, any
+     * other code INTERNAL; ended without any status: UNKNOWN. */
+    if (h->rst_code == NGHTTP2_REFUSED_STREAM)
+        return 14;
+    if (h->rst_code == NGHTTP2_CANCEL)
+        return 1;
+    return h->rst_code ? 13 : 2;
+}
+
+/* The call ended (or was malformed): decide what comes next.  Returns c,
+ * or NULL if c or the subchannel is gone. */
+static conn *health_call_ended(conn *c)
+{
+    resolver_subchannel *sc = c->sc;
+    health *h = c->hc;
+    char why[96];
+    int gs = health_call_status(h);
+    int answered = h->answers > 0;
+    if (!h->closed && h->stream_id)
+        (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, h->stream_id,
+                                        NGHTTP2_PROTOCOL_ERROR); /* malformed: give it up */
+    const char *method = h->method == HC_CHECK ? "Check" : "Watch";
+    health_reset_call(h);
+    resolver_timer_stop(h->timer);
+    if (gs == 12) { /* UNIMPLEMENTED */
+        if (h->method == HC_WATCH) {
+            h->method = HC_CHECK;
+            LOG_INFO("subchannel %s: health Watch is UNIMPLEMENTED; polling Check every %llu ms",
+                     sc->name, (unsigned long long)health_poll_ms(c));
+            if (health_start_call(c) != 0)
+                conn_defer_fail(c);
+            return c;
+        }
+        /* Neither method: a server without the health service is healthy
+         * (gRPC's rule); no more polling on this connection. */
+        return health_report(c, HEALTH_UNIMPLEMENTED, "health: UNIMPLEMENTED (treated as healthy)");
+    }
+    if (h->method == HC_CHECK) {
+        resolver_timer_start(h->timer, health_poll_ms(c));
+        if (gs == 0 && answered)
+            return c; /* the answer was applied when it arrived */
+        snprintf(why, sizeof(why), "health: Check failed (grpc-status %d)", gs);
+        return health_report(c, gs == 5 ? HEALTH_SERVICE_UNKNOWN : HEALTH_UNKNOWN, why);
+    }
+    /* A Watch ended.  After answers (a server restarting its streams) the
+     * last answer stands and the call is opened again soon; without any,
+     * the health service is failing: unhealthy until a retry answers. */
+    if (answered) {
+        LOG_DEBUG("subchannel %s: health Watch ended (grpc-status %d); reopening", sc->name, gs);
+        h->retry_ms = 0;
+        resolver_timer_start(h->timer, HC_REOPEN_MS);
+        return c;
+    }
+    h->retry_ms = h->retry_ms ? h->retry_ms * 2 : HC_RETRY_MIN_MS;
+    if (h->retry_ms > HC_RETRY_MAX_MS)
+        h->retry_ms = HC_RETRY_MAX_MS;
+    resolver_timer_start(h->timer, h->retry_ms);
+    snprintf(why, sizeof(why), "health: %s failed (grpc-status %d)", method, gs);
+    return health_report(c, HEALTH_UNKNOWN, why);
+}
+
+static health_status health_from_proto(int v)
+{
+    switch (v) {
+    case 1:
+        return HEALTH_SERVING;
+    case 2:
+        return HEALTH_NOT_SERVING;
+    case 3:
+        return HEALTH_SERVICE_UNKNOWN;
+    default:
+        return HEALTH_UNKNOWN;
+    }
+}
+
+/* Acts on what the callbacks recorded for the health call.  Returns c, or
+ * NULL if c or the subchannel is gone. */
+static conn *health_dispatch(conn *c)
+{
+    health *h = c->hc;
+    if (h->got_status && !h->bad) {
+        char why[64];
+        health_status st = health_from_proto(h->status_value);
+        h->got_status = 0;
+        if (h->method == HC_WATCH) {
+            resolver_timer_stop(h->timer); /* the first-answer deadline */
+            h->retry_ms = 0;
+        }
+        snprintf(why, sizeof(why), "health: %s", health_name(st));
+        if (!(c = health_report(c, st, why)))
+            return NULL;
+        h = c->hc;
+    }
+    if (h->closed || h->bad)
+        return health_call_ended(c);
+    return c;
+}
+
+/* The health timer: a call's deadline passed, or the next call is due. */
+static void health_timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    conn *c = arg;
+    health *h = c->hc;
+    if (h->stream_id) {
+        char why[96];
+        uint64_t deadline;
+        (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, h->stream_id, NGHTTP2_CANCEL);
+        if (h->method == HC_CHECK) {
+            deadline = keepalive_timeout_ms(c->sc);
+            resolver_timer_start(t, health_poll_ms(c));
+        } else {
+            deadline = connect_timeout_ms(c->sc);
+            h->retry_ms = h->retry_ms ? h->retry_ms * 2 : HC_RETRY_MIN_MS;
+            if (h->retry_ms > HC_RETRY_MAX_MS)
+                h->retry_ms = HC_RETRY_MAX_MS;
+            resolver_timer_start(t, h->retry_ms);
+        }
+        snprintf(why, sizeof(why), "health: no %s answer within %llu ms",
+                 h->method == HC_CHECK ? "Check" : "Watch", (unsigned long long)deadline);
+        health_reset_call(h);
+        if (!(c = health_report(c, HEALTH_UNKNOWN, why)))
+            return;
+    } else if (health_start_call(c) != 0) {
+        conn_fail(c, c->error, 0);
+        return;
+    }
+    if (conn_flush(c) != 0)
+        conn_write_failed(c);
 }
 
 /* ---- HTTP/2 ---- */
@@ -721,15 +1267,151 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
     return 0;
 }
 
+/* Health call answers: only recorded here (see health_dispatch). */
+static int parse_status_code(const uint8_t *v, size_t len)
+{
+    int n = 0;
+    if (len == 0 || len > 4)
+        return 1000;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 1000;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user)
+{
+    conn *c = user;
+    health *h = c->hc;
+    if (!h || f->hd.stream_id != h->stream_id || h->stream_id == 0)
+        return 0;
+    if (namelen == 7 && memcmp(name, ":status", 7) == 0)
+        h->http_status = parse_status_code(value, valuelen);
+    else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        h->grpc_status = parse_status_code(value, valuelen);
+    return 0;
+}
+
+static int on_data_chunk_recv(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
+                              size_t len, void *user)
+{
+    conn *c = user;
+    health *h = c->hc;
+    /* Only a 200 carries gRPC messages; any other status is a plain HTTP
+     * error page (nghttpd's 404), mapped by health_call_status. */
+    if (h && sid == h->stream_id && sid != 0 && h->http_status == 200)
+        health_parse(h, data, len);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *user)
+{
+    conn *c = user;
+    health *h = c->hc;
+    if (h && sid == h->stream_id && sid != 0) {
+        h->closed = 1;
+        h->rst_code = error_code;
+    }
+    return 0;
+}
+
+/* nghttp2's allocator for one connection.  An idle client session holds a
+ * 16 KiB output buffer of which frames touch the first page, and a 4 KiB
+ * stream table that stays all zeros without streams; from malloc they cost
+ * their pages (and calloc's memset) in RSS all the same.  Blocks of
+ * H2_BIG_BLOCK bytes or more get anonymous pages of their own instead
+ * (zero-filled, so calloc needs no memset), which cost RSS only once
+ * written: about 4 KiB less RSS per idle subchannel.  Smaller blocks, and big
+ * ones beyond H2_BIG_BLOCKS at a time or when mmap fails, use malloc.  The
+ * conn is the user data; nghttp2_session_del frees through here before the
+ * conn goes. */
+static void *h2_big_alloc(conn *c, size_t n)
+{
+    if (n < H2_BIG_BLOCK)
+        return NULL;
+    for (int i = 0; i < H2_BIG_BLOCKS; i++) {
+        if (c->big[i].p)
+            continue;
+        size_t page = 4096, len = (n + page - 1) / page * page;
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return NULL;
+        c->big[i].p = p;
+        c->big[i].len = len;
+        return p;
+    }
+    return NULL;
+}
+
+static int h2_big_index(const conn *c, const void *p)
+{
+    for (int i = 0; p && i < H2_BIG_BLOCKS; i++)
+        if (c->big[i].p == p)
+            return i;
+    return -1;
+}
+
+static void *h2_mem_malloc(size_t n, void *user)
+{
+    void *p = h2_big_alloc(user, n);
+    return p ? p : malloc(n);
+}
+
+static void h2_mem_free(void *p, void *user)
+{
+    conn *c = user;
+    int i = h2_big_index(c, p);
+    if (i < 0) {
+        free(p);
+        return;
+    }
+    munmap(p, c->big[i].len);
+    c->big[i].p = NULL;
+}
+
+static void *h2_mem_calloc(size_t n, size_t size, void *user)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    void *p = h2_big_alloc(user, n * size); /* fresh pages are zeros */
+    return p ? p : calloc(n, size);
+}
+
+static void *h2_mem_realloc(void *p, size_t n, void *user)
+{
+    conn *c = user;
+    int i = h2_big_index(c, p);
+    if (i < 0)
+        return realloc(p, n); /* a malloc block stays one (its size is malloc's secret) */
+    if (n <= c->big[i].len)
+        return p;
+    void *q = h2_mem_malloc(n, c);
+    if (!q)
+        return NULL;
+    memcpy(q, p, c->big[i].len);
+    h2_mem_free(p, c);
+    return q;
+}
+
 static int h2_session_new(conn *c)
 {
+    nghttp2_mem mem = {c, h2_mem_malloc, h2_mem_free, h2_mem_calloc, h2_mem_realloc};
     nghttp2_session_callbacks *cbs;
     int rv = nghttp2_session_callbacks_new(&cbs);
     if (rv != 0)
         goto fail;
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-    rv = nghttp2_session_client_new(&c->h2, cbs, c);
+    if (c->hc) {
+        nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    }
+    rv = nghttp2_session_client_new3(&c->h2, cbs, c, NULL, &mem);
     nghttp2_session_callbacks_del(cbs);
     if (rv != 0)
         goto fail;
@@ -823,8 +1505,11 @@ static conn *conn_dispatch(conn *c)
     if (c->got_settings && c->phase == CONN_H2_HANDSHAKE) {
         if (!conn_ready(c))
             return NULL;
-        return conn_find(sc, id);
+        if (!(c = conn_find(sc, id)))
+            return NULL;
     }
+    if (c->hc && c->phase == CONN_READY && (c->hc->got_status || c->hc->closed || c->hc->bad))
+        return health_dispatch(c);
     return c;
 }
 
@@ -1150,6 +1835,12 @@ static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
     c->age_timer = resolver_timer_new(sc->loop, conn_age_cb, c);
     if (!c->deadline_timer || !c->keepalive_timer || !c->ping_timer || !c->age_timer)
         goto fail;
+    if (sc->hc_req) {
+        if (!(c->hc = calloc(1, sizeof(*c->hc))) ||
+            !(c->hc->timer = resolver_timer_new(sc->loop, health_timer_cb, c)))
+            goto fail;
+        health_reset_call(c->hc);
+    }
     sc->stats.connect_attempts++;
     if (sc->opts.protocol == RESOLVER_PROTOCOL_H2)
         LOG_DEBUG("subchannel %s: TLS connect (ALPN h2, system CAs)", sc->name);
@@ -1170,6 +1861,7 @@ fail:
     resolver_timer_del(c->keepalive_timer);
     resolver_timer_del(c->ping_timer);
     resolver_timer_del(c->age_timer);
+    health_free(c->hc);
     free(c);
     return NULL;
 }
@@ -1210,12 +1902,22 @@ resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *ho
     sc->state = RESOLVER_STATE_IDLE;
     sc->rng = rng_seed(sc);
     sc->keepalive_time_ms = opts->keepalive_time_ms;
+    if (opts->health_grpc_service) {
+        if (opts->protocol == RESOLVER_PROTOCOL_TCP)
+            LOG_DEBUG("subchannel %s: health_check needs HTTP/2; protocol tcp checks the "
+                      "connection only",
+                      sc->name);
+        else if (health_encode_request(sc, opts->health_grpc_service) != 0)
+            goto fail_timer;
+    }
     resolver_backoff_init(&sc->backoff, &opts->backoff);
     sc->stats.state_since_ms = resolver_loop_now(loop);
     sc->stats.rtt_last_us = -1;
     sc->stats.rtt_smoothed_us = -1;
     return sc;
 
+fail_timer:
+    resolver_timer_del(sc->retry_timer);
 fail_opts:
     resolver_service_options_clear(&sc->opts);
 fail_name:
@@ -1255,6 +1957,7 @@ void resolver_subchannel_del(resolver_subchannel *sc)
     conn_close(sc->active, 1);
     resolver_timer_del(sc->retry_timer);
     SSL_CTX_free(sc->ssl_ctx);
+    free(sc->hc_req);
     resolver_service_options_clear(&sc->opts);
     free(sc->name);
     free(sc->host);

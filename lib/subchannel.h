@@ -10,6 +10,13 @@
  *  3. States follow gRPC: IDLE -> CONNECTING -> READY; a failure goes to
  *     TRANSIENT_FAILURE, waits out the backoff, then CONNECTING again.
  *     SHUTDOWN is reported once, by resolver_subchannel_shutdown.
+ *  4. With health checking (opts->health_grpc_service non-NULL, "" for the
+ *     whole server), a connection whose HTTP/2 handshake is done stays
+ *     CONNECTING until grpc.health.v1.Health/Watch (or Check, polled, when
+ *     Watch is UNIMPLEMENTED) answers: SERVING -> READY; NOT_SERVING,
+ *     SERVICE_UNKNOWN, UNKNOWN or a failed call -> TRANSIENT_FAILURE with
+ *     the connection kept and watched (no backoff, no reconnect); the next
+ *     SERVING -> READY.  UNIMPLEMENTED on both methods counts as healthy.
  */
 #ifndef RESOLVER_SUBCHANNEL_H
 #define RESOLVER_SUBCHANNEL_H
@@ -44,6 +51,13 @@ typedef struct {
     int64_t rtt_last_us, rtt_smoothed_us; /* -1 until a PING was acked */
     uint64_t bytes_in, bytes_out;
     char last_error[128];     /* "" if none */
+    /* Health checking (health_check.grpc_service set, protocols h2c/h2):
+     * "" (off, or not known yet on this connection), "SERVING",
+     * "NOT_SERVING", "SERVICE_UNKNOWN", "UNKNOWN" (the call failed or
+     * answered UNKNOWN), "UNIMPLEMENTED" (neither Watch nor Check:
+     * treated as healthy).  READY needs SERVING or UNIMPLEMENTED. */
+    char health[16];
+    uint64_t health_calls; /* Watch/Check calls started */
 } resolver_subchannel_stats;
 
 /* Creates an IDLE subchannel to host:port.  `opts` is copied.  NULL on
