@@ -38,14 +38,14 @@ typedef struct {
     uint64_t keepalive_timeout_ms; /* 10000 */
     uint64_t connect_timeout_ms;   /* 20000 */
     resolver_backoff_config backoff;
-    uint64_t drain_timeout_ms;      /* 30000 */
-    uint64_t max_connection_age_ms; /* 0: never */
-    uint64_t ticket_timeout_ms;     /* 60000 */
-    uint32_t max_outstanding;       /* 0: no cap */
-    char *health_grpc_service;      /* NULL: no health checking; "" = overall server health */
-    uint32_t choice_count;          /* least_request: 2 */
-    uint32_t zone_min_ready_percent; /* 0: no zone preference */
-    struct { /* no padding inside: compared with memcmp */
+    uint64_t drain_timeout_ms;         /* 30000 */
+    uint64_t max_connection_age_ms;    /* 0: never */
+    uint64_t ticket_timeout_ms;        /* 60000 */
+    uint32_t max_outstanding;          /* 0: no cap */
+    char *health_grpc_service;         /* NULL: no health checking; "" = overall server health */
+    uint32_t choice_count;             /* least_request: 2 */
+    uint32_t zone_min_ready_percent;   /* 0: no zone preference */
+    struct {                           /* no padding inside: compared with memcmp */
         uint32_t consecutive_failures; /* 5; 0: off */
         uint32_t failure_percent;      /* 85; 0: off */
         uint32_t min_requests;         /* 50 in an interval for failure_percent */

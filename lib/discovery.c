@@ -33,8 +33,8 @@ struct resolver_discovery {
     resolver_etcd_request *req;
     resolver_timer *retry;
     uint64_t retry_ms;
-    int need_range; /* next attempt must range (start, compaction) */
-    int compacted;  /* the watch was cancelled by a compaction: range at once */
+    int need_range;   /* next attempt must range (start, compaction) */
+    int compacted;    /* the watch was cancelled by a compaction: range at once */
     int auth_retried; /* a token rejection reset the backoff since the last watch */
     int synced, watching;
     int64_t revision;
@@ -187,7 +187,7 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
             resolver_etcd_token_rejected(d->etcd);
         else
             resolver_etcd_mark_bad(d->req); /* "no leader", unavailable: fail over */
-        return 1; /* abort: the done callback retries */
+        return 1;                           /* abort: the done callback retries */
     }
     if (m->canceled) {
         const char *reason = m->cancel_reason ? m->cancel_reason : "";
@@ -294,8 +294,7 @@ static void start_attempt(resolver_discovery *d)
 
 resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *etcd,
                                            const char *prefix,
-                                           const resolver_discovery_callbacks *callbacks,
-                                           void *arg)
+                                           const resolver_discovery_callbacks *callbacks, void *arg)
 {
     resolver_discovery *d = calloc(1, sizeof(*d));
     if (!d)

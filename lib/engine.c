@@ -66,8 +66,8 @@ typedef struct {
 struct resolver_engine {
     resolver_config *cfg;
     resolver_hazard_domain *hazard;
-    _Atomic(void *) directory;     /* directory, read by any thread */
-    _Atomic(engine_msg *) inbox;   /* pushed by any thread */
+    _Atomic(void *) directory;   /* directory, read by any thread */
+    _Atomic(engine_msg *) inbox; /* pushed by any thread */
     atomic_uint_fast64_t ticket_seq;
     pthread_t loop_thread;
     atomic_int loop_thread_known;
@@ -98,10 +98,14 @@ struct resolver_engine {
 static const char *change_event(resolver_change what)
 {
     switch (what) {
-    case RESOLVER_CHANGE_ADDED: return "added";
-    case RESOLVER_CHANGE_REMOVED: return "removed";
-    case RESOLVER_CHANGE_STATE: return "state";
-    case RESOLVER_CHANGE_CLOSED: return "closed";
+    case RESOLVER_CHANGE_ADDED:
+        return "added";
+    case RESOLVER_CHANGE_REMOVED:
+        return "removed";
+    case RESOLVER_CHANGE_STATE:
+        return "state";
+    case RESOLVER_CHANGE_CLOSED:
+        return "closed";
     }
     return "?";
 }
@@ -224,9 +228,8 @@ static int remove_service(resolver_engine *e, const char *name)
 static resolver_service *add_service(resolver_engine *e, const char *name, const char *prefix,
                                      const resolver_service_options *opts)
 {
-    resolver_service *svc =
-        resolver_service_new(e->loop, e->etcd, e->hazard, e->cfg->zone, name, prefix, opts,
-                             on_service_change, e);
+    resolver_service *svc = resolver_service_new(e->loop, e->etcd, e->hazard, e->cfg->zone, name,
+                                                 prefix, opts, on_service_change, e);
     if (!svc)
         return NULL;
     if (resolver_strmap_put(&e->services, name, svc, NULL) != 0) {
@@ -262,8 +265,10 @@ static resolver_service *find_or_discover(resolver_engine *e, const char *name, 
     if (svc)
         return svc;
     if (e->n_on_demand >= e->cfg->on_demand_services_max) {
-        snprintf(why, whylen, "service %s is not configured and on_demand_services_max (%u) is "
-                              "reached", name, e->cfg->on_demand_services_max);
+        snprintf(why, whylen,
+                 "service %s is not configured and on_demand_services_max (%u) is "
+                 "reached",
+                 name, e->cfg->on_demand_services_max);
         *err = RESOLVER_ERR_LIMIT;
         return NULL;
     }
@@ -621,8 +626,7 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
                 return RESOLVER_ERR_INVALID;
             }
             post_discover(e, service);
-            snprintf(why, whylen, "service %s: discovery started; no instances known yet",
-                     service);
+            snprintf(why, whylen, "service %s: discovery started; no instances known yet", service);
             return RESOLVER_ERR_NO_INSTANCE;
         }
         int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
@@ -704,7 +708,9 @@ static void drain_inbox(resolver_loop *loop, void *arg)
         char why[256];
         int err;
         switch (ordered->type) {
-        case MSG_TICKET: ticket_track(e, ordered->ticket); break;
+        case MSG_TICKET:
+            ticket_track(e, ordered->ticket);
+            break;
         case MSG_DONE:
             if (done_on_loop(e, ordered->id, ordered->failed) != 0)
                 e->done_unknown++;
@@ -990,17 +996,15 @@ json_t *resolver_engine_status_json(resolver_engine *e)
         instances += resolver_service_instance_count(value);
         ready += counts[RESOLVER_STATE_READY];
     }
-    json_t *o = json_pack("{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                          "etcd_endpoint", resolver_etcd_endpoint(e->etcd), "revision",
-                          (json_int_t)max_revision(e), "uptime_s",
-                          (double)(now - e->started_ms) / 1000.0, "services",
-                          (json_int_t)e->services.len, "instances", (json_int_t)instances,
-                          "ready", (json_int_t)ready, "tickets_outstanding",
-                          (json_int_t)e->tickets.len, "tickets_leaked",
-                          (json_int_t)e->tickets_leaked, "picks",
-                          (json_int_t)atomic_load(&e->picks), "pick_failures",
-                          (json_int_t)atomic_load(&e->pick_failures), "on_demand_services",
-                          (json_int_t)e->n_on_demand);
+    json_t *o = json_pack(
+        "{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "etcd_endpoint",
+        resolver_etcd_endpoint(e->etcd), "revision", (json_int_t)max_revision(e), "uptime_s",
+        (double)(now - e->started_ms) / 1000.0, "services", (json_int_t)e->services.len,
+        "instances", (json_int_t)instances, "ready", (json_int_t)ready, "tickets_outstanding",
+        (json_int_t)e->tickets.len, "tickets_leaked", (json_int_t)e->tickets_leaked, "picks",
+        (json_int_t)atomic_load(&e->picks), "pick_failures",
+        (json_int_t)atomic_load(&e->pick_failures), "on_demand_services",
+        (json_int_t)e->n_on_demand);
     if (o) {
         json_object_set_new(o, "etcd_last_heard_s",
                             heard ? json_real((double)(now - heard) / 1000.0) : json_null());

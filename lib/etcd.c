@@ -120,15 +120,18 @@ static int auth_configured(const resolver_etcd *etcd)
 static int is_member_failure(CURLcode result, long status)
 {
     switch (result) {
-    case CURLE_OK: return status >= 500;
+    case CURLE_OK:
+        return status >= 500;
     case CURLE_COULDNT_CONNECT:
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR: return 1;
-    default: return 0;
+    case CURLE_SSL_CONNECT_ERROR:
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -599,8 +602,8 @@ static void on_auth_done(void *arg, long status, const char *error)
     char *token = NULL;
     if (error[0] || resolver_auth_parse(req->errbody, req->errbody_len, &token) != 0) {
         /* The error text is etcd's or curl's; it never holds the password. */
-        LOG_ERROR("etcd: authentication as \"%s\" failed: %s; retrying in %llu ms",
-                  etcd->username, error[0] ? error : "no token in the answer",
+        LOG_ERROR("etcd: authentication as \"%s\" failed: %s; retrying in %llu ms", etcd->username,
+                  error[0] ? error : "no token in the answer",
                   (unsigned long long)etcd->auth_backoff_ms);
         auth_retry_later(etcd);
         return;

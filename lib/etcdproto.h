@@ -26,16 +26,16 @@ typedef struct {
 
 /* One message of a watch stream. */
 typedef struct {
-    int is_error;          /* {"error":{...}}: only error_code/error_message set */
-    int error_code;        /* gRPC code */
+    int is_error;   /* {"error":{...}}: only error_code/error_message set */
+    int error_code; /* gRPC code */
     const char *error_message;
-    int64_t revision;      /* result.header.revision (0 if absent) */
+    int64_t revision; /* result.header.revision (0 if absent) */
     int64_t watch_id;
-    int created;           /* result.created */
-    int canceled;          /* result.canceled */
+    int created;  /* result.created */
+    int canceled; /* result.canceled */
     int64_t compact_revision;
     const char *cancel_reason;
-    resolver_kv *events;   /* PUT/DELETE events, in order */
+    resolver_kv *events; /* PUT/DELETE events, in order */
     size_t n_events;
 } resolver_watch_message;
 
@@ -82,8 +82,8 @@ int resolver_auth_parse(const char *body, size_t len, char **token);
 
 /* Request bodies, malloc'd, NUL-terminated; NULL on allocation failure.
  * range_end is the prefix end (prefix with its last byte + 1). */
-char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision,
-                             int64_t limit, const char *start_key, size_t start_key_len);
+char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,
+                             const char *start_key, size_t start_key_len);
 char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
                              int progress_notify);
 

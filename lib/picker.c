@@ -180,7 +180,8 @@ static int build_ring(resolver_picker *p)
             count = 1;
         for (size_t k = 0; k < count && p->ring_len < cap; k++) {
             char label[RESOLVER_HOST_MAX + 32];
-            int len = snprintf(label, sizeof(label), "%s_%zu", p->instances[i]->endpoint.address, k);
+            int len =
+                snprintf(label, sizeof(label), "%s_%zu", p->instances[i]->endpoint.address, k);
             p->ring[p->ring_len].hash = resolver_xxh64(label, (size_t)len, 0);
             p->ring[p->ring_len].index = (uint32_t)i;
             p->ring_len++;
@@ -191,8 +192,8 @@ static int build_ring(resolver_picker *p)
 }
 
 resolver_picker *resolver_picker_new(resolver_policy policy, uint32_t choice_count,
-                                     uint32_t max_outstanding,
-                                     resolver_instance *const *instances, size_t n)
+                                     uint32_t max_outstanding, resolver_instance *const *instances,
+                                     size_t n)
 {
     resolver_picker *p = calloc(1, sizeof(*p));
     if (!p)
@@ -332,10 +333,18 @@ resolver_instance *resolver_picker_pick(resolver_picker *p, const char *key)
         return NULL;
     resolver_instance *inst = NULL;
     switch (p->policy) {
-    case RESOLVER_POLICY_PICK_FIRST: inst = first_with_room(p, 0); break;
-    case RESOLVER_POLICY_RANDOM: inst = first_with_room(p, (size_t)(thread_random() % p->n)); break;
-    case RESOLVER_POLICY_LEAST_REQUEST: inst = pick_least_request(p); break;
-    case RESOLVER_POLICY_RING_HASH: inst = pick_ring(p, key); break;
+    case RESOLVER_POLICY_PICK_FIRST:
+        inst = first_with_room(p, 0);
+        break;
+    case RESOLVER_POLICY_RANDOM:
+        inst = first_with_room(p, (size_t)(thread_random() % p->n));
+        break;
+    case RESOLVER_POLICY_LEAST_REQUEST:
+        inst = pick_least_request(p);
+        break;
+    case RESOLVER_POLICY_RING_HASH:
+        inst = pick_ring(p, key);
+        break;
     case RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN: {
         size_t i = pick_stride(p);
         inst = has_room(p, p->instances[i]) ? p->instances[i] : first_with_room(p, i);

@@ -140,11 +140,11 @@ static const struct {
     int err;
     const char *word;
 } error_words[] = {
-    {RESOLVER_ERR_INVALID, "usage"},       {RESOLVER_ERR_NO_INSTANCE, "no_instance"},
+    {RESOLVER_ERR_INVALID, "usage"},         {RESOLVER_ERR_NO_INSTANCE, "no_instance"},
     {RESOLVER_ERR_NONE_READY, "none_ready"}, {RESOLVER_ERR_NOT_FOUND, "not_found"},
-    {RESOLVER_ERR_LIMIT, "limit"},         {RESOLVER_ERR_DENIED, "denied"},
-    {RESOLVER_ERR_CLOSED, "closed"},       {RESOLVER_ERR_PROTOCOL, "protocol"},
-    {RESOLVER_ERR_CONFIG, "config"},       {RESOLVER_ERR_NOMEM, "nomem"},
+    {RESOLVER_ERR_LIMIT, "limit"},           {RESOLVER_ERR_DENIED, "denied"},
+    {RESOLVER_ERR_CLOSED, "closed"},         {RESOLVER_ERR_PROTOCOL, "protocol"},
+    {RESOLVER_ERR_CONFIG, "config"},         {RESOLVER_ERR_NOMEM, "nomem"},
     {RESOLVER_ERR_TIMEOUT, "timeout"},
 };
 

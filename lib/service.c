@@ -35,9 +35,9 @@ struct resolver_service {
     resolver_timer *publish_timer; /* coalesces picker rebuilds after state changes */
     uint64_t publish_cost_us;      /* how long the last coalesced rebuild took */
     resolver_service_counters counters;
-    atomic_int picked;         /* (any) a pick happened since the last idle check */
+    atomic_int picked; /* (any) a pick happened since the last idle check */
     uint64_t last_active_ms;
-    int changed;               /* keys changed since resolver_service_take_changed */
+    int changed; /* keys changed since resolver_service_take_changed */
     int stopped;
     int draining_all; /* graceful stop: etcd changes ignored, cache_file kept as it was */
 };
@@ -467,8 +467,8 @@ static void publish_picker(resolver_service *svc)
     size_t n = 0;
     resolver_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
     void *value;
-    for (size_t pos = 0; ready && !svc->stopped &&
-                         resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+    for (size_t pos = 0;
+         ready && !svc->stopped && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
         if (instance_pickable(value))
             ready[n++] = value;
     if (ready) {
@@ -479,8 +479,7 @@ static void publish_picker(resolver_service *svc)
                                              svc->opts.max_outstanding, ready, ready ? n : 0);
     free(ready);
     if (!p) {
-        LOG_ERROR("service %s: out of memory building the picker; keeping the old one",
-                  svc->name);
+        LOG_ERROR("service %s: out of memory building the picker; keeping the old one", svc->name);
         return;
     }
     char why[300];
@@ -501,8 +500,8 @@ int resolver_service_pick(resolver_service *svc, const char *key, resolver_insta
         rc = p ? resolver_picker_reason(p, &reason) : RESOLVER_ERR_NOMEM;
         if (p && resolver_picker_size(p) > 0) {
             rc = RESOLVER_ERR_NONE_READY;
-            snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u",
-                     svc->name, svc->opts.max_outstanding);
+            snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u", svc->name,
+                     svc->opts.max_outstanding);
         } else {
             snprintf(why, whylen, "%s", reason);
         }
@@ -592,7 +591,8 @@ static void on_outlier_interval(resolver_loop *loop, resolver_timer *t, void *ar
     for (size_t i = 0; i < n; i++) {
         resolver_instance *inst = all[i];
         if (o->failure_percent && inst->interval_requests >= o->min_requests &&
-            inst->interval_failures * 100 >= (uint64_t)o->failure_percent * inst->interval_requests) {
+            inst->interval_failures * 100 >=
+                (uint64_t)o->failure_percent * inst->interval_requests) {
             char why[96];
             snprintf(why, sizeof(why), "%llu of %llu calls failed in the last interval",
                      (unsigned long long)inst->interval_failures,
@@ -814,13 +814,12 @@ const char *resolver_instance_state_name(const resolver_instance *inst)
 json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms)
 {
     const resolver_subchannel_stats *st = inst->sc ? resolver_subchannel_stats_get(inst->sc) : NULL;
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address,
-                          "state", resolver_instance_state_name(inst), "weight",
-                          (json_int_t)inst->endpoint.weight, "outstanding",
-                          (json_int_t)atomic_load(&inst->outstanding), "picks",
-                          (json_int_t)atomic_load(&inst->picks),
-                          "failures", (json_int_t)inst->failures, "since_change_s",
-                          (double)(now_ms - inst->last_change_ms) / 1000.0);
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address, "state",
+                  resolver_instance_state_name(inst), "weight", (json_int_t)inst->endpoint.weight,
+                  "outstanding", (json_int_t)atomic_load(&inst->outstanding), "picks",
+                  (json_int_t)atomic_load(&inst->picks), "failures", (json_int_t)inst->failures,
+                  "since_change_s", (double)(now_ms - inst->last_change_ms) / 1000.0);
     if (!o)
         return NULL;
     json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
@@ -831,9 +830,9 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
     if (st) {
         json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
         json_object_set_new(o, "connect_attempts", json_integer((json_int_t)st->connect_attempts));
-        json_object_set_new(o, "rtt_ms", st->rtt_last_us >= 0
-                                             ? json_real((double)st->rtt_last_us / 1000.0)
-                                             : json_null());
+        json_object_set_new(o, "rtt_ms",
+                            st->rtt_last_us >= 0 ? json_real((double)st->rtt_last_us / 1000.0)
+                                                 : json_null());
         json_object_set_new(o, "last_error", json_string(st->last_error));
         json_object_set_new(o, "health", json_string(st->health)); /* subchannel health check */
     }
@@ -861,20 +860,19 @@ json_t *resolver_service_to_json(const resolver_service *svc)
 {
     size_t counts[5];
     resolver_service_state_counts(svc, counts);
-    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
-                     "s:I, s:I}",
-                     "name", svc->name, "prefix", svc->prefix, "policy",
-                     resolver_policy_name(svc->opts.policy), "state",
-                     resolver_state_name(resolver_service_state(svc)), "synced",
-                     resolver_service_synced(svc), "revision",
-                     (json_int_t)resolver_service_revision(svc), "instances",
-                     (json_int_t)svc->instances.len, "states", "IDLE",
-                     (json_int_t)counts[RESOLVER_STATE_IDLE], "CONNECTING",
-                     (json_int_t)counts[RESOLVER_STATE_CONNECTING], "READY",
-                     (json_int_t)counts[RESOLVER_STATE_READY], "TRANSIENT_FAILURE",
-                     (json_int_t)counts[RESOLVER_STATE_TRANSIENT_FAILURE], "DRAINING",
-                     (json_int_t)counts[RESOLVER_STATE_SHUTDOWN], "picks",
-                     (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
-                     (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
-                     (json_int_t)svc->counters.decode_errors);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
+        "s:I, s:I}",
+        "name", svc->name, "prefix", svc->prefix, "policy", resolver_policy_name(svc->opts.policy),
+        "state", resolver_state_name(resolver_service_state(svc)), "synced",
+        resolver_service_synced(svc), "revision", (json_int_t)resolver_service_revision(svc),
+        "instances", (json_int_t)svc->instances.len, "states", "IDLE",
+        (json_int_t)counts[RESOLVER_STATE_IDLE], "CONNECTING",
+        (json_int_t)counts[RESOLVER_STATE_CONNECTING], "READY",
+        (json_int_t)counts[RESOLVER_STATE_READY], "TRANSIENT_FAILURE",
+        (json_int_t)counts[RESOLVER_STATE_TRANSIENT_FAILURE], "DRAINING",
+        (json_int_t)counts[RESOLVER_STATE_SHUTDOWN], "picks",
+        (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
+        (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
+        (json_int_t)svc->counters.decode_errors);
 }

@@ -31,12 +31,12 @@ typedef struct resolver_service resolver_service;
 typedef struct resolver_instance {
     resolver_service *service; /* NULL once detached (removed and closed) */
     resolver_endpoint endpoint;
-    atomic_uint refs;          /* (any) the service's own, pickers', tickets' */
-    unsigned n_keys;           /* etcd keys naming this address */
-    resolver_subchannel *sc;   /* NULL once closed */
-    int draining;              /* no new picks; closes when outstanding reaches 0 */
-    int operator_drained;      /* drained by `resolverctl drain` */
-    atomic_uint outstanding;   /* (any) tickets not yet released */
+    atomic_uint refs;           /* (any) the service's own, pickers', tickets' */
+    unsigned n_keys;            /* etcd keys naming this address */
+    resolver_subchannel *sc;    /* NULL once closed */
+    int draining;               /* no new picks; closes when outstanding reaches 0 */
+    int operator_drained;       /* drained by `resolverctl drain` */
+    atomic_uint outstanding;    /* (any) tickets not yet released */
     atomic_uint_fast64_t picks; /* (any) */
     uint64_t failures;
     uint64_t added_ms, last_change_ms;
@@ -93,7 +93,6 @@ int resolver_service_synced(const resolver_service *svc);
 int64_t resolver_service_revision(const resolver_service *svc);
 const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc);
 const resolver_discovery *resolver_service_discovery(const resolver_service *svc);
-
 
 /* cache_file support.  preload applies an endpoint read from the cache as
  * if etcd had listed it (ignored once etcd has answered: etcd wins; its

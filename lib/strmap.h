@@ -22,7 +22,10 @@ typedef struct {
     size_t len;
 } resolver_strmap;
 
-#define RESOLVER_STRMAP_INIT {NULL, 0, 0}
+#define RESOLVER_STRMAP_INIT                                                                       \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void *resolver_strmap_get(const resolver_strmap *m, const char *key);
 /* Inserts or replaces.  Returns 0 or RESOLVER_ERR_NOMEM. If `old` is not

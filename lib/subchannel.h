@@ -42,15 +42,15 @@ typedef void (*resolver_subchannel_state_cb)(resolver_subchannel *sc, resolver_s
 
 /* Figures for introspection; read with resolver_subchannel_stats. */
 typedef struct {
-    uint64_t state_since_ms;  /* loop time of the last transition */
+    uint64_t state_since_ms; /* loop time of the last transition */
     uint64_t connect_attempts;
-    uint64_t reconnects;      /* transitions into CONNECTING after the first */
+    uint64_t reconnects; /* transitions into CONNECTING after the first */
     uint64_t transitions;
     uint64_t goaways;
     uint64_t pings_sent, pings_acked;
     int64_t rtt_last_us, rtt_smoothed_us; /* -1 until a PING was acked */
     uint64_t bytes_in, bytes_out;
-    char last_error[128];     /* "" if none */
+    char last_error[128]; /* "" if none */
     /* Health checking (health_check.grpc_service set, protocols h2c/h2):
      * "" (off, or not known yet on this connection), "SERVING",
      * "NOT_SERVING", "SERVICE_UNKNOWN", "UNKNOWN" (the call failed or

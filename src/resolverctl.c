@@ -68,13 +68,17 @@ static int exit_code_for(int err)
     switch (err) {
     case RESOLVER_ERR_NO_INSTANCE:
     case RESOLVER_ERR_NONE_READY:
-    case RESOLVER_ERR_NOT_FOUND: return EXIT_NOT_FOUND;
-    case RESOLVER_ERR_INVALID: return EXIT_USAGE;
+    case RESOLVER_ERR_NOT_FOUND:
+        return EXIT_NOT_FOUND;
+    case RESOLVER_ERR_INVALID:
+        return EXIT_USAGE;
     case RESOLVER_ERR_CONNECT:
     case RESOLVER_ERR_CLOSED:
     case RESOLVER_ERR_TIMEOUT:
-    case RESOLVER_ERR_IO: return EXIT_UNREACHABLE;
-    default: return EXIT_ERROR;
+    case RESOLVER_ERR_IO:
+        return EXIT_UNREACHABLE;
+    default:
+        return EXIT_ERROR;
     }
 }
 
@@ -177,8 +181,8 @@ static int run_services(resolver_client *c, const ctl_options *o, char **args)
     if (o->json) {
         print_json(j);
     } else {
-        printf("%-28s %-20s %-18s %5s %5s %5s %5s %5s %8s\n", "SERVICE", "POLICY", "STATE",
-               "TOTAL", "READY", "CONN", "FAIL", "DRAIN", "REVISION");
+        printf("%-28s %-20s %-18s %5s %5s %5s %5s %5s %8s\n", "SERVICE", "POLICY", "STATE", "TOTAL",
+               "READY", "CONN", "FAIL", "DRAIN", "REVISION");
         size_t i;
         json_t *s;
         json_array_foreach(j, i, s)
@@ -215,8 +219,8 @@ static int run_instances(resolver_client *c, const ctl_options *o, char **args)
     if (o->json) {
         print_json(j);
     } else {
-        printf("%-30s %-18s %6s %11s %9s %10s %12s  %s\n", "ADDRESS", "STATE", "WEIGHT",
-               "OUTSTANDING", "RTT", "RECONNECTS", "LAST-CHANGE", "LAST-ERROR");
+        printf("%-30s %-18s %-15s %6s %11s %9s %10s %12s  %s\n", "ADDRESS", "STATE", "HEALTH",
+               "WEIGHT", "OUTSTANDING", "RTT", "RECONNECTS", "LAST-CHANGE", "LAST-ERROR");
         size_t i;
         json_t *inst;
         json_array_foreach(j, i, inst)
@@ -225,9 +229,12 @@ static int run_instances(resolver_client *c, const ctl_options *o, char **args)
             format_rtt(inst, rtt, sizeof(rtt));
             snprintf(since, sizeof(since), "%.1fs ago",
                      json_number_value(json_object_get(inst, "since_change_s")));
-            printf("%-30s %-18s %6lld %11lld %9s %10lld %12s  %s\n", json_str(inst, "address"),
-                   json_str(inst, "state"), json_int(inst, "weight"), json_int(inst, "outstanding"),
-                   rtt, json_int(inst, "reconnects"), since, json_str(inst, "last_error"));
+            /* "-": health checking off, or no answer yet on this connection. */
+            const char *health = json_str(inst, "health");
+            printf("%-30s %-18s %-15s %6lld %11lld %9s %10lld %12s  %s\n",
+                   json_str(inst, "address"), json_str(inst, "state"), *health ? health : "-",
+                   json_int(inst, "weight"), json_int(inst, "outstanding"), rtt,
+                   json_int(inst, "reconnects"), since, json_str(inst, "last_error"));
         }
     }
     json_decref(j);
@@ -347,13 +354,15 @@ static int run_reload(resolver_client *c, const ctl_options *o, char **args)
 }
 
 static const ctl_verb ctl_verbs[] = {
-    {"pick", 1, 1, "SERVICE [--key K]", "Print host:port of a READY instance of SERVICE.", run_pick},
+    {"pick", 1, 1, "SERVICE [--key K]", "Print host:port of a READY instance of SERVICE.",
+     run_pick},
     {"done", 1, 1, "TICKET [--fail] [--latency-ms N]",
      "Report the outcome of the pick that returned TICKET (from pick --json).", run_done},
     {"services", 0, 0, "", "List services: policy, aggregate state, instances by state.",
      run_services},
     {"instances", 1, 1, "SERVICE",
-     "List the instances of SERVICE: address, state, weight, outstanding picks, ping RTT, "
+     "List the instances of SERVICE: address, state, health (gRPC health check), weight, "
+     "outstanding picks, ping RTT, "
      "reconnects, last change.",
      run_instances},
     {"status", 0, 0, "", "Show the etcd endpoint in use, revision, last contact, uptime, counts.",
@@ -391,15 +400,33 @@ int main(int argc, char **argv)
     int help = 0, ch;
     while ((ch = getopt_long(argc, argv, "s:jt:hV", longopts, NULL)) != -1) {
         switch (ch) {
-        case 's': o.socket = optarg; break;
-        case 'j': o.json = 1; break;
-        case 't': o.timeout_ms = atoi(optarg); break;
-        case OPT_KEY: o.key = optarg; break;
-        case OPT_FAIL: o.fail = 1; break;
-        case OPT_LATENCY: o.latency = optarg; break;
-        case 'h': help = 1; break;
-        case 'V': printf("resolverctl %s\n", PACKAGE_VERSION); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        case 's':
+            o.socket = optarg;
+            break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 't':
+            o.timeout_ms = atoi(optarg);
+            break;
+        case OPT_KEY:
+            o.key = optarg;
+            break;
+        case OPT_FAIL:
+            o.fail = 1;
+            break;
+        case OPT_LATENCY:
+            o.latency = optarg;
+            break;
+        case 'h':
+            help = 1;
+            break;
+        case 'V':
+            printf("resolverctl %s\n", PACKAGE_VERSION);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
         }
     }
     if (optind >= argc) {
@@ -430,7 +457,8 @@ int main(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "resolverctl: cannot reach resolverd at %s: %s\n",
                 resolver_client_default_path(o.socket),
-                rc == RESOLVER_ERR_CONNECT ? "not running, or no permission" : resolver_strerror(rc));
+                rc == RESOLVER_ERR_CONNECT ? "not running, or no permission"
+                                           : resolver_strerror(rc));
         return rc == RESOLVER_ERR_INVALID ? EXIT_USAGE : EXIT_UNREACHABLE;
     }
     char *args[3] = {NULL, NULL, NULL};

@@ -75,14 +75,30 @@ static int parse_args(int argc, char **argv, options *o)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': o->config_file = optarg; break;
-        case OPT_ETCD: o->etcd = optarg; break;
-        case 's': o->socket = optarg; break;
-        case OPT_LOG_LEVEL: o->log_level = optarg; break;
-        case OPT_CHECK: o->check_config = 1; break;
-        case 'h': usage(stdout); exit(0);
-        case 'V': printf("resolverd %s\n", PACKAGE_VERSION); exit(0);
-        default: usage(stderr); return -1;
+        case 'c':
+            o->config_file = optarg;
+            break;
+        case OPT_ETCD:
+            o->etcd = optarg;
+            break;
+        case 's':
+            o->socket = optarg;
+            break;
+        case OPT_LOG_LEVEL:
+            o->log_level = optarg;
+            break;
+        case OPT_CHECK:
+            o->check_config = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("resolverd %s\n", PACKAGE_VERSION);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -275,8 +291,9 @@ int main(int argc, char **argv)
     if (d.opts.log_level) {
         resolver_log_level level;
         if (resolver_log_level_parse(d.opts.log_level, &level) != 0) {
-            fprintf(stderr, "resolverd: --log-level: \"%s\" is not one of error, warn, info, "
-                            "debug\n",
+            fprintf(stderr,
+                    "resolverd: --log-level: \"%s\" is not one of error, warn, info, "
+                    "debug\n",
                     d.opts.log_level);
             return 1;
         }
@@ -297,8 +314,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverd: cannot start the engine: %s\n", resolver_strerror(rc));
         return 1;
     }
-    d.server = resolver_server_new(d.engine, resolver_engine_config(d.engine), NULL, err,
-                                   sizeof(err));
+    d.server =
+        resolver_server_new(d.engine, resolver_engine_config(d.engine), NULL, err, sizeof(err));
     if (d.server)
         resolver_server_set_reload(d.server, reload, &d);
     if (!d.server || setup_signals(&d) != 0) {

@@ -46,7 +46,7 @@ struct client {
     uint64_t park_deadline;
     int parked;
     int closing;
-    int hangup;        /* last reply sent: flush, shut writing, discard input */
+    int hangup; /* last reply sent: flush, shut writing, discard input */
     int write_shut;
     unsigned interest; /* loop events asked for */
 };
@@ -149,7 +149,8 @@ static void reply_ok(client *c, json_t *payload)
     reply_json(c, "OK", payload);
 }
 
-static void reply_err(client *c, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reply_err(client *c, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void reply_err(client *c, int err, const char *fmt, ...)
 {
@@ -201,8 +202,9 @@ static int try_pick(client *c, const resolver_proto_request *req, int may_park)
     const char *key = resolver_proto_option(req, 2, "key");
     int detach = resolver_proto_option(req, 2, "detach") != NULL;
     if (!detach && c->tickets.count >= s->limits.max_tickets_per_client) {
-        reply_err(c, RESOLVER_ERR_LIMIT, "this connection holds %zu tickets (the limit); report "
-                                         "done for some first",
+        reply_err(c, RESOLVER_ERR_LIMIT,
+                  "this connection holds %zu tickets (the limit); report "
+                  "done for some first",
                   c->tickets.count);
         return 1;
     }
@@ -268,8 +270,9 @@ static void verb_instances(client *c, const resolver_proto_request *req)
 {
     json_t *j = resolver_engine_instances_json(c->server->engine, req->argv[1]);
     if (!j) {
-        reply_err(c, RESOLVER_ERR_NOT_FOUND, "unknown service \"%s\" (not configured and never "
-                                             "picked)",
+        reply_err(c, RESOLVER_ERR_NOT_FOUND,
+                  "unknown service \"%s\" (not configured and never "
+                  "picked)",
                   req->argv[1]);
         return;
     }
@@ -378,8 +381,9 @@ static void handle_line(client *c, char *line)
         return;
     }
     if (v->admin && !c->admin) {
-        reply_err(c, RESOLVER_ERR_DENIED, "%s is an admin verb: uid %d is neither root, the "
-                                          "daemon's user, nor in socket.admin_group",
+        reply_err(c, RESOLVER_ERR_DENIED,
+                  "%s is an admin verb: uid %d is neither root, the "
+                  "daemon's user, nor in socket.admin_group",
                   v->name, (int)c->uid);
         return;
     }
@@ -488,8 +492,7 @@ static void client_read(client *c)
     resolver_timer_start(c->idle_timer, c->server->limits.idle_timeout_ms);
     if (!c->parked)
         client_process(c);
-    if (!c->parked && c->in_len > c->server->limits.max_line &&
-        !memchr(c->in, '\n', c->in_len)) {
+    if (!c->parked && c->in_len > c->server->limits.max_line && !memchr(c->in, '\n', c->in_len)) {
         reply_err(c, RESOLVER_ERR_PROTOCOL, "request line longer than %zu bytes; disconnecting",
                   c->server->limits.max_line);
         client_hangup(c);
@@ -747,8 +750,7 @@ static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err
 }
 
 resolver_server *resolver_server_new(resolver_engine *engine, const resolver_config *cfg,
-                                     const resolver_server_limits *limits, char *err,
-                                     size_t errlen)
+                                     const resolver_server_limits *limits, char *err, size_t errlen)
 {
     resolver_server *s = calloc(1, sizeof(*s));
     if (!s) {

@@ -11,12 +11,12 @@
 typedef struct resolver_server resolver_server;
 
 typedef struct {
-    size_t max_clients;           /* 1024 */
-    size_t max_line;              /* RESOLVER_PROTO_LINE_MAX */
+    size_t max_clients;            /* 1024 */
+    size_t max_line;               /* RESOLVER_PROTO_LINE_MAX */
     size_t max_tickets_per_client; /* 10000 */
-    size_t max_output;            /* bytes queued for a client that does not read: 1 MiB */
-    uint64_t idle_timeout_ms;     /* 300000; watchers are exempt */
-    uint64_t fresh_wait_ms;       /* how long a first pick waits for discovery: 2000 */
+    size_t max_output;             /* bytes queued for a client that does not read: 1 MiB */
+    uint64_t idle_timeout_ms;      /* 300000; watchers are exempt */
+    uint64_t fresh_wait_ms;        /* how long a first pick waits for discovery: 2000 */
 } resolver_server_limits;
 
 void resolver_server_limits_default(resolver_server_limits *l);

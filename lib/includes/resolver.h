@@ -148,8 +148,8 @@ RESOLVER_API void resolver_engine_stop(resolver_engine *engine);
  * discovery has run.  Any thread (see Threading above).  Every successful
  * pick must be ended with resolver_engine_done, or its ticket is released
  * as leaked after ticket_timeout_ms. */
-RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *service,
-                                      const char *key, resolver_pick_result *out);
+RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *service, const char *key,
+                                      resolver_pick_result *out);
 /* Reports the outcome of a pick and releases its ticket; failures feed
  * outlier detection and make the subchannel probe its connection at once.
  * Returns 0 or RESOLVER_ERR_NOT_FOUND.  Any thread; on the thread driving
@@ -166,12 +166,11 @@ typedef struct resolver_client resolver_client;
  * /run/resolverd/resolverd.sock).  Every call on the client waits at most
  * `timeout_ms` (<= 0: 5000).  One client per thread; a client is not
  * thread-safe.  Returns 0 or RESOLVER_ERR_CONNECT / NOMEM / INVALID. */
-RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms,
-                                         resolver_client **out);
+RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms, resolver_client **out);
 /* Same as resolver_engine_pick, through the daemon.  Errors also include
  * RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL. */
-RESOLVER_API int resolver_client_pick(resolver_client *client, const char *service,
-                                      const char *key, resolver_pick_result *out);
+RESOLVER_API int resolver_client_pick(resolver_client *client, const char *service, const char *key,
+                                      resolver_pick_result *out);
 RESOLVER_API int resolver_client_done(resolver_client *client, uint64_t ticket, int failed,
                                       uint32_t latency_ms);
 /* The daemon's last error message for this client ("" if none); valid

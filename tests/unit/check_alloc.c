@@ -69,12 +69,12 @@ static atomic_flag lock = ATOMIC_FLAG_INIT;
  * if current_case != 0 && fail_at == N && counted == N - 1 && $_streq(current_case,
  * "NAME")' -ex run -ex bt tests/unit/check_alloc */
 static const char *volatile current_case;
-static long fail_at;  /* 0: disarmed; else the allocation number that fails */
-static long counted;  /* allocations since armed */
-static int hit;       /* the armed allocation was reached */
+static long fail_at;      /* 0: disarmed; else the allocation number that fails */
+static long counted;      /* allocations since armed */
+static int hit;           /* the armed allocation was reached */
 static void *fail_caller; /* the code that made the allocation that failed */
-static int tracking;  /* remember live pointers */
-static size_t n_live; /* pointers remembered and not yet freed */
+static int tracking;      /* remember live pointers */
+static size_t n_live;     /* pointers remembered and not yet freed */
 static int live_overflow;
 static void *live[LIVE_SLOTS];
 static void *live_by[LIVE_SLOTS]; /* who allocated it: for the leak report */
@@ -122,7 +122,8 @@ static int forget(void *p)
     if (!p || n_live == 0)
         return 0;
     size_t i = slot_of(p);
-    for (size_t probes = 0; probes < LIVE_SLOTS && live[i]; probes++, i = (i + 1) & (LIVE_SLOTS - 1)) {
+    for (size_t probes = 0; probes < LIVE_SLOTS && live[i];
+         probes++, i = (i + 1) & (LIVE_SLOTS - 1)) {
         if (live[i] == p) {
             live[i] = TOMB;
             n_live--;
@@ -330,8 +331,8 @@ static void report_leaks(const char *name, long n)
                     name, n, live[i], info.dli_fname,
                     (unsigned long)((char *)live_by[i] - (char *)info.dli_fbase));
         else
-            fprintf(stderr, "# %s, allocation %ld failed: %p still allocated, made at %p\n",
-                    name, n, live[i], live_by[i]);
+            fprintf(stderr, "# %s, allocation %ld failed: %p still allocated, made at %p\n", name,
+                    n, live[i], live_by[i]);
         shown++;
     }
 }
@@ -556,8 +557,8 @@ static int case_registry(void *arg)
     resolver_endpoint ep;
     char why[256];
     memset(&ep, 0, sizeof(ep));
-    int rc = resolver_registry_decode(c->in->format, c->in->value, strlen(c->in->value), &ep,
-                                      why, sizeof(why));
+    int rc = resolver_registry_decode(c->in->format, c->in->value, strlen(c->in->value), &ep, why,
+                                      sizeof(why));
     if (rc == 0 && !endpoint_equal(&ep, &c->want))
         rc = CASE_WRONG;
     return rc;
@@ -672,7 +673,7 @@ static int on_watch(void *arg, const resolver_watch_message *m)
 
 typedef struct {
     size_t chunk;
-    int messages;   /* of an unarmed run */
+    int messages; /* of an unarmed run */
     uint64_t digest;
 } watch_input;
 
@@ -937,8 +938,8 @@ END_TEST
 
 START_TEST(config_default_endpoints)
 {
-    case_stats st = run_case("resolver_config_new_default+set_endpoints", case_config_default,
-                             NULL, 0);
+    case_stats st =
+        run_case("resolver_config_new_default+set_endpoints", case_config_default, NULL, 0);
     ck_assert_int_gt(st.errors, 3);
 }
 END_TEST
@@ -1062,10 +1063,12 @@ END_TEST
 
 START_TEST(picker_new)
 {
-    static const resolver_policy policies[] = {
-        RESOLVER_POLICY_ROUND_ROBIN, RESOLVER_POLICY_PICK_FIRST,
-        RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN, RESOLVER_POLICY_LEAST_REQUEST,
-        RESOLVER_POLICY_RING_HASH, RESOLVER_POLICY_RANDOM};
+    static const resolver_policy policies[] = {RESOLVER_POLICY_ROUND_ROBIN,
+                                               RESOLVER_POLICY_PICK_FIRST,
+                                               RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN,
+                                               RESOLVER_POLICY_LEAST_REQUEST,
+                                               RESOLVER_POLICY_RING_HASH,
+                                               RESOLVER_POLICY_RANDOM};
     picker_input in = {.policy = policies[_i], .want = NULL};
     for (int i = 0; i < 5; i++) {
         char addr[32];

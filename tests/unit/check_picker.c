@@ -273,8 +273,7 @@ START_TEST(threads_pick_while_snapshots_churn)
         fleet f;
         uint32_t weights[6] = {1, 2, 3, 4, 5, 6};
         fleet_make(&f, (size_t)(round % 6) + 1, weights);
-        resolver_picker *p =
-            resolver_picker_new(policies[round % 5], 2, 0, f.inst, f.n);
+        resolver_picker *p = resolver_picker_new(policies[round % 5], 2, 0, f.inst, f.n);
         fleet_free(&f); /* the picker holds the only references now */
         resolver_hazard_retire(d, atomic_exchange(&st.current, p), resolver_picker_free);
     }
