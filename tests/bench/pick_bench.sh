@@ -7,6 +7,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../integration/lib.sh"
+. "$HERE/report.sh"
 t_init pick_bench
 : "${RESOLVERD:?}" "${H2SERVER:?}" "${PICK_BENCH:?}"
 t_etcd_start e1 || t_done
@@ -43,5 +44,18 @@ echo
 echo "== $(fig clients) concurrent clients, 20 picks each"
 printf '%-34s %s\n' "picks answered OK" "$(fig clients_ok)" "picks failed" "$(fig clients_errors)" \
     "seconds" "$(fig clients_seconds)" "daemon RSS before (KiB)" "$rss_before" "daemon RSS after (KiB)" "$rss_after"
+pick_rtt=$(fig pick_rtt_us)
+echo_rtt=$(fig echo_rtt_us)
+rtt_ratio=$(awk -v a="$pick_rtt" -v b="$echo_rtt" 'BEGIN{printf "%.2f", a/b}')
+bench_row socket "pick round trip, one at a time (us)" "$pick_rtt (${rtt_ratio}x)" "$echo_rtt (echo)" \
+    "<= 1.2x echo" "$(bench_verdict "<=" "$rtt_ratio" 1.2)"
+pick_rps=$(fig pick_pipelined_rps)
+echo_rps=$(fig echo_pipelined_rps)
+rps_ratio=$(awk -v a="$pick_rps" -v b="$echo_rps" 'BEGIN{printf "%.2f", a/b}')
+bench_row socket "picks pipelined, 64 in flight (req/s)" "$pick_rps (${rps_ratio}x)" "$echo_rps (echo)" \
+    ">= 0.8x echo" "$(bench_verdict ">=" "$rps_ratio" 0.8)"
+bench_row socket "$(fig clients) clients x 20 picks: errors" "$(fig clients_errors)" - "0" \
+    "$(bench_verdict "<=" "$(fig clients_errors)" 0)"
+bench_row socket "daemon RSS before/after the clients (KiB)" "$rss_before -> $rss_after" - "bounded" -
 t_ok "pick benchmark ran"
 t_done
