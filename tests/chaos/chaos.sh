@@ -167,38 +167,10 @@ netns_setup() {
     return 0
 }
 
-# A port below the kernel's ephemeral range: a port a backend leaves for a
-# moment (killed, restarted) is not handed to some outgoing connection.
-chaos_port() {
-    local p
-    p=$("$PY" - "$T_DIR/.ports" <<'EOF'
-import random, socket, sys
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-used = set(open(sys.argv[1]).read().split())
-if lo < 12000:
-    sys.exit(1)
-for _ in range(1000):
-    p = random.randrange(10000, lo)
-    if str(p) in used:
-        continue
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    break
-EOF
-    ) || p=
-    if [[ -z $p ]]; then
-        t_free_port
-        return
-    fi
-    echo "$p" >>"$T_DIR/.ports"
-    echo "$p"
-}
+# A port below the kernel's ephemeral range (t_free_port's choice): a
+# port a backend leaves for a moment (killed, restarted) is not handed to
+# some outgoing connection.
+chaos_port() { t_free_port; }
 
 # ---- etcd and the watcher ----
 t_etcd_cluster3 c || t_done

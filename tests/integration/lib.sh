@@ -166,6 +166,7 @@ t_cleanup() {
     T_PIDS=()
     T_ORDER=()
     T_STOPSIG=()
+    _t_release_ports
     if [[ $T_FAIL -gt 0 || ($rc != 0 && $rc != 77) ]]; then
         _t_log_tails
     fi
@@ -284,27 +285,37 @@ t_require() {
 
 # ---- ports ----
 
-# t_free_port: prints a TCP port that is free on 127.0.0.1 now and was not
-# handed out before in this test (remembered in $T_DIR/.ports, since callers
-# use $(t_free_port), a subshell).
+# t_free_port: prints a TCP port that is free on 127.0.0.1 now, claimed
+# for this test until it ends, and not handed out before in this test
+# (remembered in $T_DIR/.ports, since callers use $(t_free_port), a
+# subshell).  Tests run in parallel (make -j): the kernel's choice (bind to
+# port 0) would be an ephemeral port, which another test may be given too,
+# or take as the local port of an outgoing connection, before the server is
+# started on it.  So the port comes from below the ephemeral range, and is
+# claimed with an atomic mkdir in $T_PORT_CLAIMS that other tests respect;
+# t_cleanup releases the claims (claims older than a day are stale).
+T_PORT_CLAIMS=${T_PORT_CLAIMS:-/tmp/libresolver-test-ports}
 t_free_port() {
-    local port tries=0 used=${T_DIR:+$T_DIR/.ports}
-    while ((tries++ < 200)); do
-        if command -v python3 >/dev/null 2>&1; then
-            # The kernel picks a free ephemeral port.
-            port=$(python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])' 2>/dev/null) || port=
-        fi
-        if [[ -z $port ]]; then
-            # No python3: probe a random port; a refused connect means free.
+    local port tries=0 used=${T_DIR:+$T_DIR/.ports} lo
+    lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || lo=
+    [[ $lo =~ ^[0-9]+$ && $lo -gt 12000 ]] || lo=
+    mkdir -p "$T_PORT_CLAIMS" 2>/dev/null || true
+    while ((tries++ < 500)); do
+        if [[ -n $lo ]]; then
+            port=$((10000 + (RANDOM * 32768 + RANDOM) % (lo - 10000)))
+        else
             port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
-            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-                continue
-            fi
         fi
         if [[ -n $used ]] && grep -qx "$port" "$used" 2>/dev/null; then
+            continue
+        fi
+        if ! mkdir "$T_PORT_CLAIMS/$port" 2>/dev/null; then
+            # Claimed by another test, unless that claim is stale.
+            [[ -n $(find "$T_PORT_CLAIMS/$port" -maxdepth 0 -mmin +1440 2>/dev/null) ]] || continue
+            touch "$T_PORT_CLAIMS/$port" 2>/dev/null || continue
+        fi
+        if ! _t_port_bindable "$port"; then
+            rmdir "$T_PORT_CLAIMS/$port" 2>/dev/null || true
             continue
         fi
         [[ -n $used ]] && echo "$port" >>"$used"
@@ -313,6 +324,32 @@ print(s.getsockname()[1])' 2>/dev/null) || port=
     done
     echo "t_free_port: no free port found" >&2
     return 1
+}
+
+# _t_port_bindable PORT: nothing on 127.0.0.1:PORT (a listener, or a
+# connection using it as its local port).
+_t_port_bindable() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1" 2>/dev/null
+    else
+        # No python3: a refused connect means nobody listens.
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+
+# _t_release_ports: gives back the ports t_free_port claimed for this test.
+_t_release_ports() {
+    local port
+    [[ -n ${T_DIR:-} && -f $T_DIR/.ports ]] || return 0
+    while read -r port; do
+        [[ $port =~ ^[0-9]+$ ]] && rmdir "$T_PORT_CLAIMS/$port" 2>/dev/null
+    done <"$T_DIR/.ports"
+    return 0
 }
 
 # ---- etcd ----
