@@ -9,6 +9,8 @@
 #   release     _build/release: configure --enable-werror; make; make check
 #   distcheck   make distcheck in _build/release
 #   asan        _build/asan: the same with --enable-sanitizers (ASan+UBSan)
+#   tsan        _build/tsan: ThreadSanitizer build; the test where four
+#               threads pick while instances churn (test_engine_threads)
 #   valgrind    every unit test (tests/unit/check_*) of the release build
 #               under valgrind --leak-check=full, CK_FORK=no
 #   fuzz        _build/fuzz: clang libFuzzer targets, FUZZ_RUNS runs each
@@ -29,7 +31,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --skip-deps) deps=0 ;;
     -h | --help)
-        sed -n '2,23s/^# \{0,1\}//p' "$0"
+        sed -n '2,24s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     *)
@@ -168,6 +170,14 @@ step "asan: make" make -C _build/asan -j"$JOBS"
 step "asan: make check" env ASAN_OPTIONS=detect_leaks=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     make -C _build/asan -j"$JOBS" check VERBOSE=1
+
+# The only code that runs on several threads at once is the pick path and
+# the engine's inbox: test_engine_threads drives both.
+step "tsan: configure" configure_in _build/tsan --enable-werror CC=gcc \
+    CFLAGS="-fsanitize=thread -g -O1" LDFLAGS="-fsanitize=thread"
+step "tsan: make" make -C _build/tsan -j"$JOBS"
+step "tsan: test_engine_threads" env TSAN_OPTIONS=halt_on_error=1 \
+    make -C _build/tsan/tests -j"$JOBS" check VERBOSE=1 TESTS=integration/test_engine_threads.sh
 
 step "valgrind: unit tests (release build)" run_valgrind
 

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -55,7 +56,9 @@ struct resolver_loop {
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
     uint64_t now;
-    volatile sig_atomic_t stop;
+    /* Set by any thread or a signal handler: a lock-free atomic is both
+     * thread-safe and async-signal-safe (sig_atomic_t is only the latter). */
+    atomic_int stop;
     void (*wakeup_cb)(resolver_loop *, void *);
     void *wakeup_arg;
 };
@@ -397,18 +400,18 @@ int resolver_loop_run(resolver_loop *loop)
      * arrives before the run starts (a signal during start-up) must not be
      * lost. */
     int rc = 0;
-    while (!loop->stop) {
+    while (!atomic_load(&loop->stop)) {
         rc = resolver_loop_run_once(loop, -1);
         if (rc)
             break;
     }
-    loop->stop = 0;
+    atomic_store(&loop->stop, 0);
     return rc;
 }
 
 void resolver_loop_stop(resolver_loop *loop)
 {
-    loop->stop = 1;
+    atomic_store(&loop->stop, 1);
     uint64_t one = 1;
     /* Async-signal-safe: a write to an eventfd. */
     ssize_t rc = write(loop->wakefd, &one, sizeof(one));
