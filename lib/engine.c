@@ -544,14 +544,19 @@ static void mark_loop_thread(resolver_engine *e)
     }
 }
 
-/* Any thread: hands work to the loop thread (Treiber stack + wakeup). */
+/* Any thread: hands work to the loop thread (Treiber stack + wakeup).
+ * Only the message that finds the stack empty wakes the loop: the others
+ * ride on that wakeup, which has not been acted on yet (the loop reads the
+ * eventfd before it takes the whole stack, so a push after the take finds
+ * it empty and wakes again).  One write(2) per burst, not per pick. */
 static void post(resolver_engine *e, engine_msg *m)
 {
     engine_msg *head = atomic_load(&e->inbox);
     do {
         m->next = head;
     } while (!atomic_compare_exchange_weak(&e->inbox, &head, m));
-    resolver_loop_wakeup(e->loop);
+    if (!head)
+        resolver_loop_wakeup(e->loop);
 }
 
 static void post_discover(resolver_engine *e, const char *name)
