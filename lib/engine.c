@@ -589,7 +589,10 @@ static int pick_from(resolver_engine *e, resolver_service *svc, const char *key,
         snprintf(why, whylen, "out of memory");
         return RESOLVER_ERR_NOMEM;
     }
-    snprintf(out->address, sizeof(out->address), "%s", inst->endpoint.address);
+    /* A copy, not snprintf: this is every pick's path. */
+    size_t len = strnlen(inst->endpoint.address, sizeof(out->address) - 1);
+    memcpy(out->address, inst->endpoint.address, len);
+    out->address[len] = '\0';
     out->ticket = t->id;
     if (on_loop) {
         ticket_track(e, t);

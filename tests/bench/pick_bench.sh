@@ -38,7 +38,7 @@ echo "== pick over the socket vs a bare AF_UNIX echo ($(fig request_bytes) B req
 printf '%-34s %12s %12s %8s %s\n' figure resolverd echo ratio goal
 printf '%-34s %12s %12s %8s %s\n' "round trip (us, one at a time)" "$(fig pick_rtt_us)" "$(fig echo_rtt_us)" \
     "$(awk -v a="$(fig pick_rtt_us)" -v b="$(fig echo_rtt_us)" 'BEGIN{printf "%.2f", a/b}')" "<= 1.20"
-printf '%-34s %12s %12s %8s %s\n' "pipelined (req/s, 64 in flight)" "$(fig pick_pipelined_rps)" "$(fig echo_pipelined_rps)" \
+printf '%-34s %12s %12s %8s %s\n' "pipelined (req/s, 64 PICK+64 DONE)" "$(fig pick_pipelined_rps)" "$(fig echo_pipelined_rps)" \
     "$(awk -v a="$(fig pick_pipelined_rps)" -v b="$(fig echo_pipelined_rps)" 'BEGIN{printf "%.2f", a/b}')" ">= 0.80"
 echo
 echo "== $(fig clients) concurrent clients, 20 picks each"
@@ -52,7 +52,7 @@ bench_row socket "pick round trip, one at a time (us)" "$pick_rtt (${rtt_ratio}x
 pick_rps=$(fig pick_pipelined_rps)
 echo_rps=$(fig echo_pipelined_rps)
 rps_ratio=$(awk -v a="$pick_rps" -v b="$echo_rps" 'BEGIN{printf "%.2f", a/b}')
-bench_row socket "picks pipelined, 64 in flight (req/s)" "$pick_rps (${rps_ratio}x)" "$echo_rps (echo)" \
+bench_row socket "pipelined, 64 PICKs then their 64 DONEs (req/s)" "$pick_rps (${rps_ratio}x)" "$echo_rps (echo)" \
     ">= 0.8x echo" "$(bench_verdict ">=" "$rps_ratio" 0.8)"
 bench_row socket "$(fig clients) clients x 20 picks: errors" "$(fig clients_errors)" - "0" \
     "$(bench_verdict "<=" "$(fig clients_errors)" 0)"
