@@ -163,6 +163,9 @@ static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
      * message.  So duplicates are judged against the revision applied
      * before this message, not against the event just applied. */
     int64_t applied = d->revision;
+    int batch = m->n_events > 1 && d->cb.on_batch;
+    if (batch)
+        d->cb.on_batch(d->arg, 1);
     for (size_t i = 0; i < m->n_events; i++) {
         const resolver_kv *kv = &m->events[i];
         if (kv->mod_revision <= applied)
@@ -174,6 +177,8 @@ static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
         if (kv->mod_revision > d->revision)
             d->revision = kv->mod_revision;
     }
+    if (batch)
+        d->cb.on_batch(d->arg, 0);
 }
 
 static int on_watch_message(void *arg, const resolver_watch_message *m)

@@ -21,6 +21,10 @@ typedef struct {
     /* One change, in revision order, each revision at most once. */
     void (*on_put)(void *arg, const resolver_kv *kv);
     void (*on_delete)(void *arg, const resolver_kv *kv);
+    /* Optional (may be NULL): called with 1 before and 0 after the changes
+     * of one watch message when it holds more than one (a `del --prefix`
+     * may bring thousands), so that the receiver can act once for all. */
+    void (*on_batch)(void *arg, int begin);
 } resolver_discovery_callbacks;
 
 typedef struct resolver_discovery resolver_discovery;

@@ -39,10 +39,14 @@ struct resolver_service {
     uint64_t last_active_ms;
     int changed; /* keys changed since resolver_service_take_changed */
     int stopped;
-    int draining_all; /* graceful stop: etcd changes ignored, cache_file kept as it was */
+    int draining_all;  /* graceful stop: etcd changes ignored, cache_file kept as it was */
+    int batch;         /* > 0: inside a batch of changes, publish_picker only marks */
+    int publish_dirty; /* a publish_picker was asked for inside the batch */
 };
 
 static void publish_picker(resolver_service *svc);
+static void batch_begin(resolver_service *svc);
+static void batch_end(resolver_service *svc);
 
 /* A snapshot of the instances, for loops that may close some of them (the
  * map may not change while it is iterated).  Free the array; NULL with
@@ -353,6 +357,7 @@ static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t rev
     resolver_service *svc = arg;
     if (svc->draining_all)
         return; /* stopping: a put must not revive a draining instance */
+    batch_begin(svc);
     resolver_strmap present = RESOLVER_STRMAP_INIT;
     for (size_t i = 0; i < n; i++)
         resolver_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
@@ -372,6 +377,15 @@ static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t rev
     }
     free(gone);
     resolver_strmap_clear(&present);
+    batch_end(svc);
+}
+
+static void on_batch(void *arg, int begin)
+{
+    if (begin)
+        batch_begin(arg);
+    else
+        batch_end(arg);
 }
 
 /* ---- the picker snapshot ---- */
@@ -462,7 +476,36 @@ static size_t filter_zone(const resolver_service *svc, resolver_instance **ready
     return k;
 }
 
+/* A batch of changes (a snapshot, a watch message with many events, the
+ * graceful stop) publishes one picker at its end instead of one per change:
+ * each costs O(instances), and 100,000 instances drained one by one took
+ * minutes.  Picking threads may see the batch's first changes only when it
+ * ends (a removed instance is still pickable meanwhile, as it always was
+ * between its removal and the next publish). */
+static void batch_begin(resolver_service *svc)
+{
+    svc->batch++;
+}
+
+static void publish_picker_now(resolver_service *svc);
+
+static void batch_end(resolver_service *svc)
+{
+    if (--svc->batch == 0 && svc->publish_dirty) {
+        svc->publish_dirty = 0;
+        publish_picker_now(svc);
+    }
+}
+
 static void publish_picker(resolver_service *svc)
+{
+    if (svc->batch > 0)
+        svc->publish_dirty = 1;
+    else
+        publish_picker_now(svc);
+}
+
+static void publish_picker_now(resolver_service *svc)
 {
     size_t n = 0;
     resolver_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
@@ -677,7 +720,8 @@ resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
     if (!svc->name || !svc->prefix || !svc->zone ||
         resolver_service_options_copy(&svc->opts, opts) != 0)
         goto fail;
-    static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete};
+    static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete,
+                                                           on_batch};
     svc->discovery = resolver_discovery_new(loop, etcd, prefix, &callbacks, svc);
     svc->outlier_timer = resolver_timer_new(loop, on_outlier_interval, svc);
     svc->publish_timer = resolver_timer_new(loop, on_publish_timer, svc);
@@ -708,8 +752,10 @@ void resolver_service_stop(resolver_service *svc)
     /* Collect first: instance_close removes from the map. */
     size_t n;
     resolver_instance **all = collect_instances(svc, &n);
+    batch_begin(svc);
     for (size_t i = 0; i < n; i++)
         instance_close(all[i]);
+    batch_end(svc);
     free(all);
     publish_picker(svc);
 }
@@ -744,12 +790,14 @@ void resolver_service_drain_all(resolver_service *svc)
     size_t n;
     svc->draining_all = 1;
     resolver_instance **all = collect_instances(svc, &n);
+    batch_begin(svc);
     for (size_t i = 0; i < n; i++)
         if (!all[i]->draining || all[i]->operator_drained) {
             all[i]->operator_drained = 0;
             all[i]->n_keys = 0;
             instance_start_drain(all[i]);
         }
+    batch_end(svc);
     free(all);
 }
 
