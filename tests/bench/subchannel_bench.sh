@@ -30,21 +30,7 @@ IDLE_S=${BENCH_IDLE_S:-30}
 PARTS=${BENCH_PARTS:-a b c}
 CC=${CC:-cc}
 
-NS='' VH=''
-ns_cleanup() {
-    [[ -n $NS ]] || return 0
-    local pid
-    for pid in $(ip netns pids "$NS" 2>/dev/null); do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    ip netns exec "$NS" iptables -F INPUT 2>/dev/null || true
-    ip netns exec "$NS" iptables -F OUTPUT 2>/dev/null || true
-    if [[ -n $VH ]]; then ip link del "$VH" 2>/dev/null || true; fi
-    ip netns del "$NS" 2>/dev/null || true
-    NS=
-}
-# shellcheck disable=SC2154 # _rc is set inside the trap
-trap '_rc=$?; ns_cleanup; (exit $_rc); _t_on_exit' EXIT
+t_netns_trap
 
 now_ms() { local us=${EPOCHREALTIME/[.,]/}; echo $((us / 1000)); }
 listening() { "$PY" -c "import socket; socket.create_connection(('$1', $2), 1)" 2>/dev/null; }
@@ -54,26 +40,6 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 stats() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%d %d %d", v[1], v[int((NR + 1) / 2)], v[NR] }'; }
 
 t_etcd_start e1 || t_done
-
-# A timestamped watch of resolverd (wall ms): "MS SERVICE ADDRESS STATE".
-cat >"$T_DIR/watchts.py" <<'PYEOF'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(b"WATCH *\n")
-buf = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-    while b"\n" in buf:
-        line, buf = buf.split(b"\n", 1)
-        if line.startswith(b"EVENT "):
-            ev = json.loads(line[6:])
-            print("%d %s %s %s" % (time.time() * 1000, ev.get("service"), ev.get("address"),
-                                   ev.get("state")), flush=True)
-PYEOF
 
 # rd_start NAME CONFIG_JSON [ARGS...]: resolverd NAME on $T_DIR/NAME.sock.
 rd_start() {
@@ -128,7 +94,7 @@ part_a() {
     rd_start rda '{ "services": [ { "name": "drop", "keepalive_time_ms": 1000,
         "keepalive_timeout_ms": 1000, "connect_timeout_ms": 2000,
         "backoff": { "initial_ms": 200, "max_ms": 1000 } } ] }' || return 0
-    t_spawn rdawatch "$PY" -u "$T_DIR/watchts.py" "$T_DIR/rda.sock"
+    t_spawn rdawatch "$PY" -u "$BENCH_DIR/../integration/watchts.py" "$T_DIR/rda.sock"
     local have_grpc=0
     if "$PY" -c 'import grpc' 2>/dev/null; then
         have_grpc=1
@@ -186,7 +152,7 @@ part_a() {
     [[ $have_grpc == 1 ]] && { t_kill gw TERM >/dev/null 2>&1 || true; }
     t_kill rda TERM >/dev/null 2>&1 || true
     t_kill nsb TERM >/dev/null 2>&1 || true
-    ns_cleanup
+    t_netns_cleanup
 }
 
 # ================= (b) 10,000 subchannels =================

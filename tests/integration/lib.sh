@@ -608,3 +608,42 @@ t_skip() {
     echo "0 passed, 0 failed"
     exit 77
 }
+
+# ---- network namespaces (tests that drop packets in the kernel) ----
+
+# The namespace and host-side veth a test made ("" when none): set them
+# right after `ip netns add` / `ip link add`, and call t_netns_trap once.
+NS='' VH=''
+# t_netns_cleanup: kills what runs inside the test's own namespace (only
+# processes this test started there), flushes its iptables rules and
+# removes the veth pair and the namespace.  Idempotent.
+t_netns_cleanup() {
+    [[ -n $NS ]] || return 0
+    local pid
+    for pid in $(ip netns pids "$NS" 2>/dev/null); do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    ip netns exec "$NS" iptables -F INPUT 2>/dev/null || true
+    ip netns exec "$NS" iptables -F OUTPUT 2>/dev/null || true
+    if [[ -n $VH ]]; then ip link del "$VH" 2>/dev/null || true; fi
+    ip netns del "$NS" 2>/dev/null || true
+    NS=
+}
+# t_netns_trap: the EXIT trap removes the namespace, then does lib.sh's
+# own cleanup with the exit status it would have seen.
+t_netns_trap() {
+    # shellcheck disable=SC2154 # _rc is set inside the trap
+    trap '_rc=$?; t_netns_cleanup; (exit $_rc); _t_on_exit' EXIT
+}
+
+# ---- resolverd introspection ----
+
+# t_instance_field SOCKET SERVICE ADDRESS FIELD: one field of the
+# instance's row in `resolverctl --json instances SERVICE` ("" if none).
+t_instance_field() {
+    "$RESOLVERCTL" -s "$1" --json instances "$2" | python3 -c "
+import json, sys
+for i in json.load(sys.stdin):
+    if i['address'] == sys.argv[1]:
+        print(i.get(sys.argv[2], ''))" "$3" "$4"
+}

@@ -26,23 +26,8 @@ HAVE_GRPC=1
 "$PY" -c 'import grpc' 2>/dev/null || HAVE_GRPC=0
 
 # ---- the network namespace of part (e), and its cleanup ----
-NS='' VH='' NS_UP=0
-ns_cleanup() {
-    [[ -n $NS ]] || return 0
-    local pid
-    # Only processes this test started in its own namespace.
-    for pid in $(ip netns pids "$NS" 2>/dev/null); do
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-    ip netns exec "$NS" iptables -F INPUT 2>/dev/null || true
-    ip netns exec "$NS" iptables -F OUTPUT 2>/dev/null || true
-    if [[ -n $VH ]]; then ip link del "$VH" 2>/dev/null || true; fi
-    ip netns del "$NS" 2>/dev/null || true
-    NS=
-}
-# lib.sh's EXIT trap reads $? first: keep it for it.
-# shellcheck disable=SC2154 # _rc is set inside the trap
-trap '_rc=$?; ns_cleanup; (exit $_rc); _t_on_exit' EXIT
+NS_UP=0
+t_netns_trap
 
 t_etcd_start e1 || t_done
 SOCK=$T_DIR/rd.sock
@@ -50,13 +35,7 @@ ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 now_ms() { local us=${EPOCHREALTIME/[.,]/}; echo $((us / 1000)); }
 listening() { "$PY" -c "import socket; socket.create_connection(('$1', $2), 1)" 2>/dev/null; }
 
-field() {
-    ctl --json instances "$1" | "$PY" -c "
-import json, sys
-for i in json.load(sys.stdin):
-    if i['address'] == '$2':
-        print(i.get('$3', ''))"
-}
+field() { t_instance_field "$SOCK" "$@"; }
 is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
 not_ready() { local s; s=$(field "$1" "$2" state); [ -n "$s" ] && [ "$s" != READY ]; }
 # pick1 SERVICE: pick + done (no ticket left behind), prints the address.
@@ -74,25 +53,6 @@ never_picked() { # SERVICE ADDRESS N
     done
     return 0
 }
-# A timestamped `watch` (wall-clock ms, as now_ms): "MS SERVICE ADDRESS STATE".
-cat >"$T_DIR/watchts.py" <<'PYEOF'
-import json, socket, sys, time
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(sys.argv[1])
-s.sendall(b"WATCH *\n")
-buf = b""
-while True:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-    while b"\n" in buf:
-        line, buf = buf.split(b"\n", 1)
-        if line.startswith(b"EVENT "):
-            ev = json.loads(line[6:])
-            print("%d %s %s %s %s" % (time.time() * 1000, ev.get("service"), ev.get("address"),
-                                      ev.get("state"), ev.get("event")), flush=True)
-PYEOF
 # first_event_after MS SERVICE ADDRESS REGEX: the time of the first watch
 # line after MS whose state matches REGEX (empty if none yet).
 first_event_after() {
@@ -203,7 +163,7 @@ fi
 t_spawn resolverd "$RESOLVERD" -c "$T_DIR/rd.json" --etcd "$ETCD_ENDPOINT" --socket "$SOCK" \
     --log-level debug
 t_wait_for "resolverd serves its socket" 10 test -S "$SOCK"
-t_spawn watch "$PY" -u "$T_DIR/watchts.py" "$SOCK"
+t_spawn watch "$PY" -u "$HERE/watchts.py" "$SOCK"
 for a in "kill $K1" "kill $K2" "idle $IDLE" "goaway $GOAWAY" "freeze $FZ" "freeze $FZ2"; do
     read -r s addr <<<"$a"
     t_wait_for "$s $addr READY" 10 is_state "$s" "$addr" READY
@@ -317,7 +277,7 @@ if [[ $NS_UP == 1 ]]; then
     t_wait_for "(e) path back: drop READY again" 10 is_state drop "$DROP" READY
     t_wait_for "(e) path back: probe READY again" 10 is_state probe "$DROP" READY
     t_kill nsb TERM || true
-    ns_cleanup
+    t_netns_cleanup
     t_check "(e) the namespace is gone" bash -c "! ip netns list | grep -qw rsvt$$"
     t_check "(e) the veth is gone" bash -c "! ip link show rsvh$$ >/dev/null 2>&1"
 else

@@ -18,13 +18,7 @@ SOCK=$T_DIR/rd.sock
 ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 
 # field SERVICE ADDRESS FIELD: one field of the instance's `instances --json` row.
-field() {
-    ctl --json instances "$1" | "$PY" -c "
-import json, sys
-for i in json.load(sys.stdin):
-    if i['address'] == '$2':
-        print(i.get('$3', ''))"
-}
+field() { t_instance_field "$SOCK" "$@"; }
 is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
 is_health() { [ "$(field "$1" "$2" health)" = "$3" ]; }
 # ready_with SERVICE ADDRESS HEALTH
