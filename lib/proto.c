@@ -36,6 +36,8 @@ static int unescape(char *s)
 
 int resolver_proto_split(char *line, resolver_proto_request *req, const char **why)
 {
+    /* One pass over the line: tokens are cut, control characters refused,
+     * and only tokens holding a '%' are unescaped (a pick has none). */
     req->argc = 0;
     char *p = line;
     for (;;) {
@@ -47,27 +49,27 @@ int resolver_proto_split(char *line, resolver_proto_request *req, const char **w
             *why = "too many arguments";
             return RESOLVER_ERR_PROTOCOL;
         }
-        req->argv[req->argc++] = p;
-        while (*p && *p != ' ' && *p != '\t')
-            p++;
+        char *token = p;
+        int escaped = 0;
+        for (; *p && *p != ' ' && *p != '\t'; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (c < 0x20 || c == 0x7f) {
+                *why = "control character in request (escape it as %XX)";
+                return RESOLVER_ERR_PROTOCOL;
+            }
+            escaped |= c == '%';
+        }
         if (*p)
             *p++ = '\0';
+        if (escaped && unescape(token) != 0) {
+            *why = "bad %XX escape";
+            return RESOLVER_ERR_PROTOCOL;
+        }
+        req->argv[req->argc++] = token;
     }
     if (req->argc == 0) {
         *why = "empty request";
         return RESOLVER_ERR_PROTOCOL;
-    }
-    for (int i = 0; i < req->argc; i++) {
-        for (const char *c = req->argv[i]; *c; c++) {
-            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
-                *why = "control character in request (escape it as %XX)";
-                return RESOLVER_ERR_PROTOCOL;
-            }
-        }
-        if (unescape(req->argv[i]) != 0) {
-            *why = "bad %XX escape";
-            return RESOLVER_ERR_PROTOCOL;
-        }
     }
     return 0;
 }
