@@ -11,6 +11,16 @@
  * events, not the "created" message) proves nothing changed up to its header
  * revision, so it advances `revision` too.  The "created" message's header
  * does not: historic events from start_revision may still follow it.
+ *
+ * A silent stream: a watch stream can stay open and deliver nothing while
+ * its prefix changes (a stalled connection whose TCP peer, a proxy say,
+ * still answers keepalives; the member probe goes over another connection
+ * and is fine).  The gateway takes one request body per stream, so no
+ * progress request can be sent on it; instead, when a stream has been
+ * silent for SILENT_MS and the member probe saw the cluster's revision
+ * move past ours, a count_only range asks whether any key of the prefix
+ * changed in between.  If one did and the stream still has not said so,
+ * the stream is abandoned and the watch resumes from last+1.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +30,9 @@
 
 #define RETRY_INITIAL_MS 100
 #define RETRY_MAX_MS 5000
+#define SILENCE_CHECK_MS 2000 /* how often an open stream is looked at */
+#define SILENT_MS 10000       /* no message for this long: ask etcd */
+#define PROPAGATION_MS 1000   /* an event older than this must have arrived */
 
 typedef enum { PHASE_IDLE, PHASE_RANGE, PHASE_WATCH } phase;
 
@@ -46,6 +59,14 @@ struct resolver_discovery {
     size_t body_len, body_cap;
     resolver_watch_parser *parser;
     char last_error[256];
+    /* silent-stream detection (see the top of the file) */
+    resolver_timer *silence_timer;
+    resolver_etcd_request *check_req;
+    uint64_t last_message_ms; /* the last message on the current stream */
+    uint64_t check_started_ms;
+    char check_body[256];
+    size_t check_len;
+    uint64_t silent_streams; /* abandoned for silence */
 };
 
 static void start_attempt(resolver_discovery *d);
@@ -67,8 +88,18 @@ static void on_retry_timer(resolver_loop *loop, resolver_timer *t, void *arg)
 
 /* Ends the current attempt and schedules the next one with jittered,
  * doubling delay on the next endpoint of the cluster. */
+static void cancel_check(resolver_discovery *d)
+{
+    if (d->check_req) {
+        resolver_etcd_cancel(d->check_req);
+        d->check_req = NULL;
+    }
+    resolver_timer_stop(d->silence_timer);
+}
+
 static void schedule_retry(resolver_discovery *d, const char *why)
 {
+    cancel_check(d);
     if (d->req) {
         resolver_etcd_cancel(d->req);
         d->req = NULL;
@@ -185,6 +216,7 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
 {
     resolver_discovery *d = arg;
     resolver_etcd_heard(d->etcd);
+    d->last_message_ms = resolver_loop_now(d->loop);
     if (m->is_error) {
         snprintf(d->last_error, sizeof(d->last_error), "watch error %d: %s", m->error_code,
                  m->error_message ? m->error_message : "");
@@ -230,6 +262,7 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
         d->failures = 0;
         LOG_DEBUG("etcd: prefix \"%s\": watching from revision %lld", d->prefix,
                   (long long)(d->revision + 1));
+        resolver_timer_start(d->silence_timer, SILENCE_CHECK_MS);
         return 0;
     }
     if (m->n_events > 0)
@@ -255,6 +288,7 @@ static void on_watch_done(void *arg, long status, const char *error)
 {
     resolver_discovery *d = arg;
     d->req = NULL;
+    cancel_check(d);
     /* An error object without a trailing newline is still in the parser. */
     resolver_watch_parser_finish(d->parser);
     if (d->compacted) {
@@ -268,6 +302,68 @@ static void on_watch_done(void *arg, long status, const char *error)
     }
     const char *why = d->last_error[0] && strstr(error, "aborted") ? d->last_error : error;
     schedule_retry(d, why[0] ? why : "watch stream ended");
+}
+
+/* ---- silent streams ---- */
+
+static int on_check_data(void *arg, const char *data, size_t len)
+{
+    resolver_discovery *d = arg;
+    size_t room = sizeof(d->check_body) - 1 - d->check_len;
+    size_t n = len < room ? len : room;
+    memcpy(d->check_body + d->check_len, data, n);
+    d->check_len += n;
+    return 0;
+}
+
+static void on_check_done(void *arg, long status, const char *error)
+{
+    resolver_discovery *d = arg;
+    d->check_req = NULL;
+    resolver_range_result r;
+    char why[128];
+    int silent = 0;
+    /* Changes up to the probed revision that the stream, silent since
+     * before the check began, has not delivered. */
+    if (!error[0] && d->watching && d->last_message_ms < d->check_started_ms &&
+        resolver_range_parse(d->check_body, d->check_len, &r, why, sizeof(why)) == 0) {
+        silent = r.count > 0;
+        resolver_range_result_clear(&r);
+    }
+    if (!silent) {
+        resolver_timer_start(d->silence_timer, SILENCE_CHECK_MS);
+        return;
+    }
+    d->silent_streams++;
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "watch stream silent for %llu s while keys of the prefix changed; resuming",
+             (unsigned long long)((resolver_loop_now(d->loop) - d->last_message_ms) / 1000));
+    schedule_retry(d, msg);
+}
+
+static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_discovery *d = arg;
+    if (!d->watching || d->check_req)
+        return;
+    uint64_t now = resolver_loop_now(loop), seen_ms;
+    int64_t cluster = resolver_etcd_cluster_revision(d->etcd, &seen_ms);
+    if (now - d->last_message_ms < SILENT_MS || cluster <= d->revision ||
+        now - seen_ms < PROPAGATION_MS) {
+        resolver_timer_start(t, SILENCE_CHECK_MS);
+        return;
+    }
+    char *body =
+        resolver_range_count_request(d->prefix, strlen(d->prefix), d->revision + 1, cluster);
+    d->check_len = 0;
+    d->check_started_ms = now;
+    d->check_req =
+        body ? resolver_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_check_data, on_check_done, d)
+             : NULL;
+    free(body);
+    if (!d->check_req)
+        resolver_timer_start(t, SILENCE_CHECK_MS); /* out of memory: later */
 }
 
 static void start_watch(resolver_discovery *d)
@@ -315,7 +411,8 @@ resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *e
         d->rng = 1;
     d->prefix = strdup(prefix);
     d->retry = resolver_timer_new(loop, on_retry_timer, d);
-    if (!d->prefix || !d->retry) {
+    d->silence_timer = resolver_timer_new(loop, on_silence_timer, d);
+    if (!d->prefix || !d->retry || !d->silence_timer) {
         resolver_discovery_del(d);
         return NULL;
     }
@@ -328,7 +425,9 @@ void resolver_discovery_del(resolver_discovery *d)
     if (!d)
         return;
     resolver_etcd_cancel(d->req);
+    resolver_etcd_cancel(d->check_req);
     resolver_timer_del(d->retry);
+    resolver_timer_del(d->silence_timer);
     resolver_watch_parser_del(d->parser);
     free(d->body);
     free(d->prefix);

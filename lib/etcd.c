@@ -46,6 +46,10 @@ struct resolver_etcd {
     request *all;    /* every request with a curl handle in the multi */
     request *waiting, **waiting_tail; /* requests waiting for a token */
     uint64_t last_heard;
+    /* header.revision of the last good status probe, and when (loop ms):
+     * discovery compares it with what its watch streams delivered. */
+    int64_t cluster_revision;
+    uint64_t cluster_revision_ms;
     uint64_t failovers;
     /* auth */
     char *username, *password_file;
@@ -312,12 +316,23 @@ static int on_probe_data(void *arg, const char *data, size_t len)
 }
 
 /* maintenance/status answers on a member cut off from the cluster too:
- * "leader" missing or "0" is what says it is useless. */
-static int status_has_leader(const char *body, size_t len)
+ * "leader" missing or "0" is what says it is useless.  A good answer's
+ * header.revision (an int64 as a JSON string) is the cluster's revision. */
+static int status_has_leader(resolver_etcd *etcd, const char *body, size_t len)
 {
     json_t *root = json_loadb(body, len, 0, NULL);
     const char *leader = json_string_value(json_object_get(root, "leader"));
     int ok = leader && strcmp(leader, "0") != 0;
+    const char *rev =
+        json_string_value(json_object_get(json_object_get(root, "header"), "revision"));
+    if (ok && rev) {
+        char *end;
+        long long v = strtoll(rev, &end, 10);
+        if (*end == '\0' && v > 0) {
+            etcd->cluster_revision = v;
+            etcd->cluster_revision_ms = resolver_loop_now(etcd->loop);
+        }
+    }
     json_decref(root);
     return ok;
 }
@@ -327,7 +342,7 @@ static void on_probe_done(void *arg, long status, const char *error)
     resolver_etcd *etcd = arg;
     request *req = etcd->probe_req;
     etcd->probe_req = NULL;
-    if (error[0] == '\0' && !status_has_leader(req->errbody, req->errbody_len))
+    if (error[0] == '\0' && !status_has_leader(etcd, req->errbody, req->errbody_len))
         endpoint_failed(etcd, req->endpoint, "member has no leader");
     else if (error[0] != '\0' && req->endpoint == etcd->current)
         /* Connection-level failures failed over already in finish_request;
@@ -784,6 +799,12 @@ void resolver_etcd_del(resolver_etcd *etcd)
 const char *resolver_etcd_endpoint(const resolver_etcd *etcd)
 {
     return etcd->endpoints[etcd->current];
+}
+
+int64_t resolver_etcd_cluster_revision(const resolver_etcd *etcd, uint64_t *seen_ms)
+{
+    *seen_ms = etcd->cluster_revision_ms;
+    return etcd->cluster_revision;
 }
 
 uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd)

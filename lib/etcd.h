@@ -70,6 +70,10 @@ void resolver_etcd_token_rejected(resolver_etcd *etcd);
 const char *resolver_etcd_endpoint(const resolver_etcd *etcd);
 /* Loop time when etcd last answered anything (0: never). */
 uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd);
+/* The cluster's revision as the last good member probe saw it, and when
+ * (*seen_ms, loop ms); 0 before any.  Probes run every 3 s while a watch
+ * stream is open. */
+int64_t resolver_etcd_cluster_revision(const resolver_etcd *etcd, uint64_t *seen_ms);
 void resolver_etcd_heard(resolver_etcd *etcd);
 /* Counters for status and metrics. */
 uint64_t resolver_etcd_failovers(const resolver_etcd *etcd);

@@ -779,6 +779,27 @@ out:
     return body;
 }
 
+char *resolver_range_count_request(const char *prefix, size_t prefix_len, int64_t min_mod_revision,
+                                   int64_t max_mod_revision)
+{
+    if (!prefix && prefix_len)
+        return NULL;
+    char *key = key_b64(prefix, prefix_len);
+    char *end = prefix_end_b64(prefix, prefix_len);
+    char *body = NULL;
+    char min[64], max[64];
+    if (!key || !end)
+        goto out;
+    int64_member(min, sizeof(min), "min_mod_revision", min_mod_revision);
+    int64_member(max, sizeof(max), "max_mod_revision", max_mod_revision);
+    body = format_body("{\"key\":\"%s\",\"range_end\":\"%s\",\"count_only\":true%s%s}", key, end,
+                       min, max);
+out:
+    free(key);
+    free(end);
+    return body;
+}
+
 char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
                              int progress_notify)
 {

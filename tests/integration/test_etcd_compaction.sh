@@ -157,6 +157,18 @@ t_check "B3 was added back" bash -c "tail -n +$((w0 + 1)) '$T_DIR/watcher.log' |
 t_etcdctl del svc/k6 >/dev/null
 t_etcdctl put svc/k7 "${B[4]}" >/dev/null
 t_wait_for "a change after the resync arrives within 2 s" 2 views_equal svc svc/
+
+# ---- 6. a stalled stream: the watch's connection goes silent while new
+# connections (the member probe's) pass: TCP keepalive cannot see it (the
+# proxy answers), the probe finds the member fine.  A put must still
+# arrive: the stream is found silent (10 s without a message while the
+# cluster's revision moved) and the watch resumes.
+t_check "faultproxy stall" proxy stall
+t_etcdctl put svc/k8 "${B[3]}" >/dev/null        # B4 back
+t_wait_for "a put behind a stalled watch stream arrives" 30 views_equal svc svc/
+t_check "the log says the stream was silent" log_has 'watch stream silent'
+t_check "faultproxy pass" proxy pass
+
 t_check "the daemon is alive" t_alive resolverd
 t_check "the proxy log shows its state changes" grep -q 'state freeze -> pass' "$T_DIR/proxy.log"
 t_done

@@ -782,6 +782,31 @@ START_TEST(test_watch_request)
 }
 END_TEST
 
+START_TEST(test_range_count_request)
+{
+    char *b = resolver_range_count_request("svc/", 4, 11, 42);
+    ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"count_only\":true,"
+                        "\"min_mod_revision\":\"11\",\"max_mod_revision\":\"42\"}");
+    free(b);
+    b = resolver_range_count_request("svc/", 4, 0, 0); /* no bounds */
+    ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"count_only\":true}");
+    free(b);
+    ck_assert_ptr_null(resolver_range_count_request(NULL, 1, 0, 0));
+    /* The answer to it: "count" is omitted when zero. */
+    resolver_range_result r;
+    char why[64];
+    const char *answer = "{\"header\":{\"revision\":\"42\"},\"count\":\"3\"}";
+    ck_assert_int_eq(resolver_range_parse(answer, strlen(answer), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(r.count, 3);
+    ck_assert_uint_eq(r.n_kvs, 0);
+    resolver_range_result_clear(&r);
+    answer = "{\"header\":{\"revision\":\"42\"}}";
+    ck_assert_int_eq(resolver_range_parse(answer, strlen(answer), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(r.count, 0);
+    resolver_range_result_clear(&r);
+}
+END_TEST
+
 static Suite *etcdproto_suite(void)
 {
     Suite *s = suite_create("etcdproto");
@@ -821,6 +846,7 @@ static Suite *etcdproto_suite(void)
     tcase_add_test(r, test_auth_parse);
     tcase_add_test(r, test_range_request);
     tcase_add_test(r, test_watch_request);
+    tcase_add_test(r, test_range_count_request);
     suite_add_tcase(s, r);
     return s;
 }
