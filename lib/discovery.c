@@ -20,7 +20,8 @@
  * silent for SILENT_MS and the member probe saw the cluster's revision
  * move past ours, a count_only range asks whether any key of the prefix
  * changed in between.  If one did and the stream still has not said so,
- * the stream is abandoned and the watch resumes from last+1.
+ * the stream is abandoned and the watch resumes from last+1.  A quiet
+ * prefix of a busy cluster costs one such range per SILENT_MS.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,8 @@ struct resolver_discovery {
     resolver_etcd_request *check_req;
     uint64_t last_message_ms; /* the last message on the current stream */
     uint64_t check_started_ms;
+    int64_t checked_revision; /* a check found nothing missed up to here */
+    int64_t check_target;     /* the cluster revision the check in flight covers */
     char check_body[256];
     size_t check_len;
     uint64_t silent_streams; /* abandoned for silence */
@@ -331,6 +334,8 @@ static void on_check_done(void *arg, long status, const char *error)
         resolver_range_result_clear(&r);
     }
     if (!silent) {
+        if (!error[0])
+            d->checked_revision = d->check_target;
         resolver_timer_start(d->silence_timer, SILENCE_CHECK_MS);
         return;
     }
@@ -349,15 +354,18 @@ static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
         return;
     uint64_t now = resolver_loop_now(loop), seen_ms;
     int64_t cluster = resolver_etcd_cluster_revision(d->etcd, &seen_ms);
-    if (now - d->last_message_ms < SILENT_MS || cluster <= d->revision ||
-        now - seen_ms < PROPAGATION_MS) {
+    /* A quiet prefix in a busy cluster: at most one check per SILENT_MS,
+     * each over the revisions the last one did not cover. */
+    int64_t from = d->revision > d->checked_revision ? d->revision : d->checked_revision;
+    if (now - d->last_message_ms < SILENT_MS || now - d->check_started_ms < SILENT_MS ||
+        cluster <= from || now - seen_ms < PROPAGATION_MS) {
         resolver_timer_start(t, SILENCE_CHECK_MS);
         return;
     }
-    char *body =
-        resolver_range_count_request(d->prefix, strlen(d->prefix), d->revision + 1, cluster);
+    char *body = resolver_range_count_request(d->prefix, strlen(d->prefix), from + 1, cluster);
     d->check_len = 0;
     d->check_started_ms = now;
+    d->check_target = cluster;
     d->check_req =
         body ? resolver_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_check_data, on_check_done, d)
              : NULL;
