@@ -647,3 +647,16 @@ for i in json.load(sys.stdin):
     if i['address'] == sys.argv[1]:
         print(i.get(sys.argv[2], ''))" "$3" "$4"
 }
+
+# t_pick_done SOCKET SERVICE: picks through resolverctl and reports the
+# ticket done at once (a CLI pick is detached: a ticket left behind would
+# hold resolverd's graceful stop); prints the address.  The exit status of
+# the pick when it fails (3: nothing READY).
+t_pick_done() {
+    local out rc=0 addr ticket
+    out=$("$RESOLVERCTL" -s "$1" --json pick "$2" 2>/dev/null) || rc=$?
+    [[ $rc == 0 ]] || return "$rc"
+    read -r addr ticket < <(python3 -c "import json,sys; j=json.load(sys.stdin); print(j['address'], j['ticket'])" <<<"$out")
+    "$RESOLVERCTL" -s "$1" done "$ticket" >/dev/null
+    echo "$addr"
+}

@@ -38,15 +38,8 @@ listening() { "$PY" -c "import socket; socket.create_connection(('$1', $2), 1)" 
 field() { t_instance_field "$SOCK" "$@"; }
 is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
 not_ready() { local s; s=$(field "$1" "$2" state); [ -n "$s" ] && [ "$s" != READY ]; }
-# pick1 SERVICE: pick + done (no ticket left behind), prints the address.
-pick1() {
-    local out rc=0 addr ticket
-    out=$(ctl --json pick "$1" 2>/dev/null) || rc=$?
-    [[ $rc == 0 ]] || return "$rc"
-    read -r addr ticket < <("$PY" -c "import json,sys; j=json.load(sys.stdin); print(j['address'], j['ticket'])" <<<"$out")
-    ctl "done" "$ticket" >/dev/null
-    echo "$addr"
-}
+# pick1 SERVICE: see t_pick_done.
+pick1() { t_pick_done "$SOCK" "$1"; }
 never_picked() { # SERVICE ADDRESS N
     for _ in $(seq "$3"); do
         [ "$(pick1 "$1")" = "$2" ] && return 1
@@ -140,7 +133,7 @@ cat >"$T_DIR/rd.json" <<JSON
       "health_check": { "grpc_service": "" } },
     { "name": "freeze", "keepalive_time_ms": 1000, "keepalive_timeout_ms": 1000 },
     { "name": "drop", "keepalive_time_ms": 1000, "keepalive_timeout_ms": 1000 },
-    { "name": "probe", "keepalive_time_ms": 30000, "keepalive_timeout_ms": 1000 }
+    { "name": "probe", "keepalive_time_ms": 600000, "keepalive_timeout_ms": 1000 }
   ]
 }
 JSON
@@ -264,7 +257,7 @@ if [[ $NS_UP == 1 ]]; then
     t1=$(first_event_after "$t0" drop "$DROP" 'TRANSIENT_FAILURE|CONNECTING')
     [[ -n $t1 ]] && echo "# (e) silent drop noticed after $((t1 - t0)) ms (budget 2000 + 250)"
     t_check "(e) dropped: never picked" bash -c "! \"$RESOLVERCTL\" -s \"$SOCK\" pick drop >/dev/null 2>&1"
-    t_check "(e) probe (keepalive 30 s) still READY: it has not PINGed" is_state probe "$DROP" READY
+    t_check "(e) probe (keepalive 10 min) still READY: it has not PINGed" is_state probe "$DROP" READY
     t2=$(now_ms)
     t_check "(e) done --fail on the dropped instance" ctl "done" "$ticket" --fail
     t_wait_for "(e) done --fail probes at once: leaves READY within 2 s (timeout 1000)" 2 \

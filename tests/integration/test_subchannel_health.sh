@@ -24,17 +24,8 @@ is_health() { [ "$(field "$1" "$2" health)" = "$3" ]; }
 # ready_with SERVICE ADDRESS HEALTH
 ready_with() { is_state "$1" "$2" READY && is_health "$1" "$2" "$3"; }
 tf_with() { is_state "$1" "$2" TRANSIENT_FAILURE && is_health "$1" "$2" "$3"; }
-# pick1 SERVICE: picks and reports the ticket done at once (a CLI pick is
-# detached: a ticket left behind would hold resolverd's graceful stop);
-# prints the address; exit 3 when nothing is READY.
-pick1() {
-    local out rc=0 addr ticket
-    out=$(ctl --json pick "$1" 2>/dev/null) || rc=$?
-    [[ $rc == 0 ]] || return "$rc"
-    read -r addr ticket < <("$PY" -c "import json,sys; j=json.load(sys.stdin); print(j['address'], j['ticket'])" <<<"$out")
-    ctl "done" "$ticket" >/dev/null
-    echo "$addr"
-}
+# pick1 SERVICE: see t_pick_done.
+pick1() { t_pick_done "$SOCK" "$1"; }
 no_pick() { ! pick1 "$1" >/dev/null; }
 picks() { [ "$(pick1 "$1")" = "$2" ]; }
 now_ms() { local us=${EPOCHREALTIME/[.,]/}; echo $((us / 1000)); }
