@@ -366,9 +366,9 @@ static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     d->check_len = 0;
     d->check_started_ms = now;
     d->check_target = cluster;
-    d->check_req =
-        body ? resolver_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_check_data, on_check_done, d)
-             : NULL;
+    d->check_req = body ? resolver_etcd_post(d->etcd, "/v3/kv/range", body, RESOLVER_ETCD_CHECK,
+                                             on_check_data, on_check_done, d)
+                        : NULL;
     free(body);
     if (!d->check_req)
         resolver_timer_start(t, SILENCE_CHECK_MS); /* out of memory: later */

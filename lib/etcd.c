@@ -372,6 +372,7 @@ static void on_probe_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     req->data_cb = on_probe_data;
     req->done_cb = on_probe_done;
     req->arg = etcd;
+    req->flags = RESOLVER_ETCD_CHECK;
     etcd->probe_req = req;
     if (!req->path || !req->body || launch(req) != 0) {
         etcd->probe_req = NULL;
@@ -470,11 +471,17 @@ static void configure_easy(request *req, const char *url)
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
         curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_stream_socket);
     } else {
-        /* Probes and auth must answer within the dial budget; ranges may
-         * be big. */
-        long timeout = req->arg == etcd ? etcd->dial_timeout_ms : UNARY_TIMEOUT_MS;
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+        /* Probes, checks and auth must answer within the dial budget;
+         * ranges may be big. */
+        int check = req->arg == etcd || (req->flags & RESOLVER_ETCD_CHECK);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, check ? etcd->dial_timeout_ms : UNARY_TIMEOUT_MS);
     }
+    /* A stream holds its connection for its whole life, and is (re)started
+     * after trouble: never on a pooled connection that may have gone
+     * silent (a stalled path would swallow the resumed watch too).  A
+     * check judges liveness: its own connection, likewise. */
+    if (req->flags & (RESOLVER_ETCD_CHECK | RESOLVER_ETCD_STREAM))
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     if (etcd->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, etcd->ca_file);
     if (etcd->cert_file)

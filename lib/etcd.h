@@ -49,7 +49,11 @@ void resolver_etcd_del(resolver_etcd *etcd);
 enum {
     /* A long-lived stream: no total timeout, only the connect timeout;
      * sends "Grpc-Metadata-Hasleader: true". */
-    RESOLVER_ETCD_STREAM = 1
+    RESOLVER_ETCD_STREAM = 1,
+    /* A liveness check: over a new connection (a pooled one may be as
+     * stalled as the stream in question) that answers within
+     * etcd.dial_timeout_ms. */
+    RESOLVER_ETCD_CHECK = 2
 };
 
 /* Starts a POST of `body` (copied) to the endpoint in use.  NULL on
