@@ -55,7 +55,8 @@ struct resolver_discovery {
     uint64_t reconnects;
     uint64_t failures; /* consecutive, reset when a watch is established */
     uint32_t rng;
-    /* range body accumulated here */
+    /* range body accumulated here (also the answer to a silence check:
+     * checks run only while watching, never during a range) */
     char *body;
     size_t body_len, body_cap;
     resolver_watch_parser *parser;
@@ -67,9 +68,7 @@ struct resolver_discovery {
     uint64_t check_started_ms;
     int64_t checked_revision; /* a check found nothing missed up to here */
     int64_t check_target;     /* the cluster revision the check in flight covers */
-    char check_body[256];
-    size_t check_len;
-    uint64_t silent_streams; /* abandoned for silence */
+    uint64_t silent_streams;  /* abandoned for silence */
 };
 
 static void start_attempt(resolver_discovery *d);
@@ -309,16 +308,6 @@ static void on_watch_done(void *arg, long status, const char *error)
 
 /* ---- silent streams ---- */
 
-static int on_check_data(void *arg, const char *data, size_t len)
-{
-    resolver_discovery *d = arg;
-    size_t room = sizeof(d->check_body) - 1 - d->check_len;
-    size_t n = len < room ? len : room;
-    memcpy(d->check_body + d->check_len, data, n);
-    d->check_len += n;
-    return 0;
-}
-
 static void on_check_done(void *arg, long status, const char *error)
 {
     resolver_discovery *d = arg;
@@ -329,7 +318,7 @@ static void on_check_done(void *arg, long status, const char *error)
     /* Changes up to the probed revision that the stream, silent since
      * before the check began, has not delivered. */
     if (!error[0] && d->watching && d->last_message_ms < d->check_started_ms &&
-        resolver_range_parse(d->check_body, d->check_len, &r, why, sizeof(why)) == 0) {
+        resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why)) == 0) {
         silent = r.count > 0;
         resolver_range_result_clear(&r);
     }
@@ -363,11 +352,11 @@ static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
         return;
     }
     char *body = resolver_range_count_request(d->prefix, strlen(d->prefix), from + 1, cluster);
-    d->check_len = 0;
+    d->body_len = 0;
     d->check_started_ms = now;
     d->check_target = cluster;
     d->check_req = body ? resolver_etcd_post(d->etcd, "/v3/kv/range", body, RESOLVER_ETCD_CHECK,
-                                             on_check_data, on_check_done, d)
+                                             on_range_data, on_check_done, d)
                         : NULL;
     free(body);
     if (!d->check_req)

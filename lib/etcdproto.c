@@ -758,25 +758,33 @@ static void int64_member(char *buf, size_t len, const char *name, int64_t v)
         snprintf(buf, len, ",\"%s\":\"%" PRId64 "\"", name, v);
 }
 
+/* The body shared by every request on a key range: HEAD, then the key
+ * (key_src, base64) and the prefix's range_end, then TAIL (the members
+ * that differ and the closing braces).  NULL on allocation failure. */
+static char *key_range_body(const char *head, const char *key_src, size_t key_len,
+                            const char *prefix, size_t prefix_len, const char *tail)
+{
+    char *key = key_b64(key_src, key_len);
+    char *end = prefix_end_b64(prefix, prefix_len);
+    char *body = key && end
+                     ? format_body("%s\"key\":\"%s\",\"range_end\":\"%s\"%s", head, key, end, tail)
+                     : NULL;
+    free(key);
+    free(end);
+    return body;
+}
+
 char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,
                              const char *start_key, size_t start_key_len)
 {
     if ((!prefix && prefix_len) || (!start_key && start_key_len))
         return NULL;
-    char *key = start_key_len ? key_b64(start_key, start_key_len) : key_b64(prefix, prefix_len);
-    char *end = prefix_end_b64(prefix, prefix_len);
-    char *body = NULL;
-    char rev[64], lim[64];
-    if (!key || !end)
-        goto out;
+    char rev[64], lim[64], tail[160];
     int64_member(rev, sizeof(rev), "revision", revision);
     int64_member(lim, sizeof(lim), "limit", limit);
-    body = format_body("{\"key\":\"%s\",\"range_end\":\"%s\"%s%s,\"serializable\":false}", key, end,
-                       rev, lim);
-out:
-    free(key);
-    free(end);
-    return body;
+    snprintf(tail, sizeof(tail), "%s%s,\"serializable\":false}", rev, lim);
+    return start_key_len ? key_range_body("{", start_key, start_key_len, prefix, prefix_len, tail)
+                         : key_range_body("{", prefix, prefix_len, prefix, prefix_len, tail);
 }
 
 char *resolver_range_count_request(const char *prefix, size_t prefix_len, int64_t min_mod_revision,
@@ -784,20 +792,11 @@ char *resolver_range_count_request(const char *prefix, size_t prefix_len, int64_
 {
     if (!prefix && prefix_len)
         return NULL;
-    char *key = key_b64(prefix, prefix_len);
-    char *end = prefix_end_b64(prefix, prefix_len);
-    char *body = NULL;
-    char min[64], max[64];
-    if (!key || !end)
-        goto out;
+    char min[64], max[64], tail[160];
     int64_member(min, sizeof(min), "min_mod_revision", min_mod_revision);
     int64_member(max, sizeof(max), "max_mod_revision", max_mod_revision);
-    body = format_body("{\"key\":\"%s\",\"range_end\":\"%s\",\"count_only\":true%s%s}", key, end,
-                       min, max);
-out:
-    free(key);
-    free(end);
-    return body;
+    snprintf(tail, sizeof(tail), ",\"count_only\":true%s%s}", min, max);
+    return key_range_body("{", prefix, prefix_len, prefix, prefix_len, tail);
 }
 
 char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
@@ -805,17 +804,8 @@ char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t star
 {
     if (!prefix && prefix_len)
         return NULL;
-    char *key = key_b64(prefix, prefix_len);
-    char *end = prefix_end_b64(prefix, prefix_len);
-    char *body = NULL;
-    char rev[64];
-    if (!key || !end)
-        goto out;
+    char rev[64], tail[160];
     int64_member(rev, sizeof(rev), "start_revision", start_revision);
-    body = format_body("{\"create_request\":{\"key\":\"%s\",\"range_end\":\"%s\"%s%s}}", key, end,
-                       rev, progress_notify ? ",\"progress_notify\":true" : "");
-out:
-    free(key);
-    free(end);
-    return body;
+    snprintf(tail, sizeof(tail), "%s%s}}", rev, progress_notify ? ",\"progress_notify\":true" : "");
+    return key_range_body("{\"create_request\":{", prefix, prefix_len, prefix, prefix_len, tail);
 }

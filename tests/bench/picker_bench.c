@@ -53,6 +53,7 @@
 #include "picker.h"
 #include "resolver.h"
 #include "service.h"
+#include "../unit/fake_instance.h"
 
 #define N_INSTANCES 1000
 #define N_KEYS 4096 /* a power of two */
@@ -238,20 +239,15 @@ static void record(workload *wl, unsigned threads, double ns)
 
 static resolver_instance *fake_instance(unsigned i)
 {
-    resolver_instance *inst = calloc(1, sizeof(*inst));
+    char address[64];
+    snprintf(address, sizeof(address), "10.%u.%u.%u:8080", 1 + i / 62500, (i / 250) % 250,
+             1 + i % 250);
+    /* Weights varied: weighted_round_robin, ring_hash. */
+    resolver_instance *inst = fake_instance_init(calloc(1, sizeof(*inst)), address, 1 + i % 10);
     if (!inst) {
         perror("calloc");
         exit(1);
     }
-    snprintf(inst->endpoint.host, sizeof(inst->endpoint.host), "10.%u.%u.%u", 1 + i / 62500,
-             (i / 250) % 250, 1 + i % 250);
-    inst->endpoint.port = 8080;
-    snprintf(inst->endpoint.address, sizeof(inst->endpoint.address), "%s:8080",
-             inst->endpoint.host);
-    inst->endpoint.weight = 1 + i % 10; /* varied: weighted_round_robin, ring_hash */
-    atomic_init(&inst->refs, 1);
-    atomic_init(&inst->outstanding, 0);
-    atomic_init(&inst->picks, 0);
     return inst;
 }
 

@@ -249,6 +249,19 @@ class Proxy:
             self.note("conn %d from %s opened (%d open)" % (pair.id, pair.peer, len(self.pairs)))
             self.refresh(pair)
 
+    def send_held(self, pair, s):
+        """Sends what s holds towards its peer, as much as the socket takes;
+        False when that ended the pair (an error: RST to both sides)."""
+        try:
+            n = s.sock.send(s.out)
+            del s.out[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.end_pair(pair, rst=True, why="%s: %s" % (s.name, e.strerror or e))
+            return False
+        return True
+
     def end_pair(self, pair, rst, why=None):
         if pair.closed:
             return
@@ -301,23 +314,11 @@ class Proxy:
                 else:
                     side.read_eof = True
         if mask & selectors.EVENT_WRITE and self.state == "pass" and side.out:
-            try:
-                n = side.sock.send(side.out)
-                del side.out[:n]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as e:
-                self.end_pair(pair, rst=True, why="%s: %s" % (side.name, e.strerror or e))
+            if not self.send_held(pair, side):
                 return
         # Push what we now hold towards the other side at once.
         if other.out and self.state == "pass":
-            try:
-                n = other.sock.send(other.out)
-                del other.out[:n]
-            except (BlockingIOError, InterruptedError):
-                pass
-            except OSError as e:
-                self.end_pair(pair, rst=True, why="%s: %s" % (other.name, e.strerror or e))
+            if not self.send_held(pair, other):
                 return
         # Half-close forwarding: a FIN is passed on once its bytes are.
         for s in (pair.client, pair.upstream):

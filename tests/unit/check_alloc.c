@@ -51,6 +51,7 @@
 #include "picker.h"
 #include "registry.h"
 #include "service.h"
+#include "fake_instance.h"
 #include "resolver.h"
 
 /* ---- the allocator ---- */
@@ -832,13 +833,8 @@ static int case_engine(void *arg)
  * remembered), as the engine's would be. */
 static resolver_instance *fake_instance(const char *address, uint32_t weight)
 {
-    resolver_instance *inst = __libc_calloc(1, sizeof(*inst));
+    resolver_instance *inst = fake_instance_init(__libc_calloc(1, sizeof(*inst)), address, weight);
     ck_assert_ptr_nonnull(inst);
-    snprintf(inst->endpoint.address, sizeof(inst->endpoint.address), "%s", address);
-    inst->endpoint.weight = weight;
-    atomic_init(&inst->refs, 1);
-    atomic_init(&inst->outstanding, 0);
-    atomic_init(&inst->picks, 0);
     return inst;
 }
 

@@ -11,16 +11,12 @@
 #include "hazard.h"
 #include "picker.h"
 #include "service.h"
+#include "fake_instance.h"
 
 static resolver_instance *fake_instance(const char *address, uint32_t weight)
 {
-    resolver_instance *inst = calloc(1, sizeof(*inst));
+    resolver_instance *inst = fake_instance_init(calloc(1, sizeof(*inst)), address, weight);
     ck_assert_ptr_nonnull(inst);
-    snprintf(inst->endpoint.address, sizeof(inst->endpoint.address), "%s", address);
-    inst->endpoint.weight = weight;
-    atomic_init(&inst->refs, 1);
-    atomic_init(&inst->outstanding, 0);
-    atomic_init(&inst->picks, 0);
     return inst;
 }
 
