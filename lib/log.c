@@ -1,5 +1,6 @@
 /* log.c - levelled logging to stderr or a host-supplied handler. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -48,6 +49,8 @@ int resolver_log_enabled(resolver_log_level level)
     return level <= current_level;
 }
 
+static void log_line(resolver_log_level level, char *line);
+
 void resolver_log(resolver_log_level level, const char *fmt, ...)
 {
     if (!resolver_log_enabled(level))
@@ -57,6 +60,42 @@ void resolver_log(resolver_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
+    log_line(level, line);
+}
+
+static unsigned long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
+}
+
+int resolver_log_limited(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+{
+    if (!resolver_log_enabled(level))
+        return 0;
+    unsigned long long now = monotonic_ms();
+    unsigned long long next = atomic_load_explicit(&lim->next_ms, memory_order_relaxed);
+    if (now < next || !atomic_compare_exchange_strong(&lim->next_ms, &next,
+                                                      now + RESOLVER_LOG_LIMIT_MS)) {
+        atomic_fetch_add_explicit(&lim->suppressed, 1, memory_order_relaxed);
+        return 0;
+    }
+    unsigned long long dropped = atomic_exchange(&lim->suppressed, 0);
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (dropped && n >= 0 && (size_t)n < sizeof(line))
+        snprintf(line + n, sizeof(line) - (size_t)n, " (%llu more like this since the last one)",
+                 dropped);
+    log_line(level, line);
+    return 1;
+}
+
+static void log_line(resolver_log_level level, char *line)
+{
     /* One event is one line: newlines inside a message would let a hostile
      * etcd value forge log lines. */
     for (char *p = line; *p; p++)
