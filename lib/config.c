@@ -29,9 +29,8 @@ enum {
     SUGGEST_KEY_MAX = 64,      /* keys longer than this get no "did you mean" */
 };
 
-/* Durations are capped at one year: far beyond any sensible timeout, and it
- * keeps "now + timeout" arithmetic in milliseconds far from overflowing. */
-#define MS_MAX UINT64_C(31536000000)
+/* Every duration key is bounded by RESOLVER_DURATION_MAX_MS (config.h). */
+#define MS_MAX RESOLVER_DURATION_MAX_MS
 #define MULTIPLIER_MAX 100.0
 
 /* ---- errors and key paths --------------------------------------------- */
@@ -182,6 +181,21 @@ static int take_uint(parse_ctx *ctx, const char *path, const json_t *v, uint64_t
     if ((uint64_t)i > max)
         return fail(ctx, "%s: must be <= %" PRIu64 ", got %" JSON_INTEGER_FORMAT, path, max, i);
     *out = (uint64_t)i;
+    return 0;
+}
+
+/* A duration in milliseconds: every *_ms key shares one bound, said in
+ * hours too so that the unit is not in doubt. */
+static int take_ms(parse_ctx *ctx, const char *path, const json_t *v, uint64_t min, uint64_t *out)
+{
+    uint64_t ms;
+    int rc = take_uint(ctx, path, v, min, UINT64_MAX, &ms);
+    if (rc)
+        return rc;
+    if (ms > MS_MAX)
+        return fail(ctx, "%s: must be <= %" PRIu64 " (%" PRIu64 " h), got %" PRIu64, path, MS_MAX,
+                    MS_MAX / 3600000, ms);
+    *out = ms;
     return 0;
 }
 
@@ -465,7 +479,7 @@ static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, resolver_b
     resolver_backoff_config nb = *b;
     json_t *x;
     if ((x = json_object_get(v, "initial_ms")) &&
-        (rc = take_uint(ctx, join(p, path, "initial_ms"), x, 1, MS_MAX, &nb.initial_ms)))
+        (rc = take_ms(ctx, join(p, path, "initial_ms"), x, 1, &nb.initial_ms)))
         return rc;
     if ((x = json_object_get(v, "multiplier"))) {
         if ((rc = take_number(ctx, join(p, path, "multiplier"), x, &nb.multiplier)))
@@ -483,7 +497,7 @@ static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, resolver_b
             return fail(ctx, "%s: must be between 0 and 1, got %g", p, nb.jitter);
     }
     json_t *max = json_object_get(v, "max_ms");
-    if (max && (rc = take_uint(ctx, join(p, path, "max_ms"), max, 1, MS_MAX, &nb.max_ms)))
+    if (max && (rc = take_ms(ctx, join(p, path, "max_ms"), max, 1, &nb.max_ms)))
         return rc;
     if (nb.max_ms < nb.initial_ms) {
         if (max)
@@ -528,7 +542,7 @@ static int parse_option(parse_ctx *ctx, const char *path, const opt_field *f, js
     case OPT_ENUM:
         return take_enum(ctx, path, v, f->en, field);
     case OPT_MS:
-        return take_uint(ctx, path, v, f->min, MS_MAX, (uint64_t *)field);
+        return take_ms(ctx, path, v, f->min, (uint64_t *)field);
     case OPT_COUNT:
         if ((rc = take_uint(ctx, path, v, f->min, f->max ? f->max : UINT32_MAX, &u)))
             return rc;
@@ -797,7 +811,7 @@ static int parse_etcd(parse_ctx *ctx, json_t *v, resolver_config *cfg)
             (rc = take_string(ctx, join(p, "etcd", strings[i].key), x, strings[i].dst)))
             return rc;
     if ((x = json_object_get(v, "dial_timeout_ms")) &&
-        (rc = take_uint(ctx, "etcd.dial_timeout_ms", x, 1, MS_MAX, &cfg->etcd.dial_timeout_ms)))
+        (rc = take_ms(ctx, "etcd.dial_timeout_ms", x, 1, &cfg->etcd.dial_timeout_ms)))
         return rc;
     /* A client certificate is useless without its key and the reverse. */
     if (!*cfg->etcd.cert_file != !*cfg->etcd.key_file)

@@ -2,6 +2,7 @@
 #ifndef RESOLVER_CONFIG_H
 #define RESOLVER_CONFIG_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "resolver.h"
@@ -85,6 +86,19 @@ struct resolver_config {
     resolver_service_config *services;
     size_t n_services;
 };
+
+/* Longest duration any *_ms key accepts: 24 h.  Code downstream relies on
+ * it: a duration fits an int (TCP_USER_TIMEOUT, curl's long on any ABI) and
+ * "now + duration" in milliseconds never overflows. */
+#define RESOLVER_DURATION_MAX_MS UINT64_C(86400000)
+
+/* ms as an int for an API that takes one (setsockopt, curl), saturating
+ * rather than wrapping: a config bounds durations, but a value computed from
+ * one (a doubled keepalive) need not stay inside the bound. */
+static inline int resolver_ms_to_int(uint64_t ms)
+{
+    return ms > (uint64_t)INT_MAX ? INT_MAX : (int)ms;
+}
 
 /* Longest service name, in bytes (NUL excluded). */
 #define RESOLVER_SERVICE_NAME_MAX 255

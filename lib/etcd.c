@@ -741,7 +741,7 @@ resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg
         return NULL;
     etcd->loop = loop;
     etcd->waiting_tail = &etcd->waiting;
-    etcd->dial_timeout_ms = (long)cfg->etcd.dial_timeout_ms;
+    etcd->dial_timeout_ms = resolver_ms_to_int(cfg->etcd.dial_timeout_ms);
     etcd->auth_backoff_ms = AUTH_BACKOFF_INITIAL_MS;
     etcd->ca_file = dup_or_null(cfg->etcd.ca_file);
     etcd->cert_file = dup_or_null(cfg->etcd.cert_file);

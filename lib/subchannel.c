@@ -1769,6 +1769,15 @@ static int resolve(conn *c, struct sockaddr_storage *ss, socklen_t *len)
     return 0;
 }
 
+/* TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds in 1..32767 (Linux's
+ * MAX_TCP_KEEPIDLE): outside that the kernel refuses the option and the
+ * socket silently keeps its defaults (2 h idle, 75 s interval). */
+static int tcp_keepalive_seconds(uint64_t ms)
+{
+    uint64_t s = ms / 1000;
+    return s < 1 ? 1 : s > 32767 ? 32767 : (int)s;
+}
+
 static void set_socket_options(conn *c)
 {
     resolver_subchannel *sc = c->sc;
@@ -1778,13 +1787,12 @@ static void set_socket_options(conn *c)
     (void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     /* Unacknowledged data fails the connection after the keepalive timeout
      * instead of ~15 min of retransmissions (gRFC A18). */
-    unsigned timeout = (unsigned)keepalive_timeout_ms(sc);
+    int timeout = resolver_ms_to_int(keepalive_timeout_ms(sc));
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
     if (sc->opts.protocol == RESOLVER_PROTOCOL_TCP && sc->keepalive_time_ms > 0) {
         /* No PINGs: let TCP probe an idle connection at the keepalive time. */
-        int idle = (int)(sc->keepalive_time_ms / 1000), intvl = (int)(timeout / 1000), cnt = 3;
-        idle = idle < 1 ? 1 : idle;
-        intvl = intvl < 1 ? 1 : intvl;
+        int idle = tcp_keepalive_seconds(sc->keepalive_time_ms);
+        int intvl = tcp_keepalive_seconds((uint64_t)timeout), cnt = 3;
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));

@@ -102,6 +102,12 @@ printf '{"defaults": {"keepalive_tme_ms": 5}}\n' >"$T_DIR/bad.json"
 rc=0; "$RESOLVERD" --check-config -c "$T_DIR/bad.json" 2>"$T_DIR/check.err" >/dev/null || rc=$?
 t_check "--check-config fails on a typo" test "$rc" -ne 0
 t_check "--check-config names the bad key" grep -q 'keepalive_tme_ms' "$T_DIR/check.err"
+# A duration past the 24 h bound (2^32 + 1 was once 1 ms in TCP_USER_TIMEOUT).
+printf '{"defaults": {"keepalive_timeout_ms": 4294967297}}\n' >"$T_DIR/big.json"
+rc=0; "$RESOLVERD" --check-config -c "$T_DIR/big.json" 2>"$T_DIR/check.err" >/dev/null || rc=$?
+t_check "--check-config rejects keepalive_timeout_ms 4294967297" test "$rc" -ne 0
+t_check "--check-config names the key and the bound" \
+    grep -q 'defaults.keepalive_timeout_ms: must be <= 86400000 (24 h), got 4294967297' "$T_DIR/check.err"
 
 # A clean stop: picks refused at once, instances drained, then exit.
 t_signal resolverd TERM

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 
 /* By path: a stale autoconf config.h in a build tree must not shadow it. */
 #include "../../lib/config.h"
@@ -292,12 +293,12 @@ START_TEST(test_accepted_edge_values)
 {
     resolver_config *cfg =
         load_ok("{'defaults': {'backoff': {'initial_ms': 5, 'max_ms': 5, 'multiplier': 1,"
-                " 'jitter': 0}, 'max_outstanding': 4294967295, 'ticket_timeout_ms': 31536000000},"
+                " 'jitter': 0}, 'max_outstanding': 4294967295, 'ticket_timeout_ms': 86400000},"
                 " 'on_demand_services_max': 4294967295, 'metrics': {'listen': '[::1]:9100'},"
                 " 'services': [{'name': 'a/b\\u00e9', 'prefix': 'x'}]}");
     ck_assert_uint_eq(cfg->defaults.backoff.max_ms, 5);
     ck_assert_uint_eq(cfg->defaults.max_outstanding, 4294967295u);
-    ck_assert_uint_eq(cfg->defaults.ticket_timeout_ms, 31536000000ull);
+    ck_assert_uint_eq(cfg->defaults.ticket_timeout_ms, 86400000ull);
     ck_assert_uint_eq(cfg->on_demand_services_max, 4294967295u);
     ck_assert_str_eq(cfg->services[0].name, "a/b\xc3\xa9");
     resolver_config_free(cfg);
@@ -387,7 +388,10 @@ static const struct {
     {"{'defaults': {'max_outstanding': 4294967296}}",
      "defaults.max_outstanding: must be <= 4294967295, got 4294967296"},
     {"{'defaults': {'drain_timeout_ms': 99999999999999}}",
-     "defaults.drain_timeout_ms: must be <= 31536000000, got 99999999999999"},
+     "defaults.drain_timeout_ms: must be <= 86400000 (24 h), got 99999999999999"},
+    /* 2^32 + 1: once truncated into TCP_USER_TIMEOUT as 1 ms */
+    {"{'defaults': {'keepalive_timeout_ms': 4294967297}}",
+     "defaults.keepalive_timeout_ms: must be <= 86400000 (24 h), got 4294967297"},
     {"{'etcd': {'dial_timeout_ms': 0}}", "etcd.dial_timeout_ms: must be > 0, got 0"},
     {"{'on_demand_services_max': -1}", "on_demand_services_max: must be >= 0, got -1"},
     {"{'on_demand_services_max': 4294967296}", "on_demand_services_max: must be <= 4294967295"},
@@ -482,6 +486,137 @@ static const struct {
 START_TEST(test_bad_input)
 {
     load_bad(bad[_i].json, bad[_i].want);
+}
+END_TEST
+
+/* ---- every duration key is bounded ---------------------------------- */
+
+/* Every key ending in "_ms" in the effective configuration, found by
+ * walking what resolver_config_to_json writes, so that a duration key added
+ * later is covered without being listed here. */
+typedef struct {
+    char path[128]; /* "services[0].backoff.max_ms", as messages name it */
+    json_t *parent; /* the object holding it, inside the walked document */
+    const char *key;
+} ms_key;
+
+static size_t find_ms_keys(json_t *v, const char *path, ms_key *out, size_t n, size_t cap)
+{
+    const char *key;
+    json_t *x;
+    size_t i;
+    char p[128];
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            snprintf(p, sizeof(p), "%s[%zu]", path, i);
+            n = find_ms_keys(x, p, out, n, cap);
+        }
+    }
+    if (!json_is_object(v))
+        return n;
+    json_object_foreach(v, key, x)
+    {
+        snprintf(p, sizeof(p), "%s%s%s", path, *path ? "." : "", key);
+        size_t len = strlen(key);
+        if (len > 3 && strcmp(key + len - 3, "_ms") == 0 && json_is_integer(x)) {
+            ck_assert_uint_lt(n, cap);
+            snprintf(out[n].path, sizeof(out[n].path), "%s", p);
+            out[n].parent = v;
+            out[n].key = key;
+            n++;
+        }
+        n = find_ms_keys(x, p, out, n, cap);
+    }
+    return n;
+}
+
+/* Loads doc with k set to ms (and, for the backoff's initial_ms, max_ms too:
+ * it must not exceed it).  Returns the rc; on success *cfg is the config. */
+static int load_with_ms(json_t *doc, const ms_key *k, json_int_t ms, resolver_config **cfg,
+                        char *err, size_t errlen)
+{
+    json_t *saved = json_deep_copy(json_object_get(k->parent, k->key));
+    json_t *saved_max = NULL;
+    json_object_set_new(k->parent, k->key, json_integer(ms));
+    if (strcmp(k->key, "initial_ms") == 0) {
+        saved_max = json_deep_copy(json_object_get(k->parent, "max_ms"));
+        json_object_set_new(k->parent, "max_ms", json_integer(ms));
+    }
+    char *text = json_dumps(doc, 0);
+    ck_assert_ptr_nonnull(text);
+    *cfg = NULL;
+    int rc = resolver_config_load_string(text, cfg, err, errlen);
+    free(text);
+    json_object_set_new(k->parent, k->key, saved);
+    if (saved_max)
+        json_object_set_new(k->parent, "max_ms", saved_max);
+    return rc;
+}
+
+/* The value at `path` in cfg's effective configuration. */
+static json_int_t effective_ms(const resolver_config *cfg, const ms_key *k, size_t index,
+                               size_t n_keys)
+{
+    char *json = NULL;
+    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    json_t *doc = json_loads(json, 0, NULL);
+    free(json);
+    ck_assert_ptr_nonnull(doc);
+    ms_key *keys = calloc(n_keys, sizeof(*keys));
+    ck_assert_uint_eq(find_ms_keys(doc, "", keys, 0, n_keys), n_keys);
+    ck_assert_str_eq(keys[index].path, k->path);
+    json_int_t v = json_integer_value(json_object_get(keys[index].parent, keys[index].key));
+    free(keys);
+    json_decref(doc);
+    return v;
+}
+
+START_TEST(test_duration_bounds)
+{
+    enum { CAP = 64 };
+    const json_int_t max = (json_int_t)RESOLVER_DURATION_MAX_MS;
+    ck_assert_int_eq(max, 86400000); /* 24 h, as the documentation says */
+    resolver_config *base = load_ok("{'services': [{'name': 'a'}]}");
+    char *json = NULL, err[512];
+    ck_assert_int_eq(resolver_config_to_json(base, &json), 0);
+    resolver_config_free(base);
+    json_t *doc = json_loads(json, 0, NULL);
+    free(json);
+    ck_assert_ptr_nonnull(doc);
+    ms_key keys[CAP];
+    size_t n = find_ms_keys(doc, "", keys, 0, CAP);
+    /* etcd.dial_timeout_ms, then 11 in defaults and 11 in the service */
+    ck_assert_uint_ge(n, 23);
+    for (size_t i = 0; i < n; i++) {
+        static const json_int_t too_big[] = {86400001, 4294967297, 31536000000};
+        for (size_t j = 0; j < sizeof(too_big) / sizeof(too_big[0]); j++) {
+            resolver_config *cfg;
+            char want[256];
+            int rc = load_with_ms(doc, &keys[i], too_big[j], &cfg, err, sizeof(err));
+            ck_assert_msg(rc == RESOLVER_ERR_CONFIG, "%s = %lld accepted", keys[i].path,
+                          (long long)too_big[j]);
+            ck_assert_ptr_null(cfg);
+            snprintf(want, sizeof(want), "%s: must be <= 86400000 (24 h), got %lld", keys[i].path,
+                     (long long)too_big[j]);
+            ck_assert_msg(strstr(err, want), "got \"%s\"\nwant \"%s\"", err, want);
+        }
+        resolver_config *cfg;
+        int rc = load_with_ms(doc, &keys[i], max, &cfg, err, sizeof(err));
+        ck_assert_msg(rc == 0, "%s = %lld rejected: %s", keys[i].path, (long long)max, err);
+        ck_assert_int_eq(effective_ms(cfg, &keys[i], i, n), max);
+        resolver_config_free(cfg);
+    }
+    json_decref(doc);
+}
+END_TEST
+
+START_TEST(test_ms_to_int)
+{
+    ck_assert_int_eq(resolver_ms_to_int(0), 0);
+    ck_assert_int_eq(resolver_ms_to_int(RESOLVER_DURATION_MAX_MS), 86400000);
+    ck_assert_int_eq(resolver_ms_to_int(4294967297ull), INT_MAX); /* not 1 */
+    ck_assert_int_eq(resolver_ms_to_int(UINT64_MAX), INT_MAX);
 }
 END_TEST
 
@@ -837,6 +972,8 @@ static Suite *config_suite(void)
 
     tc = tcase_create("errors");
     tcase_add_loop_test(tc, test_bad_input, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(tc, test_duration_bounds);
+    tcase_add_test(tc, test_ms_to_int);
     tcase_add_test(tc, test_json_error_position);
     tcase_add_test(tc, test_control_characters_in_messages);
     tcase_add_test(tc, test_error_buffer);
