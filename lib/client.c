@@ -2,6 +2,12 @@
  * client.c - blocking client of resolverd's socket (resolver.h, client.h).
  * One request in flight at a time; each call waits at most the client's
  * timeout.  Not thread-safe: one client per thread.
+ *
+ * Replies carry no request id: they match requests by order only.  So a
+ * request that did not get its whole reply (timeout, error, short read)
+ * leaves the connection out of step, and the connection is dropped; the
+ * next request connects again.  Tickets the daemon tied to the dropped
+ * connection are released by the daemon when it sees the close.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +30,8 @@
 #define BUF_INITIAL 16384
 
 struct resolver_client {
-    int fd;
+    int fd; /* -1: dropped after a failed request, reconnect on the next */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int timeout_ms;
     char *buf;       /* grows for long replies, up to REPLY_MAX */
     size_t cap;      /* bytes allocated at buf */
@@ -41,18 +48,47 @@ const char *resolver_client_default_path(const char *path)
     return env && *env ? env : DEFAULT_SOCKET;
 }
 
+/* Opens c->fd on c->path.  0 or RESOLVER_ERR_CONNECT (last_error says why). */
+static int client_open(resolver_client *c)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    memcpy(addr.sun_path, c->path, sizeof(addr.sun_path));
+    c->len = c->consumed = 0;
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        snprintf(c->last_error, sizeof(c->last_error), "%s: %s", c->path, strerror(errno));
+        if (c->fd >= 0)
+            close(c->fd);
+        c->fd = -1;
+        return RESOLVER_ERR_CONNECT;
+    }
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+/* After a request that failed half-way: whatever arrives later on this
+ * connection answers a request the caller gave up on. */
+static void client_drop(resolver_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->len = c->consumed = 0;
+}
+
 int resolver_client_connect(const char *path, int timeout_ms, resolver_client **out)
 {
     if (!out)
         return RESOLVER_ERR_INVALID;
     path = resolver_client_default_path(path);
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof(addr.sun_path))
-        return RESOLVER_ERR_INVALID;
-    strcpy(addr.sun_path, path);
     resolver_client *c = calloc(1, sizeof(*c));
     if (!c)
         return RESOLVER_ERR_NOMEM;
+    if (strlen(path) >= sizeof(c->path)) {
+        free(c);
+        return RESOLVER_ERR_INVALID;
+    }
+    strcpy(c->path, path);
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     c->cap = BUF_INITIAL;
     c->buf = malloc(c->cap);
@@ -60,16 +96,11 @@ int resolver_client_connect(const char *path, int timeout_ms, resolver_client **
         free(c);
         return RESOLVER_ERR_NOMEM;
     }
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        snprintf(c->last_error, sizeof(c->last_error), "%s: %s", path, strerror(errno));
-        if (c->fd >= 0)
-            close(c->fd);
+    if (client_open(c) != 0) {
         free(c->buf);
         free(c);
         return RESOLVER_ERR_CONNECT;
     }
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
     *out = c;
     return 0;
 }
@@ -78,7 +109,7 @@ void resolver_client_close(resolver_client *c)
 {
     if (!c)
         return;
-    close(c->fd);
+    client_drop(c);
     free(c->buf);
     free(c);
 }
@@ -185,10 +216,10 @@ static int read_line(resolver_client *c, int64_t deadline, char **line)
     }
 }
 
-int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_proto_reply *reply)
+static int read_reply(resolver_client *c, int64_t deadline, resolver_proto_reply *reply)
 {
     char *line;
-    int rc = read_line(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, &line);
+    int rc = read_line(c, deadline, &line);
     if (rc)
         return rc;
     if (resolver_proto_parse_reply(line, reply) != 0)
@@ -196,6 +227,13 @@ int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_prot
     if (reply->kind == RESOLVER_REPLY_ERR)
         snprintf(c->last_error, sizeof(c->last_error), "%s", reply->payload);
     return 0;
+}
+
+int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_proto_reply *reply)
+{
+    if (c->fd < 0)
+        return RESOLVER_ERR_CLOSED;
+    return read_reply(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, reply);
 }
 
 int resolver_client_request(resolver_client *c, const char *line, resolver_proto_reply *reply)
@@ -210,10 +248,14 @@ int resolver_client_request(resolver_client *c, const char *line, resolver_proto
         return RESOLVER_ERR_INVALID;
     memcpy(stack, line, len);
     stack[len] = '\n';
+    if (c->fd < 0 && client_open(c) != 0)
+        return RESOLVER_ERR_CONNECT;
     int rc = send_all(c, stack, len + 1, deadline);
+    if (!rc)
+        rc = read_reply(c, deadline, reply);
     if (rc)
-        return rc;
-    return resolver_client_read_reply(c, (int)(deadline - now_ms()), reply);
+        client_drop(c);
+    return rc;
 }
 
 static int error_of(const resolver_proto_reply *r)

@@ -168,7 +168,11 @@ typedef struct resolver_client resolver_client;
  * thread-safe.  Returns 0 or RESOLVER_ERR_CONNECT / NOMEM / INVALID. */
 RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms, resolver_client **out);
 /* Same as resolver_engine_pick, through the daemon.  Errors also include
- * RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL. */
+ * RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL,
+ * RESOLVER_ERR_IO and RESOLVER_ERR_CONNECT.  After any of these the
+ * connection is closed (a late reply must not answer the next request) and
+ * the next call connects again; tickets of the closed connection are
+ * released by the daemon, so their done answers RESOLVER_ERR_NOT_FOUND. */
 RESOLVER_API int resolver_client_pick(resolver_client *client, const char *service, const char *key,
                                       resolver_pick_result *out);
 RESOLVER_API int resolver_client_done(resolver_client *client, uint64_t ticket, int failed,
