@@ -21,6 +21,8 @@ PACKAGES=(
     # integration tests: throwaway etcd, HTTP/2 backends, fault injection
     etcd-server etcd-client nghttp2-server nghttp2-client
     iproute2 iptables python3 python3-grpcio procps curl ca-certificates
+    # promtool, to check the /metrics exposition
+    prometheus
 )
 
 mode=install

@@ -904,16 +904,47 @@ static int parse_metrics(parse_ctx *ctx, json_t *v, resolver_config *cfg)
     return 0;
 }
 
+/* The length of the well-formed UTF-8 sequence of a non-ASCII code point
+ * at s (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF), or
+ * 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
+{
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (len == 0 || len > left || s[0] < 0xc2 || s[0] > 0xf4)
+        return 0;
+    uint32_t cp = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
 int resolver_service_name_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n > RESOLVER_SERVICE_NAME_MAX)
         return 0;
-    /* Names travel in whitespace-separated protocol lines and log lines. */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c <= ' ' || c == 0x7f)
+    /* Names travel in protocol lines, log lines, JSON and metric labels:
+     * a small alphabet keeps every one of them free of escaping bugs. */
+    const unsigned char *s = (const unsigned char *)name;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t len = utf8_sequence(s + i, n - i);
+            if (!len)
+                return 0;
+            i += len;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr(RESOLVER_SERVICE_NAME_PUNCT, c)))
             return 0;
+        i++;
     }
     return 1;
 }
@@ -935,9 +966,9 @@ static int parse_service(parse_ctx *ctx, const char *path, json_t *v,
         return rc;
     if (!resolver_service_name_valid(svc->name))
         return fail(ctx,
-                    "%s: invalid service name \"%s\" (1..%d bytes, no spaces or control "
-                    "characters)",
-                    p, svc->name, RESOLVER_SERVICE_NAME_MAX);
+                    "%s: invalid service name \"%s\" (1..%d bytes of letters, digits, "
+                    "%s and non-ASCII UTF-8)",
+                    p, svc->name, RESOLVER_SERVICE_NAME_MAX, RESOLVER_SERVICE_NAME_PUNCT);
     if ((x = json_object_get(v, "prefix"))) {
         if ((rc = take_string(ctx, join(p, path, "prefix"), x, &svc->prefix)))
             return rc;

@@ -109,8 +109,12 @@ static inline int resolver_ms_to_int(uint64_t ms)
 const resolver_service_config *resolver_config_find_service(const resolver_config *cfg,
                                                             const char *name);
 
-/* 1 if `name` may name a service (configured or discovered on demand):
- * 1..RESOLVER_SERVICE_NAME_MAX bytes, no whitespace or control characters. */
+/* 1 if `name` may name a service (configured, picked, discovered on demand
+ * or read from the cache file; every path into the engine checks it):
+ * 1..RESOLVER_SERVICE_NAME_MAX bytes of ASCII letters, digits, the
+ * punctuation below and well-formed non-ASCII UTF-8 (no control character,
+ * space, quote or backslash: nothing that needs escaping anywhere). */
+#define RESOLVER_SERVICE_NAME_PUNCT "._-/:@"
 int resolver_service_name_valid(const char *name);
 
 /* The effective configuration as an indented JSON document that

@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "etcd.h"
 #include "log.h"
+#include "proto.h"
 #include "strmap.h"
 #include "u64map.h"
 
@@ -225,9 +226,32 @@ static int remove_service(resolver_engine *e, const char *name)
     return 0;
 }
 
+/* The one gate for service names into the engine (picks from any thread,
+ * on-demand discovery, the cache file; the configuration loader uses the
+ * same resolver_service_name_valid).  Names end up in metric labels, JSON
+ * and log lines.  0, or RESOLVER_ERR_INVALID with the name shown escaped
+ * as the protocol escapes it (it may hold a newline). */
+static int check_service_name(const char *name, char *why, size_t whylen)
+{
+    if (resolver_service_name_valid(name))
+        return 0;
+    char shown[300];
+    resolver_proto_escape(name ? name : "", shown, sizeof(shown));
+    snprintf(why, whylen,
+             "invalid service name \"%s\": 1..%d bytes of letters, digits, %s and "
+             "non-ASCII UTF-8",
+             shown, RESOLVER_SERVICE_NAME_MAX, RESOLVER_SERVICE_NAME_PUNCT);
+    return RESOLVER_ERR_INVALID;
+}
+
 static resolver_service *add_service(resolver_engine *e, const char *name, const char *prefix,
                                      const resolver_service_options *opts)
 {
+    char why[512];
+    if (check_service_name(name, why, sizeof(why)) != 0) {
+        LOG_WARN("%s; not added", why);
+        return NULL;
+    }
     resolver_service *svc = resolver_service_new(e->loop, e->etcd, e->hazard, e->cfg->zone, name,
                                                  prefix, opts, on_service_change, e);
     if (!svc)
@@ -622,6 +646,8 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
         snprintf(why, whylen, "a service name is required");
         return RESOLVER_ERR_INVALID;
     }
+    if (check_service_name(service, why, whylen) != 0)
+        return RESOLVER_ERR_INVALID;
     if (atomic_load(&e->shutting_down)) {
         snprintf(why, whylen, "the engine is shutting down");
         return RESOLVER_ERR_CLOSED;
@@ -629,10 +655,6 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
     if (!on_loop_thread(e)) {
         resolver_service *svc = lookup_service(e, service);
         if (!svc) {
-            if (!resolver_service_name_valid(service)) {
-                snprintf(why, whylen, "\"%.64s\" is not a valid service name", service);
-                return RESOLVER_ERR_INVALID;
-            }
             post_discover(e, service);
             snprintf(why, whylen, "service %s: discovery started; no instances known yet", service);
             return RESOLVER_ERR_NO_INSTANCE;
@@ -1060,6 +1082,34 @@ static void text_append(text_buf *t, const char *fmt, ...)
     }
 }
 
+/* A label value as the Prometheus text format wants it: backslash, double
+ * quote and newline escaped.  Service names cannot hold them (see
+ * check_service_name); this keeps the exposition well-formed regardless. */
+typedef struct {
+    char text[2 * RESOLVER_SERVICE_NAME_MAX + 1];
+} label_value;
+
+static const char *escape_label(label_value *lv, const char *in)
+{
+    size_t o = 0;
+    for (; *in && o + 2 < sizeof(lv->text); in++) {
+        char c = *in;
+        if (c == '\\' || c == '"' || c == '\n') {
+            lv->text[o++] = '\\';
+            c = c == '\n' ? 'n' : c;
+        }
+        lv->text[o++] = c;
+    }
+    lv->text[o] = '\0';
+    return lv->text;
+}
+
+/* The HELP and TYPE lines of one metric family. */
+static void family(text_buf *t, const char *name, const char *type, const char *help)
+{
+    text_append(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 char *resolver_engine_metrics_text(resolver_engine *e)
 {
     text_buf t = {0};
@@ -1069,40 +1119,47 @@ char *resolver_engine_metrics_text(resolver_engine *e)
                                           "DRAINING"};
     size_t n;
     resolver_service **all = sorted_services(e, &n);
-    text_append(&t, "# TYPE resolver_picks_total counter\n");
+    label_value *names = calloc(n + 1, sizeof(*names));
+    for (size_t i = 0; all && names && i < n; i++)
+        escape_label(&names[i], resolver_service_name(all[i]));
+    if (!names) {
+        n = 0;
+        t.failed = 1;
+    }
+    family(&t, "resolver_picks_total", "counter", "Picks answered with an instance.");
     for (size_t i = 0; all && i < n; i++)
-        text_append(&t, "resolver_picks_total{service=\"%s\"} %" PRIu64 "\n",
-                    resolver_service_name(all[i]), resolver_service_counters_get(all[i])->picks);
-    text_append(&t, "# TYPE resolver_pick_failures_total counter\n");
+        text_append(&t, "resolver_picks_total{service=\"%s\"} %" PRIu64 "\n", names[i].text,
+                    resolver_service_counters_get(all[i])->picks);
+    family(&t, "resolver_pick_failures_total", "counter",
+           "Picks answered with an error (each pick counted once, by its outcome).");
     for (size_t i = 0; all && i < n; i++)
-        text_append(&t, "resolver_pick_failures_total{service=\"%s\"} %" PRIu64 "\n",
-                    resolver_service_name(all[i]),
+        text_append(&t, "resolver_pick_failures_total{service=\"%s\"} %" PRIu64 "\n", names[i].text,
                     resolver_service_counters_get(all[i])->pick_failures);
-    text_append(&t, "# TYPE resolver_instances gauge\n");
+    family(&t, "resolver_instances", "gauge", "Known instances by connection state.");
     for (size_t i = 0; all && i < n; i++) {
         size_t counts[5];
         resolver_service_state_counts(all[i], counts);
         for (int s = 0; s < 5; s++)
-            text_append(&t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n",
-                        resolver_service_name(all[i]), states[s], counts[s]);
+            text_append(&t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n", names[i].text,
+                        states[s], counts[s]);
     }
-    text_append(&t, "# TYPE resolver_decode_errors_total counter\n");
+    family(&t, "resolver_decode_errors_total", "counter",
+           "etcd values that could not be decoded into an instance.");
     for (size_t i = 0; all && i < n; i++)
-        text_append(&t, "resolver_decode_errors_total{service=\"%s\"} %" PRIu64 "\n",
-                    resolver_service_name(all[i]),
+        text_append(&t, "resolver_decode_errors_total{service=\"%s\"} %" PRIu64 "\n", names[i].text,
                     resolver_service_counters_get(all[i])->decode_errors);
+    free(names);
     free(all);
-    text_append(&t, "# TYPE resolver_tickets_outstanding gauge\nresolver_tickets_outstanding %zu\n",
-                e->tickets.len);
-    text_append(&t,
-                "# TYPE resolver_tickets_leaked_total counter\nresolver_tickets_leaked_total "
-                "%" PRIu64 "\n",
-                e->tickets_leaked);
-    text_append(&t, "# TYPE resolver_etcd_revision gauge\nresolver_etcd_revision %" PRId64 "\n",
-                max_revision(e));
-    text_append(&t,
-                "# TYPE resolver_etcd_last_heard_seconds gauge\n"
-                "resolver_etcd_last_heard_seconds %.3f\n",
+    family(&t, "resolver_tickets_outstanding", "gauge", "Tickets picked and not yet done.");
+    text_append(&t, "resolver_tickets_outstanding %zu\n", e->tickets.len);
+    family(&t, "resolver_tickets_leaked_total", "counter",
+           "Tickets released by ticket_timeout_ms because nobody reported them done.");
+    text_append(&t, "resolver_tickets_leaked_total %" PRIu64 "\n", e->tickets_leaked);
+    family(&t, "resolver_etcd_revision", "gauge", "The newest etcd revision seen.");
+    text_append(&t, "resolver_etcd_revision %" PRId64 "\n", max_revision(e));
+    family(&t, "resolver_etcd_last_heard_seconds", "gauge",
+           "Seconds since etcd last answered (-1: never).");
+    text_append(&t, "resolver_etcd_last_heard_seconds %.3f\n",
                 heard ? (double)(now - heard) / 1000.0 : -1.0);
     if (t.failed) {
         free(t.buf);

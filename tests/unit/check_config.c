@@ -926,6 +926,17 @@ START_TEST(test_service_name_valid)
     ck_assert(!resolver_service_name_valid(NULL));
     ck_assert(!resolver_service_name_valid("a b"));
     ck_assert(!resolver_service_name_valid("a\x7f"));
+    /* Names become metric labels and JSON strings: nothing to escape. */
+    ck_assert(!resolver_service_name_valid("q\"}"));
+    ck_assert(!resolver_service_name_valid("a\\b"));
+    ck_assert(!resolver_service_name_valid("evil\nresolver_tickets_leaked_total 1"));
+    ck_assert(resolver_service_name_valid("caf\xc3\xa9"));
+    ck_assert(!resolver_service_name_valid("caf\xc3"));          /* truncated */
+    ck_assert(!resolver_service_name_valid("\xc0\xaf"));         /* overlong '/' */
+    ck_assert(!resolver_service_name_valid("\xed\xa0\x80"));     /* a surrogate */
+    ck_assert(!resolver_service_name_valid("\xf4\x90\x80\x80")); /* past U+10FFFF */
+    ck_assert(resolver_service_name_valid("\xf0\x9f\x98\x80"));
+    ck_assert(resolver_service_name_valid("kitex.echo-v2_x:1@zone"));
     memset(long_name, 'a', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
     ck_assert(!resolver_service_name_valid(long_name));
