@@ -42,6 +42,10 @@ struct resolver_service {
     int draining_all;  /* graceful stop: etcd changes ignored, cache_file kept as it was */
     int batch;         /* > 0: inside a batch of changes, publish_picker only marks */
     int publish_dirty; /* a publish_picker was asked for inside the batch */
+    /* Instances whose last key went inside the batch (each referenced):
+     * they drain at its end unless a key named them again meanwhile. */
+    resolver_instance **unkeyed;
+    size_t n_unkeyed, cap_unkeyed;
 };
 
 static void publish_picker(resolver_service *svc);
@@ -226,6 +230,26 @@ static void instance_start_drain(resolver_instance *inst)
 
 /* ---- keys ---- */
 
+/* A value naming an instance's address changed its weight, zone or tls
+ * (the address itself never changes).  The picker's tables (weights) and
+ * the zone filter were built from the old values: publish again. */
+static void instance_set_endpoint(resolver_service *svc, resolver_instance *inst,
+                                  const resolver_endpoint *ep)
+{
+    resolver_endpoint *cur = &inst->endpoint;
+    if (cur->weight == ep->weight && cur->tls == ep->tls && strcmp(cur->zone, ep->zone) == 0)
+        return;
+    LOG_INFO("service %s: instance %s now has weight %u, zone \"%s\"", svc->name, cur->address,
+             ep->weight, ep->zone);
+    cur->weight = ep->weight;
+    cur->tls = ep->tls;
+    memcpy(cur->zone, ep->zone, sizeof(cur->zone));
+    inst->last_change_ms = resolver_loop_now(svc->loop);
+    svc->changed = 1; /* cache_file keeps weight and zone too */
+    publish_picker(svc);
+    notify(svc, inst, RESOLVER_CHANGE_STATE);
+}
+
 static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *ep)
 {
     resolver_instance *inst = resolver_strmap_get(&svc->instances, ep->address);
@@ -243,9 +267,49 @@ static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *
         publish_picker(svc);
         notify(svc, inst, RESOLVER_CHANGE_ADDED);
     }
-    inst->endpoint.weight = ep->weight;
-    memcpy(inst->endpoint.zone, ep->zone, sizeof(ep->zone));
+    instance_set_endpoint(svc, inst, ep);
     inst->n_keys++;
+}
+
+/* The last key naming `inst` went.  Inside a batch (one watch message: a
+ * txn that deletes one key and puts another with the same address, or a
+ * snapshot) the drain waits for the batch's end, where a key that named the
+ * address again keeps the instance as it is, connection and all; draining
+ * at once would close an idle instance before the put could revive it. */
+static void instance_unkeyed(resolver_service *svc, resolver_instance *inst)
+{
+    if (svc->batch == 0) {
+        instance_start_drain(inst);
+        return;
+    }
+    if (inst->unkeyed_in_batch)
+        return; /* already waiting for the batch's end */
+    if (svc->n_unkeyed == svc->cap_unkeyed) {
+        size_t cap = svc->cap_unkeyed ? 2 * svc->cap_unkeyed : 16;
+        resolver_instance **grown = realloc(svc->unkeyed, cap * sizeof(*grown));
+        if (!grown) {
+            instance_start_drain(inst); /* out of memory: drain now, as before */
+            return;
+        }
+        svc->unkeyed = grown;
+        svc->cap_unkeyed = cap;
+    }
+    resolver_instance_ref(inst);
+    inst->unkeyed_in_batch = 1;
+    svc->unkeyed[svc->n_unkeyed++] = inst;
+}
+
+/* At the end of a batch: drain the instances it left without a key. */
+static void drain_unkeyed(resolver_service *svc)
+{
+    for (size_t i = 0; i < svc->n_unkeyed; i++) {
+        resolver_instance *inst = svc->unkeyed[i];
+        inst->unkeyed_in_batch = 0;
+        if (inst->service == svc && inst->n_keys == 0 && !svc->stopped)
+            instance_start_drain(inst);
+        resolver_instance_unref(inst);
+    }
+    svc->n_unkeyed = 0;
 }
 
 static void remove_key(resolver_service *svc, const char *key)
@@ -257,7 +321,7 @@ static void remove_key(resolver_service *svc, const char *key)
     resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
     free(address);
     if (inst && inst->n_keys > 0 && --inst->n_keys == 0)
-        instance_start_drain(inst);
+        instance_unkeyed(svc, inst);
 }
 
 /* Points `key` at the decoded endpoint `ep`. */
@@ -270,10 +334,8 @@ static void apply_endpoint(resolver_service *svc, const char *key, const resolve
     const char *old = resolver_strmap_get(&svc->keys, key);
     if (old && strcmp(old, ep->address) == 0) {
         resolver_instance *inst = resolver_strmap_get(&svc->instances, old);
-        if (inst) {
-            inst->endpoint.weight = ep->weight;
-            memcpy(inst->endpoint.zone, ep->zone, sizeof(ep->zone));
-        }
+        if (inst)
+            instance_set_endpoint(svc, inst, ep);
         return;
     }
     char *address = strdup(ep->address);
@@ -477,7 +539,9 @@ static size_t filter_zone(const resolver_service *svc, resolver_instance **ready
 }
 
 /* A batch of changes (a snapshot, a watch message with many events, the
- * graceful stop) publishes one picker at its end instead of one per change:
+ * graceful stop) is applied as one change: instances left without a key
+ * drain only at its end (see instance_unkeyed), and it publishes one
+ * picker at its end instead of one per change:
  * each costs O(instances), and 100,000 instances drained one by one took
  * minutes.  Picking threads may see the batch's first changes only when it
  * ends (a removed instance is still pickable meanwhile, as it always was
@@ -491,6 +555,8 @@ static void publish_picker_now(resolver_service *svc);
 
 static void batch_end(resolver_service *svc)
 {
+    if (svc->batch == 1)
+        drain_unkeyed(svc); /* still inside: their publishes coalesce too */
     if (--svc->batch == 0 && svc->publish_dirty) {
         svc->publish_dirty = 0;
         publish_picker_now(svc);
@@ -771,6 +837,7 @@ void resolver_service_free(resolver_service *svc)
         free(value);
     resolver_strmap_clear(&svc->keys);
     resolver_strmap_clear(&svc->instances);
+    free(svc->unkeyed); /* empty: every batch ended */
     /* The last picker: the caller guarantees no thread can reach it. */
     resolver_picker_free(atomic_exchange(&svc->picker, NULL));
     resolver_service_options_clear(&svc->opts);

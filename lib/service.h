@@ -9,6 +9,10 @@
  *     outlives its removal until its last ticket is released.
  *  3. The change callback is told about every instance added, removed or
  *     changing state; it must not delete the service.
+ *  4. The events of one watch message (one etcd revision: a txn) and a
+ *     snapshot are applied as one change: an address whose key is deleted
+ *     and that another key of the same batch names again keeps its
+ *     instance and connection (no removal is seen).
  */
 #ifndef RESOLVER_SERVICE_H
 #define RESOLVER_SERVICE_H
@@ -35,6 +39,7 @@ typedef struct resolver_instance {
     unsigned n_keys;            /* etcd keys naming this address */
     resolver_subchannel *sc;    /* NULL once closed */
     int draining;               /* no new picks; closes when outstanding reaches 0 */
+    int unkeyed_in_batch;       /* lost its last key in the current batch (service.c) */
     int operator_drained;       /* drained by `resolverctl drain` */
     atomic_uint outstanding;    /* (any) tickets not yet released */
     atomic_uint_fast64_t picks; /* (any) */
