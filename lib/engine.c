@@ -943,12 +943,14 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
     for (size_t i = 0; i < cfg->n_services; i++) {
         const resolver_service_config *sc = &cfg->services[i];
         resolver_service *svc = resolver_strmap_get(&e->services, sc->name);
+        /* An on-demand service the new configuration lists is no longer on
+         * demand, whether it stays or is replaced for another prefix. */
+        if (svc && !service_in_config(e->cfg, sc->name) && e->n_on_demand > 0)
+            e->n_on_demand--;
         if (svc && strcmp(resolver_service_prefix(svc), sc->prefix) != 0 &&
             remove_service(e, sc->name) == 0)
             svc = NULL; /* out of memory: it stays, with its old prefix */
         if (svc) {
-            if (!service_in_config(e->cfg, sc->name) && e->n_on_demand > 0)
-                e->n_on_demand--; /* now configured */
             resolver_service_set_options(svc, &sc->options);
         } else {
             add_service(e, sc->name, sc->prefix, &sc->options);

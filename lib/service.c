@@ -876,8 +876,15 @@ int resolver_service_set_options(resolver_service *svc, const resolver_service_o
         return rc;
     resolver_service_options_clear(&svc->opts);
     svc->opts = copy;
-    publish_picker(svc); /* the policy may have changed */
-    return 0;
+    /* Connection options reach each subchannel at its next connection. */
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        resolver_instance *inst = value;
+        if (inst->sc && resolver_subchannel_set_options(inst->sc, &svc->opts) != 0)
+            rc = RESOLVER_ERR_NOMEM;
+    }
+    publish_picker(svc); /* policy, max_outstanding, ticket_timeout_ms, zone preference */
+    return rc;
 }
 
 const char *resolver_service_name(const resolver_service *svc)

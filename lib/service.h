@@ -87,8 +87,10 @@ void resolver_service_free(resolver_service *svc);
 void resolver_service_del(resolver_service *svc);
 /* Graceful stop: every instance drains as if removed from etcd. */
 void resolver_service_drain_all(resolver_service *svc);
-/* Replaces the options (reload).  Subchannels stay; new options apply to new
- * connections. */
+/* Replaces the options (reload; engine thread).  What picks use (policy,
+ * max_outstanding, ticket_timeout_ms, zone preference) applies at once,
+ * through a new picker; subchannels stay and take the connection options
+ * at their next connection. */
 int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts);
 
 const char *resolver_service_name(const resolver_service *svc);

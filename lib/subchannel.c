@@ -92,6 +92,8 @@ enum { HC_WATCH = 1, HC_CHECK = 2 };
  * nghttp2 callbacks fill the "recorded" part; health_dispatch acts on it
  * after mem_recv returns, as for PING ACKs and GOAWAY. */
 typedef struct {
+    uint8_t *req; /* the request of every call: sc->hc_req when the connection began */
+    size_t req_len;
     int method;        /* HC_WATCH, or HC_CHECK once Watch was UNIMPLEMENTED */
     int32_t stream_id; /* the call in progress; 0: none */
     size_t req_off;    /* request bytes handed to nghttp2 */
@@ -159,7 +161,8 @@ struct resolver_subchannel {
     char *host; /* without IPv6 brackets */
     char *name; /* "host:port" or "[v6]:port", for logs */
     uint16_t port;
-    resolver_service_options opts;
+    resolver_service_options opts;       /* what the connections opened now use */
+    resolver_service_options *next_opts; /* a reload's, taken when the next one opens */
     resolver_subchannel_state_cb cb;
     void *arg;
     resolver_state state;
@@ -624,6 +627,7 @@ static void conn_arm_age(conn *c)
 }
 
 static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms);
+static void take_next_options(resolver_subchannel *sc);
 
 /* The active connection is old: open its replacement.  Nothing is reported;
  * conn_ready swaps them once the new one is READY. */
@@ -638,6 +642,7 @@ static void conn_age_cb(resolver_loop *loop, resolver_timer *t, void *arg)
     if (c != sc->active || sc->pending || c->phase != CONN_READY)
         return;
     LOG_DEBUG("subchannel %s: max connection age reached, opening a replacement", sc->name);
+    take_next_options(sc);
     sc->pending = conn_start(sc, connect_timeout_ms(sc));
     if (!sc->pending)
         resolver_timer_start(t, 1000); /* out of memory: try again later */
@@ -648,6 +653,7 @@ static void conn_age_cb(resolver_loop *loop, resolver_timer *t, void *arg)
 /* Opens the active connection for a new attempt.  Does not notify. */
 static void start_attempt(resolver_subchannel *sc)
 {
+    take_next_options(sc);
     uint64_t now = resolver_loop_now(sc->loop);
     uint64_t backoff = resolver_backoff_next(&sc->backoff, rng01(sc));
     uint64_t timeout = connect_timeout_ms(sc);
@@ -961,6 +967,7 @@ static void health_free(health *h)
         return;
     resolver_timer_del(h->timer);
     free(h->msg);
+    free(h->req);
     free(h);
 }
 
@@ -975,16 +982,15 @@ static ssize_t health_req_read(nghttp2_session *s, int32_t sid, uint8_t *buf, si
 {
     conn *c = user;
     health *h = c->hc;
-    resolver_subchannel *sc = c->sc;
     if (!h || sid != h->stream_id) {
         *flags |= NGHTTP2_DATA_FLAG_EOF; /* a call given up on */
         return 0;
     }
-    size_t n = sc->hc_req_len - h->req_off;
+    size_t n = h->req_len - h->req_off;
     n = n > len ? len : n;
-    memcpy(buf, sc->hc_req + h->req_off, n);
+    memcpy(buf, h->req + h->req_off, n);
     h->req_off += n;
-    if (h->req_off == sc->hc_req_len)
+    if (h->req_off == h->req_len)
         *flags |= NGHTTP2_DATA_FLAG_EOF; /* half-close: the request is one message */
     return (ssize_t)n;
 }
@@ -1002,7 +1008,7 @@ static int health_start_call(conn *c)
     health *h = c->hc;
     const char *path =
         h->method == HC_CHECK ? "/grpc.health.v1.Health/Check" : "/grpc.health.v1.Health/Watch";
-    const char *scheme = sc->opts.protocol == RESOLVER_PROTOCOL_H2 ? "https" : "http";
+    const char *scheme = c->ssl ? "https" : "http";
     uint64_t deadline = h->method == HC_CHECK ? keepalive_timeout_ms(sc) : connect_timeout_ms(sc);
     char timeout[24];
     /* gRPC's grpc-timeout: at most 8 digits. */
@@ -1844,9 +1850,13 @@ static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
     if (!c->deadline_timer || !c->keepalive_timer || !c->ping_timer || !c->age_timer)
         goto fail;
     if (sc->hc_req) {
+        /* A copy: a reload may replace sc->hc_req while this one lives. */
         if (!(c->hc = calloc(1, sizeof(*c->hc))) ||
-            !(c->hc->timer = resolver_timer_new(sc->loop, health_timer_cb, c)))
+            !(c->hc->timer = resolver_timer_new(sc->loop, health_timer_cb, c)) ||
+            !(c->hc->req = malloc(sc->hc_req_len)))
             goto fail;
+        memcpy(c->hc->req, sc->hc_req, sc->hc_req_len);
+        c->hc->req_len = sc->hc_req_len;
         health_reset_call(c->hc);
     }
     sc->stats.connect_attempts++;
@@ -1872,6 +1882,64 @@ fail:
     health_free(c->hc);
     free(c);
     return NULL;
+}
+
+/* ---- options from a reload ---- */
+
+/* Called where a connection is about to open (start_attempt, a max-age
+ * replacement): the options of resolver_subchannel_set_options become the
+ * subchannel's.  A connection already open keeps what it began with: its
+ * own copy of the health request, keepalive time, health checking on or
+ * off.  Out of memory: the old options stay, and the next connection tries
+ * again. */
+static void take_next_options(resolver_subchannel *sc)
+{
+    resolver_service_options *next = sc->next_opts;
+    if (!next)
+        return;
+    uint8_t *old_req = sc->hc_req;
+    size_t old_len = sc->hc_req_len;
+    sc->hc_req = NULL;
+    sc->hc_req_len = 0;
+    if (next->health_grpc_service && next->protocol != RESOLVER_PROTOCOL_TCP &&
+        health_encode_request(sc, next->health_grpc_service) != 0) {
+        sc->hc_req = old_req;
+        sc->hc_req_len = old_len;
+        return;
+    }
+    free(old_req);
+    /* A too_many_pings doubling stands unless the configuration changed
+     * the keepalive time itself. */
+    if (next->keepalive_time_ms != sc->opts.keepalive_time_ms)
+        sc->keepalive_time_ms = next->keepalive_time_ms;
+    /* The backoff keeps its progress, within the new bounds. */
+    double current = sc->backoff.current_ms;
+    resolver_backoff_init(&sc->backoff, &next->backoff);
+    if (current > (double)sc->backoff.cfg.max_ms)
+        current = (double)sc->backoff.cfg.max_ms;
+    if (current > sc->backoff.current_ms)
+        sc->backoff.current_ms = current;
+    LOG_DEBUG("subchannel %s: new options from a reload take effect with this connection",
+              sc->name);
+    resolver_service_options_clear(&sc->opts);
+    sc->opts = *next;
+    free(next);
+    sc->next_opts = NULL;
+}
+
+int resolver_subchannel_set_options(resolver_subchannel *sc, const resolver_service_options *opts)
+{
+    resolver_service_options *next = malloc(sizeof(*next));
+    if (!next || resolver_service_options_copy(next, opts) != 0) {
+        free(next);
+        return RESOLVER_ERR_NOMEM;
+    }
+    if (sc->next_opts) {
+        resolver_service_options_clear(sc->next_opts);
+        free(sc->next_opts);
+    }
+    sc->next_opts = next;
+    return 0;
 }
 
 /* ---- public API ---- */
@@ -1967,6 +2035,10 @@ void resolver_subchannel_del(resolver_subchannel *sc)
     SSL_CTX_free(sc->ssl_ctx);
     free(sc->hc_req);
     resolver_service_options_clear(&sc->opts);
+    if (sc->next_opts) {
+        resolver_service_options_clear(sc->next_opts);
+        free(sc->next_opts);
+    }
     free(sc->name);
     free(sc->host);
     free(sc);

@@ -11,11 +11,10 @@
  *     TRANSIENT_FAILURE, waits out the backoff, then CONNECTING again.
  *     SHUTDOWN is reported once, by resolver_subchannel_shutdown.
  *  4. With health checking (opts->health_grpc_service non-NULL, "" for the
- *     whole server), a connection whose HTTP/2 handshake is done stays
- *     CONNECTING until grpc.health.v1.Health/Watch (or Check, polled, when
- *     Watch is UNIMPLEMENTED) answers: SERVING -> READY; NOT_SERVING,
- *     SERVICE_UNKNOWN, UNKNOWN or a failed call -> TRANSIENT_FAILURE with
- *     the connection kept and watched (no backoff, no reconnect); the next
+ *     whole server, in the options the connection began with), a connection whose HTTP/2 handshake
+ * is done stays CONNECTING until grpc.health.v1.Health/Watch (or Check, polled, when Watch is
+ * UNIMPLEMENTED) answers: SERVING -> READY; NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN or a failed call
+ * -> TRANSIENT_FAILURE with the connection kept and watched (no backoff, no reconnect); the next
  *     SERVING -> READY.  UNIMPLEMENTED on both methods counts as healthy.
  */
 #ifndef RESOLVER_SUBCHANNEL_H
@@ -65,6 +64,12 @@ typedef struct {
 resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *host, uint16_t port,
                                              const resolver_service_options *opts,
                                              resolver_subchannel_state_cb cb, void *arg);
+/* New options (a reload).  `opts` is copied; they take effect when the
+ * subchannel next opens a connection (reconnect, backoff retry, max-age
+ * replacement): the connection open now keeps the options it began with
+ * (health checking on or off, keepalive time, max age).  0 or
+ * RESOLVER_ERR_NOMEM (the old options stay). */
+int resolver_subchannel_set_options(resolver_subchannel *sc, const resolver_service_options *opts);
 /* IDLE -> CONNECTING (no-op in any other state). */
 void resolver_subchannel_connect(resolver_subchannel *sc);
 /* Closes the connection (GOAWAY if HTTP/2 is up), reports SHUTDOWN, and
