@@ -53,10 +53,9 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 20000   /* gRPC MIN_CONNECT_TIMEOUT */
 #define DEFAULT_KEEPALIVE_TIMEOUT_MS 20000 /* gRPC's default keepalive timeout */
 #define KEEPALIVE_TIME_MAX_MS (24ull * 3600 * 1000)
-/* A connection must have been READY this long for a clean end (GOAWAY
- * NO_ERROR, EOF) to earn an immediate reconnect; faster churn counts as a
- * failure, so a peer that accepts and hangs up at once gets backoff, not a
- * hot loop. */
+/* A connection must have been READY this long for a clean end (EOF, or a
+ * GOAWAY that left no stream of ours unprocessed) to earn an immediate reconnect; faster churn
+ * counts as a failure, so a peer that accepts and hangs up at once gets backoff, not a hot loop. */
 #define FREE_RECONNECT_MIN_READY_MS 100
 #define AGE_JITTER 0.1 /* max_connection_age +-10 %, as gRFC A9 */
 #define READ_CHUNK 16384
@@ -148,7 +147,9 @@ typedef struct conn {
     /* Recorded by nghttp2 callbacks, acted on after mem_recv returns. */
     int got_settings, got_ping_ack, got_goaway, too_many_pings;
     uint32_t goaway_code;
-    health *hc; /* NULL unless health checking is on */
+    int goaway_processed;  /* the GOAWAY's last_stream_id covers every open stream of ours */
+    char goaway_debug[32]; /* its debug data, printable ASCII, for the log */
+    health *hc;            /* NULL unless health checking is on */
     struct {
         void *p;
         size_t len;
@@ -706,7 +707,7 @@ static void replacement_failed(resolver_subchannel *sc, const char *cause)
 }
 
 /* The connection `c` is over; c is freed and the subchannel may be gone
- * when this returns.  `clean`: GOAWAY NO_ERROR or EOF. */
+ * when this returns.  `clean`: EOF, or a GOAWAY that lost no stream (conn_on_goaway). */
 static void conn_fail(conn *c, const char *cause, int clean)
 {
     resolver_subchannel *sc = c->sc;
@@ -1235,6 +1236,30 @@ static void health_timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
 
 /* ---- HTTP/2 ---- */
 
+/* 1 if a GOAWAY with this last_stream_id leaves none of our streams
+ * unprocessed: every stream this connection opened is at or below it, or
+ * none is still open.  (The health call is the only stream a subchannel
+ * opens.)  Called from on_frame_recv, before nghttp2 closes the streams
+ * above last_stream_id. */
+static int goaway_all_processed(nghttp2_session *s, const conn *c, int32_t last_id)
+{
+    int64_t highest = (int64_t)nghttp2_session_get_next_stream_id(s) - 2; /* -1: none opened */
+    if (highest <= last_id)
+        return 1;
+    const health *h = c->hc;
+    return !(h && h->stream_id > last_id && !h->closed);
+}
+
+/* Keeps a GOAWAY's debug data ("enter idle", "max_age") for the reason;
+ * anything but printable ASCII becomes '?'. */
+static void goaway_copy_debug(conn *c, const uint8_t *p, size_t n)
+{
+    size_t i, max = sizeof(c->goaway_debug) - 1;
+    for (i = 0; i < n && i < max; i++)
+        c->goaway_debug[i] = p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' ? (char)p[i] : '?';
+    c->goaway_debug[i] = '\0';
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     conn *c = user;
@@ -1253,6 +1278,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
         if (!c->got_goaway) {
             c->got_goaway = 1;
             c->goaway_code = f->goaway.error_code;
+            c->goaway_processed = goaway_all_processed(s, c, f->goaway.last_stream_id);
+            goaway_copy_debug(c, f->goaway.opaque_data, f->goaway.opaque_data_len);
             c->too_many_pings = f->goaway.error_code == NGHTTP2_ENHANCE_YOUR_CALM &&
                                 f->goaway.opaque_data_len == 14 &&
                                 memcmp(f->goaway.opaque_data, "too_many_pings", 14) == 0;
@@ -1442,10 +1469,18 @@ static void conn_h2_begin(conn *c)
         conn_write_failed(c);
 }
 
+/* The server said GOAWAY; c is closed here.  The end is clean (reconnect at
+ * once, no backoff, not a failure) whenever the server processed all our
+ * streams, whatever its code: servers use codes other than NO_ERROR for
+ * plain housekeeping (grpcio 1.51 closes an idle connection with
+ * INTERNAL_ERROR "enter idle"), and what matters to a client is whether
+ * work was lost.  too_many_pings is the exception: the server objects to
+ * us, so it gets the backoff, and new connections a doubled keepalive. */
 static void conn_on_goaway(conn *c)
 {
     resolver_subchannel *sc = c->sc;
-    char why[96];
+    char why[112];
+    int clean = !c->too_many_pings && (c->goaway_code == NGHTTP2_NO_ERROR || c->goaway_processed);
     if (c->too_many_pings && sc->keepalive_time_ms > 0) {
         uint64_t ka = sc->keepalive_time_ms * 2;
         if (ka > KEEPALIVE_TIME_MAX_MS)
@@ -1456,13 +1491,14 @@ static void conn_on_goaway(conn *c)
                  sc->name, (unsigned long long)sc->keepalive_time_ms, (unsigned long long)ka);
         sc->keepalive_time_ms = ka;
     }
-    if (c->goaway_code == NGHTTP2_NO_ERROR)
+    if (c->goaway_code == NGHTTP2_NO_ERROR && !c->goaway_debug[0])
         snprintf(why, sizeof(why), "GOAWAY NO_ERROR from server");
     else
-        snprintf(why, sizeof(why), "GOAWAY %s%s from server",
-                 nghttp2_http2_strerror(c->goaway_code),
-                 c->too_many_pings ? " (too_many_pings)" : "");
-    conn_fail(c, why, c->goaway_code == NGHTTP2_NO_ERROR);
+        snprintf(why, sizeof(why), "GOAWAY %s%s%s%s from server%s",
+                 nghttp2_http2_strerror(c->goaway_code), c->goaway_debug[0] ? " \"" : "",
+                 c->goaway_debug, c->goaway_debug[0] ? "\"" : "",
+                 clean && c->goaway_code != NGHTTP2_NO_ERROR ? " (no stream lost)" : "");
+    conn_fail(c, why, clean);
 }
 
 /* A write failed.  The peer may have said goodbye first (GOAWAY, then

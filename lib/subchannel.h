@@ -9,7 +9,11 @@
  *     that reports; nothing touches it after the callback returns then.
  *  3. States follow gRPC: IDLE -> CONNECTING -> READY; a failure goes to
  *     TRANSIENT_FAILURE, waits out the backoff, then CONNECTING again.
- *     SHUTDOWN is reported once, by resolver_subchannel_shutdown.
+ *     SHUTDOWN is reported once, by resolver_subchannel_shutdown.  A READY
+ *     connection the server ends without losing a stream (EOF, or a GOAWAY
+ *     whose last_stream_id covers every open stream, any error code but
+ *     ENHANCE_YOUR_CALM too_many_pings) goes to CONNECTING at once instead:
+ *     no backoff, last_error untouched.
  *  4. With health checking (opts->health_grpc_service non-NULL, "" for the
  *     whole server, in the options the connection began with), a connection whose HTTP/2 handshake
  * is done stays CONNECTING until grpc.health.v1.Health/Watch (or Check, polled, when Watch is

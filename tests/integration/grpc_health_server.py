@@ -34,6 +34,9 @@ Options:
                         grpc.http2.min_ping_interval_without_data_ms
   --permit-without-calls     grpc.keepalive_permit_without_calls = 1
   --max-ping-strikes N  grpc.http2.max_ping_strikes (gRPC's default 2)
+  --max-connection-idle-ms N  grpc.max_connection_idle_ms: a connection
+                        without calls for N ms gets GOAWAY and is closed
+                        (grpcio 1.51: error code 2, debug data "enter idle")
 
 SIGUSR1 sets every service SERVING, SIGUSR2 NOT_SERVING.  SIGTERM/SIGINT
 stop the server (grace 0.5 s) and exit 0.  Every status change is printed on
@@ -207,6 +210,7 @@ def main():
     ap.add_argument("--min-ping-interval-ms", type=int)
     ap.add_argument("--permit-without-calls", action="store_true")
     ap.add_argument("--max-ping-strikes", type=int)
+    ap.add_argument("--max-connection-idle-ms", type=int)
     ap.add_argument("--workers", type=int, default=64)
     args = ap.parse_args()
 
@@ -218,6 +222,8 @@ def main():
         options.append(("grpc.keepalive_permit_without_calls", 1))
     if args.max_ping_strikes is not None:
         options.append(("grpc.http2.max_ping_strikes", args.max_ping_strikes))
+    if args.max_connection_idle_ms is not None:
+        options.append(("grpc.max_connection_idle_ms", args.max_connection_idle_ms))
 
     # Each Watch holds a worker thread for its lifetime.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers), options=options,

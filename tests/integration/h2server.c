@@ -15,6 +15,11 @@
  *   --name NAME               body of every answer (default "h2server")
  *   --idle-close MS           GOAWAY NO_ERROR + close after MS without streams
  *   --goaway-after MS         GOAWAY NO_ERROR MS after a connection opens
+ *   --goaway-code N           the error code of those two GOAWAYs instead of
+ *                             NO_ERROR (grpcio's idle close says 2)
+ *   --goaway-last-id N        announce N as their last_stream_id instead of
+ *                             the last stream processed (a server that drops
+ *                             streams it had received)
  *   --min-ping-interval MS    a PING sooner than MS after the previous one is
  *                             a strike; more than --ping-strikes strikes (as
  *                             gRPC: default 2) get GOAWAY ENHANCE_YOUR_CALM
@@ -76,8 +81,10 @@ static struct {
     const char *bind, *port_file, *name;
     uint64_t idle_close_ms, goaway_after_ms, min_ping_interval_ms;
     int ping_strikes, no_ping_ack, verbose;
-    int health; /* 1 SERVING, 2 NOT_SERVING, -1 UNIMPLEMENTED */
-} opt = {"127.0.0.1", NULL, "h2server", 0, 0, 0, 2, 0, 0, 1};
+    int health;             /* 1 SERVING, 2 NOT_SERVING, -1 UNIMPLEMENTED */
+    uint32_t goaway_code;   /* of the idle and max-age GOAWAYs */
+    int64_t goaway_last_id; /* -1: the last stream processed */
+} opt = {"127.0.0.1", NULL, "h2server", 0, 0, 0, 2, 0, 0, 1, NGHTTP2_NO_ERROR, -1};
 
 static conn *conns;
 static int epfd;
@@ -207,14 +214,27 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return 0;
 }
 
-static void send_goaway(conn *c, uint32_t code, const char *debug)
+static void send_goaway_last(conn *c, int32_t last_id, uint32_t code, const char *debug)
 {
     if (c->goaway_sent)
         return;
-    nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->s),
-                          code, (const uint8_t *)debug, debug ? strlen(debug) : 0);
+    nghttp2_submit_goaway(c->s, NGHTTP2_FLAG_NONE, last_id, code, (const uint8_t *)debug,
+                          debug ? strlen(debug) : 0);
     c->goaway_sent = 1;
     c->goaway_ms = now_ms();
+}
+
+static void send_goaway(conn *c, uint32_t code, const char *debug)
+{
+    send_goaway_last(c, nghttp2_session_get_last_proc_stream_id(c->s), code, debug);
+}
+
+/* The GOAWAY of a trigger (idle, max age): --goaway-code, --goaway-last-id. */
+static void send_trigger_goaway(conn *c, const char *debug)
+{
+    int32_t last = opt.goaway_last_id >= 0 ? (int32_t)opt.goaway_last_id
+                                           : nghttp2_session_get_last_proc_stream_id(c->s);
+    send_goaway_last(c, last, opt.goaway_code, debug);
 }
 
 static void police_ping(conn *c)
@@ -415,7 +435,7 @@ static uint64_t min_deadline(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-/* Sends GOAWAY NO_ERROR when a NO_ERROR trigger (max age, idle) is due;
+/* Sends the trigger GOAWAY when a trigger (max age, idle) is due;
  * returns the connection's next trigger (UINT64_MAX: none). */
 static uint64_t check_triggers(conn *c, uint64_t now)
 {
@@ -423,8 +443,8 @@ static uint64_t check_triggers(conn *c, uint64_t now)
     if (opt.goaway_after_ms) {
         uint64_t d = c->opened_ms + opt.goaway_after_ms;
         if (now >= d) {
-            vlog("fd %d: max age, GOAWAY NO_ERROR", c->fd);
-            send_goaway(c, NGHTTP2_NO_ERROR, "max_age");
+            vlog("fd %d: max age, GOAWAY code %u", c->fd, (unsigned)opt.goaway_code);
+            send_trigger_goaway(c, "max_age");
             return next;
         }
         next = min_deadline(next, d);
@@ -432,8 +452,8 @@ static uint64_t check_triggers(conn *c, uint64_t now)
     if (opt.idle_close_ms && c->open_streams == 0) {
         uint64_t d = c->idle_since_ms + opt.idle_close_ms;
         if (now >= d) {
-            vlog("fd %d: idle, GOAWAY NO_ERROR", c->fd);
-            send_goaway(c, NGHTTP2_NO_ERROR, "idle");
+            vlog("fd %d: idle, GOAWAY code %u", c->fd, (unsigned)opt.goaway_code);
+            send_trigger_goaway(c, "idle");
             return next;
         }
         next = min_deadline(next, d);
@@ -532,7 +552,8 @@ static int write_port_file(const char *path, int port)
 static void usage(void)
 {
     fprintf(stderr, "usage: h2server [--bind ADDR] [--port-file FILE] [--name NAME]\n"
-                    "                [--idle-close MS] [--goaway-after MS]\n"
+                    "                [--idle-close MS] [--goaway-after MS] [--goaway-code N]\n"
+                    "                [--goaway-last-id N]\n"
                     "                [--min-ping-interval MS] [--ping-strikes N] [--no-ping-ack]\n"
                     "                [--health SERVING|NOT_SERVING|UNIMPLEMENTED] [--verbose] "
                     "PORT\n");
@@ -569,6 +590,10 @@ static int parse_args(int argc, char **argv)
             opt.idle_close_ms = number(argv[++i]);
         else if (strcmp(a, "--goaway-after") == 0 && more)
             opt.goaway_after_ms = number(argv[++i]);
+        else if (strcmp(a, "--goaway-code") == 0 && more)
+            opt.goaway_code = (uint32_t)number(argv[++i]);
+        else if (strcmp(a, "--goaway-last-id") == 0 && more)
+            opt.goaway_last_id = (int64_t)(number(argv[++i]) & 0x7fffffff);
         else if (strcmp(a, "--min-ping-interval") == 0 && more)
             opt.min_ping_interval_ms = number(argv[++i]);
         else if (strcmp(a, "--ping-strikes") == 0 && more)

@@ -4,6 +4,10 @@
 #  (b) a server that closes idle connections (h2server --idle-close) or says
 #      GOAWAY NO_ERROR (--goaway-after): reconnects at once, never
 #      TRANSIENT_FAILURE, reconnects counted;
+#  (b2) a real gRPC server's idle close (grpcio, grpc.max_connection_idle_ms
+#      2000: GOAWAY INTERNAL_ERROR "enter idle", then close): no stream was
+#      lost, so the same: never TRANSIENT_FAILURE, no failure counted, picks
+#      keep succeeding;
 #  (c) GOAWAY ENHANCE_YOUR_CALM too_many_pings, from h2server and from a real
 #      gRPC server with keepalive enforcement: warning, keepalive doubled,
 #      the instance recovers;
@@ -86,6 +90,11 @@ if [[ $HAVE_GRPC == 1 ]]; then
     t_spawn grpch "$PY" "$HERE/grpc_health_server.py" --port "$GHP" --min-ping-interval-ms 1000
     t_wait_until 15 listening 127.0.0.1 "$GHP" || t_fail "the gRPC server with health listens"
     GRPCH=127.0.0.1:$GHP
+    GIP=$(t_free_port)
+    t_spawn grpcidle "$PY" "$HERE/grpc_health_server.py" --port "$GIP" \
+        --max-connection-idle-ms 2000
+    t_wait_until 15 listening 127.0.0.1 "$GIP" || t_fail "the idle-closing gRPC server listens"
+    GIDLE=127.0.0.1:$GIP
 fi
 
 # ---- (e)'s namespace, made before resolverd starts so it is configured once ----
@@ -127,6 +136,7 @@ cat >"$T_DIR/rd.json" <<JSON
     { "name": "kill" },
     { "name": "idle" },
     { "name": "goaway" },
+    { "name": "gidle" },
     { "name": "pings", "keepalive_time_ms": 100, "keepalive_timeout_ms": 1000 },
     { "name": "gpings", "keepalive_time_ms": 100, "keepalive_timeout_ms": 1000 },
     { "name": "gpingsh", "keepalive_time_ms": 100, "keepalive_timeout_ms": 1000,
@@ -147,6 +157,7 @@ t_etcdctl put freeze/2 "$FZ2" >/dev/null
 if [[ $HAVE_GRPC == 1 ]]; then
     t_etcdctl put gpings/1 "$GRPC" >/dev/null
     t_etcdctl put gpingsh/1 "$GRPCH" >/dev/null
+    t_etcdctl put gidle/1 "$GIDLE" >/dev/null
 fi
 if [[ $NS_UP == 1 ]]; then
     t_etcdctl put drop/1 "$DROP" >/dev/null
@@ -192,6 +203,39 @@ t_check "(b) idle close: READY again within 100 ms of each close (worst ${gaps:-
 fails=0
 for _ in $(seq 40); do pick1 idle >/dev/null || fails=$((fails + 1)); sleep 0.05; done
 t_check "(b) idle close: picks keep succeeding ($fails of 40 failed)" test "$fails" -le 1
+
+# ---- (b2) a real gRPC server's idle close ----
+if [[ $HAVE_GRPC == 1 ]]; then
+    svc_field() { # SERVICE FIELD: from `resolverctl --json services`
+        ctl --json services | "$PY" -c "
+import json, sys
+for s in json.load(sys.stdin):
+    if s['name'] == sys.argv[1]:
+        print(s.get(sys.argv[2], ''))" "$1" "$2"
+    }
+    t_wait_for "(b2) gRPC idle close: READY" 10 is_state gidle "$GIDLE" READY
+    t0=$(now_ms) fails=0 n=0
+    while (($(now_ms) - t0 < 10000)); do
+        pick1 gidle >/dev/null || fails=$((fails + 1))
+        n=$((n + 1))
+        sleep 0.1
+    done
+    r=$(field gidle "$GIDLE" reconnects)
+    echo "# (b2) gRPC idle close: $r reconnects, $fails of $n picks failed in 10 s"
+    t_check "(b2) gRPC idle close every 2 s: reconnected at least 3 times (reconnects $r)" \
+        test "$r" -ge 3
+    t_check "(b2) gRPC idle close: the log shows its GOAWAY as clean" \
+        grep -q "subchannel $GIDLE: READY -> CONNECTING (GOAWAY INTERNAL_ERROR \"enter idle\" from server (no stream lost))" "$LOG"
+    t_check "(b2) gRPC idle close: never TRANSIENT_FAILURE in the watch" \
+        bash -c "! grep -q ' gidle $GIDLE TRANSIENT_FAILURE' '$T_DIR/watch.log'"
+    t_eq "(b2) gRPC idle close: picks keep succeeding (failed picks)" 0 "$fails"
+    t_eq "(b2) gRPC idle close: the instance's failures stay 0" 0 "$(field gidle "$GIDLE" failures)"
+    t_eq "(b2) gRPC idle close: the service's pick_failures stay 0" 0 \
+        "$(svc_field gidle pick_failures)"
+    t_eq "(b2) gRPC idle close: last_error stays empty" "" "$(field gidle "$GIDLE" last_error)"
+else
+    echo "# (b2) skipped: python3-grpcio missing for $PY"
+fi
 
 # ---- (c) too_many_pings ----
 t_wait_for "(c) h2server too_many_pings: warning logged" 5 \

@@ -870,6 +870,52 @@ START_TEST(test_idle_close_reconnects)
 }
 END_TEST
 
+/* grpcio's idle close: GOAWAY INTERNAL_ERROR (2) on a connection without
+ * streams.  No stream was lost, so it is a clean end like NO_ERROR. */
+START_TEST(test_goaway_error_without_streams_reconnects)
+{
+    SKIP_WITHOUT_H2SERVER();
+    const char *args[] = {"--idle-close", "300", "--goaway-code", "2", NULL};
+    check_goaway_reconnect(args);
+}
+END_TEST
+
+/* The same code while the health Watch is open and covered by the GOAWAY's
+ * last_stream_id: processed, clean. */
+START_TEST(test_goaway_error_streams_processed_reconnects)
+{
+    SKIP_WITHOUT_H2SERVER();
+    const char *args[] = {"--goaway-after", "300", "--goaway-code", "2", NULL};
+    uint16_t port = spawn_h2server(args, NULL);
+    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    o.backoff.initial_ms = 5000; /* a backoff wait would fail the test */
+    o.health_grpc_service = "";
+    start(port, &o);
+    ck_assert(run_until(is_ready, 3000));
+    ck_assert(run_until(reconnected_ready, 3000));
+    ck_assert_int_eq(count(RESOLVER_STATE_TRANSIENT_FAILURE), 0);
+    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error, "");
+}
+END_TEST
+
+/* last_stream_id 0 while the Watch (stream 1) is open: the server dropped
+ * a stream it had received, so the end is a failure (backoff). */
+START_TEST(test_goaway_error_stream_lost_is_failure)
+{
+    SKIP_WITHOUT_H2SERVER();
+    const char *args[] = {
+        "--goaway-after", "300", "--goaway-code", "2", "--goaway-last-id", "0", NULL};
+    uint16_t port = spawn_h2server(args, NULL);
+    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    o.health_grpc_service = "";
+    start(port, &o);
+    ck_assert(run_until(is_ready, 3000));
+    ck_assert(run_until(had_tf, 3000));
+    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error,
+                     "GOAWAY INTERNAL_ERROR \"max_age\" from server");
+}
+END_TEST
+
 START_TEST(test_too_many_pings)
 {
     SKIP_WITHOUT_H2SERVER();
@@ -883,7 +929,7 @@ START_TEST(test_too_many_pings)
      * TRANSIENT_FAILURE is followed by CONNECTING at once. */
     ck_assert(run_until(had_tf, 3000));
     const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
-    ck_assert_str_eq(st->last_error, "GOAWAY ENHANCE_YOUR_CALM (too_many_pings) from server");
+    ck_assert_str_eq(st->last_error, "GOAWAY ENHANCE_YOUR_CALM \"too_many_pings\" from server");
     ck_assert_uint_ge(st->goaways, 1);
     ck_assert_msg(strstr(f.warn, "too_many_pings") && strstr(f.warn, "using 100 ms"), "warn: %s",
                   f.warn);
@@ -981,6 +1027,9 @@ static Suite *backoff_suite(void)
     tcase_add_test(h2, test_stopped_server_fails_keepalive);
     tcase_add_test(h2, test_goaway_no_error_reconnects);
     tcase_add_test(h2, test_idle_close_reconnects);
+    tcase_add_test(h2, test_goaway_error_without_streams_reconnects);
+    tcase_add_test(h2, test_goaway_error_streams_processed_reconnects);
+    tcase_add_test(h2, test_goaway_error_stream_lost_is_failure);
     tcase_add_test(h2, test_too_many_pings);
     tcase_add_test(h2, test_max_connection_age_stays_ready);
     tcase_add_test(h2, test_h2c_delete_from_ready_callback);
