@@ -11,7 +11,14 @@
  *  - what a pick or done must change in engine state (a ticket to track, a
  *    ticket to release, a service to discover) is pushed on a lock-free
  *    stack and applied by the loop thread, which the push wakes up.
- * On the loop thread itself (the daemon) the same calls apply directly.
+ *  - a pick of a service nobody discovered yet posts at most one discover
+ *    request per name at a time (`discovering`, a small table of name
+ *    hashes), and while on_demand_services_max is reached such a pick is
+ *    refused on its own thread (`on_demand_full`) without posting anything:
+ *    however fast threads pick unknown names, the inbox holds a bounded
+ *    number of discover requests and the log a line per 10 s.
+ * On the loop thread itself (the daemon) the same calls apply directly; a
+ * done there first looks in the inbox for a ticket another thread took.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -47,7 +54,7 @@ typedef struct engine_msg {
     enum { MSG_TICKET, MSG_DONE, MSG_DISCOVER } type;
     struct engine_msg *next;
     resolver_ticket *ticket; /* MSG_TICKET */
-    uint64_t id;             /* MSG_DONE */
+    uint64_t id;             /* MSG_DONE; MSG_DISCOVER: its slot in `discovering` */
     int failed;
     uint32_t latency_ms;
     char name[]; /* MSG_DISCOVER */
@@ -64,11 +71,22 @@ typedef struct {
     char *names;        /* one allocation for every name */
 } directory;
 
+/* Discover requests in flight, as hashes of their names: a name is posted
+ * only when none of its DISCOVER_PROBES slots holds its hash already.  A
+ * hash collision only delays a name until the request holding the slot has
+ * been applied. */
+#define DISCOVER_SLOTS 64
+#define DISCOVER_PROBES 8
+
 struct resolver_engine {
     resolver_config *cfg;
     resolver_hazard_domain *hazard;
-    _Atomic(void *) directory;   /* directory, read by any thread */
-    _Atomic(engine_msg *) inbox; /* pushed by any thread */
+    _Atomic(void *) directory;       /* directory, read by any thread */
+    _Atomic(engine_msg *) inbox;     /* pushed by any thread */
+    engine_msg *taken, **taken_tail; /* loop thread: off the inbox, not applied yet */
+    atomic_uint_fast64_t discovering[DISCOVER_SLOTS];
+    atomic_int on_demand_full;      /* 1: picks of unknown names are refused at once */
+    atomic_uint on_demand_max_seen; /* the cap it was reached at, for the message */
     atomic_uint_fast64_t ticket_seq;
     pthread_t loop_thread;
     atomic_int loop_thread_known;
@@ -160,7 +178,8 @@ static int publish_directory(resolver_engine *e, const char *skip)
     }
     if (!d || !d->entries || !d->names) {
         directory_free(d);
-        LOG_ERROR("out of memory publishing the service directory");
+        static resolver_log_limit lim;
+        LOG_ERROR_LIMITED(&lim, "out of memory publishing the service directory");
         return RESOLVER_ERR_NOMEM;
     }
     char *w = d->names;
@@ -281,6 +300,24 @@ static int add_configured_services(resolver_engine *e)
     return 0;
 }
 
+/* The answer to a pick of a service that cannot be discovered. */
+static int on_demand_refused(const char *name, unsigned max, char *why, size_t whylen)
+{
+    snprintf(why, whylen, "service %s is not configured and on_demand_services_max (%u) is reached",
+             name, max);
+    return RESOLVER_ERR_LIMIT;
+}
+
+/* Loop thread: tells picking threads whether an unknown name can still be
+ * discovered.  Called where a discovery is refused and by housekeeping, so
+ * a service dropped or a raised cap (reload) opens the way again within a
+ * housekeeping period wherever n_on_demand changed. */
+static void note_on_demand_room(resolver_engine *e)
+{
+    atomic_store(&e->on_demand_max_seen, e->cfg->on_demand_services_max);
+    atomic_store(&e->on_demand_full, e->n_on_demand >= e->cfg->on_demand_services_max);
+}
+
 /* A service not in the configuration: go-zero's convention, prefix NAME/. */
 static resolver_service *find_or_discover(resolver_engine *e, const char *name, char *why,
                                           size_t whylen, int *err)
@@ -289,11 +326,8 @@ static resolver_service *find_or_discover(resolver_engine *e, const char *name, 
     if (svc)
         return svc;
     if (e->n_on_demand >= e->cfg->on_demand_services_max) {
-        snprintf(why, whylen,
-                 "service %s is not configured and on_demand_services_max (%u) is "
-                 "reached",
-                 name, e->cfg->on_demand_services_max);
-        *err = RESOLVER_ERR_LIMIT;
+        note_on_demand_room(e);
+        *err = on_demand_refused(name, e->cfg->on_demand_services_max, why, whylen);
         return NULL;
     }
     size_t len = strlen(name);
@@ -391,6 +425,7 @@ static void drop_idle_services(resolver_engine *e)
 static void on_housekeeping(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     resolver_engine *e = arg;
+    note_on_demand_room(e);
     write_cache_if_changed(e);
     if (resolver_loop_now(loop) - e->last_idle_sweep_ms >= 10000) {
         e->last_idle_sweep_ms = resolver_loop_now(loop);
@@ -465,8 +500,10 @@ static void on_queue_timer(resolver_loop *loop, resolver_timer *timer, void *arg
     while (q->head && q->head->deadline <= now) {
         resolver_ticket *t = q->head;
         e->tickets_leaked++;
-        LOG_WARN("ticket %" PRIu64 " for %s was never reported done; released as leaked", t->id,
-                 t->instance->endpoint.address);
+        static resolver_log_limit lim; /* one per ticket: a leaking client leaks many */
+        LOG_WARN_LIMITED(&lim,
+                         "ticket %" PRIu64 " for %s was never reported done; released as leaked",
+                         t->id, t->instance->endpoint.address);
         ticket_free(e, t, 0); /* re-arms the queue */
     }
     queue_arm(q);
@@ -498,7 +535,8 @@ static void ticket_track(resolver_engine *e, resolver_ticket *t)
     timeout_queue *q = queue_for(e, t->timeout_ms);
     if (!q || resolver_u64map_put(&e->tickets, t->id, t) != 0) {
         /* Cannot track it: release at once rather than leak the pick. */
-        LOG_ERROR("out of memory tracking ticket %" PRIu64 "; released", t->id);
+        static resolver_log_limit lim;
+        LOG_ERROR_LIMITED(&lim, "out of memory tracking ticket %" PRIu64 "; released", t->id);
         resolver_instance_release(t->instance, 0);
         free(t);
         return;
@@ -583,15 +621,65 @@ static void post(resolver_engine *e, engine_msg *m)
         resolver_loop_wakeup(e->loop);
 }
 
-static void post_discover(resolver_engine *e, const char *name)
+static uint64_t name_hash(const char *name)
 {
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h ? h : 1; /* 0 marks a free slot */
+}
+
+/* Any thread: asks the loop thread to discover `name`, unless a request for
+ * it is in flight already.  0 when one is in flight (now or before), -1 when
+ * none could be posted (every slot of its hash taken by other names, or no
+ * memory): the caller's next pick tries again. */
+static int post_discover(resolver_engine *e, const char *name)
+{
+    uint64_t h = name_hash(name);
+    size_t slot = SIZE_MAX;
+    for (size_t i = 0; i < DISCOVER_PROBES && slot == SIZE_MAX; i++) {
+        size_t at = (size_t)((h + i) % DISCOVER_SLOTS);
+        uint_fast64_t cur = atomic_load(&e->discovering[at]);
+        if (cur == h)
+            return 0;
+        if (cur == 0 && atomic_compare_exchange_strong(&e->discovering[at], &cur, h))
+            slot = at;
+        else if (cur == h) /* another thread claimed it for this name first */
+            return 0;
+    }
+    if (slot == SIZE_MAX)
+        return -1;
     size_t len = strlen(name) + 1;
     engine_msg *m = calloc(1, sizeof(*m) + len);
-    if (!m)
-        return;
+    if (!m) {
+        atomic_store(&e->discovering[slot], 0);
+        return -1;
+    }
     m->type = MSG_DISCOVER;
+    m->id = slot;
     memcpy(m->name, name, len);
     post(e, m);
+    return 0;
+}
+
+/* Off the loop thread: the answer to a pick of a service the directory does
+ * not hold (its name already checked).  Allocates nothing unless it posts the name's one discover
+ * request. */
+static int pick_unknown(resolver_engine *e, const char *service, char *why, size_t whylen)
+{
+    static resolver_log_limit refused_log;
+    if (atomic_load(&e->on_demand_full)) {
+        int rc = on_demand_refused(service, atomic_load(&e->on_demand_max_seen), why, whylen);
+        LOG_WARN_LIMITED(&refused_log, "%s", why);
+        return rc;
+    }
+    if (post_discover(e, service) != 0) {
+        snprintf(why, whylen, "service %s: not known yet; too many services being discovered",
+                 service);
+        return RESOLVER_ERR_NO_INSTANCE;
+    }
+    snprintf(why, whylen, "service %s: discovery started; no instances known yet", service);
+    return RESOLVER_ERR_NO_INSTANCE;
 }
 
 /* The pick itself: `svc` is protected or loop-owned.  0 or an error. */
@@ -654,11 +742,8 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
     }
     if (!on_loop_thread(e)) {
         resolver_service *svc = lookup_service(e, service);
-        if (!svc) {
-            post_discover(e, service);
-            snprintf(why, whylen, "service %s: discovery started; no instances known yet", service);
-            return RESOLVER_ERR_NO_INSTANCE;
-        }
+        if (!svc)
+            return pick_unknown(e, service, why, whylen);
         int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
         resolver_hazard_clear(RESOLVER_HAZARD_SERVICE);
         atomic_fetch_add(rc ? &e->pick_failures : &e->picks, 1);
@@ -700,12 +785,22 @@ static int done_on_loop(resolver_engine *e, uint64_t ticket, int failed)
     return 0;
 }
 
+static void take_inbox(resolver_engine *e, int track_tickets);
+
 int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
 {
     if (!e)
         return RESOLVER_ERR_INVALID;
-    if (on_loop_thread(e))
-        return done_on_loop(e, ticket, failed);
+    if (on_loop_thread(e)) {
+        int rc = done_on_loop(e, ticket, failed);
+        if (rc == RESOLVER_ERR_NOT_FOUND && ticket != 0 && ticket <= atomic_load(&e->ticket_seq)) {
+            /* Issued, but perhaps picked on another thread and still in
+             * the inbox: track what is there, then look again. */
+            take_inbox(e, 1);
+            rc = done_on_loop(e, ticket, failed);
+        }
+        return rc;
+    }
     /* From another thread the ticket table cannot be consulted without a
      * lock: a ticket never issued is refused here, one already released is
      * counted by the loop thread. */
@@ -722,10 +817,13 @@ int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32
     return 0;
 }
 
-/* Loop thread: applies what other threads posted, in the order posted. */
-static void drain_inbox(resolver_loop *loop, void *arg)
+/* Loop thread: moves what other threads posted to the `taken` list, in the
+ * order posted.  With track_tickets, tickets are tracked on the way (and
+ * only they: tracking calls back into nothing, so it is safe from inside
+ * any callback, such as a done called by a listener); the rest waits for
+ * drain_inbox, which a wakeup then guarantees. */
+static void take_inbox(resolver_engine *e, int track_tickets)
 {
-    resolver_engine *e = arg;
     engine_msg *m = atomic_exchange(&e->inbox, NULL), *ordered = NULL;
     while (m) { /* the stack is newest first: reverse it */
         engine_msg *next = m->next;
@@ -733,25 +831,60 @@ static void drain_inbox(resolver_loop *loop, void *arg)
         ordered = m;
         m = next;
     }
-    while (ordered) {
-        engine_msg *next = ordered->next;
-        char why[256];
-        int err;
-        switch (ordered->type) {
-        case MSG_TICKET:
-            ticket_track(e, ordered->ticket);
-            break;
-        case MSG_DONE:
-            if (done_on_loop(e, ordered->id, ordered->failed) != 0)
-                e->done_unknown++;
-            break;
-        case MSG_DISCOVER:
-            if (!find_or_discover(e, ordered->name, why, sizeof(why), &err))
-                LOG_WARN("%s", why);
-            break;
+    int left = 0;
+    while ((m = ordered)) {
+        ordered = m->next;
+        if (track_tickets && m->type == MSG_TICKET) {
+            ticket_track(e, m->ticket);
+            free(m);
+            continue;
         }
-        free(ordered);
-        ordered = next;
+        m->next = NULL;
+        *e->taken_tail = m;
+        e->taken_tail = &m->next;
+        left = 1;
+    }
+    if (track_tickets && left)
+        resolver_loop_wakeup(e->loop);
+}
+
+static void apply_msg(resolver_engine *e, engine_msg *m)
+{
+    static resolver_log_limit discover_log;
+    char why[256];
+    int err;
+    switch (m->type) {
+    case MSG_TICKET:
+        ticket_track(e, m->ticket);
+        break;
+    case MSG_DONE:
+        if (done_on_loop(e, m->id, m->failed) != 0)
+            e->done_unknown++;
+        break;
+    case MSG_DISCOVER:
+        if (!find_or_discover(e, m->name, why, sizeof(why), &err))
+            LOG_WARN_LIMITED(&discover_log, "%s", why);
+        /* After the directory names it: a pick that then misses it again
+         * posts anew, and finds it done. */
+        atomic_store(&e->discovering[m->id], 0);
+        break;
+    }
+}
+
+/* Loop thread: applies what other threads posted, in the order posted. */
+static void drain_inbox(resolver_loop *loop, void *arg)
+{
+    resolver_engine *e = arg;
+    (void)loop;
+    take_inbox(e, 0);
+    engine_msg *m;
+    /* One at a time off the head: a callback inside apply_msg may append. */
+    while ((m = e->taken)) {
+        e->taken = m->next;
+        if (!e->taken)
+            e->taken_tail = &e->taken;
+        apply_msg(e, m);
+        free(m);
     }
 }
 
@@ -769,6 +902,7 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
         return RESOLVER_ERR_NOMEM;
     }
     e->cfg = cfg;
+    e->taken_tail = &e->taken;
     e->loop = resolver_loop_new();
     e->hazard = resolver_hazard_domain_new();
     if (!e->loop || !e->hazard)
@@ -784,6 +918,7 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
         goto fail;
     if (cfg->cache_file && *cfg->cache_file)
         load_cache(e);
+    note_on_demand_room(e);
     e->housekeeping = resolver_timer_new(e->loop, on_housekeeping, e);
     if (!e->housekeeping)
         goto fail;

@@ -233,7 +233,8 @@ static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
         return 0;
     }
     if (resolver_loop_watch(etcd->loop, fd, events, on_io, etcd) != 0) {
-        LOG_ERROR("etcd: cannot watch socket %d", (int)fd);
+        static resolver_log_limit lim;
+        LOG_ERROR_LIMITED(&lim, "etcd: cannot watch socket %d", (int)fd);
         return -1;
     }
     return 0;

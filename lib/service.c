@@ -109,9 +109,10 @@ static void instance_close(resolver_instance *inst)
 
 static void on_drain_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
 {
+    static resolver_log_limit lim; /* a mass deregistration times out many at once */
     resolver_instance *inst = arg;
-    LOG_WARN("service %s: instance %s drain timed out with %u picks outstanding",
-             inst->service->name, inst->endpoint.address, atomic_load(&inst->outstanding));
+    LOG_WARN_LIMITED(&lim, "service %s: instance %s drain timed out with %u picks outstanding",
+                     inst->service->name, inst->endpoint.address, atomic_load(&inst->outstanding));
     instance_close(inst);
 }
 
@@ -256,7 +257,8 @@ static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *
     if (!inst) {
         inst = instance_new(svc, ep);
         if (!inst) {
-            LOG_ERROR("service %s: out of memory adding %s", svc->name, ep->address);
+            static resolver_log_limit lim;
+            LOG_ERROR_LIMITED(&lim, "service %s: out of memory adding %s", svc->name, ep->address);
             return;
         }
     } else if (inst->draining && inst->n_keys == 0) {
@@ -588,7 +590,9 @@ static void publish_picker_now(resolver_service *svc)
                                              svc->opts.max_outstanding, ready, ready ? n : 0);
     free(ready);
     if (!p) {
-        LOG_ERROR("service %s: out of memory building the picker; keeping the old one", svc->name);
+        static resolver_log_limit lim;
+        LOG_ERROR_LIMITED(
+            &lim, "service %s: out of memory building the picker; keeping the old one", svc->name);
         return;
     }
     char why[300];
@@ -666,8 +670,9 @@ static void try_eject(resolver_instance *inst, const char *why)
     inst->last_change_ms = resolver_loop_now(svc->loop);
     svc->counters.ejections++;
     resolver_timer_start(inst->eject_timer, ms);
-    LOG_WARN("service %s: instance %s ejected for %llu ms: %s", svc->name, inst->endpoint.address,
-             (unsigned long long)ms, why);
+    static resolver_log_limit eject_log; /* failures come with requests */
+    LOG_WARN_LIMITED(&eject_log, "service %s: instance %s ejected for %llu ms: %s", svc->name,
+                     inst->endpoint.address, (unsigned long long)ms, why);
     publish_picker(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
 }

@@ -291,8 +291,9 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
         if (cfd < 0)
             return;
         if (m->n_conns >= RESOLVER_METRICS_HTTP_MAX_CONNS) {
-            LOG_WARN("metrics: refused a connection: %d connections open (the limit)",
-                     RESOLVER_METRICS_HTTP_MAX_CONNS);
+            static resolver_log_limit lim; /* one per connection attempt */
+            LOG_WARN_LIMITED(&lim, "metrics: refused a connection: %d connections open (the limit)",
+                             RESOLVER_METRICS_HTTP_MAX_CONNS);
             refuse(cfd);
             continue;
         }

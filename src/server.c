@@ -94,8 +94,9 @@ static int client_over_backlog(client *c)
         return 1;
     if (c->out_len < c->server->limits.max_output)
         return 0;
-    LOG_WARN("client pid %d: more than %zu bytes of replies unread; disconnecting", (int)c->pid,
-             c->server->limits.max_output);
+    static resolver_log_limit lim;
+    LOG_WARN_LIMITED(&lim, "client pid %d: more than %zu bytes of replies unread; disconnecting",
+                     (int)c->pid, c->server->limits.max_output);
     c->closing = 1;
     return 1;
 }
@@ -671,7 +672,9 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
             ssize_t rc = send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)rc;
             close(cfd);
-            LOG_WARN("refused a client: %zu clients connected (the limit)", s->n_clients);
+            static resolver_log_limit lim; /* one per connection attempt */
+            LOG_WARN_LIMITED(&lim, "refused a client: %zu clients connected (the limit)",
+                             s->n_clients);
             continue;
         }
         client *c = calloc(1, sizeof(*c));

@@ -145,7 +145,8 @@ RESOLVER_API void resolver_engine_stop(resolver_engine *engine);
  * RESOLVER_ERR_CLOSED (shutting down) or RESOLVER_ERR_INVALID.  A service
  * not in the configuration is discovered on first use (prefix
  * "service/"); the first pick then answers RESOLVER_ERR_NO_INSTANCE until
- * discovery has run.  Any thread (see Threading above).  Every successful
+ * discovery has run, and once on_demand_services_max services are
+ * discovered that way, a pick of another answers RESOLVER_ERR_LIMIT.  Any thread (see Threading above).  Every successful
  * pick must be ended with resolver_engine_done, or its ticket is released
  * as leaked after ticket_timeout_ms. */
 RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *service, const char *key,

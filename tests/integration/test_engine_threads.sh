@@ -38,4 +38,24 @@ t_kill engine TERM || rc=$?
 t_eq "four threads picked through churn and the engine stopped cleanly" 0 "$rc"
 t_check "picks were made" grep -q 'picks=[1-9]' "$T_DIR/engine.log"
 t_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$T_DIR/engine.log'"
+
+# Picks of services that cannot be discovered yet, or at all (the cap is
+# reached): one discover request per name, refusals on the picking thread,
+# one warning per 10 s.  Before: ~300 MiB in 2 s, then millions of lines.
+rc=0
+timeout 60 "$ENGINE_THREADS" --inbox "$ETCD_ENDPOINT" 4 >"$T_DIR/inbox.out" 2>"$T_DIR/inbox.err" ||
+    rc=$?
+sed 's/^/# /' "$T_DIR/inbox.out"
+t_eq "picks of undiscoverable services keep RSS and the log bounded" 0 "$rc"
+t_check "the cap answers limit" grep -q '^refused: .* limit=[1-9]' "$T_DIR/inbox.out"
+t_check "no sanitizer report (inbox)" bash -c "! grep -q 'Sanitizer' '$T_DIR/inbox.err'"
+
+# done on the engine thread for a ticket another thread just took (its
+# message still in the inbox): found and released, not "not found".
+rc=0
+timeout 60 "$ENGINE_THREADS" --done-on-loop "$ETCD_ENDPOINT" mt 20 >"$T_DIR/lockstep.out" \
+    2>"$T_DIR/lockstep.err" || rc=$?
+sed 's/^/# /' "$T_DIR/lockstep.out"
+t_eq "done on the engine thread releases a ticket picked on another thread" 0 "$rc"
+t_check "no sanitizer report (done on loop)" bash -c "! grep -q 'Sanitizer' '$T_DIR/lockstep.err'"
 t_done
