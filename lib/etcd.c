@@ -10,6 +10,12 @@
  * A request is in one of three places: `waiting` (auth configured and no
  * token yet: no curl handle), the multi handle (running), or `doomed`
  * (cancelled from inside a curl callback, freed when curl returns).
+ *
+ * Who frees a request: the code that holds it last.  finish_request owns
+ * the request it finishes from its first line to its last: what it calls
+ * (a failover ending other streams, their owners' done callbacks, this
+ * request's own done callback) may cancel it, which then only marks it
+ * cancelled (no callback follows); finish_request frees it at its end.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -75,7 +81,8 @@ struct resolver_etcd_request {
     resolver_etcd_data_cb data_cb;
     resolver_etcd_done_cb done_cb;
     void *arg;
-    int cancelled, aborted, in_done, bad;
+    int cancelled, aborted, bad;
+    int finishing;            /* inside finish_request, which frees it: cancel only marks it */
     const char *forced_error; /* ended by failover, not by curl */
     request *next_doomed, *next_waiting;
     request *prev, *next; /* in etcd->all */
@@ -142,6 +149,9 @@ static int is_member_failure(CURLcode result, long status)
 static void finish_request(request *req, CURLcode result)
 {
     resolver_etcd *etcd = req->etcd;
+    /* From here on nothing but the end of this function frees `req`: the
+     * failover below runs other owners' callbacks, which may cancel it. */
+    req->finishing = 1;
     /* Out of `all` first: a failover below ends the streams still listed
      * there, and must not end this one a second time. */
     unlink_all(req);
@@ -166,7 +176,6 @@ static void finish_request(request *req, CURLcode result)
         else if (status < 200 || status > 299)
             snprintf(error, sizeof(error), "HTTP %ld: %.*s", status, (int)req->errbody_len,
                      req->errbody);
-        req->in_done = 1;
         req->done_cb(req->arg, status, error);
     }
     request_free(req);
@@ -560,9 +569,11 @@ static int unqueue(resolver_etcd *etcd, request *req)
 
 void resolver_etcd_cancel(resolver_etcd_request *req)
 {
-    if (!req || req->cancelled || req->in_done)
+    if (!req || req->cancelled)
         return;
     req->cancelled = 1;
+    if (req->finishing)
+        return; /* its finish_request frees it, without a done callback now */
     if (!req->easy) {
         unqueue(req->etcd, req);
         request_free(req);
@@ -643,7 +654,7 @@ static void on_auth_done(void *arg, long status, const char *error)
         if (!etcd->waiting)
             etcd->waiting_tail = &etcd->waiting;
         if (launch(w) != 0 && w->done_cb) {
-            w->in_done = 1;
+            w->finishing = 1;
             w->done_cb(w->arg, 0, "out of memory");
             request_free(w);
         }

@@ -13,7 +13,10 @@
  *  2. resolver_etcd_cancel may be called anywhere, callbacks included; a
  *     cancelled request gets no further callback of any kind.
  *  3. The done callback is the last call for a request; the request is
- *     freed right after it returns.
+ *     freed right after it returns.  A request that is ending is freed by
+ *     its own end, never by a callback nested in it: cancelling it then
+ *     (say, from a stream's done callback run by the failover this very
+ *     request caused) only suppresses its done callback.
  *  4. Failover is decided here, not by callers: a request that fails to
  *     connect, times out, gets a 5xx, or is marked bad moves the cluster to
  *     the next endpoint (once per failure of the endpoint in use), and every
