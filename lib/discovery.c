@@ -17,11 +17,16 @@
  * still answers keepalives; the member probe goes over another connection
  * and is fine).  The gateway takes one request body per stream, so no
  * progress request can be sent on it; instead, when a stream has been
- * silent for SILENT_MS and the member probe saw the cluster's revision
- * move past ours, a count_only range asks whether any key of the prefix
- * changed in between.  If one did and the stream still has not said so,
+ * silent for SILENT_MS and the member probe saw the cluster's revision C
+ * move past ours, a range at C asks whether the prefix changed in between:
+ * a key modified after our revision (min_mod_revision, limit 1, keys only)
+ * or a key count other than ours (a delete leaves no key behind to
+ * filter on).  etcd ignores min_mod_revision when it counts (etcd-io/etcd
+ * #18267), so the count alone is no answer; the keys it returns are
+ * filtered.  If the prefix changed and the stream still has not said so,
  * the stream is abandoned and the watch resumes from last+1.  A quiet
- * prefix of a busy cluster costs one such range per SILENT_MS.
+ * prefix of a busy cluster costs one such range per SILENT_MS (etcd reads
+ * the prefix's keys to answer it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +57,7 @@ struct resolver_discovery {
     int auth_retried; /* a token rejection reset the backoff since the last watch */
     int synced, watching;
     int64_t revision;
+    size_t n_keys; /* keys under the prefix at `revision` */
     uint64_t reconnects;
     uint64_t failures; /* consecutive, reset when a watch is established */
     uint32_t rng;
@@ -165,6 +171,7 @@ static void on_range_done(void *arg, long status, const char *error)
     LOG_DEBUG("etcd: prefix \"%s\": %zu keys at revision %lld", d->prefix, r.n_kvs,
               (long long)r.revision);
     d->revision = r.revision;
+    d->n_keys = r.n_kvs;
     d->need_range = 0;
     d->synced = 1;
     d->cb.on_snapshot(d->arg, r.kvs, r.n_kvs, r.revision);
@@ -203,10 +210,15 @@ static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
         const resolver_kv *kv = &m->events[i];
         if (kv->mod_revision <= applied)
             continue; /* already applied before a reconnect */
-        if (kv->type == RESOLVER_KV_DELETE)
+        /* The key count, for the silence check: etcd only deletes keys
+         * that exist, and a key's version is 1 when it is created. */
+        if (kv->type == RESOLVER_KV_DELETE) {
+            d->n_keys -= d->n_keys > 0;
             d->cb.on_delete(d->arg, kv);
-        else
+        } else {
+            d->n_keys += kv->version == 1;
             d->cb.on_put(d->arg, kv);
+        }
         if (kv->mod_revision > d->revision)
             d->revision = kv->mod_revision;
     }
@@ -316,10 +328,11 @@ static void on_check_done(void *arg, long status, const char *error)
     char why[128];
     int silent = 0;
     /* Changes up to the probed revision that the stream, silent since
-     * before the check began, has not delivered. */
+     * before the check began, has not delivered: a key modified since, or
+     * fewer or more keys than we hold. */
     if (!error[0] && d->watching && d->last_message_ms < d->check_started_ms &&
         resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why)) == 0) {
-        silent = r.count > 0;
+        silent = r.n_kvs > 0 || r.count != (int64_t)d->n_keys;
         resolver_range_result_clear(&r);
     }
     if (!silent) {
@@ -351,7 +364,11 @@ static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
         resolver_timer_start(t, SILENCE_CHECK_MS);
         return;
     }
-    char *body = resolver_range_count_request(d->prefix, strlen(d->prefix), from + 1, cluster);
+    char *body = resolver_range_changed_request(d->prefix, strlen(d->prefix), cluster, from + 1);
+    LOG_DEBUG("etcd: prefix \"%s\": stream quiet for %llu s while the cluster moved to %lld: "
+              "checking revisions %lld..%lld",
+              d->prefix, (unsigned long long)((now - d->last_message_ms) / 1000),
+              (long long)cluster, (long long)(from + 1), (long long)cluster);
     d->body_len = 0;
     d->check_started_ms = now;
     d->check_target = cluster;

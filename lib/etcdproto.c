@@ -787,15 +787,17 @@ char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revi
                          : key_range_body("{", prefix, prefix_len, prefix, prefix_len, tail);
 }
 
-char *resolver_range_count_request(const char *prefix, size_t prefix_len, int64_t min_mod_revision,
-                                   int64_t max_mod_revision)
+char *resolver_range_changed_request(const char *prefix, size_t prefix_len, int64_t revision,
+                                     int64_t min_mod_revision)
 {
     if (!prefix && prefix_len)
         return NULL;
-    char min[64], max[64], tail[160];
+    /* Not count_only: etcd ignores the mod_revision filters when counting
+     * (etcd-io/etcd#18267), but applies them to the keys it returns. */
+    char rev[64], min[64], tail[200];
+    int64_member(rev, sizeof(rev), "revision", revision);
     int64_member(min, sizeof(min), "min_mod_revision", min_mod_revision);
-    int64_member(max, sizeof(max), "max_mod_revision", max_mod_revision);
-    snprintf(tail, sizeof(tail), ",\"count_only\":true%s%s}", min, max);
+    snprintf(tail, sizeof(tail), "%s%s,\"limit\":\"1\",\"keys_only\":true}", rev, min);
     return key_range_body("{", prefix, prefix_len, prefix, prefix_len, tail);
 }
 

@@ -84,10 +84,15 @@ int resolver_auth_parse(const char *body, size_t len, char **token);
  * range_end is the prefix end (prefix with its last byte + 1). */
 char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,
                              const char *start_key, size_t start_key_len);
-/* How many keys under the prefix were last modified in
- * [min_mod_revision, max_mod_revision] (0: no bound): a count_only range. */
-char *resolver_range_count_request(const char *prefix, size_t prefix_len, int64_t min_mod_revision,
-                                   int64_t max_mod_revision);
+/* Whether the prefix changed after a revision, as etcd 3.4 really answers
+ * it: a keys_only range at `revision` (0: the latest) with limit 1 and
+ * min_mod_revision.  In the answer, kvs holds at most one key, modified at
+ * or after min_mod_revision and still present at `revision`; count is every
+ * key under the prefix at `revision` (etcd ignores the mod_revision filters
+ * when counting, etcd-io/etcd#18267), so a delete shows as a smaller count.
+ * etcd reads every key of the prefix to answer it. */
+char *resolver_range_changed_request(const char *prefix, size_t prefix_len, int64_t revision,
+                                     int64_t min_mod_revision);
 char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
                              int progress_notify);
 

@@ -782,16 +782,18 @@ START_TEST(test_watch_request)
 }
 END_TEST
 
-START_TEST(test_range_count_request)
+START_TEST(test_range_changed_request)
 {
-    char *b = resolver_range_count_request("svc/", 4, 11, 42);
-    ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"count_only\":true,"
-                        "\"min_mod_revision\":\"11\",\"max_mod_revision\":\"42\"}");
+    char *b = resolver_range_changed_request("svc/", 4, 42, 11);
+    ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"revision\":\"42\","
+                        "\"min_mod_revision\":\"11\",\"limit\":\"1\",\"keys_only\":true}");
+    ck_assert_ptr_null(strstr(b, "count_only")); /* etcd would ignore the filter */
     free(b);
-    b = resolver_range_count_request("svc/", 4, 0, 0); /* no bounds */
-    ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"count_only\":true}");
+    b = resolver_range_changed_request("svc/", 4, 0, 0); /* no bounds */
+    ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"limit\":\"1\","
+                        "\"keys_only\":true}");
     free(b);
-    ck_assert_ptr_null(resolver_range_count_request(NULL, 1, 0, 0));
+    ck_assert_ptr_null(resolver_range_changed_request(NULL, 1, 0, 0));
     /* The answer to it: "count" is omitted when zero. */
     resolver_range_result r;
     char why[64];
@@ -846,7 +848,7 @@ static Suite *etcdproto_suite(void)
     tcase_add_test(r, test_auth_parse);
     tcase_add_test(r, test_range_request);
     tcase_add_test(r, test_watch_request);
-    tcase_add_test(r, test_range_count_request);
+    tcase_add_test(r, test_range_changed_request);
     suite_add_tcase(s, r);
     return s;
 }
