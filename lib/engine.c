@@ -688,11 +688,11 @@ static int pick_from(resolver_engine *e, resolver_service *svc, const char *key,
                      size_t whylen, int on_loop)
 {
     resolver_instance *inst;
-    int rc = resolver_service_pick(svc, key, &inst, why, whylen);
+    uint64_t ticket_timeout_ms;
+    int rc = resolver_service_pick(svc, key, &inst, &ticket_timeout_ms, why, whylen);
     if (rc != 0)
         return rc;
-    resolver_ticket *t =
-        ticket_alloc(e, inst, resolver_service_options_get(svc)->ticket_timeout_ms, owner);
+    resolver_ticket *t = ticket_alloc(e, inst, ticket_timeout_ms, owner);
     if (!t) {
         /* Undo by hand: release (outlier, drain) is the loop's business. */
         atomic_fetch_sub(&inst->outstanding, 1);

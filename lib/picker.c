@@ -23,6 +23,7 @@ struct resolver_picker {
     uint16_t *stride_weights; /* weighted_round_robin */
     ring_entry *ring;         /* ring_hash */
     size_t ring_len;
+    uint64_t ticket_timeout_ms;
     int error;
     char reason[300];
     /* round_robin and weighted_round_robin: one sequence per stripe, each
@@ -274,6 +275,21 @@ int resolver_picker_reason(const resolver_picker *p, const char **reason)
 {
     *reason = p->reason;
     return p->error;
+}
+
+void resolver_picker_set_ticket_timeout(resolver_picker *p, uint64_t ms)
+{
+    p->ticket_timeout_ms = ms;
+}
+
+uint64_t resolver_picker_ticket_timeout(const resolver_picker *p)
+{
+    return p->ticket_timeout_ms;
+}
+
+uint32_t resolver_picker_max_outstanding(const resolver_picker *p)
+{
+    return p->max_outstanding;
 }
 
 size_t resolver_picker_size(const resolver_picker *p)

@@ -44,6 +44,13 @@ size_t resolver_picker_size(const resolver_picker *p);
  * never look at engine state). */
 void resolver_picker_set_reason(resolver_picker *p, int error, const char *reason);
 int resolver_picker_reason(const resolver_picker *p, const char **reason);
+/* The service's ticket_timeout_ms when the picker was built: picking
+ * threads read the options they need here, in the snapshot, never in the
+ * service (a reload rewrites those on the engine thread).  Set it before
+ * publishing, as the reason. */
+void resolver_picker_set_ticket_timeout(resolver_picker *p, uint64_t ms);
+uint64_t resolver_picker_ticket_timeout(const resolver_picker *p);
+uint32_t resolver_picker_max_outstanding(const resolver_picker *p);
 resolver_policy resolver_picker_policy(const resolver_picker *p);
 
 /* XXH64 (seed 0..), exposed for tests. */

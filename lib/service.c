@@ -6,7 +6,9 @@
  * one expires), so an instance counts its keys and leaves only with the last.
  *
  * Picks read `picker`, an immutable snapshot of the READY, non-draining,
- * non-ejected instances and the policy's tables, rebuilt on the engine thread
+ * non-ejected instances, the policy's tables and the options a pick uses
+ * (ticket_timeout_ms, max_outstanding: a reload rewrites `opts` on the
+ * engine thread, so picking threads never read it), rebuilt on the engine thread
  * whenever one of those changes (changes are rare, picks are not) and
  * swapped in atomically; replaced snapshots are freed through hazard
  * pointers once no picking thread holds them.
@@ -597,16 +599,19 @@ static void publish_picker_now(resolver_service *svc)
     }
     char why[300];
     resolver_picker_set_reason(p, empty_reason(svc, why, sizeof(why)), why);
+    resolver_picker_set_ticket_timeout(p, svc->opts.ticket_timeout_ms);
     void *old = atomic_exchange(&svc->picker, p);
     resolver_hazard_retire(svc->hazard, old, resolver_picker_free);
 }
 
 int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
-                          char *why, size_t whylen)
+                          uint64_t *ticket_timeout_ms, char *why, size_t whylen)
 {
     atomic_store_explicit(&svc->picked, 1, memory_order_relaxed);
     resolver_picker *p = resolver_hazard_protect(RESOLVER_HAZARD_PICKER, &svc->picker);
     resolver_instance *inst = resolver_picker_pick(p, key);
+    if (inst)
+        *ticket_timeout_ms = resolver_picker_ticket_timeout(p);
     int rc = 0;
     if (!inst) {
         const char *reason = "out of memory";
@@ -614,7 +619,7 @@ int resolver_service_pick(resolver_service *svc, const char *key, resolver_insta
         if (p && resolver_picker_size(p) > 0) {
             rc = RESOLVER_ERR_NONE_READY;
             snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u", svc->name,
-                     svc->opts.max_outstanding);
+                     resolver_picker_max_outstanding(p));
         } else {
             snprintf(why, whylen, "%s", reason);
         }

@@ -89,8 +89,9 @@ void resolver_service_del(resolver_service *svc);
 void resolver_service_drain_all(resolver_service *svc);
 /* Replaces the options (reload; engine thread).  What picks use (policy,
  * max_outstanding, ticket_timeout_ms, zone preference) applies at once,
- * through a new picker; subchannels stay and take the connection options
- * at their next connection. */
+ * through a new picker snapshot; subchannels stay and take the connection
+ * options at their next connection.  resolver_service_options_get is for
+ * the engine thread only. */
 int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts);
 
 const char *resolver_service_name(const resolver_service *svc);
@@ -111,13 +112,16 @@ int resolver_service_take_changed(resolver_service *svc);
 json_t *resolver_service_cache_json(const resolver_service *svc);
 
 /* Picks a READY, non-draining, non-ejected instance.  ANY THREAD: reads
- * the published picker snapshot without locks.  On success returns 0 and
- * the instance with a reference taken (outstanding and refs incremented);
- * end it with resolver_instance_release on the engine thread.  Errors:
+ * the published picker snapshot without locks, and nothing else that the
+ * engine thread may change (the options a pick needs are in the snapshot).
+ * On success returns 0 and the instance with a reference taken
+ * (outstanding and refs incremented), and the ticket_timeout_ms of the
+ * snapshot it came from; end it with resolver_instance_release on the
+ * engine thread.  Errors:
  * NO_INSTANCE, NONE_READY with a reason such as "none ready for x: 2
  * CONNECTING, 1 TRANSIENT_FAILURE" in why[0..whylen). */
 int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
-                          char *why, size_t whylen);
+                          uint64_t *ticket_timeout_ms, char *why, size_t whylen);
 /* Ends a pick (engine thread): outstanding--, outlier accounting, a probe
  * PING after a failure, drain completion, refs--. */
 void resolver_instance_release(resolver_instance *inst, int failed);

@@ -2,10 +2,16 @@
  * engine_threads - the embedded engine on a thread of its own, four threads
  * picking and reporting done through the public API while the test script
  * churns the service's instances in a real etcd.  Run under ASan/UBSan (the
- * sanitizer build runs it too): any race on reclaimed memory shows there.
+ * sanitizer build runs it too) and TSan (contrib/run-tests.sh): any race on
+ * reclaimed memory, or on state a reload rewrites, shows there.
  *
- *   engine_threads ETCD_URL SERVICE SECONDS
- * Prints "picks=N failures=N" and exits 0 when it picked at least once.
+ *   engine_threads ETCD_URL SERVICE SECONDS [RELOAD_MS]
+ * With RELOAD_MS, the engine thread reloads every RELOAD_MS a configuration
+ * that lists SERVICE (prefix SERVICE/) with other options each time
+ * (ticket_timeout_ms, max_outstanding, policy), while the threads pick
+ * (issue 11 item 17).  Prints "picks=N failures=N reloads=N
+ * reload_errors=N" and exits 0 when it picked at least once (and reloaded
+ * without error, when asked to).
  *
  *   engine_threads --inbox ETCD_URL SECONDS
  * Picks of services that are not discovered yet (issue 11 item 14): two
@@ -27,6 +33,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "engine.h"
+#include "loop.h"
 #include "resolver.h"
 
 static resolver_engine *engine;
@@ -56,6 +64,35 @@ static void *picker_thread(void *arg)
         }
     }
     return NULL;
+}
+
+/* ---- reloads while threads pick ---- */
+
+static const char *etcd_url;
+static uint64_t reload_ms;
+static long reloads, reload_errors; /* the engine thread's; read after the join */
+
+/* Engine thread: a reload with options that differ from the last ones. */
+static void on_reload_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    static const char *const policies[] = {"round_robin", "least_request", "random"};
+    char json[1024], err[256];
+    snprintf(json, sizeof(json),
+             "{\"etcd\": {\"endpoints\": [\"%s\"]}, \"services\": [{\"name\": \"%s\", "
+             "\"prefix\": \"%s/\", \"ticket_timeout_ms\": %ld, \"max_outstanding\": %ld, "
+             "\"policy\": \"%s\"}]}",
+             etcd_url, service, service, 30000 + reloads % 7 * 1000, 1000 + reloads % 5,
+             policies[reloads % 3]);
+    resolver_config *cfg;
+    if (resolver_config_load_string(json, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "engine_threads: %s\n", err);
+        reload_errors++;
+    } else if (resolver_engine_reload(engine, cfg) != 0) {
+        reload_errors++;
+    } else {
+        reloads++;
+    }
+    resolver_timer_start(t, reload_ms);
 }
 
 /* ---- --inbox ---- */
@@ -280,16 +317,27 @@ int main(int argc, char **argv)
         return inbox_main(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "--done-on-loop") == 0)
         return done_on_loop_main(argc - 1, argv + 1);
-    if (argc != 4) {
-        fprintf(stderr, "usage: engine_threads ETCD_URL SERVICE SECONDS\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: engine_threads ETCD_URL SERVICE SECONDS [RELOAD_MS]\n");
         return 2;
     }
+    etcd_url = argv[1];
     service = argv[2];
+    reload_ms = argc == 5 ? strtoull(argv[4], NULL, 10) : 0;
     resolver_config *cfg;
     if (resolver_config_new_default(&cfg) != 0 || resolver_config_set_endpoints(cfg, argv[1]) != 0)
         return 2;
     if (resolver_engine_new(&engine, cfg) != 0)
         return 2;
+    /* Made before the engine thread starts, so that it is the engine
+     * thread's from then on (loop.h rule 1). */
+    resolver_timer *reload_timer = NULL;
+    if (reload_ms > 0) {
+        reload_timer = resolver_timer_new(resolver_engine_loop(engine), on_reload_timer, NULL);
+        if (!reload_timer)
+            return 2;
+        resolver_timer_start(reload_timer, reload_ms);
+    }
     pthread_t loop, pickers[4];
     pthread_create(&loop, NULL, engine_thread, NULL);
     for (uintptr_t i = 0; i < 4; i++)
@@ -300,7 +348,10 @@ int main(int argc, char **argv)
         pthread_join(pickers[i], NULL);
     resolver_engine_stop(engine);
     pthread_join(loop, NULL);
+    resolver_timer_del(reload_timer);
     resolver_engine_del(engine);
-    printf("picks=%ld failures=%ld\n", atomic_load(&picks), atomic_load(&failures));
-    return atomic_load(&picks) > 0 ? 0 : 1;
+    printf("picks=%ld failures=%ld reloads=%ld reload_errors=%ld\n", atomic_load(&picks),
+           atomic_load(&failures), reloads, reload_errors);
+    return atomic_load(&picks) > 0 && (reload_ms == 0 || (reloads > 0 && reload_errors == 0)) ? 0
+                                                                                              : 1;
 }

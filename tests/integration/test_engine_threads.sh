@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The embedded engine with four picking threads while instances churn in a
-# real etcd (tests/integration/engine_threads.c).
+# real etcd and the engine reloads its configuration every 20 ms, each time
+# with other options for the service being picked
+# (tests/integration/engine_threads.c).  contrib/run-tests.sh runs it under
+# TSan too: a pick must never read what a reload rewrites.
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init engine_threads
@@ -19,7 +22,7 @@ done
 t_etcdctl put mt/1 "127.0.0.1:${P[0]}" >/dev/null
 t_etcdctl put mt/2 "127.0.0.1:${P[1]}" >/dev/null
 
-t_spawn engine "$ENGINE_THREADS" "$ETCD_ENDPOINT" mt 8
+t_spawn engine "$ENGINE_THREADS" "$ETCD_ENDPOINT" mt 8 20
 # Churn: instances 3 and 4 come and go every 100 ms for ~6 s.
 for round in $(seq 60); do
     if ((round % 2)); then
@@ -35,8 +38,10 @@ done
 rc=0
 t_wait_until 20 bash -c "! kill -0 $(t_pid engine) 2>/dev/null" || true
 t_kill engine TERM || rc=$?
-t_eq "four threads picked through churn and the engine stopped cleanly" 0 "$rc"
+t_eq "four threads picked through churn and reloads, and the engine stopped cleanly" 0 "$rc"
+echo "# $(grep 'picks=' "$T_DIR/engine.log")"
 t_check "picks were made" grep -q 'picks=[1-9]' "$T_DIR/engine.log"
+t_check "reloads happened while threads picked" grep -q 'reloads=[1-9][0-9]* reload_errors=0' "$T_DIR/engine.log"
 t_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$T_DIR/engine.log'"
 
 # Picks of services that cannot be discovered yet, or at all (the cap is
