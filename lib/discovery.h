@@ -23,7 +23,9 @@ typedef struct {
     void (*on_delete)(void *arg, const resolver_kv *kv);
     /* Optional (may be NULL): called with 1 before and 0 after the changes
      * of one watch message when it holds more than one (a `del --prefix`
-     * may bring thousands), so that the receiver can act once for all. */
+     * may bring thousands, a txn a delete and a put), so that the receiver
+     * applies them as one change (service.c: an address deleted and named
+     * again by another key of the batch keeps its instance). */
     void (*on_batch)(void *arg, int begin);
 } resolver_discovery_callbacks;
 
