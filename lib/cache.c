@@ -1,27 +1,45 @@
 /* cache.c - see cache.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cache.h"
+#include "log.h"
 #include "resolver.h"
 
-int resolver_cache_write(const char *path, json_t *services, char *err, size_t errlen)
+char *resolver_cache_encode(json_t *services)
 {
     json_t *doc = json_pack("{s:i, s:O}", "version", 1, "services", services);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(doc);
+    return text;
+}
+
+int resolver_cache_write(const char *path, json_t *services, char *err, size_t errlen)
+{
+    char *text = resolver_cache_encode(services);
     if (!text) {
         snprintf(err, errlen, "out of memory");
         return RESOLVER_ERR_NOMEM;
     }
+    int rc = resolver_cache_write_text(path, text, err, errlen);
+    free(text);
+    return rc;
+}
+
+int resolver_cache_write_text(const char *path, const char *text, char *err, size_t errlen)
+{
     size_t len = strlen(text), tmp_len = strlen(path) + 16;
     char *tmp = malloc(tmp_len);
     int rc = RESOLVER_ERR_IO, fd = -1;
-    if (!tmp)
-        goto out;
+    if (!tmp) {
+        snprintf(err, errlen, "out of memory");
+        return RESOLVER_ERR_NOMEM;
+    }
     snprintf(tmp, tmp_len, "%s.tmp", path);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd < 0)
@@ -51,8 +69,109 @@ fail:
     unlink(tmp);
 out:
     free(tmp);
-    free(text);
     return rc;
+}
+
+/* ---- the writer thread ---- */
+
+struct resolver_cache_writer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    char *path, *text; /* waiting to be written; NULL: nothing */
+    int stopping;
+    unsigned long long writes;
+};
+
+static void *writer_main(void *arg)
+{
+    static resolver_log_limit fail_log; /* a full disk fails every write */
+    resolver_cache_writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->text && !w->stopping)
+            pthread_cond_wait(&w->wake, &w->lock);
+        if (!w->text)
+            break; /* stopping, and everything submitted is written */
+        char *path = w->path, *text = w->text;
+        w->path = w->text = NULL;
+        pthread_mutex_unlock(&w->lock);
+        char err[512];
+        int rc = resolver_cache_write_text(path, text, err, sizeof(err));
+        if (rc != 0)
+            LOG_WARN_LIMITED(&fail_log, "%s", err);
+        free(path);
+        free(text);
+        pthread_mutex_lock(&w->lock);
+        if (rc == 0)
+            w->writes++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+resolver_cache_writer *resolver_cache_writer_new(void)
+{
+    resolver_cache_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    /* The thread must not take the signals the host expects on its own
+     * threads (the daemon's SIGTERM is read through a signalfd). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int resolver_cache_writer_submit(resolver_cache_writer *w, const char *path, char *text)
+{
+    char *p = strdup(path);
+    if (!p) {
+        free(text);
+        return RESOLVER_ERR_NOMEM;
+    }
+    pthread_mutex_lock(&w->lock);
+    free(w->path);
+    free(w->text);
+    w->path = p;
+    w->text = text;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+unsigned long long resolver_cache_writer_writes(resolver_cache_writer *w)
+{
+    pthread_mutex_lock(&w->lock);
+    unsigned long long n = w->writes;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+void resolver_cache_writer_del(resolver_cache_writer *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stopping = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    free(w->path);
+    free(w->text);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
 }
 
 static int entry_endpoint(json_t *kv, resolver_endpoint *ep, const char **key)

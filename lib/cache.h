@@ -17,6 +17,30 @@
  * file, never half of one.  0 or RESOLVER_ERR_IO with err filled. */
 int resolver_cache_write(const char *path, json_t *services, char *err, size_t errlen);
 
+/* The file's text for `services` (as resolver_cache_write writes it);
+ * malloc'd, NULL when out of memory. */
+char *resolver_cache_encode(json_t *services);
+/* Writes text to path as resolver_cache_write does. */
+int resolver_cache_write_text(const char *path, const char *text, char *err, size_t errlen);
+
+/* A thread that writes the cache file, so that its write, fsync and rename
+ * never hold up the engine's loop.  Rules:
+ *  1. submit hands over a finished text (the loop encodes it: jansson values
+ *     are not shared across threads) and never waits for the disk;
+ *  2. a text submitted while an older one still waits replaces it: only
+ *     the newest state is worth writing;
+ *  3. del writes what is still waiting, then joins: the last state
+ *     submitted is on disk when it returns (unless the write fails, which
+ *     is logged). */
+typedef struct resolver_cache_writer resolver_cache_writer;
+/* NULL when the thread cannot be started (no memory, no thread). */
+resolver_cache_writer *resolver_cache_writer_new(void);
+/* Takes `text` (malloc'd) in every case.  0 or RESOLVER_ERR_NOMEM. */
+int resolver_cache_writer_submit(resolver_cache_writer *w, const char *path, char *text);
+/* Files written (renamed into place) so far. */
+unsigned long long resolver_cache_writer_writes(resolver_cache_writer *w);
+void resolver_cache_writer_del(resolver_cache_writer *w);
+
 typedef void (*resolver_cache_entry_cb)(void *arg, const char *service, const char *prefix,
                                         const char *key, const resolver_endpoint *ep);
 

@@ -19,6 +19,9 @@
  *    number of discover requests and the log a line per 10 s.
  * On the loop thread itself (the daemon) the same calls apply directly; a
  * done there first looks in the inbox for a ticket another thread took.
+ * The cache file is encoded on the loop and written by a thread of its own
+ * (cache.h), at most once per CACHE_WRITE_INTERVAL_MS, and flushed at
+ * shutdown (before the drain) and in resolver_engine_del.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -102,7 +105,10 @@ struct resolver_engine {
     resolver_engine_change_cb listener;
     void *listener_arg;
     atomic_int shutting_down;
-    resolver_timer *housekeeping; /* cache writes, idle on-demand services */
+    resolver_timer *housekeeping;        /* cache writes, idle on-demand services */
+    resolver_cache_writer *cache_writer; /* started at the first write */
+    int cache_dirty;                     /* a change not yet handed to the writer */
+    uint64_t cache_next_ms;              /* no write before this (loop time) */
     uint64_t last_idle_sweep_ms;
     size_t cache_loaded;
 };
@@ -111,6 +117,10 @@ struct resolver_engine {
  * and its connections are not free). */
 #define ON_DEMAND_IDLE_MS (10 * 60 * 1000)
 #define HOUSEKEEPING_MS 250
+/* The cache file is written at most this often: under churn every change
+ * would otherwise cost a write and an fsync.  At a stop it is written at
+ * once (flush_cache). */
+#define CACHE_WRITE_INTERVAL_MS 2000
 
 /* ---- services ---- */
 
@@ -380,23 +390,62 @@ static void load_cache(resolver_engine *e)
                  e->cfg->cache_file, e->cache_loaded, skipped);
 }
 
-static void write_cache_if_changed(resolver_engine *e)
+static int cache_enabled(const resolver_engine *e)
 {
-    int changed = 0;
-    void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
-        changed |= resolver_service_take_changed(value);
-    if (!changed || !e->cfg->cache_file || !*e->cfg->cache_file)
-        return;
+    return e->cfg->cache_file && *e->cfg->cache_file;
+}
+
+/* Hands the current state to the writer thread: encoded here (services are
+ * the loop's), written there. */
+static void submit_cache(resolver_engine *e)
+{
+    static resolver_log_limit nomem_log;
     json_t *all = json_object();
     const char *name;
+    void *value;
     for (size_t pos = 0; all && resolver_strmap_next(&e->services, &pos, &name, &value);)
         if (resolver_service_synced(value))
             json_object_set_new(all, name, resolver_service_cache_json(value));
-    char err[512];
-    if (!all || resolver_cache_write(e->cfg->cache_file, all, err, sizeof(err)) != 0)
-        LOG_WARN("%s", all ? err : "cache_file: out of memory");
+    char *text = all ? resolver_cache_encode(all) : NULL;
     json_decref(all);
+    if (!e->cache_writer)
+        e->cache_writer = resolver_cache_writer_new();
+    if (!text || !e->cache_writer) {
+        free(text); /* dirty stays: the next housekeeping tries again */
+        LOG_WARN_LIMITED(&nomem_log, "cache_file %s: out of memory (or no writer thread)",
+                         e->cfg->cache_file);
+        return;
+    }
+    if (resolver_cache_writer_submit(e->cache_writer, e->cfg->cache_file, text) != 0)
+        return;
+    e->cache_dirty = 0;
+}
+
+static void collect_cache_changes(resolver_engine *e)
+{
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
+        e->cache_dirty |= resolver_service_take_changed(value);
+}
+
+/* Housekeeping: at most one write per CACHE_WRITE_INTERVAL_MS, the last
+ * one with everything that changed in between. */
+static void write_cache_if_changed(resolver_engine *e)
+{
+    collect_cache_changes(e);
+    uint64_t now = resolver_loop_now(e->loop);
+    if (!e->cache_dirty || !cache_enabled(e) || now < e->cache_next_ms)
+        return;
+    submit_cache(e);
+    e->cache_next_ms = now + CACHE_WRITE_INTERVAL_MS;
+}
+
+/* A stop: what changed since the last write goes out now, interval or not. */
+static void flush_cache(resolver_engine *e)
+{
+    collect_cache_changes(e);
+    if (e->cache_dirty && cache_enabled(e))
+        submit_cache(e);
 }
 
 static void drop_idle_services(resolver_engine *e)
@@ -938,6 +987,11 @@ void resolver_engine_del(resolver_engine *e)
      * released below like the others. */
     if (e->loop)
         drain_inbox(e->loop, e);
+    /* A stop without resolver_engine_shutdown (the embedded engine): the
+     * last state is written before the services go. */
+    if (e->cfg && !atomic_load(&e->shutting_down))
+        flush_cache(e);
+    resolver_cache_writer_del(e->cache_writer); /* waits for the last write */
     /* Tickets first: they hold instance references. */
     void *value;
     while ((value = resolver_u64map_any(&e->tickets))) {
@@ -997,6 +1051,8 @@ void resolver_engine_shutdown(resolver_engine *e)
 {
     if (atomic_exchange(&e->shutting_down, 1))
         return;
+    /* Before the drain: the cache keeps the last listing, not the drain. */
+    flush_cache(e);
     /* Every instance drains as if it had left etcd: no new picks, closed
      * once its outstanding picks are done or drain_timeout_ms passes. */
     void *value;
@@ -1150,6 +1206,11 @@ static int64_t max_revision(resolver_engine *e)
     return rev;
 }
 
+static json_int_t cache_writes(resolver_engine *e)
+{
+    return e->cache_writer ? (json_int_t)resolver_cache_writer_writes(e->cache_writer) : 0;
+}
+
 json_t *resolver_engine_status_json(resolver_engine *e)
 {
     uint64_t now = resolver_loop_update_time(e->loop);
@@ -1176,6 +1237,7 @@ json_t *resolver_engine_status_json(resolver_engine *e)
         json_object_set_new(o, "etcd_last_heard_s",
                             heard ? json_real((double)(now - heard) / 1000.0) : json_null());
         json_object_set_new(o, "stale_services", json_integer((json_int_t)stale));
+        json_object_set_new(o, "cache_writes", json_integer(cache_writes(e)));
         json_object_set_new(o, "etcd_failovers",
                             json_integer((json_int_t)resolver_etcd_failovers(e->etcd)));
         json_object_set_new(o, "etcd_endpoints",

@@ -17,8 +17,11 @@
  *
  * Threading: unless a function says otherwise, an object may be used by one
  * thread at a time.  The library starts no thread and does no I/O except
- * inside the calls documented to do so.  The exceptions: resolver_engine_pick
- * and resolver_engine_done may be called from any thread, concurrently, while
+ * inside the calls documented to do so, with one exception: with cache_file
+ * set, an engine writes that file from a thread of its own (started at the
+ * first write, all signals blocked, joined by resolver_engine_del), so that
+ * the fsync never holds up the engine.  Calls from several threads:
+ * resolver_engine_pick and resolver_engine_done may be called from any thread, concurrently, while
  * another thread drives the engine; picks take no lock (they read an
  * immutable snapshot that the engine republishes) and never wait for the
  * engine.
@@ -123,8 +126,9 @@ typedef struct {
  * failure too).  Starts no thread and does no I/O: discovery begins at the
  * first resolver_engine_process or resolver_engine_run. */
 RESOLVER_API int resolver_engine_new(resolver_engine **out, resolver_config *cfg);
-/* Closes every connection and frees the engine.  Not while another thread
- * is inside resolver_engine_run: call resolver_engine_stop and join first. */
+/* Closes every connection and frees the engine (with cache_file set, after
+ * writing the last state to it).  Not while another thread is inside
+ * resolver_engine_run: call resolver_engine_stop and join first. */
 RESOLVER_API void resolver_engine_del(resolver_engine *engine);
 
 /* Driving the engine from the host's loop: poll resolver_engine_fd() for
