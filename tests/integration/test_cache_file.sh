@@ -25,9 +25,11 @@ EOF
 t_spawn resolverd "$RESOLVERD" -c "$T_DIR/rd.json"
 t_wait_for "resolverd serves its socket" 10 test -S "$SOCK"
 
-# Every fsync of every thread of the daemon, when ptrace is allowed here.
+# Every fsync of every thread of the daemon, when ptrace is allowed here
+# (not in the sanitizer build: LeakSanitizer cannot run under ptrace).
 traced=0
-if command -v strace >/dev/null && strace -qq -o /dev/null true 2>/dev/null; then
+if command -v strace >/dev/null && strace -qq -o /dev/null true 2>/dev/null &&
+    ! grep -q __asan_init "$RESOLVERD"; then
     t_spawn strace strace -f -qq -e trace=fsync,fdatasync -o "$T_DIR/fsync.trace" \
         -p "$(t_pid resolverd)"
     traced=1
