@@ -9,6 +9,7 @@
  * parks the client (not the daemon) until discovery settles.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <pwd.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -55,7 +57,10 @@ struct resolver_server {
     resolver_loop *loop;
     resolver_server_limits limits;
     int fd;
-    char *path;
+    char *path;     /* the socket we bound, NULL if none */
+    dev_t sock_dev; /* its identity, so that we unlink only our own */
+    ino_t sock_ino;
+    int lock_fd; /* flock on PATH.lock, held while we serve PATH */
     gid_t admin_gid;
     int have_admin_gid;
     client *clients;
@@ -755,6 +760,78 @@ static void on_reap(resolver_loop *loop, resolver_timer *t, void *arg)
 
 /* ---- socket ---- */
 
+/* The path is ours only while we hold an exclusive flock on PATH.lock: two
+ * daemons started at the same moment cannot both get past this, whatever
+ * the order of their probes, unlinks and binds.  The lock file stays (an
+ * unlinked lock file could be locked by one daemon while another creates
+ * and locks a new one at the same path). */
+static int lock_socket_path(resolver_server *s, const char *path, char *err, size_t errlen)
+{
+    size_t len = strlen(path);
+    char *lock_path = malloc(len + sizeof(".lock"));
+    if (!lock_path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(lock_path, path, len);
+    memcpy(lock_path + len, ".lock", sizeof(".lock"));
+    s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "cannot open the lock file %s: %s", lock_path, strerror(errno));
+        free(lock_path);
+        return -1;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK)
+            snprintf(err, errlen,
+                     "%s: another resolverd holds %s and serves this socket; not starting", path,
+                     lock_path);
+        else
+            snprintf(err, errlen, "cannot lock %s: %s", lock_path, strerror(e));
+        free(lock_path);
+        return -1;
+    }
+    free(lock_path);
+    return 0;
+}
+
+/* With the lock held: clears the way for bind.  A socket file left by a
+ * daemon that died is removed; one that answers belongs to a daemon that
+ * does not take the lock (an older version) and is not ours to take; any
+ * other kind of file is not ours to delete. */
+static int clear_socket_path(const struct sockaddr_un *addr, char *err, size_t errlen)
+{
+    const char *path = addr->sun_path;
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen,
+                 "%s exists and is not a socket; refusing to replace it (remove it or choose "
+                 "another socket.path)",
+                 path);
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0 && connect(probe, (const struct sockaddr *)addr, sizeof(*addr)) == 0) {
+        close(probe);
+        snprintf(err, errlen, "%s: another resolverd is already serving this socket", path);
+        return -1;
+    }
+    if (probe >= 0)
+        close(probe);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "cannot remove the stale socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err, size_t errlen)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -764,23 +841,14 @@ static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err
         return -1;
     }
     strcpy(addr.sun_path, cfg->socket.path);
+    if (lock_socket_path(s, cfg->socket.path, err, errlen) != 0 ||
+        clear_socket_path(&addr, err, errlen) != 0)
+        return -1;
     s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return -1;
     }
-    /* A socket file left by a daemon that died is removed; one that answers
-     * belongs to a running daemon and is not ours to take. */
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-        close(probe);
-        snprintf(err, errlen, "%s: another resolverd is already serving this socket",
-                 cfg->socket.path);
-        return -1;
-    }
-    if (probe >= 0)
-        close(probe);
-    unlink(cfg->socket.path);
     mode_t old = umask(0177);
     int rc = bind(s->fd, (struct sockaddr *)&addr, sizeof(addr));
     umask(old);
@@ -788,7 +856,13 @@ static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err
         snprintf(err, errlen, "cannot listen on %s: %s", cfg->socket.path, strerror(errno));
         return -1;
     }
-    s->path = strdup(cfg->socket.path);
+    /* What we created, so that exiting removes this file and no other. */
+    struct stat st;
+    if (stat(cfg->socket.path, &st) == 0) {
+        s->sock_dev = st.st_dev;
+        s->sock_ino = st.st_ino;
+        s->path = strdup(cfg->socket.path);
+    }
     if (chmod(cfg->socket.path, cfg->socket.mode) != 0) {
         snprintf(err, errlen, "chmod %s: %s", cfg->socket.path, strerror(errno));
         return -1;
@@ -804,6 +878,18 @@ static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err
     return 0;
 }
 
+/* Unlinks the socket file only if it is still the one we bound. */
+static void unlink_own_socket(resolver_server *s)
+{
+    struct stat st;
+    if (!s->path || lstat(s->path, &st) != 0)
+        return;
+    if (S_ISSOCK(st.st_mode) && st.st_dev == s->sock_dev && st.st_ino == s->sock_ino)
+        unlink(s->path);
+    else
+        LOG_WARN("%s is no longer the socket this daemon created; leaving it", s->path);
+}
+
 resolver_server *resolver_server_new(resolver_engine *engine, const resolver_config *cfg,
                                      const resolver_server_limits *limits, char *err, size_t errlen)
 {
@@ -815,6 +901,7 @@ resolver_server *resolver_server_new(resolver_engine *engine, const resolver_con
     s->engine = engine;
     s->loop = resolver_engine_loop(engine);
     s->fd = -1;
+    s->lock_fd = -1;
     if (limits)
         s->limits = *limits;
     else
@@ -858,8 +945,9 @@ void resolver_server_del(resolver_server *s)
         resolver_loop_unwatch(s->loop, s->fd);
         close(s->fd);
     }
-    if (s->path)
-        unlink(s->path);
+    unlink_own_socket(s);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* after the unlink: the next daemon may take the path now */
     resolver_engine_set_listener(s->engine, NULL, NULL);
     free(s->path);
     free(s);

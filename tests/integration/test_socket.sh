@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The socket server against hostile names and clients: service names that
-# try to forge /metrics lines (issue 11 item 21).
+# try to forge /metrics lines (issue 11 item 21); the socket path guarded by
+# a lock, never deleting what is not ours (item 19).
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init socket
@@ -43,5 +44,69 @@ if command -v promtool >/dev/null; then
 else
     t_ok "# skipped promtool (install the Debian package prometheus)"
 fi
+
+# ---- item 19: the socket path is locked; nothing but our socket is deleted ----
+rd_on() { # NAME PATH: a resolverd serving PATH
+    t_spawn "$1" "$RESOLVERD" --etcd "$ETCD_ENDPOINT" --socket "$2"
+}
+echo precious >"$T_DIR/file.sock"
+rc=0; timeout 10 "$RESOLVERD" --etcd "$ETCD_ENDPOINT" --socket "$T_DIR/file.sock" 2>"$T_DIR/file.err" || rc=$?
+t_check "a regular file at the socket path makes resolverd exit non-zero" test "$rc" -ne 0
+t_check "the refusal names the path and says why" grep -q "$T_DIR/file.sock exists and is not a socket" "$T_DIR/file.err"
+t_eq "the regular file is left alone" precious "$(cat "$T_DIR/file.sock")"
+
+# A daemon that holds PATH.lock but has not bound PATH yet (the moment two
+# daemons race for it): a second one must keep off the path.
+t_spawn locker "$PY" -c 'import fcntl,sys,time
+f=open(sys.argv[1], "w"); fcntl.flock(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(120)' "$T_DIR/locked.sock.lock"
+t_wait_until 5 grep -q locked "$T_DIR/locker.log" || true
+rc=0; timeout 10 "$RESOLVERD" --etcd "$ETCD_ENDPOINT" --socket "$T_DIR/locked.sock" 2>"$T_DIR/locked.err" || rc=$?
+t_check "PATH.lock held by another: resolverd exits non-zero" test "$rc" -ne 0 -a "$rc" -ne 124
+t_check "it says another resolverd holds the lock" grep -q "another resolverd holds $T_DIR/locked.sock.lock" "$T_DIR/locked.err"
+t_check "and it did not touch the path" test ! -e "$T_DIR/locked.sock"
+t_kill locker KILL || true
+
+# Two daemons started at the same moment, a few times: exactly one serves,
+# the other exits non-zero saying why, and the first keeps serving.
+race_ok=0
+one_gone() { ! t_alive ra || ! t_alive rb; }
+for round in 1 2 3 4 5; do
+    R=$T_DIR/race$round.sock
+    rd_on ra "$R"
+    rd_on rb "$R"
+    t_wait_until 3 one_gone || true
+    sleep 0.3
+    alive=0 winner= loser=
+    for n in ra rb; do
+        if t_alive "$n"; then alive=$((alive + 1)); winner=$n; else loser=$n; fi
+    done
+    if [[ $alive == 1 ]] && grep -q 'another resolverd' "$T_DIR/$loser.log" &&
+        "$RESOLVERCTL" -s "$R" status >/dev/null 2>&1; then
+        race_ok=$((race_ok + 1))
+    else
+        echo "# round $round: $alive daemons alive on one socket"
+    fi
+    rc=0; t_kill ra || rc=$?
+    rc=0; t_kill rb || rc=$?
+    rm -f "$T_DIR/ra.log" "$T_DIR/rb.log"
+done
+t_eq "two daemons started together: one serves, one exits saying why (5 rounds)" 5 "$race_ok"
+
+# Started later, the second one exits non-zero; the first keeps serving.
+rd_on first "$T_DIR/two.sock"
+t_wait_until 10 test -S "$T_DIR/two.sock" || true
+rc=0; timeout 10 "$RESOLVERD" --etcd "$ETCD_ENDPOINT" --socket "$T_DIR/two.sock" 2>"$T_DIR/second.err" || rc=$?
+t_check "a second resolverd on a served path exits non-zero" test "$rc" -ne 0
+t_check "the second says another resolverd serves the path" grep -q "another resolverd" "$T_DIR/second.err"
+t_check "the first keeps serving after the second exits" "$RESOLVERCTL" -s "$T_DIR/two.sock" status
+# Its socket replaced behind its back, the first must not unlink the new one.
+rm -f "$T_DIR/two.sock"
+t_spawn squatter "$PY" -c 'import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); time.sleep(120)' "$T_DIR/two.sock"
+t_wait_until 5 test -S "$T_DIR/two.sock" || true
+rc=0; t_kill first || rc=$?
+t_eq "the first exits 0" 0 "$rc"
+t_check "exiting, it left the socket it did not create" test -S "$T_DIR/two.sock"
+t_kill squatter KILL || true
 
 t_done
