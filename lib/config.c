@@ -854,7 +854,8 @@ static int parse_mode(parse_ctx *ctx, const char *path, const json_t *v, unsigne
 
 static int parse_socket(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 {
-    static const char *const keys[] = {"path", "mode", "group", "admin_group", NULL};
+    static const char *const keys[] = {
+        "path", "mode", "group", "admin_group", "max_detached_tickets", NULL};
     json_t *x;
     int rc;
     if (!json_is_object(v))
@@ -881,6 +882,12 @@ static int parse_socket(parse_ctx *ctx, json_t *v, resolver_config *cfg)
     if ((x = json_object_get(v, "admin_group")) &&
         (rc = take_string(ctx, "socket.admin_group", x, &cfg->socket.admin_group)))
         return rc;
+    uint64_t u;
+    if ((x = json_object_get(v, "max_detached_tickets"))) {
+        if ((rc = take_uint(ctx, "socket.max_detached_tickets", x, 0, 100000000, &u)))
+            return rc;
+        cfg->socket.max_detached_tickets = (uint32_t)u;
+    }
     return 0;
 }
 
@@ -1116,6 +1123,7 @@ int resolver_config_new_default(resolver_config **out)
     cfg->etcd.n_endpoints = 1;
     cfg->etcd.dial_timeout_ms = 2000;
     cfg->socket.mode = 0660;
+    cfg->socket.max_detached_tickets = 10000;
     cfg->on_demand_services_max = 256;
     resolver_service_options_default(&cfg->defaults);
     *out = cfg;
@@ -1314,6 +1322,7 @@ int resolver_config_equal(const resolver_config *a, const resolver_config *b)
            str_equal(a->socket.path, b->socket.path) && a->socket.mode == b->socket.mode &&
            str_equal(a->socket.group, b->socket.group) &&
            str_equal(a->socket.admin_group, b->socket.admin_group) &&
+           a->socket.max_detached_tickets == b->socket.max_detached_tickets &&
            str_equal(a->metrics.listen, b->metrics.listen) && str_equal(a->zone, b->zone) &&
            str_equal(a->cache_file, b->cache_file) &&
            a->on_demand_services_max == b->on_demand_services_max &&
@@ -1406,15 +1415,16 @@ static json_t *config_to_json(const resolver_config *cfg)
     }
     /* "o" steals each reference, and json_pack releases them on failure. */
     return json_pack(
-        "{s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o},s:{s:o,s:s,s:o,s:o},s:{s:o},s:o,s:o,s:o,s:o,s:o}", "etcd",
-        "endpoints", endpoints, "username", jstr(cfg->etcd.username), "password_file",
+        "{s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o},s:{s:o,s:s,s:o,s:o,s:o},s:{s:o},s:o,s:o,s:o,s:o,s:o}",
+        "etcd", "endpoints", endpoints, "username", jstr(cfg->etcd.username), "password_file",
         jstr(cfg->etcd.password_file), "ca_file", jstr(cfg->etcd.ca_file), "cert_file",
         jstr(cfg->etcd.cert_file), "key_file", jstr(cfg->etcd.key_file), "dial_timeout_ms",
         jint(cfg->etcd.dial_timeout_ms), "socket", "path", jstr(cfg->socket.path), "mode", mode,
-        "group", jstr(cfg->socket.group), "admin_group", jstr(cfg->socket.admin_group), "metrics",
-        "listen", jstr(cfg->metrics.listen), "zone", jstr(cfg->zone), "cache_file",
-        jstr(cfg->cache_file), "on_demand_services_max", jint(cfg->on_demand_services_max),
-        "defaults", options_to_json(&cfg->defaults, json_object()), "services", services);
+        "group", jstr(cfg->socket.group), "admin_group", jstr(cfg->socket.admin_group),
+        "max_detached_tickets", jint(cfg->socket.max_detached_tickets), "metrics", "listen",
+        jstr(cfg->metrics.listen), "zone", jstr(cfg->zone), "cache_file", jstr(cfg->cache_file),
+        "on_demand_services_max", jint(cfg->on_demand_services_max), "defaults",
+        options_to_json(&cfg->defaults, json_object()), "services", services);
 }
 
 /* The fewest significant digits that print every real of cfg exactly, so

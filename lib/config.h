@@ -75,6 +75,7 @@ struct resolver_config {
         unsigned mode; /* 0660 */
         char *group;   /* "" if unset */
         char *admin_group;
+        uint32_t max_detached_tickets; /* per peer uid (detach=1 picks): 10000 */
     } socket;
     struct {
         char *listen; /* "" if unset */

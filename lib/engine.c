@@ -631,6 +631,34 @@ void resolver_engine_release_owner(resolver_engine *e, resolver_ticket_owner *ow
         ticket_free(e, owner->head, 0);
 }
 
+int resolver_engine_ticket_owner(resolver_engine *e, uint64_t id, resolver_ticket_owner **owner)
+{
+    resolver_ticket *t = resolver_u64map_get(&e->tickets, id);
+    if (!t)
+        return RESOLVER_ERR_NOT_FOUND;
+    *owner = t->owner;
+    return 0;
+}
+
+/* Every ticket once, along the timeout queues (each tracked ticket is on
+ * exactly one): taking "any" ticket from the map again and again rescanned
+ * it from slot 0 each time, quadratic (200k tickets took 29 s). */
+static void free_all_tickets(resolver_engine *e)
+{
+    resolver_u64map_clear(&e->tickets);
+    for (timeout_queue *q = e->queues; q; q = q->next) {
+        while (q->head) {
+            resolver_ticket *t = q->head;
+            q->head = t->q_next;
+            t->queue = NULL; /* no queue unlink, no timer re-arm per ticket */
+            t->owner = NULL; /* owners may already be gone */
+            ticket_free(e, t, 0);
+        }
+        q->tail = NULL;
+        resolver_timer_stop(q->timer);
+    }
+}
+
 /* ---- picking ---- */
 
 static int service_is_fresh(resolver_engine *e, resolver_service *svc)
@@ -993,13 +1021,8 @@ void resolver_engine_del(resolver_engine *e)
         flush_cache(e);
     resolver_cache_writer_del(e->cache_writer); /* waits for the last write */
     /* Tickets first: they hold instance references. */
+    free_all_tickets(e);
     void *value;
-    while ((value = resolver_u64map_any(&e->tickets))) {
-        resolver_ticket *t = value;
-        t->owner = NULL; /* owners may already be gone */
-        ticket_free(e, t, 0);
-    }
-    resolver_u64map_clear(&e->tickets);
     while (e->queues) {
         timeout_queue *q = e->queues;
         e->queues = q->next;

@@ -33,6 +33,9 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
                                size_t whylen, int *fresh);
 /* Releases every ticket of `owner`. */
 void resolver_engine_release_owner(resolver_engine *e, resolver_ticket_owner *owner);
+/* The owner an outstanding ticket was picked for (NULL: none), so that the
+ * daemon lets only its owner report it done.  0 or RESOLVER_ERR_NOT_FOUND. */
+int resolver_engine_ticket_owner(resolver_engine *e, uint64_t id, resolver_ticket_owner **owner);
 
 /* Introspection (new references; NULL and NOT_FOUND for an unknown service). */
 json_t *resolver_engine_services_json(resolver_engine *e);

@@ -4,6 +4,9 @@
  * Each client has an input buffer (one line at most max_line long), an
  * output buffer (bounded: a client that never reads is disconnected rather
  * than growing the daemon), the tickets it owns, and optionally a watch.
+ * Detached tickets (detach=1) belong to the peer's uid instead, bounded by
+ * socket.max_detached_tickets; only a ticket's owner (or an admin) may
+ * report it done.
  * Requests are answered strictly in order, so a pipelining client can match
  * replies to requests; a first pick of a service still being discovered
  * parks the client (not the daemon) until discovery settles.
@@ -52,6 +55,16 @@ struct client {
     unsigned interest; /* loop events asked for */
 };
 
+/* Detached tickets (PICK detach=1) outlive their connection: they belong to
+ * the peer's uid, which bounds how many one user may hold and who may report
+ * them done.  One entry per uid seen, kept until the server goes (the
+ * engine points into it). */
+typedef struct uid_tickets {
+    uid_t uid;
+    resolver_ticket_owner tickets;
+    struct uid_tickets *next;
+} uid_tickets;
+
 struct resolver_server {
     resolver_engine *engine;
     resolver_loop *loop;
@@ -65,6 +78,7 @@ struct resolver_server {
     int have_admin_gid;
     client *clients;
     size_t n_clients;
+    uid_tickets *detached;
     resolver_timer *reap_timer; /* closes clients marked closing from nested code */
     int picks_stopped;
     resolver_server_reload_cb reload_cb;
@@ -243,6 +257,47 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+static uid_tickets *detached_owner(resolver_server *s, uid_t uid)
+{
+    for (uid_tickets *u = s->detached; u; u = u->next)
+        if (u->uid == uid)
+            return u;
+    uid_tickets *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->uid = uid;
+    u->next = s->detached;
+    s->detached = u;
+    return u;
+}
+
+/* Whose the new ticket will be, or NULL with the refusal sent. */
+static resolver_ticket_owner *pick_owner(client *c, int detach)
+{
+    resolver_server *s = c->server;
+    if (!detach) {
+        if (c->tickets.count < s->limits.max_tickets_per_client)
+            return &c->tickets;
+        reply_err(c, RESOLVER_ERR_LIMIT,
+                  "this connection holds %zu tickets (the limit); report done for some first",
+                  c->tickets.count);
+        return NULL;
+    }
+    uid_tickets *u = detached_owner(s, c->uid);
+    if (!u) {
+        reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    uint32_t max = resolver_engine_config(s->engine)->socket.max_detached_tickets;
+    if (u->tickets.count < max)
+        return &u->tickets;
+    reply_err(c, RESOLVER_ERR_LIMIT,
+              "uid %d holds %zu detached tickets (socket.max_detached_tickets is %u); report "
+              "done for some first",
+              (int)c->uid, u->tickets.count, max);
+    return NULL;
+}
+
 /* Returns 1 when the pick was answered, 0 when the client should wait. */
 static int try_pick(client *c, const resolver_proto_request *req, int may_park)
 {
@@ -253,18 +308,14 @@ static int try_pick(client *c, const resolver_proto_request *req, int may_park)
     }
     const char *key = resolver_proto_option(req, 2, "key");
     int detach = resolver_proto_option(req, 2, "detach") != NULL;
-    if (!detach && c->tickets.count >= s->limits.max_tickets_per_client) {
-        reply_err(c, RESOLVER_ERR_LIMIT,
-                  "this connection holds %zu tickets (the limit); report "
-                  "done for some first",
-                  c->tickets.count);
+    resolver_ticket_owner *owner = pick_owner(c, detach);
+    if (!owner)
         return 1;
-    }
     resolver_pick_result r;
     char why[512];
     int fresh = 0;
-    int rc = resolver_engine_pick_owned(s->engine, req->argv[1], key, detach ? NULL : &c->tickets,
-                                        &r, why, sizeof(why), may_park ? &fresh : NULL);
+    int rc = resolver_engine_pick_owned(s->engine, req->argv[1], key, owner, &r, why, sizeof(why),
+                                        may_park ? &fresh : NULL);
     if (rc == 0) {
         reply_picked(c, &r);
         return 1;
@@ -286,6 +337,27 @@ static void verb_pick(client *c, const resolver_proto_request *req)
     resolver_timer_start(c->park_timer, 5);
 }
 
+static int owner_is_uid(resolver_server *s, const resolver_ticket_owner *owner)
+{
+    for (uid_tickets *u = s->detached; u; u = u->next)
+        if (&u->tickets == owner)
+            return 1;
+    return 0;
+}
+
+/* Ticket ids are sequential: without this any client could release (or
+ * fail=1) anyone's picks.  A ticket is its connection's, a detached one
+ * its uid's; admins may release any. */
+static int may_release(client *c, const resolver_ticket_owner *owner)
+{
+    if (owner == &c->tickets || c->admin)
+        return 1;
+    for (uid_tickets *u = c->server->detached; u; u = u->next)
+        if (&u->tickets == owner)
+            return u->uid == c->uid;
+    return 0;
+}
+
 static void verb_done(client *c, const resolver_proto_request *req)
 {
     uint64_t ticket, latency = 0;
@@ -300,7 +372,17 @@ static void verb_done(client *c, const resolver_proto_request *req)
     }
     const char *fail = resolver_proto_option(req, 2, "fail");
     int failed = fail && strcmp(fail, "0") != 0;
-    int rc = resolver_engine_done(c->server->engine, ticket, failed,
+    resolver_ticket_owner *owner;
+    int rc = resolver_engine_ticket_owner(c->server->engine, ticket, &owner);
+    if (rc == 0 && !may_release(c, owner)) {
+        reply_err(c, RESOLVER_ERR_DENIED,
+                  "ticket %" PRIu64 " was picked by another %s; only its owner or an admin may "
+                  "report it done",
+                  ticket, owner_is_uid(c->server, owner) ? "user" : "connection");
+        return;
+    }
+    if (rc == 0)
+        rc = resolver_engine_done(c->server->engine, ticket, failed,
                                   latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency);
     if (rc == RESOLVER_ERR_NOT_FOUND)
         reply_err(c, rc, "no outstanding ticket %" PRIu64 " (already done or timed out)", ticket);
@@ -625,7 +707,7 @@ static void client_close(client *c)
     resolver_loop_unwatch(s->loop, c->fd);
     close(c->fd);
     /* Tickets of a connection that goes away are released: the C API's
-     * promise (CLI picks are taken with detach=1 and are not owned). */
+     * promise (CLI picks are taken with detach=1 and belong to the uid). */
     resolver_engine_release_owner(s->engine, &c->tickets);
     resolver_timer_del(c->idle_timer);
     resolver_timer_del(c->park_timer);
@@ -940,6 +1022,12 @@ void resolver_server_del(resolver_server *s)
         return;
     while (s->clients)
         client_close(s->clients);
+    while (s->detached) {
+        uid_tickets *u = s->detached;
+        s->detached = u->next;
+        resolver_engine_release_owner(s->engine, &u->tickets);
+        free(u);
+    }
     resolver_timer_del(s->reap_timer);
     if (s->fd >= 0) {
         resolver_loop_unwatch(s->loop, s->fd);

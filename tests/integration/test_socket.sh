@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The socket server against hostile names and clients: service names that
 # try to forge /metrics lines (issue 11 item 21); the socket path guarded by
-# a lock, never deleting what is not ours (item 19).
+# a lock, never deleting what is not ours (item 19); tickets bound to their
+# owner (item 13) and detached ones bounded per uid, freed in one pass at
+# exit (item 12).
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init socket
@@ -20,7 +22,8 @@ t_wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BPORT" || true
 t_etcdctl put svc/1 "127.0.0.1:$BPORT" >/dev/null
 MPORT=$(t_free_port)
 cat >"$T_DIR/rd.json" <<JSON
-{ "socket": { "mode": "0666" }, "metrics": { "listen": "127.0.0.1:$MPORT" },
+{ "socket": { "mode": "0666", "max_detached_tickets": 20 },
+  "metrics": { "listen": "127.0.0.1:$MPORT" }, "defaults": { "drain_timeout_ms": 500 },
   "services": [ { "name": "svc" } ] }
 JSON
 t_spawn resolverd "$RESOLVERD" -c "$T_DIR/rd.json" --etcd "$ETCD_ENDPOINT" --socket "$SOCK"
@@ -44,6 +47,57 @@ if command -v promtool >/dev/null; then
 else
     t_ok "# skipped promtool (install the Debian package prometheus)"
 fi
+
+# ---- item 13: only a ticket's owner (or an admin) may report it done ----
+ticket_of() { "$PY" -c 'import json,sys; print(json.load(sys.stdin)["ticket"])'; }
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    chmod 755 "$T_DIR" # the other uid reaches the socket (mode 0666)
+    as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    t_check "uid nobody, two connections: a connection's ticket is its own, a detached one the uid's" \
+        as_nobody "$PY" "$HERE/tickets.py" "$SOCK" svc owners
+    T=$(ctl --json pick svc | ticket_of)
+    r=$(as_nobody "$PY" "$HERE/tickets.py" "$SOCK" "$T" done)
+    t_check "another uid may not report root's detached ticket done" test "${r%% *}" = ERR -a "$(echo "$r" | cut -d' ' -f2)" = denied
+    t_check "the refusal says why" bash -c "echo '$r' | grep -q 'only its owner or an admin'"
+    t_check "its owner may" ctl done "$T"
+    mkdir -m 1777 "$T_DIR/pub"
+    t_spawn holder setpriv --reuid=65534 --regid=65534 --clear-groups "$PY" "$HERE/tickets.py" "$SOCK" svc hold "$T_DIR/pub/held"
+    t_wait_until 5 test -s "$T_DIR/pub/held" || true
+    t_check "an admin (root) may report another connection's ticket done" ctl done "$(cat "$T_DIR/pub/held")"
+    t_kill holder || true
+else
+    t_ok "# skipped the other-uid checks (not root or no setpriv)"
+fi
+
+# ---- item 12: detached tickets are bounded per uid ----
+t_eq "20 detached picks of one uid, then ERR limit" "ok 20 limit 5 other 0" \
+    "$("$PY" "$HERE/tickets.py" "$SOCK" svc detach 25)"
+t_eq "the bound is per uid, not per connection" "ok 0 limit 1 other 0" \
+    "$("$PY" "$HERE/tickets.py" "$SOCK" svc detach 1)"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    t_eq "another uid has its own bound" "ok 1 limit 0 other 0" \
+        "$(as_nobody "$PY" "$HERE/tickets.py" "$SOCK" svc detach 1)"
+fi
+t_check "the limit is in the reply" bash -c "printf 'PICK svc detach=1\n' | '$PY' '$HERE/sockclient.py' '$SOCK' | grep -q 'socket.max_detached_tickets is 20'"
+
+# Many tickets, then SIGTERM: freed in one pass, the daemon exits promptly.
+MANY=200000
+cat >"$T_DIR/many.json" <<JSON
+{ "socket": { "mode": "0666", "max_detached_tickets": $MANY },
+  "defaults": { "drain_timeout_ms": 100, "ticket_timeout_ms": 600000 },
+  "services": [ { "name": "svc" } ] }
+JSON
+t_spawn many "$RESOLVERD" -c "$T_DIR/many.json" --etcd "$ETCD_ENDPOINT" --socket "$T_DIR/many.sock"
+t_wait_until 10 test -S "$T_DIR/many.sock" || true
+t_wait_until 5 bash -c "\"$RESOLVERCTL\" -s \"$T_DIR/many.sock\" instances --json svc | grep -q READY" || true
+t_eq "$MANY detached tickets taken" "ok $MANY limit 0 other 0" \
+    "$("$PY" "$HERE/tickets.py" "$T_DIR/many.sock" svc detach $MANY)"
+start=$(_t_now_ms)
+rc=0; T_KILL_TIMEOUT=120 t_kill many TERM || rc=$?
+took=$(($(_t_now_ms) - start))
+echo "# SIGTERM with $MANY tickets: exited in $took ms"
+t_eq "it exits 0" 0 "$rc"
+t_check "within 3 s (freeing tickets is linear)" test "$took" -lt 3000
 
 # ---- item 19: the socket path is locked; nothing but our socket is deleted ----
 rd_on() { # NAME PATH: a resolverd serving PATH
