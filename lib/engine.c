@@ -75,9 +75,11 @@ typedef struct {
 } directory;
 
 /* Discover requests in flight, as hashes of their names: a name is posted
- * only when none of its DISCOVER_PROBES slots holds its hash already.  A
- * hash collision only delays a name until the request holding the slot has
- * been applied. */
+ * only when none of its DISCOVER_PROBES slots holds its hash already (a
+ * race with a slot being freed may post it once more, never more than
+ * DISCOVER_PROBES times), and never more than DISCOVER_SLOTS requests wait
+ * at once.  A hash collision only delays a name until the request holding
+ * the slot has been applied. */
 #define DISCOVER_SLOTS 64
 #define DISCOVER_PROBES 8
 
