@@ -1,9 +1,27 @@
 /*
  * discovery.c - range then watch one prefix, never missing an event.
  *
- * States: RANGE (a range request in flight) -> WATCH (a stream open) ->
- * on any end: WAIT (a retry timer) -> WATCH again from last+1, or RANGE
- * again when etcd says the revision we need was compacted.
+ * States: RANGE (a range in flight, page by page) -> WATCH (a stream open)
+ * -> on any end: WAIT (a retry timer) -> WATCH again from last+1, or RANGE
+ * again after a gap (resync, below).
+ *
+ * A range is read in pages at one revision R (the first page's header
+ * revision; etcd answers later pages as of R), each page's size adapted to
+ * the bytes per key seen so far, and the whole set goes to on_snapshot
+ * once.  Then the watch starts from R+1.
+ *
+ * Resync: when what the stream delivered can no longer be trusted to be
+ * complete, the prefix is ranged afresh and the receiver reconciles
+ * (on_snapshot applies real differences only: an unchanged instance stays,
+ * with its connection).  The causes: the revision we need was compacted;
+ * another cluster answers behind the same endpoints (header.cluster_id
+ * changed: etcd replaced or restored from a backup, its revisions
+ * unrelated to ours); a watch message too large to take (a catch-up after
+ * a long cut-off can exceed any limit, and resuming from the same revision
+ * would only fetch it again: the range pages, the watch then starts after
+ * it); a watch message that cannot be decoded (its events would be lost
+ * while later messages advance the revision).  The parser stops at such a
+ * message, so nothing after it is applied before the range.
  *
  * Revision bookkeeping (DESIGN.md §2): `revision` is the highest revision
  * whose effects we have applied.  Events at or below it are duplicates
@@ -36,9 +54,13 @@
 
 #define RETRY_INITIAL_MS 100
 #define RETRY_MAX_MS 5000
-#define SILENCE_CHECK_MS 2000 /* how often an open stream is looked at */
-#define SILENT_MS 10000       /* no message for this long: ask etcd */
-#define PROPAGATION_MS 1000   /* an event older than this must have arrived */
+#define SILENCE_CHECK_MS 2000        /* how often an open stream is looked at */
+#define SILENT_MS 10000              /* no message for this long: ask etcd */
+#define PROPAGATION_MS 1000          /* an event older than this must have arrived */
+#define PAGE_FIRST 10                /* keys in a range's first page */
+#define PAGE_MAX 2000                /* keys in any page */
+#define PAGE_BYTES ((size_t)8 << 20) /* aim for pages of about this many bytes */
+#define RESYNC_QUIET_MS 10000        /* another resync this soon: no new warning, a delay */
 
 typedef enum { PHASE_IDLE, PHASE_RANGE, PHASE_WATCH } phase;
 
@@ -52,12 +74,25 @@ struct resolver_discovery {
     resolver_etcd_request *req;
     resolver_timer *retry;
     uint64_t retry_ms;
-    int need_range;   /* next attempt must range (start, compaction) */
-    int compacted;    /* the watch was cancelled by a compaction: range at once */
+    int need_range;   /* next attempt must range (start, resync) */
     int auth_retried; /* a token rejection reset the backoff since the last watch */
     int synced, watching;
     int64_t revision;
-    size_t n_keys; /* keys under the prefix at `revision` */
+    uint64_t cluster_id; /* the cluster `revision` belongs to (0: unknown) */
+    size_t n_keys;       /* keys under the prefix at `revision` */
+    /* the range in progress: pages gathered so far, all as of range_revision */
+    resolver_kv *snap;
+    size_t snap_n, snap_cap;
+    int64_t range_revision; /* 0 until the first page answered */
+    uint64_t range_cluster;
+    int64_t page_limit;
+    unsigned pages;
+    char *next_key; /* the first key of the next page */
+    size_t next_key_len;
+    /* resyncs (see the top of the file) */
+    uint64_t resyncs;
+    uint64_t last_resync_ms;
+    uint64_t resync_delay_ms;
     uint64_t reconnects;
     uint64_t failures; /* consecutive, reset when a watch is established */
     uint32_t rng;
@@ -150,6 +185,81 @@ static int on_range_data(void *arg, const char *data, size_t len)
 
 static void start_watch(resolver_discovery *d);
 
+static void snap_clear(resolver_discovery *d)
+{
+    resolver_range_result r = {.kvs = d->snap, .n_kvs = d->snap_n};
+    resolver_range_result_clear(&r);
+    d->snap = NULL;
+    d->snap_n = d->snap_cap = 0;
+    free(d->next_key);
+    d->next_key = NULL;
+    d->next_key_len = 0;
+}
+
+/* Moves a page's kvs (and ownership of their strings) to the snapshot. */
+static int take_page(resolver_discovery *d, resolver_range_result *r)
+{
+    if (d->snap_n + r->n_kvs > d->snap_cap) {
+        size_t cap = d->snap_cap ? d->snap_cap * 2 : 64;
+        while (cap < d->snap_n + r->n_kvs)
+            cap *= 2;
+        resolver_kv *k = realloc(d->snap, cap * sizeof(*k));
+        if (!k)
+            return RESOLVER_ERR_NOMEM;
+        d->snap = k;
+        d->snap_cap = cap;
+    }
+    if (r->n_kvs)
+        memcpy(d->snap + d->snap_n, r->kvs, r->n_kvs * sizeof(*r->kvs));
+    d->snap_n += r->n_kvs;
+    free(r->kvs);
+    r->kvs = NULL;
+    r->n_kvs = 0;
+    return 0;
+}
+
+/* Pages of about PAGE_BYTES: a prefix of huge values pages by a few keys,
+ * one of small values by PAGE_MAX. */
+static int64_t page_limit_for(size_t page_bytes, size_t n_kvs)
+{
+    size_t per_key = page_bytes / n_kvs + 1;
+    size_t limit = PAGE_BYTES / per_key;
+    if (limit < 1)
+        return 1;
+    return limit > PAGE_MAX ? PAGE_MAX : (int64_t)limit;
+}
+
+/* The key after the last one of a page: the last key with a 0 byte added. */
+static int set_next_key(resolver_discovery *d, const resolver_kv *last)
+{
+    char *k = malloc(last->key_len + 1);
+    if (!k)
+        return RESOLVER_ERR_NOMEM;
+    memcpy(k, last->key, last->key_len);
+    k[last->key_len] = '\0';
+    free(d->next_key);
+    d->next_key = k;
+    d->next_key_len = last->key_len + 1;
+    return 0;
+}
+
+static void request_page(resolver_discovery *d);
+
+/* The last page is in: the whole prefix as of range_revision. */
+static void finish_range(resolver_discovery *d)
+{
+    LOG_DEBUG("etcd: prefix \"%s\": %zu keys at revision %lld in %u pages", d->prefix, d->snap_n,
+              (long long)d->range_revision, d->pages);
+    d->revision = d->range_revision;
+    d->cluster_id = d->range_cluster;
+    d->n_keys = d->snap_n;
+    d->need_range = 0;
+    d->synced = 1;
+    d->cb.on_snapshot(d->arg, d->snap, d->snap_n, d->revision);
+    snap_clear(d);
+    start_watch(d);
+}
+
 static void on_range_done(void *arg, long status, const char *error)
 {
     resolver_discovery *d = arg;
@@ -161,6 +271,7 @@ static void on_range_done(void *arg, long status, const char *error)
     resolver_range_result r;
     char why[256];
     int rc = resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why));
+    size_t page_bytes = d->body_len;
     d->body_len = 0;
     if (rc != 0) {
         char msg[300];
@@ -168,20 +279,35 @@ static void on_range_done(void *arg, long status, const char *error)
         schedule_retry(d, msg);
         return;
     }
-    LOG_DEBUG("etcd: prefix \"%s\": %zu keys at revision %lld", d->prefix, r.n_kvs,
-              (long long)r.revision);
-    d->revision = r.revision;
-    d->n_keys = r.n_kvs;
-    d->need_range = 0;
-    d->synced = 1;
-    d->cb.on_snapshot(d->arg, r.kvs, r.n_kvs, r.revision);
+    resolver_etcd_note_cluster(d->etcd, r.cluster_id);
+    if (d->range_revision == 0) {
+        d->range_revision = r.revision;
+        d->range_cluster = r.cluster_id;
+    } else if (r.cluster_id != d->range_cluster) {
+        resolver_range_result_clear(&r);
+        schedule_retry(d, "another etcd cluster answered in the middle of a paged range");
+        return;
+    }
+    d->pages++;
+    int more = r.more && r.n_kvs > 0;
+    if (r.n_kvs > 0)
+        d->page_limit = page_limit_for(page_bytes, r.n_kvs);
+    rc = more ? set_next_key(d, &r.kvs[r.n_kvs - 1]) : 0;
+    if (rc == 0)
+        rc = take_page(d, &r);
     resolver_range_result_clear(&r);
-    start_watch(d);
+    if (rc != 0)
+        schedule_retry(d, "out of memory");
+    else if (more)
+        request_page(d);
+    else
+        finish_range(d);
 }
 
-static void start_range(resolver_discovery *d)
+static void request_page(resolver_discovery *d)
 {
-    char *body = resolver_range_request(d->prefix, strlen(d->prefix), 0, 0, NULL, 0);
+    char *body = resolver_range_request(d->prefix, strlen(d->prefix), d->range_revision,
+                                        d->page_limit, d->next_key, d->next_key_len);
     if (!body) {
         schedule_retry(d, "out of memory");
         return;
@@ -192,6 +318,72 @@ static void start_range(resolver_discovery *d)
     free(body);
     if (!d->req)
         schedule_retry(d, "out of memory");
+}
+
+static void start_range(resolver_discovery *d)
+{
+    snap_clear(d);
+    d->range_revision = 0;
+    d->range_cluster = 0;
+    d->page_limit = PAGE_FIRST;
+    d->pages = 0;
+    request_page(d);
+}
+
+/* ---- resync ---- */
+
+/* 0 for the first resync of a while, then doubling up to RETRY_MAX_MS. */
+static uint64_t next_resync_delay(uint64_t prev, int again)
+{
+    if (!again)
+        return 0;
+    if (prev == 0)
+        return RETRY_INITIAL_MS;
+    return prev * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : prev * 2;
+}
+
+/* Ends whatever runs and ranges the prefix afresh (see the top of the
+ * file).  Not a failure: the first resync of a while starts at once and
+ * warns; more within RESYNC_QUIET_MS wait a doubling delay and log at info
+ * (`quiet` logs at info anyway: a cause already warned about elsewhere).
+ * May be called from inside the stream's own callbacks, which then return
+ * non-zero. */
+static void resync(resolver_discovery *d, const char *why, int quiet)
+{
+    uint64_t now = resolver_loop_now(d->loop);
+    int again = d->resyncs > 0 && now - d->last_resync_ms < RESYNC_QUIET_MS;
+    d->resync_delay_ms = next_resync_delay(d->resync_delay_ms, again);
+    d->last_resync_ms = now;
+    d->resyncs++;
+    cancel_check(d);
+    if (d->req) {
+        resolver_etcd_cancel(d->req);
+        d->req = NULL;
+    }
+    if (why != d->last_error)
+        snprintf(d->last_error, sizeof(d->last_error), "%s", why);
+    resolver_log(quiet || again ? RESOLVER_LOG_INFO : RESOLVER_LOG_WARN,
+                 "etcd: prefix \"%s\": %s; resyncing by a fresh range", d->prefix, why);
+    d->phase = PHASE_IDLE;
+    d->watching = 0;
+    d->need_range = 1;
+    resolver_timer_start(d->retry, d->resync_delay_ms);
+}
+
+/* Someone (the member probe, another prefix) heard another cluster than
+ * the one our revision belongs to. */
+static int cluster_changed(const resolver_discovery *d)
+{
+    uint64_t known = resolver_etcd_cluster_id(d->etcd);
+    return known && d->cluster_id && known != d->cluster_id;
+}
+
+static void resync_other_cluster(resolver_discovery *d, uint64_t now_id)
+{
+    char why[160];
+    snprintf(why, sizeof(why), "another etcd cluster answers (id %llu, was %llu)",
+             (unsigned long long)now_id, (unsigned long long)d->cluster_id);
+    resync(d, why, 1);
 }
 
 /* ---- watch ---- */
@@ -231,6 +423,13 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
     resolver_discovery *d = arg;
     resolver_etcd_heard(d->etcd);
     d->last_message_ms = resolver_loop_now(d->loop);
+    if (m->cluster_id) {
+        resolver_etcd_note_cluster(d->etcd, m->cluster_id);
+        if (d->cluster_id && m->cluster_id != d->cluster_id) {
+            resync_other_cluster(d, m->cluster_id); /* before any of its events */
+            return 1;
+        }
+    }
     if (m->is_error) {
         snprintf(d->last_error, sizeof(d->last_error), "watch error %d: %s", m->error_code,
                  m->error_message ? m->error_message : "");
@@ -257,10 +456,11 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
             }
         }
         if (m->compact_revision > 0) {
-            LOG_WARN("etcd: prefix \"%s\": revision %lld compacted (oldest now %lld); resyncing",
-                     d->prefix, (long long)(d->revision + 1), (long long)m->compact_revision);
-            d->need_range = 1;
-            d->compacted = 1;
+            char why[160];
+            snprintf(why, sizeof(why), "revision %lld compacted (oldest now %lld)",
+                     (long long)(d->revision + 1), (long long)m->compact_revision);
+            resync(d, why, 0);
+            return 1;
         }
         snprintf(d->last_error, sizeof(d->last_error), "watch cancelled: %s",
                  reason[0] ? reason : "compacted");
@@ -290,10 +490,16 @@ static int on_watch_data(void *arg, const char *data, size_t len)
 {
     resolver_discovery *d = arg;
     int rc = resolver_watch_parser_feed(d->parser, data, len);
-    if (rc == RESOLVER_ERR_DECODE) {
-        LOG_WARN("etcd: prefix \"%s\": skipped an undecodable watch message: %s", d->prefix,
+    if (rc == RESOLVER_ERR_DECODE || rc == RESOLVER_ERR_LIMIT) {
+        /* The parser stopped there: nothing after it was applied. */
+        char why[300];
+        snprintf(why, sizeof(why), "%s (%s)",
+                 rc == RESOLVER_ERR_LIMIT
+                     ? "a watch message too large to take (a catch-up after a long cut-off?)"
+                     : "a watch message that cannot be decoded: its events are lost",
                  resolver_watch_parser_error(d->parser));
-        return 0;
+        resync(d, why, 0);
+        return 1;
     }
     return rc;
 }
@@ -305,15 +511,6 @@ static void on_watch_done(void *arg, long status, const char *error)
     cancel_check(d);
     /* An error object without a trailing newline is still in the parser. */
     resolver_watch_parser_finish(d->parser);
-    if (d->compacted) {
-        /* Not a failure (logged above already): range again now, without
-         * a backoff delay or a "retrying" warning. */
-        d->compacted = 0;
-        d->phase = PHASE_IDLE;
-        d->watching = 0;
-        resolver_timer_start(d->retry, 0);
-        return;
-    }
     const char *why = d->last_error[0] && strstr(error, "aborted") ? d->last_error : error;
     schedule_retry(d, why[0] ? why : "watch stream ended");
 }
@@ -332,7 +529,11 @@ static void on_check_done(void *arg, long status, const char *error)
      * fewer or more keys than we hold. */
     if (!error[0] && d->watching && d->last_message_ms < d->check_started_ms &&
         resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why)) == 0) {
-        silent = r.n_kvs > 0 || r.count != (int64_t)d->n_keys;
+        /* Another cluster's answer says nothing about our revisions: the
+         * next look (cluster_changed) resyncs instead. */
+        resolver_etcd_note_cluster(d->etcd, r.cluster_id);
+        silent = (r.n_kvs > 0 || r.count != (int64_t)d->n_keys) &&
+                 (!r.cluster_id || !d->cluster_id || r.cluster_id == d->cluster_id);
         resolver_range_result_clear(&r);
     }
     if (!silent) {
@@ -354,6 +555,10 @@ static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     resolver_discovery *d = arg;
     if (!d->watching || d->check_req)
         return;
+    if (cluster_changed(d)) {
+        resync_other_cluster(d, resolver_etcd_cluster_id(d->etcd));
+        return;
+    }
     uint64_t now = resolver_loop_now(loop), seen_ms;
     int64_t cluster = resolver_etcd_cluster_revision(d->etcd, &seen_ms);
     /* A quiet prefix in a busy cluster: at most one check per SILENT_MS,
@@ -384,6 +589,7 @@ static void start_watch(resolver_discovery *d)
 {
     resolver_watch_parser_del(d->parser);
     d->parser = resolver_watch_parser_new(0, on_watch_message, d);
+    resolver_watch_parser_stop_at_error(d->parser, 1);
     char *body = resolver_watch_request(d->prefix, strlen(d->prefix), d->revision + 1, 1);
     if (!d->parser || !body) {
         free(body);
@@ -401,6 +607,10 @@ static void start_watch(resolver_discovery *d)
 
 static void start_attempt(resolver_discovery *d)
 {
+    if (!d->need_range && cluster_changed(d)) {
+        resync_other_cluster(d, resolver_etcd_cluster_id(d->etcd));
+        return;
+    }
     if (d->need_range)
         start_range(d);
     else
@@ -443,6 +653,7 @@ void resolver_discovery_del(resolver_discovery *d)
     resolver_timer_del(d->retry);
     resolver_timer_del(d->silence_timer);
     resolver_watch_parser_del(d->parser);
+    snap_clear(d);
     free(d->body);
     free(d->prefix);
     free(d);

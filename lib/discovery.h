@@ -1,8 +1,10 @@
 /*
- * discovery.h - keeps one etcd prefix in view: range it at revision R, then
- * watch from R+1; resume from the last revision seen after any stream end;
- * range again after a compaction.  Reports what it learns through three
- * callbacks.  Loop-thread only.
+ * discovery.h - keeps one etcd prefix in view: range it at revision R (in
+ * pages), then watch from R+1; resume from the last revision seen after any
+ * stream end; range again (resync) after a gap a resumed watch cannot fill:
+ * a compaction, another etcd cluster behind the endpoints (cluster_id
+ * changed), a watch message too large to take or that cannot be decoded.
+ * Reports what it learns through the callbacks.  Loop-thread only.
  *
  * Callbacks may not delete the discovery object itself.
  */
@@ -15,8 +17,8 @@
 
 typedef struct {
     /* The complete set of keys under the prefix at `revision` (initial sync
-     * or resync after compaction): the receiver reconciles, applying only
-     * the differences. */
+     * or a resync): the receiver reconciles, applying only the differences.
+     * After another cluster appeared, `revision` may be lower than before. */
     void (*on_snapshot)(void *arg, const resolver_kv *kvs, size_t n, int64_t revision);
     /* One change, in revision order, each revision at most once. */
     void (*on_put)(void *arg, const resolver_kv *kv);

@@ -1265,6 +1265,8 @@ json_t *resolver_engine_status_json(resolver_engine *e)
         json_object_set_new(o, "cache_writes", json_integer(cache_writes(e)));
         json_object_set_new(o, "etcd_failovers",
                             json_integer((json_int_t)resolver_etcd_failovers(e->etcd)));
+        json_object_set_new(o, "etcd_cluster_changes",
+                            json_integer((json_int_t)resolver_etcd_cluster_changes(e->etcd)));
         json_object_set_new(o, "etcd_endpoints",
                             json_integer((json_int_t)e->cfg->etcd.n_endpoints));
     }
@@ -1385,6 +1387,11 @@ char *resolver_engine_metrics_text(resolver_engine *e)
            "Seconds since etcd last answered (-1: never).");
     text_append(&t, "resolver_etcd_last_heard_seconds %.3f\n",
                 heard ? (double)(now - heard) / 1000.0 : -1.0);
+    family(&t, "resolver_etcd_cluster_changes_total", "counter",
+           "Times another etcd cluster (replaced, or restored from a backup) answered behind the "
+           "endpoints; every prefix was resynced.");
+    text_append(&t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n",
+                resolver_etcd_cluster_changes(e->etcd));
     if (t.failed) {
         free(t.buf);
         return NULL;

@@ -56,6 +56,10 @@ struct resolver_etcd {
      * discovery compares it with what its watch streams delivered. */
     int64_t cluster_revision;
     uint64_t cluster_revision_ms;
+    /* header.cluster_id last seen in any answer (0: none yet), and how
+     * often it changed: another cluster behind the same endpoints. */
+    uint64_t cluster_id;
+    uint64_t cluster_changes;
     uint64_t failovers;
     /* auth */
     char *username, *password_file;
@@ -333,8 +337,16 @@ static int status_has_leader(resolver_etcd *etcd, const char *body, size_t len)
     json_t *root = json_loadb(body, len, 0, NULL);
     const char *leader = json_string_value(json_object_get(root, "leader"));
     int ok = leader && strcmp(leader, "0") != 0;
-    const char *rev =
-        json_string_value(json_object_get(json_object_get(root, "header"), "revision"));
+    json_t *header = json_object_get(root, "header");
+    const char *rev = json_string_value(json_object_get(header, "revision"));
+    const char *cluster = json_string_value(json_object_get(header, "cluster_id"));
+    if (cluster) {
+        char *end;
+        errno = 0;
+        unsigned long long id = strtoull(cluster, &end, 10);
+        if (*end == '\0' && errno == 0 && cluster[0] >= '0' && cluster[0] <= '9')
+            resolver_etcd_note_cluster(etcd, id);
+    }
     if (ok && rev) {
         char *end;
         long long v = strtoll(rev, &end, 10);
@@ -834,6 +846,38 @@ uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd)
 void resolver_etcd_heard(resolver_etcd *etcd)
 {
     etcd->last_heard = resolver_loop_now(etcd->loop);
+}
+
+int resolver_etcd_note_cluster(resolver_etcd *etcd, uint64_t cluster_id)
+{
+    static resolver_log_limit lim;
+    if (cluster_id == 0 || cluster_id == etcd->cluster_id)
+        return 0;
+    uint64_t old = etcd->cluster_id;
+    etcd->cluster_id = cluster_id;
+    if (old == 0)
+        return 0;
+    etcd->cluster_changes++;
+    /* Its revisions are unrelated to the old one's: what the old cluster's
+     * revision was says nothing about this one. */
+    etcd->cluster_revision = 0;
+    etcd->cluster_revision_ms = 0;
+    LOG_WARN_LIMITED(&lim,
+                     "etcd: cluster id changed from %llu to %llu at %s (etcd replaced or "
+                     "restored from a backup): every prefix resyncs by a fresh range",
+                     (unsigned long long)old, (unsigned long long)cluster_id,
+                     etcd->endpoints[etcd->current]);
+    return 1;
+}
+
+uint64_t resolver_etcd_cluster_id(const resolver_etcd *etcd)
+{
+    return etcd->cluster_id;
+}
+
+uint64_t resolver_etcd_cluster_changes(const resolver_etcd *etcd)
+{
+    return etcd->cluster_changes;
 }
 
 uint64_t resolver_etcd_failovers(const resolver_etcd *etcd)

@@ -82,8 +82,17 @@ uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd);
  * stream is open. */
 int64_t resolver_etcd_cluster_revision(const resolver_etcd *etcd, uint64_t *seen_ms);
 void resolver_etcd_heard(resolver_etcd *etcd);
+/* The cluster_id of a response header (0: none): remembered; a change from
+ * a known one (etcd replaced, or restored from a backup: its revisions are
+ * unrelated to the old ones) is logged and counted, and returns 1.  Every
+ * header that passes through a caller should be noted (the member probe's
+ * are, here). */
+int resolver_etcd_note_cluster(resolver_etcd *etcd, uint64_t cluster_id);
+/* The cluster_id last noted (0: none yet). */
+uint64_t resolver_etcd_cluster_id(const resolver_etcd *etcd);
 /* Counters for status and metrics. */
 uint64_t resolver_etcd_failovers(const resolver_etcd *etcd);
+uint64_t resolver_etcd_cluster_changes(const resolver_etcd *etcd);
 uint64_t resolver_etcd_authentications(const resolver_etcd *etcd);
 
 #endif

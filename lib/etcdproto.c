@@ -156,6 +156,41 @@ static int parse_int64_text(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
+/* "18446744073709551615" at most: digits only, no overflow. */
+static int parse_uint64_text(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A uint64 member (header.cluster_id, often above INT64_MAX): absent or
+ * null is 0; a string or a non-negative JSON integer. */
+static int get_uint64(json_t *obj, const char *name, uint64_t *out)
+{
+    json_t *v = json_object_get(obj, name);
+    *out = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_string(v))
+        return parse_uint64_text(json_string_value(v), json_string_length(v), out);
+    return -1;
+}
+
 /* An int64 member: absent or null is 0; a string or a JSON integer. */
 static int get_int64(json_t *obj, const char *name, int64_t *out)
 {
@@ -327,7 +362,9 @@ static int decode_result(json_t *res, resolver_watch_message *m, char *why, size
         set_text(why, whylen, "header is not an object");
         return RESOLVER_ERR_DECODE;
     }
-    if (get_int64(header, "revision", &m->revision) || get_int64(res, "watch_id", &m->watch_id) ||
+    if (get_int64(header, "revision", &m->revision) ||
+        get_uint64(header, "cluster_id", &m->cluster_id) ||
+        get_int64(res, "watch_id", &m->watch_id) ||
         get_int64(res, "compact_revision", &m->compact_revision)) {
         set_text(why, whylen, "bad integer in watch result");
         return RESOLVER_ERR_DECODE;
@@ -389,6 +426,7 @@ struct resolver_watch_parser {
     enum parser_state state;
     size_t depth;
     int in_string, escape;
+    int stop_at_error; /* a message it cannot use ends the feed */
     char err[160];
 };
 
@@ -404,6 +442,12 @@ resolver_watch_parser *resolver_watch_parser_new(size_t max_message, resolver_wa
     p->cb = cb;
     p->arg = arg;
     return p;
+}
+
+void resolver_watch_parser_stop_at_error(resolver_watch_parser *p, int on)
+{
+    if (p)
+        p->stop_at_error = on;
 }
 
 void resolver_watch_parser_del(resolver_watch_parser *p)
@@ -556,7 +600,7 @@ int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_
         return RESOLVER_ERR_INVALID;
     int first = 0, stop = 0;
     size_t i = 0;
-    while (i < len && !stop) {
+    while (i < len && !stop && !(first && p->stop_at_error)) {
         char c = data[i];
         switch (p->state) {
         case ST_IDLE:
@@ -583,11 +627,12 @@ int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_
             break;
         }
     }
-    if (stop) {
+    if (stop || (first && p->stop_at_error)) {
         /* The caller is going away from this stream; what is left of the
          * chunk is dropped, and the next feed starts clean. */
         p->state = ST_IDLE;
-        return stop;
+        p->len = 0;
+        return stop ? stop : first;
     }
     return first;
 }
@@ -636,7 +681,9 @@ static int decode_range(json_t *root, resolver_range_result *out, char *why, siz
         set_text(why, whylen, "missing header");
         return RESOLVER_ERR_DECODE;
     }
-    if (get_int64(header, "revision", &out->revision) || get_int64(root, "count", &out->count)) {
+    if (get_int64(header, "revision", &out->revision) ||
+        get_uint64(header, "cluster_id", &out->cluster_id) ||
+        get_int64(root, "count", &out->count)) {
         set_text(why, whylen, "bad integer in range response");
         return RESOLVER_ERR_DECODE;
     }

@@ -29,7 +29,8 @@ typedef struct {
     int is_error;   /* {"error":{...}}: only error_code/error_message set */
     int error_code; /* gRPC code */
     const char *error_message;
-    int64_t revision; /* result.header.revision (0 if absent) */
+    int64_t revision;    /* result.header.revision (0 if absent) */
+    uint64_t cluster_id; /* result.header.cluster_id (0 if absent) */
     int64_t watch_id;
     int created;  /* result.created */
     int canceled; /* result.canceled */
@@ -55,6 +56,12 @@ void resolver_watch_parser_del(resolver_watch_parser *p);
  * not a watch message; the parser skips it and stays usable) or
  * RESOLVER_ERR_LIMIT (message longer than max_message). */
 int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_t len);
+/* With `on`, the first message feed cannot use (DECODE, LIMIT, NOMEM) ends
+ * the feed: nothing after it is delivered and the rest of the chunk is
+ * dropped (the next feed starts clean), so that a caller that must not
+ * skip a message (its events would be lost while later ones advance the
+ * revision) can abandon the stream right there.  Off by default. */
+void resolver_watch_parser_stop_at_error(resolver_watch_parser *p, int on);
 /* End of stream: parses what is left without a trailing newline. */
 int resolver_watch_parser_finish(resolver_watch_parser *p);
 /* A short description of the last decode error ("" if none). */
@@ -62,8 +69,9 @@ const char *resolver_watch_parser_error(const resolver_watch_parser *p);
 
 /* A complete /v3/kv/range response body. */
 typedef struct {
-    int64_t revision; /* header.revision */
-    resolver_kv *kvs; /* type is PUT */
+    int64_t revision;    /* header.revision */
+    uint64_t cluster_id; /* header.cluster_id (0 if absent) */
+    resolver_kv *kvs;    /* type is PUT */
     size_t n_kvs;
     int more;
     int64_t count;

@@ -1,7 +1,8 @@
 /* fuzz_watch.c - the watch stream parser on arbitrary bytes.
  *
  * data[0] picks where the stream is split in two, the message size limit
- * and whether the callback asks to stop; the rest is the stream.  Every
+ * and whether the callback asks to stop; its lowest bit whether the parser
+ * stops at a bad message; the rest is the stream.  Every
  * message handed to the callback is read in full, so that a bad pointer or
  * length in it shows up under ASan. */
 #include <stddef.h>
@@ -21,7 +22,7 @@ static int on_message(void *arg, const resolver_watch_message *m)
 {
     fuzz_state *st = arg;
     st->count++;
-    st->sum += strlen(m->error_message) + strlen(m->cancel_reason);
+    st->sum += strlen(m->error_message) + strlen(m->cancel_reason) + (size_t)m->cluster_id;
     for (size_t i = 0; i < m->n_events; i++) {
         const resolver_kv *kv = &m->events[i];
         for (size_t j = 0; j <= kv->key_len; j++)
@@ -46,6 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     resolver_watch_parser *p = resolver_watch_parser_new(max, on_message, &st);
     if (!p)
         return 0;
+    resolver_watch_parser_stop_at_error(p, ctl & 1);
     resolver_watch_parser_feed(p, s, split);
     resolver_watch_parser_feed(p, s + split, len - split);
     resolver_watch_parser_finish(p);

@@ -23,6 +23,11 @@ until told otherwise.  Commands (one word a line):
   close    like reset, with an orderly FIN instead of a RST.
   refuse   reset every connection and stop listening: new connects get
            ECONNREFUSED until `pass`.
+  garble   once: in the next bytes from the target that hold a watch event
+           (`"kv":{"key":"`), replace the first character of the key's base64
+           with `*`.  The length stays (HTTP framing intact) and the JSON stays
+           valid, but the key no longer decodes: a message the reader cannot
+           use, as bit rot on the path or a buggy middlebox would make.
   status   answer with the state and the number of connections.
   quit     exit (as SIGTERM does).
 
@@ -50,6 +55,7 @@ import stat
 import sys
 import time
 
+GARBLE_MARK = b'"kv":{"key":"'
 BUF_CAP = 256 * 1024  # held per direction before reading stops (backpressure)
 CHUNK = 65536
 POLL_S = 0.02
@@ -116,6 +122,7 @@ class Proxy:
         self.control_file = None
         self.control_seen = None
         self.running = True
+        self.garble_pending = False
         self.listen()
         if self.control_path:
             self.setup_control()
@@ -310,6 +317,8 @@ class Proxy:
                 return
             if data is not None:
                 if data:
+                    if self.garble_pending and side is pair.upstream:
+                        data = self.garble(pair, data)
                     other.out += data
                 else:
                     side.read_eof = True
@@ -334,6 +343,15 @@ class Proxy:
             self.end_pair(pair, rst=False, why="closed by both sides")
             return
         self.refresh(pair)
+
+    def garble(self, pair, data):
+        i = data.find(GARBLE_MARK)
+        j = i + len(GARBLE_MARK)
+        if i < 0 or j >= len(data):
+            return data
+        self.garble_pending = False
+        log("garble: conn %d: one event's key made undecodable" % pair.id)
+        return data[:j] + b"*" + data[j + 1:]
 
     # ---- commands ----
 
@@ -378,6 +396,8 @@ class Proxy:
                 self.listener = None
             self.state = "refuse"
             log("refuse: %d connections reset, not listening" % n)
+        elif word == "garble":
+            self.garble_pending = True
         elif word == "status":
             pass
         elif word == "quit":
@@ -385,8 +405,8 @@ class Proxy:
         elif word == "":
             return "err empty command"
         else:
-            return ("err unknown command %r (pass, freeze, stall, reset, close, refuse, status, "
-                    "quit)" % word)
+            return ("err unknown command %r (pass, freeze, stall, reset, close, refuse, garble, "
+                    "status, quit)" % word)
         if self.state != old:
             log("state %s -> %s (%d connections)" % (old, self.state, len(self.pairs)))
         self.update_listener()

@@ -356,6 +356,10 @@ static const char *const bad_messages[] = {
     "{\"a\":\"\\u0000\"}",
     "{\"a\":\"\xff\xfe\"}",
     "{\"result\":{\"header\":{\"revision\":\"1\"}",
+    "{\"result\":{\"header\":{\"cluster_id\":\"18446744073709551616\"}}}",
+    "{\"result\":{\"header\":{\"cluster_id\":\"-1\"}}}",
+    "{\"result\":{\"header\":{\"cluster_id\":-1}}}",
+    "{\"result\":{\"header\":{\"cluster_id\":\"0x1\"}}}",
 };
 
 START_TEST(test_watch_bad_message)
@@ -382,6 +386,77 @@ START_TEST(test_watch_bad_message)
     ck_assert_str_eq(r2.text, r.text);
     resolver_watch_parser_del(p);
     resolver_watch_parser_del(p2);
+}
+END_TEST
+
+static uint64_t seen_cluster;
+
+static int keep_cluster(void *arg, const resolver_watch_message *m)
+{
+    seen_cluster = m->cluster_id;
+    return record(arg, m);
+}
+
+/* header.cluster_id is a uint64, mostly above INT64_MAX. */
+START_TEST(test_watch_cluster_id)
+{
+    recorder r = {0};
+    resolver_watch_parser *p = resolver_watch_parser_new(0, keep_cluster, &r);
+    static const char big[] = "{\"result\":{" HDR "\"revision\":\"5\"},\"created\":true}}\n";
+    ck_assert_int_eq(resolver_watch_parser_feed(p, big, strlen(big)), 0);
+    ck_assert_uint_eq(seen_cluster, 14841639068965178418ull);
+    static const char max[] =
+        "{\"result\":{\"header\":{\"cluster_id\":\"18446744073709551615\"}}}\n";
+    ck_assert_int_eq(resolver_watch_parser_feed(p, max, strlen(max)), 0);
+    ck_assert_uint_eq(seen_cluster, UINT64_MAX);
+    static const char num[] = "{\"result\":{\"header\":{\"cluster_id\":42}}}\n";
+    ck_assert_int_eq(resolver_watch_parser_feed(p, num, strlen(num)), 0);
+    ck_assert_uint_eq(seen_cluster, 42);
+    static const char none[] = "{\"result\":{\"header\":{\"revision\":\"5\"}}}\n";
+    ck_assert_int_eq(resolver_watch_parser_feed(p, none, strlen(none)), 0);
+    ck_assert_uint_eq(seen_cluster, 0);
+    ck_assert_int_eq(r.count, 4);
+    resolver_watch_parser_del(p);
+}
+END_TEST
+
+/* stop_at_error: a message that cannot be used ends the feed, so nothing
+ * after it (a later revision) is delivered; the next feed starts clean. */
+START_TEST(test_watch_stop_at_error)
+{
+    static const char good5[] = "{\"result\":{\"header\":{\"revision\":\"5\"}}}\n";
+    static const char good7[] = "{\"result\":{\"header\":{\"revision\":\"7\"}}}\n";
+    static const char good8[] = "{\"result\":{\"header\":{\"revision\":\"8\"}}}\n";
+    for (size_t b = 0; b < sizeof(bad_messages) / sizeof(bad_messages[0]); b++) {
+        char in[1024];
+        snprintf(in, sizeof(in), "%s%s\n%s", good5, bad_messages[b], good7);
+        recorder r = {0};
+        resolver_watch_parser *p = new_parser(&r, 0);
+        resolver_watch_parser_stop_at_error(p, 1);
+        ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+        ck_assert_msg(r.count == 1, "%d messages delivered around %s", r.count, bad_messages[b]);
+        ck_assert_str_eq(r.text, "R rev=5 wid=0 created=0 canceled=0 compact=0 reason= n=0\n");
+        ck_assert_str_ne(resolver_watch_parser_error(p), "");
+        ck_assert_int_eq(resolver_watch_parser_feed(p, good8, strlen(good8)), 0);
+        ck_assert_int_eq(r.count, 2);
+        resolver_watch_parser_del(p);
+    }
+    /* Over the size limit: the same, the long message's rest not waited for. */
+    recorder r = {0};
+    resolver_watch_parser *p = new_parser(&r, 64);
+    resolver_watch_parser_stop_at_error(p, 1);
+    char in[512];
+    snprintf(in, sizeof(in), "%s{\"result\":{\"cancel_reason\":\"%0100d\"}}\n%s", good5, 0, good7);
+    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_LIMIT);
+    ck_assert_int_eq(r.count, 1);
+    ck_assert_int_eq(resolver_watch_parser_feed(p, good8, strlen(good8)), 0);
+    ck_assert_int_eq(r.count, 2);
+    /* Off again: the old behaviour, the good message after a bad one comes. */
+    resolver_watch_parser_stop_at_error(p, 0);
+    snprintf(in, sizeof(in), "%s\n%s", bad_messages[0], good7);
+    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+    ck_assert_int_eq(r.count, 3);
+    resolver_watch_parser_del(p);
 }
 END_TEST
 
@@ -594,6 +669,7 @@ START_TEST(test_range_empty)
     char why[128];
     ck_assert_int_eq(resolver_range_parse(body, strlen(body), &r, why, sizeof(why)), 0);
     ck_assert_int_eq(r.revision, 17);
+    ck_assert_uint_eq(r.cluster_id, 1);
     ck_assert_uint_eq(r.n_kvs, 0);
     ck_assert_ptr_null(r.kvs);
     ck_assert_int_eq(r.more, 0);
@@ -616,6 +692,8 @@ static const char *const bad_ranges[] = {
     "{\"header\":{\"revision\":\"5\"},\"more\":\"yes\"}",
     "{\"header\":{\"revision\":\"5\"},\"count\":[]}",
     "{\"header\":{\"revision\":\"5\"}} x",
+    "{\"header\":{\"revision\":\"5\",\"cluster_id\":\"x\"}}",
+    "{\"header\":{\"revision\":\"5\",\"cluster_id\":\"99999999999999999999\"}}",
     "{\"error\":\"etcdserver: user name is empty\",\"code\":3,\"message\":\"etcdserver: user name "
     "is empty\"}",
 };
@@ -831,6 +909,8 @@ static Suite *etcdproto_suite(void)
     tcase_add_loop_test(w, test_watch_bad_message, 0,
                         (int)(sizeof(bad_messages) / sizeof(bad_messages[0])));
     tcase_add_test(w, test_watch_int64_bounds);
+    tcase_add_test(w, test_watch_cluster_id);
+    tcase_add_test(w, test_watch_stop_at_error);
     tcase_add_test(w, test_watch_too_long);
     tcase_add_test(w, test_watch_truncated_at_finish);
     tcase_add_test(w, test_watch_newline_inside);
