@@ -79,6 +79,7 @@ static void assert_defaults(const resolver_config *cfg)
     ck_assert_uint_eq(cfg->socket.mode, 0660);
     ck_assert_str_eq(cfg->socket.group, "");
     ck_assert_str_eq(cfg->socket.admin_group, "");
+    ck_assert_uint_eq(cfg->socket.max_detached_tickets, 10000);
     ck_assert_str_eq(cfg->metrics.listen, "");
     ck_assert_str_eq(cfg->zone, "");
     ck_assert_str_eq(cfg->cache_file, "");
@@ -302,6 +303,9 @@ START_TEST(test_accepted_edge_values)
     ck_assert_uint_eq(cfg->on_demand_services_max, 4294967295u);
     ck_assert_str_eq(cfg->services[0].name, "a/b\xc3\xa9");
     resolver_config_free(cfg);
+    cfg = load_ok("{'socket': {'max_detached_tickets': 0}}");
+    ck_assert_uint_eq(cfg->socket.max_detached_tickets, 0);
+    resolver_config_free(cfg);
 }
 END_TEST
 
@@ -338,6 +342,10 @@ static const struct {
     {"{'etcd': {'username': true}}", "etcd.username: expected a string, got true"},
     {"{'etcd': {'password_file': false}}", "etcd.password_file: expected a string, got false"},
     {"{'socket': {'group': 0}}", "socket.group: expected a string, got 0"},
+    {"{'socket': {'max_detached_tickets': -1}}",
+     "socket.max_detached_tickets: must be >= 0, got -1"},
+    {"{'socket': {'max_detached_tickets': 100000001}}",
+     "socket.max_detached_tickets: must be <= 100000000, got 100000001"},
     {"{'zone': null}", "zone: expected a string, got null"},
     {"{'cache_file': []}", "cache_file: expected a string, got an array"},
     {"{'on_demand_services_max': 1.5}", "on_demand_services_max: expected an integer, got 1.5"},
