@@ -106,6 +106,9 @@ struct resolver_engine {
     atomic_uint_fast64_t picks, pick_failures;
     resolver_engine_change_cb listener;
     void *listener_arg;
+    resolver_engine_picker_cb picker_hook;
+    void *picker_hook_arg;
+    uint64_t accept_backoffs[RESOLVER_LISTENER_COUNT];
     atomic_int shutting_down;
     resolver_timer *housekeeping;        /* cache writes, idle on-demand services */
     resolver_cache_writer *cache_writer; /* started at the first write */
@@ -137,6 +140,8 @@ static const char *change_event(resolver_change what)
         return "state";
     case RESOLVER_CHANGE_CLOSED:
         return "closed";
+    case RESOLVER_CHANGE_PICKER:
+        break;
     }
     return "?";
 }
@@ -145,6 +150,11 @@ static void on_service_change(void *arg, resolver_service *svc, const resolver_i
                               resolver_change what)
 {
     resolver_engine *e = arg;
+    if (what == RESOLVER_CHANGE_PICKER) {
+        if (e->picker_hook)
+            e->picker_hook(e->picker_hook_arg, resolver_service_name(svc));
+        return;
+    }
     if (e->listener)
         e->listener(e->listener_arg, resolver_service_name(svc), inst, change_event(what));
 }
@@ -824,6 +834,8 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
         if (!svc)
             return pick_unknown(e, service, why, whylen);
         int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
+        if (rc)
+            resolver_service_count_failure(svc);
         resolver_hazard_clear(RESOLVER_HAZARD_SERVICE);
         atomic_fetch_add(rc ? &e->pick_failures : &e->picks, 1);
         return rc;
@@ -834,11 +846,14 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
     int rc = pick_from(e, svc, key, owner, out, why, whylen, 1);
     if (rc != 0) {
         /* A caller that may retry (fresh != NULL) and will, is not failing
-         * yet: count only answers that reach the client. */
+         * yet: count only answers that reach the client, once each (the
+         * engine's and the service's counters alike). */
         if (fresh)
             *fresh = service_is_fresh(e, svc);
-        if (!fresh || !*fresh)
+        if (!fresh || !*fresh) {
             atomic_fetch_add(&e->pick_failures, 1);
+            resolver_service_count_failure(svc);
+        }
         return rc;
     }
     atomic_fetch_add(&e->picks, 1);
@@ -1119,6 +1134,23 @@ void resolver_engine_set_listener(resolver_engine *e, resolver_engine_change_cb 
     e->listener_arg = arg;
 }
 
+const char *resolver_listener_name(resolver_listener which)
+{
+    return which == RESOLVER_LISTENER_METRICS ? "metrics" : "socket";
+}
+
+void resolver_engine_count_accept_backoff(resolver_engine *e, resolver_listener which)
+{
+    if (which < RESOLVER_LISTENER_COUNT)
+        e->accept_backoffs[which]++;
+}
+
+void resolver_engine_set_picker_hook(resolver_engine *e, resolver_engine_picker_cb cb, void *arg)
+{
+    e->picker_hook = cb;
+    e->picker_hook_arg = arg;
+}
+
 int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain)
 {
     resolver_service *svc = resolver_strmap_get(&e->services, service);
@@ -1383,6 +1415,11 @@ char *resolver_engine_metrics_text(resolver_engine *e)
     text_append(&t, "resolver_tickets_leaked_total %" PRIu64 "\n", e->tickets_leaked);
     family(&t, "resolver_etcd_revision", "gauge", "The newest etcd revision seen.");
     text_append(&t, "resolver_etcd_revision %" PRId64 "\n", max_revision(e));
+    family(&t, "resolver_accept_backoffs_total", "counter",
+           "Times a listener paused because accept failed (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
+    for (int l = 0; l < RESOLVER_LISTENER_COUNT; l++)
+        text_append(&t, "resolver_accept_backoffs_total{listener=\"%s\"} %" PRIu64 "\n",
+                    resolver_listener_name((resolver_listener)l), e->accept_backoffs[l]);
     family(&t, "resolver_etcd_last_heard_seconds", "gauge",
            "Seconds since etcd last answered (-1: never).");
     text_append(&t, "resolver_etcd_last_heard_seconds %.3f\n",

@@ -37,6 +37,17 @@ void resolver_engine_release_owner(resolver_engine *e, resolver_ticket_owner *ow
  * daemon lets only its owner report it done.  0 or RESOLVER_ERR_NOT_FOUND. */
 int resolver_engine_ticket_owner(resolver_engine *e, uint64_t id, resolver_ticket_owner **owner);
 
+/* The daemon's listeners, for counters the engine exposes with its own. */
+typedef enum {
+    RESOLVER_LISTENER_SOCKET,
+    RESOLVER_LISTENER_METRICS,
+    RESOLVER_LISTENER_COUNT
+} resolver_listener;
+const char *resolver_listener_name(resolver_listener which); /* "socket", "metrics" */
+/* Counts one pause of a listener that could not accept (EMFILE and the
+ * like): resolver_accept_backoffs_total{listener=...}. */
+void resolver_engine_count_accept_backoff(resolver_engine *e, resolver_listener which);
+
 /* Introspection (new references; NULL and NOT_FOUND for an unknown service). */
 json_t *resolver_engine_services_json(resolver_engine *e);
 json_t *resolver_engine_instances_json(resolver_engine *e, const char *service);
@@ -54,6 +65,15 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg);
 typedef void (*resolver_engine_change_cb)(void *arg, const char *service,
                                           const resolver_instance *inst, const char *event);
 void resolver_engine_set_listener(resolver_engine *e, resolver_engine_change_cb cb, void *arg);
+
+/* One hook for "service's picker changed": an instance became pickable
+ * (READY) or stopped being, or the first listing from etcd arrived, so a
+ * pick that failed as `fresh` may have another outcome now.  The daemon
+ * wakes the picks parked on the service with it instead of polling.
+ * Called on the loop thread from inside service updates: the callee must
+ * not pick (nor change services) there and then; schedule it. */
+typedef void (*resolver_engine_picker_cb)(void *arg, const char *service);
+void resolver_engine_set_picker_hook(resolver_engine *e, resolver_engine_picker_cb cb, void *arg);
 
 /* Begins graceful shutdown: picks fail with RESOLVER_ERR_CLOSED and every
  * instance drains (closed when its picks are done or drain_timeout_ms

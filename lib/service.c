@@ -424,6 +424,10 @@ static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t rev
     if (svc->draining_all)
         return; /* stopping: a put must not revive a draining instance */
     batch_begin(svc);
+    /* Published even when nothing differs: the first listing changes the
+     * empty picker's reason ("not listed" -> "empty"), and picks waiting
+     * for it learn that it came (RESOLVER_CHANGE_PICKER). */
+    svc->publish_dirty = 1;
     resolver_strmap present = RESOLVER_STRMAP_INIT;
     for (size_t i = 0; i < n; i++)
         resolver_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
@@ -602,6 +606,7 @@ static void publish_picker_now(resolver_service *svc)
     resolver_picker_set_ticket_timeout(p, svc->opts.ticket_timeout_ms);
     void *old = atomic_exchange(&svc->picker, p);
     resolver_hazard_retire(svc->hazard, old, resolver_picker_free);
+    notify(svc, NULL, RESOLVER_CHANGE_PICKER);
 }
 
 int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
@@ -625,13 +630,16 @@ int resolver_service_pick(resolver_service *svc, const char *key, resolver_insta
         }
     }
     resolver_hazard_clear(RESOLVER_HAZARD_PICKER);
-    if (rc) {
-        atomic_fetch_add_explicit(&svc->counters.pick_failures, 1, memory_order_relaxed);
+    if (rc)
         return rc;
-    }
     atomic_fetch_add_explicit(&svc->counters.picks, 1, memory_order_relaxed);
     *out = inst;
     return 0;
+}
+
+void resolver_service_count_failure(resolver_service *svc)
+{
+    atomic_fetch_add_explicit(&svc->counters.pick_failures, 1, memory_order_relaxed);
 }
 
 uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms)

@@ -59,7 +59,11 @@ typedef enum {
     RESOLVER_CHANGE_ADDED,
     RESOLVER_CHANGE_REMOVED, /* left etcd: draining or closed */
     RESOLVER_CHANGE_STATE,
-    RESOLVER_CHANGE_CLOSED
+    RESOLVER_CHANGE_CLOSED,
+    RESOLVER_CHANGE_PICKER /* inst NULL: a new picker is published (an
+                            * instance became pickable or stopped being, the
+                            * first listing arrived): a pick that failed may
+                            * succeed now */
 } resolver_change;
 
 typedef void (*resolver_service_change_cb)(void *arg, resolver_service *svc,
@@ -119,9 +123,14 @@ json_t *resolver_service_cache_json(const resolver_service *svc);
  * snapshot it came from; end it with resolver_instance_release on the
  * engine thread.  Errors:
  * NO_INSTANCE, NONE_READY with a reason such as "none ready for x: 2
- * CONNECTING, 1 TRANSIENT_FAILURE" in why[0..whylen). */
+ * CONNECTING, 1 TRANSIENT_FAILURE" in why[0..whylen) (not counted: see
+ * resolver_service_count_failure). */
 int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
                           uint64_t *ticket_timeout_ms, char *why, size_t whylen);
+/* Counts a pick that failed (any thread).  Not done by resolver_service_pick:
+ * a pick the caller retries (the daemon's first pick of a service still
+ * connecting) counts once, by its final outcome. */
+void resolver_service_count_failure(resolver_service *svc);
 /* Ends a pick (engine thread): outstanding--, outlier accounting, a probe
  * PING after a failure, drain completion, refs--. */
 void resolver_instance_release(resolver_instance *inst, int failed);

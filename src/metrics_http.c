@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "accept_backoff.h"
 #include "log.h"
 #include "metrics_http.h"
 
@@ -40,6 +41,8 @@ struct resolver_metrics_http {
     int fd;
     conn *conns;
     size_t n_conns;
+    accept_backoff backoff;
+    int have_backoff;
 };
 
 /* ---- connections ---- */
@@ -288,8 +291,10 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
     /* A bounded burst: the loop comes back while the backlog is not empty. */
     for (int burst = 0; burst < RESOLVER_METRICS_HTTP_MAX_CONNS; burst++) {
         int cfd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0)
+        if (cfd < 0) {
+            accept_backoff_failed(&m->backoff, errno);
             return;
+        }
         if (m->n_conns >= RESOLVER_METRICS_HTTP_MAX_CONNS) {
             static resolver_log_limit lim; /* one per connection attempt */
             LOG_WARN_LIMITED(&lim, "metrics: refused a connection: %d connections open (the limit)",
@@ -422,6 +427,12 @@ resolver_metrics_http *resolver_metrics_http_new(resolver_engine *engine, const 
     m->fd = -1;
     if (bind_listen(m, listen_addr, err, errlen) != 0)
         goto fail;
+    if (accept_backoff_init(&m->backoff, engine, RESOLVER_LISTENER_METRICS, m->fd, on_accept, m) !=
+        0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    m->have_backoff = 1;
     if (resolver_loop_watch(m->loop, m->fd, RESOLVER_LOOP_READ, on_accept, m) != 0) {
         snprintf(err, errlen, "metrics.listen \"%s\": cannot watch the socket", listen_addr);
         goto fail;
@@ -439,6 +450,8 @@ void resolver_metrics_http_del(resolver_metrics_http *m)
         return;
     while (m->conns)
         conn_close(m->conns);
+    if (m->have_backoff)
+        accept_backoff_clear(&m->backoff);
     if (m->fd >= 0) {
         resolver_loop_unwatch(m->loop, m->fd);
         close(m->fd);

@@ -168,6 +168,10 @@ static int reload(void *arg, char *err, size_t errlen)
     sd_notify_text("RELOADING=1");
     resolver_config *cfg;
     int rc = load_config(&d->opts, &cfg, err, errlen);
+    if (rc == 0 && d->server && resolver_server_reconfigure(d->server, cfg, err, errlen) != 0) {
+        resolver_config_free(cfg);
+        rc = RESOLVER_ERR_CONFIG;
+    }
     if (rc != 0) {
         LOG_ERROR("reload failed, keeping the running configuration: %s", err);
     } else {

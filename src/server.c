@@ -9,7 +9,9 @@
  * report it done.
  * Requests are answered strictly in order, so a pipelining client can match
  * replies to requests; a first pick of a service still being discovered
- * parks the client (not the daemon) until discovery settles.
+ * parks the client (not the daemon) until discovery settles: the engine's
+ * picker hook wakes it when the service's picker changes, its timer only
+ * ends the wait, and it counts in pick_failures once, by its outcome.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include "accept_backoff.h"
 #include "log.h"
 #include "proto.h"
 #include "server.h"
@@ -48,6 +51,7 @@ struct client {
     resolver_timer *idle_timer;
     resolver_timer *park_timer; /* a parked first pick retries on it */
     uint64_t park_deadline;
+    char *park_service; /* the parked pick's service (NULL: not parked) */
     int parked;
     int closing;
     int hangup; /* last reply sent: flush, shut writing, discard input */
@@ -74,11 +78,14 @@ struct resolver_server {
     dev_t sock_dev; /* its identity, so that we unlink only our own */
     ino_t sock_ino;
     int lock_fd; /* flock on PATH.lock, held while we serve PATH */
+    accept_backoff backoff;
+    int have_backoff;
     gid_t admin_gid;
     int have_admin_gid;
     client *clients;
     size_t n_clients;
     uid_tickets *detached;
+    size_t n_parked; /* clients waiting in a first pick: the picker hook's work */
     resolver_timer *reap_timer; /* closes clients marked closing from nested code */
     int picks_stopped;
     resolver_server_reload_cb reload_cb;
@@ -331,10 +338,18 @@ static void verb_pick(client *c, const resolver_proto_request *req)
     if (try_pick(c, req, 1))
         return;
     /* A service being discovered right now: wait a little for it instead of
-     * failing the very first pick (gRPC queues picks while CONNECTING). */
+     * failing the very first pick (gRPC queues picks while CONNECTING).  The
+     * engine's picker hook wakes it (on_picker_changed); the timer is only
+     * the deadline. */
+    c->park_service = strdup(req->argv[1]);
+    if (!c->park_service) {
+        reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
+        return;
+    }
     c->parked = 1;
+    c->server->n_parked++;
     c->park_deadline = resolver_loop_now(c->server->loop) + c->server->limits.fresh_wait_ms;
-    resolver_timer_start(c->park_timer, 5);
+    resolver_timer_start(c->park_timer, c->server->limits.fresh_wait_ms);
 }
 
 static int owner_is_uid(resolver_server *s, const resolver_ticket_owner *owner)
@@ -532,6 +547,19 @@ static void handle_line(client *c, char *line)
 
 /* ---- parking (first pick of a service being discovered) ---- */
 
+/* The engine's picker hook: a parked pick of `service` may have another
+ * outcome now.  Retried from its timer, not here: this runs inside the
+ * engine's service updates, where a pick must not re-enter. */
+static void on_picker_changed(void *arg, const char *service)
+{
+    resolver_server *s = arg;
+    if (s->n_parked == 0)
+        return; /* the common case: pickers change often, parked picks are rare */
+    for (client *c = s->clients; c; c = c->next)
+        if (c->parked && c->park_service && strcmp(c->park_service, service) == 0)
+            resolver_timer_start(c->park_timer, 0);
+}
+
 static void on_park_timer(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     client *c = arg;
@@ -546,12 +574,16 @@ static void on_park_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     resolver_proto_request req;
     const char *why;
     resolver_proto_split(line, &req, &why);
-    int last_try = resolver_loop_now(loop) >= c->park_deadline;
+    uint64_t now = resolver_loop_now(loop);
+    int last_try = now >= c->park_deadline;
     if (!try_pick(c, &req, !last_try)) {
-        resolver_timer_start(t, 5);
+        resolver_timer_start(t, c->park_deadline - now); /* still fresh: wait on */
         return;
     }
     c->parked = 0;
+    c->server->n_parked--;
+    free(c->park_service);
+    c->park_service = NULL;
     memmove(c->in, nl + 1, c->in_len - len - 1);
     c->in_len -= len + 1;
     client_process(c);
@@ -719,28 +751,56 @@ static void client_close(client *c)
         c->next->prev = c->prev;
     s->n_clients--;
     free(c->watch);
+    if (c->parked)
+        s->n_parked--;
+    free(c->park_service);
     free(c->in);
     free(c->out);
     free(c);
 }
 
-static int peer_is_admin(resolver_server *s, uid_t uid, gid_t gid)
+/* The peer's supplementary groups as they were when it connected
+ * (SO_PEERGROUPS, Linux 4.13), else from /proc/PID/status ("Groups:").
+ * Returns how many were stored in groups[0..max), -1 if unknown. */
+static int peer_groups(int fd, pid_t pid, gid_t *groups, int max)
 {
-    if (uid == 0 || uid == geteuid())
+    socklen_t len = (socklen_t)(max * (int)sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0)
+        return (int)(len / sizeof(gid_t));
+    if (errno == ERANGE)
+        return -1; /* more groups than we look at: not worth a guess */
+    char path[64], line[4096];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = pid > 0 ? fopen(path, "re") : NULL;
+    int n = -1;
+    while (f && fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "Groups:", 7) != 0)
+            continue;
+        n = 0;
+        char *p = line + 7, *end;
+        for (unsigned long g; n < max && (g = strtoul(p, &end, 10), end != p); p = end)
+            groups[n++] = (gid_t)g;
+        break;
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Root, the daemon's own user, and members of socket.admin_group by the
+ * peer's own credentials: no NSS lookup here (this runs on every accept,
+ * on the loop), and no guess from /etc/group about what groups the peer
+ * process really has. */
+static int peer_is_admin(resolver_server *s, int fd, const struct ucred *cred)
+{
+    if (cred->uid == 0 || cred->uid == geteuid())
         return 1;
     if (!s->have_admin_gid)
         return 0;
-    if (gid == s->admin_gid)
+    if (cred->gid == s->admin_gid)
         return 1;
-    /* Supplementary groups of the peer's user. */
-    struct passwd pw, *res = NULL;
-    char buf[4096];
-    if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
-        return 0;
     gid_t groups[256];
-    int n = 256;
-    if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-        return 0;
+    int n = peer_groups(fd, cred->pid, groups, 256);
     for (int i = 0; i < n; i++)
         if (groups[i] == s->admin_gid)
             return 1;
@@ -752,8 +812,10 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
     resolver_server *s = arg;
     for (int burst = 0; burst < 64; burst++) {
         int cfd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (cfd < 0)
+        if (cfd < 0) {
+            accept_backoff_failed(&s->backoff, errno);
             return;
+        }
         if (s->n_clients >= s->limits.max_clients) {
             static const char msg[] = "ERR limit too many clients; try again later\n";
             ssize_t rc = send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -780,10 +842,10 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
             c->uid = cred.uid;
             c->gid = cred.gid;
             c->pid = cred.pid;
+            c->admin = peer_is_admin(s, cfd, &cred);
         } else {
             c->uid = (uid_t)-1;
         }
-        c->admin = peer_is_admin(s, c->uid, c->gid);
         c->idle_timer = resolver_timer_new(loop, on_idle, c);
         c->park_timer = resolver_timer_new(loop, on_park_timer, c);
         c->next = s->clients;
@@ -972,6 +1034,31 @@ static void unlink_own_socket(resolver_server *s)
         LOG_WARN("%s is no longer the socket this daemon created; leaving it", s->path);
 }
 
+/* socket.admin_group to a gid, once per start or reload (an NSS lookup
+ * may block: not on every accept). */
+static int resolve_admin_group(resolver_server *s, const resolver_config *cfg, char *err,
+                               size_t errlen)
+{
+    if (!cfg->socket.admin_group || !*cfg->socket.admin_group) {
+        s->have_admin_gid = 0;
+        return 0;
+    }
+    struct group *g = getgrnam(cfg->socket.admin_group);
+    if (!g) {
+        snprintf(err, errlen, "socket.admin_group \"%s\": no such group", cfg->socket.admin_group);
+        return -1;
+    }
+    s->admin_gid = g->gr_gid;
+    s->have_admin_gid = 1;
+    return 0;
+}
+
+int resolver_server_reconfigure(resolver_server *s, const resolver_config *cfg, char *err,
+                                size_t errlen)
+{
+    return resolve_admin_group(s, cfg, err, errlen);
+}
+
 resolver_server *resolver_server_new(resolver_engine *engine, const resolver_config *cfg,
                                      const resolver_server_limits *limits, char *err, size_t errlen)
 {
@@ -988,16 +1075,8 @@ resolver_server *resolver_server_new(resolver_engine *engine, const resolver_con
         s->limits = *limits;
     else
         resolver_server_limits_default(&s->limits);
-    if (cfg->socket.admin_group && *cfg->socket.admin_group) {
-        struct group *g = getgrnam(cfg->socket.admin_group);
-        if (!g) {
-            snprintf(err, errlen, "socket.admin_group \"%s\": no such group",
-                     cfg->socket.admin_group);
-            goto fail;
-        }
-        s->admin_gid = g->gr_gid;
-        s->have_admin_gid = 1;
-    }
+    if (resolve_admin_group(s, cfg, err, errlen) != 0)
+        goto fail;
     s->reap_timer = resolver_timer_new(s->loop, on_reap, s);
     if (!s->reap_timer) {
         snprintf(err, errlen, "out of memory");
@@ -1005,11 +1084,18 @@ resolver_server *resolver_server_new(resolver_engine *engine, const resolver_con
     }
     if (bind_socket(s, cfg, err, errlen) != 0)
         goto fail;
+    if (accept_backoff_init(&s->backoff, engine, RESOLVER_LISTENER_SOCKET, s->fd, on_accept, s) !=
+        0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    s->have_backoff = 1;
     if (resolver_loop_watch(s->loop, s->fd, RESOLVER_LOOP_READ, on_accept, s) != 0) {
         snprintf(err, errlen, "cannot watch the listening socket");
         goto fail;
     }
     resolver_engine_set_listener(engine, on_engine_change, s);
+    resolver_engine_set_picker_hook(engine, on_picker_changed, s);
     return s;
 fail:
     resolver_server_del(s);
@@ -1029,6 +1115,8 @@ void resolver_server_del(resolver_server *s)
         free(u);
     }
     resolver_timer_del(s->reap_timer);
+    if (s->have_backoff)
+        accept_backoff_clear(&s->backoff);
     if (s->fd >= 0) {
         resolver_loop_unwatch(s->loop, s->fd);
         close(s->fd);
@@ -1037,6 +1125,7 @@ void resolver_server_del(resolver_server *s)
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* after the unlink: the next daemon may take the path now */
     resolver_engine_set_listener(s->engine, NULL, NULL);
+    resolver_engine_set_picker_hook(s->engine, NULL, NULL);
     free(s->path);
     free(s);
 }

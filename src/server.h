@@ -34,6 +34,13 @@ void resolver_server_del(resolver_server *s);
 typedef int (*resolver_server_reload_cb)(void *arg, char *err, size_t errlen);
 void resolver_server_set_reload(resolver_server *s, resolver_server_reload_cb cb, void *arg);
 
+/* Applies what a reload may change in the server: socket.admin_group is
+ * resolved to a gid again (path, mode and group stay as bound).  Clients
+ * connected before keep the admin right they were given at connect.  0, or
+ * -1 with a message in err (the old group stays in force). */
+int resolver_server_reconfigure(resolver_server *s, const resolver_config *cfg, char *err,
+                                size_t errlen);
+
 /* Stops accepting picks (graceful shutdown): PICK answers "closed". */
 void resolver_server_stop_picks(resolver_server *s);
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The socket server against hostile names and clients: service names that
 # try to forge /metrics lines (issue 11 item 21); the socket path guarded by
-# a lock, never deleting what is not ours (item 19); tickets bound to their
+# a lock, never deleting what is not ours (item 19); admin_group checked
+# against the peer's own groups (item 23); tickets bound to their
 # owner (item 13) and detached ones bounded per uid, freed in one pass at
-# exit (item 12).
+# exit (item 12); a parked first pick woken by the state change and counted
+# once (item 22); a daemon out of descriptors pauses its listeners instead
+# of spinning, and recovers (item 20).
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init socket
@@ -21,8 +24,12 @@ t_spawn b1 "$H2SERVER" --name b1 "$BPORT"
 t_wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$BPORT" || true
 t_etcdctl put svc/1 "127.0.0.1:$BPORT" >/dev/null
 MPORT=$(t_free_port)
+# socket.admin_group: a group nobody (uid 65534) is not listed in.
+ADMIN_GROUP=adm
+ADMIN_GID=$(getent group "$ADMIN_GROUP" | cut -d: -f3)
+[[ -n $ADMIN_GID ]] || { ADMIN_GROUP=; }
 cat >"$T_DIR/rd.json" <<JSON
-{ "socket": { "mode": "0666", "max_detached_tickets": 20 },
+{ "socket": { "mode": "0666", "max_detached_tickets": 20, "admin_group": "$ADMIN_GROUP" },
   "metrics": { "listen": "127.0.0.1:$MPORT" }, "defaults": { "drain_timeout_ms": 500 },
   "services": [ { "name": "svc" } ] }
 JSON
@@ -69,6 +76,31 @@ else
     t_ok "# skipped the other-uid checks (not root or no setpriv)"
 fi
 
+# ---- item 23: admin_group by the peer's real groups, no NSS per accept ----
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && [[ -n $ADMIN_GID ]]; then
+    drain_as() { # SETPRIV_GROUP_ARGS...: drain then undrain svc's instance
+        setpriv --reuid=65534 --regid=65534 "$@" "$RESOLVERCTL" -s "$SOCK" drain svc "127.0.0.1:$BPORT" &&
+            setpriv --reuid=65534 --regid=65534 "$@" "$RESOLVERCTL" -s "$SOCK" undrain svc "127.0.0.1:$BPORT"
+    }
+    t_check "a peer with $ADMIN_GROUP among its supplementary groups may drain" drain_as --groups="$ADMIN_GID"
+    rc=0; drain_as --clear-groups 2>"$T_DIR/nonmember.err" || rc=$?
+    t_eq "a peer without it may not (exit 4)" 4 "$rc"
+    t_check "a peer whose primary group is $ADMIN_GROUP may drain" \
+        bash -c "setpriv --reuid=65534 --regid=$ADMIN_GID --clear-groups '$RESOLVERCTL' -s '$SOCK' drain svc 127.0.0.1:$BPORT && '$RESOLVERCTL' -s '$SOCK' undrain svc 127.0.0.1:$BPORT"
+    # The group is resolved once, at start and reload: a reload naming a
+    # group that does not exist is refused and the old one stays.
+    sed "s/\"admin_group\": \"$ADMIN_GROUP\"/\"admin_group\": \"no-such-group-here\"/" "$T_DIR/rd.json" >"$T_DIR/rd.json.new"
+    cp "$T_DIR/rd.json" "$T_DIR/rd.json.good"
+    mv "$T_DIR/rd.json.new" "$T_DIR/rd.json"
+    rc=0; ctl reload 2>"$T_DIR/reload.err" || rc=$?
+    t_check "a reload with an unknown admin_group is refused" test "$rc" -ne 0
+    t_check "the refusal names the group" grep -q 'no-such-group-here' "$T_DIR/reload.err"
+    mv "$T_DIR/rd.json.good" "$T_DIR/rd.json"
+    t_check "the old admin_group stays in force" drain_as --groups="$ADMIN_GID"
+else
+    t_ok "# skipped the admin_group checks (not root, no setpriv, or no group $ADMIN_GROUP)"
+fi
+
 # ---- item 12: detached tickets are bounded per uid ----
 t_eq "20 detached picks of one uid, then ERR limit" "ok 20 limit 5 other 0" \
     "$("$PY" "$HERE/tickets.py" "$SOCK" svc detach 25)"
@@ -98,6 +130,76 @@ took=$(($(_t_now_ms) - start))
 echo "# SIGTERM with $MANY tickets: exited in $took ms"
 t_eq "it exits 0" 0 "$rc"
 t_check "within 3 s (freeing tickets is linear)" test "$took" -lt 3000
+
+# ---- item 22: a parked first pick is woken by the change, counted once ----
+PROXY=$HERE/faultproxy.py
+PX=$(t_free_port)
+t_spawn proxy "$PY" "$PROXY" --listen "127.0.0.1:$PX" --target "127.0.0.1:$BPORT" \
+    --control "$T_DIR/proxy.sock" --quiet
+proxy() { "$PY" "$PROXY" --control "$T_DIR/proxy.sock" --send "$1" >/dev/null; }
+t_wait_until 10 proxy status || true
+t_check "faultproxy freezes (connections stay CONNECTING)" proxy freeze
+svc_failures() { # SERVICE: its pick_failures
+    ctl --json services | "$PY" -c 'import json,sys
+print([s["pick_failures"] for s in json.load(sys.stdin) if s["name"] == sys.argv[1]][0])' "$1"
+}
+t_etcdctl put late/1 "127.0.0.1:$PX" >/dev/null
+t_etcdctl put never/1 "127.0.0.1:$PX" >/dev/null
+start=$(_t_now_ms)
+echo "PICK late" | raw >"$T_DIR/late.out" &
+late_pid=$!
+sleep 0.8
+t_check "faultproxy passes again" proxy pass
+wait "$late_pid" || true
+took=$(($(_t_now_ms) - start))
+echo "# the parked pick was answered after $took ms"
+t_check "the parked pick succeeds once the backend is reachable" grep -q '^OK {"address":"127.0.0.1:'"$PX"'"' "$T_DIR/late.out"
+t_check "it is answered before the 2 s deadline" test "$took" -lt 1900
+t_eq "a parked pick that succeeds adds 0 to pick_failures" 0 "$(svc_failures late)"
+proxy freeze
+proxy reset
+rc=0; echo "PICK never" | raw >"$T_DIR/never.out" || rc=$?
+t_check "a parked pick that never finds a READY instance fails" grep -q '^ERR none_ready' "$T_DIR/never.out"
+t_eq "and adds exactly 1 to pick_failures" 1 "$(svc_failures never)"
+t_kill proxy || true
+
+# ---- item 20: out of descriptors, the listeners pause instead of spinning ----
+HPORT=$(t_free_port)
+cat >"$T_DIR/fd.json" <<JSON
+{ "socket": { "mode": "0666" }, "metrics": { "listen": "127.0.0.1:$HPORT" } }
+JSON
+t_spawn lowfd prlimit --nofile=48 "$RESOLVERD" -c "$T_DIR/fd.json" --etcd "$ETCD_ENDPOINT" --socket "$T_DIR/fd.sock"
+t_wait_until 10 test -S "$T_DIR/fd.sock" || true
+# Connections until the daemon cannot accept: the rest wait in the backlog,
+# and the listener stays readable.
+t_spawn hog "$PY" -c 'import os,socket,sys,time
+conns=[]
+for i in range(120):
+    s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); conns.append(s)
+m=socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+print("opened", len(conns), flush=True)
+while not os.path.exists(sys.argv[3]): time.sleep(0.05)
+for s in conns: s.close()
+m.close()' "$T_DIR/fd.sock" "$HPORT" "$T_DIR/hog.stop"
+t_wait_until 10 grep -q opened "$T_DIR/hog.log" || true
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$(t_pid lowfd)/stat"; }
+t_wait_until 5 grep -q 'cannot accept a connection' "$T_DIR/lowfd.log" || true
+before=$(cpu_ticks)
+sleep 2
+used=$(($(cpu_ticks) - before))
+hz=$(getconf CLK_TCK)
+echo "# out of descriptors: the daemon used $used ticks (of $((2 * hz))) in 2 s"
+t_check "EMFILE: the daemon uses under 10 % of a CPU" test "$used" -lt $((2 * hz / 10))
+t_check "EMFILE is warned about" grep -q 'socket: cannot accept a connection: Too many open files' "$T_DIR/lowfd.log"
+t_check "the warning is rate-limited" test "$(grep -c 'cannot accept a connection' "$T_DIR/lowfd.log")" -le 4
+touch "$T_DIR/hog.stop"
+t_wait_until 10 bash -c "! kill -0 $(t_pid hog) 2>/dev/null" || true
+t_wait_for "once clients close, the daemon serves again" 5 "$RESOLVERCTL" -s "$T_DIR/fd.sock" status
+curl -sf "http://127.0.0.1:$HPORT/metrics" >"$T_DIR/fd-metrics.txt" || true
+t_check "pauses are counted (socket)" grep -Eq '^resolver_accept_backoffs_total\{listener="socket"\} [1-9]' "$T_DIR/fd-metrics.txt"
+t_check "pauses are counted (metrics port)" grep -Eq '^resolver_accept_backoffs_total\{listener="metrics"\} [1-9]' "$T_DIR/fd-metrics.txt"
+t_kill hog || true
+t_kill lowfd || true
 
 # ---- item 19: the socket path is locked; nothing but our socket is deleted ----
 rd_on() { # NAME PATH: a resolverd serving PATH
