@@ -52,8 +52,18 @@ void resolver_engine_count_accept_backoff(resolver_engine *e, resolver_listener 
 json_t *resolver_engine_services_json(resolver_engine *e);
 json_t *resolver_engine_instances_json(resolver_engine *e, const char *service);
 json_t *resolver_engine_status_json(resolver_engine *e);
-/* Prometheus text exposition, malloc'd. */
-char *resolver_engine_metrics_text(resolver_engine *e);
+/* What the metrics exposition (metrics.c) reads. */
+/* The services sorted by name; free the array (not the services). */
+resolver_service **resolver_engine_sorted_services(resolver_engine *e, size_t *n);
+/* The highest revision any service has applied. */
+int64_t resolver_engine_revision(resolver_engine *e);
+resolver_etcd *resolver_engine_etcd(resolver_engine *e);
+typedef struct {
+    size_t tickets_outstanding;
+    uint64_t tickets_leaked;
+    uint64_t accept_backoffs[RESOLVER_LISTENER_COUNT];
+} resolver_engine_counters;
+void resolver_engine_counters_get(resolver_engine *e, resolver_engine_counters *out);
 
 int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain);
 

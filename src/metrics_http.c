@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include "accept_backoff.h"
 #include "log.h"
+#include "metrics.h"
 #include "metrics_http.h"
 
 typedef struct conn conn;
@@ -149,7 +150,7 @@ static void conn_respond_text(conn *c, int status, const char *text, int head_on
 
 static void serve_metrics(conn *c, int head_only)
 {
-    char *text = resolver_engine_metrics_text(c->m->engine);
+    char *text = resolver_metrics_text(c->m->engine);
     if (!text) {
         conn_respond_text(c, 500, "out of memory\n", head_only);
         return;

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include "accept_backoff.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "server.h"
 
@@ -433,7 +434,7 @@ static void verb_status(client *c, const resolver_proto_request *req)
 
 static void verb_metrics(client *c, const resolver_proto_request *req)
 {
-    char *text = resolver_engine_metrics_text(c->server->engine);
+    char *text = resolver_metrics_text(c->server->engine);
     if (!text) {
         reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
         return;
