@@ -310,3 +310,29 @@ int resolver_client_done(resolver_client *c, uint64_t ticket, int failed, uint32
         return rc;
     return reply.kind == RESOLVER_REPLY_OK ? 0 : error_of(&reply);
 }
+
+int resolver_client_close_wait(resolver_client *c)
+{
+    if (!c)
+        return RESOLVER_ERR_INVALID;
+    int rc = 0;
+    if (c->fd >= 0 && shutdown(c->fd, SHUT_WR) == 0) {
+        int64_t deadline = now_ms() + c->timeout_ms;
+        char scratch[4096];
+        for (;;) {
+            ssize_t n = recv(c->fd, scratch, sizeof(scratch), 0);
+            if (n == 0)
+                break; /* the daemon closed: the connection's tickets are gone */
+            if (n > 0 || errno == EINTR)
+                continue;
+            if (errno != EAGAIN) {
+                rc = errno == ECONNRESET ? 0 : RESOLVER_ERR_IO;
+                break;
+            }
+            if ((rc = wait_fd(c->fd, POLLIN, deadline)) != 0)
+                break;
+        }
+    }
+    resolver_client_close(c);
+    return rc;
+}

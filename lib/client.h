@@ -11,6 +11,11 @@
 int resolver_client_request(resolver_client *c, const char *line, resolver_proto_reply *reply);
 /* Reads the next line (watch events).  timeout_ms < 0: wait forever. */
 int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_proto_reply *reply);
+/* Shuts writing and waits (at most the client's timeout) for the daemon
+ * to close its end, then frees the client.  The daemon closes only after
+ * it released the tickets the connection owned, so on return 0 they are
+ * released.  0, TIMEOUT or IO (the client is freed either way). */
+int resolver_client_close_wait(resolver_client *c);
 /* The socket path the client would use for `path` (NULL: env or default). */
 const char *resolver_client_default_path(const char *path);
 

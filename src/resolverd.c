@@ -14,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include "engine.h"
 #include "log.h"
@@ -37,6 +38,13 @@ typedef struct {
     int stopping;
     resolver_timer *drain_timer;
     uint64_t drain_deadline;
+    char *config_path; /* absolute, for STATUS; NULL without -c */
+    struct {
+        int done; /* 0: no reload yet */
+        int ok;
+        char error[512];
+        struct timespec when; /* CLOCK_REALTIME */
+    } last_reload;
 } daemon_state;
 
 static void usage(FILE *out)
@@ -179,8 +187,42 @@ static int reload(void *arg, char *err, size_t errlen)
         if (rc != 0)
             snprintf(err, errlen, "%s", resolver_strerror(rc));
     }
-    sd_notify_text("READY=1\nSTATUS=serving");
+    d->last_reload.done = 1;
+    d->last_reload.ok = rc == 0;
+    snprintf(d->last_reload.error, sizeof(d->last_reload.error), "%s", rc == 0 ? "" : err);
+    clock_gettime(CLOCK_REALTIME, &d->last_reload.when);
+    char status[640];
+    snprintf(status, sizeof(status), "READY=1\nSTATUS=serving%s%.500s",
+             rc ? "; reload failed: " : "", rc ? err : "");
+    sd_notify_text(status);
     return rc;
+}
+
+/* The daemon's part of STATUS (doc/protocol.md). */
+static void add_status(void *arg, json_t *j)
+{
+    daemon_state *d = arg;
+    json_object_set_new(j, "version", json_string(PACKAGE_VERSION));
+    json_object_set_new(j, "pid", json_integer((json_int_t)getpid()));
+    json_object_set_new(j, "config_file",
+                        d->config_path ? json_string(d->config_path) : json_null());
+    if (!d->last_reload.done) {
+        json_object_set_new(j, "last_reload", json_null());
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    char when[32];
+    gmtime_r(&d->last_reload.when.tv_sec, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    double ago = (double)(now.tv_sec - d->last_reload.when.tv_sec) +
+                 (double)(now.tv_nsec - d->last_reload.when.tv_nsec) / 1e9;
+    json_object_set_new(j, "last_reload",
+                        json_pack("{s:b, s:s, s:s, s:I, s:f}", "ok", d->last_reload.ok, "error",
+                                  d->last_reload.error, "time", when, "time_unix",
+                                  (json_int_t)d->last_reload.when.tv_sec, "ago_s",
+                                  (double)(long long)(ago * 1000) / 1000));
 }
 
 static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
@@ -320,8 +362,10 @@ int main(int argc, char **argv)
     }
     d.server =
         resolver_server_new(d.engine, resolver_engine_config(d.engine), NULL, err, sizeof(err));
-    if (d.server)
+    if (d.server) {
         resolver_server_set_reload(d.server, reload, &d);
+        resolver_server_set_status(d.server, add_status, &d);
+    }
     if (!d.server || setup_signals(&d) != 0) {
         fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
         resolver_server_del(d.server);
@@ -337,6 +381,8 @@ int main(int argc, char **argv)
         close(d.sigfd);
         return 1;
     }
+    if (d.opts.config_file)
+        d.config_path = realpath(d.opts.config_file, NULL);
     const resolver_config *c = resolver_engine_config(d.engine);
     LOG_INFO("resolverd %s serving %s; etcd %s%s; %zu services configured", PACKAGE_VERSION,
              c->socket.path, c->etcd.endpoints[0], c->etcd.n_endpoints > 1 ? " (and others)" : "",
@@ -348,6 +394,7 @@ int main(int argc, char **argv)
     resolver_timer_del(d.drain_timer);
     resolver_engine_del(d.engine);
     close(d.sigfd);
+    free(d.config_path);
     LOG_INFO("resolverd stopped");
     return rc == 0 ? 0 : 1;
 }

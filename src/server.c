@@ -91,6 +91,8 @@ struct resolver_server {
     int picks_stopped;
     resolver_server_reload_cb reload_cb;
     void *reload_arg;
+    resolver_server_status_cb status_cb;
+    void *status_arg;
 };
 
 void resolver_server_limits_default(resolver_server_limits *l)
@@ -429,6 +431,8 @@ static void verb_status(client *c, const resolver_proto_request *req)
     json_t *j = resolver_engine_status_json(c->server->engine);
     if (j)
         json_object_set_new(j, "clients", json_integer((json_int_t)c->server->n_clients));
+    if (j && c->server->status_cb)
+        c->server->status_cb(c->server->status_arg, j);
     reply_ok(c, j);
 }
 
@@ -1135,6 +1139,12 @@ void resolver_server_set_reload(resolver_server *s, resolver_server_reload_cb cb
 {
     s->reload_cb = cb;
     s->reload_arg = arg;
+}
+
+void resolver_server_set_status(resolver_server *s, resolver_server_status_cb cb, void *arg)
+{
+    s->status_cb = cb;
+    s->status_arg = arg;
 }
 
 void resolver_server_stop_picks(resolver_server *s)

@@ -41,6 +41,11 @@ void resolver_server_set_reload(resolver_server *s, resolver_server_reload_cb cb
 int resolver_server_reconfigure(resolver_server *s, const resolver_config *cfg, char *err,
                                 size_t errlen);
 
+/* STATUS replies with the engine's status plus what this adds (the
+ * daemon's version, pid, config file, last reload). */
+typedef void (*resolver_server_status_cb)(void *arg, json_t *status);
+void resolver_server_set_status(resolver_server *s, resolver_server_status_cb cb, void *arg);
+
 /* Stops accepting picks (graceful shutdown): PICK answers "closed". */
 void resolver_server_stop_picks(resolver_server *s);
 

@@ -390,7 +390,7 @@ for ((si = 0; si < NS_COUNT; si++)); do
     for ((k = 0; k < (S_MAX[si] < 6 ? S_MAX[si] : 6); k++)); do do_put "$si"; done
 done
 # The first pick of c.od discovers it; its ticket goes with the connection
-# (resolverctl's picks are detached: they would stay outstanding).
+# (no resolverctl: the raw line keeps the pick out of resolverctl's own counts).
 echo "PICK c.od" | "$PY" "$CHAOS_DIR/../integration/sockclient.py" "$SOCK" >/dev/null 2>&1 || true
 views() { "$PY" "$CHAOS_DIR/views.py" --resolverctl "$RESOLVERCTL" --socket "$SOCK" \
     --endpoints "$ETCD_ENDPOINTS" --services "$spec_arg" "$@"; }

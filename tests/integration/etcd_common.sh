@@ -129,7 +129,7 @@ count_lines() {
 # the pick (3: no instance).
 pick_done() {
     local out rc=0 addr ticket
-    out=$(ctl --json pick "$1") || rc=$?
+    out=$(ctl --json pick --hold "$1") || rc=$?
     if [[ $rc != 0 ]]; then
         [[ -n $out ]] && echo "$out"
         return "$rc"

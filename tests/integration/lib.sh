@@ -649,12 +649,12 @@ for i in json.load(sys.stdin):
 }
 
 # t_pick_done SOCKET SERVICE: picks through resolverctl and reports the
-# ticket done at once (a CLI pick is detached: a ticket left behind would
+# ticket done at once (a held CLI pick is detached: a ticket left behind would
 # hold resolverd's graceful stop); prints the address.  The exit status of
 # the pick when it fails (3: nothing READY).
 t_pick_done() {
     local out rc=0 addr ticket
-    out=$("$RESOLVERCTL" -s "$1" --json pick "$2" 2>/dev/null) || rc=$?
+    out=$("$RESOLVERCTL" -s "$1" --json pick --hold "$2" 2>/dev/null) || rc=$?
     [[ $rc == 0 ]] || return "$rc"
     read -r addr ticket < <(python3 -c "import json,sys; j=json.load(sys.stdin); print(j['address'], j['ticket'])" <<<"$out")
     "$RESOLVERCTL" -s "$1" done "$ticket" >/dev/null

@@ -111,7 +111,7 @@ t_check "least_request keeps outstanding picks balanced ($lo..$hi of 300)" test 
 ticket_on() { # SERVICE ADDRESS: a ticket whose pick returned ADDRESS
     local j
     for _ in $(seq 30); do
-        j=$(ctl --json pick "$1")
+        j=$(ctl --json pick --hold "$1")
         if grep -q "\"$2\"" <<<"$j"; then sed -n 's/.*"ticket": \([0-9]*\).*/\1/p' <<<"$j"; return 0; fi
     done
     return 1
@@ -163,12 +163,12 @@ t_check "an ejected instance gets no picks" bash -c "! (for i in \$(seq 12); do 
 t_wait_for "the ejected instance returns after its ejection time" 4 bash -c "! \"$RESOLVERCTL\" -s \"$SOCK\" instances --json out | grep -A20 '\"address\": \"$A\"' | grep -q '\"ejected\": true'"
 
 # Leaked tickets are released and counted.
-ctl pick leak >/dev/null
+ctl pick --hold leak >/dev/null
 t_wait_for "a ticket past ticket_timeout_ms is counted as leaked" 3 \
     bash -c "\"$RESOLVERCTL\" -s \"$SOCK\" status --json | grep -q '\"tickets_leaked\": [1-9]'"
 
 # max_outstanding: the only instance is full.
-ctl pick cap >/dev/null
+ctl pick --hold cap >/dev/null
 rc=0; ctl pick cap 2>"$T_DIR/cap.err" || rc=$?
 t_eq "a pick beyond max_outstanding exits 3" 3 "$rc"
 t_check "the reason names max_outstanding" grep -q max_outstanding "$T_DIR/cap.err"

@@ -49,7 +49,7 @@ for verb in pick done services instances status watch drain undrain metrics relo
 done
 rc=0; ctl pick >/dev/null 2>&1 || rc=$?
 t_eq "a verb without its argument exits 1" 1 "$rc"
-T=$(ctl --json pick keep | sed -n 's/.*"ticket": \([0-9]*\).*/\1/p')
+T=$(ctl --json pick --hold keep | sed -n 's/.*"ticket": \([0-9]*\).*/\1/p')
 t_check "done TICKET --latency-ms" ctl done "$T" --latency-ms 12
 rc=0; ctl done "$T" 2>/dev/null || rc=$?
 t_eq "done of a released ticket exits 3" 3 "$rc"

@@ -60,7 +60,7 @@ for a in "${ADDRS[@]}"; do churn_args+=(--value "$a"); done
 picker() {
     local ok=0 bad=0 t
     while [[ ! -e $T_DIR/stop-picker ]]; do
-        if t=$("$RESOLVERCTL" -s "$SOCK" --json pick svcA 2>&1); then
+        if t=$("$RESOLVERCTL" -s "$SOCK" --json pick --hold svcA 2>&1); then
             t=${t##*\"ticket\": }
             t=${t%%[!0-9]*}
             "$RESOLVERCTL" -s "$SOCK" "done" "$t" >/dev/null 2>&1 || echo "done $t failed"

@@ -56,7 +56,7 @@ rss0=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
 pick_one() {
     local s out rc=0 ticket
     s=$(printf 's%04d' "$1")
-    out=$("$RESOLVERCTL" -s "$SOCK" --json pick "$s" 2>&1) || rc=$?
+    out=$("$RESOLVERCTL" -s "$SOCK" --json pick --hold "$s" 2>&1) || rc=$?
     if [[ $rc != 0 ]]; then
         echo "$s FAIL $rc $(tr '\n' ' ' <<<"$out")"
         return 0

@@ -24,7 +24,7 @@ for i in 1 2 3; do
     t_etcdctl put "user.rpc/10$i" "127.0.0.1:${PORTS[$((i - 1))]}" >/dev/null
 done
 
-# CLI picks hold tickets until done or ticket_timeout_ms; a graceful stop
+# Held CLI picks (--hold) keep tickets until done or ticket_timeout_ms; a graceful stop
 # waits for them up to drain_timeout_ms, kept short here.
 printf '{"defaults": {"drain_timeout_ms": 1000}}\n' >"$T_DIR/rd.json"
 t_spawn resolverd "$RESOLVERD" -c "$T_DIR/rd.json" --etcd "$ETCD_ENDPOINT" --socket "$SOCK" --log-level debug
@@ -50,7 +50,7 @@ t_eq "round robin repeats with period three" "${A[0]} ${A[1]} ${A[2]}" "${A[3]} 
 t_check "services lists user.rpc" bash -c "\"$RESOLVERCTL\" -s \"$SOCK\" services | grep -q '^user.rpc '"
 t_check "status names the etcd endpoint" bash -c "\"$RESOLVERCTL\" -s \"$SOCK\" status | grep -q '$ETCD_ENDPOINT'"
 t_check "pick --json carries address and ticket" bash -c \
-    "\"$RESOLVERCTL\" -s \"$SOCK\" --json pick user.rpc | grep -q '\"ticket\"'"
+    "\"$RESOLVERCTL\" -s \"$SOCK\" --json pick --hold user.rpc | grep -q '\"ticket\"'"
 
 # A deleted key leaves the picks.
 gone="127.0.0.1:${PORTS[1]}"

@@ -292,7 +292,7 @@ if [[ $NS_UP == 1 ]]; then
     t_wait_for "(e) probe: READY over the veth" 10 is_state probe "$DROP" READY
     sleep 0.3
     # The probe: a ticket whose call "fails" while the path drops.
-    out=$(ctl --json pick probe)
+    out=$(ctl --json pick --hold probe)
     ticket=$("$PY" -c "import json,sys; print(json.load(sys.stdin)['ticket'])" <<<"$out")
     t0=$(now_ms)
     t_check "(e) DROP rules in the namespace" drop_on
