@@ -305,6 +305,8 @@ static int enum_parse(enum_kind k, const char *name, void *field)
     return RESOLVER_ERR_INVALID;
 }
 
+static void consider(const char *key, const char *candidate, const char **best, size_t *best_d);
+
 static int take_enum(parse_ctx *ctx, const char *path, const json_t *v, enum_kind k, void *field)
 {
     if (!json_is_string(v))
@@ -312,12 +314,17 @@ static int take_enum(parse_ctx *ctx, const char *path, const json_t *v, enum_kin
     if (enum_parse(k, json_string_value(v), field) == 0)
         return 0;
     char list[256] = "";
-    size_t used = 0;
+    size_t used = 0, best_d = 3;
+    const char *best = NULL;
     for (size_t i = 0; i < enum_count(k) && used < sizeof(list); i++) {
         int n =
             snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", enum_name(k, (int)i));
         used += n > 0 ? (size_t)n : 0;
+        consider(json_string_value(v), enum_name(k, (int)i), &best, &best_d);
     }
+    if (best)
+        return fail(ctx, "%s: unknown %s \"%s\" (did you mean \"%s\"? expected one of: %s)", path,
+                    enum_what(k), json_string_value(v), best, list);
     return fail(ctx, "%s: unknown %s \"%s\" (expected one of: %s)", path, enum_what(k),
                 json_string_value(v), list);
 }
@@ -599,9 +606,40 @@ static size_t distance(const char *a, const char *b)
     return row[lb];
 }
 
+/* key without case, '_' and '-': "keepaliveTimeMs" and "keepalive-time-ms"
+ * are keepalive_time_ms written in another convention.  0 if too long. */
+static int normalize_key(const char *key, char *out, size_t n)
+{
+    size_t j = 0;
+    for (; *key; key++) {
+        if (*key == '_' || *key == '-')
+            continue;
+        if (j + 1 >= n)
+            return 0;
+        out[j++] = (char)(*key >= 'A' && *key <= 'Z' ? *key - 'A' + 'a' : *key);
+    }
+    out[j] = '\0';
+    return 1;
+}
+
+/* How far a typed key is from a known one: the edit distance, except that
+ * a key that is the known one without its unit or suffix ("initial" for
+ * "initial_ms", "password" for "password_file"), or the known one in
+ * another case or separator convention, counts as one typo. */
+static size_t key_distance(const char *key, const char *known)
+{
+    size_t lk = strlen(key), ln = strlen(known);
+    if (lk >= 3 && lk < ln && strncmp(key, known, lk) == 0 && known[lk] == '_')
+        return 1;
+    char a[SUGGEST_KEY_MAX + 1], b[SUGGEST_KEY_MAX + 1];
+    if (normalize_key(key, a, sizeof(a)) && normalize_key(known, b, sizeof(b)) && strcmp(a, b) == 0)
+        return 1;
+    return distance(key, known);
+}
+
 static void consider(const char *key, const char *candidate, const char **best, size_t *best_d)
 {
-    size_t d = distance(key, candidate);
+    size_t d = key_distance(key, candidate);
     if (d < *best_d) {
         *best_d = d;
         *best = candidate;
@@ -784,6 +822,40 @@ static int parse_endpoints(parse_ctx *ctx, const char *path, json_t *v, resolver
     return 0;
 }
 
+/* systemd's LoadCredential= puts files in $CREDENTIALS_DIRECTORY, a path
+ * known only once the service runs: a relative file name is looked up there
+ * when it is set, and a name may start with "$CREDENTIALS_DIRECTORY/" (or
+ * "${CREDENTIALS_DIRECTORY}/") to require it. */
+static int resolve_credential(parse_ctx *ctx, const char *path, char **file)
+{
+    static const char *const vars[] = {"$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"};
+    const char *f = *file, *rest = NULL;
+    if (!*f)
+        return 0;
+    for (size_t i = 0; i < 2 && !rest; i++)
+        if (strncmp(f, vars[i], strlen(vars[i])) == 0)
+            rest = f + strlen(vars[i]);
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (rest && (!dir || !*dir))
+        return fail(ctx,
+                    "%s: \"%s\" names $CREDENTIALS_DIRECTORY, which is not set (systemd sets it "
+                    "for a unit with LoadCredential=)",
+                    path, f);
+    if (!rest) {
+        if (f[0] == '/' || !dir || !*dir)
+            return 0;
+        rest = f;
+    }
+    size_t n = strlen(dir) + 1 + strlen(rest) + 1;
+    char *joined = malloc(n);
+    if (!joined)
+        return nomem(ctx);
+    snprintf(joined, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", rest);
+    free(*file);
+    *file = joined;
+    return 0;
+}
+
 static int parse_etcd(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 {
     static const char *const keys[] = {"endpoints", "username", "password_file",   "ca_file",
@@ -809,6 +881,9 @@ static int parse_etcd(parse_ctx *ctx, json_t *v, resolver_config *cfg)
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
         if ((x = json_object_get(v, strings[i].key)) &&
             (rc = take_string(ctx, join(p, "etcd", strings[i].key), x, strings[i].dst)))
+            return rc;
+    for (size_t i = 1; i < sizeof(strings) / sizeof(strings[0]); i++) /* the files */
+        if ((rc = resolve_credential(ctx, join(p, "etcd", strings[i].key), strings[i].dst)))
             return rc;
     if ((x = json_object_get(v, "dial_timeout_ms")) &&
         (rc = take_ms(ctx, "etcd.dial_timeout_ms", x, 1, &cfg->etcd.dial_timeout_ms)))

@@ -67,6 +67,9 @@ struct resolver_config {
     struct {
         char **endpoints; /* at least one URL, e.g. "http://127.0.0.1:2379" (no trailing '/') */
         size_t n_endpoints;
+        /* Files: a relative name (or one starting "$CREDENTIALS_DIRECTORY/")
+         * is resolved under $CREDENTIALS_DIRECTORY (systemd LoadCredential=)
+         * when that is set. */
         char *username, *password_file, *ca_file, *cert_file, *key_file; /* "" if unset */
         uint64_t dial_timeout_ms;                                        /* 2000 */
     } etcd;

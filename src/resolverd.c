@@ -4,8 +4,13 @@
  */
 #include "autoconfig.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <netdb.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +33,7 @@ typedef struct {
     const char *socket;
     const char *log_level;
     int check_config;
+    int quiet; /* --check-config without the effective configuration on stdout */
 } options;
 
 typedef struct {
@@ -51,7 +58,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: resolverd [-c FILE] [--etcd URL[,URL...]] [--socket PATH] [--log-level LEVEL]\n"
-            "       resolverd --check-config -c FILE\n"
+            "       resolverd --check-config [--quiet] -c FILE\n"
             "\n"
             "Watches services in etcd, keeps an HTTP/2 connection to each instance, and\n"
             "answers \"which instance should I call?\" on a Unix socket (see resolverctl).\n"
@@ -60,7 +67,10 @@ static void usage(FILE *out)
             "      --etcd URLS        etcd endpoints, comma-separated (etcd.endpoints)\n"
             "  -s, --socket PATH      Unix socket to serve (socket.path)\n"
             "      --log-level LEVEL  error, warn, info (default) or debug\n"
-            "      --check-config     validate the configuration, print it, and exit\n"
+            "      --check-config     validate the configuration and what start needs (files,\n"
+            "                         groups, addresses, the socket directory), print the\n"
+            "                         effective configuration, and exit (1: a problem)\n"
+            "  -q, --quiet            with --check-config: print only problems\n"
             "  -h, --help             this text\n"
             "  -V, --version          print the version\n"
             "\n"
@@ -76,12 +86,13 @@ static int parse_args(int argc, char **argv, options *o)
         {"socket", required_argument, NULL, 's'},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"check-config", no_argument, NULL, OPT_CHECK},
+        {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:s:hV", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:s:qhV", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             o->config_file = optarg;
@@ -97,6 +108,9 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case OPT_CHECK:
             o->check_config = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
             break;
         case 'h':
             usage(stdout);
@@ -296,6 +310,184 @@ static int setup_signals(daemon_state *d)
                                on_signal, d);
 }
 
+/* ---- what would fail at start (--check-config) and the socket directory ---- */
+
+/* The directory part of path ("." for a bare name) into dir. */
+static void dir_of(const char *path, char *dir, size_t n)
+{
+    snprintf(dir, n, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, n, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+/* Makes the missing directories of dir, as `mkdir -p` with mode 0755 for
+ * each one it creates (whatever the umask: clients must reach the socket
+ * inside).  0, or -1 with a message naming the key. */
+static int make_dirs(const char *key, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        snprintf(err, errlen, "%s: %s is not a directory", key, dir);
+        return -1;
+    }
+    if (errno != ENOENT && errno != ENOTDIR) {
+        snprintf(err, errlen, "%s: directory %s: %s", key, dir, strerror(errno));
+        return -1;
+    }
+    char parent[PATH_MAX];
+    dir_of(dir, parent, sizeof(parent));
+    if (strcmp(parent, dir) != 0 && make_dirs(key, parent, err, errlen) != 0)
+        return -1;
+    if ((mkdir(dir, 0755) != 0 && errno != EEXIST) || chmod(dir, 0755) != 0) {
+        snprintf(err, errlen, "%s: the directory %s is missing and cannot be made: %s", key, dir,
+                 strerror(errno));
+        return -1;
+    }
+    LOG_INFO("%s: made the missing directory %s (mode 0755)", key, dir);
+    return 0;
+}
+
+/* What make_dirs would meet, without making anything: the nearest existing
+ * ancestor must be a directory this process may write into. */
+static int dirs_makeable(const char *dir, char *why, size_t n)
+{
+    char d[PATH_MAX];
+    snprintf(d, sizeof(d), "%s", dir);
+    struct stat st;
+    while (stat(d, &st) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR) {
+            snprintf(why, n, "%s: %s", d, strerror(errno));
+            return -1;
+        }
+        char parent[PATH_MAX];
+        dir_of(d, parent, sizeof(parent));
+        if (strcmp(parent, d) == 0)
+            break;
+        snprintf(d, sizeof(d), "%s", parent);
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, n, "%s is not a directory", d);
+        return -1;
+    }
+    if (strcmp(d, dir) != 0 && access(d, W_OK | X_OK) != 0) {
+        snprintf(why, n, "%s is missing and cannot be made in %s: %s", dir, d, strerror(errno));
+        return -1;
+    }
+    if (strcmp(d, dir) == 0 && access(d, W_OK | X_OK) != 0) {
+        snprintf(why, n, "cannot create files in %s: %s", d, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *origin;
+    int problems;
+} check_ctx;
+
+static void problem(check_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(check_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "resolverd: %s: ", c->origin);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    c->problems++;
+}
+
+static void check_readable(check_ctx *c, const char *key, const char *file)
+{
+    if (!file || !*file)
+        return;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        problem(c, "%s: cannot read \"%s\": %s", key, file, strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
+static void check_group(check_ctx *c, const char *key, const char *group)
+{
+    if (group && *group && !getgrnam(group))
+        problem(c, "%s: no such group \"%s\" (groupadd --system %s, or fix the name)", key, group,
+                group);
+}
+
+/* metrics.listen as start resolves it: HOST:PORT, [V6]:PORT or :PORT. */
+static void check_listen(check_ctx *c, const char *key, const char *listen_addr)
+{
+    if (!listen_addr || !*listen_addr)
+        return;
+    char host[300];
+    snprintf(host, sizeof(host), "%s", listen_addr);
+    char *colon = strrchr(host, ':');
+    if (!colon) {
+        problem(c, "%s: \"%s\" is not HOST:PORT or :PORT", key, listen_addr);
+        return;
+    }
+    *colon = '\0';
+    const char *port = colon + 1, *h = host;
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(*h ? h : "127.0.0.1", port, &hints, &res);
+    if (gai != 0)
+        problem(c, "%s: \"%s\": %s", key, listen_addr, gai_strerror(gai));
+    freeaddrinfo(res);
+}
+
+static void check_cache_file(check_ctx *c, const char *file)
+{
+    if (!file || !*file)
+        return;
+    char dir[PATH_MAX], why[PATH_MAX + 128];
+    dir_of(file, dir, sizeof(dir));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        problem(c, "cache_file: the directory %s of \"%s\" does not exist", dir, file);
+    else if (dirs_makeable(dir, why, sizeof(why)) != 0)
+        problem(c, "cache_file: \"%s\": %s (it is written next to itself, then renamed)", file,
+                why);
+    else if (access(file, F_OK) == 0)
+        check_readable(c, "cache_file", file);
+}
+
+/* Everything start would refuse beyond the file's syntax, as far as it can
+ * be known without starting: each problem printed, naming its key. */
+static int check_start(const resolver_config *cfg, const char *origin)
+{
+    check_ctx c = {origin, 0};
+    check_readable(&c, "etcd.password_file", cfg->etcd.password_file);
+    check_readable(&c, "etcd.ca_file", cfg->etcd.ca_file);
+    check_readable(&c, "etcd.cert_file", cfg->etcd.cert_file);
+    check_readable(&c, "etcd.key_file", cfg->etcd.key_file);
+    if (*cfg->etcd.password_file && !*cfg->etcd.username)
+        problem(&c, "etcd.password_file: set without etcd.username");
+    check_cache_file(&c, cfg->cache_file);
+    check_group(&c, "socket.group", cfg->socket.group);
+    check_group(&c, "socket.admin_group", cfg->socket.admin_group);
+    check_listen(&c, "metrics.listen", cfg->metrics.listen);
+    char dir[PATH_MAX], why[PATH_MAX + 128];
+    dir_of(cfg->socket.path, dir, sizeof(dir));
+    if (dirs_makeable(dir, why, sizeof(why)) != 0)
+        problem(&c, "socket.path: \"%s\": %s", cfg->socket.path, why);
+    return c.problems;
+}
+
 static int check_config(const options *o)
 {
     char err[1024] = "";
@@ -308,14 +500,20 @@ static int check_config(const options *o)
         fprintf(stderr, "resolverd: %s\n", err);
         return 1;
     }
-    char *text = NULL;
-    if (resolver_config_to_json(cfg, &text) == 0)
-        printf("%s\n", text);
-    free(text);
-    fprintf(stderr, "resolverd: %s: configuration OK (%zu services)\n", o->config_file,
-            cfg->n_services);
+    int problems = check_start(cfg, o->config_file);
+    if (problems == 0) {
+        char *text = NULL;
+        if (!o->quiet && resolver_config_to_json(cfg, &text) == 0)
+            printf("%s\n", text);
+        free(text);
+        fprintf(stderr, "resolverd: %s: configuration OK (%zu service%s)\n", o->config_file,
+                cfg->n_services, cfg->n_services == 1 ? "" : "s");
+    } else {
+        fprintf(stderr, "resolverd: %s: %d problem%s: resolverd would not start\n", o->config_file,
+                problems, problems == 1 ? "" : "s");
+    }
     resolver_config_free(cfg);
-    return 0;
+    return problems ? 1 : 0;
 }
 
 /* The optional Prometheus listener (metrics.listen; "" leaves it off).  It
@@ -352,6 +550,13 @@ int main(int argc, char **argv)
     resolver_config *cfg;
     if (load_config(&d.opts, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "resolverd: %s\n", err);
+        return 1;
+    }
+    char sockdir[PATH_MAX];
+    dir_of(cfg->socket.path, sockdir, sizeof(sockdir));
+    if (make_dirs("socket.path", sockdir, err, sizeof(err)) != 0) {
+        fprintf(stderr, "resolverd: %s\n", err);
+        resolver_config_free(cfg);
         return 1;
     }
     raise_fd_limit();

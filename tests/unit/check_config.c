@@ -330,6 +330,21 @@ static const struct {
      "unknown key 'services[1].backoff.jiter'"},
     {"{'services': [{'name': 'a', 'health_check': {'x': 1}}]}",
      "unknown key 'services[0].health_check.x'"},
+    /* near misses: a missing unit, another naming convention, a value */
+    {"{'defaults': {'backoff': {'initial': 5}}}",
+     "unknown key 'defaults.backoff.initial' (did you mean 'initial_ms'?)"},
+    {"{'services': [{'name': 'a', 'backoff': {'max': 5}}]}",
+     "unknown key 'services[0].backoff.max' (did you mean 'max_ms'?)"},
+    {"{'defaults': {'keepaliveTimeMs': 5}}",
+     "unknown key 'defaults.keepaliveTimeMs' (did you mean 'keepalive_time_ms'?)"},
+    {"{'defaults': {'drain-timeout-ms': 5}}",
+     "unknown key 'defaults.drain-timeout-ms' (did you mean 'drain_timeout_ms'?)"},
+    {"{'etcd': {'password': 'x'}}", "unknown key 'etcd.password' (did you mean 'password_file'?)"},
+    {"{'socket': {'admin': 'wheel'}}", "unknown key 'socket.admin' (did you mean 'admin_group'?)"},
+    {"{'metrics': {'listen_address': ':9'}}", "unknown key 'metrics.listen_address'"},
+    {"{'services': [{'name': 'a', 'policy': 'round-robin'}]}",
+     "services[0].policy: unknown policy 'round-robin' (did you mean 'round_robin'? expected one "
+     "of: "},
     /* wrong types */
     {"{'etcd': []}", "etcd: expected an object, got an array"},
     {"{'socket': 1}", "socket: expected an object, got 1"},
@@ -377,7 +392,7 @@ static const struct {
      "services[0].policy: unknown policy 'fastest' (expected one of: round_robin, pick_first, "
      "weighted_round_robin, least_request, ring_hash, random)"},
     {"{'defaults': {'protocol': 'h3'}}",
-     "defaults.protocol: unknown protocol 'h3' (expected one of: h2c, h2, tcp)"},
+     "defaults.protocol: unknown protocol 'h3' (did you mean 'h2'? expected one of: h2c, h2, tcp)"},
     {"{'defaults': {'policy': 'Round_Robin'}}", "defaults.policy: unknown policy 'Round_Robin'"},
     {"{'defaults': {'format': 'consul'}}",
      "defaults.format: unknown format 'consul' (expected one of: auto, "},
@@ -579,6 +594,32 @@ static json_int_t effective_ms(const resolver_config *cfg, const ms_key *k, size
     json_decref(doc);
     return v;
 }
+
+/* ---- etcd files under systemd's $CREDENTIALS_DIRECTORY ---------------- */
+
+START_TEST(test_credentials_directory)
+{
+    unsetenv("CREDENTIALS_DIRECTORY");
+    load_bad("{'etcd': {'password_file': '$CREDENTIALS_DIRECTORY/pw'}}",
+             "etcd.password_file: '$CREDENTIALS_DIRECTORY/pw' names $CREDENTIALS_DIRECTORY, which "
+             "is not set");
+    resolver_config *cfg = load_ok("{'etcd': {'password_file': 'pw'}}");
+    ck_assert_str_eq(cfg->etcd.password_file, "pw"); /* relative to the working directory */
+    resolver_config_free(cfg);
+
+    setenv("CREDENTIALS_DIRECTORY", "/run/credentials/resolverd.service", 1);
+    cfg = load_ok("{'etcd': {'username': 'u', 'password_file': 'etcd-password', 'ca_file': "
+                  "'/etc/ssl/ca.pem', 'cert_file': '${CREDENTIALS_DIRECTORY}/c.pem', "
+                  "'key_file': '$CREDENTIALS_DIRECTORY/k.pem'}}");
+    ck_assert_str_eq(cfg->etcd.password_file, "/run/credentials/resolverd.service/etcd-password");
+    ck_assert_str_eq(cfg->etcd.ca_file, "/etc/ssl/ca.pem"); /* absolute: as written */
+    ck_assert_str_eq(cfg->etcd.cert_file, "/run/credentials/resolverd.service/c.pem");
+    ck_assert_str_eq(cfg->etcd.key_file, "/run/credentials/resolverd.service/k.pem");
+    ck_assert_str_eq(cfg->etcd.username, "u"); /* not a file */
+    resolver_config_free(cfg);
+    unsetenv("CREDENTIALS_DIRECTORY");
+}
+END_TEST
 
 START_TEST(test_duration_bounds)
 {
@@ -992,6 +1033,7 @@ static Suite *config_suite(void)
     tc = tcase_create("errors");
     tcase_add_loop_test(tc, test_bad_input, 0, (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, test_duration_bounds);
+    tcase_add_test(tc, test_credentials_directory);
     tcase_add_test(tc, test_ms_to_int);
     tcase_add_test(tc, test_json_error_position);
     tcase_add_test(tc, test_control_characters_in_messages);
