@@ -62,7 +62,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
     t_check "uid nobody, two connections: a connection's ticket is its own, a detached one the uid's" \
         as_nobody "$PY" "$HERE/tickets.py" "$SOCK" svc owners
-    T=$(ctl --json pick svc | ticket_of)
+    T=$(ctl --json pick --hold svc | ticket_of)
     r=$(as_nobody "$PY" "$HERE/tickets.py" "$SOCK" "$T" done)
     t_check "another uid may not report root's detached ticket done" test "${r%% *}" = ERR -a "$(echo "$r" | cut -d' ' -f2)" = denied
     t_check "the refusal says why" bash -c "echo '$r' | grep -q 'only its owner or an admin'"
