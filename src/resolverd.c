@@ -589,9 +589,9 @@ int main(int argc, char **argv)
     if (d.opts.config_file)
         d.config_path = realpath(d.opts.config_file, NULL);
     const resolver_config *c = resolver_engine_config(d.engine);
-    LOG_INFO("resolverd %s serving %s; etcd %s%s; %zu services configured", PACKAGE_VERSION,
+    LOG_INFO("resolverd %s serving %s; etcd %s%s; %zu service%s configured", PACKAGE_VERSION,
              c->socket.path, c->etcd.endpoints[0], c->etcd.n_endpoints > 1 ? " (and others)" : "",
-             c->n_services);
+             c->n_services, c->n_services == 1 ? "" : "s");
     sd_notify_text("READY=1\nSTATUS=serving");
     rc = resolver_engine_run(d.engine);
     resolver_metrics_http_del(d.metrics);

@@ -132,6 +132,17 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 echo "# SIGTERM right after a CLI pick: resolverd exited in $ms ms"
 t_check "SIGTERM right after a CLI pick exits in under 1 s ($ms ms)" test "$ms" -lt 1000
 
+# ---- plurals: one failover, one service ----
+DEAD=$(t_free_port)
+printf '{ "services": [ { "name": "svc" } ] }\n' >"$T_DIR/one.json"
+t_spawn fo "$RESOLVERD" -c "$T_DIR/one.json" --etcd "http://127.0.0.1:$DEAD,$ETCD_ENDPOINT" --socket "$T_DIR/fo.sock"
+t_wait_for "a daemon whose first etcd endpoint is dead fails over" 10 bash -c \
+    "\"$RESOLVERCTL\" -s '$T_DIR/fo.sock' --json status | grep -q '\"etcd_failovers\": 1,'"
+t_check "status: '1 failover', not '1 failovers'" bash -c "\"$RESOLVERCTL\" -s '$T_DIR/fo.sock' status | grep -q '(2 configured, 1 failover)'"
+t_check "the start line: '1 service configured'" grep -q '; 1 service configured' "$T_DIR/fo.log"
+t_kill fo >/dev/null
+t_check "--check-config: '(1 service)'" bash -c "\"$RESOLVERD\" --check-config -c '$T_DIR/one.json' 2>&1 >/dev/null | grep -q 'configuration OK (1 service)'"
+
 # ---- cannot reach resolverd: the reason ----
 WRAP=()
 unreachable() { # EXPECTED-REGEX CTL-ARGS...: exit 2 and the reason on stderr
