@@ -15,7 +15,7 @@ set -euo pipefail
 PACKAGES=(
     # build
     build-essential autoconf automake libtool pkg-config
-    libcurl4-openssl-dev libjansson-dev libnghttp2-dev libssl-dev
+    libcurl4-openssl-dev libjansson-dev libnghttp2-dev libssl-dev libc-ares-dev
     # unit tests, sanitizers, fuzzing, valgrind
     check clang libclang-rt-14-dev valgrind
     # integration tests: throwaway etcd, HTTP/2 backends, fault injection

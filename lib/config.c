@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "dns.h"
 
 enum {
     PATH_LEN = 256,            /* longest key path kept for messages */
@@ -1006,6 +1007,83 @@ static size_t utf8_sequence(const unsigned char *s, size_t left)
     return len;
 }
 
+/* ---- dns: the name servers of instance host names (dns.h) ---- */
+
+static int parse_dns_servers(parse_ctx *ctx, json_t *v, resolver_config *cfg)
+{
+    if (!json_is_array(v))
+        return wrong_type(ctx, "dns.servers", v, "an array of addresses");
+    size_t n = json_array_size(v);
+    char **list = n ? calloc(n, sizeof(*list)) : NULL;
+    if (n && !list)
+        return nomem(ctx);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        char p[PATH_LEN];
+        json_t *x = json_array_get(v, i);
+        join_index(p, "dns.servers", i);
+        if (!json_is_string(x))
+            rc = wrong_type(ctx, p, x, "an address string");
+        else if (!resolver_dns_server_valid(json_string_value(x)))
+            rc = fail(ctx, "%s: \"%s\" is not IP, IP:PORT or [IPv6]:PORT", p, json_string_value(x));
+        else if (!(list[i] = strdup(json_string_value(x))))
+            rc = nomem(ctx);
+    }
+    if (rc) {
+        strv_free(list, n);
+        return rc;
+    }
+    strv_free(cfg->dns.servers, cfg->dns.n_servers);
+    cfg->dns.servers = list;
+    cfg->dns.n_servers = n;
+    return 0;
+}
+
+static int parse_dns(parse_ctx *ctx, json_t *v, resolver_config *cfg)
+{
+    static const char *const keys[] = {"servers", NULL};
+    json_t *x;
+    int rc;
+    if (!json_is_object(v))
+        return wrong_type(ctx, "dns", v, "an object");
+    if ((rc = check_keys(ctx, "dns", v, keys, 0)))
+        return rc;
+    if ((x = json_object_get(v, "servers")) && (rc = parse_dns_servers(ctx, x, cfg)))
+        return rc;
+    return 0;
+}
+
+static void dns_config_free(resolver_config *cfg)
+{
+    strv_free(cfg->dns.servers, cfg->dns.n_servers);
+    cfg->dns.servers = NULL;
+    cfg->dns.n_servers = 0;
+}
+
+int resolver_config_dns_equal(const resolver_config *a, const resolver_config *b)
+{
+    if (a->dns.n_servers != b->dns.n_servers)
+        return 0;
+    for (size_t i = 0; i < a->dns.n_servers; i++)
+        if (!str_equal(a->dns.servers[i], b->dns.servers[i]))
+            return 0;
+    return 1;
+}
+
+static json_t *jstr(const char *s);
+
+/* {"servers": [...]}; NULL when out of memory. */
+static json_t *dns_to_json(const resolver_config *cfg)
+{
+    json_t *servers = json_array();
+    for (size_t i = 0; servers && i < cfg->dns.n_servers; i++)
+        if (json_array_append_new(servers, jstr(cfg->dns.servers[i]))) {
+            json_decref(servers);
+            servers = NULL;
+        }
+    return servers ? json_pack("{s:o}", "servers", servers) : NULL;
+}
+
 int resolver_service_name_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -1096,9 +1174,9 @@ static int parse_services(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 
 static int parse_root(parse_ctx *ctx, json_t *root, resolver_config *cfg)
 {
-    static const char *const keys[] = {"etcd",     "socket",     "metrics",
-                                       "zone",     "cache_file", "on_demand_services_max",
-                                       "defaults", "services",   NULL};
+    static const char *const keys[] = {
+        "etcd",     "socket",   "metrics", "zone", "cache_file", "on_demand_services_max",
+        "defaults", "services", "dns",     NULL};
     json_t *x;
     uint64_t u;
     int rc;
@@ -1111,6 +1189,8 @@ static int parse_root(parse_ctx *ctx, json_t *root, resolver_config *cfg)
     if ((x = json_object_get(root, "socket")) && (rc = parse_socket(ctx, x, cfg)))
         return rc;
     if ((x = json_object_get(root, "metrics")) && (rc = parse_metrics(ctx, x, cfg)))
+        return rc;
+    if ((x = json_object_get(root, "dns")) && (rc = parse_dns(ctx, x, cfg)))
         return rc;
     if ((x = json_object_get(root, "zone"))) {
         if ((rc = take_string(ctx, "zone", x, &cfg->zone)))
@@ -1158,6 +1238,7 @@ void resolver_config_free(resolver_config *cfg)
     free(cfg->socket.group);
     free(cfg->socket.admin_group);
     free(cfg->metrics.listen);
+    dns_config_free(cfg);
     free(cfg->zone);
     free(cfg->cache_file);
     resolver_service_options_clear(&cfg->defaults);
@@ -1401,6 +1482,7 @@ int resolver_config_equal(const resolver_config *a, const resolver_config *b)
            str_equal(a->metrics.listen, b->metrics.listen) && str_equal(a->zone, b->zone) &&
            str_equal(a->cache_file, b->cache_file) &&
            a->on_demand_services_max == b->on_demand_services_max &&
+           resolver_config_dns_equal(a, b) &&
            resolver_service_options_equal(&a->defaults, &b->defaults);
 }
 
@@ -1529,8 +1611,10 @@ int resolver_config_to_json(const resolver_config *cfg, char **out)
         return RESOLVER_ERR_INVALID;
     *out = NULL;
     json_t *root = config_to_json(cfg);
-    if (!root)
+    if (!root || json_object_set_new(root, "dns", dns_to_json(cfg)) != 0) {
+        json_decref(root);
         return RESOLVER_ERR_NOMEM;
+    }
     *out = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(real_precision(cfg)));
     json_decref(root);
     return *out ? 0 : RESOLVER_ERR_NOMEM;

@@ -83,6 +83,12 @@ struct resolver_config {
     struct {
         char *listen; /* "" if unset */
     } metrics;
+    struct {
+        /* Name servers for instance host names: "IP", "IP:PORT" or
+         * "[IPv6]:PORT" (53 if no port).  None: the system's (resolv.conf). */
+        char **servers;
+        size_t n_servers;
+    } dns;
     char *zone;
     char *cache_file;
     uint32_t on_demand_services_max; /* 256 */
@@ -130,6 +136,8 @@ int resolver_config_to_json(const resolver_config *cfg, char **out);
 
 /* 1 if a and b would behave identically (every field, services in order). */
 int resolver_config_equal(const resolver_config *a, const resolver_config *b);
+/* 1 if a and b name the same DNS servers, in the same order. */
+int resolver_config_dns_equal(const resolver_config *a, const resolver_config *b);
 
 /* Names as written in the configuration ("round_robin", "h2c").  An
  * out-of-range value gives "unknown".  The parsers return 0 or

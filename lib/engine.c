@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cache.h"
+#include "dns.h"
 #include "hazard.h"
 #include "engine.h"
 #include "etcd.h"
@@ -96,6 +97,7 @@ struct resolver_engine {
     atomic_int loop_thread_known;
     resolver_loop *loop;
     resolver_etcd *etcd;
+    resolver_dns *dns;        /* instance host names */
     resolver_strmap services; /* name -> resolver_service */
     size_t n_on_demand;
     resolver_u64map tickets; /* id -> resolver_ticket */
@@ -292,8 +294,8 @@ static resolver_service *add_service(resolver_engine *e, const char *name, const
         LOG_WARN("%s; not added", why);
         return NULL;
     }
-    resolver_service *svc = resolver_service_new(e->loop, e->etcd, e->hazard, e->cfg->zone, name,
-                                                 prefix, opts, on_service_change, e);
+    resolver_service *svc = resolver_service_new(e->loop, e->etcd, e->dns, e->hazard, e->cfg->zone,
+                                                 name, prefix, opts, on_service_change, e);
     if (!svc)
         return NULL;
     if (resolver_strmap_put(&e->services, name, svc, NULL) != 0) {
@@ -983,6 +985,12 @@ static void drain_inbox(resolver_loop *loop, void *arg)
 
 /* ---- lifecycle ---- */
 
+static resolver_dns_options dns_options(const resolver_config *cfg)
+{
+    resolver_dns_options o = {(const char *const *)cfg->dns.servers, cfg->dns.n_servers, 0, 0};
+    return o;
+}
+
 int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
 {
     if (!out || !cfg) {
@@ -1003,6 +1011,9 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     resolver_loop_set_wakeup(e->loop, drain_inbox, e);
     e->etcd = resolver_etcd_new(e->loop, cfg);
     if (!e->etcd)
+        goto fail;
+    resolver_dns_options dns_opts = dns_options(cfg);
+    if (!(e->dns = resolver_dns_new(e->loop, &dns_opts)))
         goto fail;
     e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
     if (add_configured_services(e) != 0)
@@ -1054,6 +1065,7 @@ void resolver_engine_del(resolver_engine *e)
     resolver_hazard_domain_del(e->hazard);
     resolver_timer_del(e->housekeeping);
     resolver_etcd_del(e->etcd);
+    resolver_dns_del(e->dns); /* after the subchannels, which the hazard domain freed */
     resolver_loop_del(e->loop);
     resolver_config_free(e->cfg);
     free(e);
@@ -1202,6 +1214,17 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
         } else {
             add_service(e, sc->name, sc->prefix, &sc->options);
         }
+    }
+    /* New servers apply at once; without servers of its own a reload
+     * re-reads /etc/resolv.conf. */
+    int dns_changed = !resolver_config_dns_equal(e->cfg, cfg);
+    if (dns_changed || cfg->dns.n_servers == 0) {
+        resolver_dns_options dns_opts = dns_options(cfg);
+        if (resolver_dns_configure(e->dns, &dns_opts) != 0)
+            LOG_WARN("dns: cannot apply the new servers; keeping the old ones");
+        else if (dns_changed)
+            LOG_INFO("dns: %zu servers configured%s", cfg->dns.n_servers,
+                     cfg->dns.n_servers ? "" : " (the system's, from /etc/resolv.conf)");
     }
     resolver_config_free(e->cfg);
     e->cfg = cfg;

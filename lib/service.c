@@ -24,6 +24,7 @@
 struct resolver_service {
     resolver_loop *loop;
     resolver_etcd *etcd;
+    resolver_dns *dns;
     resolver_hazard_domain *hazard;
     char *name, *prefix, *zone;
     resolver_service_options opts;
@@ -199,7 +200,7 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
     inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
     inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
     inst->eject_timer = resolver_timer_new(svc->loop, on_eject_timeout, inst);
-    inst->sc = resolver_subchannel_new(svc->loop, ep->host, ep->port, &svc->opts,
+    inst->sc = resolver_subchannel_new(svc->loop, svc->dns, ep->host, ep->port, &svc->opts,
                                        on_subchannel_state, inst);
     if (!inst->drain_timer || !inst->eject_timer || !inst->sc ||
         resolver_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
@@ -782,7 +783,7 @@ resolver_state resolver_service_state(const resolver_service *svc)
 
 /* ---- object ---- */
 
-resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
+resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, resolver_dns *dns,
                                        resolver_hazard_domain *hazard, const char *zone,
                                        const char *name, const char *prefix,
                                        const resolver_service_options *opts,
@@ -793,6 +794,7 @@ resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
         return NULL;
     svc->loop = loop;
     svc->etcd = etcd;
+    svc->dns = dns;
     svc->hazard = hazard;
     svc->change_cb = cb;
     svc->change_arg = arg;

@@ -76,8 +76,9 @@ typedef struct {
 
 /* Creates the service and starts discovery of `prefix`.  `opts` is copied.
  * Replaced pickers are retired to `hazard` (the engine's domain); `zone` is
- * the daemon's zone ("" none). */
-resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
+ * the daemon's zone ("" none); instance host names resolve through `dns`
+ * (borrowed, outlives the service; NULL: numeric addresses only). */
+resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, resolver_dns *dns,
                                        resolver_hazard_domain *hazard, const char *zone,
                                        const char *name, const char *prefix,
                                        const resolver_service_options *opts,

@@ -2,6 +2,10 @@
  * subchannel.c - one connection to one instance (see subchannel.h).
  *
  * Shape:
+ *  - Reaching the instance (its name resolved off the loop, every address
+ *    raced) is dial.h's: a conn has no socket of its own until its dial
+ *    hands over a connected one (conn_dialed); the connect deadline covers
+ *    both.
  *  - A subchannel owns at most two connections ("conn"): `active`, the one
  *    its state describes, and `pending`, a replacement opened when the active
  *    one reaches max_connection_age; the old one is retired only once the
@@ -32,7 +36,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -47,6 +50,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include "dial.h"
 #include "log.h"
 #include "subchannel.h"
 
@@ -116,7 +120,7 @@ typedef struct {
 } health;
 
 typedef enum {
-    CONN_TCP_CONNECTING, /* non-blocking connect() in progress */
+    CONN_TCP_CONNECTING, /* dial.h resolves and races the addresses (c->dial) */
     CONN_TLS_HANDSHAKE,
     CONN_H2_HANDSHAKE, /* preface + SETTINGS sent; waiting for the server's SETTINGS */
     CONN_READY
@@ -126,6 +130,7 @@ typedef struct conn {
     resolver_subchannel *sc;
     uint64_t id; /* never reused within a subchannel: see conn_find */
     int fd;
+    resolver_dial *dial; /* CONN_TCP_CONNECTING: the socket is the dial's until it connects */
     conn_phase phase;
     SSL *ssl;
     nghttp2_session *h2;
@@ -159,8 +164,9 @@ typedef struct conn {
 
 struct resolver_subchannel {
     resolver_loop *loop;
-    char *host; /* without IPv6 brackets */
-    char *name; /* "host:port" or "[v6]:port", for logs */
+    resolver_dns *dns; /* NULL: numeric hosts only */
+    char *host;        /* without IPv6 brackets */
+    char *name;        /* "host:port" or "[v6]:port", for logs */
     uint16_t port;
     resolver_service_options opts;       /* what the connections opened now use */
     resolver_service_options *next_opts; /* a reload's, taken when the next one opens */
@@ -329,9 +335,7 @@ static int set_state(resolver_subchannel *sc, resolver_state to, const char *cau
 static int conn_watch(conn *c)
 {
     unsigned ev = RESOLVER_LOOP_READ;
-    if (c->phase == CONN_TCP_CONNECTING)
-        ev = RESOLVER_LOOP_WRITE;
-    else if (c->out_len > 0 || c->tls_want_write)
+    if (c->out_len > 0 || c->tls_want_write)
         ev |= RESOLVER_LOOP_WRITE;
     if (ev == c->watching)
         return 0;
@@ -483,6 +487,7 @@ static void conn_close(conn *c, int goaway)
         (void)SSL_shutdown(c->ssl); /* sends close_notify; no wait for the peer's */
         ERR_clear_error();
     }
+    resolver_dial_cancel(c->dial);
     resolver_timer_del(c->deadline_timer);
     resolver_timer_del(c->keepalive_timer);
     resolver_timer_del(c->ping_timer);
@@ -540,7 +545,11 @@ static void conn_deadline_cb(resolver_loop *loop, resolver_timer *t, void *arg)
     }
     switch (c->phase) {
     case CONN_TCP_CONNECTING:
-        conn_fail(c, "connect: timed out", 0);
+        if (resolver_dial_resolving(c->dial))
+            snprintf(c->error, sizeof(c->error), "resolve %s: timed out", c->sc->host);
+        else
+            snprintf(c->error, sizeof(c->error), "connect: timed out");
+        conn_fail(c, c->error, 0);
         return;
     case CONN_TLS_HANDSHAKE:
         conn_fail(c, "TLS handshake timed out", 0);
@@ -1720,17 +1729,20 @@ fail:
 
 /* ---- connecting ---- */
 
-static void conn_on_connected(conn *c)
+static void set_socket_options(conn *c);
+
+/* The dial ended: a connected socket, or why there is none. */
+static void conn_dialed(int fd, const char *error, void *arg)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err) {
-        snprintf(c->error, sizeof(c->error), "connect: %s", strerror(err));
+    conn *c = arg;
+    c->dial = NULL;
+    if (fd < 0) {
+        snprintf(c->error, sizeof(c->error), "%s", error);
         conn_fail(c, c->error, 0);
         return;
     }
+    c->fd = fd;
+    set_socket_options(c);
     c->last_read_ms = resolver_loop_now(c->sc->loop);
     switch (c->sc->opts.protocol) {
     case RESOLVER_PROTOCOL_TCP:
@@ -1754,9 +1766,6 @@ static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     conn *c = arg;
     switch (c->phase) {
-    case CONN_TCP_CONNECTING:
-        conn_on_connected(c);
-        return;
     case CONN_TLS_HANDSHAKE:
         conn_tls_step(c);
         return;
@@ -1773,42 +1782,6 @@ static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
     }
     if ((events & RESOLVER_LOOP_WRITE) && conn_flush(c) != 0)
         conn_write_failed(c);
-}
-
-/* Resolves sc->host.  Numeric addresses never block; a name goes through
- * getaddrinfo, which does (acceptable while instances register addresses;
- * an asynchronous resolver can replace it) and only its first address is
- * tried. */
-static int resolve(conn *c, struct sockaddr_storage *ss, socklen_t *len)
-{
-    resolver_subchannel *sc = c->sc;
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    memset(ss, 0, sizeof(*ss));
-    if (inet_pton(AF_INET, sc->host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons(sc->port);
-        *len = sizeof(*in4);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, sc->host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(sc->port);
-        *len = sizeof(*in6);
-        return 0;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG}, *res;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)sc->port);
-    int rv = getaddrinfo(sc->host, port, &hints, &res);
-    if (rv != 0) {
-        snprintf(c->error, sizeof(c->error), "resolve %s: %s", sc->host, gai_strerror(rv));
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
 }
 
 /* TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds in 1..32767 (Linux's
@@ -1839,32 +1812,6 @@ static void set_socket_options(conn *c)
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     }
-}
-
-/* Returns 0 with a connect in progress, or -1 with c->error set. */
-static int conn_socket(conn *c)
-{
-    struct sockaddr_storage ss;
-    socklen_t len;
-    if (resolve(c, &ss, &len) != 0)
-        return -1;
-    c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (c->fd < 0) {
-        snprintf(c->error, sizeof(c->error), "socket: %s", strerror(errno));
-        return -1;
-    }
-    set_socket_options(c);
-    int rv;
-    do
-        rv = connect(c->fd, (struct sockaddr *)&ss, len);
-    while (rv != 0 && errno == EINTR);
-    /* Even an immediate success is finished in conn_on_connected: the
-     * socket is writable at once. */
-    if (rv != 0 && errno != EINPROGRESS) {
-        snprintf(c->error, sizeof(c->error), "connect: %s", strerror(errno));
-        return -1;
-    }
-    return conn_watch(c);
 }
 
 /* Starts a connection.  Never reports anything itself: a failure to start
@@ -1898,12 +1845,10 @@ static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
     sc->stats.connect_attempts++;
     if (sc->opts.protocol == RESOLVER_PROTOCOL_H2)
         LOG_DEBUG("subchannel %s: TLS connect (ALPN h2, system CAs)", sc->name);
-    if (conn_socket(c) != 0) {
-        if (c->fd >= 0) {
-            resolver_loop_unwatch(sc->loop, c->fd);
-            close(c->fd);
-            c->fd = -1;
-        }
+    /* Resolving and connecting happen off this call: dial.h. */
+    c->dial = resolver_dial_start(sc->loop, sc->dns, sc->host, sc->port, conn_dialed, c);
+    if (!c->dial) {
+        snprintf(c->error, sizeof(c->error), "out of memory");
         conn_defer_fail(c);
         return c;
     }
@@ -1980,7 +1925,8 @@ int resolver_subchannel_set_options(resolver_subchannel *sc, const resolver_serv
 
 /* ---- public API ---- */
 
-resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *host, uint16_t port,
+resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, resolver_dns *dns,
+                                             const char *host, uint16_t port,
                                              const resolver_service_options *opts,
                                              resolver_subchannel_state_cb cb, void *arg)
 {
@@ -2008,6 +1954,7 @@ resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *ho
     if (!sc->retry_timer)
         goto fail_opts;
     sc->loop = loop;
+    sc->dns = dns;
     sc->port = port;
     sc->cb = cb;
     sc->arg = arg;

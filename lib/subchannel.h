@@ -26,6 +26,7 @@
 
 #include <stdint.h>
 #include "config.h"
+#include "dns.h"
 #include "loop.h"
 
 typedef enum {
@@ -63,9 +64,13 @@ typedef struct {
     uint64_t health_calls; /* Watch/Check calls started */
 } resolver_subchannel_stats;
 
-/* Creates an IDLE subchannel to host:port.  `opts` is copied.  NULL on
+/* Creates an IDLE subchannel to host:port.  `opts` is copied.  A host
+ * name is resolved through `dns` (borrowed: it must outlive the
+ * subchannel; NULL: only numeric hosts connect) at each connection attempt,
+ * and every address is tried (dial.h); numeric hosts skip DNS.  NULL on
  * allocation failure. */
-resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, const char *host, uint16_t port,
+resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, resolver_dns *dns,
+                                             const char *host, uint16_t port,
                                              const resolver_service_options *opts,
                                              resolver_subchannel_state_cb cb, void *arg);
 /* New options (a reload).  `opts` is copied; they take effect when the

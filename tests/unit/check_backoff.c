@@ -304,7 +304,7 @@ static resolver_service_options test_opts(resolver_protocol protocol)
 
 static void start(uint16_t port, const resolver_service_options *o)
 {
-    f.sc = resolver_subchannel_new(f.loop, "127.0.0.1", port, o, state_cb, NULL);
+    f.sc = resolver_subchannel_new(f.loop, NULL, "127.0.0.1", port, o, state_cb, NULL);
     ck_assert_ptr_nonnull(f.sc);
     ck_assert_int_eq(resolver_subchannel_state(f.sc), RESOLVER_STATE_IDLE);
     resolver_subchannel_connect(f.sc);

@@ -482,6 +482,13 @@ static const struct {
     {"{'etcd': {'cert_file': '/c.pem'}}", "etcd.cert_file: set without etcd.key_file"},
     {"{'etcd': {'key_file': '/k.pem'}}", "etcd.key_file: set without etcd.cert_file"},
     {"{'metrics': {'listen': 'nohost'}}", "metrics.listen: 'nohost' is not HOST:PORT"},
+    {"{'dns': []}", "dns: expected an object, got an array"},
+    {"{'dns': {'server': []}}", "unknown key 'dns.server' (did you mean 'servers'?)"},
+    {"{'dns': {'servers': '10.0.0.53'}}", "dns.servers: expected an array of addresses"},
+    {"{'dns': {'servers': [53]}}", "dns.servers[0]: expected an address string, got 53"},
+    {"{'dns': {'servers': ['10.0.0.53', 'ns.example']}}",
+     "dns.servers[1]: 'ns.example' is not IP, IP:PORT or [IPv6]:PORT"},
+    {"{'dns': {'servers': ['10.0.0.53:99999']}}", "dns.servers[0]: '10.0.0.53:99999' is not IP"},
     {"{'metrics': {'listen': '0.0.0.0:99999'}}",
      "metrics.listen: '0.0.0.0:99999' is not HOST:PORT"},
     {"{'zone': 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'}",
@@ -891,6 +898,33 @@ START_TEST(test_to_json_round_trip)
 }
 END_TEST
 
+START_TEST(test_dns_servers)
+{
+    resolver_config *cfg = load_ok("{}");
+    ck_assert_uint_eq(cfg->dns.n_servers, 0); /* the system's */
+    resolver_config *with =
+        load_ok("{'dns': {'servers': ['10.0.0.53', '[fd00::53]:5353', '::1', '127.0.0.1:53']}}");
+    ck_assert_uint_eq(with->dns.n_servers, 4);
+    ck_assert_str_eq(with->dns.servers[0], "10.0.0.53");
+    ck_assert_str_eq(with->dns.servers[1], "[fd00::53]:5353");
+    ck_assert_str_eq(with->dns.servers[2], "::1");
+    ck_assert_str_eq(with->dns.servers[3], "127.0.0.1:53");
+    ck_assert(!resolver_config_dns_equal(cfg, with));
+    ck_assert(!resolver_config_equal(cfg, with));
+    assert_round_trip(with);
+    char *json = NULL;
+    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"dns\": {\n    \"servers\": []\n  }"));
+    free(json);
+    resolver_config *again = load_ok("{'dns': {'servers': ['10.0.0.53', '[fd00::53]:5353', "
+                                     "'::1', '127.0.0.1:53']}}");
+    ck_assert(resolver_config_dns_equal(with, again));
+    resolver_config_free(again);
+    resolver_config_free(with);
+    resolver_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_to_json_content)
 {
     resolver_config *cfg = load_ok(overrides);
@@ -1054,6 +1088,7 @@ static Suite *config_suite(void)
     tc = tcase_create("json");
     tcase_add_test(tc, test_to_json_round_trip);
     tcase_add_test(tc, test_to_json_content);
+    tcase_add_test(tc, test_dns_servers);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("helpers");
