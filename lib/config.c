@@ -475,9 +475,19 @@ int resolver_service_options_equal(const resolver_service_options *a,
 /* Applies the keys present in a backoff object on top of *b.  The result is
  * checked as a whole, so a service may lower max_ms alone as long as it
  * stays above the initial_ms it inherits. */
+/* The keys of the objects without options of their own (the rest are in
+ * opt_fields), also consulted for a key written one level off. */
+static const char *const backoff_keys[] = {"initial_ms", "multiplier", "jitter", "max_ms", NULL};
+static const char *const health_keys[] = {"grpc_service", NULL};
+static const char *const etcd_keys[] = {"endpoints", "username", "password_file",   "ca_file",
+                                        "cert_file", "key_file", "dial_timeout_ms", NULL};
+static const char *const socket_keys[] = {
+    "path", "mode", "group", "admin_group", "max_detached_tickets", NULL};
+static const char *const metrics_keys[] = {"listen", NULL};
+
 static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, resolver_backoff_config *b)
 {
-    static const char *const keys[] = {"initial_ms", "multiplier", "jitter", "max_ms", NULL};
+    const char *const *keys = backoff_keys;
     char p[PATH_LEN];
     int rc;
     if (!json_is_object(v))
@@ -520,7 +530,7 @@ static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, resolver_b
 
 static int parse_health(parse_ctx *ctx, const char *path, json_t *v, char **service)
 {
-    static const char *const keys[] = {"grpc_service", NULL};
+    const char *const *keys = health_keys;
     char p[PATH_LEN];
     int rc;
     if (!json_is_object(v))
@@ -647,6 +657,38 @@ static void consider(const char *key, const char *candidate, const char **best, 
     }
 }
 
+static int in_list(const char *const *list, const char *key)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(list[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* A known key written one level off ("defaults.initial_ms" for
+ * "defaults.backoff.initial_ms", a top-level "policy" for
+ * "defaults.policy"): 1 with the full path it belongs at in out. */
+static int misplaced(const char *path, const char *key, int with_options, char *out, size_t n)
+{
+    static const struct {
+        const char *parent;
+        const char *const *keys;
+    } root_children[] = {{"etcd", etcd_keys}, {"socket", socket_keys}, {"metrics", metrics_keys}};
+    const char *sep = *path ? "." : "";
+    if (with_options && in_list(backoff_keys, key))
+        return snprintf(out, n, "%s%sbackoff.%s", path, sep, key) > 0;
+    if (with_options && in_list(health_keys, key))
+        return snprintf(out, n, "%s%shealth_check.%s", path, sep, key) > 0;
+    if (*path)
+        return 0;
+    if (opt_find(key))
+        return snprintf(out, n, "defaults.%s", key) > 0;
+    for (size_t i = 0; i < sizeof(root_children) / sizeof(root_children[0]); i++)
+        if (in_list(root_children[i].keys, key))
+            return snprintf(out, n, "%s.%s", root_children[i].parent, key) > 0;
+    return 0;
+}
+
 static int check_keys(parse_ctx *ctx, const char *path, json_t *obj, const char *const *known,
                       int with_options)
 {
@@ -665,10 +707,12 @@ static int check_keys(parse_ctx *ctx, const char *path, json_t *obj, const char 
             consider(key, known[i], &best, &best_d);
         for (size_t i = 0; with_options && i < N_OPT_FIELDS; i++)
             consider(key, opt_fields[i].key, &best, &best_d);
-        char p[PATH_LEN];
+        char p[PATH_LEN], home[PATH_LEN];
         join(p, path, key);
         if (best)
             return fail(ctx, "unknown key \"%s\" (did you mean \"%s\"?)", p, best);
+        if (misplaced(path, key, with_options, home, sizeof(home)))
+            return fail(ctx, "unknown key \"%s\" (did you mean \"%s\"?)", p, home);
         return fail(ctx, "unknown key \"%s\"", p);
     }
     return 0;
@@ -859,8 +903,7 @@ static int resolve_credential(parse_ctx *ctx, const char *path, char **file)
 
 static int parse_etcd(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 {
-    static const char *const keys[] = {"endpoints", "username", "password_file",   "ca_file",
-                                       "cert_file", "key_file", "dial_timeout_ms", NULL};
+    const char *const *keys = etcd_keys;
     const struct {
         const char *key;
         char **dst;
@@ -930,8 +973,7 @@ static int parse_mode(parse_ctx *ctx, const char *path, const json_t *v, unsigne
 
 static int parse_socket(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 {
-    static const char *const keys[] = {
-        "path", "mode", "group", "admin_group", "max_detached_tickets", NULL};
+    const char *const *keys = socket_keys;
     json_t *x;
     int rc;
     if (!json_is_object(v))
@@ -969,7 +1011,7 @@ static int parse_socket(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 
 static int parse_metrics(parse_ctx *ctx, json_t *v, resolver_config *cfg)
 {
-    static const char *const keys[] = {"listen", NULL};
+    const char *const *keys = metrics_keys;
     json_t *x;
     int rc;
     if (!json_is_object(v))

@@ -342,6 +342,15 @@ static const struct {
     {"{'etcd': {'password': 'x'}}", "unknown key 'etcd.password' (did you mean 'password_file'?)"},
     {"{'socket': {'admin': 'wheel'}}", "unknown key 'socket.admin' (did you mean 'admin_group'?)"},
     {"{'metrics': {'listen_address': ':9'}}", "unknown key 'metrics.listen_address'"},
+    /* a known key one level off */
+    {"{'defaults': {'initial_ms': 5}}",
+     "unknown key 'defaults.initial_ms' (did you mean 'defaults.backoff.initial_ms'?)"},
+    {"{'services': [{'name': 'a', 'grpc_service': ''}]}",
+     "unknown key 'services[0].grpc_service' (did you mean "
+     "'services[0].health_check.grpc_service'?)"},
+    {"{'policy': 'random'}", "unknown key 'policy' (did you mean 'defaults.policy'?)"},
+    {"{'listen': ':9100'}", "unknown key 'listen' (did you mean 'metrics.listen'?)"},
+    {"{'endpoints': ['http://a:1']}", "unknown key 'endpoints' (did you mean 'etcd.endpoints'?)"},
     {"{'services': [{'name': 'a', 'policy': 'round-robin'}]}",
      "services[0].policy: unknown policy 'round-robin' (did you mean 'round_robin'? expected one "
      "of: "},
