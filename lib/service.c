@@ -112,10 +112,11 @@ static void instance_close(resolver_instance *inst)
 
 static void on_drain_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
 {
-    static resolver_log_limit lim; /* a mass deregistration times out many at once */
+    /* Not rate-limited: each instance drains once, and which one was cut
+     * off with picks still outstanding is what the operator needs. */
     resolver_instance *inst = arg;
-    LOG_WARN_LIMITED(&lim, "service %s: instance %s drain timed out with %u picks outstanding",
-                     inst->service->name, inst->endpoint.address, atomic_load(&inst->outstanding));
+    LOG_WARN("service %s: instance %s drain timed out with %u picks outstanding",
+             inst->service->name, inst->endpoint.address, atomic_load(&inst->outstanding));
     instance_close(inst);
 }
 

@@ -146,6 +146,13 @@ t_wait_for "C is revived READY" 2 is_state drain "$C" READY
 t_eq "revival kept the connection (no new connect attempt)" "$before" "$(attempts)"
 ctl done "$T" >/dev/null
 
+# A second drain timeout within seconds of the first is logged too: each
+# instance cut off with picks outstanding is named.
+T=$(ticket_on drain "$C")
+t_etcdctl del drain/c >/dev/null
+t_wait_for "C's undone drain ends at drain_timeout_ms" 4 is_gone drain "$C"
+t_check "the log names C's drain timeout too" grep -q "instance $C drain timed out" "$T_DIR/resolverd.log"
+
 # Operator drain and undrain.
 t_check "drain via the CLI" ctl drain rr "$A"
 t_eq "operator-drained instance shows DRAINING" DRAINING "$(state_of rr "$A")"
