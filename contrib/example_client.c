@@ -118,7 +118,8 @@ static int pick_call_done(resolver_client *client, const char *service)
     /* Always report: an unreported ticket counts as outstanding until
      * ticket_timeout_ms, and skews least_request. */
     rc = resolver_client_done(client, pick.ticket, failed,
-                              latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency);
+                              latency >= RESOLVER_LATENCY_UNKNOWN ? RESOLVER_LATENCY_UNKNOWN - 1
+                                                                  : (uint32_t)latency);
     if (rc != 0)
         fprintf(stderr, "example_client: done %llu: %s\n", (unsigned long long)pick.ticket,
                 resolver_strerror(rc));

@@ -89,7 +89,7 @@ static int pick_n(resolver_engine *engine, const char *service, long n)
     for (long i = 0; rc == 0; i++) {
         printf("%s\n", pick.address);
         /* The call itself is left out; report success with no latency. */
-        rc = resolver_engine_done(engine, pick.ticket, 0, 0);
+        rc = resolver_engine_done(engine, pick.ticket, 0, RESOLVER_LATENCY_UNKNOWN);
         if (rc != 0 || i + 1 == n)
             break;
         rc = resolver_engine_pick(engine, service, NULL, &pick);

@@ -301,9 +301,10 @@ int resolver_client_done(resolver_client *c, uint64_t ticket, int failed, uint32
 {
     if (!c)
         return RESOLVER_ERR_INVALID;
-    char line[128];
-    snprintf(line, sizeof(line), "DONE %" PRIu64 "%s latency_ms=%" PRIu32, ticket,
-             failed ? " fail=1" : "", latency_ms);
+    char line[128], latency[32] = "";
+    if (latency_ms != RESOLVER_LATENCY_UNKNOWN)
+        snprintf(latency, sizeof(latency), " latency_ms=%" PRIu32, latency_ms);
+    snprintf(line, sizeof(line), "DONE %" PRIu64 "%s%s", ticket, failed ? " fail=1" : "", latency);
     resolver_proto_reply reply;
     int rc = resolver_client_request(c, line, &reply);
     if (rc)

@@ -679,6 +679,16 @@ uint64_t resolver_discovery_reconnects(const resolver_discovery *d)
     return d->reconnects;
 }
 
+uint64_t resolver_discovery_silent_streams(const resolver_discovery *d)
+{
+    return d->silent_streams;
+}
+
+uint64_t resolver_discovery_resyncs(const resolver_discovery *d)
+{
+    return d->resyncs;
+}
+
 const char *resolver_discovery_last_error(const resolver_discovery *d)
 {
     return d->last_error;

@@ -49,6 +49,10 @@ int resolver_discovery_synced(const resolver_discovery *d);
 int resolver_discovery_watching(const resolver_discovery *d);
 /* Counters for introspection. */
 uint64_t resolver_discovery_reconnects(const resolver_discovery *d);
+/* Streams abandoned because they stayed silent while the prefix changed. */
+uint64_t resolver_discovery_silent_streams(const resolver_discovery *d);
+/* Fresh ranges after a gap a resumed watch cannot fill (see the top). */
+uint64_t resolver_discovery_resyncs(const resolver_discovery *d);
 const char *resolver_discovery_last_error(const resolver_discovery *d);
 
 #endif

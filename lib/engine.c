@@ -870,12 +870,14 @@ int resolver_engine_pick(resolver_engine *e, const char *service, const char *ke
     return resolver_engine_pick_owned(e, service, key, NULL, out, why, sizeof(why), NULL);
 }
 
-static int done_on_loop(resolver_engine *e, uint64_t ticket, int failed)
+static int done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
 {
     resolver_ticket *t = resolver_u64map_get(&e->tickets, ticket);
     if (!t)
         return RESOLVER_ERR_NOT_FOUND;
     e->tickets_released++;
+    if (latency_ms != RESOLVER_LATENCY_UNKNOWN)
+        resolver_instance_observe_latency(t->instance, latency_ms);
     ticket_free(e, t, failed);
     return 0;
 }
@@ -887,12 +889,12 @@ int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32
     if (!e)
         return RESOLVER_ERR_INVALID;
     if (on_loop_thread(e)) {
-        int rc = done_on_loop(e, ticket, failed);
+        int rc = done_on_loop(e, ticket, failed, latency_ms);
         if (rc == RESOLVER_ERR_NOT_FOUND && ticket != 0 && ticket <= atomic_load(&e->ticket_seq)) {
             /* Issued, but perhaps picked on another thread and still in
              * the inbox: track what is there, then look again. */
             take_inbox(e, 1);
-            rc = done_on_loop(e, ticket, failed);
+            rc = done_on_loop(e, ticket, failed, latency_ms);
         }
         return rc;
     }
@@ -953,7 +955,7 @@ static void apply_msg(resolver_engine *e, engine_msg *m)
         ticket_track(e, m->ticket);
         break;
     case MSG_DONE:
-        if (done_on_loop(e, m->id, m->failed) != 0)
+        if (done_on_loop(e, m->id, m->failed, m->latency_ms) != 0)
             e->done_unknown++;
         break;
     case MSG_DISCOVER:
@@ -1337,4 +1339,38 @@ void resolver_engine_counters_get(resolver_engine *e, resolver_engine_counters *
     out->tickets_leaked = e->tickets_leaked;
     for (int l = 0; l < RESOLVER_LISTENER_COUNT; l++)
         out->accept_backoffs[l] = e->accept_backoffs[l];
+}
+
+/* ---- readiness ---- */
+
+int resolver_engine_ready(resolver_engine *e, char *why, size_t whylen)
+{
+    if (atomic_load(&e->shutting_down)) {
+        snprintf(why, whylen, "shutting down");
+        return 0;
+    }
+    uint64_t now = resolver_loop_update_time(e->loop);
+    uint64_t heard = resolver_etcd_last_heard(e->etcd);
+    if (e->services.len > 0 && (!heard || now - heard > RESOLVER_READY_ETCD_MS)) {
+        if (heard)
+            snprintf(why, whylen, "etcd not heard from for %.1f s (endpoint %s)",
+                     (double)(now - heard) / 1000.0, resolver_etcd_endpoint(e->etcd));
+        else
+            snprintf(why, whylen, "etcd never answered (endpoint %s)",
+                     resolver_etcd_endpoint(e->etcd));
+        return 0;
+    }
+    for (size_t i = 0; i < e->cfg->n_services; i++) {
+        const char *name = e->cfg->services[i].name;
+        resolver_service *svc = resolver_strmap_get(&e->services, name);
+        if (svc && resolver_service_synced(svc))
+            continue;
+        const resolver_discovery *d = svc ? resolver_service_discovery(svc) : NULL;
+        const char *err = d ? resolver_discovery_last_error(d) : "";
+        snprintf(why, whylen, "service %s: no listing from etcd yet%s%s", name, *err ? ": " : "",
+                 err);
+        return 0;
+    }
+    snprintf(why, whylen, "ready");
+    return 1;
 }

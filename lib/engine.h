@@ -65,6 +65,13 @@ typedef struct {
 } resolver_engine_counters;
 void resolver_engine_counters_get(resolver_engine *e, resolver_engine_counters *out);
 
+/* Readiness, the daemon's /ready: 1 when etcd answered within the last
+ * RESOLVER_READY_ETCD_MS (while any service is watched, the member in use
+ * is probed every 3 s) and every configured service has its first listing
+ * from etcd; 0 while not, or when shutting down.  `why` says which. */
+#define RESOLVER_READY_ETCD_MS 10000
+int resolver_engine_ready(resolver_engine *e, char *why, size_t whylen);
+
 int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain);
 
 /* Replaces the configuration (takes `cfg` in every case): services added,

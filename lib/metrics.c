@@ -1,14 +1,22 @@
 /*
  * metrics.c - see metrics.h.  The text is built in one growing buffer; an
  * allocation failure anywhere makes the whole answer NULL rather than a
- * truncated exposition.
+ * truncated exposition.  Every family gets its HELP and TYPE lines even
+ * when it has no sample, so that `promtool check metrics` has nothing to
+ * say about the text whatever the daemon's state.
  */
+#include "autoconfig.h"
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include "etcd.h"
 #include "metrics.h"
+#include "procinfo.h"
 
 typedef struct {
     char *buf;
@@ -44,10 +52,12 @@ static void text_append(text_buf *t, const char *fmt, ...)
 }
 
 /* A label value as the Prometheus text format wants it: backslash, double
- * quote and newline escaped.  Service names cannot hold them (see
- * check_service_name); this keeps the exposition well-formed regardless. */
+ * quote and newline escaped.  Service names and addresses cannot hold them
+ * (see check_service_name, registry.c); this keeps the exposition
+ * well-formed regardless.  Room for a service name or an address. */
+#define LABEL_MAX (RESOLVER_SERVICE_NAME_MAX > 300 ? RESOLVER_SERVICE_NAME_MAX : 300)
 typedef struct {
-    char text[2 * RESOLVER_SERVICE_NAME_MAX + 1];
+    char text[2 * LABEL_MAX + 1];
 } label_value;
 
 static const char *escape_label(label_value *lv, const char *in)
@@ -71,69 +81,388 @@ static void family(text_buf *t, const char *name, const char *type, const char *
     text_append(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A sample value: integers as integers (counters), the rest as short
+ * decimals. */
+static void value(text_buf *t, double v)
+{
+    if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        text_append(t, " %.0f\n", v);
+    else
+        text_append(t, " %.6g\n", v);
+}
+
+/* One service as the exposition sees it: its label and at most
+ * RESOLVER_METRICS_INSTANCES_MAX of its instances (the first by address). */
+typedef struct {
+    resolver_service *svc;
+    label_value name;
+    resolver_instance **inst;
+    size_t n_inst, shown;
+    label_value *addr; /* [shown] */
+} svc_view;
+
+typedef struct {
+    svc_view *v;
+    size_t n;
+    int failed;
+} view_set;
+
+static void views_free(view_set *vs)
+{
+    for (size_t i = 0; vs->v && i < vs->n; i++) {
+        free(vs->v[i].inst);
+        free(vs->v[i].addr);
+    }
+    free(vs->v);
+}
+
+static int view_fill(svc_view *v, resolver_service *svc)
+{
+    v->svc = svc;
+    escape_label(&v->name, resolver_service_name(svc));
+    v->inst = resolver_service_instances_sorted(svc, &v->n_inst);
+    if (!v->inst)
+        return -1;
+    v->shown =
+        v->n_inst < RESOLVER_METRICS_INSTANCES_MAX ? v->n_inst : RESOLVER_METRICS_INSTANCES_MAX;
+    v->addr = calloc(v->shown + 1, sizeof(*v->addr));
+    if (!v->addr)
+        return -1;
+    for (size_t j = 0; j < v->shown; j++)
+        escape_label(&v->addr[j], v->inst[j]->endpoint.address);
+    return 0;
+}
+
+static void views_build(view_set *vs, resolver_engine *e)
+{
+    resolver_service **all = resolver_engine_sorted_services(e, &vs->n);
+    vs->v = all ? calloc(vs->n + 1, sizeof(*vs->v)) : NULL;
+    if (!vs->v) {
+        vs->n = 0;
+        vs->failed = 1;
+        free(all);
+        return;
+    }
+    for (size_t i = 0; i < vs->n; i++)
+        if (view_fill(&vs->v[i], all[i]) != 0)
+            vs->failed = 1;
+    free(all);
+}
+
+/* ---- per service ---- */
+
+typedef double (*service_get)(const resolver_service *svc);
+
+static double svc_picks(const resolver_service *s)
+{
+    return (double)atomic_load(&resolver_service_counters_get(s)->picks);
+}
+static double svc_pick_failures(const resolver_service *s)
+{
+    return (double)atomic_load(&resolver_service_counters_get(s)->pick_failures);
+}
+static double svc_decode_errors(const resolver_service *s)
+{
+    return (double)resolver_service_counters_get(s)->decode_errors;
+}
+static double svc_ejections(const resolver_service *s)
+{
+    return (double)resolver_service_counters_get(s)->ejections;
+}
+static double svc_synced(const resolver_service *s)
+{
+    return resolver_service_synced(s);
+}
+/* A service's discovery exists while the service is in the engine's map;
+ * 0 regardless, should one be stopped. */
+static double svc_resumes(const resolver_service *s)
+{
+    const resolver_discovery *d = resolver_service_discovery(s);
+    return d ? (double)resolver_discovery_reconnects(d) : 0;
+}
+static double svc_silence_resets(const resolver_service *s)
+{
+    const resolver_discovery *d = resolver_service_discovery(s);
+    return d ? (double)resolver_discovery_silent_streams(d) : 0;
+}
+static double svc_resyncs(const resolver_service *s)
+{
+    const resolver_discovery *d = resolver_service_discovery(s);
+    return d ? (double)resolver_discovery_resyncs(d) : 0;
+}
+
+static const struct {
+    const char *name, *type, *help;
+    service_get get;
+} service_families[] = {
+    {"resolver_picks_total", "counter", "Picks answered with an instance.", svc_picks},
+    {"resolver_pick_failures_total", "counter",
+     "Picks answered with an error (each pick counted once, by its outcome).", svc_pick_failures},
+    {"resolver_decode_errors_total", "counter",
+     "etcd values that could not be decoded into an instance.", svc_decode_errors},
+    {"resolver_ejections_total", "counter", "Instances ejected by outlier detection.",
+     svc_ejections},
+    {"resolver_service_synced", "gauge",
+     "1 once the first listing of the service's prefix came from etcd.", svc_synced},
+    {"resolver_watch_resumes_total", "counter",
+     "Times the watch of the service's prefix was started again (from the last revision seen) "
+     "after its stream ended or an attempt failed.",
+     svc_resumes},
+    {"resolver_watch_silence_resets_total", "counter",
+     "Watch streams abandoned because they stayed silent while the prefix changed in etcd.",
+     svc_silence_resets},
+    {"resolver_watch_resyncs_total", "counter",
+     "Fresh ranges of the prefix after a gap a resumed watch cannot fill (compaction, another "
+     "cluster).",
+     svc_resyncs},
+};
+
+static void per_service(text_buf *t, const view_set *vs)
+{
+    for (size_t f = 0; f < sizeof(service_families) / sizeof(service_families[0]); f++) {
+        family(t, service_families[f].name, service_families[f].type, service_families[f].help);
+        for (size_t i = 0; i < vs->n; i++) {
+            text_append(t, "%s{service=\"%s\"}", service_families[f].name, vs->v[i].name.text);
+            value(t, service_families[f].get(vs->v[i].svc));
+        }
+    }
+    static const char *const states[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
+                                          "DRAINING"};
+    family(t, "resolver_instances", "gauge", "Known instances by connection state.");
+    for (size_t i = 0; i < vs->n; i++) {
+        size_t counts[5];
+        resolver_service_state_counts(vs->v[i].svc, counts);
+        for (int s = 0; s < 5; s++)
+            text_append(t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n",
+                        vs->v[i].name.text, states[s], counts[s]);
+    }
+    char help[160];
+    snprintf(help, sizeof(help),
+             "Instances left out of the resolver_instance_* series (at most %d per service are "
+             "listed, the first by address).",
+             RESOLVER_METRICS_INSTANCES_MAX);
+    family(t, "resolver_instance_series_omitted", "gauge", help);
+    for (size_t i = 0; i < vs->n; i++)
+        text_append(t, "resolver_instance_series_omitted{service=\"%s\"} %zu\n", vs->v[i].name.text,
+                    vs->v[i].n_inst - vs->v[i].shown);
+}
+
+static void latency_histograms(text_buf *t, const view_set *vs)
+{
+    const char *name = "resolver_done_latency_seconds";
+    family(t, name, "histogram",
+           "Pick-to-done durations clients reported (done latency_ms), by service.");
+    for (size_t i = 0; i < vs->n; i++) {
+        const resolver_histogram *h = &resolver_service_counters_get(vs->v[i].svc)->latency;
+        const char *svc = vs->v[i].name.text;
+        for (size_t b = 0; b < RESOLVER_HISTOGRAM_BUCKETS; b++)
+            text_append(t, "%s_bucket{service=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, svc,
+                        (double)resolver_histogram_bounds_us[b] / 1e6,
+                        resolver_histogram_cumulative(h, b));
+        text_append(t, "%s_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, svc, h->count);
+        text_append(t, "%s_sum{service=\"%s\"} %.3f\n", name, svc, (double)h->sum_ms / 1000.0);
+        text_append(t, "%s_count{service=\"%s\"} %" PRIu64 "\n", name, svc, h->count);
+    }
+}
+
+/* ---- per instance ---- */
+
+typedef double (*instance_get)(const resolver_instance *inst);
+
+static const resolver_subchannel_stats *stats_of(const resolver_instance *inst)
+{
+    return inst->sc ? resolver_subchannel_stats_get(inst->sc) : NULL;
+}
+static double inst_outstanding(const resolver_instance *i)
+{
+    return (double)atomic_load(&i->outstanding);
+}
+static double inst_picks(const resolver_instance *i)
+{
+    return (double)atomic_load(&i->picks);
+}
+static double inst_failures(const resolver_instance *i)
+{
+    return (double)i->failures;
+}
+static double inst_reconnects(const resolver_instance *i)
+{
+    const resolver_subchannel_stats *st = stats_of(i);
+    return st ? (double)st->reconnects : NAN;
+}
+static double inst_rtt(const resolver_instance *i)
+{
+    const resolver_subchannel_stats *st = stats_of(i);
+    return st && st->rtt_last_us >= 0 ? (double)st->rtt_last_us / 1e6 : NAN;
+}
+static double inst_ejected(const resolver_instance *i)
+{
+    return i->ejected;
+}
+static double inst_ejections(const resolver_instance *i)
+{
+    return i->times_ejected;
+}
+static double inst_weight(const resolver_instance *i)
+{
+    return i->endpoint.weight;
+}
+
+/* A NAN from a getter leaves the sample out (not known, e.g. no PING
+ * answered yet). */
+static const struct {
+    const char *name, *type, *help;
+    instance_get get;
+} instance_families[] = {
+    {"resolver_instance_outstanding", "gauge", "Picks of the instance not yet reported done.",
+     inst_outstanding},
+    {"resolver_instance_picks_total", "counter", "Picks answered with the instance.", inst_picks},
+    {"resolver_instance_failures_total", "counter",
+     "Picks of the instance reported done as failed.", inst_failures},
+    {"resolver_instance_reconnects_total", "counter",
+     "Times the instance's connection went back to CONNECTING after the first attempt.",
+     inst_reconnects},
+    {"resolver_instance_ping_rtt_seconds", "gauge",
+     "Round-trip time of the last HTTP/2 PING the instance answered.", inst_rtt},
+    {"resolver_instance_ejected", "gauge", "1 while outlier detection has the instance ejected.",
+     inst_ejected},
+    {"resolver_instance_ejections_total", "counter",
+     "Times outlier detection ejected the instance.", inst_ejections},
+    {"resolver_instance_weight", "gauge", "The instance's weight from etcd.", inst_weight},
+};
+
+static void per_instance(text_buf *t, const view_set *vs)
+{
+    static const char *const states[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
+                                          "DRAINING"};
+    family(t, "resolver_instance_state", "gauge",
+           "1 for the instance's current state, 0 for the others.");
+    for (size_t i = 0; i < vs->n; i++)
+        for (size_t j = 0; j < vs->v[i].shown; j++) {
+            const char *cur = resolver_instance_state_name(vs->v[i].inst[j]);
+            for (int s = 0; s < 5; s++)
+                text_append(t,
+                            "resolver_instance_state{service=\"%s\",address=\"%s\",state=\"%s\"} "
+                            "%d\n",
+                            vs->v[i].name.text, vs->v[i].addr[j].text, states[s],
+                            strcmp(cur, states[s]) == 0);
+        }
+    for (size_t f = 0; f < sizeof(instance_families) / sizeof(instance_families[0]); f++) {
+        family(t, instance_families[f].name, instance_families[f].type, instance_families[f].help);
+        for (size_t i = 0; i < vs->n; i++)
+            for (size_t j = 0; j < vs->v[i].shown; j++) {
+                double v = instance_families[f].get(vs->v[i].inst[j]);
+                if (isnan(v))
+                    continue;
+                text_append(t, "%s{service=\"%s\",address=\"%s\"}", instance_families[f].name,
+                            vs->v[i].name.text, vs->v[i].addr[j].text);
+                value(t, v);
+            }
+    }
+}
+
+/* ---- the engine, etcd, the process ---- */
+
+static double wall_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void engine_families(text_buf *t, resolver_engine *e)
+{
+    resolver_engine_counters c;
+    resolver_engine_counters_get(e, &c);
+    resolver_etcd *etcd = resolver_engine_etcd(e);
+    family(t, "resolver_tickets_outstanding", "gauge", "Tickets picked and not yet done.");
+    text_append(t, "resolver_tickets_outstanding %zu\n", c.tickets_outstanding);
+    family(t, "resolver_tickets_leaked_total", "counter",
+           "Tickets released by ticket_timeout_ms because nobody reported them done.");
+    text_append(t, "resolver_tickets_leaked_total %" PRIu64 "\n", c.tickets_leaked);
+    family(t, "resolver_accept_backoffs_total", "counter",
+           "Times a listener paused because accept failed (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
+    for (int l = 0; l < RESOLVER_LISTENER_COUNT; l++)
+        text_append(t, "resolver_accept_backoffs_total{listener=\"%s\"} %" PRIu64 "\n",
+                    resolver_listener_name((resolver_listener)l), c.accept_backoffs[l]);
+    family(t, "resolver_etcd_revision", "gauge", "The newest etcd revision seen.");
+    text_append(t, "resolver_etcd_revision %" PRId64 "\n", resolver_engine_revision(e));
+    uint64_t now = resolver_loop_update_time(resolver_engine_loop(e));
+    uint64_t heard = resolver_etcd_last_heard(etcd);
+    family(t, "resolver_etcd_last_heard_timestamp_seconds", "gauge",
+           "When etcd last answered, in seconds since the Unix epoch (absent: never).");
+    if (heard)
+        text_append(t, "resolver_etcd_last_heard_timestamp_seconds %.3f\n",
+                    wall_now_s() - (double)(now - heard) / 1000.0);
+    family(t, "resolver_etcd_failovers_total", "counter",
+           "Times the etcd endpoint in use was given up for the next one.");
+    text_append(t, "resolver_etcd_failovers_total %" PRIu64 "\n", resolver_etcd_failovers(etcd));
+    family(t, "resolver_etcd_authentications_total", "counter",
+           "Tokens fetched from etcd (auth configured).");
+    text_append(t, "resolver_etcd_authentications_total %" PRIu64 "\n",
+                resolver_etcd_authentications(etcd));
+    family(t, "resolver_etcd_cluster_changes_total", "counter",
+           "Times another etcd cluster (replaced, or restored from a backup) answered behind the "
+           "endpoints; every prefix was resynced.");
+    text_append(t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n",
+                resolver_etcd_cluster_changes(etcd));
+    char why[512];
+    int ready = resolver_engine_ready(e, why, sizeof(why));
+    family(t, "resolver_ready", "gauge", "1 when /ready answers 200 (see resolverd(8)).");
+    text_append(t, "resolver_ready %d\n", ready);
+    family(t, "resolver_build_info", "gauge", "The version of the running resolverd, always 1.");
+    text_append(t, "resolver_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+}
+
+/* What Prometheus' client libraries export as process_*; a figure that
+ * cannot be read is left out. */
+static void process_families(text_buf *t)
+{
+    resolver_procinfo p;
+    resolver_procinfo_read(&p);
+    static const struct {
+        const char *name, *type, *help;
+        size_t offset;
+    } figures[] = {
+        {"process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.",
+         offsetof(resolver_procinfo, cpu_seconds)},
+        {"process_open_fds", "gauge", "Number of open file descriptors.",
+         offsetof(resolver_procinfo, open_fds)},
+        {"process_max_fds", "gauge", "Maximum number of open file descriptors.",
+         offsetof(resolver_procinfo, max_fds)},
+        {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+         offsetof(resolver_procinfo, resident_bytes)},
+        {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+         offsetof(resolver_procinfo, virtual_bytes)},
+        {"process_start_time_seconds", "gauge",
+         "Start time of the process since unix epoch in seconds.",
+         offsetof(resolver_procinfo, start_time_s)},
+    };
+    for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
+        double v = *(const double *)((const char *)&p + figures[i].offset);
+        family(t, figures[i].name, figures[i].type, figures[i].help);
+        if (v < 0)
+            continue;
+        if (strcmp(figures[i].name, "process_cpu_seconds_total") == 0 ||
+            strcmp(figures[i].name, "process_start_time_seconds") == 0)
+            text_append(t, "%s %.2f\n", figures[i].name, v);
+        else
+            text_append(t, "%s %.0f\n", figures[i].name, v);
+    }
+}
+
 char *resolver_metrics_text(resolver_engine *e)
 {
     text_buf t = {0};
-    uint64_t now = resolver_loop_update_time(resolver_engine_loop(e));
-    uint64_t heard = resolver_etcd_last_heard(resolver_engine_etcd(e));
-    static const char *const states[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                          "DRAINING"};
-    resolver_engine_counters c;
-    resolver_engine_counters_get(e, &c);
-    size_t n;
-    resolver_service **all = resolver_engine_sorted_services(e, &n);
-    label_value *names = calloc(n + 1, sizeof(*names));
-    for (size_t i = 0; all && names && i < n; i++)
-        escape_label(&names[i], resolver_service_name(all[i]));
-    if (!names) {
-        n = 0;
-        t.failed = 1;
-    }
-    family(&t, "resolver_picks_total", "counter", "Picks answered with an instance.");
-    for (size_t i = 0; all && i < n; i++)
-        text_append(&t, "resolver_picks_total{service=\"%s\"} %" PRIu64 "\n", names[i].text,
-                    resolver_service_counters_get(all[i])->picks);
-    family(&t, "resolver_pick_failures_total", "counter",
-           "Picks answered with an error (each pick counted once, by its outcome).");
-    for (size_t i = 0; all && i < n; i++)
-        text_append(&t, "resolver_pick_failures_total{service=\"%s\"} %" PRIu64 "\n", names[i].text,
-                    resolver_service_counters_get(all[i])->pick_failures);
-    family(&t, "resolver_instances", "gauge", "Known instances by connection state.");
-    for (size_t i = 0; all && i < n; i++) {
-        size_t counts[5];
-        resolver_service_state_counts(all[i], counts);
-        for (int s = 0; s < 5; s++)
-            text_append(&t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n", names[i].text,
-                        states[s], counts[s]);
-    }
-    family(&t, "resolver_decode_errors_total", "counter",
-           "etcd values that could not be decoded into an instance.");
-    for (size_t i = 0; all && i < n; i++)
-        text_append(&t, "resolver_decode_errors_total{service=\"%s\"} %" PRIu64 "\n", names[i].text,
-                    resolver_service_counters_get(all[i])->decode_errors);
-    free(names);
-    free(all);
-    family(&t, "resolver_tickets_outstanding", "gauge", "Tickets picked and not yet done.");
-    text_append(&t, "resolver_tickets_outstanding %zu\n", c.tickets_outstanding);
-    family(&t, "resolver_tickets_leaked_total", "counter",
-           "Tickets released by ticket_timeout_ms because nobody reported them done.");
-    text_append(&t, "resolver_tickets_leaked_total %" PRIu64 "\n", c.tickets_leaked);
-    family(&t, "resolver_etcd_revision", "gauge", "The newest etcd revision seen.");
-    text_append(&t, "resolver_etcd_revision %" PRId64 "\n", resolver_engine_revision(e));
-    family(&t, "resolver_accept_backoffs_total", "counter",
-           "Times a listener paused because accept failed (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
-    for (int l = 0; l < RESOLVER_LISTENER_COUNT; l++)
-        text_append(&t, "resolver_accept_backoffs_total{listener=\"%s\"} %" PRIu64 "\n",
-                    resolver_listener_name((resolver_listener)l), c.accept_backoffs[l]);
-    family(&t, "resolver_etcd_last_heard_seconds", "gauge",
-           "Seconds since etcd last answered (-1: never).");
-    text_append(&t, "resolver_etcd_last_heard_seconds %.3f\n",
-                heard ? (double)(now - heard) / 1000.0 : -1.0);
-    family(&t, "resolver_etcd_cluster_changes_total", "counter",
-           "Times another etcd cluster (replaced, or restored from a backup) answered behind the "
-           "endpoints; every prefix was resynced.");
-    text_append(&t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n",
-                resolver_etcd_cluster_changes(resolver_engine_etcd(e)));
+    view_set vs = {0};
+    views_build(&vs, e);
+    t.failed = vs.failed;
+    per_service(&t, &vs);
+    latency_histograms(&t, &vs);
+    per_instance(&t, &vs);
+    views_free(&vs);
+    engine_families(&t, e);
+    process_families(&t);
     if (t.failed) {
         free(t.buf);
         return NULL;

@@ -754,6 +754,12 @@ void resolver_instance_release(resolver_instance *inst, int failed)
     resolver_instance_unref(inst);
 }
 
+void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms)
+{
+    if (inst->service) /* a detached instance's service may be gone */
+        resolver_histogram_observe(&inst->service->counters.latency, ms);
+}
+
 int resolver_service_drain(resolver_service *svc, const char *address, int drain)
 {
     resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
@@ -982,17 +988,24 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
     return o;
 }
 
+resolver_instance **resolver_service_instances_sorted(const resolver_service *svc, size_t *n)
+{
+    resolver_instance **all = collect_instances(svc, n);
+    if (all)
+        qsort(all, *n, sizeof(*all), by_address);
+    return all;
+}
+
 json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms)
 {
     size_t n;
-    resolver_instance **all = collect_instances(svc, &n);
+    resolver_instance **all = resolver_service_instances_sorted(svc, &n);
     json_t *arr = json_array();
     if (!all || !arr) {
         free(all);
         json_decref(arr);
         return NULL;
     }
-    qsort(all, n, sizeof(*all), by_address);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, resolver_instance_to_json(all[i], now_ms));
     free(all);

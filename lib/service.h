@@ -23,6 +23,7 @@
 #include "config.h"
 #include "discovery.h"
 #include "hazard.h"
+#include "histogram.h"
 #include "registry.h"
 #include "strmap.h"
 #include "subchannel.h"
@@ -72,6 +73,7 @@ typedef void (*resolver_service_change_cb)(void *arg, resolver_service *svc,
 typedef struct {
     atomic_uint_fast64_t picks, pick_failures; /* (any) */
     uint64_t decode_errors, transitions, ejections;
+    resolver_histogram latency; /* pick-to-done, as reported by done */
 } resolver_service_counters;
 
 /* Creates the service and starts discovery of `prefix`.  `opts` is copied.
@@ -139,6 +141,9 @@ void resolver_instance_release(resolver_instance *inst, int failed);
  * engine thread, frees at zero). */
 void resolver_instance_ref(resolver_instance *inst);
 void resolver_instance_unref(resolver_instance *inst);
+/* Engine thread: a duration the client reported for a pick of `inst`
+ * (done latency_ms), into its service's latency histogram. */
+void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms);
 /* Engine thread: milliseconds since the service was last picked, as seen
  * by calls to this function (a pick since the last call counts as now). */
 uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms);
@@ -156,6 +161,9 @@ size_t resolver_service_instance_count(const resolver_service *svc);
 
 /* "IDLE", ..., or "DRAINING" for a draining instance. */
 const char *resolver_instance_state_name(const resolver_instance *inst);
+/* The instances sorted by address; free the array (not the instances).
+ * NULL (and *n 0) when out of memory. */
+resolver_instance **resolver_service_instances_sorted(const resolver_service *svc, size_t *n);
 /* JSON views for introspection (new references). */
 json_t *resolver_service_to_json(const resolver_service *svc);
 json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms);

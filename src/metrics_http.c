@@ -160,6 +160,16 @@ static void serve_metrics(conn *c, int head_only)
     free(text);
 }
 
+/* Kubernetes' and Envoy's readiness check: 200 "ready", or 503 with the
+ * reason (resolver_engine_ready). */
+static void serve_ready(conn *c, int head_only)
+{
+    char why[512], body[520];
+    int ready = resolver_engine_ready(c->m->engine, why, sizeof(why));
+    snprintf(body, sizeof(body), "%s\n", why);
+    conn_respond_text(c, ready ? 200 : 503, body, head_only);
+}
+
 /* Handles the request line "METHOD TARGET HTTP/1.x" at the start of c->in
  * (NUL-terminated by the caller). */
 static void conn_handle(conn *c)
@@ -182,8 +192,12 @@ static void conn_handle(conn *c)
     LOG_DEBUG("metrics: %s %s", method, target);
     if (strcmp(target, "/metrics") == 0)
         serve_metrics(c, head_only);
+    else if (strcmp(target, "/healthz") == 0)
+        conn_respond_text(c, 200, "ok\n", head_only); /* answering at all is the point */
+    else if (strcmp(target, "/ready") == 0)
+        serve_ready(c, head_only);
     else
-        conn_respond_text(c, 404, "not found; try /metrics\n", head_only);
+        conn_respond_text(c, 404, "not found; try /metrics, /healthz or /ready\n", head_only);
 }
 
 /* The request head ends at the first empty line. */

@@ -1,7 +1,9 @@
 /*
  * metrics_http.h - resolverd's optional HTTP listener for Prometheus
  * (`metrics.listen`): GET /metrics answers the text of `resolverctl
- * metrics`, anything else 404.  HTTP/1.1, one request per connection
+ * metrics`, /healthz 200 "ok" while the process serves at all, /ready 200
+ * or 503 with the reason (resolver_engine_ready), anything else 404.
+ * HTTP/1.1, one request per connection
  * (Connection: close), on the engine's loop.  Loop-thread only.
  *
  * Limits: a request head of at most 8 KiB, at most 64 connections at a

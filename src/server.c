@@ -378,7 +378,7 @@ static int may_release(client *c, const resolver_ticket_owner *owner)
 
 static void verb_done(client *c, const resolver_proto_request *req)
 {
-    uint64_t ticket, latency = 0;
+    uint64_t ticket, latency = RESOLVER_LATENCY_UNKNOWN; /* none given: not observed */
     if (parse_u64(req->argv[1], &ticket) != 0) {
         reply_err(c, RESOLVER_ERR_INVALID, "ticket must be a number, got \"%s\"", req->argv[1]);
         return;
@@ -401,7 +401,9 @@ static void verb_done(client *c, const resolver_proto_request *req)
     }
     if (rc == 0)
         rc = resolver_engine_done(c->server->engine, ticket, failed,
-                                  latency > UINT32_MAX ? UINT32_MAX : (uint32_t)latency);
+                                  latency >= RESOLVER_LATENCY_UNKNOWN && lat
+                                      ? RESOLVER_LATENCY_UNKNOWN - 1
+                                      : (uint32_t)latency);
     if (rc == RESOLVER_ERR_NOT_FOUND)
         reply_err(c, rc, "no outstanding ticket %" PRIu64 " (already done or timed out)", ticket);
     else

@@ -150,13 +150,19 @@ RESOLVER_API void resolver_engine_stop(resolver_engine *engine);
  * not in the configuration is discovered on first use (prefix
  * "service/"); the first pick then answers RESOLVER_ERR_NO_INSTANCE until
  * discovery has run, and once on_demand_services_max services are
- * discovered that way, a pick of another answers RESOLVER_ERR_LIMIT.  Any thread (see Threading above).  Every successful
- * pick must be ended with resolver_engine_done, or its ticket is released
+ * discovered that way, a pick of another answers RESOLVER_ERR_LIMIT.  Any thread (see Threading
+ * above).  Every successful pick must be ended with resolver_engine_done, or its ticket is released
  * as leaked after ticket_timeout_ms. */
 RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *service, const char *key,
                                       resolver_pick_result *out);
+/* A latency_ms for resolver_engine_done and resolver_client_done that says
+ * "not measured": the pick is released without a latency observation. */
+#define RESOLVER_LATENCY_UNKNOWN UINT32_MAX
+
 /* Reports the outcome of a pick and releases its ticket; failures feed
  * outlier detection and make the subchannel probe its connection at once.
+ * `latency_ms` (the time from pick to done, or RESOLVER_LATENCY_UNKNOWN)
+ * goes into the service's resolver_done_latency_seconds histogram.
  * Returns 0 or RESOLVER_ERR_NOT_FOUND.  Any thread; on the thread driving
  * the engine NOT_FOUND means unknown or already released, on other threads
  * only "never issued" (a double release is then ignored). */
@@ -180,6 +186,8 @@ RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms, resol
  * released by the daemon, so their done answers RESOLVER_ERR_NOT_FOUND. */
 RESOLVER_API int resolver_client_pick(resolver_client *client, const char *service, const char *key,
                                       resolver_pick_result *out);
+/* Same as resolver_engine_done, through the daemon; with latency_ms
+ * RESOLVER_LATENCY_UNKNOWN the DONE line carries no latency_ms. */
 RESOLVER_API int resolver_client_done(resolver_client *client, uint64_t ticket, int failed,
                                       uint32_t latency_ms);
 /* The daemon's last error message for this client ("" if none); valid

@@ -116,6 +116,9 @@ t_check "A found the stream silent (delete)" \
     test "$(count_lines 'watch stream silent' "$T_DIR/rdA.log")" -gt "$silent0"
 t_check "faultproxy pass" proxy pass
 
+"$RESOLVERCTL" -s "$T_DIR/A.sock" metrics >"$T_DIR/A.metrics"
+t_check "A's /metrics counts both silence resets" \
+    grep -Eq '^resolver_watch_silence_resets_total\{service="svc"\} ([2-9]|[1-9][0-9]+)$' "$T_DIR/A.metrics"
 t_check "A is alive" t_alive rdA
 t_check "B is alive" t_alive rdB
 t_done

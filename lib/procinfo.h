@@ -1,0 +1,31 @@
+/*
+ * procinfo.h - the process figures Prometheus' client libraries export
+ * (process_resident_memory_bytes and friends), read from /proc.  Linux
+ * only; any thread.
+ */
+#ifndef RESOLVER_PROCINFO_H
+#define RESOLVER_PROCINFO_H
+
+#include <stdint.h>
+
+/* A figure that could not be read is negative. */
+typedef struct {
+    double cpu_seconds;    /* user + system */
+    double start_time_s;   /* since the Unix epoch */
+    double resident_bytes; /* RSS */
+    double virtual_bytes;  /* vsize */
+    double open_fds;       /* the descriptors open now */
+    double max_fds;        /* RLIMIT_NOFILE, soft */
+} resolver_procinfo;
+
+/* Fills *out for the calling process (never fails: unknown is negative). */
+void resolver_procinfo_read(resolver_procinfo *out);
+
+/* The /proc/PID/stat part, for tests: `stat` is the file's text,
+ * `clk_tck` sysconf(_SC_CLK_TCK), `page` the page size, `boot_time_s` the
+ * btime line of /proc/stat.  0, or -1 when `stat` cannot be parsed (then
+ * the fields it would give stay as they were). */
+int resolver_procinfo_parse_stat(const char *stat, long clk_tck, long page, double boot_time_s,
+                                 resolver_procinfo *out);
+
+#endif
