@@ -17,8 +17,9 @@ typedef struct {
     int connections;
 } fake_server;
 
-/* Each test runs in its own process (Check's fork mode): the server thread
- * is left to die with it. */
+/* The server thread is joined by fake_stop: with CK_FORK=no (the valgrind
+ * run) every test shares one process, and a thread left running would read
+ * the fake_server of a returned test's stack. */
 
 /* Answers each line of one connection: "PICK slow" after 300 ms with ticket
  * 1, anything else at once with ticket 2. */
@@ -75,9 +76,18 @@ static int fake_start(fake_server *f, char *path, size_t pathlen, pthread_t *th)
     if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
         listen(f->listen_fd, 8) != 0)
         return -1;
-    if (pthread_create(th, NULL, fake_main, f) != 0)
-        return -1;
-    return pthread_detach(*th);
+    return pthread_create(th, NULL, fake_main, f) != 0 ? -1 : 0;
+}
+
+/* Stops accepting (shutdown wakes a blocked accept; close alone does not),
+ * waits for the thread and removes the socket.  The client must have closed
+ * its connections first, or the thread waits in recv. */
+static void fake_stop(fake_server *f, pthread_t th, const char *path)
+{
+    shutdown(f->listen_fd, SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(f->listen_fd);
+    unlink(path);
 }
 
 START_TEST(timeout_does_not_shift_replies)
@@ -99,8 +109,7 @@ START_TEST(timeout_does_not_shift_replies)
     /* One connection for the timed-out request, one after it. */
     ck_assert_int_eq(__atomic_load_n(&f.connections, __ATOMIC_SEQ_CST), 2);
     resolver_client_close(c);
-    close(f.listen_fd);
-    unlink(path);
+    fake_stop(&f, th, path);
 }
 END_TEST
 
@@ -116,8 +125,7 @@ START_TEST(reconnect_fails_cleanly)
     ck_assert_int_eq(resolver_client_pick(c, "slow", NULL, &r), RESOLVER_ERR_TIMEOUT);
     /* The daemon is gone: the next call says so instead of reading the
      * stale connection. */
-    close(f.listen_fd);
-    unlink(path);
+    fake_stop(&f, th, path);
     ck_assert_int_eq(resolver_client_pick(c, "fast", NULL, &r), RESOLVER_ERR_CONNECT);
     ck_assert_ptr_nonnull(strstr(resolver_client_last_error(c), path));
     resolver_client_close(c);
