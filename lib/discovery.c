@@ -45,7 +45,14 @@
  * the stream is abandoned and the watch resumes from last+1.  A quiet
  * prefix of a busy cluster costs one such range per SILENT_MS (etcd reads
  * the prefix's keys to answer it).
+ *
+ * Logs: a failure repeats for every prefix and every retry while etcd is
+ * down, so each cause (a failed range, an ended watch, a silent stream, a
+ * resync, a recovery) goes through one limiter shared by all prefixes of
+ * the process: one line per 10 s, the others at debug (log.h).  The reason
+ * is etcd.c's (URL, curl's words, the timeout or etcd's message).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +108,7 @@ struct resolver_discovery {
     char *body;
     size_t body_len, body_cap;
     resolver_watch_parser *parser;
-    char last_error[256];
+    char last_error[768];
     /* silent-stream detection (see the top of the file) */
     resolver_timer *silence_timer;
     resolver_etcd_request *check_req;
@@ -113,6 +120,33 @@ struct resolver_discovery {
 };
 
 static void start_attempt(resolver_discovery *d);
+
+/* The limiters of the causes (see the top of the file). */
+static resolver_log_limit range_failures, watch_ends, silent_streams, resyncs, recoveries;
+
+/* The member the stream is on (the parser may be finished after the
+ * stream's end: then the member in use). */
+static const char *stream_endpoint(const resolver_discovery *d)
+{
+    return d->req ? resolver_etcd_request_endpoint(d->req) : resolver_etcd_endpoint(d->etcd);
+}
+
+static void warn_damped(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* `level` (warn or info) once per limiter window, debug otherwise. */
+static void warn_damped(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+{
+    if (!resolver_log_enabled(level))
+        return;
+    char line[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (!resolver_log_limited(lim, level, "%s", line))
+        LOG_DEBUG("%s", line);
+}
 
 static uint32_t next_random(resolver_discovery *d)
 {
@@ -140,7 +174,7 @@ static void cancel_check(resolver_discovery *d)
     resolver_timer_stop(d->silence_timer);
 }
 
-static void schedule_retry(resolver_discovery *d, const char *why)
+static void schedule_retry_as(resolver_discovery *d, const char *why, resolver_log_limit *lim)
 {
     cancel_check(d);
     if (d->req) {
@@ -153,14 +187,18 @@ static void schedule_retry(resolver_discovery *d, const char *why)
     d->watching = 0;
     d->reconnects++;
     uint64_t delay = d->retry_ms / 2 + next_random(d) % (d->retry_ms / 2 + 1);
-    /* The first failure of a run is a warning; its repetitions (etcd down
-     * for an hour, times a thousand services) are debug noise. */
-    resolver_log(d->failures++ ? RESOLVER_LOG_DEBUG : RESOLVER_LOG_WARN,
-                 "etcd: prefix \"%s\": %s; retrying in %llu ms via %s", d->prefix,
-                 why ? why : "stream ended", (unsigned long long)delay,
-                 resolver_etcd_endpoint(d->etcd));
+    d->failures++;
+    warn_damped(lim, RESOLVER_LOG_WARN, "etcd: prefix \"%s\": %s; retrying in %llu ms via %s",
+                d->prefix, why ? why : "stream ended", (unsigned long long)delay,
+                resolver_etcd_endpoint(d->etcd));
     d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
     resolver_timer_start(d->retry, delay);
+}
+
+/* The cause is what was running: a range or a watch. */
+static void schedule_retry(resolver_discovery *d, const char *why)
+{
+    schedule_retry_as(d, why, d->phase == PHASE_RANGE ? &range_failures : &watch_ends);
 }
 
 /* ---- range ---- */
@@ -362,8 +400,11 @@ static void resync(resolver_discovery *d, const char *why, int quiet)
     }
     if (why != d->last_error)
         snprintf(d->last_error, sizeof(d->last_error), "%s", why);
-    resolver_log(quiet || again ? RESOLVER_LOG_INFO : RESOLVER_LOG_WARN,
-                 "etcd: prefix \"%s\": %s; resyncing by a fresh range", d->prefix, why);
+    if (quiet || again)
+        LOG_INFO("etcd: prefix \"%s\": %s; resyncing by a fresh range", d->prefix, why);
+    else
+        warn_damped(&resyncs, RESOLVER_LOG_WARN,
+                    "etcd: prefix \"%s\": %s; resyncing by a fresh range", d->prefix, why);
     d->phase = PHASE_IDLE;
     d->watching = 0;
     d->need_range = 1;
@@ -431,13 +472,15 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
         }
     }
     if (m->is_error) {
-        snprintf(d->last_error, sizeof(d->last_error), "watch error %d: %s", m->error_code,
-                 m->error_message ? m->error_message : "");
+        char why[400];
+        snprintf(why, sizeof(why), "watch error from etcd: %s (gRPC code %d)",
+                 m->error_message ? m->error_message : "", m->error_code);
+        snprintf(d->last_error, sizeof(d->last_error), "%s/v3/watch: %s", stream_endpoint(d), why);
         if (m->error_code == 16) /* gRPC UNAUTHENTICATED */
             resolver_etcd_token_rejected(d->etcd);
         else
-            resolver_etcd_mark_bad(d->req); /* "no leader", unavailable: fail over */
-        return 1;                           /* abort: the done callback retries */
+            resolver_etcd_mark_bad(d->req, why); /* "no leader", unavailable: fail over */
+        return 1;                                /* abort: the done callback retries */
     }
     if (m->canceled) {
         const char *reason = m->cancel_reason ? m->cancel_reason : "";
@@ -462,8 +505,8 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
             resync(d, why, 0);
             return 1;
         }
-        snprintf(d->last_error, sizeof(d->last_error), "watch cancelled: %s",
-                 reason[0] ? reason : "compacted");
+        snprintf(d->last_error, sizeof(d->last_error), "%s/v3/watch: watch cancelled by etcd: %s",
+                 stream_endpoint(d), reason[0] ? reason : "compacted");
         return 1;
     }
     if (m->created) {
@@ -471,8 +514,9 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
         d->retry_ms = RETRY_INITIAL_MS;
         d->auth_retried = 0;
         if (d->failures > 1)
-            LOG_INFO("etcd: prefix \"%s\": watching again after %llu failed attempts", d->prefix,
-                     (unsigned long long)d->failures);
+            warn_damped(&recoveries, RESOLVER_LOG_INFO,
+                        "etcd: prefix \"%s\": watching again via %s after %llu failed attempts",
+                        d->prefix, stream_endpoint(d), (unsigned long long)d->failures);
         d->failures = 0;
         LOG_DEBUG("etcd: prefix \"%s\": watching from revision %lld", d->prefix,
                   (long long)(d->revision + 1));
@@ -543,11 +587,13 @@ static void on_check_done(void *arg, long status, const char *error)
         return;
     }
     d->silent_streams++;
-    char msg[200];
+    char msg[300];
     snprintf(msg, sizeof(msg),
-             "watch stream silent for %llu s while keys of the prefix changed; resuming",
-             (unsigned long long)((resolver_loop_now(d->loop) - d->last_message_ms) / 1000));
-    schedule_retry(d, msg);
+             "watch stream silent for %llu s on %s/v3/watch while keys of the prefix changed; "
+             "resuming",
+             (unsigned long long)((resolver_loop_now(d->loop) - d->last_message_ms) / 1000),
+             stream_endpoint(d));
+    schedule_retry_as(d, msg, &silent_streams);
 }
 
 static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)

@@ -36,6 +36,22 @@
 #define PROBE_INTERVAL_MS 3000
 #define AUTH_BACKOFF_INITIAL_MS 500
 #define AUTH_BACKOFF_MAX_MS 30000
+/* Room for a failure's description: the URL, curl's error buffer or
+ * etcd's message, and the timeout's name. */
+#define WHY_MAX (CURL_ERROR_SIZE + ERROR_BODY_MAX + 256)
+
+/* A warning that repeats while etcd is down: one line per cause per
+ * RESOLVER_LOG_LIMIT_MS (log.h), the rest still seen at debug. */
+#define WARN_DAMPED(lim, ...)                                                                      \
+    do {                                                                                           \
+        if (!LOG_WARN_LIMITED((lim), __VA_ARGS__))                                                 \
+            LOG_DEBUG(__VA_ARGS__);                                                                \
+    } while (0)
+#define ERROR_DAMPED(lim, ...)                                                                     \
+    do {                                                                                           \
+        if (!LOG_ERROR_LIMITED((lim), __VA_ARGS__))                                                \
+            LOG_DEBUG(__VA_ARGS__);                                                                \
+    } while (0)
 
 typedef struct resolver_etcd_request request;
 
@@ -61,6 +77,11 @@ struct resolver_etcd {
     uint64_t cluster_id;
     uint64_t cluster_changes;
     uint64_t failovers;
+    /* Why the member in use was last left; the streams ended on it carry
+     * this text to their owners. */
+    char failure[WHY_MAX + 64];
+    /* One limiter per repeated cause (rule 6 of etcd.h). */
+    resolver_log_limit lim_failover, lim_probe, lim_auth_wait, lim_auth, lim_password;
     /* auth */
     char *username, *password_file;
     char *token;
@@ -86,6 +107,7 @@ struct resolver_etcd_request {
     resolver_etcd_done_cb done_cb;
     void *arg;
     int cancelled, aborted, bad;
+    char bad_why[256];        /* what resolver_etcd_mark_bad was told */
     int finishing;            /* inside finish_request, which frees it: cancel only marks it */
     const char *forced_error; /* ended by failover, not by curl */
     request *next_doomed, *next_waiting;
@@ -95,7 +117,8 @@ struct resolver_etcd_request {
     size_t errbody_len;
 };
 
-static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why);
+static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why,
+                            resolver_log_limit *lim);
 static void start_auth(resolver_etcd *etcd);
 static int launch(request *req);
 
@@ -150,6 +173,46 @@ static int is_member_failure(CURLcode result, long status)
     }
 }
 
+/* The timeout that fired, by the name an operator configures it with:
+ * every request connects within etcd.dial_timeout_ms; probes, checks and
+ * auth must also answer within it; other unary calls within
+ * UNARY_TIMEOUT_MS.  Streams have no total timeout. */
+static void timeout_name(const request *req, char *out, size_t size)
+{
+    const resolver_etcd *etcd = req->etcd;
+    curl_off_t connected = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME_T, &connected);
+    if (connected == 0 || (req->flags & RESOLVER_ETCD_STREAM))
+        snprintf(out, size, "no connection within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
+    else if (req->arg == etcd || (req->flags & RESOLVER_ETCD_CHECK))
+        snprintf(out, size, "no answer within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
+    else
+        snprintf(out, size, "no answer within %ld ms (the limit of a unary request)",
+                 UNARY_TIMEOUT_MS);
+}
+
+/* Why a request failed, for its owner and the log: its URL, then the
+ * timeout that fired, curl's own words (its error buffer says more than
+ * curl_easy_strerror: address, port, errno), or the HTTP status with
+ * etcd's message from the body. */
+static void describe_failure(const request *req, CURLcode result, long status, char *out,
+                             size_t size)
+{
+    const char *url = req->etcd->endpoints[req->endpoint];
+    const char *curl = req->errbuf[0] ? req->errbuf : curl_easy_strerror(result);
+    if (result == CURLE_OPERATION_TIMEDOUT) {
+        char t[128];
+        timeout_name(req, t, sizeof(t));
+        snprintf(out, size, "%s%s: %s (%s)", url, req->path, t, curl);
+    } else if (result != CURLE_OK) {
+        snprintf(out, size, "%s%s: %s", url, req->path, curl);
+    } else {
+        char msg[ERROR_BODY_MAX + 64];
+        resolver_etcd_error_text(req->errbody, req->errbody_len, msg, sizeof(msg));
+        snprintf(out, size, "%s%s: HTTP %ld: %s", url, req->path, status, msg);
+    }
+}
+
 static void finish_request(request *req, CURLcode result)
 {
     resolver_etcd *etcd = req->etcd;
@@ -165,21 +228,18 @@ static void finish_request(request *req, CURLcode result)
         resolver_etcd_heard(etcd);
     if (status == 401 && req->token_generation == etcd->token_generation)
         resolver_etcd_token_rejected(etcd);
+    char why[WHY_MAX] = "";
+    if (!req->forced_error && !req->aborted && (result != CURLE_OK || status < 200 || status > 299))
+        describe_failure(req, result, status, why, sizeof(why));
     if (req->bad || (!req->aborted && !req->forced_error && is_member_failure(result, status)))
-        endpoint_failed(etcd, req->endpoint,
-                        req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
+        endpoint_failed(etcd, req->endpoint, why[0] ? why : req->bad_why,
+                        req == etcd->probe_req ? &etcd->lim_probe : &etcd->lim_failover);
     if (!req->cancelled && req->done_cb) {
-        char error[CURL_ERROR_SIZE + ERROR_BODY_MAX + 64] = "";
-        if (req->forced_error)
-            snprintf(error, sizeof(error), "%s", req->forced_error);
-        else if (req->aborted)
-            snprintf(error, sizeof(error), "aborted by the reader");
-        else if (result != CURLE_OK)
-            snprintf(error, sizeof(error), "%s",
-                     req->errbuf[0] ? req->errbuf : curl_easy_strerror(result));
-        else if (status < 200 || status > 299)
-            snprintf(error, sizeof(error), "HTTP %ld: %.*s", status, (int)req->errbody_len,
-                     req->errbody);
+        char error[WHY_MAX + 64];
+        snprintf(error, sizeof(error), "%s",
+                 req->forced_error ? req->forced_error
+                 : req->aborted    ? "aborted by the reader"
+                                   : why);
         req->done_cb(req->arg, status, error);
     }
     request_free(req);
@@ -297,18 +357,26 @@ static void end_streams_on(resolver_etcd *etcd, size_t endpoint, const char *why
     free(victims);
 }
 
-static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why)
+/* `lim`: the cause's limiter (a failed request, a failed probe).  With one
+ * endpoint there is nothing to switch to: the owners of the streams ended
+ * here log the reason they are given. */
+static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why,
+                            resolver_log_limit *lim)
 {
     if (endpoint != etcd->current)
         return; /* already moved on: one failover per failure */
+    /* Not snprintf onto itself: `why` may be a stream's copy of it. */
+    char reason[sizeof(etcd->failure)];
+    snprintf(reason, sizeof(reason), "etcd member failed: %s", why); /* `why` has the URL */
+    memcpy(etcd->failure, reason, sizeof(reason));
     if (etcd->n_endpoints > 1) {
         etcd->current = (etcd->current + 1) % etcd->n_endpoints;
         etcd->failovers++;
-        LOG_WARN("etcd: member %s failed (%s); switching to %s", etcd->endpoints[endpoint], why,
-                 etcd->endpoints[etcd->current]);
+        WARN_DAMPED(lim, "etcd: member failed (%s); switching to %s", why,
+                    etcd->endpoints[etcd->current]);
     }
     if (!etcd->in_curl)
-        end_streams_on(etcd, endpoint, "etcd member failed");
+        end_streams_on(etcd, endpoint, etcd->failure);
 }
 
 /* ---- health probe ---- */
@@ -364,12 +432,16 @@ static void on_probe_done(void *arg, long status, const char *error)
     resolver_etcd *etcd = arg;
     request *req = etcd->probe_req;
     etcd->probe_req = NULL;
-    if (error[0] == '\0' && !status_has_leader(etcd, req->errbody, req->errbody_len))
-        endpoint_failed(etcd, req->endpoint, "member has no leader");
-    else if (error[0] != '\0' && req->endpoint == etcd->current)
+    if (error[0] == '\0' && !status_has_leader(etcd, req->errbody, req->errbody_len)) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s/v3/maintenance/status: the member has no leader",
+                 etcd->endpoints[req->endpoint]);
+        endpoint_failed(etcd, req->endpoint, why, &etcd->lim_probe);
+    } else if (error[0] != '\0' && req->endpoint == etcd->current) {
         /* Connection-level failures failed over already in finish_request;
          * anything else (a 4xx) is a member we cannot use either. */
-        endpoint_failed(etcd, req->endpoint, error);
+        endpoint_failed(etcd, req->endpoint, error, &etcd->lim_probe);
+    }
     resolver_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
 }
 
@@ -601,19 +673,28 @@ void resolver_etcd_cancel(resolver_etcd_request *req)
     request_free(req);
 }
 
-void resolver_etcd_mark_bad(resolver_etcd_request *req)
+void resolver_etcd_mark_bad(resolver_etcd_request *req, const char *why)
 {
-    if (req)
-        req->bad = 1;
+    if (!req)
+        return;
+    req->bad = 1;
+    snprintf(req->bad_why, sizeof(req->bad_why), "%s%s: %s", req->etcd->endpoints[req->endpoint],
+             req->path, why);
+}
+
+const char *resolver_etcd_request_endpoint(const resolver_etcd_request *req)
+{
+    return req->etcd->endpoints[req->endpoint];
 }
 
 /* ---- auth ---- */
 
-static char *read_password(const char *path)
+static char *read_password(resolver_etcd *etcd, const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        LOG_ERROR("etcd: cannot read etcd.password_file %s: %s", path, strerror(errno));
+        ERROR_DAMPED(&etcd->lim_password, "etcd: cannot read etcd.password_file %s: %s", path,
+                     strerror(errno));
         return NULL;
     }
     char buf[1024];
@@ -646,11 +727,25 @@ static void on_auth_done(void *arg, long status, const char *error)
     request *req = etcd->auth_req;
     etcd->auth_req = NULL;
     char *token = NULL;
+    if (error[0] && status == 0) {
+        /* etcd unreachable: not an auth problem, and it repeats for as long
+         * as etcd is down.  The text is curl's; it never holds the password. */
+        WARN_DAMPED(&etcd->lim_auth_wait,
+                    "etcd: cannot authenticate as \"%s\" yet (%s); requests are waiting for "
+                    "etcd, next try in %llu ms",
+                    etcd->username, error, (unsigned long long)etcd->auth_backoff_ms);
+        auth_retry_later(etcd);
+        return;
+    }
     if (error[0] || resolver_auth_parse(req->errbody, req->errbody_len, &token) != 0) {
-        /* The error text is etcd's or curl's; it never holds the password. */
-        LOG_ERROR("etcd: authentication as \"%s\" failed: %s; retrying in %llu ms", etcd->username,
-                  error[0] ? error : "no token in the answer",
-                  (unsigned long long)etcd->auth_backoff_ms);
+        /* etcd's answer (its message, never the password we sent). */
+        char why[WHY_MAX];
+        if (!error[0])
+            snprintf(why, sizeof(why), "%s/v3/auth/authenticate: no token in the answer",
+                     etcd->endpoints[req->endpoint]);
+        ERROR_DAMPED(
+            &etcd->lim_auth, "etcd: authentication as \"%s\" failed: %s; retrying in %llu ms",
+            etcd->username, error[0] ? error : why, (unsigned long long)etcd->auth_backoff_ms);
         auth_retry_later(etcd);
         return;
     }
@@ -677,7 +772,7 @@ static void start_auth(resolver_etcd *etcd)
 {
     if (etcd->auth_req || resolver_timer_active(etcd->auth_timer))
         return;
-    char *password = read_password(etcd->password_file);
+    char *password = read_password(etcd, etcd->password_file);
     if (!password) {
         auth_retry_later(etcd);
         return;

@@ -26,6 +26,10 @@
  *  5. With auth configured, requests wait (queued, not failed) until a token
  *     is had; a token that etcd rejects is dropped and fetched again with
  *     backoff, never in a loop.  Secrets are never logged.
+ *  6. Every warning here can repeat as long as etcd is down: each cause (a
+ *     failover, a failed member probe, auth waiting for etcd, auth
+ *     refused, an unreadable password file) has its own limiter, one line
+ *     per 10 s (log.h); the lines suppressed are still logged at debug.
  */
 #ifndef RESOLVER_ETCD_H
 #define RESOLVER_ETCD_H
@@ -42,7 +46,10 @@ typedef struct resolver_etcd_request resolver_etcd_request;
  * request (it then ends with a done callback carrying an error). */
 typedef int (*resolver_etcd_data_cb)(void *arg, const char *data, size_t len);
 /* `http_status` 0 when no response arrived; `error` "" on success, else a
- * description (curl's, "HTTP 503: body...", or the failover reason). */
+ * description for logs that starts with the URL: curl's error buffer, the
+ * timeout that fired by its name ("no answer within dial_timeout_ms=2000"),
+ * "HTTP 400: <etcd's message> (gRPC code 3 INVALID_ARGUMENT)", or "etcd
+ * member failed: <why>" for a stream ended by a failover. */
 typedef void (*resolver_etcd_done_cb)(void *arg, long http_status, const char *error);
 
 /* NULL on allocation failure. */
@@ -67,8 +74,11 @@ resolver_etcd_request *resolver_etcd_post(resolver_etcd *etcd, const char *path,
 void resolver_etcd_cancel(resolver_etcd_request *req);
 
 /* The caller saw the member misbehave inside a 200 response (a watch error
- * such as "no leader"): when the request ends, fail over (rule 4). */
-void resolver_etcd_mark_bad(resolver_etcd_request *req);
+ * such as "no leader"): when the request ends, fail over (rule 4), giving
+ * `why` as the reason. */
+void resolver_etcd_mark_bad(resolver_etcd_request *req, const char *why);
+/* The endpoint a running request went to. */
+const char *resolver_etcd_request_endpoint(const resolver_etcd_request *req);
 /* The caller saw etcd reject the token inside a 200 response (a watch
  * cancelled as Unauthenticated): fetch a new one (rule 5). */
 void resolver_etcd_token_rejected(resolver_etcd *etcd);

@@ -748,6 +748,75 @@ int resolver_auth_parse(const char *body, size_t len, char **token)
     return rc;
 }
 
+/* ---- error bodies ------------------------------------------------------ */
+
+static const char *grpc_code_name(json_int_t code)
+{
+    static const char *const names[] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
+    return code >= 0 && code < (json_int_t)(sizeof(names) / sizeof(names[0])) ? names[code] : "";
+}
+
+/* A body that is not etcd's: its printable bytes, so that a proxy's HTML
+ * page or binary junk cannot garble the log line. */
+static void printable_prefix(const char *body, size_t len, char *out, size_t size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 1 < size; i++) {
+        unsigned char c = (unsigned char)body[i];
+        if (c == '\n' || c == '\r' || c == '\t')
+            c = ' ';
+        if (c == ' ' && (n == 0 || out[n - 1] == ' '))
+            continue; /* collapse runs of blanks */
+        out[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+    if (n == 0)
+        snprintf(out, size, "empty body");
+}
+
+int resolver_etcd_error_text(const char *body, size_t len, char *out, size_t size)
+{
+    if (!out || size == 0)
+        return 0;
+    out[0] = '\0';
+    json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *err = json_object_get(root, "error");
+    json_t *holder = json_is_object(err) ? err : root; /* the stream shape nests it */
+    json_t *msg = json_object_get(holder, "message");
+    json_t *code = json_object_get(holder, json_is_object(err) ? "grpc_code" : "code");
+    if (!json_is_string(msg) && json_is_string(err))
+        msg = err;
+    int etcds = json_is_string(msg);
+    if (etcds && json_is_integer(code)) {
+        const char *name = grpc_code_name(json_integer_value(code));
+        snprintf(out, size, "%s (gRPC code %lld%s%s)", json_string_value(msg),
+                 (long long)json_integer_value(code), name[0] ? " " : "", name);
+    } else if (etcds)
+        snprintf(out, size, "%s", json_string_value(msg));
+    else
+        printable_prefix(body ? body : "", body ? len : 0, out, size);
+    json_decref(root);
+    return etcds;
+}
+
 /* ---- request bodies ---------------------------------------------------- */
 
 /* The end of the range covering every key that starts with `prefix`: the

@@ -88,6 +88,13 @@ void resolver_range_result_clear(resolver_range_result *r);
  * RESOLVER_ERR_DECODE. */
 int resolver_auth_parse(const char *body, size_t len, char **token);
 
+/* etcd's own words from an error body, for logs: {"error":..,"message":..,
+ * "code":N} (unary calls) or {"error":{"grpc_code":N,"message":..}} (a
+ * stream's error) become "MESSAGE (gRPC code N NAME)"; any other body its
+ * first printable bytes ("empty body" when there are none).  `out` is always
+ * NUL-terminated (size > 0).  Returns 1 when the body was etcd's JSON. */
+int resolver_etcd_error_text(const char *body, size_t len, char *out, size_t size);
+
 /* Request bodies, malloc'd, NUL-terminated; NULL on allocation failure.
  * range_end is the prefix end (prefix with its last byte + 1). */
 char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,

@@ -727,6 +727,52 @@ START_TEST(test_range_error_reason)
 }
 END_TEST
 
+/* ---- error bodies -------------------------------------------------------- */
+
+static int error_text(const char *body, char *out, size_t size)
+{
+    return resolver_etcd_error_text(body, strlen(body), out, size);
+}
+
+START_TEST(test_error_text)
+{
+    char out[256];
+    /* A unary call's error, as etcd 3.5's gateway sends it. */
+    ck_assert_int_eq(error_text("{\"error\":\"etcdserver: authentication failed, invalid user ID "
+                                "or password\",\"code\":3,\"message\":\"etcdserver: "
+                                "authentication failed, invalid user ID or password\"}",
+                                out, sizeof(out)),
+                     1);
+    ck_assert_str_eq(out, "etcdserver: authentication failed, invalid user ID or password (gRPC "
+                          "code 3 INVALID_ARGUMENT)");
+    /* A stream's error. */
+    ck_assert_int_eq(error_text("{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":"
+                                "\"etcdserver: no leader\",\"http_status\":\"Service "
+                                "Unavailable\"}}",
+                                out, sizeof(out)),
+                     1);
+    ck_assert_str_eq(out, "etcdserver: no leader (gRPC code 14 UNAVAILABLE)");
+    /* Only "error" (older gateways), an unknown code. */
+    ck_assert_int_eq(error_text("{\"error\":\"bad thing\",\"code\":99}", out, sizeof(out)), 1);
+    ck_assert_str_eq(out, "bad thing (gRPC code 99)");
+    ck_assert_int_eq(error_text("{\"message\":\"just this\"}", out, sizeof(out)), 1);
+    ck_assert_str_eq(out, "just this");
+    /* Not etcd's: printable bytes only, blanks collapsed. */
+    ck_assert_int_eq(error_text("<html>\r\n  <b>503</b>\x01\n</html>\n", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "<html> <b>503</b>? </html>");
+    ck_assert_int_eq(error_text("", out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "empty body");
+    ck_assert_int_eq(resolver_etcd_error_text(NULL, 0, out, sizeof(out)), 0);
+    ck_assert_str_eq(out, "empty body");
+    ck_assert_int_eq(error_text("{\"error\":{\"grpc_code\":\"x\"}}", out, sizeof(out)), 0);
+    /* Truncated to the room given, always terminated. */
+    ck_assert_int_eq(error_text("{\"message\":\"0123456789\"}", out, 5), 1);
+    ck_assert_str_eq(out, "0123");
+    ck_assert_int_eq(error_text("0123456789", out, 5), 0);
+    ck_assert_str_eq(out, "0123");
+}
+END_TEST
+
 /* ---- auth -------------------------------------------------------------- */
 
 START_TEST(test_auth_parse)
@@ -926,6 +972,7 @@ static Suite *etcdproto_suite(void)
     tcase_add_loop_test(r, test_range_bad, 0, (int)(sizeof(bad_ranges) / sizeof(bad_ranges[0])));
     tcase_add_test(r, test_range_error_reason);
     tcase_add_test(r, test_auth_parse);
+    tcase_add_test(r, test_error_text);
     tcase_add_test(r, test_range_request);
     tcase_add_test(r, test_watch_request);
     tcase_add_test(r, test_range_changed_request);
