@@ -81,14 +81,14 @@ static void family(text_buf *t, const char *name, const char *type, const char *
     text_append(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* A sample value: integers as integers (counters), the rest as short
- * decimals. */
+/* A sample value: integers as integers (counters), the rest with the 15
+ * significant digits a double holds (a timestamp needs 13). */
 static void value(text_buf *t, double v)
 {
     if (v == floor(v) && fabs(v) < 9007199254740992.0)
         text_append(t, " %.0f\n", v);
     else
-        text_append(t, " %.6g\n", v);
+        text_append(t, " %.15g\n", v);
 }
 
 /* One service as the exposition sees it: its label and at most
@@ -267,45 +267,63 @@ static void latency_histograms(text_buf *t, const view_set *vs)
 
 /* ---- per instance ---- */
 
-typedef double (*instance_get)(const resolver_instance *inst);
+static double wall_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Loop time (ms) and wall time (s) read at the same moment: a loop time
+ * becomes a Unix timestamp as wall - (now - then). */
+typedef struct {
+    uint64_t loop_ms;
+    double wall_s;
+} clock_pair;
+
+typedef double (*instance_get)(const resolver_instance *inst, const clock_pair *now);
 
 static const resolver_subchannel_stats *stats_of(const resolver_instance *inst)
 {
     return inst->sc ? resolver_subchannel_stats_get(inst->sc) : NULL;
 }
-static double inst_outstanding(const resolver_instance *i)
+static double inst_outstanding(const resolver_instance *i, const clock_pair *now)
 {
     return (double)atomic_load(&i->outstanding);
 }
-static double inst_picks(const resolver_instance *i)
+static double inst_picks(const resolver_instance *i, const clock_pair *now)
 {
     return (double)atomic_load(&i->picks);
 }
-static double inst_failures(const resolver_instance *i)
+static double inst_failures(const resolver_instance *i, const clock_pair *now)
 {
     return (double)i->failures;
 }
-static double inst_reconnects(const resolver_instance *i)
+static double inst_reconnects(const resolver_instance *i, const clock_pair *now)
 {
     const resolver_subchannel_stats *st = stats_of(i);
     return st ? (double)st->reconnects : NAN;
 }
-static double inst_rtt(const resolver_instance *i)
+static double inst_rtt(const resolver_instance *i, const clock_pair *now)
 {
     const resolver_subchannel_stats *st = stats_of(i);
     return st && st->rtt_last_us >= 0 ? (double)st->rtt_last_us / 1e6 : NAN;
 }
-static double inst_ejected(const resolver_instance *i)
+static double inst_ejected(const resolver_instance *i, const clock_pair *now)
 {
     return i->ejected;
 }
-static double inst_ejections(const resolver_instance *i)
+static double inst_ejections(const resolver_instance *i, const clock_pair *now)
 {
     return i->times_ejected;
 }
-static double inst_weight(const resolver_instance *i)
+static double inst_weight(const resolver_instance *i, const clock_pair *now)
 {
     return i->endpoint.weight;
+}
+static double inst_last_change(const resolver_instance *i, const clock_pair *now)
+{
+    return now->wall_s - (double)(now->loop_ms - i->last_change_ms) / 1000.0;
 }
 
 /* A NAN from a getter leaves the sample out (not known, e.g. no PING
@@ -329,9 +347,13 @@ static const struct {
     {"resolver_instance_ejections_total", "counter",
      "Times outlier detection ejected the instance.", inst_ejections},
     {"resolver_instance_weight", "gauge", "The instance's weight from etcd.", inst_weight},
+    {"resolver_instance_last_change_timestamp_seconds", "gauge",
+     "When the instance last changed state (or was ejected, drained, added), in seconds since the "
+     "Unix epoch.",
+     inst_last_change},
 };
 
-static void per_instance(text_buf *t, const view_set *vs)
+static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
 {
     static const char *const states[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
                                           "DRAINING"};
@@ -351,7 +373,7 @@ static void per_instance(text_buf *t, const view_set *vs)
         family(t, instance_families[f].name, instance_families[f].type, instance_families[f].help);
         for (size_t i = 0; i < vs->n; i++)
             for (size_t j = 0; j < vs->v[i].shown; j++) {
-                double v = instance_families[f].get(vs->v[i].inst[j]);
+                double v = instance_families[f].get(vs->v[i].inst[j], now);
                 if (isnan(v))
                     continue;
                 text_append(t, "%s{service=\"%s\",address=\"%s\"}", instance_families[f].name,
@@ -362,13 +384,6 @@ static void per_instance(text_buf *t, const view_set *vs)
 }
 
 /* ---- the engine, etcd, the process ---- */
-
-static double wall_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void engine_families(text_buf *t, resolver_engine *e)
 {
@@ -459,7 +474,8 @@ char *resolver_metrics_text(resolver_engine *e)
     t.failed = vs.failed;
     per_service(&t, &vs);
     latency_histograms(&t, &vs);
-    per_instance(&t, &vs);
+    clock_pair now = {resolver_loop_update_time(resolver_engine_loop(e)), wall_now_s()};
+    per_instance(&t, &vs, &now);
     views_free(&vs);
     engine_families(&t, e);
     process_families(&t);

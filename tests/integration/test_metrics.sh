@@ -115,6 +115,8 @@ t_eq "ejections: one for ej (3 consecutive failures; at most 1 of 2 ejected)" 1 
 t_eq "per instance: the first picked is the ejected one" 1 "$(sample "resolver_instance_ejected{service=\"ej\",address=\"$FAILED\"}")"
 t_eq "per instance: its ejections" 1 "$(sample "resolver_instance_ejections_total{service=\"ej\",address=\"$FAILED\"}")"
 t_check "per instance: RTT in seconds, below 1 s" bash -c "awk 'BEGIN{v=$(sample "resolver_instance_ping_rtt_seconds{service=\"ej\",address=\"$FAILED\"}"); exit !(v > 0 && v < 1)}'"
+CHANGED=$(sample "resolver_instance_last_change_timestamp_seconds{service=\"svc\",address=\"$A1\"}")
+t_check "per instance: last change is a timestamp since the start" bash -c "awk 'BEGIN{v=$CHANGED; exit !(v >= $STARTED - 1 && v <= $(date +%s) + 1)}'"
 t_eq "cardinality: 50 instances of 55 listed" 50 "$(grep -c '^resolver_instance_picks_total{service="many",' "$T_DIR/m.txt")"
 t_eq "cardinality: the 5 others counted" 5 "$(sample 'resolver_instance_series_omitted{service="many"}')"
 t_eq "cardinality: 5 state series per listed instance" 250 "$(grep -c '^resolver_instance_state{service="many",' "$T_DIR/m.txt")"
