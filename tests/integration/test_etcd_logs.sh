@@ -10,6 +10,9 @@
 #  2. Both endpoints freeze (accept, never answer): the log names the
 #     timeout that fired and its value.
 #  3. A daemon with a wrong password logs etcd's own message, not a JSON dump.
+#  4. Behind gateway503.py (every watch answered 503, as an overloaded member
+#     would): the line has the status, the body's message and gRPC code, and
+#     the URL.
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init etcd-logs
@@ -121,7 +124,21 @@ t_check "it gives the HTTP status" grep -q 'HTTP 4[0-9][0-9]' <<<"$line"
 t_check "it names the endpoint" grep -qF "$ETCD_ENDPOINT" <<<"$line"
 t_check "it is not etcd's raw JSON" bash -c "! grep -q '{\"' <<<'${line//\'/}'"
 
-for d in rdA rdB rdC; do
+# ---- 4. an HTTP status etcd gives only when in trouble: a gateway's 503 ----
+GPORT=$(t_free_port)
+t_spawn gateway "$PY" "$HERE/gateway503.py" --listen "127.0.0.1:$GPORT" \
+    --target "${ETCD_ENDPOINT#http://}" --match create_request # every watch
+t_wait_until 10 "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $GPORT), 1)" ||
+    t_fail "gateway503 listens"
+daemon rdD "$T_DIR/password" "[\"http://127.0.0.1:$GPORT\"]"
+t_wait_for "D logs a watch answered 503" 15 grep -q 'HTTP 503' "$T_DIR/rdD.log"
+line=$(grep -m1 'HTTP 503' "$T_DIR/rdD.log")
+echo "# $line"
+t_check "it gives the gateway's message and gRPC code" \
+    grep -qF 'HTTP 503: injected 503 (gRPC code 14 UNAVAILABLE)' <<<"$line"
+t_check "it names the URL" grep -qF "http://127.0.0.1:$GPORT/v3/watch" <<<"$line"
+
+for d in rdA rdB rdC rdD; do
     t_check "$d is alive" t_alive "$d"
 done
 t_check "the password never appears in a log" bash -c "! cat '$T_DIR'/rd?.log | grep -qF -- '$PW'"
