@@ -1291,6 +1291,15 @@ static json_int_t cache_writes(resolver_engine *e)
     return e->cache_writer ? (json_int_t)resolver_cache_writer_writes(e->cache_writer) : 0;
 }
 
+/* The host-name resolver's counters (lib/dns.h), STATUS's "dns". */
+static json_t *dns_status_json(const resolver_engine *e)
+{
+    const resolver_dns_stats *d = resolver_dns_stats_get(e->dns);
+    return json_pack("{s:I, s:I, s:I, s:I}", "queries", (json_int_t)d->queries, "cache_hits",
+                     (json_int_t)d->cache_hits, "joined", (json_int_t)d->joined, "failures",
+                     (json_int_t)d->failures);
+}
+
 json_t *resolver_engine_status_json(resolver_engine *e)
 {
     uint64_t now = resolver_loop_update_time(e->loop);
@@ -1324,6 +1333,7 @@ json_t *resolver_engine_status_json(resolver_engine *e)
                             json_integer((json_int_t)resolver_etcd_cluster_changes(e->etcd)));
         json_object_set_new(o, "etcd_endpoints",
                             json_integer((json_int_t)e->cfg->etcd.n_endpoints));
+        json_object_set_new(o, "dns", dns_status_json(e));
     }
     return o;
 }

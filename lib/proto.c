@@ -1,4 +1,5 @@
 /* proto.c - see proto.h and doc/protocol.md. */
+#include <jansson.h>
 #include <string.h>
 #include "proto.h"
 #include "resolver.h"
@@ -164,4 +165,9 @@ int resolver_proto_error_from_word(const char *word)
         if (strcmp(error_words[i].word, word) == 0)
             return error_words[i].err;
     return RESOLVER_ERR_INTERNAL;
+}
+
+char *resolver_proto_json_dumps(const json_t *j, size_t flags)
+{
+    return json_dumps(j, flags | JSON_REAL_PRECISION(15));
 }

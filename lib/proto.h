@@ -43,6 +43,14 @@ typedef struct {
 /* Parses one reply line in place.  0 or RESOLVER_ERR_PROTOCOL. */
 int resolver_proto_parse_reply(char *line, resolver_proto_reply *reply);
 
+/* The JSON text of an OK or EVENT payload (and of what resolverctl prints):
+ * json_dumps with `flags` and 15 significant digits, enough for every
+ * double the daemon computes (seconds with milliseconds for a year and
+ * more) to print as its short decimal (12.28, not 12.279999999999999).
+ * NULL when out of memory; free() it. */
+struct json_t;
+char *resolver_proto_json_dumps(const struct json_t *j, size_t flags);
+
 /* resolver_error <-> the protocol's error words ("no_instance", ...). */
 const char *resolver_proto_error_word(int err);
 int resolver_proto_error_from_word(const char *word);

@@ -71,6 +71,7 @@ static void usage(FILE *out)
             "  -j, --json         print one JSON document (read verbs)\n"
             "  -t, --timeout MS   wait at most MS for each answer (default 5000)\n"
             "  -h, --help         this text; `resolverctl VERB --help` for one verb\n"
+            "  -V, --version      print the version\n"
             "\n"
             "Exit codes: 0 ok, 1 usage, 2 cannot reach the daemon, 3 no instance or not found,\n"
             "4 other errors.\n");
@@ -239,14 +240,12 @@ static json_t *request(resolver_client *c, const char *line, int *exit_code)
     return j;
 }
 
-/* 15 significant digits print every double the daemon computes as its
- * short decimal (12.28, not 12.279999999999999), and lose nothing a person
- * or a script could use. */
-#define JSON_FLAGS (JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
+/* Reals as the daemon writes them (resolver_proto_json_dumps). */
+#define JSON_FLAGS JSON_ENCODE_ANY
 
 static void print_json(json_t *j)
 {
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_FLAGS);
+    char *text = resolver_proto_json_dumps(j, JSON_INDENT(2) | JSON_FLAGS);
     if (text)
         printf("%s\n", text);
     free(text);
@@ -522,6 +521,18 @@ static void print_reload(json_t *j)
                ago, json_str(r, "time"), json_str(r, "error"));
 }
 
+/* Host names of instances (lib/dns.c); a daemon without the counters
+ * prints nothing. */
+static void print_dns(json_t *d)
+{
+    if (!json_is_object(d))
+        return;
+    long long q = json_int(d, "queries"), f = json_int(d, "failures");
+    printf("dns:               %lld quer%s (%lld failed), %lld answered from the cache, "
+           "%lld joined a query in flight\n",
+           q, q == 1 ? "y" : "ies", f, json_int(d, "cache_hits"), json_int(d, "joined"));
+}
+
 static void print_status(json_t *j)
 {
     json_t *heard = json_object_get(j, "etcd_last_heard_s");
@@ -537,8 +548,9 @@ static void print_status(json_t *j)
     printf("config:            %s\n", *cfg ? cfg : "(none: defaults and flags)");
     print_reload(j);
     long long eps = json_int(j, "etcd_endpoints"), fo = json_int(j, "etcd_failovers");
-    printf("etcd endpoint:     %s (%lld configured, %lld failover%s)\n",
-           json_str(j, "etcd_endpoint"), eps, fo, plural(fo));
+    long long cc = json_int(j, "etcd_cluster_changes");
+    printf("etcd endpoint:     %s (%lld configured, %lld failover%s, %lld cluster change%s)\n",
+           json_str(j, "etcd_endpoint"), eps, fo, plural(fo), cc, plural(cc));
     printf("etcd revision:     %lld\n", json_int(j, "revision"));
     printf("etcd last heard:   %s\n", heard_text);
     printf("uptime:            %s\n", uptime);
@@ -553,6 +565,7 @@ static void print_status(json_t *j)
     printf("tickets:           %lld outstanding, %lld leaked\n", json_int(j, "tickets_outstanding"),
            json_int(j, "tickets_leaked"));
     printf("clients:           %lld\n", json_int(j, "clients"));
+    print_dns(json_object_get(j, "dns"));
 }
 
 static int run_status(resolver_client *c, const ctl_options *o, char **args)
@@ -688,7 +701,7 @@ static int run_watch(resolver_client *c, const ctl_options *o, char **args)
             char ts[40];
             timestamp(1, ts, sizeof(ts));
             json_object_set_new(ev, "time", json_string(ts));
-            char *text = json_dumps(ev, JSON_COMPACT | JSON_FLAGS);
+            char *text = resolver_proto_json_dumps(ev, JSON_COMPACT | JSON_FLAGS);
             if (text)
                 printf("%s\n", text);
             free(text);

@@ -158,7 +158,7 @@ static void client_append(client *c, const char *data, size_t len)
 
 static void reply_json(client *c, const char *kind, json_t *payload)
 {
-    char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    char *text = payload ? resolver_proto_json_dumps(payload, JSON_COMPACT) : NULL;
     json_decref(payload);
     if (!text) {
         client_append(c, "ERR nomem out of memory\n", 24);

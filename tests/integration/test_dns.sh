@@ -167,6 +167,19 @@ t_wait_for "(d) reload: $NAME asked again (the cache was forgotten)" 5 a_queries
 t_wait_for "(d) reload: churn READY again" 5 is_state churn "$NAME:$CHURNP" READY
 t_check "(d) reload: dual still READY" is_state dual "$NAME:$DUALP" READY
 
+# ---- status: the resolver's counters (JSON and text) ----
+ctl --json status >"$T_DIR/status.json"
+echo "# status dns: $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["dns"])' "$T_DIR/status.json")"
+# The names above were resolved by the test's server, some of them again
+# from the cache.
+t_check "status --json: the dns counters" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["dns"]
+assert set(d) == {"queries", "cache_hits", "joined", "failures"}, d
+assert d["queries"] >= 3, d' "$T_DIR/status.json"
+t_check "status shows the dns counters" \
+    bash -c "\"$RESOLVERCTL\" -s \"$SOCK\" status | grep -qE '^dns: +[1-9][0-9]* queries \\([0-9]+ failed\\), [0-9]+ answered from the cache, [0-9]+ joined a query in flight\$'"
+
 # ---- numeric addresses never reach DNS ----
 t_check "no query for a numeric address" bash -c "! grep -Eq 'QUERY [0-9.]+ ' '$T_DIR/dns.log'"
 

@@ -93,6 +93,8 @@ t_check "the log names the cluster change" log_has 'cluster id changed'
 t_check "the prefix was resynced" log_has 'another etcd cluster answers.*resyncing by a fresh range'
 t_eq "status counts one cluster change" 1 "$(status_field etcd_cluster_changes)"
 t_check "metrics count it" bash -c "'$RESOLVERCTL' -s '$SOCK' metrics | grep -qx 'resolver_etcd_cluster_changes_total 1'"
+t_check "resolverctl status shows it" \
+    bash -c "'$RESOLVERCTL' -s '$SOCK' status | grep -qE '^etcd endpoint: .*, 1 cluster change\)\$'"
 t_check "the revision is the new cluster's" test "$(service_field svc revision)" -le "$(etcd_revision)"
 t_eq "B1 (unchanged) was not flapped" "" "$(events_since "$w0" "${B[0]}")"
 t_eq "B1 kept its connection" "$r1" "$(reconnects_of "${B[0]}")"

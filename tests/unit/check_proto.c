@@ -1,5 +1,6 @@
 /* check_proto.c - the line protocol's pure functions (lib/proto.c). */
 #include <check.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,45 @@ START_TEST(split_rejects_bad_input)
         strcat(many, " x");
     ck_assert_int_eq(resolver_proto_split(many, &req, &why), RESOLVER_ERR_PROTOCOL);
     ck_assert_str_eq(why, "too many arguments");
+}
+END_TEST
+
+/* RESOLVER_PROTO_MAX_ARGS counts every token, the verb included
+ * (doc/protocol.md, Limits). */
+START_TEST(split_counts_the_verb)
+{
+    resolver_proto_request req;
+    const char *why;
+    char most[200] = "V";
+    for (int i = 0; i < RESOLVER_PROTO_MAX_ARGS - 1; i++)
+        strcat(most, " x");
+    ck_assert_int_eq(resolver_proto_split(most, &req, &why), 0);
+    ck_assert_int_eq(req.argc, RESOLVER_PROTO_MAX_ARGS);
+}
+END_TEST
+
+static void assert_dumps(double value, const char *want)
+{
+    json_t *j = json_pack("{s:f}", "v", value);
+    char *text = resolver_proto_json_dumps(j, JSON_COMPACT);
+    char expected[64];
+    snprintf(expected, sizeof(expected), "{\"v\":%s}", want);
+    ck_assert_str_eq(text, expected);
+    free(text);
+    json_decref(j);
+}
+
+/* Reals as the daemon computes them (milliseconds / 1000.0, microseconds /
+ * 1000.0) print as their short decimal, and large ones keep every digit:
+ * 17 digits would print 12.279999999999999, 9 would cut an uptime of 30
+ * days to the 10 ms. */
+START_TEST(json_reals_short_and_whole)
+{
+    assert_dumps(12280 / 1000.0, "12.28");
+    assert_dumps(0.1 * 3, "0.3");
+    assert_dumps(50 / 1000.0, "0.05");
+    assert_dumps(2592000123 / 1000.0, "2592000.123");
+    assert_dumps(31536000001 / 1000.0, "31536000.001");
 }
 END_TEST
 
@@ -119,6 +159,8 @@ static Suite *proto_suite(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, split_tokens);
     tcase_add_test(tc, split_rejects_bad_input);
+    tcase_add_test(tc, split_counts_the_verb);
+    tcase_add_test(tc, json_reals_short_and_whole);
     tcase_add_test(tc, escape_round_trip);
     tcase_add_test(tc, escape_truncates_whole_escapes);
     tcase_add_test(tc, parse_replies);
