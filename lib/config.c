@@ -376,6 +376,10 @@ static const opt_field opt_fields[] = {
     /* Prefer the daemon's zone while at least this % of its instances there
      * is READY; 0 turns zone preference off. */
     OPT_RANGE("zone_min_ready_percent", zone_min_ready_percent, 0, 100),
+    /* Keep instances etcd removed while deletions would take the service
+     * below this % of its READY instances of 10 s before; 0 turns it off. */
+    OPT_RANGE("self_preservation_percent", self_preservation_percent, 0, 100),
+    OPT("self_preservation_max_ms", OPT_MS, self_preservation_max_ms, 0, 1),
     /* Outlier detection (Envoy's defaults); 0 turns a detector off. */
     OPT_RANGE("outlier_consecutive_failures", outlier.consecutive_failures, 0, 1000000),
     OPT_RANGE("outlier_failure_percent", outlier.failure_percent, 0, 100),
@@ -415,6 +419,8 @@ void resolver_service_options_default(resolver_service_options *o)
     o->health_grpc_service = NULL;
     o->choice_count = 2;
     o->zone_min_ready_percent = 0;
+    o->self_preservation_percent = 50;
+    o->self_preservation_max_ms = 300000;
     o->outlier.consecutive_failures = 5;
     o->outlier.failure_percent = 85;
     o->outlier.min_requests = 50;
@@ -469,6 +475,8 @@ int resolver_service_options_equal(const resolver_service_options *a,
            str_equal(a->health_grpc_service, b->health_grpc_service) &&
            a->choice_count == b->choice_count &&
            a->zone_min_ready_percent == b->zone_min_ready_percent &&
+           a->self_preservation_percent == b->self_preservation_percent &&
+           a->self_preservation_max_ms == b->self_preservation_max_ms &&
            memcmp(&a->outlier, &b->outlier, sizeof(a->outlier)) == 0;
 }
 

@@ -39,21 +39,23 @@ typedef struct {
     uint64_t keepalive_timeout_ms; /* 10000 */
     uint64_t connect_timeout_ms;   /* 20000 */
     resolver_backoff_config backoff;
-    uint64_t drain_timeout_ms;         /* 30000 */
-    uint64_t max_connection_age_ms;    /* 0: never */
-    uint64_t ticket_timeout_ms;        /* 60000 */
-    uint32_t max_outstanding;          /* 0: no cap */
-    char *health_grpc_service;         /* NULL: no health checking; "" = overall server health */
-    uint32_t choice_count;             /* least_request: 2 */
-    uint32_t zone_min_ready_percent;   /* 0: no zone preference */
-    struct {                           /* no padding inside: compared with memcmp */
-        uint32_t consecutive_failures; /* 5; 0: off */
-        uint32_t failure_percent;      /* 85; 0: off */
-        uint32_t min_requests;         /* 50 in an interval for failure_percent */
-        uint32_t max_ejection_percent; /* 10, but at least one instance */
-        uint64_t interval_ms;          /* 10000 */
-        uint64_t base_ejection_ms;     /* 30000, times the times ejected */
-        uint64_t max_ejection_ms;      /* 300000 */
+    uint64_t drain_timeout_ms;          /* 30000 */
+    uint64_t max_connection_age_ms;     /* 0: never */
+    uint64_t ticket_timeout_ms;         /* 60000 */
+    uint32_t max_outstanding;           /* 0: no cap */
+    char *health_grpc_service;          /* NULL: no health checking; "" = overall server health */
+    uint32_t choice_count;              /* least_request: 2 */
+    uint32_t zone_min_ready_percent;    /* 0: no zone preference */
+    uint32_t self_preservation_percent; /* 50; 0: off (service.c, self-preservation) */
+    uint64_t self_preservation_max_ms;  /* 300000: how long a STALE instance is kept */
+    struct {                            /* no padding inside: compared with memcmp */
+        uint32_t consecutive_failures;  /* 5; 0: off */
+        uint32_t failure_percent;       /* 85; 0: off */
+        uint32_t min_requests;          /* 50 in an interval for failure_percent */
+        uint32_t max_ejection_percent;  /* 10, but at least one instance */
+        uint64_t interval_ms;           /* 10000 */
+        uint64_t base_ejection_ms;      /* 30000, times the times ejected */
+        uint64_t max_ejection_ms;       /* 300000 */
     } outlier;
 } resolver_service_options;
 

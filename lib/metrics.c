@@ -169,6 +169,18 @@ static double svc_ejections(const resolver_service *s)
 {
     return (double)resolver_service_counters_get(s)->ejections;
 }
+static double svc_stale(const resolver_service *s)
+{
+    return (double)resolver_service_stale_count(s);
+}
+static double svc_self_preservation_active(const resolver_service *s)
+{
+    return resolver_service_stale_count(s) > 0;
+}
+static double svc_self_preservation_events(const resolver_service *s)
+{
+    return (double)resolver_service_counters_get(s)->self_preservation_events;
+}
 static double svc_synced(const resolver_service *s)
 {
     return resolver_service_synced(s);
@@ -202,6 +214,15 @@ static const struct {
      "etcd values that could not be decoded into an instance.", svc_decode_errors},
     {"resolver_ejections_total", "counter", "Instances ejected by outlier detection.",
      svc_ejections},
+    {"resolver_instances_stale", "gauge",
+     "Instances etcd removed that self-preservation keeps serving (STALE).", svc_stale},
+    {"resolver_self_preservation_active", "gauge",
+     "1 while self-preservation keeps at least one STALE instance of the service.",
+     svc_self_preservation_active},
+    {"resolver_self_preservation_total", "counter",
+     "Times etcd deletions would have taken the service below self_preservation_percent of its "
+     "READY instances of the last 10 s, and removed instances were kept as STALE.",
+     svc_self_preservation_events},
     {"resolver_service_synced", "gauge",
      "1 once the first listing of the service's prefix came from etcd.", svc_synced},
     {"resolver_watch_resumes_total", "counter",
@@ -355,14 +376,14 @@ static const struct {
 
 static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
 {
-    static const char *const states[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                          "DRAINING"};
+    static const char *const states[6] = {"IDLE",     "CONNECTING", "READY", "TRANSIENT_FAILURE",
+                                          "DRAINING", "STALE"};
     family(t, "resolver_instance_state", "gauge",
            "1 for the instance's current state, 0 for the others.");
     for (size_t i = 0; i < vs->n; i++)
         for (size_t j = 0; j < vs->v[i].shown; j++) {
             const char *cur = resolver_instance_state_name(vs->v[i].inst[j]);
-            for (int s = 0; s < 5; s++)
+            for (int s = 0; s < 6; s++)
                 text_append(t,
                             "resolver_instance_state{service=\"%s\",address=\"%s\",state=\"%s\"} "
                             "%d\n",

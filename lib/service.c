@@ -49,11 +49,25 @@ struct resolver_service {
      * they drain at its end unless a key named them again meanwhile. */
     resolver_instance **unkeyed;
     size_t n_unkeyed, cap_unkeyed;
+    /* Self-preservation (service.h rule 5): the most keyed READY instances
+     * seen in each of the last SP_SLOTS seconds, noted at every publish. */
+    size_t ready_max[11];
+    uint64_t ready_sec; /* the second ready_max[ready_sec % SP_SLOTS] is for */
+    size_t ready_now;   /* keyed READY at the last publish */
+    int listed;         /* etcd's first listing applied: cache preloads it reconciles away
+                         * are no evidence of a storm */
+    size_t n_stale;
+    resolver_log_limit sp_log; /* one warning per storm, not per watch message */
 };
+#define SP_WINDOW_S 10
+#define SP_SLOTS (SP_WINDOW_S + 1)
 
 static void publish_picker(resolver_service *svc);
 static void batch_begin(resolver_service *svc);
 static void batch_end(resolver_service *svc);
+static void stale_clear(resolver_instance *inst);
+static void stale_end(resolver_instance *inst, const char *why);
+static void on_stale_timer(resolver_loop *loop, resolver_timer *t, void *arg);
 
 /* A snapshot of the instances, for loops that may close some of them (the
  * map may not change while it is iterated).  Free the array; NULL with
@@ -81,6 +95,7 @@ void resolver_instance_unref(resolver_instance *inst)
         return;
     resolver_timer_del(inst->drain_timer);
     resolver_timer_del(inst->eject_timer);
+    resolver_timer_del(inst->stale_timer);
     resolver_subchannel_del(inst->sc);
     free(inst);
 }
@@ -99,6 +114,7 @@ static void instance_close(resolver_instance *inst)
     resolver_strmap_remove(&svc->instances, inst->endpoint.address);
     resolver_timer_stop(inst->drain_timer);
     resolver_timer_stop(inst->eject_timer);
+    stale_clear(inst);
     if (inst->sc) {
         resolver_subchannel_del(inst->sc);
         inst->sc = NULL;
@@ -182,6 +198,10 @@ static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_stat
     svc->counters.transitions++;
     LOG_DEBUG("service %s: instance %s %s -> %s", svc->name, inst->endpoint.address,
               resolver_state_name(old_state), resolver_state_name(new_state));
+    /* A STALE instance leaves with its connection; not from inside the
+     * subchannel's own callback, which must not delete it. */
+    if (inst->stale && new_state != RESOLVER_STATE_READY)
+        resolver_timer_start(inst->stale_timer, 0);
     /* Any transition may change the picker or the reason an empty one
      * gives ("none ready: ..." lists the states). */
     publish_picker_soon(svc);
@@ -201,12 +221,14 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
     inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
     inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
     inst->eject_timer = resolver_timer_new(svc->loop, on_eject_timeout, inst);
+    inst->stale_timer = resolver_timer_new(svc->loop, on_stale_timer, inst);
     inst->sc = resolver_subchannel_new(svc->loop, svc->dns, ep->host, ep->port, &svc->opts,
                                        on_subchannel_state, inst);
-    if (!inst->drain_timer || !inst->eject_timer || !inst->sc ||
+    if (!inst->drain_timer || !inst->eject_timer || !inst->stale_timer || !inst->sc ||
         resolver_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
         resolver_timer_del(inst->drain_timer);
         resolver_timer_del(inst->eject_timer);
+        resolver_timer_del(inst->stale_timer);
         resolver_subchannel_del(inst->sc);
         free(inst);
         return NULL;
@@ -220,6 +242,8 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
 static void instance_start_drain(resolver_instance *inst)
 {
     resolver_service *svc = inst->service;
+    if (inst->stale)
+        stale_end(inst, "the service is stopping");
     inst->draining = 1;
     inst->last_change_ms = resolver_loop_now(svc->loop);
     publish_picker(svc);
@@ -272,6 +296,11 @@ static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *
         LOG_INFO("service %s: instance %s is back; revived", svc->name, ep->address);
         publish_picker(svc);
         notify(svc, inst, RESOLVER_CHANGE_ADDED);
+    } else if (inst->stale) {
+        /* Listed again: an ordinary instance, on the same connection. */
+        stale_end(inst, "etcd lists it again");
+        inst->last_change_ms = resolver_loop_now(svc->loop);
+        notify(svc, inst, RESOLVER_CHANGE_STATE);
     }
     instance_set_endpoint(svc, inst, ep);
     inst->n_keys++;
@@ -285,7 +314,10 @@ static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *
 static void instance_unkeyed(resolver_service *svc, resolver_instance *inst)
 {
     if (svc->batch == 0) {
-        instance_start_drain(inst);
+        /* A batch of one, so that self-preservation sees it too. */
+        batch_begin(svc);
+        instance_unkeyed(svc, inst);
+        batch_end(svc);
         return;
     }
     if (inst->unkeyed_in_batch)
@@ -305,13 +337,141 @@ static void instance_unkeyed(resolver_service *svc, resolver_instance *inst)
     svc->unkeyed[svc->n_unkeyed++] = inst;
 }
 
-/* At the end of a batch: drain the instances it left without a key. */
+/* ---- self-preservation (service.h rule 5) ---- */
+
+static int instance_keyed_ready(const resolver_instance *inst)
+{
+    return inst->n_keys > 0 && !inst->draining && inst->sc &&
+           resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
+}
+
+/* Notes the count of keyed READY instances now; a second without a note
+ * had the count of the last one (the count changes only where the picker
+ * is published, which notes it). */
+static void ready_history_note(resolver_service *svc, size_t ready)
+{
+    uint64_t sec = resolver_loop_now(svc->loop) / 1000;
+    if (sec != svc->ready_sec) {
+        uint64_t steps = sec - svc->ready_sec;
+        if (steps > SP_SLOTS)
+            steps = SP_SLOTS;
+        for (uint64_t i = 1; i <= steps; i++)
+            svc->ready_max[(svc->ready_sec + i) % SP_SLOTS] = svc->ready_now;
+        svc->ready_sec = sec;
+    }
+    if (ready > svc->ready_max[sec % SP_SLOTS])
+        svc->ready_max[sec % SP_SLOTS] = ready;
+    svc->ready_now = ready;
+}
+
+/* The most keyed READY instances in the last SP_WINDOW_S seconds. */
+static size_t ready_history_max(resolver_service *svc)
+{
+    ready_history_note(svc, svc->ready_now);
+    size_t max = 0;
+    for (size_t i = 0; i < SP_SLOTS; i++)
+        if (svc->ready_max[i] > max)
+            max = svc->ready_max[i];
+    return max;
+}
+
+static void stale_hold(resolver_instance *inst)
+{
+    resolver_service *svc = inst->service;
+    inst->stale = 1;
+    inst->stale_since_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
+    svc->n_stale++;
+    resolver_timer_start(inst->stale_timer, svc->opts.self_preservation_max_ms);
+    publish_picker(svc);
+    notify(svc, inst, RESOLVER_CHANGE_STATE);
+}
+
+/* Before the batch's unkeyed instances drain: if their deletions leave
+ * fewer keyed READY instances than self_preservation_percent of the most
+ * of the last 10 s (a rolling deploy removes one at a time and stays
+ * above; publishers that lost etcd see their leases expire together), the
+ * ones whose connection is READY stay as STALE.  Returns how many. */
+static size_t self_preservation_hold(resolver_service *svc)
+{
+    uint32_t pct = svc->opts.self_preservation_percent;
+    if (!pct || !svc->listed || svc->stopped || svc->draining_all)
+        return 0;
+    size_t baseline = ready_history_max(svc), kept = 0;
+    void *value;
+    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+        kept += instance_keyed_ready(value);
+    if (kept * 100 >= (uint64_t)pct * baseline)
+        return 0;
+    size_t held = 0;
+    for (size_t i = 0; i < svc->n_unkeyed; i++) {
+        resolver_instance *inst = svc->unkeyed[i];
+        if (inst->service == svc && inst->n_keys == 0 && !inst->draining && !inst->stale &&
+            inst->sc && resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY) {
+            stale_hold(inst);
+            held++;
+        }
+    }
+    if (held) {
+        svc->counters.self_preservation_events++;
+        LOG_WARN_LIMITED(&svc->sp_log,
+                         "service %s: self-preservation: keeping %zu instances etcd removed as "
+                         "STALE (%zu now): the deletions would leave %zu READY of the %zu of the "
+                         "last 10 s, below self_preservation_percent %u; each serves until its "
+                         "connection fails, etcd lists it again or %llu ms pass",
+                         svc->name, held, svc->n_stale, kept, baseline, pct,
+                         (unsigned long long)svc->opts.self_preservation_max_ms);
+    }
+    return held;
+}
+
+/* Forgets the STALE mark (instance_close: no drain follows). */
+static void stale_clear(resolver_instance *inst)
+{
+    if (!inst->stale)
+        return;
+    inst->stale = 0;
+    inst->service->n_stale--;
+    resolver_timer_stop(inst->stale_timer);
+}
+
+static void stale_end(resolver_instance *inst, const char *why)
+{
+    resolver_service *svc = inst->service;
+    stale_clear(inst);
+    LOG_INFO("service %s: instance %s no longer STALE after %llu ms: %s", svc->name,
+             inst->endpoint.address,
+             (unsigned long long)(resolver_loop_now(svc->loop) - inst->stale_since_ms), why);
+    if (svc->n_stale == 0)
+        LOG_INFO("service %s: self-preservation over: no STALE instance left", svc->name);
+    publish_picker(svc);
+}
+
+/* self_preservation_max_ms passed, or (0 ms) the connection left READY:
+ * the instance drains as any removed one. */
+static void on_stale_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+{
+    resolver_instance *inst = arg;
+    if (!inst->stale || !inst->service)
+        return;
+    int ready = inst->sc && resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
+    stale_end(inst, ready ? "self_preservation_max_ms passed" : "its connection left READY");
+    instance_start_drain(inst);
+}
+
+size_t resolver_service_stale_count(const resolver_service *svc)
+{
+    return svc->n_stale;
+}
+
+/* At the end of a batch: drain the instances it left without a key, but
+ * those self-preservation keeps. */
 static void drain_unkeyed(resolver_service *svc)
 {
+    self_preservation_hold(svc);
     for (size_t i = 0; i < svc->n_unkeyed; i++) {
         resolver_instance *inst = svc->unkeyed[i];
         inst->unkeyed_in_batch = 0;
-        if (inst->service == svc && inst->n_keys == 0 && !svc->stopped)
+        if (inst->service == svc && inst->n_keys == 0 && !svc->stopped && !inst->stale)
             instance_start_drain(inst);
         resolver_instance_unref(inst);
     }
@@ -450,6 +610,7 @@ static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t rev
     free(gone);
     resolver_strmap_clear(&present);
     batch_end(svc);
+    svc->listed = 1;
 }
 
 static void on_batch(void *arg, int begin)
@@ -583,13 +744,17 @@ static void publish_picker(resolver_service *svc)
 
 static void publish_picker_now(resolver_service *svc)
 {
-    size_t n = 0;
+    size_t n = 0, keyed_ready = 0;
     resolver_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
     void *value;
     for (size_t pos = 0;
-         ready && !svc->stopped && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+         ready && !svc->stopped && resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
         if (instance_pickable(value))
             ready[n++] = value;
+        keyed_ready += instance_keyed_ready(value);
+    }
+    if (ready)
+        ready_history_note(svc, keyed_ready);
     if (ready) {
         n = filter_zone(svc, ready, n);
         qsort(ready, n, sizeof(*ready), by_address);
@@ -763,7 +928,7 @@ void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms)
 int resolver_service_drain(resolver_service *svc, const char *address, int drain)
 {
     resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
-    if (!inst || (inst->n_keys == 0 && drain))
+    if (!inst || (inst->n_keys == 0 && (drain || inst->stale)))
         return RESOLVER_ERR_NOT_FOUND;
     inst->operator_drained = drain;
     inst->draining = drain || inst->n_keys == 0;
@@ -957,6 +1122,8 @@ const char *resolver_instance_state_name(const resolver_instance *inst)
         return "DRAINING";
     if (!inst->sc)
         return "SHUTDOWN";
+    if (inst->stale)
+        return "STALE";
     return resolver_state_name(resolver_subchannel_state(inst->sc));
 }
 
@@ -975,6 +1142,7 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
     json_object_set_new(o, "keys", json_integer(inst->n_keys));
     json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
     json_object_set_new(o, "ejected", json_boolean(inst->ejected));
+    json_object_set_new(o, "stale", json_boolean(inst->stale));
     json_object_set_new(o, "times_ejected", json_integer(inst->times_ejected));
     if (st) {
         json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
@@ -1016,7 +1184,7 @@ json_t *resolver_service_to_json(const resolver_service *svc)
 {
     size_t counts[5];
     resolver_service_state_counts(svc, counts);
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
         "s:I, s:I}",
         "name", svc->name, "prefix", svc->prefix, "policy", resolver_policy_name(svc->opts.policy),
@@ -1031,4 +1199,7 @@ json_t *resolver_service_to_json(const resolver_service *svc)
         (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
         (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
         (json_int_t)svc->counters.decode_errors);
+    if (o) /* READY instances self-preservation keeps (counted READY in "states") */
+        json_object_set_new(o, "stale", json_integer((json_int_t)svc->n_stale));
+    return o;
 }

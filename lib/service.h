@@ -13,6 +13,12 @@
  *     snapshot are applied as one change: an address whose key is deleted
  *     and that another key of the same batch names again keeps its
  *     instance and connection (no removal is seen).
+ *  5. Self-preservation: when the deletions of a batch would leave fewer
+ *     keyed READY instances than self_preservation_percent of the most the
+ *     service had in the last 10 s, the removed instances whose connection
+ *     is READY stay pickable as STALE (n_keys 0, not draining) until their
+ *     connection leaves READY, a key names them again, or
+ *     self_preservation_max_ms passes; then they drain as any removal.
  */
 #ifndef RESOLVER_SERVICE_H
 #define RESOLVER_SERVICE_H
@@ -36,14 +42,17 @@ typedef struct resolver_service resolver_service;
 typedef struct resolver_instance {
     resolver_service *service; /* NULL once detached (removed and closed) */
     resolver_endpoint endpoint;
-    atomic_uint refs;           /* (any) the service's own, pickers', tickets' */
-    unsigned n_keys;            /* etcd keys naming this address */
-    resolver_subchannel *sc;    /* NULL once closed */
-    int draining;               /* no new picks; closes when outstanding reaches 0 */
-    int unkeyed_in_batch;       /* lost its last key in the current batch (service.c) */
-    int operator_drained;       /* drained by `resolverctl drain` */
-    atomic_uint outstanding;    /* (any) tickets not yet released */
-    atomic_uint_fast64_t picks; /* (any) */
+    atomic_uint refs;        /* (any) the service's own, pickers', tickets' */
+    unsigned n_keys;         /* etcd keys naming this address */
+    resolver_subchannel *sc; /* NULL once closed */
+    int draining;            /* no new picks; closes when outstanding reaches 0 */
+    int unkeyed_in_batch;    /* lost its last key in the current batch (service.c) */
+    int operator_drained;    /* drained by `resolverctl drain` */
+    int stale;               /* removed from etcd, kept by self-preservation (rule 5) */
+    uint64_t stale_since_ms;
+    resolver_timer *stale_timer; /* self_preservation_max_ms; 0 ms once the connection failed */
+    atomic_uint outstanding;     /* (any) tickets not yet released */
+    atomic_uint_fast64_t picks;  /* (any) */
     uint64_t failures;
     uint64_t added_ms, last_change_ms;
     resolver_timer *drain_timer;
@@ -73,7 +82,8 @@ typedef void (*resolver_service_change_cb)(void *arg, resolver_service *svc,
 typedef struct {
     atomic_uint_fast64_t picks, pick_failures; /* (any) */
     uint64_t decode_errors, transitions, ejections;
-    resolver_histogram latency; /* pick-to-done, as reported by done */
+    uint64_t self_preservation_events; /* batches that held instances as STALE (rule 5) */
+    resolver_histogram latency;        /* pick-to-done, as reported by done */
 } resolver_service_counters;
 
 /* Creates the service and starts discovery of `prefix`.  `opts` is copied.
@@ -158,8 +168,11 @@ resolver_state resolver_service_state(const resolver_service *svc);
  * RESOLVER_STATE_SHUTDOWN counts DRAINING). */
 void resolver_service_state_counts(const resolver_service *svc, size_t counts[5]);
 size_t resolver_service_instance_count(const resolver_service *svc);
+/* Instances kept by self-preservation (rule 5). */
+size_t resolver_service_stale_count(const resolver_service *svc);
 
-/* "IDLE", ..., or "DRAINING" for a draining instance. */
+/* "IDLE", ..., "DRAINING" for a draining instance, "STALE" for one kept by
+ * self-preservation. */
 const char *resolver_instance_state_name(const resolver_instance *inst);
 /* The instances sorted by address; free the array (not the instances).
  * NULL (and *n 0) when out of memory. */

@@ -63,6 +63,8 @@ static void assert_default_options(const resolver_service_options *o)
     ck_assert_uint_eq(o->ticket_timeout_ms, 60000);
     ck_assert_uint_eq(o->max_outstanding, 0);
     ck_assert_ptr_null(o->health_grpc_service);
+    ck_assert_uint_eq(o->self_preservation_percent, 50);
+    ck_assert_uint_eq(o->self_preservation_max_ms, 300000);
 }
 
 static void assert_defaults(const resolver_config *cfg)
@@ -272,6 +274,25 @@ START_TEST(test_overrides_and_inheritance)
 }
 END_TEST
 
+/* self_preservation_* under defaults, overridden per service; 0 is allowed
+ * (off) for the percentage. */
+START_TEST(test_self_preservation_keys)
+{
+    resolver_config *cfg =
+        load_ok("{'defaults': {'self_preservation_percent': 70, 'self_preservation_max_ms': 1000},"
+                " 'services': [{'name': 'a'}, {'name': 'b', 'self_preservation_percent': 0,"
+                " 'self_preservation_max_ms': 86400000}]}");
+    const resolver_service_config *a = resolver_config_find_service(cfg, "a");
+    const resolver_service_config *b = resolver_config_find_service(cfg, "b");
+    ck_assert_uint_eq(a->options.self_preservation_percent, 70);
+    ck_assert_uint_eq(a->options.self_preservation_max_ms, 1000);
+    ck_assert_uint_eq(b->options.self_preservation_percent, 0);
+    ck_assert_uint_eq(b->options.self_preservation_max_ms, 86400000);
+    ck_assert(!resolver_service_options_equal(&a->options, &b->options));
+    resolver_config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_mode_forms)
 {
     static const struct {
@@ -419,6 +440,14 @@ static const struct {
      "defaults.max_connection_age_ms: must be >= 0, got -1"},
     {"{'defaults': {'max_outstanding': 4294967296}}",
      "defaults.max_outstanding: must be <= 4294967295, got 4294967296"},
+    {"{'defaults': {'self_preservation_percent': 101}}",
+     "defaults.self_preservation_percent: must be <= 100, got 101"},
+    {"{'services': [{'name': 'a', 'self_preservation_max_ms': 0}]}",
+     "services[0].self_preservation_max_ms: must be > 0, got 0"},
+    {"{'defaults': {'self_preservation_max_ms': 86400001}}",
+     "defaults.self_preservation_max_ms: must be <= 86400000 (24 h), got 86400001"},
+    {"{'defaults': {'self_preservation_percnt': 10}}",
+     "unknown key 'defaults.self_preservation_percnt' (did you mean 'self_preservation_percent'?)"},
     {"{'defaults': {'drain_timeout_ms': 99999999999999}}",
      "defaults.drain_timeout_ms: must be <= 86400000 (24 h), got 99999999999999"},
     /* 2^32 + 1: once truncated into TCP_USER_TIMEOUT as 1 ms */
@@ -1070,6 +1099,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_product_example);
     tcase_add_test(tc, test_overrides_and_inheritance);
     tcase_add_test(tc, test_mode_forms);
+    tcase_add_test(tc, test_self_preservation_keys);
     tcase_add_test(tc, test_accepted_edge_values);
     suite_add_tcase(s, tc);
 
