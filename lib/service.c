@@ -21,6 +21,10 @@
 #include "picker.h"
 #include "service.h"
 
+/* Self-preservation's window: the READY counts of the last 10 s. */
+#define SP_WINDOW_S 10
+#define SP_SLOTS (SP_WINDOW_S + 1)
+
 struct resolver_service {
     resolver_loop *loop;
     resolver_etcd *etcd;
@@ -51,7 +55,7 @@ struct resolver_service {
     size_t n_unkeyed, cap_unkeyed;
     /* Self-preservation (service.h rule 5): the most keyed READY instances
      * seen in each of the last SP_SLOTS seconds, noted at every publish. */
-    size_t ready_max[11];
+    size_t ready_max[SP_SLOTS];
     uint64_t ready_sec; /* the second ready_max[ready_sec % SP_SLOTS] is for */
     size_t ready_now;   /* keyed READY at the last publish */
     int listed;         /* etcd's first listing applied: cache preloads it reconciles away
@@ -59,8 +63,6 @@ struct resolver_service {
     size_t n_stale;
     resolver_log_limit sp_log; /* one warning per storm, not per watch message */
 };
-#define SP_WINDOW_S 10
-#define SP_SLOTS (SP_WINDOW_S + 1)
 
 static void publish_picker(resolver_service *svc);
 static void batch_begin(resolver_service *svc);

@@ -255,6 +255,9 @@ for s in "${SVC_SPEC[@]}"; do
 done
 NS_COUNT=${#S_NAME[@]}
 eps_json=$(sed 's/^/"/; s/,/", "/g; s/$/"/' <<<"$ETCD_ENDPOINTS")
+# Self-preservation off: its churn deletes many instances at once, and the
+# invariants below say a removed instance gets no picks (keeping them as
+# STALE is test_self_preservation.sh's subject).
 cat >"$T_DIR/rd.json" <<JSON
 {
   "etcd": { "endpoints": [ $eps_json ], "dial_timeout_ms": 1000 },
@@ -263,7 +266,7 @@ cat >"$T_DIR/rd.json" <<JSON
     "keepalive_time_ms": $KA_TIME_MS, "keepalive_timeout_ms": $KA_TIMEOUT_MS,
     "connect_timeout_ms": 2000,
     "backoff": { "initial_ms": 200, "multiplier": 1.6, "jitter": 0.2, "max_ms": 2000 },
-    "drain_timeout_ms": 3000
+    "drain_timeout_ms": 3000, "self_preservation_percent": 0
   },
   "services": [
     $svc_json

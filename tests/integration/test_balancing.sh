@@ -30,6 +30,8 @@ DEAD=127.0.0.1:$(t_free_port)
 ZA1=127.0.0.1:$(t_free_port) ZA2=127.0.0.1:$(t_free_port)
 t_spawn za1 "$H2SERVER" --name za1 "${ZA1#*:}"
 t_spawn za2 "$H2SERVER" --name za2 "${ZA2#*:}"
+# drain: its instances leave one after another within seconds, which
+# self-preservation would keep (STALE) instead of draining: off there.
 cat >"$T_DIR/rd.json" <<JSON
 {
   "zone": "a",
@@ -41,7 +43,7 @@ cat >"$T_DIR/rd.json" <<JSON
     { "name": "lr", "policy": "least_request", "choice_count": 2 },
     { "name": "pf", "policy": "pick_first" },
     { "name": "rand", "policy": "random" },
-    { "name": "drain", "drain_timeout_ms": 1500 },
+    { "name": "drain", "drain_timeout_ms": 1500, "self_preservation_percent": 0 },
     { "name": "out", "outlier_consecutive_failures": 3, "outlier_base_ejection_ms": 1500,
       "outlier_max_ejection_percent": 50 },
     { "name": "leak", "ticket_timeout_ms": 800 },

@@ -119,7 +119,7 @@ CHANGED=$(sample "resolver_instance_last_change_timestamp_seconds{service=\"svc\
 t_check "per instance: last change is a timestamp since the start" bash -c "awk 'BEGIN{v=$CHANGED; exit !(v >= $STARTED - 1 && v <= $(date +%s) + 1)}'"
 t_eq "cardinality: 50 instances of 55 listed" 50 "$(grep -c '^resolver_instance_picks_total{service="many",' "$T_DIR/m.txt")"
 t_eq "cardinality: the 5 others counted" 5 "$(sample 'resolver_instance_series_omitted{service="many"}')"
-t_eq "cardinality: 5 state series per listed instance" 250 "$(grep -c '^resolver_instance_state{service="many",' "$T_DIR/m.txt")"
+t_eq "cardinality: 6 state series per listed instance" 300 "$(grep -c '^resolver_instance_state{service="many",' "$T_DIR/m.txt")"
 
 t_check "etcd: a failover from the dead first endpoint" bash -c "[ '$(sample resolver_etcd_failovers_total)' -ge 1 ]"
 HEARD=$(sample resolver_etcd_last_heard_timestamp_seconds)
