@@ -13,6 +13,10 @@
                                      fields table of doc/protocol.md
   doccheck.py limits PROTO_H PROTOCOL  the line and token limits of
                                      lib/proto.h are the ones stated
+  doccheck.py config README EFFECTIVE  the defaults block of the README's
+                                     Configuration is what --check-config
+                                     prints for {}, and every other key is
+                                     named in that section
 
 Each prints what differs and exits 1 on a difference.
 """
@@ -147,8 +151,42 @@ def cmd_limits(proto_h, protocol_path):
     return rc
 
 
+def leaves(doc, prefix=''):
+    for k, v in doc.items():
+        if isinstance(v, dict) and v:
+            yield from leaves(v, prefix + k + '.')
+        else:
+            yield prefix + k, v
+
+
+def cmd_config(readme_path, effective_path):
+    section = protocol_section(readme_path, 'Configuration')
+    block = re.search(r'```json\n(.*?)```', section, re.S)
+    if not block:
+        print(f'{readme_path}: no JSON block under Configuration')
+        return 1
+    shown = dict(leaves(json.loads(block.group(1))))
+    actual = dict(leaves(json.load(open(effective_path, encoding='utf-8'))))
+    rc = 0
+    for key, value in sorted(shown.items()):
+        if key == 'services':
+            continue
+        if key not in actual:
+            print(f'README shows {key}, which the configuration does not have')
+            rc = 1
+        elif actual[key] != value:
+            print(f'README shows {key} = {value!r}, the default is {actual[key]!r}')
+            rc = 1
+    for key in sorted(set(actual) - set(shown)):
+        if f'`"{key.split(".")[-1]}"' not in section and f'`{key}`' not in section:
+            print(f'{key}: a configuration key the README does not name')
+            rc = 1
+    return rc
+
+
 COMMANDS = {'verbs': cmd_verbs, 'options': cmd_options, 'header': cmd_header, 'api': cmd_api,
-            'status': cmd_status, 'limits': cmd_limits}
+            'status': cmd_status, 'limits': cmd_limits,
+            'config': cmd_config}
 
 if __name__ == '__main__':
     if len(sys.argv) != 4 or sys.argv[1] not in COMMANDS:

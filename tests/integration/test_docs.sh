@@ -3,8 +3,9 @@
 # and options of `resolverctl --help` and `resolverd --help` are those of
 # their man pages, each man page carries the version and a release date,
 # every function of resolver.h is in libresolver(3) and `man FUNCTION`
-# opens it once installed, every field of a STATUS reply is in
-# doc/protocol.md, whose limits are lib/proto.h's.
+# opens it once installed, the README's configuration shows the defaults,
+# every field of a STATUS reply is in doc/protocol.md, whose limits are
+# lib/proto.h's.
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init docs
@@ -36,6 +37,12 @@ version=$("$RESOLVERD" --version | awk '{ print $NF }')
 for page in resolverd.8 resolverctl.1 libresolver.3; do
     t_check "$page is dated and versioned $version" $CHECK header "$MAN/$page" "$version"
 done
+
+# ---- the README's configuration: the defaults as the code has them ----
+echo '{}' >"$T_DIR/empty.json"
+"$RESOLVERD" --check-config -c "$T_DIR/empty.json" >"$T_DIR/effective.json" 2>/dev/null
+t_check "the README's configuration shows the defaults and names every key" \
+    $CHECK config "$abs_top_srcdir/README.md" "$T_DIR/effective.json"
 
 # ---- the C API: every function documented, and a man page of its own ----
 t_check "every RESOLVER_API function is in the SYNOPSIS of libresolver(3)" \
