@@ -222,6 +222,7 @@ static const char *const policy_names[] = {
     [RESOLVER_POLICY_LEAST_REQUEST] = "least_request",
     [RESOLVER_POLICY_RING_HASH] = "ring_hash",
     [RESOLVER_POLICY_RANDOM] = "random",
+    [RESOLVER_POLICY_LEAST_LATENCY] = "least_latency",
 };
 #define N_POLICIES (sizeof(policy_names) / sizeof(policy_names[0]))
 
@@ -373,6 +374,9 @@ static const opt_field opt_fields[] = {
     OPT("health_check", OPT_HEALTH, health_grpc_service, 0, 0),
     /* least_request: power of N choices (gRPC allows 2..10). */
     OPT_RANGE("choice_count", choice_count, 2, 10),
+    /* least_latency: the time constant of the latency averages; under
+     * 10 ms a single done would be all the history an instance has. */
+    OPT("latency_decay_ms", OPT_MS, latency_decay_ms, 0, 10),
     /* Prefer the daemon's zone while at least this % of its instances there
      * is READY; 0 turns zone preference off. */
     OPT_RANGE("zone_min_ready_percent", zone_min_ready_percent, 0, 100),
@@ -421,6 +425,7 @@ void resolver_service_options_default(resolver_service_options *o)
     o->zone_min_ready_percent = 0;
     o->self_preservation_percent = 50;
     o->self_preservation_max_ms = 300000;
+    o->latency_decay_ms = 10000;
     o->outlier.consecutive_failures = 5;
     o->outlier.failure_percent = 85;
     o->outlier.min_requests = 50;
@@ -477,6 +482,7 @@ int resolver_service_options_equal(const resolver_service_options *a,
            a->zone_min_ready_percent == b->zone_min_ready_percent &&
            a->self_preservation_percent == b->self_preservation_percent &&
            a->self_preservation_max_ms == b->self_preservation_max_ms &&
+           a->latency_decay_ms == b->latency_decay_ms &&
            memcmp(&a->outlier, &b->outlier, sizeof(a->outlier)) == 0;
 }
 

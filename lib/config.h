@@ -14,7 +14,8 @@ typedef enum {
     RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN,
     RESOLVER_POLICY_LEAST_REQUEST,
     RESOLVER_POLICY_RING_HASH,
-    RESOLVER_POLICY_RANDOM
+    RESOLVER_POLICY_RANDOM,
+    RESOLVER_POLICY_LEAST_LATENCY
 } resolver_policy;
 
 typedef enum {
@@ -48,6 +49,7 @@ typedef struct {
     uint32_t zone_min_ready_percent;    /* 0: no zone preference */
     uint32_t self_preservation_percent; /* 50; 0: off (service.c, self-preservation) */
     uint64_t self_preservation_max_ms;  /* 300000: how long a STALE instance is kept */
+    uint64_t latency_decay_ms;          /* least_latency: 10000 */
     struct {                            /* no padding inside: compared with memcmp */
         uint32_t consecutive_failures;  /* 5; 0: off */
         uint32_t failure_percent;       /* 85; 0: off */

@@ -1,4 +1,5 @@
 /* picker.c - see picker.h. */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct resolver_picker {
     ring_entry *ring;         /* ring_hash */
     size_t ring_len;
     uint64_t ticket_timeout_ms;
+    uint64_t latency_decay_ms; /* least_latency */
     int error;
     char reason[300];
     /* round_robin and weighted_round_robin: one sequence per stripe, each
@@ -287,6 +289,11 @@ uint64_t resolver_picker_ticket_timeout(const resolver_picker *p)
     return p->ticket_timeout_ms;
 }
 
+void resolver_picker_set_latency_decay(resolver_picker *p, uint64_t ms)
+{
+    p->latency_decay_ms = ms;
+}
+
 uint32_t resolver_picker_max_outstanding(const resolver_picker *p)
 {
     return p->max_outstanding;
@@ -354,6 +361,113 @@ static resolver_instance *pick_least_request(resolver_picker *p)
     return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
 }
 
+/* ---- least_latency: peak-EWMA ---- */
+
+#define DEFAULT_LATENCY_DECAY_MS 10000
+
+uint64_t resolver_latency_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    return us ? us : 1; /* 0 means "no sample" */
+}
+
+static double bits_to_double(uint64_t bits)
+{
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    return d;
+}
+
+static uint64_t double_to_bits(double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof(bits));
+    return bits;
+}
+
+/* exp(-dt / decay): the weight left to what was known dt ago. */
+static double decay_weight(uint64_t dt_us, uint64_t decay_ms)
+{
+    if (decay_ms == 0)
+        decay_ms = DEFAULT_LATENCY_DECAY_MS;
+    return exp(-(double)dt_us / ((double)decay_ms * 1000.0));
+}
+
+void resolver_instance_latency_sample(resolver_instance *inst, uint32_t ms, uint64_t decay_ms)
+{
+    uint64_t now = resolver_latency_clock_us();
+    /* The exchange hands each sample its own interval since the previous
+     * one, so concurrent samples do not count the same time twice. */
+    uint64_t prev = atomic_exchange(&inst->latency_sampled_us, now);
+    double sample = ms;
+    double weight = prev == 0 ? 0.0 : decay_weight(now > prev ? now - prev : 0, decay_ms);
+    uint64_t old = atomic_load(&inst->latency_ewma_bits), next;
+    do {
+        double avg = bits_to_double(old);
+        next = double_to_bits(prev == 0 || sample >= avg ? sample
+                                                         : avg * weight + sample * (1.0 - weight));
+    } while (!atomic_compare_exchange_weak(&inst->latency_ewma_bits, &old, next));
+}
+
+double resolver_instance_latency_estimate(const resolver_instance *inst, uint64_t now_us,
+                                          uint64_t decay_ms)
+{
+    uint64_t sampled = atomic_load_explicit(&inst->latency_sampled_us, memory_order_relaxed);
+    if (sampled == 0)
+        return 0.0;
+    double avg =
+        bits_to_double(atomic_load_explicit(&inst->latency_ewma_bits, memory_order_relaxed));
+    return now_us > sampled ? avg * decay_weight(now_us - sampled, decay_ms) : avg;
+}
+
+static double latency_cost(const resolver_picker *p, const resolver_instance *inst, uint64_t now)
+{
+    /* latency_ms comes in whole ms; the + 1 keeps outstanding picks
+     * weighing on instances at 0 ms and on those without samples. */
+    double avg = resolver_instance_latency_estimate(inst, now, p->latency_decay_ms);
+    return (avg + 1.0) * ((double)atomic_load(&inst->outstanding) + 1.0);
+}
+
+/* A random index of [0, n) not among drawn[0..c), c < n. */
+static size_t draw_another(const size_t *drawn, size_t c, size_t n)
+{
+    for (;;) {
+        size_t i = (size_t)(thread_random() % n), k = 0;
+        while (k < c && drawn[k] != i)
+            k++;
+        if (k == c)
+            return i;
+    }
+}
+
+/* The cheapest of choice_count distinct instances (drawing with
+ * replacement, one of 3 instances would be the only choice 1/9 of the
+ * time, however slow); all of them, from a random one on so that ties
+ * spread, when there are no more. */
+static resolver_instance *pick_least_latency(resolver_picker *p)
+{
+    uint64_t now = resolver_latency_clock_us();
+    size_t drawn[10], count = p->choice_count < p->n ? p->choice_count : p->n;
+    size_t start = (size_t)(thread_random() % p->n);
+    resolver_instance *best = NULL;
+    double best_cost = 0;
+    for (size_t c = 0; c < count; c++) {
+        size_t i = count == p->n ? (start + c) % p->n : draw_another(drawn, c, p->n);
+        drawn[c] = i;
+        resolver_instance *inst = p->instances[i];
+        if (!has_room(p, inst))
+            continue;
+        double cost = latency_cost(p, inst, now);
+        if (!best || cost < best_cost) {
+            best = inst;
+            best_cost = cost;
+        }
+    }
+    return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
+}
+
 static resolver_instance *pick_ring(resolver_picker *p, const char *key)
 {
     uint64_t h = key ? resolver_xxh64(key, strlen(key), 0) : thread_random();
@@ -388,6 +502,9 @@ resolver_instance *resolver_picker_pick(resolver_picker *p, const char *key)
         break;
     case RESOLVER_POLICY_LEAST_REQUEST:
         inst = pick_least_request(p);
+        break;
+    case RESOLVER_POLICY_LEAST_LATENCY:
+        inst = pick_least_latency(p);
         break;
     case RESOLVER_POLICY_RING_HASH:
         inst = pick_ring(p, key);

@@ -10,7 +10,9 @@
  * proportional to weight), least_request (power of `choice_count` choices
  * over outstanding picks), ring_hash (XXH64 ring, 128 points per unit of
  * weight, at most 4096 points; when one of N instances leaves only its own
- * keys, ~1/N, move).
+ * keys, ~1/N, move), least_latency (the cheapest of `choice_count`
+ * distinct instances, cost = (latency average + 1 ms) x (outstanding + 1):
+ * Linkerd's peak-EWMA, see resolver_instance_latency_sample).
  */
 #ifndef RESOLVER_PICKER_H
 #define RESOLVER_PICKER_H
@@ -51,6 +53,29 @@ int resolver_picker_reason(const resolver_picker *p, const char **reason);
 void resolver_picker_set_ticket_timeout(resolver_picker *p, uint64_t ms);
 uint64_t resolver_picker_ticket_timeout(const resolver_picker *p);
 uint32_t resolver_picker_max_outstanding(const resolver_picker *p);
+/* least_latency: the service's latency_decay_ms when the picker was built
+ * (an average idle for that long counts for 1/e of itself).  Set it before
+ * publishing. */
+void resolver_picker_set_latency_decay(resolver_picker *p, uint64_t ms);
+
+/* Any thread, lock-free: a latency reported for a pick of `inst` into its
+ * peak-EWMA.  A sample above the average replaces it at once (a backend
+ * turning slow is avoided from its first slow answer); a lower one pulls it
+ * down by 1 - exp(-dt / decay_ms), dt the time since the previous sample,
+ * so recovery takes about decay_ms whatever the rate of dones.  A picking
+ * thread lets the average of an instance that gets no samples fade towards
+ * 0 in the same way, so an instance avoided for being slow is tried again
+ * after a few decay_ms.  An instance without samples counts as 0 ms: it is
+ * picked whenever drawn until its outstanding picks weigh against it. */
+void resolver_instance_latency_sample(struct resolver_instance *inst, uint32_t ms,
+                                      uint64_t decay_ms);
+/* The average a pick at `now_us` (resolver_latency_clock_us) sees, in ms;
+ * 0 without samples.  For tests and introspection. */
+double resolver_instance_latency_estimate(const struct resolver_instance *inst, uint64_t now_us,
+                                          uint64_t decay_ms);
+/* The clock of the averages: CLOCK_MONOTONIC_COARSE in microseconds
+ * (a few ns to read; its tick of 1-4 ms is small beside decay_ms). */
+uint64_t resolver_latency_clock_us(void);
 resolver_policy resolver_picker_policy(const resolver_picker *p);
 
 /* XXH64 (seed 0..), exposed for tests. */

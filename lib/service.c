@@ -220,6 +220,8 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
     atomic_init(&inst->refs, 1);
     atomic_init(&inst->outstanding, 0);
     atomic_init(&inst->picks, 0);
+    atomic_init(&inst->latency_ewma_bits, 0);
+    atomic_init(&inst->latency_sampled_us, 0);
     inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
     inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
     inst->eject_timer = resolver_timer_new(svc->loop, on_eject_timeout, inst);
@@ -773,6 +775,7 @@ static void publish_picker_now(resolver_service *svc)
     char why[300];
     resolver_picker_set_reason(p, empty_reason(svc, why, sizeof(why)), why);
     resolver_picker_set_ticket_timeout(p, svc->opts.ticket_timeout_ms);
+    resolver_picker_set_latency_decay(p, svc->opts.latency_decay_ms);
     void *old = atomic_exchange(&svc->picker, p);
     resolver_hazard_retire(svc->hazard, old, resolver_picker_free);
     notify(svc, NULL, RESOLVER_CHANGE_PICKER);
@@ -923,8 +926,10 @@ void resolver_instance_release(resolver_instance *inst, int failed)
 
 void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms)
 {
-    if (inst->service) /* a detached instance's service may be gone */
-        resolver_histogram_observe(&inst->service->counters.latency, ms);
+    if (!inst->service) /* a detached instance's service may be gone; nothing picks it */
+        return;
+    resolver_histogram_observe(&inst->service->counters.latency, ms);
+    resolver_instance_latency_sample(inst, ms, inst->service->opts.latency_decay_ms);
 }
 
 int resolver_service_drain(resolver_service *svc, const char *address, int drain)
@@ -1077,7 +1082,8 @@ int resolver_service_set_options(resolver_service *svc, const resolver_service_o
         if (inst->sc && resolver_subchannel_set_options(inst->sc, &svc->opts) != 0)
             rc = RESOLVER_ERR_NOMEM;
     }
-    publish_picker(svc); /* policy, max_outstanding, ticket_timeout_ms, zone preference */
+    publish_picker(svc); /* policy, max_outstanding, ticket_timeout_ms, latency_decay_ms,
+                          * zone preference */
     return rc;
 }
 

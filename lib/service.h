@@ -53,6 +53,10 @@ typedef struct resolver_instance {
     resolver_timer *stale_timer; /* self_preservation_max_ms; 0 ms once the connection failed */
     atomic_uint outstanding;     /* (any) tickets not yet released */
     atomic_uint_fast64_t picks;  /* (any) */
+    /* (any) least_latency's peak-EWMA of done latencies (picker.h): the
+     * average in ms as the bits of a double, and the coarse monotonic
+     * microsecond of its last sample (0: no sample yet). */
+    atomic_uint_fast64_t latency_ewma_bits, latency_sampled_us;
     uint64_t failures;
     uint64_t added_ms, last_change_ms;
     resolver_timer *drain_timer;
@@ -152,7 +156,9 @@ void resolver_instance_release(resolver_instance *inst, int failed);
 void resolver_instance_ref(resolver_instance *inst);
 void resolver_instance_unref(resolver_instance *inst);
 /* Engine thread: a duration the client reported for a pick of `inst`
- * (done latency_ms), into its service's latency histogram. */
+ * (done latency_ms), into its service's latency histogram and the
+ * instance's latency average (least_latency, with the service's
+ * latency_decay_ms). */
 void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms);
 /* Engine thread: milliseconds since the service was last picked, as seen
  * by calls to this function (a pick since the last call counts as now). */

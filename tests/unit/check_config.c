@@ -65,6 +65,7 @@ static void assert_default_options(const resolver_service_options *o)
     ck_assert_ptr_null(o->health_grpc_service);
     ck_assert_uint_eq(o->self_preservation_percent, 50);
     ck_assert_uint_eq(o->self_preservation_max_ms, 300000);
+    ck_assert_uint_eq(o->latency_decay_ms, 10000);
 }
 
 static void assert_defaults(const resolver_config *cfg)
@@ -420,7 +421,12 @@ static const struct {
     /* enumerations */
     {"{'services': [{'name': 'a', 'policy': 'fastest'}]}",
      "services[0].policy: unknown policy 'fastest' (expected one of: round_robin, pick_first, "
-     "weighted_round_robin, least_request, ring_hash, random)"},
+     "weighted_round_robin, least_request, ring_hash, random, least_latency)"},
+    {"{'services': [{'name': 'a', 'policy': 'least-latency'}]}",
+     "services[0].policy: unknown policy 'least-latency' (did you mean 'least_latency'?"},
+    {"{'defaults': {'latency_decay_ms': 5}}", "defaults.latency_decay_ms: must be >= 10, got 5"},
+    {"{'defaults': {'latency_decay': 500}}",
+     "unknown key 'defaults.latency_decay' (did you mean 'latency_decay_ms'?)"},
     {"{'defaults': {'protocol': 'h3'}}",
      "defaults.protocol: unknown protocol 'h3' (did you mean 'h2'? expected one of: h2c, h2, tcp)"},
     {"{'defaults': {'policy': 'Round_Robin'}}", "defaults.policy: unknown policy 'Round_Robin'"},
@@ -994,7 +1000,8 @@ END_TEST
 START_TEST(test_names)
 {
     static const char *const policies[] = {"pick_first",    "round_robin", "weighted_round_robin",
-                                           "least_request", "ring_hash",   "random"};
+                                           "least_request", "ring_hash",   "random",
+                                           "least_latency"};
     for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
         resolver_policy p;
         ck_assert_int_eq(resolver_policy_parse(policies[i], &p), 0);

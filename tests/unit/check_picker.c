@@ -4,10 +4,12 @@
  * while the snapshot is replaced (run it under ASan/TSan).
  */
 #include <check.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "hazard.h"
 #include "picker.h"
 #include "service.h"
@@ -161,6 +163,142 @@ START_TEST(least_request_avoids_the_busy_instance)
 }
 END_TEST
 
+/* Picks `n` times, reporting `slow_ms` for instance `slow` and `fast_ms`
+ * for the others as each done would; counts the picks of each. */
+static void pick_report(resolver_picker *p, const fleet *f, size_t n, size_t slow, uint32_t fast_ms,
+                        uint32_t slow_ms, size_t *counts)
+{
+    for (size_t k = 0; k < n; k++) {
+        resolver_instance *inst = pick_release(p, NULL);
+        size_t i = index_of(f, inst);
+        counts[i]++;
+        resolver_instance_latency_sample(inst, i == slow ? slow_ms : fast_ms, 10000);
+    }
+}
+
+START_TEST(least_latency_gives_a_slow_instance_a_small_share)
+{
+    fleet f;
+    fleet_make(&f, 3, NULL);
+    resolver_picker *p = resolver_picker_new(RESOLVER_POLICY_LEAST_LATENCY, 2, 0, f.inst, f.n);
+    resolver_picker_set_latency_decay(p, 10000);
+    size_t counts[3] = {0};
+    pick_report(p, &f, 3000, 2, 10, 50, counts);
+    /* Two distinct candidates of three: the slow one is only ever picked
+     * before its first sample (round_robin would give it 1000). */
+    ck_assert_msg(counts[2] <= 300, "slow instance: %zu of 3000", counts[2]);
+    ck_assert_msg(counts[0] > 1200 && counts[1] > 1200, "fast ones: %zu, %zu", counts[0],
+                  counts[1]);
+    resolver_picker_free(p);
+    fleet_free(&f);
+}
+END_TEST
+
+START_TEST(least_latency_tries_an_unsampled_instance)
+{
+    fleet f;
+    fleet_make(&f, 4, NULL);
+    for (size_t i = 0; i < 3; i++)
+        resolver_instance_latency_sample(f.inst[i], 10, 10000);
+    resolver_picker *p = resolver_picker_new(RESOLVER_POLICY_LEAST_LATENCY, 2, 0, f.inst, f.n);
+    size_t counts[4] = {0};
+    for (size_t k = 0; k < 1000; k++)
+        counts[index_of(&f, pick_release(p, NULL))]++;
+    /* Without a sample it counts as the cheapest: picked whenever it is
+     * one of the two drawn, half of the time. */
+    ck_assert_msg(counts[3] > 400 && counts[3] < 600, "unsampled instance: %zu of 1000", counts[3]);
+    /* Its first figure, a slow one, ends that. */
+    resolver_instance_latency_sample(f.inst[3], 50, 10000);
+    memset(counts, 0, sizeof(counts));
+    for (size_t k = 0; k < 1000; k++)
+        counts[index_of(&f, pick_release(p, NULL))]++;
+    ck_assert_msg(counts[3] == 0, "sampled slow instance: %zu of 1000", counts[3]);
+    resolver_picker_free(p);
+    fleet_free(&f);
+}
+END_TEST
+
+START_TEST(least_latency_weighs_outstanding_picks)
+{
+    fleet f;
+    fleet_make(&f, 2, NULL);
+    resolver_instance_latency_sample(f.inst[0], 10, 10000);
+    resolver_instance_latency_sample(f.inst[1], 10, 10000);
+    atomic_store(&f.inst[0]->outstanding, 10);
+    resolver_picker *p = resolver_picker_new(RESOLVER_POLICY_LEAST_LATENCY, 2, 0, f.inst, f.n);
+    size_t counts[2] = {0};
+    for (size_t k = 0; k < 1000; k++)
+        counts[index_of(&f, pick_release(p, NULL))]++;
+    ck_assert_uint_eq(counts[1], 1000);
+    /* Enough faster outweighs ten more outstanding: (2 + 1) x 11 < (50 + 1) x 1. */
+    resolver_instance_latency_sample(f.inst[0], 2, 10);
+    usleep(100 * 1000); /* 10 time constants: the 2 replaces the 10 */
+    resolver_instance_latency_sample(f.inst[0], 2, 10);
+    resolver_instance_latency_sample(f.inst[1], 50, 10);
+    ck_assert_ptr_eq(pick_release(p, NULL), f.inst[0]);
+    resolver_picker_free(p);
+    fleet_free(&f);
+}
+END_TEST
+
+START_TEST(latency_average_is_peak_sensitive_and_decays)
+{
+    fleet f;
+    fleet_make(&f, 1, NULL);
+    resolver_instance *inst = f.inst[0];
+    uint64_t now = resolver_latency_clock_us();
+    ck_assert(resolver_instance_latency_estimate(inst, now, 10000) == 0.0);
+    resolver_instance_latency_sample(inst, 10, 10000);
+    now = resolver_latency_clock_us();
+    ck_assert(fabs(resolver_instance_latency_estimate(inst, now, 10000) - 10) < 0.1);
+    /* A peak replaces the average at once... */
+    resolver_instance_latency_sample(inst, 50, 10000);
+    now = resolver_latency_clock_us();
+    ck_assert(fabs(resolver_instance_latency_estimate(inst, now, 10000) - 50) < 0.5);
+    /* ...a low sample moments later barely moves it... */
+    resolver_instance_latency_sample(inst, 10, 10000);
+    now = resolver_latency_clock_us();
+    double e = resolver_instance_latency_estimate(inst, now, 10000);
+    ck_assert_msg(e > 49, "%f", e);
+    /* ...and one after many time constants replaces it. */
+    usleep(200 * 1000);
+    resolver_instance_latency_sample(inst, 10, 20);
+    now = resolver_latency_clock_us();
+    e = resolver_instance_latency_estimate(inst, now, 20);
+    ck_assert_msg(e > 9.9 && e < 10.5, "%f", e);
+    /* Without samples it fades towards 0: to 1/e in decay_ms. */
+    e = resolver_instance_latency_estimate(inst, now + 20 * 1000, 20);
+    ck_assert_msg(fabs(e - 10 / M_E) < 0.1, "%f", e);
+    fleet_free(&f);
+}
+END_TEST
+
+START_TEST(least_latency_tries_a_slow_instance_again_after_a_while)
+{
+    fleet f;
+    fleet_make(&f, 2, NULL);
+    resolver_picker *p = resolver_picker_new(RESOLVER_POLICY_LEAST_LATENCY, 2, 0, f.inst, f.n);
+    resolver_picker_set_latency_decay(p, 20);
+    resolver_instance_latency_sample(f.inst[0], 50, 20);
+    resolver_instance_latency_sample(f.inst[1], 10, 20);
+    ck_assert_ptr_eq(pick_release(p, NULL), f.inst[1]);
+    /* The fast one keeps answering, the slow one is left alone: after
+     * ln 5 time constants (32 ms) its average has faded below. */
+    size_t slow = 0;
+    for (int k = 0; k < 200 && slow == 0; k++) {
+        usleep(1000);
+        resolver_instance *inst = pick_release(p, NULL);
+        if (inst == f.inst[0])
+            slow++;
+        else
+            resolver_instance_latency_sample(inst, 10, 20);
+    }
+    ck_assert_uint_eq(slow, 1);
+    resolver_picker_free(p);
+    fleet_free(&f);
+}
+END_TEST
+
 START_TEST(random_reaches_everyone)
 {
     fleet f;
@@ -241,6 +379,7 @@ static void *picker_thread(void *arg)
         if (inst) {
             /* Touch what a caller touches: the address. */
             ck_assert_uint_gt(strlen(inst->endpoint.address), 0);
+            resolver_instance_latency_sample(inst, (uint32_t)(atomic_load(&st->picks) % 7), 100);
             atomic_fetch_sub(&inst->outstanding, 1);
             atomic_fetch_sub(&inst->refs, 1);
             atomic_fetch_add(&st->picks, 1);
@@ -253,8 +392,9 @@ static void *picker_thread(void *arg)
 START_TEST(threads_pick_while_snapshots_churn)
 {
     static const resolver_policy policies[] = {
-        RESOLVER_POLICY_ROUND_ROBIN, RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN,
-        RESOLVER_POLICY_LEAST_REQUEST, RESOLVER_POLICY_RING_HASH, RESOLVER_POLICY_RANDOM};
+        RESOLVER_POLICY_ROUND_ROBIN,   RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN,
+        RESOLVER_POLICY_LEAST_REQUEST, RESOLVER_POLICY_RING_HASH,
+        RESOLVER_POLICY_RANDOM,        RESOLVER_POLICY_LEAST_LATENCY};
     resolver_hazard_domain *d = resolver_hazard_domain_new();
     churn_state st;
     atomic_init(&st.stop, 0);
@@ -269,7 +409,7 @@ START_TEST(threads_pick_while_snapshots_churn)
         fleet f;
         uint32_t weights[6] = {1, 2, 3, 4, 5, 6};
         fleet_make(&f, (size_t)(round % 6) + 1, weights);
-        resolver_picker *p = resolver_picker_new(policies[round % 5], 2, 0, f.inst, f.n);
+        resolver_picker *p = resolver_picker_new(policies[(round / 6) % 6], 2, 0, f.inst, f.n);
         fleet_free(&f); /* the picker holds the only references now */
         resolver_hazard_retire(d, atomic_exchange(&st.current, p), resolver_picker_free);
     }
@@ -292,6 +432,11 @@ static Suite *picker_suite(void)
     tcase_add_test(tc, pick_first_and_max_outstanding);
     tcase_add_test(tc, weighted_proportions_within_two_percent);
     tcase_add_test(tc, least_request_avoids_the_busy_instance);
+    tcase_add_test(tc, least_latency_gives_a_slow_instance_a_small_share);
+    tcase_add_test(tc, least_latency_tries_an_unsampled_instance);
+    tcase_add_test(tc, least_latency_weighs_outstanding_picks);
+    tcase_add_test(tc, latency_average_is_peak_sensitive_and_decays);
+    tcase_add_test(tc, least_latency_tries_a_slow_instance_again_after_a_while);
     tcase_add_test(tc, random_reaches_everyone);
     tcase_add_test(tc, ring_hash_is_stable_and_moves_little);
     tcase_add_test(tc, empty_picker_reports_its_reason);

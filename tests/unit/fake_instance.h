@@ -23,6 +23,8 @@ static inline resolver_instance *fake_instance_init(resolver_instance *inst, con
     atomic_init(&inst->refs, 1);
     atomic_init(&inst->outstanding, 0);
     atomic_init(&inst->picks, 0);
+    atomic_init(&inst->latency_ewma_bits, 0);
+    atomic_init(&inst->latency_sampled_us, 0);
     return inst;
 }
 
