@@ -162,7 +162,8 @@ RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *servi
 /* Reports the outcome of a pick and releases its ticket; failures feed
  * outlier detection and make the subchannel probe its connection at once.
  * `latency_ms` (the time from pick to done, or RESOLVER_LATENCY_UNKNOWN)
- * goes into the service's resolver_done_latency_seconds histogram.
+ * goes into the service's resolver_done_latency_seconds histogram and the
+ * instance's latency average (the least_latency policy).
  * Returns 0 or RESOLVER_ERR_NOT_FOUND.  Any thread; on the thread driving
  * the engine NOT_FOUND means unknown or already released, on other threads
  * only "never issued" (a double release is then ignored). */
