@@ -422,12 +422,17 @@ double resolver_instance_latency_estimate(const resolver_instance *inst, uint64_
     return now_us > sampled ? avg * decay_weight(now_us - sampled, decay_ms) : avg;
 }
 
+/* latency_ms comes in whole ms, 0 meaning under 1: averages below half a
+ * ms count as half a ms, so that outstanding picks still weigh on
+ * instances reported at 0 ms and on those without samples. */
+#define LATENCY_FLOOR_MS 0.5
+
 static double latency_cost(const resolver_picker *p, const resolver_instance *inst, uint64_t now)
 {
-    /* latency_ms comes in whole ms; the + 1 keeps outstanding picks
-     * weighing on instances at 0 ms and on those without samples. */
     double avg = resolver_instance_latency_estimate(inst, now, p->latency_decay_ms);
-    return (avg + 1.0) * ((double)atomic_load(&inst->outstanding) + 1.0);
+    if (avg < LATENCY_FLOOR_MS)
+        avg = LATENCY_FLOOR_MS;
+    return avg * ((double)atomic_load(&inst->outstanding) + 1.0);
 }
 
 /* A random index of [0, n) not among drawn[0..c), c < n. */

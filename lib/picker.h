@@ -11,8 +11,9 @@
  * over outstanding picks), ring_hash (XXH64 ring, 128 points per unit of
  * weight, at most 4096 points; when one of N instances leaves only its own
  * keys, ~1/N, move), least_latency (the cheapest of `choice_count`
- * distinct instances, cost = (latency average + 1 ms) x (outstanding + 1):
- * Linkerd's peak-EWMA, see resolver_instance_latency_sample).
+ * distinct instances, cost = latency average x (outstanding + 1), the
+ * average at least 0.5 ms: Linkerd's peak-EWMA, see
+ * resolver_instance_latency_sample).
  */
 #ifndef RESOLVER_PICKER_H
 #define RESOLVER_PICKER_H
@@ -65,8 +66,9 @@ void resolver_picker_set_latency_decay(resolver_picker *p, uint64_t ms);
  * so recovery takes about decay_ms whatever the rate of dones.  A picking
  * thread lets the average of an instance that gets no samples fade towards
  * 0 in the same way, so an instance avoided for being slow is tried again
- * after a few decay_ms.  An instance without samples counts as 0 ms: it is
- * picked whenever drawn until its outstanding picks weigh against it. */
+ * after a few decay_ms.  An instance without samples counts as the 0.5 ms
+ * floor: it is picked whenever drawn until its outstanding picks weigh
+ * against it. */
 void resolver_instance_latency_sample(struct resolver_instance *inst, uint32_t ms,
                                       uint64_t decay_ms);
 /* The average a pick at `now_us` (resolver_latency_clock_us) sees, in ms;

@@ -230,7 +230,7 @@ START_TEST(least_latency_weighs_outstanding_picks)
     for (size_t k = 0; k < 1000; k++)
         counts[index_of(&f, pick_release(p, NULL))]++;
     ck_assert_uint_eq(counts[1], 1000);
-    /* Enough faster outweighs ten more outstanding: (2 + 1) x 11 < (50 + 1) x 1. */
+    /* Enough faster outweighs ten more outstanding: 2 x 11 < 50 x 1. */
     resolver_instance_latency_sample(f.inst[0], 2, 10);
     usleep(100 * 1000); /* 10 time constants: the 2 replaces the 10 */
     resolver_instance_latency_sample(f.inst[0], 2, 10);
