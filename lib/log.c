@@ -1,13 +1,23 @@
-/* log.c - levelled logging to stderr or a host-supplied handler. */
+/* log.c - levelled logging to stderr or a host-supplied handler.
+ *
+ * On stderr a line is "TIMESTAMP LEVEL message", except when stderr is the
+ * systemd journal's stream ($JOURNAL_STREAM names its device:inode, as
+ * systemd.exec(5) says to check): then "<N>LEVEL message", N the syslog
+ * priority journald reads from the prefix (so `journalctl -p warning` works),
+ * and no timestamp (the journal keeps its own). */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include "log.h"
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+/* syslog priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const int level_priorities[] = {3, 4, 6, 7};
 
 /* Process-wide settings; written before engines start (resolver.h says so),
  * read by every thread, so plain variables are enough. */
@@ -76,8 +86,8 @@ int resolver_log_limited(resolver_log_limit *lim, resolver_log_level level, cons
         return 0;
     unsigned long long now = monotonic_ms();
     unsigned long long next = atomic_load_explicit(&lim->next_ms, memory_order_relaxed);
-    if (now < next || !atomic_compare_exchange_strong(&lim->next_ms, &next,
-                                                      now + RESOLVER_LOG_LIMIT_MS)) {
+    if (now < next ||
+        !atomic_compare_exchange_strong(&lim->next_ms, &next, now + RESOLVER_LOG_LIMIT_MS)) {
         atomic_fetch_add_explicit(&lim->suppressed, 1, memory_order_relaxed);
         return 0;
     }
@@ -94,6 +104,22 @@ int resolver_log_limited(resolver_log_limit *lim, resolver_log_level level, cons
     return 1;
 }
 
+/* Checked at each line rather than once: it costs an fstat, lines are few
+ * (the repeated ones are rate-limited), and it stays right when a host
+ * redirects stderr after starting. */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    char end;
+    if (!js || sscanf(js, "%llu:%llu%c", &dev, &ino, &end) != 2)
+        return 0;
+    struct stat st;
+    if (fstat(fileno(stderr), &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 static void log_line(resolver_log_level level, char *line)
 {
     /* One event is one line: newlines inside a message would let a hostile
@@ -103,6 +129,10 @@ static void log_line(resolver_log_level level, char *line)
             *p = ' ';
     if (handler) {
         handler(level, line, handler_arg);
+        return;
+    }
+    if (stderr_is_journal()) {
+        fprintf(stderr, "<%d>%-5s %s\n", level_priorities[level], level_names[level], line);
         return;
     }
     struct timespec ts;

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "log.h"
 
 static char last[2048];
@@ -73,6 +75,61 @@ START_TEST(limited_disabled_level_counts_nothing)
 }
 END_TEST
 
+/* Points stderr at a fresh temporary file and returns it; with `journal`,
+ * JOURNAL_STREAM names that file as systemd names the journal's stream. */
+static FILE *stderr_to_file(int journal)
+{
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(dup2(fileno(f), STDERR_FILENO), 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(STDERR_FILENO, &st), 0);
+    char js[64];
+    snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    if (journal)
+        setenv("JOURNAL_STREAM", js, 1);
+    else
+        setenv("JOURNAL_STREAM", "1:2", 1); /* another stream: stderr is not the journal */
+    resolver_log_set_handler(NULL, NULL);
+    resolver_log_set_level(RESOLVER_LOG_DEBUG);
+    return f;
+}
+
+static void read_back(FILE *f, char *buf, size_t n)
+{
+    fflush(stderr);
+    rewind(f);
+    size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+}
+
+START_TEST(journal_stream_gets_priority_prefix_and_no_timestamp)
+{
+    FILE *f = stderr_to_file(1);
+    LOG_ERROR("e %d", 1);
+    LOG_WARN("w");
+    LOG_INFO("i");
+    LOG_DEBUG("d");
+    char buf[512];
+    read_back(f, buf, sizeof(buf));
+    ck_assert_str_eq(buf, "<3>error e 1\n<4>warn  w\n<6>info  i\n<7>debug d\n");
+}
+END_TEST
+
+START_TEST(other_stream_keeps_timestamps)
+{
+    FILE *f = stderr_to_file(0);
+    LOG_WARN("w");
+    char buf[512];
+    read_back(f, buf, sizeof(buf));
+    /* 2026-01-02T03:04:05.678Z warn  w */
+    ck_assert_msg(strlen(buf) == 33 && buf[0] != '<' && buf[23] == 'Z' &&
+                      strcmp(buf + 24, " warn  w\n") == 0,
+                  "got \"%s\"", buf);
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -82,6 +139,8 @@ static Suite *log_suite(void)
     tcase_add_test(tc, limited_one_line_per_window_then_count);
     tcase_add_test(tc, limited_separate_causes_do_not_share);
     tcase_add_test(tc, limited_disabled_level_counts_nothing);
+    tcase_add_test(tc, journal_stream_gets_priority_prefix_and_no_timestamp);
+    tcase_add_test(tc, other_stream_keeps_timestamps);
     suite_add_tcase(s, tc);
     return s;
 }
