@@ -50,6 +50,8 @@ struct resolver_ticket {
     resolver_ticket_owner *owner;
     resolver_ticket *owner_prev, *owner_next;
     uint64_t timeout_ms;
+    long uid, pid;  /* who picked it (owner's at the pick); -1: in-process, no peer */
+    char service[]; /* its service's name, for the leaked-ticket warning */
 };
 
 /* Work a foreign thread hands to the loop thread. */
@@ -554,6 +556,20 @@ static void ticket_free(resolver_engine *e, resolver_ticket *t, int failed)
     free(t);
 }
 
+/* One limiter for all: a leaking client leaks many, and 500 leaks must not
+ * be 500 lines; the line that gets through names one of them. */
+static void log_leak(const resolver_ticket *t)
+{
+    static resolver_log_limit lim;
+    char who[64] = "in-process (no peer)";
+    if (t->pid >= 0)
+        snprintf(who, sizeof(who), "uid %ld pid %ld", t->uid, t->pid);
+    LOG_WARN_LIMITED(&lim,
+                     "service %s: ticket %" PRIu64 " (instance %s) picked by %s was not reported "
+                     "done within %" PRIu64 " ms; released as leaked",
+                     t->service, t->id, t->instance->endpoint.address, who, t->timeout_ms);
+}
+
 static void on_queue_timer(resolver_loop *loop, resolver_timer *timer, void *arg)
 {
     timeout_queue *q = arg;
@@ -562,10 +578,7 @@ static void on_queue_timer(resolver_loop *loop, resolver_timer *timer, void *arg
     while (q->head && q->head->deadline <= now) {
         resolver_ticket *t = q->head;
         e->tickets_leaked++;
-        static resolver_log_limit lim; /* one per ticket: a leaking client leaks many */
-        LOG_WARN_LIMITED(&lim,
-                         "ticket %" PRIu64 " for %s was never reported done; released as leaked",
-                         t->id, t->instance->endpoint.address);
+        log_leak(t);
         ticket_free(e, t, 0); /* re-arms the queue */
     }
     queue_arm(q);
@@ -624,10 +637,12 @@ static void ticket_track(resolver_engine *e, resolver_ticket *t)
 }
 
 /* Any thread: a ticket for a pick, numbered from an atomic counter. */
-static resolver_ticket *ticket_alloc(resolver_engine *e, resolver_instance *inst,
-                                     uint64_t timeout_ms, resolver_ticket_owner *owner)
+static resolver_ticket *ticket_alloc(resolver_engine *e, const char *service,
+                                     resolver_instance *inst, uint64_t timeout_ms,
+                                     resolver_ticket_owner *owner)
 {
-    resolver_ticket *t = calloc(1, sizeof(*t));
+    size_t len = strlen(service);
+    resolver_ticket *t = calloc(1, sizeof(*t) + len + 1);
     if (!t)
         return NULL;
     t->id = atomic_fetch_add(&e->ticket_seq, 1) + 1;
@@ -635,6 +650,9 @@ static resolver_ticket *ticket_alloc(resolver_engine *e, resolver_instance *inst
     t->instance = inst;
     t->owner = owner;
     t->timeout_ms = timeout_ms;
+    t->uid = owner ? owner->uid : -1;
+    t->pid = owner ? owner->pid : -1;
+    memcpy(t->service, service, len + 1);
     return t;
 }
 
@@ -782,7 +800,8 @@ static int pick_from(resolver_engine *e, resolver_service *svc, const char *key,
     int rc = resolver_service_pick(svc, key, &inst, &ticket_timeout_ms, why, whylen);
     if (rc != 0)
         return rc;
-    resolver_ticket *t = ticket_alloc(e, inst, ticket_timeout_ms, owner);
+    resolver_ticket *t =
+        ticket_alloc(e, resolver_service_name(svc), inst, ticket_timeout_ms, owner);
     if (!t) {
         /* Undo by hand: release (outlier, drain) is the loop's business. */
         atomic_fetch_sub(&inst->outstanding, 1);

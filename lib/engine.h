@@ -14,10 +14,14 @@
 typedef struct resolver_ticket resolver_ticket;
 
 /* Tickets taken on behalf of one client, released together when it goes.
- * Embed in the client's struct, zero-initialised. */
+ * Embed in the client's struct, zero-initialised.  `uid` and `pid` name the
+ * peer picking now (set them before each pick: one owner may serve several
+ * processes of a uid); each ticket keeps a copy, so that a leaked ticket's
+ * warning names who picked it. */
 typedef struct {
     resolver_ticket *head;
     size_t count;
+    long uid, pid;
 } resolver_ticket_owner;
 
 resolver_loop *resolver_engine_loop(resolver_engine *e);
@@ -72,6 +76,9 @@ void resolver_engine_counters_get(resolver_engine *e, resolver_engine_counters *
 #define RESOLVER_READY_ETCD_MS 10000
 int resolver_engine_ready(resolver_engine *e, char *why, size_t whylen);
 
+/* Operator drain (1) or undrain (0).  0; RESOLVER_ERR_NOT_FOUND (no such
+ * service or instance); RESOLVER_ERR_INVALID (undrain of an instance that is
+ * not drained). */
 int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain);
 
 /* Replaces the configuration (takes `cfg` in every case): services added,

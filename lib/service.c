@@ -65,6 +65,7 @@ struct resolver_service {
 };
 
 static void publish_picker(resolver_service *svc);
+static void log_back(resolver_instance *inst, const char *how);
 static void batch_begin(resolver_service *svc);
 static void batch_end(resolver_service *svc);
 static void stale_clear(resolver_instance *inst);
@@ -145,7 +146,11 @@ static void on_eject_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
     inst->ejected = 0;
     inst->consecutive_failures = 0;
     inst->last_change_ms = resolver_loop_now(loop);
-    LOG_INFO("service %s: instance %s returns from ejection", svc->name, inst->endpoint.address);
+    if (inst->sc && resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY)
+        log_back(inst, "back from ejection");
+    else
+        LOG_DEBUG("service %s: instance %s returns from ejection, not READY", svc->name,
+                  inst->endpoint.address);
     publish_picker(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
 }
@@ -189,6 +194,84 @@ static void publish_picker_soon(resolver_service *svc)
     }
 }
 
+/* ---- what the log says of an instance's state ----
+ *
+ * The one place that decides it: an instance leaving service (READY and
+ * not ejected) gets one warn line naming the cause, its return one info
+ * line saying how long it was out; every transition gets one debug line.
+ * A clean end (the server closed a READY connection without losing work:
+ * EOF, GOAWAY that left no stream) reconnects at once and is not a failure,
+ * so its line waits for the reconnect: back to READY says nothing above
+ * debug, a failure says both causes.  Per instance at most one warn line
+ * per RESOLVER_LOG_LIMIT_MS and cause (connection, ejection): a flapping
+ * instance gets one pair per window and the next warn line counts the
+ * flaps in between; a return whose departure was not written is not
+ * written either. */
+enum {
+    OUT_NEW = 0,  /* added, never READY yet, nothing said */
+    OUT_IN,       /* in service */
+    OUT_PENDING,  /* left READY by a clean end; reconnecting, nothing said yet */
+    OUT_REPORTED, /* out, and the warn line was written */
+    OUT_SILENT    /* out, the warn line was rate-limited away */
+};
+
+static double out_seconds(const resolver_instance *inst)
+{
+    return (double)(resolver_loop_now(inst->service->loop) - inst->out_since_ms) / 1000.0;
+}
+
+/* The warn line of a departure; `what` says how it left and why. */
+static void log_out(resolver_instance *inst, resolver_log_limit *lim, const char *what)
+{
+    int logged = LOG_WARN_LIMITED(lim, "service %s: instance %s %s", inst->service->name,
+                                  inst->endpoint.address, what);
+    inst->out_state = logged ? OUT_REPORTED : OUT_SILENT;
+}
+
+/* Back in service: READY (`how`: "READY again", "back from ejection"). */
+static void log_back(resolver_instance *inst, const char *how)
+{
+    if (inst->out_state == OUT_REPORTED)
+        LOG_INFO("service %s: instance %s %s after %.1f s out of service", inst->service->name,
+                 inst->endpoint.address, how, out_seconds(inst));
+    inst->out_state = OUT_IN;
+}
+
+static void log_transition(resolver_instance *inst, resolver_state from, resolver_state to)
+{
+    resolver_service *svc = inst->service;
+    const char *cause = resolver_subchannel_state_cause(inst->sc);
+    char what[320];
+    LOG_DEBUG("service %s: instance %s %s -> %s (%s)", svc->name, inst->endpoint.address,
+              resolver_state_name(from), resolver_state_name(to), cause);
+    if (to == RESOLVER_STATE_READY) {
+        if (!inst->ejected)
+            log_back(inst, "READY again");
+        return;
+    }
+    if (from == RESOLVER_STATE_READY && !inst->ejected) {
+        inst->out_since_ms = resolver_loop_now(svc->loop);
+        if (to == RESOLVER_STATE_CONNECTING) {
+            inst->out_state = OUT_PENDING;
+            snprintf(inst->clean_end, sizeof(inst->clean_end), "%s", cause);
+            return;
+        }
+        snprintf(what, sizeof(what), "left READY: %s", cause);
+        log_out(inst, &inst->flap_log, what);
+        return;
+    }
+    if (to != RESOLVER_STATE_TRANSIENT_FAILURE)
+        return;
+    if (inst->out_state == OUT_PENDING) {
+        snprintf(what, sizeof(what), "left READY: %s; reconnecting failed: %s", inst->clean_end,
+                 cause);
+        log_out(inst, &inst->flap_log, what);
+    } else if (inst->out_state == OUT_NEW) {
+        snprintf(what, sizeof(what), "not READY since it was added: %s", cause);
+        log_out(inst, &inst->flap_log, what);
+    }
+}
+
 static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_state,
                                 resolver_state new_state, void *arg)
 {
@@ -198,8 +281,7 @@ static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_stat
         return;
     inst->last_change_ms = resolver_loop_now(svc->loop);
     svc->counters.transitions++;
-    LOG_DEBUG("service %s: instance %s %s -> %s", svc->name, inst->endpoint.address,
-              resolver_state_name(old_state), resolver_state_name(new_state));
+    log_transition(inst, old_state, new_state);
     /* A STALE instance leaves with its connection; not from inside the
      * subchannel's own callback, which must not delete it. */
     if (inst->stale && new_state != RESOLVER_STATE_READY)
@@ -223,6 +305,7 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
     atomic_init(&inst->latency_ewma_bits, 0);
     atomic_init(&inst->latency_sampled_us, 0);
     inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->out_since_ms = inst->added_ms; /* out_state OUT_NEW */
     inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
     inst->eject_timer = resolver_timer_new(svc->loop, on_eject_timeout, inst);
     inst->stale_timer = resolver_timer_new(svc->loop, on_stale_timer, inst);
@@ -855,9 +938,11 @@ static void try_eject(resolver_instance *inst, const char *why)
     inst->last_change_ms = resolver_loop_now(svc->loop);
     svc->counters.ejections++;
     resolver_timer_start(inst->eject_timer, ms);
-    static resolver_log_limit eject_log; /* failures come with requests */
-    LOG_WARN_LIMITED(&eject_log, "service %s: instance %s ejected for %llu ms: %s", svc->name,
-                     inst->endpoint.address, (unsigned long long)ms, why);
+    char what[160];
+    snprintf(what, sizeof(what), "ejected for %llu ms: %s", (unsigned long long)ms, why);
+    if (inst->out_state == OUT_IN)
+        inst->out_since_ms = resolver_loop_now(svc->loop);
+    log_out(inst, &inst->eject_log, what);
     publish_picker(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
 }
@@ -937,11 +1022,14 @@ int resolver_service_drain(resolver_service *svc, const char *address, int drain
     resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
     if (!inst || (inst->n_keys == 0 && (drain || inst->stale)))
         return RESOLVER_ERR_NOT_FOUND;
+    if (!drain && !inst->operator_drained)
+        return RESOLVER_ERR_INVALID; /* nothing to undo */
     inst->operator_drained = drain;
     inst->draining = drain || inst->n_keys == 0;
     inst->last_change_ms = resolver_loop_now(svc->loop);
-    LOG_INFO("service %s: instance %s %s by operator", svc->name, address,
-             drain ? "drained" : "undrained");
+    /* The daemon audits who asked (src/server.c); this is the library's. */
+    LOG_DEBUG("service %s: instance %s %s by operator", svc->name, address,
+              drain ? "drained" : "undrained");
     publish_picker(svc);
     notify(svc, inst, RESOLVER_CHANGE_STATE);
     return 0;

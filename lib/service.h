@@ -30,6 +30,8 @@
 #include "discovery.h"
 #include "hazard.h"
 #include "histogram.h"
+
+#include "log.h"
 #include "registry.h"
 #include "strmap.h"
 #include "subchannel.h"
@@ -67,6 +69,14 @@ typedef struct resolver_instance {
     uint32_t times_ejected;
     uint64_t ejected_until_ms;
     resolver_timer *eject_timer;
+    /* What the log said of it (service.c, "in service" = READY and not
+     * ejected): one warn line when it leaves, one info line when it is back,
+     * at most one of each per RESOLVER_LOG_LIMIT_MS and cause (`flap_log`:
+     * the connection's state, `eject_log`: ejections). */
+    int out_state;         /* OUT_* in service.c */
+    uint64_t out_since_ms; /* when it left service (or was added) */
+    char clean_end[128];   /* the cause of a clean end, until the reconnect's outcome */
+    resolver_log_limit flap_log, eject_log;
 } resolver_instance;
 
 typedef enum {
@@ -164,7 +174,8 @@ void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms);
  * by calls to this function (a pick since the last call counts as now). */
 uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms);
 
-/* Operator drain/undrain of an address.  0 or RESOLVER_ERR_NOT_FOUND. */
+/* Operator drain/undrain of an address.  0, RESOLVER_ERR_NOT_FOUND, or
+ * RESOLVER_ERR_INVALID for an undrain of an instance that is not drained. */
 int resolver_service_drain(resolver_service *svc, const char *address, int drain);
 
 /* Aggregate connectivity (gRPC): READY if any READY, else CONNECTING if any

@@ -173,7 +173,8 @@ struct resolver_subchannel {
     resolver_subchannel_state_cb cb;
     void *arg;
     resolver_state state;
-    int connected_before; /* for stats.reconnects */
+    char state_cause[128]; /* why the last transition happened, for the service's log */
+    int connected_before;  /* for stats.reconnects */
     resolver_subchannel_stats stats;
     resolver_backoff backoff;
     uint64_t attempt_deadline_ms; /* gRPC's current_deadline */
@@ -313,8 +314,8 @@ static int set_state(resolver_subchannel *sc, resolver_state to, const char *cau
             sc->stats.reconnects++;
         sc->connected_before = 1;
     }
-    LOG_DEBUG("subchannel %s: %s -> %s (%s)", sc->name, resolver_state_name(from),
-              resolver_state_name(to), cause);
+    /* The service logs transitions (it knows the service's name). */
+    snprintf(sc->state_cause, sizeof(sc->state_cause), "%s", cause);
     if (!sc->cb)
         return 1;
     int deleted = 0;
@@ -808,10 +809,11 @@ static void set_health(resolver_subchannel *sc, health_status h)
 {
     if (sc->health == h)
         return;
-    /* NONE is only "forgotten with the connection": not worth a line. */
+    /* NONE is only "forgotten with the connection": not worth a line.
+     * The state change a health answer makes is the service's to log. */
     if (h != HEALTH_NONE)
-        LOG_INFO("subchannel %s: health %s -> %s", sc->name,
-                 sc->health == HEALTH_NONE ? "(none)" : health_name(sc->health), health_name(h));
+        LOG_DEBUG("subchannel %s: health %s -> %s", sc->name,
+                  sc->health == HEALTH_NONE ? "(none)" : health_name(sc->health), health_name(h));
     sc->health = h;
     snprintf(sc->stats.health, sizeof(sc->stats.health), "%s", health_name(h));
 }
@@ -2030,6 +2032,11 @@ void resolver_subchannel_del(resolver_subchannel *sc)
 resolver_state resolver_subchannel_state(const resolver_subchannel *sc)
 {
     return sc->state;
+}
+
+const char *resolver_subchannel_state_cause(const resolver_subchannel *sc)
+{
+    return sc->state_cause;
 }
 
 const resolver_subchannel_stats *resolver_subchannel_stats_get(const resolver_subchannel *sc)

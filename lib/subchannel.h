@@ -89,6 +89,11 @@ void resolver_subchannel_del(resolver_subchannel *sc);
 
 resolver_state resolver_subchannel_state(const resolver_subchannel *sc);
 const resolver_subchannel_stats *resolver_subchannel_stats_get(const resolver_subchannel *sc);
+/* Why the last transition happened ("keepalive ping timeout", "connect:
+ * Connection refused", "GOAWAY ... from server", "health: NOT_SERVING",
+ * "connected"...): valid inside the state callback and until the next
+ * transition.  The subchannel logs no transition itself; its host does. */
+const char *resolver_subchannel_state_cause(const resolver_subchannel *sc);
 
 /* Sends a PING now unless one is in flight (used after a failed call);
  * no ACK within keepalive_timeout_ms closes the connection. */

@@ -246,7 +246,9 @@ static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
     while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
             char err[512];
-            LOG_INFO("SIGHUP: reloading the configuration");
+            /* The audit of an admin action, as for RELOAD (src/server.c). */
+            LOG_INFO("SIGHUP from uid %u pid %u: reloading the configuration", si.ssi_uid,
+                     si.ssi_pid);
             reload(d, err, sizeof(err));
         } else if (!d->stopping) {
             LOG_INFO("%s: stopping: draining every instance (a second signal stops at once)",

@@ -86,7 +86,7 @@ struct resolver_server {
     client *clients;
     size_t n_clients;
     uid_tickets *detached;
-    size_t n_parked; /* clients waiting in a first pick: the picker hook's work */
+    size_t n_parked;            /* clients waiting in a first pick: the picker hook's work */
     resolver_timer *reap_timer; /* closes clients marked closing from nested code */
     int picks_stopped;
     resolver_server_reload_cb reload_cb;
@@ -246,6 +246,26 @@ static void reply_err(client *c, int err, const char *fmt, ...)
 
 /* ---- verbs ---- */
 
+/* ---- the audit of admin actions ----
+ *
+ * Every admin action (DRAIN, UNDRAIN, RELOAD, DONE of another peer's
+ * ticket), its outcome and the peer that asked (uid and pid from
+ * SO_PEERCRED) get one line: info when it was done (a reload: when it
+ * starts, its changes follow), warn when it was refused or failed.
+ * Refusals of peers that are not admins are rate-limited (anyone who may
+ * connect can send them); what admins do is not. */
+static void audit(client *c, resolver_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void audit(client *c, resolver_log_level level, const char *fmt, ...)
+{
+    char what[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    resolver_log(level, "admin: uid %d pid %d: %s", (int)c->uid, (int)c->pid, what);
+}
+
 typedef struct {
     const char *name;
     int min_args, max_args; /* positional arguments after the verb, options included */
@@ -321,6 +341,8 @@ static int try_pick(client *c, const resolver_proto_request *req, int may_park)
     resolver_ticket_owner *owner = pick_owner(c, detach);
     if (!owner)
         return 1;
+    owner->uid = (long)c->uid;
+    owner->pid = (long)c->pid;
     resolver_pick_result r;
     char why[512];
     int fresh = 0;
@@ -366,9 +388,9 @@ static int owner_is_uid(resolver_server *s, const resolver_ticket_owner *owner)
 /* Ticket ids are sequential: without this any client could release (or
  * fail=1) anyone's picks.  A ticket is its connection's, a detached one
  * its uid's; admins may release any. */
-static int may_release(client *c, const resolver_ticket_owner *owner)
+static int owns(client *c, const resolver_ticket_owner *owner)
 {
-    if (owner == &c->tickets || c->admin)
+    if (owner == &c->tickets)
         return 1;
     for (uid_tickets *u = c->server->detached; u; u = u->next)
         if (&u->tickets == owner)
@@ -392,7 +414,12 @@ static void verb_done(client *c, const resolver_proto_request *req)
     int failed = fail && strcmp(fail, "0") != 0;
     resolver_ticket_owner *owner;
     int rc = resolver_engine_ticket_owner(c->server->engine, ticket, &owner);
-    if (rc == 0 && !may_release(c, owner)) {
+    int own = rc == 0 && owns(c, owner);
+    if (rc == 0 && !own && !c->admin) {
+        static resolver_log_limit lim; /* any peer may try ticket numbers */
+        LOG_WARN_LIMITED(&lim, "admin: uid %d pid %d: DONE %" PRIu64 " of another %s denied",
+                         (int)c->uid, (int)c->pid, ticket,
+                         owner_is_uid(c->server, owner) ? "user" : "connection");
         reply_err(c, RESOLVER_ERR_DENIED,
                   "ticket %" PRIu64 " was picked by another %s; only its owner or an admin may "
                   "report it done",
@@ -404,6 +431,9 @@ static void verb_done(client *c, const resolver_proto_request *req)
                                   latency >= RESOLVER_LATENCY_UNKNOWN && lat
                                       ? RESOLVER_LATENCY_UNKNOWN - 1
                                       : (uint32_t)latency);
+    if (rc == 0 && !own)
+        audit(c, RESOLVER_LOG_INFO, "DONE %" PRIu64 "%s of another %s", ticket,
+              failed ? " fail=1" : "", owner_is_uid(c->server, owner) ? "user" : "connection");
     if (rc == RESOLVER_ERR_NOT_FOUND)
         reply_err(c, rc, "no outstanding ticket %" PRIu64 " (already done or timed out)", ticket);
     else
@@ -459,12 +489,20 @@ static void verb_watch(client *c, const resolver_proto_request *req)
 
 static void drain_common(client *c, const resolver_proto_request *req, int drain)
 {
-    int rc = resolver_engine_drain(c->server->engine, req->argv[1], req->argv[2], drain);
-    if (rc == 0)
-        reply_ok(c, json_pack("{s:s, s:s, s:b}", "service", req->argv[1], "address", req->argv[2],
-                              "drained", drain));
-    else
-        reply_err(c, rc, "service \"%s\" has no instance \"%s\"", req->argv[1], req->argv[2]);
+    const char *what = drain ? "drain" : "undrain", *svc = req->argv[1], *addr = req->argv[2];
+    int rc = resolver_engine_drain(c->server->engine, svc, addr, drain);
+    if (rc == 0) {
+        audit(c, RESOLVER_LOG_INFO, "%s %s %s: done", what, svc, addr);
+        reply_ok(c,
+                 json_pack("{s:s, s:s, s:b}", "service", svc, "address", addr, "drained", drain));
+    } else if (rc == RESOLVER_ERR_INVALID) {
+        audit(c, RESOLVER_LOG_WARN, "%s %s %s refused: it is not drained", what, svc, addr);
+        reply_err(c, RESOLVER_ERR_NOT_FOUND,
+                  "service \"%s\": instance \"%s\" is not drained (nothing to undo)", svc, addr);
+    } else {
+        audit(c, RESOLVER_LOG_WARN, "%s %s %s refused: no such instance", what, svc, addr);
+        reply_err(c, rc, "service \"%s\" has no instance \"%s\"", svc, addr);
+    }
 }
 
 static void verb_drain(client *c, const resolver_proto_request *req)
@@ -481,10 +519,13 @@ static void verb_reload(client *c, const resolver_proto_request *req)
 {
     char err[512] = "reload is not available";
     resolver_server *s = c->server;
-    if (s->reload_cb && s->reload_cb(s->reload_arg, err, sizeof(err)) == 0)
+    audit(c, RESOLVER_LOG_INFO, "reload requested");
+    if (s->reload_cb && s->reload_cb(s->reload_arg, err, sizeof(err)) == 0) {
         reply_ok(c, json_pack("{s:b}", "reloaded", 1));
-    else
+    } else {
+        audit(c, RESOLVER_LOG_WARN, "reload failed: %s", err);
         reply_err(c, RESOLVER_ERR_CONFIG, "%s", err);
+    }
 }
 
 static void verb_ping(client *c, const resolver_proto_request *req)
@@ -543,6 +584,11 @@ static void handle_line(client *c, char *line)
         return;
     }
     if (v->admin && !c->admin) {
+        static resolver_log_limit lim; /* any peer may send these */
+        LOG_WARN_LIMITED(&lim,
+                         "admin: uid %d pid %d: %s denied (neither root, the daemon's user, nor "
+                         "in socket.admin_group)",
+                         (int)c->uid, (int)c->pid, v->name);
         reply_err(c, RESOLVER_ERR_DENIED,
                   "%s is an admin verb: uid %d is neither root, the "
                   "daemon's user, nor in socket.admin_group",

@@ -225,7 +225,9 @@ for s in json.load(sys.stdin):
     t_check "(b2) gRPC idle close every 2 s: reconnected at least 3 times (reconnects $r)" \
         test "$r" -ge 3
     t_check "(b2) gRPC idle close: the log shows its GOAWAY as clean" \
-        grep -q "subchannel $GIDLE: READY -> CONNECTING (GOAWAY INTERNAL_ERROR \"enter idle\" from server (no stream lost))" "$LOG"
+        grep -q "service gidle: instance $GIDLE READY -> CONNECTING (GOAWAY INTERNAL_ERROR \"enter idle\" from server (no stream lost))" "$LOG"
+    t_check "(b2) gRPC idle close: a clean end is no warning" \
+        bash -c "! grep -q 'warn  service gidle:' '$LOG'"
     t_check "(b2) gRPC idle close: never TRANSIENT_FAILURE in the watch" \
         bash -c "! grep -q ' gidle $GIDLE TRANSIENT_FAILURE' '$T_DIR/watch.log'"
     t_eq "(b2) gRPC idle close: picks keep succeeding (failed picks)" 0 "$fails"
@@ -309,7 +311,7 @@ if [[ $NS_UP == 1 ]]; then
     t3=$(first_event_after "$t2" probe "$DROP" 'TRANSIENT_FAILURE|CONNECTING')
     [[ -n $t3 ]] && echo "# (e) probe after done --fail noticed after $((t3 - t2)) ms"
     t_check "(e) the log names the cause" \
-        grep -Eq "subchannel $DROP: READY -> TRANSIENT_FAILURE \((keepalive ping timeout|read: Connection timed out|write: Connection timed out)\)" "$LOG"
+        grep -Eq "warn  service (drop|probe): instance $DROP left READY: (keepalive ping timeout|read: Connection timed out|write: Connection timed out)" "$LOG"
     drop_off
     t_wait_for "(e) path back: drop READY again" 10 is_state drop "$DROP" READY
     t_wait_for "(e) path back: probe READY again" 10 is_state probe "$DROP" READY
