@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cache.h"
+#include "confdiff.h"
 #include "dns.h"
 #include "hazard.h"
 #include "engine.h"
@@ -1198,8 +1199,33 @@ static int service_in_config(const resolver_config *cfg, const char *name)
     return resolver_config_find_service(cfg, name) != NULL;
 }
 
+/* One line per difference a reload brings; keys only a restart applies are
+ * warnings (the daemon keeps running with the old value). */
+static void log_reload_change(void *arg, resolver_diff_kind kind, const char *key,
+                              const char *old_value, const char *new_value)
+{
+    switch (kind) {
+    case RESOLVER_DIFF_SERVICE_ADDED:
+        LOG_INFO("reload: service %s added (prefix %s)", key, new_value ? new_value : "?");
+        break;
+    case RESOLVER_DIFF_SERVICE_REMOVED:
+        LOG_INFO("reload: service %s removed", key);
+        break;
+    case RESOLVER_DIFF_CHANGED:
+        LOG_INFO("reload: %s: %s -> %s", key, old_value ? old_value : "(none)",
+                 new_value ? new_value : "(none)");
+        break;
+    case RESOLVER_DIFF_NEEDS_RESTART:
+        LOG_WARN("reload: %s: %s -> %s needs a restart; %s stays in effect until then", key,
+                 old_value ? old_value : "(none)", new_value ? new_value : "(none)",
+                 old_value ? old_value : "(none)");
+        break;
+    }
+}
+
 int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
 {
+    int changes = resolver_config_diff(e->cfg, cfg, log_reload_change, NULL);
     /* Services the old config listed and the new one does not are dropped;
      * on-demand services stay (they were asked for by clients). */
     size_t n = 0;
@@ -1213,10 +1239,8 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
         if (service_in_config(e->cfg, name) && !service_in_config(cfg, name))
             gone[n++] = strdup(name);
     for (size_t i = 0; i < n; i++) {
-        if (gone[i]) {
-            LOG_INFO("service %s: removed from the configuration", gone[i]);
-            remove_service(e, gone[i]);
-        }
+        if (gone[i])
+            remove_service(e, gone[i]); /* logged by log_reload_change */
         free(gone[i]);
     }
     free(gone);
@@ -1249,7 +1273,12 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
     }
     resolver_config_free(e->cfg);
     e->cfg = cfg;
-    LOG_INFO("configuration reloaded: %zu services configured", cfg->n_services);
+    if (changes == 0)
+        LOG_INFO("configuration reloaded: no change");
+    else
+        LOG_INFO("configuration reloaded: %zu service%s configured%s", cfg->n_services,
+                 cfg->n_services == 1 ? "" : "s",
+                 changes < 0 ? " (changes not listed: out of memory)" : "");
     return 0;
 }
 
