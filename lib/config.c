@@ -1228,11 +1228,282 @@ static int parse_services(parse_ctx *ctx, json_t *v, resolver_config *cfg)
     return 0;
 }
 
+/* ---- registrations ("register") --------------------------------------- */
+
+#define REGISTRATION_WEIGHT_MAX 1000000
+/* etcd counts lease TTLs in whole seconds and raises short ones to its own
+ * minimum (about 2 s): below 1 s is a mistake, not a wish. */
+#define REGISTRATION_TTL_MIN_MS 1000
+
+void resolver_registration_default(resolver_registration_config *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->format = RESOLVER_FORMAT_GOZERO;
+    r->ttl_ms = 10000;
+    r->weight = 1;
+}
+
+void resolver_registration_clear(resolver_registration_config *r)
+{
+    free(r->service);
+    free(r->address);
+    free(r->zone);
+    free(r->metadata);
+    free(r->key);
+    free(r->health_check);
+    resolver_registration_default(r);
+}
+
+static int dup_or_empty(char **dst, const char *src)
+{
+    return (*dst = strdup(src ? src : "")) ? 0 : RESOLVER_ERR_NOMEM;
+}
+
+int resolver_registration_copy(resolver_registration_config *dst,
+                               const resolver_registration_config *src)
+{
+    *dst = *src;
+    dst->service = dst->address = dst->zone = dst->metadata = dst->key = dst->health_check = NULL;
+    if (dup_or_empty(&dst->service, src->service) || dup_or_empty(&dst->address, src->address) ||
+        dup_or_empty(&dst->zone, src->zone) || dup_or_empty(&dst->metadata, src->metadata) ||
+        dup_or_empty(&dst->key, src->key) ||
+        (src->health_check && dup_or_empty(&dst->health_check, src->health_check))) {
+        resolver_registration_clear(dst);
+        return RESOLVER_ERR_NOMEM;
+    }
+    return 0;
+}
+
+int resolver_registration_equal(const resolver_registration_config *a,
+                                const resolver_registration_config *b)
+{
+    return str_equal(a->service, b->service) && str_equal(a->address, b->address) &&
+           a->format == b->format && a->ttl_ms == b->ttl_ms && a->weight == b->weight &&
+           str_equal(a->zone, b->zone) && str_equal(a->metadata, b->metadata) &&
+           str_equal(a->key, b->key) && !a->health_check == !b->health_check &&
+           (!a->health_check || strcmp(a->health_check, b->health_check) == 0);
+}
+
+/* The checks each part of a registration gets, wherever it comes from.
+ * NULL or a static reason. */
+static const char *registration_address_check(const char *address, char *canon, size_t n, char *why,
+                                              size_t whylen)
+{
+    resolver_endpoint ep;
+    if (resolver_address_parse(address, strlen(address), &ep, why, whylen) != 0)
+        return why;
+    snprintf(canon, n, "%s", ep.address);
+    return NULL;
+}
+
+static const char *registration_format_check(const char *name, resolver_format *out)
+{
+    if (resolver_format_parse(name, out) != 0)
+        return "not one of gozero, etcd_naming, kratos, kitex, native";
+    if (*out == RESOLVER_FORMAT_AUTO)
+        return "\"auto\" reads any format but cannot write one: name the format to write";
+    return NULL;
+}
+
+static const char *registration_zone_check(const char *zone)
+{
+    if (strlen(zone) >= RESOLVER_ZONE_MAX)
+        return "longer than 63 bytes";
+    for (const char *p = zone; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return "control character";
+    return NULL;
+}
+
+/* Metadata is a map of strings in every framework that has one (Kratos
+ * metadata, Kitex tags): anything else could not be written in all formats. */
+static const char *registration_metadata_check(json_t *v)
+{
+    const char *k;
+    json_t *x;
+    if (!json_is_object(v))
+        return "expected an object of strings";
+    json_object_foreach(v, k, x) if (!json_is_string(x)) return "every value must be a string";
+    return NULL;
+}
+
+int resolver_registration_build(resolver_registration_config *out, const char *service,
+                                const char *address, const char *format, uint64_t ttl_ms,
+                                uint32_t weight, const char *zone, const char *metadata,
+                                const char *key, char *why, size_t whylen)
+{
+    const char *bad = NULL, *what = "";
+    char canon[300], reason[128];
+    resolver_registration_config r;
+    resolver_registration_default(&r);
+    json_t *meta = NULL;
+    if (!service || !resolver_service_name_valid(service))
+        what = "service", bad = "invalid service name";
+    else if (!address || (bad = registration_address_check(address, canon, sizeof(canon), reason,
+                                                           sizeof(reason))))
+        what = "address", bad = bad ? bad : "missing";
+    else if (format && (bad = registration_format_check(format, &r.format)))
+        what = "format";
+    else if (ttl_ms && (ttl_ms < REGISTRATION_TTL_MIN_MS || ttl_ms > MS_MAX))
+        what = "ttl_ms", bad = "must be 1000..86400000";
+    else if (weight > REGISTRATION_WEIGHT_MAX)
+        what = "weight", bad = "must be 1..1000000";
+    else if (zone && (bad = registration_zone_check(zone)))
+        what = "zone";
+    else if (key && !*key)
+        what = "key", bad = "must not be empty";
+    else if (metadata && *metadata) {
+        meta = json_loads(metadata, JSON_REJECT_DUPLICATES, NULL);
+        if ((bad = meta ? registration_metadata_check(meta) : "not JSON"))
+            what = "metadata";
+    }
+    if (bad) {
+        json_decref(meta);
+        snprintf(why, whylen, "%s: %s", what, bad);
+        return RESOLVER_ERR_INVALID;
+    }
+    r.service = (char *)service;
+    r.address = canon;
+    r.ttl_ms = ttl_ms ? ttl_ms : r.ttl_ms;
+    r.weight = weight ? weight : 1;
+    r.zone = (char *)zone;
+    char *compact = json_object_size(meta) ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(meta);
+    r.metadata = compact;
+    r.key = (char *)key;
+    int rc = resolver_registration_copy(out, &r);
+    free(compact);
+    if (rc)
+        snprintf(why, whylen, "out of memory");
+    return rc;
+}
+
+static int take_registration_string(parse_ctx *ctx, const char *path, json_t *v, const char *name,
+                                    char **dst)
+{
+    char p[PATH_LEN];
+    json_t *x = json_object_get(v, name);
+    return x ? take_string(ctx, join(p, path, name), x, dst) : 0;
+}
+
+static int parse_registration_parts(parse_ctx *ctx, const char *path, json_t *v,
+                                    resolver_registration_config *r)
+{
+    char p[PATH_LEN], canon[300];
+    const char *bad;
+    json_t *x;
+    uint64_t u;
+    int rc;
+    if (!json_object_get(v, "service"))
+        return fail(ctx, "%s: missing required key \"service\"", path);
+    if (!json_object_get(v, "address"))
+        return fail(ctx, "%s: missing required key \"address\"", path);
+    if ((rc = take_registration_string(ctx, path, v, "service", &r->service)) ||
+        (rc = take_registration_string(ctx, path, v, "address", &r->address)) ||
+        (rc = take_registration_string(ctx, path, v, "zone", &r->zone)) ||
+        (rc = take_registration_string(ctx, path, v, "key", &r->key)))
+        return rc;
+    if (!resolver_service_name_valid(r->service))
+        return fail(ctx, "%s: invalid service name \"%s\"", join(p, path, "service"), r->service);
+    char reason[128];
+    if ((bad =
+             registration_address_check(r->address, canon, sizeof(canon), reason, sizeof(reason))))
+        return fail(ctx, "%s: \"%s\": %s", join(p, path, "address"), r->address, bad);
+    free(r->address);
+    if (!(r->address = strdup(canon)))
+        return nomem(ctx);
+    if ((x = json_object_get(v, "format"))) {
+        join(p, path, "format");
+        if (!json_is_string(x))
+            return wrong_type(ctx, p, x, "a string");
+        if ((bad = registration_format_check(json_string_value(x), &r->format)))
+            return fail(ctx, "%s: \"%s\": %s", p, json_string_value(x), bad);
+    }
+    if ((x = json_object_get(v, "ttl_ms")) &&
+        (rc = take_ms(ctx, join(p, path, "ttl_ms"), x, REGISTRATION_TTL_MIN_MS, &r->ttl_ms)))
+        return rc;
+    if ((x = json_object_get(v, "weight"))) {
+        if ((rc = take_uint(ctx, join(p, path, "weight"), x, 1, REGISTRATION_WEIGHT_MAX, &u)))
+            return rc;
+        r->weight = (uint32_t)u;
+    }
+    if (r->zone && (bad = registration_zone_check(r->zone)))
+        return fail(ctx, "%s: \"%s\": %s", join(p, path, "zone"), r->zone, bad);
+    if (r->key && !*r->key)
+        return fail(ctx, "%s: must not be empty", join(p, path, "key"));
+    if ((x = json_object_get(v, "metadata"))) {
+        if ((bad = registration_metadata_check(x)))
+            return fail(ctx, "%s: %s", join(p, path, "metadata"), bad);
+        /* {} is kept as "" (none), as written back by resolver_config_to_json. */
+        if (!(r->metadata =
+                  json_object_size(x) ? json_dumps(x, JSON_COMPACT | JSON_SORT_KEYS) : strdup("")))
+            return nomem(ctx);
+    }
+    if (json_object_get(v, "health_check"))
+        return fail(ctx, "%s: health-gated registration is not supported yet",
+                    join(p, path, "health_check"));
+    return 0;
+}
+
+static int parse_registration(parse_ctx *ctx, const char *path, json_t *v,
+                              resolver_registration_config *r)
+{
+    static const char *const keys[] = {"service", "address",  "format", "ttl_ms",       "weight",
+                                       "zone",    "metadata", "key",    "health_check", NULL};
+    int rc;
+    if (!json_is_object(v))
+        return wrong_type(ctx, path, v, "an object");
+    if ((rc = check_keys(ctx, path, v, keys, 0)))
+        return rc;
+    rc = parse_registration_parts(ctx, path, v, r);
+    /* Unset strings are "" like everywhere else in the config. */
+    if (!rc && (dup_or_empty(&r->zone, r->zone ? r->zone : "") ||
+                (!r->metadata && dup_or_empty(&r->metadata, "")) ||
+                (!r->key && dup_or_empty(&r->key, ""))))
+        return nomem(ctx);
+    return rc;
+}
+
+static int parse_registrations(parse_ctx *ctx, json_t *v, resolver_config *cfg)
+{
+    if (!json_is_array(v))
+        return wrong_type(ctx, "register", v, "an array");
+    size_t n = json_array_size(v);
+    if (n == 0)
+        return 0;
+    if (!(cfg->registrations = calloc(n, sizeof(*cfg->registrations))))
+        return nomem(ctx);
+    for (size_t i = 0; i < n; i++) {
+        char p[PATH_LEN];
+        resolver_registration_config *r = &cfg->registrations[i];
+        resolver_registration_default(r);
+        cfg->n_registrations = i + 1;
+        int rc = parse_registration(ctx, join_index(p, "register", i), json_array_get(v, i), r);
+        if (rc)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->registrations[j].service, r->service) == 0 &&
+                strcmp(cfg->registrations[j].address, r->address) == 0)
+                return fail(ctx, "register[%zu]: duplicate of register[%zu] (%s %s)", i, j,
+                            r->service, r->address);
+    }
+    return 0;
+}
+
 static int parse_root(parse_ctx *ctx, json_t *root, resolver_config *cfg)
 {
-    static const char *const keys[] = {
-        "etcd",     "socket",   "metrics", "zone", "cache_file", "on_demand_services_max",
-        "defaults", "services", "dns",     NULL};
+    static const char *const keys[] = {"etcd",
+                                       "socket",
+                                       "metrics",
+                                       "zone",
+                                       "cache_file",
+                                       "on_demand_services_max",
+                                       "defaults",
+                                       "services",
+                                       "dns",
+                                       "register",
+                                       "deregister_grace_ms",
+                                       NULL};
     json_t *x;
     uint64_t u;
     int rc;
@@ -1275,6 +1546,11 @@ static int parse_root(parse_ctx *ctx, json_t *root, resolver_config *cfg)
     }
     if ((x = json_object_get(root, "services")) && (rc = parse_services(ctx, x, cfg)))
         return rc;
+    if ((x = json_object_get(root, "register")) && (rc = parse_registrations(ctx, x, cfg)))
+        return rc;
+    if ((x = json_object_get(root, "deregister_grace_ms")) &&
+        (rc = take_ms(ctx, "deregister_grace_ms", x, 0, &cfg->deregister_grace_ms)))
+        return rc;
     return 0;
 }
 
@@ -1304,6 +1580,9 @@ void resolver_config_free(resolver_config *cfg)
         resolver_service_options_clear(&cfg->services[i].options);
     }
     free(cfg->services);
+    for (size_t i = 0; i < cfg->n_registrations; i++)
+        resolver_registration_clear(&cfg->registrations[i]);
+    free(cfg->registrations);
     free(cfg);
 }
 
@@ -1337,6 +1616,7 @@ int resolver_config_new_default(resolver_config **out)
     cfg->socket.mode = 0660;
     cfg->socket.max_detached_tickets = 10000;
     cfg->on_demand_services_max = 256;
+    cfg->deregister_grace_ms = 2000;
     resolver_service_options_default(&cfg->defaults);
     *out = cfg;
     return 0;
@@ -1514,8 +1794,13 @@ const resolver_service_config *resolver_config_find_service(const resolver_confi
 
 int resolver_config_equal(const resolver_config *a, const resolver_config *b)
 {
-    if (a->etcd.n_endpoints != b->etcd.n_endpoints || a->n_services != b->n_services)
+    if (a->etcd.n_endpoints != b->etcd.n_endpoints || a->n_services != b->n_services ||
+        a->n_registrations != b->n_registrations ||
+        a->deregister_grace_ms != b->deregister_grace_ms)
         return 0;
+    for (size_t i = 0; i < a->n_registrations; i++)
+        if (!resolver_registration_equal(&a->registrations[i], &b->registrations[i]))
+            return 0;
     for (size_t i = 0; i < a->etcd.n_endpoints; i++)
         if (!str_equal(a->etcd.endpoints[i], b->etcd.endpoints[i]))
             return 0;
@@ -1640,6 +1925,31 @@ static json_t *config_to_json(const resolver_config *cfg)
         options_to_json(&cfg->defaults, json_object()), "services", services);
 }
 
+static json_t *registration_to_json(const resolver_registration_config *r)
+{
+    json_t *meta = r->metadata && *r->metadata ? json_loads(r->metadata, 0, NULL) : json_object();
+    json_t *obj = json_pack("{s:o,s:o,s:s,s:o,s:o,s:o,s:o}", "service", jstr(r->service), "address",
+                            jstr(r->address), "format", resolver_format_name(r->format), "ttl_ms",
+                            jint(r->ttl_ms), "weight", jint(r->weight), "zone", jstr(r->zone),
+                            "metadata", meta);
+    if (obj && r->key && *r->key && json_object_set_new(obj, "key", jstr(r->key)) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static json_t *registrations_to_json(const resolver_config *cfg)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < cfg->n_registrations; i++)
+        if (json_array_append_new(list, registration_to_json(&cfg->registrations[i]))) {
+            json_decref(list);
+            return NULL;
+        }
+    return list;
+}
+
 /* The fewest significant digits that print every real of cfg exactly, so
  * that 1.6 is written "1.6" and not "1.6000000000000001". */
 static int real_precision(const resolver_config *cfg)
@@ -1667,7 +1977,9 @@ int resolver_config_to_json(const resolver_config *cfg, char **out)
         return RESOLVER_ERR_INVALID;
     *out = NULL;
     json_t *root = config_to_json(cfg);
-    if (!root || json_object_set_new(root, "dns", dns_to_json(cfg)) != 0) {
+    if (!root || json_object_set_new(root, "dns", dns_to_json(cfg)) != 0 ||
+        json_object_set_new(root, "register", registrations_to_json(cfg)) != 0 ||
+        json_object_set_new(root, "deregister_grace_ms", jint(cfg->deregister_grace_ms)) != 0) {
         json_decref(root);
         return RESOLVER_ERR_NOMEM;
     }

@@ -67,6 +67,19 @@ typedef struct {
     resolver_service_options options;
 } resolver_service_config;
 
+/* One local instance to publish in etcd (the "register" list; registrar.h). */
+typedef struct {
+    char *service;          /* "user.rpc" */
+    char *address;          /* canonical "host:port" or "[v6]:port" */
+    resolver_format format; /* never AUTO: gozero unless set */
+    uint64_t ttl_ms;        /* 10000; the lease TTL is this rounded up to whole seconds */
+    uint32_t weight;        /* 1 */
+    char *zone;             /* "" if unset */
+    char *metadata;         /* a compact JSON object of strings; "" if unset */
+    char *key;              /* "" : the format's own key */
+    char *health_check;     /* NULL: none; "" = overall server health (not used yet) */
+} resolver_registration_config;
+
 struct resolver_config {
     struct {
         char **endpoints; /* at least one URL, e.g. "http://127.0.0.1:2379" (no trailing '/') */
@@ -99,6 +112,9 @@ struct resolver_config {
     resolver_service_options defaults;
     resolver_service_config *services;
     size_t n_services;
+    resolver_registration_config *registrations; /* "register" */
+    size_t n_registrations;
+    uint64_t deregister_grace_ms; /* 2000 */
 };
 
 /* Longest duration any *_ms key accepts: 24 h.  Code downstream relies on
@@ -142,6 +158,24 @@ int resolver_config_to_json(const resolver_config *cfg, char **out);
 int resolver_config_equal(const resolver_config *a, const resolver_config *b);
 /* 1 if a and b name the same DNS servers, in the same order. */
 int resolver_config_dns_equal(const resolver_config *a, const resolver_config *b);
+
+/* Fills r with the defaults of one registration (owns no memory). */
+void resolver_registration_default(resolver_registration_config *r);
+/* Checks and fills one registration from loose parts (the CLI's and the
+ * library's path in; the config file uses the same checks): `format` NULL
+ * for gozero, `ttl_ms` 0 for the default, `weight` 0 for 1, `zone`,
+ * `metadata` (a JSON object of strings) and `key` NULL for none.  0 or
+ * RESOLVER_ERR_INVALID with a reason in why, or NOMEM.  On success *out owns
+ * copies (free with resolver_registration_clear). */
+int resolver_registration_build(resolver_registration_config *out, const char *service,
+                                const char *address, const char *format, uint64_t ttl_ms,
+                                uint32_t weight, const char *zone, const char *metadata,
+                                const char *key, char *why, size_t whylen);
+int resolver_registration_copy(resolver_registration_config *dst,
+                               const resolver_registration_config *src);
+void resolver_registration_clear(resolver_registration_config *r);
+int resolver_registration_equal(const resolver_registration_config *a,
+                                const resolver_registration_config *b);
 
 /* Names as written in the configuration ("round_robin", "h2c").  An
  * out-of-range value gives "unknown".  The parsers return 0 or

@@ -36,6 +36,7 @@
 #include "etcd.h"
 #include "log.h"
 #include "proto.h"
+#include "registrar.h"
 #include "strmap.h"
 #include "u64map.h"
 
@@ -100,8 +101,9 @@ struct resolver_engine {
     atomic_int loop_thread_known;
     resolver_loop *loop;
     resolver_etcd *etcd;
-    resolver_dns *dns;        /* instance host names */
-    resolver_strmap services; /* name -> resolver_service */
+    resolver_dns *dns;             /* instance host names */
+    resolver_registrar *registrar; /* local instances published in etcd */
+    resolver_strmap services;      /* name -> resolver_service */
     size_t n_on_demand;
     resolver_u64map tickets; /* id -> resolver_ticket */
     timeout_queue *queues;   /* one per distinct ticket_timeout_ms */
@@ -1005,6 +1007,80 @@ static void drain_inbox(resolver_loop *loop, void *arg)
     }
 }
 
+/* ---- registrations (registrar.h) ---- */
+
+static const char *registration_prefix(const resolver_config *cfg, const char *service, char *buf,
+                                       size_t n)
+{
+    const resolver_service_config *sc = resolver_config_find_service(cfg, service);
+    if (sc)
+        return sc->prefix;
+    snprintf(buf, n, "%s/", service);
+    return buf;
+}
+
+static int add_configured_registrations(resolver_engine *e, const resolver_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_registrations; i++) {
+        char buf[RESOLVER_SERVICE_NAME_MAX + 2];
+        const resolver_registration_config *r = &cfg->registrations[i];
+        int rc = resolver_registrar_add(e->registrar, r,
+                                        registration_prefix(cfg, r->service, buf, sizeof(buf)), 1);
+        if (rc && rc != RESOLVER_ERR_CLOSED)
+            return rc;
+    }
+    return 0;
+}
+
+int resolver_engine_register(resolver_engine *e, const resolver_registration *reg, char *err,
+                             size_t errlen)
+{
+    char why[256], buf[RESOLVER_SERVICE_NAME_MAX + 2];
+    resolver_registration_config spec;
+    if (!e || !reg) {
+        snprintf(err ? err : why, err ? errlen : sizeof(why), "no registration");
+        return RESOLVER_ERR_INVALID;
+    }
+    int rc = resolver_registration_build(&spec, reg->service, reg->address, reg->format,
+                                         reg->ttl_ms, reg->weight, reg->zone, reg->metadata,
+                                         reg->key, why, sizeof(why));
+    if (rc == 0) {
+        rc = resolver_registrar_add(e->registrar, &spec,
+                                    registration_prefix(e->cfg, spec.service, buf, sizeof(buf)), 0);
+        snprintf(why, sizeof(why), "%s", resolver_strerror(rc));
+        resolver_registration_clear(&spec);
+    }
+    if (rc && err && errlen)
+        snprintf(err, errlen, "%s", why);
+    return rc;
+}
+
+int resolver_engine_deregister(resolver_engine *e, const char *service, const char *address)
+{
+    resolver_endpoint ep;
+    if (!e || !service || !address)
+        return RESOLVER_ERR_INVALID;
+    /* The canonical form, as registered. */
+    if (resolver_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
+        address = ep.address;
+    return resolver_registrar_remove(e->registrar, service, address);
+}
+
+void resolver_engine_deregister_all(resolver_engine *e)
+{
+    resolver_registrar_leave_all(e->registrar);
+}
+
+size_t resolver_engine_registrations(resolver_engine *e)
+{
+    return resolver_registrar_count(e->registrar);
+}
+
+json_t *resolver_engine_registrations_json(resolver_engine *e)
+{
+    return resolver_registrar_json(e->registrar);
+}
+
 /* ---- lifecycle ---- */
 
 static resolver_dns_options dns_options(const resolver_config *cfg)
@@ -1038,6 +1114,9 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     if (!(e->dns = resolver_dns_new(e->loop, &dns_opts)))
         goto fail;
     e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
+    if (!(e->registrar = resolver_registrar_new(e->loop, e->etcd, cfg->deregister_grace_ms)) ||
+        add_configured_registrations(e, cfg) != 0)
+        goto fail;
     if (add_configured_services(e) != 0)
         goto fail;
     if (publish_directory(e, NULL) != 0) /* no service configured: an empty one */
@@ -1086,6 +1165,7 @@ void resolver_engine_del(resolver_engine *e)
      * whose timers live on the loop: before the loop goes. */
     resolver_hazard_domain_del(e->hazard);
     resolver_timer_del(e->housekeeping);
+    resolver_registrar_del(e->registrar); /* rule 2: keys expire with their leases */
     resolver_etcd_del(e->etcd);
     resolver_dns_del(e->dns); /* after the subchannels, which the hazard domain freed */
     resolver_loop_del(e->loop);
@@ -1271,6 +1351,10 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
             LOG_INFO("dns: %zu servers configured%s", cfg->dns.n_servers,
                      cfg->dns.n_servers ? "" : " (the system's, from /etc/resolv.conf)");
     }
+    resolver_registrar_forget_config(e->registrar, cfg);
+    resolver_registrar_set_grace(e->registrar, cfg->deregister_grace_ms);
+    if (add_configured_registrations(e, cfg) != 0)
+        LOG_WARN("register: out of memory applying the reloaded registrations");
     resolver_config_free(e->cfg);
     e->cfg = cfg;
     if (changes == 0)

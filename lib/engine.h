@@ -81,6 +81,9 @@ int resolver_engine_ready(resolver_engine *e, char *why, size_t whylen);
  * not drained). */
 int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain);
 
+/* The registrations as resolver_registrar_json lists them (new reference). */
+json_t *resolver_engine_registrations_json(resolver_engine *e);
+
 /* Replaces the configuration (takes `cfg` in every case): services added,
  * removed or given new options; subchannels of instances that stay are kept. */
 int resolver_engine_reload(resolver_engine *e, resolver_config *cfg);

@@ -34,6 +34,8 @@ typedef struct {
     int fail;
     int hold;
     const char *latency;
+    /* register */
+    const char *format, *ttl_ms, *zone, *weight, *etcd_key, *metadata;
 } ctl_options;
 
 typedef struct {
@@ -61,6 +63,11 @@ static void usage(FILE *out)
             "  watch [SERVICE]            a timestamped line per change, until interrupted\n"
             "  drain SERVICE ADDRESS      stop new picks of an instance (admin)\n"
             "  undrain SERVICE ADDRESS    undo drain (admin)\n"
+            "  register SERVICE ADDRESS [--format F] [--ttl-ms N] [--zone Z] [--weight W]\n"
+            "                             publish a local instance in etcd (admin; not\n"
+            "                             persisted across restarts)\n"
+            "  deregister SERVICE ADDRESS delete its key, then LEAVING for the grace (admin)\n"
+            "  registrations              one row per registered instance\n"
             "  metrics                    Prometheus text exposition\n"
             "  reload                     reload resolverd's configuration (admin)\n"
             "  ping                       check that resolverd answers\n"
@@ -734,6 +741,74 @@ static int run_undrain(resolver_client *c, const ctl_options *o, char **args)
     return run_drain_verb(c, o, args, "UNDRAIN");
 }
 
+/* Appends " NAME=VALUE" (escaped) when value is set. */
+static void append_option(char *line, size_t n, const char *name, const char *value)
+{
+    size_t used = strlen(line);
+    if (value)
+        snprintf(line + used, n - used, " %s=%s", name, esc(value, 2));
+}
+
+static int run_register(resolver_client *c, const ctl_options *o, char **args)
+{
+    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    snprintf(line, sizeof(line), "REGISTER %s %s", esc(args[0], 0), esc(args[1], 1));
+    append_option(line, sizeof(line), "format", o->format);
+    append_option(line, sizeof(line), "ttl_ms", o->ttl_ms);
+    append_option(line, sizeof(line), "zone", o->zone);
+    append_option(line, sizeof(line), "weight", o->weight);
+    append_option(line, sizeof(line), "key", o->etcd_key);
+    append_option(line, sizeof(line), "metadata", o->metadata);
+    int code = EXIT_OK;
+    json_t *j = request(c, line, &code);
+    if (j && o->json)
+        print_json(j);
+    else if (j)
+        printf("registering %s %s (%s; not persisted: lost at restart unless listed in the "
+               "configuration's \"register\")\n",
+               json_str(j, "service"), json_str(j, "address"), json_str(j, "format"));
+    json_decref(j);
+    return code;
+}
+
+static int run_deregister(resolver_client *c, const ctl_options *o, char **args)
+{
+    return run_drain_verb(c, o, args, "DEREGISTER");
+}
+
+static int run_registrations(resolver_client *c, const ctl_options *o, char **args)
+{
+    int code = EXIT_OK;
+    json_t *j = request(c, "REGISTRATIONS", &code);
+    if (!j)
+        return code;
+    if (o->json) {
+        print_json(j);
+        json_decref(j);
+        return EXIT_OK;
+    }
+    table t = {.ncols = 7, .align = "lllllrl"};
+    table_row(&t, "SERVICE", "ADDRESS", "FORMAT", "KEY", "LEASE", "TTL-LEFT", "STATE");
+    size_t i;
+    json_t *r;
+    json_array_foreach(j, i, r)
+    {
+        json_t *left = json_object_get(r, "ttl_left_ms");
+        char *ttl = json_is_integer(left) ? cellf("%.1fs", (double)json_integer_value(left) / 1000)
+                                          : cellf("-");
+        const char *key = json_str(r, "key");
+        const char *lease = json_str(r, "lease_id");
+        table_row(&t, json_str(r, "service"), json_str(r, "address"), json_str(r, "format"),
+                  *key ? key : "-", strcmp(lease, "0") ? lease : "-", ttl, json_str(r, "state"));
+        free(ttl);
+    }
+    table_print(&t);
+    if (i == 0)
+        printf("(no registrations)\n");
+    json_decref(j);
+    return EXIT_OK;
+}
+
 static int run_reload(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
@@ -769,6 +844,21 @@ static const ctl_verb ctl_verbs[] = {
      run_watch},
     {"drain", 2, 2, "SERVICE ADDRESS", "Stop new picks of ADDRESS (admin).", run_drain},
     {"undrain", 2, 2, "SERVICE ADDRESS", "Undo a drain (admin).", run_undrain},
+    {"register", 2, 2,
+     "SERVICE ADDRESS [--format F] [--ttl-ms N] [--zone Z] [--weight W] [--etcd-key K] "
+     "[--metadata JSON]",
+     "Publish ADDRESS as an instance of SERVICE in etcd under a lease that resolverd keeps\n"
+     "alive and restores after any loss (admin).  F: gozero (default), etcd_naming, kratos,\n"
+     "kitex, native.  Not persisted: lost at restart unless listed in \"register\".",
+     run_register},
+    {"deregister", 2, 2, "SERVICE ADDRESS",
+     "Delete the key of a registration and revoke its lease; it stays LEAVING for\n"
+     "deregister_grace_ms (admin).",
+     run_deregister},
+    {"registrations", 0, 0, "",
+     "List registrations: service, address, format, key, lease, TTL left, state\n"
+     "(REGISTERED, PENDING, UNHEALTHY, LEAVING).",
+     run_registrations},
     {"metrics", 0, 0, "", "Print Prometheus text exposition.", run_metrics},
     {"reload", 0, 0, "", "Reload resolverd's configuration, as SIGHUP (admin).", run_reload},
     {"ping", 0, 0, "", "Check that resolverd answers; prints the round trip.", run_ping},
@@ -784,7 +874,18 @@ static const ctl_verb *find_ctl_verb(const char *name)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_KEY = 256, OPT_FAIL, OPT_LATENCY, OPT_HOLD };
+    enum {
+        OPT_KEY = 256,
+        OPT_FAIL,
+        OPT_LATENCY,
+        OPT_HOLD,
+        OPT_FORMAT,
+        OPT_TTL,
+        OPT_ZONE,
+        OPT_WEIGHT,
+        OPT_ETCD_KEY,
+        OPT_METADATA
+    };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
@@ -793,6 +894,12 @@ int main(int argc, char **argv)
         {"fail", no_argument, NULL, OPT_FAIL},
         {"hold", no_argument, NULL, OPT_HOLD},
         {"latency-ms", required_argument, NULL, OPT_LATENCY},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"ttl-ms", required_argument, NULL, OPT_TTL},
+        {"zone", required_argument, NULL, OPT_ZONE},
+        {"weight", required_argument, NULL, OPT_WEIGHT},
+        {"etcd-key", required_argument, NULL, OPT_ETCD_KEY},
+        {"metadata", required_argument, NULL, OPT_METADATA},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -821,6 +928,24 @@ int main(int argc, char **argv)
             break;
         case OPT_LATENCY:
             o.latency = optarg;
+            break;
+        case OPT_FORMAT:
+            o.format = optarg;
+            break;
+        case OPT_TTL:
+            o.ttl_ms = optarg;
+            break;
+        case OPT_ZONE:
+            o.zone = optarg;
+            break;
+        case OPT_WEIGHT:
+            o.weight = optarg;
+            break;
+        case OPT_ETCD_KEY:
+            o.etcd_key = optarg;
+            break;
+        case OPT_METADATA:
+            o.metadata = optarg;
             break;
         case 'h':
             help = 1;

@@ -43,6 +43,7 @@ typedef struct {
     resolver_metrics_http *metrics; /* NULL unless metrics.listen is set */
     int sigfd;
     int stopping;
+    int leaving; /* SIGTERM: deregistering before the drain */
     resolver_timer *drain_timer;
     uint64_t drain_deadline;
     char *config_path; /* absolute, for STATUS; NULL without -c */
@@ -239,6 +240,16 @@ static void add_status(void *arg, json_t *j)
                                   (double)(long long)(ago * 1000) / 1000));
 }
 
+static void begin_drain(daemon_state *d)
+{
+    resolver_loop *loop = resolver_engine_loop(d->engine);
+    sd_notify_text("STATUS=draining");
+    resolver_server_stop_picks(d->server);
+    resolver_engine_shutdown(d->engine);
+    d->drain_deadline = resolver_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
+    resolver_timer_start(d->drain_timer, 0);
+}
+
 static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     daemon_state *d = arg;
@@ -251,14 +262,23 @@ static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
                      si.ssi_pid);
             reload(d, err, sizeof(err));
         } else if (!d->stopping) {
-            LOG_INFO("%s: stopping: draining every instance (a second signal stops at once)",
-                     strsignal((int)si.ssi_signo));
             d->stopping = 1;
-            sd_notify_text("STOPPING=1\nSTATUS=draining");
-            resolver_server_stop_picks(d->server);
-            resolver_engine_shutdown(d->engine);
-            d->drain_deadline = resolver_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
-            resolver_timer_start(d->drain_timer, 0);
+            sd_notify_text("STOPPING=1\nSTATUS=deregistering");
+            /* Our keys go first, and remote callers get deregister_grace_ms
+             * to stop picking us, before anything closes. */
+            size_t n = resolver_engine_registrations(d->engine);
+            if (n > 0) {
+                LOG_INFO("%s: stopping: deregistering %zu instance%s first, then draining (a "
+                         "second signal stops at once)",
+                         strsignal((int)si.ssi_signo), n, n == 1 ? "" : "s");
+                d->leaving = 1;
+                resolver_engine_deregister_all(d->engine);
+                resolver_timer_start(d->drain_timer, 0);
+            } else {
+                LOG_INFO("%s: stopping: draining every instance (a second signal stops at once)",
+                         strsignal((int)si.ssi_signo));
+                begin_drain(d);
+            }
         } else {
             LOG_WARN("%s again: stopping without waiting for the drain",
                      strsignal((int)si.ssi_signo));
@@ -272,6 +292,15 @@ static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
 static void on_drain_check(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     daemon_state *d = arg;
+    if (d->leaving) { /* deregistering: keys deleted, then the grace */
+        if (resolver_engine_registrations(d->engine) == 0) {
+            d->leaving = 0;
+            begin_drain(d);
+        } else {
+            resolver_timer_start(t, 20);
+        }
+        return;
+    }
     if (resolver_engine_drained(d->engine) || resolver_loop_now(loop) >= d->drain_deadline) {
         resolver_loop_stop(loop);
         return;

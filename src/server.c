@@ -515,6 +515,106 @@ static void verb_undrain(client *c, const resolver_proto_request *req)
     drain_common(c, req, 0);
 }
 
+/* Unknown option names are refused: a misspelt ttl_ms would otherwise
+ * register with the default TTL. */
+static int register_options_known(client *c, const resolver_proto_request *req)
+{
+    static const char *const known[] = {"format", "ttl_ms", "zone", "weight", "key", "metadata"};
+    for (int i = 3; i < req->argc; i++) {
+        const char *eq = strchr(req->argv[i], '=');
+        size_t n = eq ? (size_t)(eq - req->argv[i]) : strlen(req->argv[i]);
+        int ok = 0;
+        for (size_t k = 0; eq && !ok && k < sizeof(known) / sizeof(known[0]); k++)
+            ok = strlen(known[k]) == n && strncmp(known[k], req->argv[i], n) == 0;
+        if (!ok) {
+            reply_err(c, RESOLVER_ERR_INVALID,
+                      "unknown option \"%.64s\" (format=, ttl_ms=, zone=, weight=, key=, "
+                      "metadata=)",
+                      req->argv[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One registration as REGISTRATIONS lists it (canonical address, defaults
+ * filled in), or a bare acknowledgement. */
+static json_t *registration_view(resolver_engine *e, const char *service, const char *address)
+{
+    resolver_endpoint ep;
+    if (resolver_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
+        address = ep.address;
+    json_t *list = resolver_engine_registrations_json(e), *x, *found = NULL;
+    size_t i;
+    json_array_foreach(list, i, x)
+    {
+        if (strcmp(json_string_value(json_object_get(x, "service")), service) == 0 &&
+            strcmp(json_string_value(json_object_get(x, "address")), address) == 0 &&
+            strcmp(json_string_value(json_object_get(x, "state")), "LEAVING") != 0)
+            found = json_incref(x);
+    }
+    json_decref(list);
+    return found ? found : json_pack("{s:s,s:s}", "service", service, "address", address);
+}
+
+static void verb_register(client *c, const resolver_proto_request *req)
+{
+    resolver_engine *e = c->server->engine;
+    uint64_t ttl = 0, weight = 0;
+    const char *ttl_text = resolver_proto_option(req, 3, "ttl_ms");
+    const char *weight_text = resolver_proto_option(req, 3, "weight");
+    if (!register_options_known(c, req))
+        return;
+    if ((ttl_text && parse_u64(ttl_text, &ttl) != 0) ||
+        (weight_text &&
+         (parse_u64(weight_text, &weight) != 0 || weight == 0 || weight > UINT32_MAX))) {
+        reply_err(c, RESOLVER_ERR_INVALID, "%s: not a positive integer",
+                  ttl_text && parse_u64(ttl_text, &ttl) != 0 ? "ttl_ms" : "weight");
+        return;
+    }
+    resolver_registration reg = {req->argv[1],
+                                 req->argv[2],
+                                 resolver_proto_option(req, 3, "format"),
+                                 ttl,
+                                 (uint32_t)weight,
+                                 resolver_proto_option(req, 3, "zone"),
+                                 resolver_proto_option(req, 3, "metadata"),
+                                 resolver_proto_option(req, 3, "key")};
+    char err[256] = "";
+    int rc = resolver_engine_register(e, &reg, err, sizeof(err));
+    if (rc) {
+        reply_err(c, rc, "%s", err);
+        return;
+    }
+    json_t *out = registration_view(e, req->argv[1], req->argv[2]);
+    if (out)
+        json_object_set_new(out, "persisted", json_boolean(0));
+    reply_ok(c, out);
+}
+
+static void verb_deregister(client *c, const resolver_proto_request *req)
+{
+    int rc = resolver_engine_deregister(c->server->engine, req->argv[1], req->argv[2]);
+    if (rc == 0)
+        reply_ok(
+            c,
+            json_pack("{s:s,s:s,s:s,s:I}", "service", req->argv[1], "address", req->argv[2],
+                      "state", "LEAVING", "grace_ms",
+                      (json_int_t)resolver_engine_config(c->server->engine)->deregister_grace_ms));
+    else
+        reply_err(c, rc, "service \"%s\" has no registration \"%s\"", req->argv[1], req->argv[2]);
+}
+
+static void verb_registrations(client *c, const resolver_proto_request *req)
+{
+    json_t *j = resolver_engine_registrations_json(c->server->engine);
+    if (!j) {
+        reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
+        return;
+    }
+    reply_ok(c, j);
+}
+
 static void verb_reload(client *c, const resolver_proto_request *req)
 {
     char err[512] = "reload is not available";
@@ -544,6 +644,11 @@ static const verb verbs[] = {
     {"DRAIN", 2, 2, 1, "DRAIN SERVICE ADDRESS", verb_drain},
     {"UNDRAIN", 2, 2, 1, "UNDRAIN SERVICE ADDRESS", verb_undrain},
     {"RELOAD", 0, 0, 1, "RELOAD", verb_reload},
+    {"REGISTER", 2, 8, 1,
+     "REGISTER SERVICE ADDRESS [format=F] [ttl_ms=N] [zone=Z] [weight=W] [key=K] [metadata=JSON]",
+     verb_register},
+    {"DEREGISTER", 2, 2, 1, "DEREGISTER SERVICE ADDRESS", verb_deregister},
+    {"REGISTRATIONS", 0, 0, 0, "REGISTRATIONS", verb_registrations},
     {"PING", 0, 0, 0, "PING", verb_ping},
 };
 

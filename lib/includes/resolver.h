@@ -170,6 +170,48 @@ RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *servi
 RESOLVER_API int resolver_engine_done(resolver_engine *engine, uint64_t ticket, int failed,
                                       uint32_t latency_ms);
 
+/* ---- registering local instances ------------------------------------ */
+
+/* One local instance to publish in etcd, as the configuration's "register"
+ * list does (README: "Registering instances").  Every string is copied;
+ * NULL and 0 mean the default. */
+typedef struct {
+    const char *service;  /* required */
+    const char *address;  /* required: "host:port" or "[v6]:port" */
+    const char *format;   /* "gozero" (default), "etcd_naming", "kratos", "kitex", "native" */
+    uint64_t ttl_ms;      /* lease TTL, 1000..86400000, default 10000 (whole seconds in etcd) */
+    uint32_t weight;      /* 1..1000000, default 1 */
+    const char *zone;     /* native format only */
+    const char *metadata; /* a JSON object of strings, or NULL */
+    const char *key;      /* overrides the format's key, or NULL */
+} resolver_registration;
+
+/* Publishes `reg` under a lease kept alive by the engine as it runs, put
+ * back after any loss (lease expired or revoked, key deleted, etcd down
+ * longer than the TTL, etcd replaced), never given up.  Registering the
+ * same service and address again updates it.  Returns 0,
+ * RESOLVER_ERR_INVALID (a bad field, described in err[0..errlen) when err
+ * is not NULL), RESOLVER_ERR_NOMEM or RESOLVER_ERR_CLOSED (after
+ * resolver_engine_deregister_all).  On the thread that drives the engine
+ * (or before it first runs).  Not persisted: list it in the configuration
+ * to have it registered at every start. */
+RESOLVER_API int resolver_engine_register(resolver_engine *engine, const resolver_registration *reg,
+                                          char *err, size_t errlen);
+/* Begins the graceful leave of one registration: its key is deleted and
+ * its lease revoked as the engine runs, then it stays listed (LEAVING) for
+ * deregister_grace_ms so that remote callers stop picking it before the
+ * instance stops.  Returns 0 or RESOLVER_ERR_NOT_FOUND.  Same thread rule. */
+RESOLVER_API int resolver_engine_deregister(resolver_engine *engine, const char *service,
+                                            const char *address);
+/* The same for every registration (before a stop); later registers answer
+ * RESOLVER_ERR_CLOSED. */
+RESOLVER_API void resolver_engine_deregister_all(resolver_engine *engine);
+/* Registrations still listed, LEAVING ones included until their grace ends:
+ * after resolver_engine_deregister_all, drive the engine until this is 0,
+ * then stop.  resolver_engine_del without that leaves every key to expire
+ * with its lease, as a crash does. */
+RESOLVER_API size_t resolver_engine_registrations(resolver_engine *engine);
+
 /* ---- daemon client --------------------------------------------------- */
 
 typedef struct resolver_client resolver_client;

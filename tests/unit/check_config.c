@@ -677,7 +677,8 @@ START_TEST(test_duration_bounds)
     enum { CAP = 64 };
     const json_int_t max = (json_int_t)RESOLVER_DURATION_MAX_MS;
     ck_assert_int_eq(max, 86400000); /* 24 h, as the documentation says */
-    resolver_config *base = load_ok("{'services': [{'name': 'a'}]}");
+    resolver_config *base = load_ok("{'services': [{'name': 'a'}], "
+                                    "'register': [{'service': 'a', 'address': '127.0.0.1:1'}]}");
     char *json = NULL, err[512];
     ck_assert_int_eq(resolver_config_to_json(base, &json), 0);
     resolver_config_free(base);
@@ -708,6 +709,137 @@ START_TEST(test_duration_bounds)
         resolver_config_free(cfg);
     }
     json_decref(doc);
+}
+END_TEST
+
+static void assert_round_trip(resolver_config *cfg);
+
+/* ---- "register" and deregister_grace_ms (issue 14) -------------------- */
+
+START_TEST(test_register_defaults)
+{
+    resolver_config *cfg = load_ok("{}");
+    ck_assert_uint_eq(cfg->n_registrations, 0);
+    ck_assert_uint_eq(cfg->deregister_grace_ms, 2000);
+    resolver_config_free(cfg);
+    cfg = load_ok("{'deregister_grace_ms': 0, 'register': [{'service': 'user.rpc', 'address': "
+                  "'LocalHost:8080'}, {'service': 'b', 'address': '[::1]:9', 'format': 'native', "
+                  "'ttl_ms': 1000, 'weight': 7, 'zone': 'z1', 'metadata': {'v': '2', 'a': '1'}, "
+                  "'key': 'custom/k'}]}");
+    ck_assert_uint_eq(cfg->deregister_grace_ms, 0);
+    ck_assert_uint_eq(cfg->n_registrations, 2);
+    const resolver_registration_config *r = &cfg->registrations[0];
+    ck_assert_str_eq(r->service, "user.rpc");
+    ck_assert_str_eq(r->address, "localhost:8080"); /* canonical */
+    ck_assert_int_eq(r->format, RESOLVER_FORMAT_GOZERO);
+    ck_assert_uint_eq(r->ttl_ms, 10000);
+    ck_assert_uint_eq(r->weight, 1);
+    ck_assert_str_eq(r->zone, "");
+    ck_assert_str_eq(r->metadata, "");
+    ck_assert_str_eq(r->key, "");
+    r = &cfg->registrations[1];
+    ck_assert_str_eq(r->address, "[::1]:9");
+    ck_assert_int_eq(r->format, RESOLVER_FORMAT_NATIVE);
+    ck_assert_uint_eq(r->ttl_ms, 1000);
+    ck_assert_uint_eq(r->weight, 7);
+    ck_assert_str_eq(r->zone, "z1");
+    ck_assert_str_eq(r->metadata, "{\"a\":\"1\",\"v\":\"2\"}"); /* sorted, compact */
+    ck_assert_str_eq(r->key, "custom/k");
+    assert_round_trip(cfg);
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_register_errors)
+{
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"{'register': {}}", "register: expected an array, got an object"},
+        {"{'register': [5]}", "register[0]: expected an object, got 5"},
+        {"{'register': [{'address': '127.0.0.1:1'}]}",
+         "register[0]: missing required key 'service'"},
+        {"{'register': [{'service': 'a'}]}", "register[0]: missing required key 'address'"},
+        {"{'register': [{'service': 'a b', 'address': '127.0.0.1:1'}]}",
+         "register[0].service: invalid service name 'a b'"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1'}]}",
+         "register[0].address: '127.0.0.1': missing port"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'format': 'auto'}]}",
+         "register[0].format: 'auto': 'auto' reads any format but cannot write one"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'format': 'nacos'}]}",
+         "register[0].format: 'nacos': not one of gozero, etcd_naming, kratos, kitex, native"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'ttl_ms': 999}]}",
+         "register[0].ttl_ms: must be >= 1000, got 999"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'ttl_ms': 86400001}]}",
+         "register[0].ttl_ms: must be <= 86400000 (24 h), got 86400001"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'weight': 0}]}",
+         "register[0].weight: must be > 0, got 0"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'weight': 1000001}]}",
+         "register[0].weight: must be <= 1000000, got 1000001"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'metadata': {'w': 1}}]}",
+         "register[0].metadata: every value must be a string"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'metadata': []}]}",
+         "register[0].metadata: expected an object of strings"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'key': ''}]}",
+         "register[0].key: must not be empty"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'tll_ms': 5000}]}",
+         "unknown key 'register[0].tll_ms' (did you mean 'ttl_ms'?)"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'health_check': {}}]}",
+         "register[0].health_check: health-gated registration is not supported yet"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1'}, {'service': 'a', "
+         "'address': '127.0.0.1:1'}]}",
+         "register[1]: duplicate of register[0] (a 127.0.0.1:1)"},
+        {"{'deregister_grace_ms': -1}", "deregister_grace_ms: must be >= 0, got -1"},
+        {"{'deregister_grace_ms': 86400001}",
+         "deregister_grace_ms: must be <= 86400000 (24 h), got 86400001"},
+        {"{'deregister_grace': 1}",
+         "unknown key 'deregister_grace' (did you mean 'deregister_grace_ms'?)"},
+        {"{'registr': []}", "unknown key 'registr' (did you mean 'register'?)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        load_bad(cases[i].text, cases[i].want);
+}
+END_TEST
+
+START_TEST(test_registration_build)
+{
+    resolver_registration_config r;
+    char why[256];
+    ck_assert_int_eq(resolver_registration_build(&r, "s", "127.0.0.1:80", "kitex", 0, 0, NULL, "{}",
+                                                 NULL, why, sizeof(why)),
+                     0);
+    ck_assert_int_eq(r.format, RESOLVER_FORMAT_KITEX);
+    ck_assert_uint_eq(r.ttl_ms, 10000);
+    ck_assert_uint_eq(r.weight, 1);
+    ck_assert_str_eq(r.metadata, "");
+    resolver_registration_config copy;
+    ck_assert_int_eq(resolver_registration_copy(&copy, &r), 0);
+    ck_assert(resolver_registration_equal(&copy, &r));
+    resolver_registration_clear(&copy);
+    resolver_registration_clear(&r);
+    static const struct {
+        const char *service, *address, *format;
+        uint64_t ttl;
+        uint32_t weight;
+        const char *metadata, *want;
+    } cases[] = {
+        {"", "127.0.0.1:80", NULL, 0, 0, NULL, "service: invalid service name"},
+        {"s", NULL, NULL, 0, 0, NULL, "address: missing"},
+        {"s", "x", NULL, 0, 0, NULL, "address: missing port"},
+        {"s", "127.0.0.1:80", "auto", 0, 0, NULL, "format: "},
+        {"s", "127.0.0.1:80", NULL, 999, 0, NULL, "ttl_ms: must be 1000..86400000"},
+        {"s", "127.0.0.1:80", NULL, 0, 1000001, NULL, "weight: must be 1..1000000"},
+        {"s", "127.0.0.1:80", NULL, 0, 0, "{\"a\":1}", "metadata: every value must be a string"},
+        {"s", "127.0.0.1:80", NULL, 0, 0, "{", "metadata: not JSON"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_int_eq(resolver_registration_build(
+                             &r, cases[i].service, cases[i].address, cases[i].format, cases[i].ttl,
+                             cases[i].weight, NULL, cases[i].metadata, NULL, why, sizeof(why)),
+                         RESOLVER_ERR_INVALID);
+        ck_assert_msg(strstr(why, cases[i].want), "%zu: got \"%s\" want \"%s\"", i, why,
+                      cases[i].want);
+    }
 }
 END_TEST
 
@@ -1115,6 +1247,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_duration_bounds);
     tcase_add_test(tc, test_credentials_directory);
     tcase_add_test(tc, test_ms_to_int);
+    tcase_add_test(tc, test_register_defaults);
+    tcase_add_test(tc, test_register_errors);
+    tcase_add_test(tc, test_registration_build);
     tcase_add_test(tc, test_json_error_position);
     tcase_add_test(tc, test_control_characters_in_messages);
     tcase_add_test(tc, test_error_buffer);

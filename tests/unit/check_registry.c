@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../../lib/config.h"
+#include "registrar.h"
 #include "registry.h"
 #include "resolver.h"
 
@@ -577,6 +579,84 @@ START_TEST(test_format_names)
 }
 END_TEST
 
+/* ---- what the registrar writes decodes back (issue 14) ---------------- */
+
+typedef struct {
+    const char *format, *address, *zone, *metadata;
+    uint32_t weight;
+    const char *key, *value;
+} written_case;
+
+static const written_case written[] = {
+    {"gozero", "10.0.0.1:8080", NULL, NULL, 0, "svc/7587", "10.0.0.1:8080"},
+    {"gozero", "[::1]:9", NULL, NULL, 0, "svc/7587", "[::1]:9"},
+    {"etcd_naming", "10.0.0.1:8080", NULL, NULL, 0, "svc/10.0.0.1:8080",
+     "{\"Op\":0,\"Addr\":\"10.0.0.1:8080\",\"Metadata\":null}"},
+    {"etcd_naming", "10.0.0.1:8080", NULL, "{\"v\":\"1\"}", 0, "svc/10.0.0.1:8080",
+     "{\"Op\":0,\"Addr\":\"10.0.0.1:8080\",\"Metadata\":{\"v\":\"1\"}}"},
+    {"kratos", "10.0.0.1:8080", NULL, NULL, 5, "/microservices/svc/10.0.0.1:8080",
+     "{\"id\":\"10.0.0.1:8080\",\"name\":\"svc\",\"version\":\"\",\"metadata\":{\"weight\":"
+     "\"5\"},\"endpoints\":[\"grpc://10.0.0.1:8080\"]}"},
+    {"kratos", "[fd00::1]:9", NULL, NULL, 0, "/microservices/svc/[fd00::1]:9",
+     "{\"id\":\"[fd00::1]:9\",\"name\":\"svc\",\"version\":\"\",\"metadata\":{},"
+     "\"endpoints\":[\"grpc://[fd00::1]:9\"]}"},
+    {"kitex", "10.0.0.1:8080", NULL, "{\"env\":\"prod\"}", 3,
+     "kitex/registry-etcd/svc/10.0.0.1:8080",
+     "{\"network\":\"tcp\",\"address\":\"10.0.0.1:8080\",\"weight\":3,\"tags\":{\"env\":"
+     "\"prod\"}}"},
+    {"native", "10.0.0.1:8080", "z1", "{\"a\":\"b\"}", 2, "svc/10.0.0.1:8080",
+     "{\"address\":\"10.0.0.1:8080\",\"weight\":2,\"zone\":\"z1\",\"metadata\":{\"a\":\"b\"}}"},
+    {"native", "host.example:1", NULL, NULL, 0, "svc/host.example:1",
+     "{\"address\":\"host.example:1\",\"weight\":1}"},
+};
+
+START_TEST(test_written_decodes_back)
+{
+    const written_case *w = &written[_i];
+    resolver_registration_config spec;
+    char why[256], *key, *value;
+    ck_assert_int_eq(resolver_registration_build(&spec, "svc", w->address, w->format, 0, w->weight,
+                                                 w->zone, w->metadata, NULL, why, sizeof(why)),
+                     0);
+    ck_assert_int_eq(resolver_registration_render(&spec, "svc/", 7587, &key, &value), 0);
+    ck_assert_str_eq(key, w->key);
+    ck_assert_str_eq(value, w->value);
+    /* Our own reader, in the format and detecting it, sees the same instance. */
+    for (int detect = 0; detect < 2; detect++) {
+        resolver_endpoint ep;
+        ck_assert_int_eq(resolver_registry_decode(detect ? RESOLVER_FORMAT_AUTO : spec.format,
+                                                  value, strlen(value), &ep, why, sizeof(why)),
+                         0);
+        ck_assert_int_eq(ep.format, spec.format);
+        ck_assert_str_eq(ep.address, spec.address);
+        ck_assert_uint_eq(ep.weight, spec.format == RESOLVER_FORMAT_GOZERO ||
+                                             spec.format == RESOLVER_FORMAT_ETCD_NAMING
+                                         ? 1
+                                         : spec.weight);
+        ck_assert_str_eq(ep.zone, spec.format == RESOLVER_FORMAT_NATIVE ? spec.zone : "");
+        ck_assert_int_eq(ep.is_delete, 0);
+    }
+    free(key);
+    free(value);
+    resolver_registration_clear(&spec);
+}
+END_TEST
+
+START_TEST(test_written_key_override)
+{
+    resolver_registration_config spec;
+    char why[256], *key, *value;
+    ck_assert_int_eq(resolver_registration_build(&spec, "svc", "10.0.0.1:1", "kitex", 0, 0, NULL,
+                                                 NULL, "my/own/key", why, sizeof(why)),
+                     0);
+    ck_assert_int_eq(resolver_registration_render(&spec, "svc/", 1, &key, &value), 0);
+    ck_assert_str_eq(key, "my/own/key");
+    free(key);
+    free(value);
+    resolver_registration_clear(&spec);
+}
+END_TEST
+
 static Suite *registry_suite(void)
 {
     Suite *s = suite_create("registry");
@@ -607,6 +687,12 @@ static Suite *registry_suite(void)
     tcase_add_test(addr, test_too_long);
     tcase_add_test(addr, test_address_parse_direct);
     suite_add_tcase(s, addr);
+
+    TCase *wr = tcase_create("written");
+    tcase_add_loop_test(wr, test_written_decodes_back, 0,
+                        (int)(sizeof(written) / sizeof(written[0])));
+    tcase_add_test(wr, test_written_key_override);
+    suite_add_tcase(s, wr);
     return s;
 }
 

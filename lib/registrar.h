@@ -1,0 +1,72 @@
+/*
+ * registrar.h - publishing local instances in etcd under a lease, the way
+ * each framework's own registry writes them, and never staying gone.
+ *
+ * One job: for every registration, grant a lease, put the key with it, keep
+ * the lease alive (every third of its TTL), and after each keepalive check
+ * that the key is still ours (a range of the key: a delete or overwrite by
+ * someone else is put back).  Any loss (keepalive says TTL 0, etcd silent
+ * for longer than the TTL, another cluster id) grants a new lease and puts
+ * again as soon as etcd answers; failures retry with a backoff capped at
+ * REGISTRAR_RETRY_MAX_MS, forever.  Leaving deletes the key, revokes the
+ * lease, then keeps the registration LEAVING for deregister_grace_ms so
+ * that a caller can wait for remote callers to stop picking it.
+ *
+ * Keys and values (resolver_registration_render): go-zero PREFIX<lease id>
+ * -> host:port; etcd_naming PREFIX<host:port> -> {"Op":0,"Addr":..,
+ * "Metadata":..}; kratos /microservices/NAME/<address> -> its instance JSON;
+ * kitex kitex/registry-etcd/NAME/<host:port> -> {"network":"tcp",..};
+ * native PREFIX<address> -> {"address":..,"weight":..}.  The instance id of
+ * kratos and native keys is the address, so that a restart overwrites its
+ * own key instead of leaving a second one.
+ *
+ * Rules:
+ *  1. Loop-thread only.
+ *  2. resolver_registrar_del cancels everything and deletes nothing: keys
+ *     then expire with their leases (what a crash does).  Leave first for a
+ *     clean exit.
+ *  3. A registration is identified by (service, address); adding it again
+ *     updates it in place (same lease when the TTL is the same).
+ */
+#ifndef RESOLVER_REGISTRAR_H
+#define RESOLVER_REGISTRAR_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "config.h"
+#include "etcd.h"
+#include "loop.h"
+
+typedef struct resolver_registrar resolver_registrar;
+
+/* NULL on allocation failure. */
+resolver_registrar *resolver_registrar_new(resolver_loop *loop, resolver_etcd *etcd,
+                                           uint64_t grace_ms);
+void resolver_registrar_del(resolver_registrar *r);
+void resolver_registrar_set_grace(resolver_registrar *r, uint64_t grace_ms);
+
+/* Starts (or updates) publishing `spec` (copied).  `prefix` is the
+ * service's configured prefix.  `from_config`: the registration belongs to
+ * the configuration (a reload that drops it deregisters it).  0, NOMEM or
+ * CLOSED (everything is leaving). */
+int resolver_registrar_add(resolver_registrar *r, const resolver_registration_config *spec,
+                           const char *prefix, int from_config);
+/* Begins leaving one registration.  0 or NOT_FOUND (none, or already leaving). */
+int resolver_registrar_remove(resolver_registrar *r, const char *service, const char *address);
+/* Begins leaving every one; later adds answer CLOSED. */
+void resolver_registrar_leave_all(resolver_registrar *r);
+/* Deregisters the configuration's registrations that `cfg` no longer lists
+ * (runtime ones stay); the caller adds cfg's. */
+void resolver_registrar_forget_config(resolver_registrar *r, const resolver_config *cfg);
+/* Registrations still listed (LEAVING ones included until their grace ends). */
+size_t resolver_registrar_count(const resolver_registrar *r);
+/* [{"service","address","format","key","lease_id","ttl_left_ms","state",
+ *   "origin","registered_count"}...], sorted by service then address. */
+json_t *resolver_registrar_json(resolver_registrar *r);
+
+/* The key and value `spec` is written as with lease `lease` (go-zero keys
+ * carry it).  Pure.  0 or NOMEM; free both. */
+int resolver_registration_render(const resolver_registration_config *spec, const char *prefix,
+                                 int64_t lease, char **key, char **value);
+
+#endif
