@@ -1457,7 +1457,7 @@ static int parse_registration(parse_ctx *ctx, const char *path, json_t *v,
         return rc;
     rc = parse_registration_parts(ctx, path, v, r);
     /* Unset strings are "" like everywhere else in the config. */
-    if (!rc && (dup_or_empty(&r->zone, r->zone ? r->zone : "") ||
+    if (!rc && ((!r->zone && dup_or_empty(&r->zone, "")) ||
                 (!r->metadata && dup_or_empty(&r->metadata, "")) ||
                 (!r->key && dup_or_empty(&r->key, ""))))
         return nomem(ctx);
