@@ -1439,9 +1439,11 @@ static int parse_registration_parts(parse_ctx *ctx, const char *path, json_t *v,
                   json_object_size(x) ? json_dumps(x, JSON_COMPACT | JSON_SORT_KEYS) : strdup("")))
             return nomem(ctx);
     }
-    if (json_object_get(v, "health_check"))
-        return fail(ctx, "%s: health-gated registration is not supported yet",
-                    join(p, path, "health_check"));
+    /* The same object as a service's: {"grpc_service": ""} for the whole
+     * server, a name for one service, null for none. */
+    if ((x = json_object_get(v, "health_check")) &&
+        (rc = parse_health(ctx, join(p, path, "health_check"), x, &r->health_check)))
+        return rc;
     return 0;
 }
 
@@ -1932,6 +1934,12 @@ static json_t *registration_to_json(const resolver_registration_config *r)
                             jstr(r->address), "format", resolver_format_name(r->format), "ttl_ms",
                             jint(r->ttl_ms), "weight", jint(r->weight), "zone", jstr(r->zone),
                             "metadata", meta);
+    if (obj && r->health_check &&
+        json_object_set_new(obj, "health_check",
+                            json_pack("{s:o}", "grpc_service", jstr(r->health_check))) != 0) {
+        json_decref(obj);
+        return NULL;
+    }
     if (obj && r->key && *r->key && json_object_set_new(obj, "key", jstr(r->key)) != 0) {
         json_decref(obj);
         return NULL;

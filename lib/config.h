@@ -77,7 +77,7 @@ typedef struct {
     char *zone;             /* "" if unset */
     char *metadata;         /* a compact JSON object of strings; "" if unset */
     char *key;              /* "" : the format's own key */
-    char *health_check;     /* NULL: none; "" = overall server health (not used yet) */
+    char *health_check;     /* NULL: none; "" = overall server health; else a gRPC service */
 } resolver_registration_config;
 
 struct resolver_config {

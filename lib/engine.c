@@ -1009,23 +1009,24 @@ static void drain_inbox(resolver_loop *loop, void *arg)
 
 /* ---- registrations (registrar.h) ---- */
 
-static const char *registration_prefix(const resolver_config *cfg, const char *service, char *buf,
-                                       size_t n)
+/* Where a registration of `service` goes (its configured prefix, else
+ * SERVICE/) and the connection options of its health check (the service's,
+ * else the defaults). */
+static int add_registration(resolver_engine *e, const resolver_config *cfg,
+                            const resolver_registration_config *r, int from_config)
 {
-    const resolver_service_config *sc = resolver_config_find_service(cfg, service);
-    if (sc)
-        return sc->prefix;
-    snprintf(buf, n, "%s/", service);
-    return buf;
+    char buf[RESOLVER_SERVICE_NAME_MAX + 2];
+    const resolver_service_config *sc = resolver_config_find_service(cfg, r->service);
+    if (!sc)
+        snprintf(buf, sizeof(buf), "%s/", r->service);
+    return resolver_registrar_add(e->registrar, r, sc ? sc->prefix : buf,
+                                  sc ? &sc->options : &cfg->defaults, from_config);
 }
 
 static int add_configured_registrations(resolver_engine *e, const resolver_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_registrations; i++) {
-        char buf[RESOLVER_SERVICE_NAME_MAX + 2];
-        const resolver_registration_config *r = &cfg->registrations[i];
-        int rc = resolver_registrar_add(e->registrar, r,
-                                        registration_prefix(cfg, r->service, buf, sizeof(buf)), 1);
+        int rc = add_registration(e, cfg, &cfg->registrations[i], 1);
         if (rc && rc != RESOLVER_ERR_CLOSED)
             return rc;
     }
@@ -1035,8 +1036,9 @@ static int add_configured_registrations(resolver_engine *e, const resolver_confi
 int resolver_engine_register(resolver_engine *e, const resolver_registration *reg, char *err,
                              size_t errlen)
 {
-    char why[256], buf[RESOLVER_SERVICE_NAME_MAX + 2];
+    char why[256];
     resolver_registration_config spec;
+    resolver_registration_default(&spec); /* owns nothing until built */
     if (!e || !reg) {
         snprintf(err ? err : why, err ? errlen : sizeof(why), "no registration");
         return RESOLVER_ERR_INVALID;
@@ -1044,12 +1046,13 @@ int resolver_engine_register(resolver_engine *e, const resolver_registration *re
     int rc = resolver_registration_build(&spec, reg->service, reg->address, reg->format,
                                          reg->ttl_ms, reg->weight, reg->zone, reg->metadata,
                                          reg->key, why, sizeof(why));
-    if (rc == 0) {
-        rc = resolver_registrar_add(e->registrar, &spec,
-                                    registration_prefix(e->cfg, spec.service, buf, sizeof(buf)), 0);
+    if (rc == 0 && reg->health_check && !(spec.health_check = strdup(reg->health_check)))
+        rc = RESOLVER_ERR_NOMEM;
+    if (rc == 0)
+        rc = add_registration(e, e->cfg, &spec, 0);
+    if (rc != RESOLVER_ERR_INVALID)
         snprintf(why, sizeof(why), "%s", resolver_strerror(rc));
-        resolver_registration_clear(&spec);
-    }
+    resolver_registration_clear(&spec);
     if (rc && err && errlen)
         snprintf(err, errlen, "%s", why);
     return rc;
@@ -1114,7 +1117,8 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     if (!(e->dns = resolver_dns_new(e->loop, &dns_opts)))
         goto fail;
     e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
-    if (!(e->registrar = resolver_registrar_new(e->loop, e->etcd, cfg->deregister_grace_ms)) ||
+    if (!(e->registrar =
+              resolver_registrar_new(e->loop, e->etcd, e->dns, cfg->deregister_grace_ms)) ||
         add_configured_registrations(e, cfg) != 0)
         goto fail;
     if (add_configured_services(e) != 0)

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "registrar.h"
 #include "registry.h"
+#include "subchannel.h"
 
 #define RETRY_MIN_MS 100
 /* Capped low: once etcd answers again, the key must be back within a second. */
@@ -35,10 +36,11 @@ typedef enum {
     OP_KEEPALIVE,
     OP_CHECK,
     OP_DELETE,
-    OP_REVOKE
+    OP_REVOKE,
+    OP_DELETE_UNHEALTHY
 } reg_op;
 
-typedef enum { ST_PENDING, ST_REGISTERED, ST_LEAVING } reg_state;
+typedef enum { ST_PENDING, ST_REGISTERED, ST_UNHEALTHY, ST_LEAVING } reg_state;
 
 typedef struct reg reg;
 struct reg {
@@ -64,11 +66,16 @@ struct reg {
     uint64_t backoff_ms;
     uint64_t registered_count; /* puts that succeeded */
     int leave_done;            /* delete and revoke are over: in the grace */
+    /* Health gating (spec.health_check set): a subchannel to the instance
+     * with gRPC health checking; the key exists only while it is READY. */
+    resolver_subchannel *health;
+    int healthy; /* 1 without health checking */
 };
 
 struct resolver_registrar {
     resolver_loop *loop;
     resolver_etcd *etcd;
+    resolver_dns *dns;
     uint64_t grace_ms;
     int closed;
     reg *head;
@@ -195,9 +202,9 @@ static void schedule(reg *g, reg_op op, uint64_t ms);
 
 static const char *op_name(reg_op op)
 {
-    static const char *const names[] = {"none",         "lease grant", "put",
-                                        "lease revoke", "delete",      "lease keepalive",
-                                        "range",        "delete",      "lease revoke"};
+    static const char *const names[] = {"none",         "lease grant",     "put",   "lease revoke",
+                                        "delete",       "lease keepalive", "range", "delete",
+                                        "lease revoke", "delete"};
     return names[op];
 }
 
@@ -357,9 +364,18 @@ static void handle_ok(reg *g, reg_op op, json_t *root)
         free(g->value);
         g->key = key;
         g->value = value;
+        if (!g->healthy) { /* no key while the instance is unhealthy */
+            g->state = ST_UNHEALTHY;
+            schedule(g, OP_KEEPALIVE, ttl_ms(g) / 3);
+            return;
+        }
         step(g, OP_PUT);
         return;
     }
+    case OP_DELETE_UNHEALTHY:
+        g->state = ST_UNHEALTHY;
+        schedule(g, OP_KEEPALIVE, ttl_ms(g) / 3);
+        return;
     case OP_PUT:
         if (g->state != ST_REGISTERED || g->registered_count == 0)
             LOG_INFO("registered %s %s as %s (lease %" PRId64 ", TTL %" PRId64 " s)",
@@ -385,7 +401,10 @@ static void handle_ok(reg *g, reg_op op, json_t *root)
             return;
         }
         g->lease_deadline_ms = now + (uint64_t)ttl * 1000;
-        step(g, OP_CHECK);
+        if (g->healthy)
+            step(g, OP_CHECK);
+        else
+            schedule(g, OP_KEEPALIVE, ttl_ms(g) / 3);
         return;
     }
     case OP_CHECK: {
@@ -516,8 +535,9 @@ static char *request_body(reg *g, reg_op op, const char **path)
         break;
     case OP_DELETE:
     case OP_DELETE_STALE:
+    case OP_DELETE_UNHEALTHY:
         *path = "/v3/kv/deleterange";
-        if ((k = b64(op == OP_DELETE ? g->key : g->stale_key)))
+        if ((k = b64(op == OP_DELETE_STALE ? g->stale_key : g->key)))
             out = dump(json_pack("{s:s}", "key", k));
         break;
     case OP_KEEPALIVE:
@@ -562,10 +582,62 @@ static void schedule(reg *g, reg_op op, uint64_t ms)
     resolver_timer_start(g->timer, ms);
 }
 
+/* ---- health gating ---- */
+
+/* READY: healthy; TRANSIENT_FAILURE (a failed connection, or a health
+ * answer other than SERVING): unhealthy.  CONNECTING keeps the last
+ * verdict, so that a server's graceful GOAWAY does not flap the key. */
+static void on_health(resolver_subchannel *sc, resolver_state old_state, resolver_state new_state,
+                      void *arg)
+{
+    reg *g = arg;
+    int healthy = new_state == RESOLVER_STATE_READY               ? 1
+                  : new_state == RESOLVER_STATE_TRANSIENT_FAILURE ? 0
+                                                                  : g->healthy;
+    if (healthy == g->healthy || g->state == ST_LEAVING)
+        return;
+    g->healthy = healthy;
+    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(sc);
+    if (healthy) {
+        LOG_INFO("register %s %s: healthy: putting its key", g->spec.service, g->spec.address);
+        if (g->lease)
+            step(g, OP_PUT); /* without one, the grant in progress puts it */
+    } else {
+        LOG_WARN("register %s %s: unhealthy (%s): deleting its key", g->spec.service,
+                 g->spec.address, *st->health ? st->health : st->last_error);
+        if (g->lease)
+            step(g, OP_DELETE_UNHEALTHY);
+    }
+}
+
+static int health_start(reg *g, const resolver_service_options *opts)
+{
+    resolver_subchannel_del(g->health);
+    g->health = NULL;
+    g->healthy = g->spec.health_check == NULL;
+    if (!g->spec.health_check)
+        return 0;
+    resolver_endpoint ep;
+    if (resolver_address_parse(g->spec.address, strlen(g->spec.address), &ep, NULL, 0) != 0)
+        return RESOLVER_ERR_INVALID;
+    resolver_service_options o;
+    resolver_service_options_default(&o);
+    if (opts)
+        o = *opts; /* borrowed: the subchannel copies what it keeps */
+    o.health_grpc_service = g->spec.health_check;
+    g->health =
+        resolver_subchannel_new(g->owner->loop, g->owner->dns, ep.host, ep.port, &o, on_health, g);
+    if (!g->health)
+        return RESOLVER_ERR_NOMEM;
+    resolver_subchannel_connect(g->health);
+    return 0;
+}
+
 /* ---- registrations ---- */
 
 static void reg_free(reg *g)
 {
+    resolver_subchannel_del(g->health);
     end_request(g);
     resolver_timer_del(g->timer);
     resolver_timer_del(g->deadline);
@@ -621,12 +693,13 @@ static reg *find(resolver_registrar *r, const char *service, const char *address
 }
 
 resolver_registrar *resolver_registrar_new(resolver_loop *loop, resolver_etcd *etcd,
-                                           uint64_t grace_ms)
+                                           resolver_dns *dns, uint64_t grace_ms)
 {
     resolver_registrar *r = calloc(1, sizeof(*r));
     if (r) {
         r->loop = loop;
         r->etcd = etcd;
+        r->dns = dns;
         r->grace_ms = grace_ms;
     }
     return r;
@@ -651,7 +724,8 @@ void resolver_registrar_set_grace(resolver_registrar *r, uint64_t grace_ms)
 
 /* An update of a live registration: the new key and value with the same
  * lease (a new one if the TTL changed); the old key, if another, deleted. */
-static int update(reg *g, const resolver_registration_config *spec, const char *prefix)
+static int update(reg *g, const resolver_registration_config *spec, const char *prefix,
+                  const resolver_service_options *opts)
 {
     resolver_registration_config copy;
     char *p = strdup(prefix);
@@ -660,10 +734,18 @@ static int update(reg *g, const resolver_registration_config *spec, const char *
         return RESOLVER_ERR_NOMEM;
     }
     int new_lease = copy.ttl_ms != g->spec.ttl_ms || !g->lease;
+    int new_health = !g->spec.health_check != !copy.health_check ||
+                     (copy.health_check && strcmp(copy.health_check, g->spec.health_check) != 0);
     resolver_registration_clear(&g->spec);
     g->spec = copy;
     free(g->prefix);
     g->prefix = p;
+    if (new_health && health_start(g, opts) != 0)
+        return RESOLVER_ERR_NOMEM;
+    if (!g->healthy && g->lease && g->key) {
+        step(g, OP_DELETE_UNHEALTHY);
+        return 0;
+    }
     if (new_lease) {
         if (g->lease)
             g->old_lease = g->lease;
@@ -687,7 +769,8 @@ static int update(reg *g, const resolver_registration_config *spec, const char *
 }
 
 int resolver_registrar_add(resolver_registrar *r, const resolver_registration_config *spec,
-                           const char *prefix, int from_config)
+                           const char *prefix, const resolver_service_options *opts,
+                           int from_config)
 {
     if (r->closed)
         return RESOLVER_ERR_CLOSED;
@@ -696,7 +779,7 @@ int resolver_registrar_add(resolver_registrar *r, const resolver_registration_co
         g->from_config = from_config;
         return resolver_registration_equal(&g->spec, spec) && strcmp(g->prefix, prefix) == 0
                    ? 0
-                   : update(g, spec, prefix);
+                   : update(g, spec, prefix, opts);
     }
     if (!(g = calloc(1, sizeof(*g))))
         return RESOLVER_ERR_NOMEM;
@@ -711,6 +794,10 @@ int resolver_registrar_add(resolver_registrar *r, const resolver_registration_co
         reg_free(g);
         return RESOLVER_ERR_NOMEM;
     }
+    if (health_start(g, opts) != 0) {
+        reg_free(g);
+        return RESOLVER_ERR_NOMEM;
+    }
     g->next = r->head;
     r->head = g;
     step(g, OP_GRANT);
@@ -720,6 +807,8 @@ int resolver_registrar_add(resolver_registrar *r, const resolver_registration_co
 static void leave(reg *g)
 {
     g->state = ST_LEAVING;
+    resolver_subchannel_del(g->health);
+    g->health = NULL;
     free(g->stale_key);
     g->stale_key = NULL;
     if (g->key)
@@ -782,9 +871,10 @@ static int by_service_address(const void *a, const void *b)
 
 static const char *state_name(const reg *g)
 {
-    return g->state == ST_REGISTERED ? "REGISTERED"
-           : g->state == ST_LEAVING  ? "LEAVING"
-                                     : "PENDING";
+    return g->state == ST_REGISTERED  ? "REGISTERED"
+           : g->state == ST_UNHEALTHY ? "UNHEALTHY"
+           : g->state == ST_LEAVING   ? "LEAVING"
+                                      : "PENDING";
 }
 
 static json_t *reg_json(const reg *g, uint64_t now)

@@ -27,6 +27,11 @@
  *     clean exit.
  *  3. A registration is identified by (service, address); adding it again
  *     updates it in place (same lease when the TTL is the same).
+ *  4. Health gating (health_check set, like Consul's agent): a subchannel to
+ *     the address with gRPC health checking; the key is deleted when it
+ *     turns TRANSIENT_FAILURE (connection failed, or not SERVING) and put
+ *     again when it is READY.  The lease is kept alive meanwhile (state
+ *     UNHEALTHY).
  */
 #ifndef RESOLVER_REGISTRAR_H
 #define RESOLVER_REGISTRAR_H
@@ -34,23 +39,27 @@
 #include <jansson.h>
 #include <stdint.h>
 #include "config.h"
+#include "dns.h"
 #include "etcd.h"
 #include "loop.h"
 
 typedef struct resolver_registrar resolver_registrar;
 
 /* NULL on allocation failure. */
+/* `dns` (borrowed) resolves host names of health-checked registrations. */
 resolver_registrar *resolver_registrar_new(resolver_loop *loop, resolver_etcd *etcd,
-                                           uint64_t grace_ms);
+                                           resolver_dns *dns, uint64_t grace_ms);
 void resolver_registrar_del(resolver_registrar *r);
 void resolver_registrar_set_grace(resolver_registrar *r, uint64_t grace_ms);
 
 /* Starts (or updates) publishing `spec` (copied).  `prefix` is the
- * service's configured prefix.  `from_config`: the registration belongs to
- * the configuration (a reload that drops it deregisters it).  0, NOMEM or
- * CLOSED (everything is leaving). */
+ * service's configured prefix; `opts` (NULL: the defaults) the connection
+ * options of a health-checked registration's subchannel.  `from_config`:
+ * the registration belongs to the configuration (a reload that drops it
+ * deregisters it).  0, NOMEM or CLOSED (everything is leaving). */
 int resolver_registrar_add(resolver_registrar *r, const resolver_registration_config *spec,
-                           const char *prefix, int from_config);
+                           const char *prefix, const resolver_service_options *opts,
+                           int from_config);
 /* Begins leaving one registration.  0 or NOT_FOUND (none, or already leaving). */
 int resolver_registrar_remove(resolver_registrar *r, const char *service, const char *address);
 /* Begins leaving every one; later adds answer CLOSED. */

@@ -35,7 +35,7 @@ typedef struct {
     int hold;
     const char *latency;
     /* register */
-    const char *format, *ttl_ms, *zone, *weight, *etcd_key, *metadata;
+    const char *format, *ttl_ms, *zone, *weight, *etcd_key, *metadata, *health_check;
 } ctl_options;
 
 typedef struct {
@@ -759,6 +759,7 @@ static int run_register(resolver_client *c, const ctl_options *o, char **args)
     append_option(line, sizeof(line), "weight", o->weight);
     append_option(line, sizeof(line), "key", o->etcd_key);
     append_option(line, sizeof(line), "metadata", o->metadata);
+    append_option(line, sizeof(line), "health_check", o->health_check);
     int code = EXIT_OK;
     json_t *j = request(c, line, &code);
     if (j && o->json)
@@ -846,10 +847,12 @@ static const ctl_verb ctl_verbs[] = {
     {"undrain", 2, 2, "SERVICE ADDRESS", "Undo a drain (admin).", run_undrain},
     {"register", 2, 2,
      "SERVICE ADDRESS [--format F] [--ttl-ms N] [--zone Z] [--weight W] [--etcd-key K] "
-     "[--metadata JSON]",
+     "[--metadata JSON] [--health-check GRPC_SERVICE]",
      "Publish ADDRESS as an instance of SERVICE in etcd under a lease that resolverd keeps\n"
      "alive and restores after any loss (admin).  F: gozero (default), etcd_naming, kratos,\n"
-     "kitex, native.  Not persisted: lost at restart unless listed in \"register\".",
+     "kitex, native.  --health-check (\"\" for the whole server): the key exists only while\n"
+     "gRPC health checking of ADDRESS answers SERVING.  Not persisted: lost at restart\n"
+     "unless listed in \"register\".",
      run_register},
     {"deregister", 2, 2, "SERVICE ADDRESS",
      "Delete the key of a registration and revoke its lease; it stays LEAVING for\n"
@@ -884,7 +887,8 @@ int main(int argc, char **argv)
         OPT_ZONE,
         OPT_WEIGHT,
         OPT_ETCD_KEY,
-        OPT_METADATA
+        OPT_METADATA,
+        OPT_HEALTH
     };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, 's'},
@@ -900,6 +904,7 @@ int main(int argc, char **argv)
         {"weight", required_argument, NULL, OPT_WEIGHT},
         {"etcd-key", required_argument, NULL, OPT_ETCD_KEY},
         {"metadata", required_argument, NULL, OPT_METADATA},
+        {"health-check", required_argument, NULL, OPT_HEALTH},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -946,6 +951,9 @@ int main(int argc, char **argv)
             break;
         case OPT_METADATA:
             o.metadata = optarg;
+            break;
+        case OPT_HEALTH:
+            o.health_check = optarg;
             break;
         case 'h':
             help = 1;

@@ -519,7 +519,8 @@ static void verb_undrain(client *c, const resolver_proto_request *req)
  * register with the default TTL. */
 static int register_options_known(client *c, const resolver_proto_request *req)
 {
-    static const char *const known[] = {"format", "ttl_ms", "zone", "weight", "key", "metadata"};
+    static const char *const known[] = {"format", "ttl_ms",   "zone",        "weight",
+                                        "key",    "metadata", "health_check"};
     for (int i = 3; i < req->argc; i++) {
         const char *eq = strchr(req->argv[i], '=');
         size_t n = eq ? (size_t)(eq - req->argv[i]) : strlen(req->argv[i]);
@@ -529,7 +530,7 @@ static int register_options_known(client *c, const resolver_proto_request *req)
         if (!ok) {
             reply_err(c, RESOLVER_ERR_INVALID,
                       "unknown option \"%.64s\" (format=, ttl_ms=, zone=, weight=, key=, "
-                      "metadata=)",
+                      "metadata=, health_check=)",
                       req->argv[i]);
             return 0;
         }
@@ -579,7 +580,8 @@ static void verb_register(client *c, const resolver_proto_request *req)
                                  (uint32_t)weight,
                                  resolver_proto_option(req, 3, "zone"),
                                  resolver_proto_option(req, 3, "metadata"),
-                                 resolver_proto_option(req, 3, "key")};
+                                 resolver_proto_option(req, 3, "key"),
+                                 resolver_proto_option(req, 3, "health_check")};
     char err[256] = "";
     int rc = resolver_engine_register(e, &reg, err, sizeof(err));
     if (rc) {
@@ -644,8 +646,9 @@ static const verb verbs[] = {
     {"DRAIN", 2, 2, 1, "DRAIN SERVICE ADDRESS", verb_drain},
     {"UNDRAIN", 2, 2, 1, "UNDRAIN SERVICE ADDRESS", verb_undrain},
     {"RELOAD", 0, 0, 1, "RELOAD", verb_reload},
-    {"REGISTER", 2, 8, 1,
-     "REGISTER SERVICE ADDRESS [format=F] [ttl_ms=N] [zone=Z] [weight=W] [key=K] [metadata=JSON]",
+    {"REGISTER", 2, 9, 1,
+     "REGISTER SERVICE ADDRESS [format=F] [ttl_ms=N] [zone=Z] [weight=W] [key=K] [metadata=JSON] "
+     "[health_check=GRPC_SERVICE]",
      verb_register},
     {"DEREGISTER", 2, 2, 1, "DEREGISTER SERVICE ADDRESS", verb_deregister},
     {"REGISTRATIONS", 0, 0, 0, "REGISTRATIONS", verb_registrations},

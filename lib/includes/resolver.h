@@ -184,6 +184,10 @@ typedef struct {
     const char *zone;     /* native format only */
     const char *metadata; /* a JSON object of strings, or NULL */
     const char *key;      /* overrides the format's key, or NULL */
+    /* Health gating: NULL none; "" the server's overall gRPC health, else
+     * a gRPC service name.  The key then exists only while a connection to
+     * the address with gRPC health checking is READY (SERVING). */
+    const char *health_check;
 } resolver_registration;
 
 /* Publishes `reg` under a lease kept alive by the engine as it runs, put

@@ -6,7 +6,8 @@
 #  - a second resolverd reads our go-zero registration and picks it;
 #  - resolverctl register / registrations / deregister;
 #  - SIGTERM deletes the keys, then waits deregister_grace_ms, then exits;
-#  - kill -9 leaves the key to expire with its lease.
+#  - kill -9 leaves the key to expire with its lease;
+#  - health_check: the key exists only while gRPC health answers SERVING.
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init register
@@ -131,6 +132,46 @@ t_check "and lists it LEAVING during the grace" bash -c "'$RESOLVERCTL' -s '$SOC
 t_wait_for "then forgets it" 4 bash -c "! '$RESOLVERCTL' -s '$SOCK' registrations | grep -q rt.svc"
 echo "# deregistered entry listed for $(($(_t_now_ms) - t0)) ms (grace $GRACE ms)"
 t_check "deregister of an unknown one is not found" bash -c "'$RESOLVERCTL' -s '$SOCK' deregister rt.svc $P6 2>/dev/null; [[ \$? == 3 ]]"
+
+# ---- health-gated: the key exists only while gRPC health says SERVING ----
+HC_PORT=$(t_free_port)
+echo SERVING >"$T_DIR/hc.status"
+t_spawn grpc-hc "$PY" "$(dirname "$0")/grpc_health_server.py" --port "$HC_PORT" \
+    --status-file "$T_DIR/hc.status"
+t_wait_for "the gRPC health server listens" 10 "$PY" -c "import socket
+socket.create_connection(('127.0.0.1', $HC_PORT), 1)"
+SOCK3=$T_DIR/rd3.sock
+cat >"$T_DIR/rd3.json" <<EOF
+{ "etcd": { "endpoints": ["$ETCD_ENDPOINT"] }, "socket": { "path": "$SOCK3" },
+  "deregister_grace_ms": 0,
+  "defaults": { "backoff": { "initial_ms": 200, "max_ms": 500 } },
+  "register": [ { "service": "hc.svc", "address": "127.0.0.1:$HC_PORT", "format": "native",
+                  "ttl_ms": 3000, "health_check": { "grpc_service": "" } } ] }
+EOF
+t_spawn resolverd3 "$RESOLVERD" -c "$T_DIR/rd3.json" --log-level debug
+hc_present() { [[ -n $(get "hc.svc/127.0.0.1:$HC_PORT") ]]; }
+hc_absent() { ! hc_present; }
+hc_state() { "$RESOLVERCTL" -s "$SOCK3" --json registrations | "$PY" -c "
+import json, sys
+print(json.load(sys.stdin)[0]['state'])"; }
+hc_state_is() { [[ $(hc_state) == "$1" ]]; }
+t_wait_for "health-gated: SERVING puts the key" 10 hc_present
+echo NOT_SERVING >"$T_DIR/hc.status"
+t0=$(_t_now_ms)
+t_wait_for "NOT_SERVING deletes it" 3 hc_absent
+echo "# key gone $(($(_t_now_ms) - t0)) ms after NOT_SERVING"
+t_wait_for "registrations says UNHEALTHY" 2 hc_state_is UNHEALTHY
+sleep 4 # > TTL: the lease is kept alive meanwhile
+echo SERVING >"$T_DIR/hc.status"
+t0=$(_t_now_ms)
+t_wait_for "SERVING again puts it back" 3 hc_present
+echo "# key back $(($(_t_now_ms) - t0)) ms after SERVING (the lease kept alive meanwhile)"
+t_wait_for "registrations says REGISTERED" 2 hc_state_is REGISTERED
+t_kill grpc-hc KILL >/dev/null 2>&1
+t0=$(_t_now_ms)
+t_wait_for "the server gone: the key goes" 5 hc_absent
+echo "# key gone $(($(_t_now_ms) - t0)) ms after the server was killed"
+t_kill resolverd3 >/dev/null 2>&1
 
 # ---- etcd down for 2 x TTL ----
 t_etcd_stop e1 KILL

@@ -725,7 +725,7 @@ START_TEST(test_register_defaults)
     cfg = load_ok("{'deregister_grace_ms': 0, 'register': [{'service': 'user.rpc', 'address': "
                   "'LocalHost:8080'}, {'service': 'b', 'address': '[::1]:9', 'format': 'native', "
                   "'ttl_ms': 1000, 'weight': 7, 'zone': 'z1', 'metadata': {'v': '2', 'a': '1'}, "
-                  "'key': 'custom/k'}]}");
+                  "'key': 'custom/k', 'health_check': {'grpc_service': 'b.v1'}}]}");
     ck_assert_uint_eq(cfg->deregister_grace_ms, 0);
     ck_assert_uint_eq(cfg->n_registrations, 2);
     const resolver_registration_config *r = &cfg->registrations[0];
@@ -745,6 +745,8 @@ START_TEST(test_register_defaults)
     ck_assert_str_eq(r->zone, "z1");
     ck_assert_str_eq(r->metadata, "{\"a\":\"1\",\"v\":\"2\"}"); /* sorted, compact */
     ck_assert_str_eq(r->key, "custom/k");
+    ck_assert_str_eq(r->health_check, "b.v1");
+    ck_assert_ptr_null(cfg->registrations[0].health_check);
     assert_round_trip(cfg);
     resolver_config_free(cfg);
 }
@@ -784,8 +786,11 @@ START_TEST(test_register_errors)
          "register[0].key: must not be empty"},
         {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'tll_ms': 5000}]}",
          "unknown key 'register[0].tll_ms' (did you mean 'ttl_ms'?)"},
-        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'health_check': {}}]}",
-         "register[0].health_check: health-gated registration is not supported yet"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'health_check': 5}]}",
+         "register[0].health_check: expected an object, got 5"},
+        {"{'register': [{'service': 'a', 'address': '127.0.0.1:1', 'health_check': "
+         "{'grpc_servic': ''}}]}",
+         "unknown key 'register[0].health_check.grpc_servic' (did you mean 'grpc_service'?)"},
         {"{'register': [{'service': 'a', 'address': '127.0.0.1:1'}, {'service': 'a', "
          "'address': '127.0.0.1:1'}]}",
          "register[1]: duplicate of register[0] (a 127.0.0.1:1)"},
