@@ -64,6 +64,7 @@ static void usage(FILE *out)
             "  drain SERVICE ADDRESS      stop new picks of an instance (admin)\n"
             "  undrain SERVICE ADDRESS    undo drain (admin)\n"
             "  register SERVICE ADDRESS [--format F] [--ttl-ms N] [--zone Z] [--weight W]\n"
+            "           [--etcd-key K] [--metadata JSON] [--health-check GRPC_SERVICE]\n"
             "                             publish a local instance in etcd (admin; not\n"
             "                             persisted across restarts)\n"
             "  deregister SERVICE ADDRESS delete its key, then LEAVING for the grace (admin)\n"
