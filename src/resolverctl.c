@@ -413,6 +413,21 @@ static int run_done(resolver_client *c, const ctl_options *o, char **args)
     return code;
 }
 
+/* request() for a read verb shown as a table: with --json the reply is
+ * printed here and NULL returned with *exit_code EXIT_OK; otherwise the
+ * payload is returned for the caller's table. */
+static json_t *request_for_table(resolver_client *c, const ctl_options *o, const char *line,
+                                 int *exit_code)
+{
+    json_t *j = request(c, line, exit_code);
+    if (j && o->json) {
+        print_json(j);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
 /* A service with no instance has no aggregate state of its own (the
  * engine's says TRANSIENT_FAILURE): say what it is. */
 static const char *service_state(json_t *s)
@@ -425,14 +440,9 @@ static const char *service_state(json_t *s)
 static int run_services(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request(c, "SERVICES", &code);
+    json_t *j = request_for_table(c, o, "SERVICES", &code);
     if (!j)
         return code;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return EXIT_OK;
-    }
     table t = {.ncols = 9, .align = "lllrrrrrr"};
     table_row(&t, "SERVICE", "POLICY", "STATE", "TOTAL", "READY", "CONN", "FAIL", "DRAIN",
               "REVISION");
@@ -472,14 +482,9 @@ static int run_instances(resolver_client *c, const ctl_options *o, char **args)
     char line[RESOLVER_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "INSTANCES %s", esc(args[0], 0));
     int code = EXIT_OK;
-    json_t *j = request(c, line, &code);
+    json_t *j = request_for_table(c, o, line, &code);
     if (!j)
         return code;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return EXIT_OK;
-    }
     table t = {.ncols = 9, .align = "lllrrrrrl"};
     table_row(&t, "ADDRESS", "STATE", "HEALTH", "WEIGHT", "OUTSTANDING", "RTT", "RECONNECTS",
               "LAST-CHANGE", "LAST-ERROR");
@@ -781,14 +786,9 @@ static int run_deregister(resolver_client *c, const ctl_options *o, char **args)
 static int run_registrations(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request(c, "REGISTRATIONS", &code);
+    json_t *j = request_for_table(c, o, "REGISTRATIONS", &code);
     if (!j)
         return code;
-    if (o->json) {
-        print_json(j);
-        json_decref(j);
-        return EXIT_OK;
-    }
     table t = {.ncols = 7, .align = "lllllrl"};
     table_row(&t, "SERVICE", "ADDRESS", "FORMAT", "KEY", "LEASE", "TTL-LEFT", "STATE");
     size_t i;
