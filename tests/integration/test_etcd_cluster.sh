@@ -38,11 +38,15 @@ LIVE0=${ADDRS[0]}
 t_etcdctl put svcA/stable "$LIVE0" >/dev/null
 t_etcdctl put svcB/stable "${ADDRS[1]}" >/dev/null
 
+# Self-preservation off: the churn deletes many instances at once whose
+# servers stay up, and the views must then equal etcd's (keeping them as
+# STALE is test_self_preservation.sh's subject).
 cat >"$T_DIR/rd.json" <<EOF
 { "etcd": { "endpoints": ["${MEMBER_URL[1]}", "${MEMBER_URL[2]}", "${MEMBER_URL[3]}"],
             "dial_timeout_ms": 1000 },
   "socket": { "path": "$SOCK" },
-  "defaults": { "backoff": { "initial_ms": 200, "max_ms": 2000 } },
+  "defaults": { "backoff": { "initial_ms": 200, "max_ms": 2000 },
+                "self_preservation_percent": 0 },
   "services": [ { "name": "svcA", "prefix": "svcA/" },
                 { "name": "svcB", "prefix": "svcB/", "policy": "least_request" } ] }
 EOF
