@@ -11,7 +11,7 @@
 #include "log.h"
 #include "resolver.h"
 
-char *resolver_cache_encode(json_t *services)
+char *rsv_cache_encode(json_t *services)
 {
     json_t *doc = json_pack("{s:i, s:O}", "version", 1, "services", services);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
@@ -19,19 +19,19 @@ char *resolver_cache_encode(json_t *services)
     return text;
 }
 
-int resolver_cache_write(const char *path, json_t *services, char *err, size_t errlen)
+int rsv_cache_write(const char *path, json_t *services, char *err, size_t errlen)
 {
-    char *text = resolver_cache_encode(services);
+    char *text = rsv_cache_encode(services);
     if (!text) {
         snprintf(err, errlen, "out of memory");
         return RESOLVER_ERR_NOMEM;
     }
-    int rc = resolver_cache_write_text(path, text, err, errlen);
+    int rc = rsv_cache_write_text(path, text, err, errlen);
     free(text);
     return rc;
 }
 
-int resolver_cache_write_text(const char *path, const char *text, char *err, size_t errlen)
+int rsv_cache_write_text(const char *path, const char *text, char *err, size_t errlen)
 {
     size_t len = strlen(text), tmp_len = strlen(path) + 16;
     char *tmp = malloc(tmp_len);
@@ -74,7 +74,7 @@ out:
 
 /* ---- the writer thread ---- */
 
-struct resolver_cache_writer {
+struct rsv_cache_writer {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -85,8 +85,8 @@ struct resolver_cache_writer {
 
 static void *writer_main(void *arg)
 {
-    static resolver_log_limit fail_log; /* a full disk fails every write */
-    resolver_cache_writer *w = arg;
+    static rsv_log_limit fail_log; /* a full disk fails every write */
+    rsv_cache_writer *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
         while (!w->text && !w->stopping)
@@ -97,7 +97,7 @@ static void *writer_main(void *arg)
         w->path = w->text = NULL;
         pthread_mutex_unlock(&w->lock);
         char err[512];
-        int rc = resolver_cache_write_text(path, text, err, sizeof(err));
+        int rc = rsv_cache_write_text(path, text, err, sizeof(err));
         if (rc != 0)
             LOG_WARN_LIMITED(&fail_log, "%s", err);
         free(path);
@@ -110,9 +110,9 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-resolver_cache_writer *resolver_cache_writer_new(void)
+rsv_cache_writer *rsv_cache_writer_new(void)
 {
-    resolver_cache_writer *w = calloc(1, sizeof(*w));
+    rsv_cache_writer *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     pthread_mutex_init(&w->lock, NULL);
@@ -133,7 +133,7 @@ resolver_cache_writer *resolver_cache_writer_new(void)
     return w;
 }
 
-int resolver_cache_writer_submit(resolver_cache_writer *w, const char *path, char *text)
+int rsv_cache_writer_submit(rsv_cache_writer *w, const char *path, char *text)
 {
     char *p = strdup(path);
     if (!p) {
@@ -150,7 +150,7 @@ int resolver_cache_writer_submit(resolver_cache_writer *w, const char *path, cha
     return 0;
 }
 
-unsigned long long resolver_cache_writer_writes(resolver_cache_writer *w)
+unsigned long long rsv_cache_writer_writes(rsv_cache_writer *w)
 {
     pthread_mutex_lock(&w->lock);
     unsigned long long n = w->writes;
@@ -158,7 +158,7 @@ unsigned long long resolver_cache_writer_writes(resolver_cache_writer *w)
     return n;
 }
 
-void resolver_cache_writer_del(resolver_cache_writer *w)
+void rsv_cache_writer_del(rsv_cache_writer *w)
 {
     if (!w)
         return;
@@ -174,7 +174,7 @@ void resolver_cache_writer_del(resolver_cache_writer *w)
     free(w);
 }
 
-static int entry_endpoint(json_t *kv, resolver_endpoint *ep, const char **key)
+static int entry_endpoint(json_t *kv, rsv_endpoint *ep, const char **key)
 {
     const char *address = NULL, *zone = "";
     json_int_t weight = 1;
@@ -183,7 +183,7 @@ static int entry_endpoint(json_t *kv, resolver_endpoint *ep, const char **key)
                     &weight, "zone", &zone, "tls", &tls) != 0)
         return -1;
     char why[128];
-    if (resolver_address_parse(address, strlen(address), ep, why, sizeof(why)) != 0)
+    if (rsv_address_parse(address, strlen(address), ep, why, sizeof(why)) != 0)
         return -1;
     if (weight < 1 || weight > 1000000 || strlen(zone) >= sizeof(ep->zone))
         return -1;
@@ -194,8 +194,8 @@ static int entry_endpoint(json_t *kv, resolver_endpoint *ep, const char **key)
     return 0;
 }
 
-int resolver_cache_read(const char *path, resolver_cache_entry_cb cb, void *arg, size_t *skipped,
-                        char *err, size_t errlen)
+int rsv_cache_read(const char *path, rsv_cache_entry_cb cb, void *arg, size_t *skipped, char *err,
+                   size_t errlen)
 {
     *skipped = 0;
     json_error_t jerr;
@@ -226,7 +226,7 @@ int resolver_cache_read(const char *path, resolver_cache_entry_cb cb, void *arg,
         json_t *kv;
         json_array_foreach(kvs, i, kv)
         {
-            resolver_endpoint ep;
+            rsv_endpoint ep;
             const char *key;
             if (entry_endpoint(kv, &ep, &key) != 0) {
                 (*skipped)++;

@@ -5,8 +5,8 @@
  *   {"version":1,"services":{"NAME":{"prefix":"NAME/","revision":N,
  *     "kvs":[{"key":..,"address":"host:port","weight":N,"zone":..,"tls":false}]}}}
  */
-#ifndef RESOLVER_CACHE_H
-#define RESOLVER_CACHE_H
+#ifndef RSV_CACHE_H
+#define RSV_CACHE_H
 
 #include <jansson.h>
 #include <stddef.h>
@@ -15,13 +15,13 @@
 /* Writes `services` (an object NAME -> service cache JSON) to `path` via a
  * temporary file, fsync and rename, so a crash leaves the old or the new
  * file, never half of one.  0 or RESOLVER_ERR_IO with err filled. */
-int resolver_cache_write(const char *path, json_t *services, char *err, size_t errlen);
+int rsv_cache_write(const char *path, json_t *services, char *err, size_t errlen);
 
-/* The file's text for `services` (as resolver_cache_write writes it);
+/* The file's text for `services` (as rsv_cache_write writes it);
  * malloc'd, NULL when out of memory. */
-char *resolver_cache_encode(json_t *services);
-/* Writes text to path as resolver_cache_write does. */
-int resolver_cache_write_text(const char *path, const char *text, char *err, size_t errlen);
+char *rsv_cache_encode(json_t *services);
+/* Writes text to path as rsv_cache_write does. */
+int rsv_cache_write_text(const char *path, const char *text, char *err, size_t errlen);
 
 /* A thread that writes the cache file, so that its write, fsync and rename
  * never hold up the engine's loop.  Rules:
@@ -32,22 +32,22 @@ int resolver_cache_write_text(const char *path, const char *text, char *err, siz
  *  3. del writes what is still waiting, then joins: the last state
  *     submitted is on disk when it returns (unless the write fails, which
  *     is logged). */
-typedef struct resolver_cache_writer resolver_cache_writer;
+typedef struct rsv_cache_writer rsv_cache_writer;
 /* NULL when the thread cannot be started (no memory, no thread). */
-resolver_cache_writer *resolver_cache_writer_new(void);
+rsv_cache_writer *rsv_cache_writer_new(void);
 /* Takes `text` (malloc'd) in every case.  0 or RESOLVER_ERR_NOMEM. */
-int resolver_cache_writer_submit(resolver_cache_writer *w, const char *path, char *text);
+int rsv_cache_writer_submit(rsv_cache_writer *w, const char *path, char *text);
 /* Files written (renamed into place) so far. */
-unsigned long long resolver_cache_writer_writes(resolver_cache_writer *w);
-void resolver_cache_writer_del(resolver_cache_writer *w);
+unsigned long long rsv_cache_writer_writes(rsv_cache_writer *w);
+void rsv_cache_writer_del(rsv_cache_writer *w);
 
-typedef void (*resolver_cache_entry_cb)(void *arg, const char *service, const char *prefix,
-                                        const char *key, const resolver_endpoint *ep);
+typedef void (*rsv_cache_entry_cb)(void *arg, const char *service, const char *prefix,
+                                   const char *key, const rsv_endpoint *ep);
 
 /* Reads `path` and calls cb for every valid entry (bad entries are skipped
  * and counted in *skipped).  A missing file is not an error (returns 0 with
  * no call).  RESOLVER_ERR_DECODE for a file that is not a cache. */
-int resolver_cache_read(const char *path, resolver_cache_entry_cb cb, void *arg, size_t *skipped,
-                        char *err, size_t errlen);
+int rsv_cache_read(const char *path, rsv_cache_entry_cb cb, void *arg, size_t *skipped, char *err,
+                   size_t errlen);
 
 #endif

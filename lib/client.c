@@ -40,7 +40,7 @@ struct resolver_client {
     char last_error[512];
 };
 
-const char *resolver_client_default_path(const char *path)
+const char *rsv_client_default_path(const char *path)
 {
     if (path && *path)
         return path;
@@ -80,7 +80,7 @@ int resolver_client_connect(const char *path, int timeout_ms, resolver_client **
 {
     if (!out)
         return RESOLVER_ERR_INVALID;
-    path = resolver_client_default_path(path);
+    path = rsv_client_default_path(path);
     resolver_client *c = calloc(1, sizeof(*c));
     if (!c)
         return RESOLVER_ERR_NOMEM;
@@ -216,34 +216,34 @@ static int read_line(resolver_client *c, int64_t deadline, char **line)
     }
 }
 
-static int read_reply(resolver_client *c, int64_t deadline, resolver_proto_reply *reply)
+static int read_reply(resolver_client *c, int64_t deadline, rsv_proto_reply *reply)
 {
     char *line;
     int rc = read_line(c, deadline, &line);
     if (rc)
         return rc;
-    if (resolver_proto_parse_reply(line, reply) != 0)
+    if (rsv_proto_parse_reply(line, reply) != 0)
         return RESOLVER_ERR_PROTOCOL;
-    if (reply->kind == RESOLVER_REPLY_ERR)
+    if (reply->kind == RSV_REPLY_ERR)
         snprintf(c->last_error, sizeof(c->last_error), "%s", reply->payload);
     return 0;
 }
 
-int resolver_client_read_reply(resolver_client *c, int timeout_ms, resolver_proto_reply *reply)
+int rsv_client_read_reply(resolver_client *c, int timeout_ms, rsv_proto_reply *reply)
 {
     if (c->fd < 0)
         return RESOLVER_ERR_CLOSED;
     return read_reply(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, reply);
 }
 
-int resolver_client_request(resolver_client *c, const char *line, resolver_proto_reply *reply)
+int rsv_client_request(resolver_client *c, const char *line, rsv_proto_reply *reply)
 {
     if (!c || !line || !reply)
         return RESOLVER_ERR_INVALID;
     c->last_error[0] = '\0';
     int64_t deadline = now_ms() + c->timeout_ms;
     size_t len = strlen(line);
-    char stack[RESOLVER_PROTO_LINE_MAX];
+    char stack[RSV_PROTO_LINE_MAX];
     if (len + 1 >= sizeof(stack))
         return RESOLVER_ERR_INVALID;
     memcpy(stack, line, len);
@@ -258,10 +258,9 @@ int resolver_client_request(resolver_client *c, const char *line, resolver_proto
     return rc;
 }
 
-static int error_of(const resolver_proto_reply *r)
+static int error_of(const rsv_proto_reply *r)
 {
-    return r->kind == RESOLVER_REPLY_ERR ? resolver_proto_error_from_word(r->code)
-                                         : RESOLVER_ERR_PROTOCOL;
+    return r->kind == RSV_REPLY_ERR ? rsv_proto_error_from_word(r->code) : RESOLVER_ERR_PROTOCOL;
 }
 
 int resolver_client_pick(resolver_client *c, const char *service, const char *key,
@@ -269,20 +268,20 @@ int resolver_client_pick(resolver_client *c, const char *service, const char *ke
 {
     if (!c || !service || !*service || !out)
         return RESOLVER_ERR_INVALID;
-    char line[RESOLVER_PROTO_LINE_MAX], esc_service[1024], esc_key[2048];
-    if (resolver_proto_escape(service, esc_service, sizeof(esc_service)) >= sizeof(esc_service))
+    char line[RSV_PROTO_LINE_MAX], esc_service[1024], esc_key[2048];
+    if (rsv_proto_escape(service, esc_service, sizeof(esc_service)) >= sizeof(esc_service))
         return RESOLVER_ERR_INVALID;
     int n = snprintf(line, sizeof(line), "PICK %s", esc_service);
     if (key) {
-        if (resolver_proto_escape(key, esc_key, sizeof(esc_key)) >= sizeof(esc_key))
+        if (rsv_proto_escape(key, esc_key, sizeof(esc_key)) >= sizeof(esc_key))
             return RESOLVER_ERR_INVALID;
         snprintf(line + n, sizeof(line) - (size_t)n, " key=%s", esc_key);
     }
-    resolver_proto_reply reply;
-    int rc = resolver_client_request(c, line, &reply);
+    rsv_proto_reply reply;
+    int rc = rsv_client_request(c, line, &reply);
     if (rc)
         return rc;
-    if (reply.kind != RESOLVER_REPLY_OK)
+    if (reply.kind != RSV_REPLY_OK)
         return error_of(&reply);
     json_t *o = json_loads(reply.payload, 0, NULL);
     const char *address = NULL;
@@ -305,14 +304,14 @@ int resolver_client_done(resolver_client *c, uint64_t ticket, int failed, uint32
     if (latency_ms != RESOLVER_LATENCY_UNKNOWN)
         snprintf(latency, sizeof(latency), " latency_ms=%" PRIu32, latency_ms);
     snprintf(line, sizeof(line), "DONE %" PRIu64 "%s%s", ticket, failed ? " fail=1" : "", latency);
-    resolver_proto_reply reply;
-    int rc = resolver_client_request(c, line, &reply);
+    rsv_proto_reply reply;
+    int rc = rsv_client_request(c, line, &reply);
     if (rc)
         return rc;
-    return reply.kind == RESOLVER_REPLY_OK ? 0 : error_of(&reply);
+    return reply.kind == RSV_REPLY_OK ? 0 : error_of(&reply);
 }
 
-int resolver_client_close_wait(resolver_client *c)
+int rsv_client_close_wait(resolver_client *c)
 {
     if (!c)
         return RESOLVER_ERR_INVALID;

@@ -16,7 +16,7 @@
 static const char *const restart_keys[] = {"etcd",         "socket.path",    "socket.mode",
                                            "socket.group", "metrics.listen", "zone"};
 
-int resolver_config_key_needs_restart(const char *key)
+int rsv_config_key_needs_restart(const char *key)
 {
     for (size_t i = 0; i < sizeof(restart_keys) / sizeof(restart_keys[0]); i++) {
         size_t n = strlen(restart_keys[i]);
@@ -27,7 +27,7 @@ int resolver_config_key_needs_restart(const char *key)
 }
 
 typedef struct {
-    resolver_diff_cb cb;
+    rsv_diff_cb cb;
     void *arg;
     int count;
 } differ;
@@ -47,8 +47,7 @@ static void value_text(const json_t *v, char *buf, size_t n)
     free(s);
 }
 
-static void report(differ *d, resolver_diff_kind kind, const char *key, const json_t *a,
-                   const json_t *b)
+static void report(differ *d, rsv_diff_kind kind, const char *key, const json_t *a, const json_t *b)
 {
     char old_text[VALUE_MAX + 4], new_text[VALUE_MAX + 4];
     value_text(a, old_text, sizeof(old_text));
@@ -84,8 +83,8 @@ static void diff_values(differ *d, const char *path, const json_t *a, const json
         }
         return;
     }
-    int restart = top_level && resolver_config_key_needs_restart(path);
-    report(d, restart ? RESOLVER_DIFF_NEEDS_RESTART : RESOLVER_DIFF_CHANGED, path, a, b);
+    int restart = top_level && rsv_config_key_needs_restart(path);
+    report(d, restart ? RSV_DIFF_NEEDS_RESTART : RSV_DIFF_CHANGED, path, a, b);
 }
 
 static const json_t *find_service(const json_t *services, const char *name)
@@ -110,7 +109,7 @@ static void diff_services(differ *d, const json_t *a, const json_t *b)
         const char *name = json_string_value(json_object_get(s, "name"));
         if (name && !find_service(b, name)) {
             d->count++;
-            d->cb(d->arg, RESOLVER_DIFF_SERVICE_REMOVED, name, NULL, NULL);
+            d->cb(d->arg, RSV_DIFF_SERVICE_REMOVED, name, NULL, NULL);
         }
     }
     json_array_foreach((json_t *)b, i, s)
@@ -118,7 +117,7 @@ static void diff_services(differ *d, const json_t *a, const json_t *b)
         const char *name = json_string_value(json_object_get(s, "name"));
         if (name && !find_service(a, name)) {
             d->count++;
-            d->cb(d->arg, RESOLVER_DIFF_SERVICE_ADDED, name, NULL,
+            d->cb(d->arg, RSV_DIFF_SERVICE_ADDED, name, NULL,
                   json_string_value(json_object_get(s, "prefix")));
         }
     }
@@ -128,7 +127,7 @@ static void diff_services(differ *d, const json_t *a, const json_t *b)
         const json_t *before = name ? find_service(a, name) : NULL;
         if (!before)
             continue;
-        char path[RESOLVER_SERVICE_NAME_MAX + 16];
+        char path[RSV_SERVICE_NAME_MAX + 16];
         snprintf(path, sizeof(path), "services[%s]", name);
         diff_values(d, path, before, s, 0);
     }
@@ -137,15 +136,15 @@ static void diff_services(differ *d, const json_t *a, const json_t *b)
 static json_t *as_json(const resolver_config *cfg)
 {
     char *text = NULL;
-    if (resolver_config_to_json(cfg, &text) != 0)
+    if (rsv_config_to_json(cfg, &text) != 0)
         return NULL;
     json_t *j = json_loads(text, 0, NULL);
     free(text);
     return j;
 }
 
-int resolver_config_diff(const resolver_config *old_cfg, const resolver_config *new_cfg,
-                         resolver_diff_cb cb, void *arg)
+int rsv_config_diff(const resolver_config *old_cfg, const resolver_config *new_cfg, rsv_diff_cb cb,
+                    void *arg)
 {
     differ d = {cb, arg, 0};
     json_t *a = as_json(old_cfg), *b = as_json(new_cfg);

@@ -30,8 +30,8 @@ enum {
     SUGGEST_KEY_MAX = 64,      /* keys longer than this get no "did you mean" */
 };
 
-/* Every duration key is bounded by RESOLVER_DURATION_MAX_MS (config.h). */
-#define MS_MAX RESOLVER_DURATION_MAX_MS
+/* Every duration key is bounded by RSV_DURATION_MAX_MS (config.h). */
+#define MS_MAX RSV_DURATION_MAX_MS
 #define MULTIPLIER_MAX 100.0
 
 /* ---- errors and key paths --------------------------------------------- */
@@ -216,50 +216,50 @@ static int check_keys(parse_ctx *ctx, const char *path, json_t *obj, const char 
 /* ---- names ------------------------------------------------------------ */
 
 static const char *const policy_names[] = {
-    [RESOLVER_POLICY_ROUND_ROBIN] = "round_robin",
-    [RESOLVER_POLICY_PICK_FIRST] = "pick_first",
-    [RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN] = "weighted_round_robin",
-    [RESOLVER_POLICY_LEAST_REQUEST] = "least_request",
-    [RESOLVER_POLICY_RING_HASH] = "ring_hash",
-    [RESOLVER_POLICY_RANDOM] = "random",
-    [RESOLVER_POLICY_LEAST_LATENCY] = "least_latency",
+    [RSV_POLICY_ROUND_ROBIN] = "round_robin",
+    [RSV_POLICY_PICK_FIRST] = "pick_first",
+    [RSV_POLICY_WEIGHTED_ROUND_ROBIN] = "weighted_round_robin",
+    [RSV_POLICY_LEAST_REQUEST] = "least_request",
+    [RSV_POLICY_RING_HASH] = "ring_hash",
+    [RSV_POLICY_RANDOM] = "random",
+    [RSV_POLICY_LEAST_LATENCY] = "least_latency",
 };
 #define N_POLICIES (sizeof(policy_names) / sizeof(policy_names[0]))
 
 static const char *const protocol_names[] = {
-    [RESOLVER_PROTOCOL_H2C] = "h2c",
-    [RESOLVER_PROTOCOL_H2] = "h2",
-    [RESOLVER_PROTOCOL_TCP] = "tcp",
+    [RSV_PROTOCOL_H2C] = "h2c",
+    [RSV_PROTOCOL_H2] = "h2",
+    [RSV_PROTOCOL_TCP] = "tcp",
 };
 #define N_PROTOCOLS (sizeof(protocol_names) / sizeof(protocol_names[0]))
-#define N_FORMATS ((size_t)RESOLVER_FORMAT_NATIVE + 1)
+#define N_FORMATS ((size_t)RSV_FORMAT_NATIVE + 1)
 
-const char *resolver_policy_name(resolver_policy p)
+const char *rsv_policy_name(rsv_policy p)
 {
     return (size_t)p < N_POLICIES ? policy_names[p] : "unknown";
 }
 
-int resolver_policy_parse(const char *name, resolver_policy *out)
+int rsv_policy_parse(const char *name, rsv_policy *out)
 {
     for (size_t i = 0; name && out && i < N_POLICIES; i++) {
         if (strcmp(name, policy_names[i]) == 0) {
-            *out = (resolver_policy)i;
+            *out = (rsv_policy)i;
             return 0;
         }
     }
     return RESOLVER_ERR_INVALID;
 }
 
-const char *resolver_protocol_name(resolver_protocol p)
+const char *rsv_protocol_name(rsv_protocol p)
 {
     return (size_t)p < N_PROTOCOLS ? protocol_names[p] : "unknown";
 }
 
-int resolver_protocol_parse(const char *name, resolver_protocol *out)
+int rsv_protocol_parse(const char *name, rsv_protocol *out)
 {
     for (size_t i = 0; name && out && i < N_PROTOCOLS; i++) {
         if (strcmp(name, protocol_names[i]) == 0) {
-            *out = (resolver_protocol)i;
+            *out = (rsv_protocol)i;
             return 0;
         }
     }
@@ -284,11 +284,11 @@ static const char *enum_name(enum_kind k, int value)
 {
     switch (k) {
     case ENUM_FORMAT:
-        return resolver_format_name((resolver_format)value);
+        return rsv_format_name((rsv_format)value);
     case ENUM_POLICY:
-        return resolver_policy_name((resolver_policy)value);
+        return rsv_policy_name((rsv_policy)value);
     case ENUM_PROTOCOL:
-        return resolver_protocol_name((resolver_protocol)value);
+        return rsv_protocol_name((rsv_protocol)value);
     }
     return "unknown";
 }
@@ -298,11 +298,11 @@ static int enum_parse(enum_kind k, const char *name, void *field)
 {
     switch (k) {
     case ENUM_FORMAT:
-        return resolver_format_parse(name, (resolver_format *)field);
+        return rsv_format_parse(name, (rsv_format *)field);
     case ENUM_POLICY:
-        return resolver_policy_parse(name, (resolver_policy *)field);
+        return rsv_policy_parse(name, (rsv_policy *)field);
     case ENUM_PROTOCOL:
-        return resolver_protocol_parse(name, (resolver_protocol *)field);
+        return rsv_protocol_parse(name, (rsv_protocol *)field);
     }
     return RESOLVER_ERR_INVALID;
 }
@@ -344,7 +344,7 @@ typedef enum {
 typedef struct {
     const char *key;
     opt_kind kind;
-    size_t offset; /* of the field in resolver_service_options */
+    size_t offset; /* of the field in rsv_service_options */
     enum_kind en;  /* OPT_ENUM */
     uint64_t min;  /* OPT_MS, OPT_COUNT */
     uint64_t max;  /* OPT_COUNT; 0: UINT32_MAX */
@@ -352,11 +352,11 @@ typedef struct {
 
 #define OPT(key, kind, field, en, min)                                                             \
     {                                                                                              \
-        key, kind, offsetof(resolver_service_options, field), en, min, 0                           \
+        key, kind, offsetof(rsv_service_options, field), en, min, 0                                \
     }
 #define OPT_RANGE(key, field, min, max)                                                            \
     {                                                                                              \
-        key, OPT_COUNT, offsetof(resolver_service_options, field), 0, min, max                     \
+        key, OPT_COUNT, offsetof(rsv_service_options, field), 0, min, max                          \
     }
 static const opt_field opt_fields[] = {
     OPT("format", OPT_ENUM, format, ENUM_FORMAT, 0),
@@ -403,12 +403,12 @@ static const opt_field *opt_find(const char *key)
     return NULL;
 }
 
-void resolver_service_options_default(resolver_service_options *o)
+void rsv_service_options_default(rsv_service_options *o)
 {
     memset(o, 0, sizeof(*o));
-    o->format = RESOLVER_FORMAT_AUTO;
-    o->policy = RESOLVER_POLICY_ROUND_ROBIN;
-    o->protocol = RESOLVER_PROTOCOL_H2C;
+    o->format = RSV_FORMAT_AUTO;
+    o->policy = RSV_POLICY_ROUND_ROBIN;
+    o->protocol = RSV_PROTOCOL_H2C;
     o->keepalive_time_ms = 30000;
     o->keepalive_timeout_ms = 10000;
     o->connect_timeout_ms = 20000;
@@ -435,8 +435,7 @@ void resolver_service_options_default(resolver_service_options *o)
     o->outlier.max_ejection_percent = 10;
 }
 
-int resolver_service_options_copy(resolver_service_options *dst,
-                                  const resolver_service_options *src)
+int rsv_service_options_copy(rsv_service_options *dst, const rsv_service_options *src)
 {
     *dst = *src;
     if (src->health_grpc_service) {
@@ -447,7 +446,7 @@ int resolver_service_options_copy(resolver_service_options *dst,
     return 0;
 }
 
-void resolver_service_options_clear(resolver_service_options *o)
+void rsv_service_options_clear(rsv_service_options *o)
 {
     if (!o)
         return;
@@ -455,7 +454,7 @@ void resolver_service_options_clear(resolver_service_options *o)
     memset(o, 0, sizeof(*o));
 }
 
-static int backoff_equal(const resolver_backoff_config *a, const resolver_backoff_config *b)
+static int backoff_equal(const rsv_backoff_config *a, const rsv_backoff_config *b)
 {
     return a->initial_ms == b->initial_ms && a->multiplier == b->multiplier &&
            a->jitter == b->jitter && a->max_ms == b->max_ms;
@@ -466,8 +465,7 @@ static int str_equal(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-int resolver_service_options_equal(const resolver_service_options *a,
-                                   const resolver_service_options *b)
+int rsv_service_options_equal(const rsv_service_options *a, const rsv_service_options *b)
 {
     return a->format == b->format && a->policy == b->policy && a->protocol == b->protocol &&
            a->keepalive_time_ms == b->keepalive_time_ms &&
@@ -499,7 +497,7 @@ static const char *const socket_keys[] = {
     "path", "mode", "group", "admin_group", "max_detached_tickets", NULL};
 static const char *const metrics_keys[] = {"listen", NULL};
 
-static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, resolver_backoff_config *b)
+static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, rsv_backoff_config *b)
 {
     const char *const *keys = backoff_keys;
     char p[PATH_LEN];
@@ -508,7 +506,7 @@ static int parse_backoff(parse_ctx *ctx, const char *path, json_t *v, resolver_b
         return wrong_type(ctx, path, v, "an object");
     if ((rc = check_keys(ctx, path, v, keys, 0)))
         return rc;
-    resolver_backoff_config nb = *b;
+    rsv_backoff_config nb = *b;
     json_t *x;
     if ((x = json_object_get(v, "initial_ms")) &&
         (rc = take_ms(ctx, join(p, path, "initial_ms"), x, 1, &nb.initial_ms)))
@@ -565,7 +563,7 @@ static int parse_health(parse_ctx *ctx, const char *path, json_t *v, char **serv
 }
 
 static int parse_option(parse_ctx *ctx, const char *path, const opt_field *f, json_t *v,
-                        resolver_service_options *o)
+                        rsv_service_options *o)
 {
     void *field = (char *)o + f->offset;
     uint64_t u;
@@ -581,7 +579,7 @@ static int parse_option(parse_ctx *ctx, const char *path, const opt_field *f, js
         *(uint32_t *)field = (uint32_t)u;
         return 0;
     case OPT_BACKOFF:
-        return parse_backoff(ctx, path, v, (resolver_backoff_config *)field);
+        return parse_backoff(ctx, path, v, (rsv_backoff_config *)field);
     case OPT_HEALTH:
         return parse_health(ctx, path, v, (char **)field);
     }
@@ -591,7 +589,7 @@ static int parse_option(parse_ctx *ctx, const char *path, const opt_field *f, js
 /* Applies the option keys present in obj to o (which holds what is
  * inherited).  Keys are looked up, not iterated, so that the order of keys
  * in the file never matters. */
-static int parse_options(parse_ctx *ctx, const char *path, json_t *obj, resolver_service_options *o)
+static int parse_options(parse_ctx *ctx, const char *path, json_t *obj, rsv_service_options *o)
 {
     char p[PATH_LEN];
     for (size_t i = 0; i < N_OPT_FIELDS; i++) {
@@ -1080,7 +1078,7 @@ static int parse_dns_servers(parse_ctx *ctx, json_t *v, resolver_config *cfg)
         join_index(p, "dns.servers", i);
         if (!json_is_string(x))
             rc = wrong_type(ctx, p, x, "an address string");
-        else if (!resolver_dns_server_valid(json_string_value(x)))
+        else if (!rsv_dns_server_valid(json_string_value(x)))
             rc = fail(ctx, "%s: \"%s\" is not IP, IP:PORT or [IPv6]:PORT", p, json_string_value(x));
         else if (!(list[i] = strdup(json_string_value(x))))
             rc = nomem(ctx);
@@ -1116,7 +1114,7 @@ static void dns_config_free(resolver_config *cfg)
     cfg->dns.n_servers = 0;
 }
 
-int resolver_config_dns_equal(const resolver_config *a, const resolver_config *b)
+int rsv_config_dns_equal(const resolver_config *a, const resolver_config *b)
 {
     if (a->dns.n_servers != b->dns.n_servers)
         return 0;
@@ -1140,10 +1138,10 @@ static json_t *dns_to_json(const resolver_config *cfg)
     return servers ? json_pack("{s:o}", "servers", servers) : NULL;
 }
 
-int resolver_service_name_valid(const char *name)
+int rsv_service_name_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n > RESOLVER_SERVICE_NAME_MAX)
+    if (n == 0 || n > RSV_SERVICE_NAME_MAX)
         return 0;
     /* Names travel in protocol lines, log lines, JSON and metric labels:
      * a small alphabet keeps every one of them free of escaping bugs. */
@@ -1158,7 +1156,7 @@ int resolver_service_name_valid(const char *name)
             continue;
         }
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              strchr(RESOLVER_SERVICE_NAME_PUNCT, c)))
+              strchr(RSV_SERVICE_NAME_PUNCT, c)))
             return 0;
         i++;
     }
@@ -1166,7 +1164,7 @@ int resolver_service_name_valid(const char *name)
 }
 
 static int parse_service(parse_ctx *ctx, const char *path, json_t *v,
-                         const resolver_service_options *defaults, resolver_service_config *svc)
+                         const rsv_service_options *defaults, rsv_service_config *svc)
 {
     static const char *const keys[] = {"name", "prefix", NULL};
     char p[PATH_LEN];
@@ -1180,11 +1178,11 @@ static int parse_service(parse_ctx *ctx, const char *path, json_t *v,
         return fail(ctx, "%s: missing required key \"name\"", path);
     if ((rc = take_string(ctx, join(p, path, "name"), x, &svc->name)))
         return rc;
-    if (!resolver_service_name_valid(svc->name))
+    if (!rsv_service_name_valid(svc->name))
         return fail(ctx,
                     "%s: invalid service name \"%s\" (1..%d bytes of letters, digits, "
                     "%s and non-ASCII UTF-8)",
-                    p, svc->name, RESOLVER_SERVICE_NAME_MAX, RESOLVER_SERVICE_NAME_PUNCT);
+                    p, svc->name, RSV_SERVICE_NAME_MAX, RSV_SERVICE_NAME_PUNCT);
     if ((x = json_object_get(v, "prefix"))) {
         if ((rc = take_string(ctx, join(p, path, "prefix"), x, &svc->prefix)))
             return rc;
@@ -1198,7 +1196,7 @@ static int parse_service(parse_ctx *ctx, const char *path, json_t *v,
         memcpy(svc->prefix, svc->name, n);
         memcpy(svc->prefix + n, "/", 2); /* go-zero's convention: NAME/ */
     }
-    if (resolver_service_options_copy(&svc->options, defaults))
+    if (rsv_service_options_copy(&svc->options, defaults))
         return nomem(ctx);
     return parse_options(ctx, path, v, &svc->options);
 }
@@ -1214,7 +1212,7 @@ static int parse_services(parse_ctx *ctx, json_t *v, resolver_config *cfg)
         return nomem(ctx);
     for (size_t i = 0; i < n; i++) {
         char p[PATH_LEN];
-        resolver_service_config *svc = &cfg->services[i];
+        rsv_service_config *svc = &cfg->services[i];
         cfg->n_services = i + 1; /* counted before parsing: free releases partial work */
         int rc = parse_service(ctx, join_index(p, "services", i), json_array_get(v, i),
                                &cfg->defaults, svc);
@@ -1235,15 +1233,15 @@ static int parse_services(parse_ctx *ctx, json_t *v, resolver_config *cfg)
  * minimum (about 2 s): below 1 s is a mistake, not a wish. */
 #define REGISTRATION_TTL_MIN_MS 1000
 
-void resolver_registration_default(resolver_registration_config *r)
+void rsv_registration_default(rsv_registration_config *r)
 {
     memset(r, 0, sizeof(*r));
-    r->format = RESOLVER_FORMAT_GOZERO;
+    r->format = RSV_FORMAT_GOZERO;
     r->ttl_ms = 10000;
     r->weight = 1;
 }
 
-void resolver_registration_clear(resolver_registration_config *r)
+void rsv_registration_clear(rsv_registration_config *r)
 {
     free(r->service);
     free(r->address);
@@ -1251,7 +1249,7 @@ void resolver_registration_clear(resolver_registration_config *r)
     free(r->metadata);
     free(r->key);
     free(r->health_check);
-    resolver_registration_default(r);
+    rsv_registration_default(r);
 }
 
 static int dup_or_empty(char **dst, const char *src)
@@ -1259,8 +1257,7 @@ static int dup_or_empty(char **dst, const char *src)
     return (*dst = strdup(src ? src : "")) ? 0 : RESOLVER_ERR_NOMEM;
 }
 
-int resolver_registration_copy(resolver_registration_config *dst,
-                               const resolver_registration_config *src)
+int rsv_registration_copy(rsv_registration_config *dst, const rsv_registration_config *src)
 {
     *dst = *src;
     dst->service = dst->address = dst->zone = dst->metadata = dst->key = dst->health_check = NULL;
@@ -1268,14 +1265,13 @@ int resolver_registration_copy(resolver_registration_config *dst,
         dup_or_empty(&dst->zone, src->zone) || dup_or_empty(&dst->metadata, src->metadata) ||
         dup_or_empty(&dst->key, src->key) ||
         (src->health_check && dup_or_empty(&dst->health_check, src->health_check))) {
-        resolver_registration_clear(dst);
+        rsv_registration_clear(dst);
         return RESOLVER_ERR_NOMEM;
     }
     return 0;
 }
 
-int resolver_registration_equal(const resolver_registration_config *a,
-                                const resolver_registration_config *b)
+int rsv_registration_equal(const rsv_registration_config *a, const rsv_registration_config *b)
 {
     return str_equal(a->service, b->service) && str_equal(a->address, b->address) &&
            a->format == b->format && a->ttl_ms == b->ttl_ms && a->weight == b->weight &&
@@ -1289,25 +1285,25 @@ int resolver_registration_equal(const resolver_registration_config *a,
 static const char *registration_address_check(const char *address, char *canon, size_t n, char *why,
                                               size_t whylen)
 {
-    resolver_endpoint ep;
-    if (resolver_address_parse(address, strlen(address), &ep, why, whylen) != 0)
+    rsv_endpoint ep;
+    if (rsv_address_parse(address, strlen(address), &ep, why, whylen) != 0)
         return why;
     snprintf(canon, n, "%s", ep.address);
     return NULL;
 }
 
-static const char *registration_format_check(const char *name, resolver_format *out)
+static const char *registration_format_check(const char *name, rsv_format *out)
 {
-    if (resolver_format_parse(name, out) != 0)
+    if (rsv_format_parse(name, out) != 0)
         return "not one of gozero, etcd_naming, kratos, kitex, native";
-    if (*out == RESOLVER_FORMAT_AUTO)
+    if (*out == RSV_FORMAT_AUTO)
         return "\"auto\" reads any format but cannot write one: name the format to write";
     return NULL;
 }
 
 static const char *registration_zone_check(const char *zone)
 {
-    if (strlen(zone) >= RESOLVER_ZONE_MAX)
+    if (strlen(zone) >= RSV_ZONE_MAX)
         return "longer than 63 bytes";
     for (const char *p = zone; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -1327,17 +1323,16 @@ static const char *registration_metadata_check(json_t *v)
     return NULL;
 }
 
-int resolver_registration_build(resolver_registration_config *out, const char *service,
-                                const char *address, const char *format, uint64_t ttl_ms,
-                                uint32_t weight, const char *zone, const char *metadata,
-                                const char *key, char *why, size_t whylen)
+int rsv_registration_build(rsv_registration_config *out, const char *service, const char *address,
+                           const char *format, uint64_t ttl_ms, uint32_t weight, const char *zone,
+                           const char *metadata, const char *key, char *why, size_t whylen)
 {
     const char *bad = NULL, *what = "";
     char canon[300], reason[128];
-    resolver_registration_config r;
-    resolver_registration_default(&r);
+    rsv_registration_config r;
+    rsv_registration_default(&r);
     json_t *meta = NULL;
-    if (!service || !resolver_service_name_valid(service))
+    if (!service || !rsv_service_name_valid(service))
         what = "service", bad = "invalid service name";
     else if (!address || (bad = registration_address_check(address, canon, sizeof(canon), reason,
                                                            sizeof(reason))))
@@ -1371,7 +1366,7 @@ int resolver_registration_build(resolver_registration_config *out, const char *s
     json_decref(meta);
     r.metadata = compact;
     r.key = (char *)key;
-    int rc = resolver_registration_copy(out, &r);
+    int rc = rsv_registration_copy(out, &r);
     free(compact);
     if (rc)
         snprintf(why, whylen, "out of memory");
@@ -1387,7 +1382,7 @@ static int take_registration_string(parse_ctx *ctx, const char *path, json_t *v,
 }
 
 static int parse_registration_parts(parse_ctx *ctx, const char *path, json_t *v,
-                                    resolver_registration_config *r)
+                                    rsv_registration_config *r)
 {
     char p[PATH_LEN], canon[300];
     const char *bad;
@@ -1403,7 +1398,7 @@ static int parse_registration_parts(parse_ctx *ctx, const char *path, json_t *v,
         (rc = take_registration_string(ctx, path, v, "zone", &r->zone)) ||
         (rc = take_registration_string(ctx, path, v, "key", &r->key)))
         return rc;
-    if (!resolver_service_name_valid(r->service))
+    if (!rsv_service_name_valid(r->service))
         return fail(ctx, "%s: invalid service name \"%s\"", join(p, path, "service"), r->service);
     char reason[128];
     if ((bad =
@@ -1434,7 +1429,7 @@ static int parse_registration_parts(parse_ctx *ctx, const char *path, json_t *v,
     if ((x = json_object_get(v, "metadata"))) {
         if ((bad = registration_metadata_check(x)))
             return fail(ctx, "%s: %s", join(p, path, "metadata"), bad);
-        /* {} is kept as "" (none), as written back by resolver_config_to_json. */
+        /* {} is kept as "" (none), as written back by rsv_config_to_json. */
         if (!(r->metadata =
                   json_object_size(x) ? json_dumps(x, JSON_COMPACT | JSON_SORT_KEYS) : strdup("")))
             return nomem(ctx);
@@ -1448,7 +1443,7 @@ static int parse_registration_parts(parse_ctx *ctx, const char *path, json_t *v,
 }
 
 static int parse_registration(parse_ctx *ctx, const char *path, json_t *v,
-                              resolver_registration_config *r)
+                              rsv_registration_config *r)
 {
     static const char *const keys[] = {"service", "address",  "format", "ttl_ms",       "weight",
                                        "zone",    "metadata", "key",    "health_check", NULL};
@@ -1477,8 +1472,8 @@ static int parse_registrations(parse_ctx *ctx, json_t *v, resolver_config *cfg)
         return nomem(ctx);
     for (size_t i = 0; i < n; i++) {
         char p[PATH_LEN];
-        resolver_registration_config *r = &cfg->registrations[i];
-        resolver_registration_default(r);
+        rsv_registration_config *r = &cfg->registrations[i];
+        rsv_registration_default(r);
         cfg->n_registrations = i + 1;
         int rc = parse_registration(ctx, join_index(p, "register", i), json_array_get(v, i), r);
         if (rc)
@@ -1525,9 +1520,8 @@ static int parse_root(parse_ctx *ctx, json_t *root, resolver_config *cfg)
         if ((rc = take_string(ctx, "zone", x, &cfg->zone)))
             return rc;
         /* Instance zones are compared against it and hold at most this much. */
-        if (strlen(cfg->zone) >= RESOLVER_ZONE_MAX)
-            return fail(ctx, "zone: \"%s\" is longer than %d bytes", cfg->zone,
-                        RESOLVER_ZONE_MAX - 1);
+        if (strlen(cfg->zone) >= RSV_ZONE_MAX)
+            return fail(ctx, "zone: \"%s\" is longer than %d bytes", cfg->zone, RSV_ZONE_MAX - 1);
     }
     if ((x = json_object_get(root, "cache_file")) &&
         (rc = take_string(ctx, "cache_file", x, &cfg->cache_file)))
@@ -1575,15 +1569,15 @@ void resolver_config_free(resolver_config *cfg)
     dns_config_free(cfg);
     free(cfg->zone);
     free(cfg->cache_file);
-    resolver_service_options_clear(&cfg->defaults);
+    rsv_service_options_clear(&cfg->defaults);
     for (size_t i = 0; i < cfg->n_services; i++) {
         free(cfg->services[i].name);
         free(cfg->services[i].prefix);
-        resolver_service_options_clear(&cfg->services[i].options);
+        rsv_service_options_clear(&cfg->services[i].options);
     }
     free(cfg->services);
     for (size_t i = 0; i < cfg->n_registrations; i++)
-        resolver_registration_clear(&cfg->registrations[i]);
+        rsv_registration_clear(&cfg->registrations[i]);
     free(cfg->registrations);
     free(cfg);
 }
@@ -1619,7 +1613,7 @@ int resolver_config_new_default(resolver_config **out)
     cfg->socket.max_detached_tickets = 10000;
     cfg->on_demand_services_max = 256;
     cfg->deregister_grace_ms = 2000;
-    resolver_service_options_default(&cfg->defaults);
+    rsv_service_options_default(&cfg->defaults);
     *out = cfg;
     return 0;
 fail:
@@ -1785,8 +1779,7 @@ int resolver_config_set_endpoints(resolver_config *cfg, const char *csv)
     return 0;
 }
 
-const resolver_service_config *resolver_config_find_service(const resolver_config *cfg,
-                                                            const char *name)
+const rsv_service_config *rsv_config_find_service(const resolver_config *cfg, const char *name)
 {
     for (size_t i = 0; cfg && name && i < cfg->n_services; i++)
         if (strcmp(cfg->services[i].name, name) == 0)
@@ -1794,22 +1787,22 @@ const resolver_service_config *resolver_config_find_service(const resolver_confi
     return NULL;
 }
 
-int resolver_config_equal(const resolver_config *a, const resolver_config *b)
+int rsv_config_equal(const resolver_config *a, const resolver_config *b)
 {
     if (a->etcd.n_endpoints != b->etcd.n_endpoints || a->n_services != b->n_services ||
         a->n_registrations != b->n_registrations ||
         a->deregister_grace_ms != b->deregister_grace_ms)
         return 0;
     for (size_t i = 0; i < a->n_registrations; i++)
-        if (!resolver_registration_equal(&a->registrations[i], &b->registrations[i]))
+        if (!rsv_registration_equal(&a->registrations[i], &b->registrations[i]))
             return 0;
     for (size_t i = 0; i < a->etcd.n_endpoints; i++)
         if (!str_equal(a->etcd.endpoints[i], b->etcd.endpoints[i]))
             return 0;
     for (size_t i = 0; i < a->n_services; i++) {
-        const resolver_service_config *x = &a->services[i], *y = &b->services[i];
+        const rsv_service_config *x = &a->services[i], *y = &b->services[i];
         if (!str_equal(x->name, y->name) || !str_equal(x->prefix, y->prefix) ||
-            !resolver_service_options_equal(&x->options, &y->options))
+            !rsv_service_options_equal(&x->options, &y->options))
             return 0;
     }
     return str_equal(a->etcd.username, b->etcd.username) &&
@@ -1824,9 +1817,8 @@ int resolver_config_equal(const resolver_config *a, const resolver_config *b)
            a->socket.max_detached_tickets == b->socket.max_detached_tickets &&
            str_equal(a->metrics.listen, b->metrics.listen) && str_equal(a->zone, b->zone) &&
            str_equal(a->cache_file, b->cache_file) &&
-           a->on_demand_services_max == b->on_demand_services_max &&
-           resolver_config_dns_equal(a, b) &&
-           resolver_service_options_equal(&a->defaults, &b->defaults);
+           a->on_demand_services_max == b->on_demand_services_max && rsv_config_dns_equal(a, b) &&
+           rsv_service_options_equal(&a->defaults, &b->defaults);
 }
 
 /* ---- the effective configuration as JSON ------------------------------ */
@@ -1856,7 +1848,7 @@ static json_t *jint(uint64_t u)
     return json_integer((json_int_t)u);
 }
 
-static json_t *options_to_json(const resolver_service_options *o, json_t *obj)
+static json_t *options_to_json(const rsv_service_options *o, json_t *obj)
 {
     int bad = !obj;
     for (size_t i = 0; !bad && i < N_OPT_FIELDS; i++) {
@@ -1865,9 +1857,9 @@ static json_t *options_to_json(const resolver_service_options *o, json_t *obj)
         json_t *v = NULL;
         switch (f->kind) {
         case OPT_ENUM:
-            v = json_string(f->en == ENUM_FORMAT   ? resolver_format_name(o->format)
-                            : f->en == ENUM_POLICY ? resolver_policy_name(o->policy)
-                                                   : resolver_protocol_name(o->protocol));
+            v = json_string(f->en == ENUM_FORMAT   ? rsv_format_name(o->format)
+                            : f->en == ENUM_POLICY ? rsv_policy_name(o->policy)
+                                                   : rsv_protocol_name(o->protocol));
             break;
         case OPT_MS:
             v = jint(*(const uint64_t *)field);
@@ -1906,7 +1898,7 @@ static json_t *config_to_json(const resolver_config *cfg)
         }
     json_t *services = json_array();
     for (size_t i = 0; services && i < cfg->n_services; i++) {
-        const resolver_service_config *s = &cfg->services[i];
+        const rsv_service_config *s = &cfg->services[i];
         json_t *obj = json_pack("{s:o,s:o}", "name", jstr(s->name), "prefix", jstr(s->prefix));
         if (json_array_append_new(services, options_to_json(&s->options, obj))) {
             json_decref(services);
@@ -1927,13 +1919,13 @@ static json_t *config_to_json(const resolver_config *cfg)
         options_to_json(&cfg->defaults, json_object()), "services", services);
 }
 
-static json_t *registration_to_json(const resolver_registration_config *r)
+static json_t *registration_to_json(const rsv_registration_config *r)
 {
     json_t *meta = r->metadata && *r->metadata ? json_loads(r->metadata, 0, NULL) : json_object();
-    json_t *obj = json_pack("{s:o,s:o,s:s,s:o,s:o,s:o,s:o}", "service", jstr(r->service), "address",
-                            jstr(r->address), "format", resolver_format_name(r->format), "ttl_ms",
-                            jint(r->ttl_ms), "weight", jint(r->weight), "zone", jstr(r->zone),
-                            "metadata", meta);
+    json_t *obj =
+        json_pack("{s:o,s:o,s:s,s:o,s:o,s:o,s:o}", "service", jstr(r->service), "address",
+                  jstr(r->address), "format", rsv_format_name(r->format), "ttl_ms", jint(r->ttl_ms),
+                  "weight", jint(r->weight), "zone", jstr(r->zone), "metadata", meta);
     if (obj && r->health_check &&
         json_object_set_new(obj, "health_check",
                             json_pack("{s:o}", "grpc_service", jstr(r->health_check))) != 0) {
@@ -1964,7 +1956,7 @@ static int real_precision(const resolver_config *cfg)
 {
     int precision = 1;
     for (size_t i = 0; i <= cfg->n_services; i++) {
-        const resolver_backoff_config *b =
+        const rsv_backoff_config *b =
             i < cfg->n_services ? &cfg->services[i].options.backoff : &cfg->defaults.backoff;
         const double reals[] = {b->multiplier, b->jitter};
         for (size_t j = 0; j < 2; j++) {
@@ -1979,7 +1971,7 @@ static int real_precision(const resolver_config *cfg)
     return precision;
 }
 
-int resolver_config_to_json(const resolver_config *cfg, char **out)
+int rsv_config_to_json(const resolver_config *cfg, char **out)
 {
     if (!cfg || !out)
         return RESOLVER_ERR_INVALID;

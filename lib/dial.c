@@ -7,7 +7,7 @@
  * starts another every DIAL_STAGGER_MS while some are left; an attempt that
  * fails starts the next at once.  The first socket to become writable with
  * SO_ERROR 0 wins.  The same timer, at 0 ms, carries a result reached
- * inside resolver_dial_start (dial.h rule 2).
+ * inside rsv_dial_start (dial.h rule 2).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,23 +23,23 @@
 #include "log.h"
 
 typedef struct {
-    resolver_dial *d;
+    rsv_dial *d;
     int fd; /* -1: not started, or over */
     int err;
     struct sockaddr_storage addr;
 } attempt;
 
-struct resolver_dial {
-    resolver_loop *loop;
-    resolver_dial_cb cb;
+struct rsv_dial {
+    rsv_loop *loop;
+    rsv_dial_cb cb;
     void *arg;
     char *host; /* for reasons */
     uint16_t port;
-    resolver_dns_lookup *lookup; /* while resolving */
-    resolver_timer *timer;       /* the stagger, or a deferred result */
+    rsv_dns_lookup *lookup; /* while resolving */
+    rsv_timer *timer;       /* the stagger, or a deferred result */
     attempt at[DNS_ADDRS_MAX];
     size_t n, next, active;
-    int in_start; /* inside resolver_dial_start: results wait for the timer */
+    int in_start; /* inside rsv_dial_start: results wait for the timer */
     int done;     /* the result below waits for the timer */
     int result_fd;
     char error[112];
@@ -50,7 +50,7 @@ static socklen_t addr_len(const struct sockaddr_storage *ss)
     return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-void resolver_dial_format(const struct sockaddr_storage *ss, char *buf, size_t len)
+void rsv_dial_format(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     if (ss->ss_family == AF_INET6) {
@@ -64,7 +64,7 @@ void resolver_dial_format(const struct sockaddr_storage *ss, char *buf, size_t l
     }
 }
 
-void resolver_dial_interleave(struct sockaddr_storage *addrs, size_t n)
+void rsv_dial_interleave(struct sockaddr_storage *addrs, size_t n)
 {
     struct sockaddr_storage tmp[DNS_ADDRS_MAX];
     size_t first[DNS_ADDRS_MAX], other[DNS_ADDRS_MAX], nf = 0, no = 0, k = 0;
@@ -92,32 +92,32 @@ static void close_attempt(attempt *a)
 {
     if (a->fd < 0)
         return;
-    resolver_loop_unwatch(a->d->loop, a->fd);
+    rsv_loop_unwatch(a->d->loop, a->fd);
     close(a->fd);
     a->fd = -1;
 }
 
-static void dial_free(resolver_dial *d)
+static void dial_free(rsv_dial *d)
 {
     for (size_t i = 0; i < d->n; i++)
         close_attempt(&d->at[i]);
-    resolver_dns_cancel(d->lookup);
-    resolver_timer_del(d->timer);
+    rsv_dns_cancel(d->lookup);
+    rsv_timer_del(d->timer);
     free(d->host);
     free(d);
 }
 
-/* Reports fd (>= 0) or d->error, then frees d; inside resolver_dial_start
+/* Reports fd (>= 0) or d->error, then frees d; inside rsv_dial_start
  * the report waits for the timer. */
-static void finish(resolver_dial *d, int fd)
+static void finish(rsv_dial *d, int fd)
 {
     d->result_fd = fd;
     if (d->in_start) {
         d->done = 1;
-        resolver_timer_start(d->timer, 0);
+        rsv_timer_start(d->timer, 0);
         return;
     }
-    resolver_dial_cb cb = d->cb;
+    rsv_dial_cb cb = d->cb;
     void *arg = d->arg;
     char error[sizeof(d->error)];
     snprintf(error, sizeof(error), "%s", d->error);
@@ -126,7 +126,7 @@ static void finish(resolver_dial *d, int fd)
 }
 
 /* Every attempt failed: say why, as briefly as the errors allow. */
-static void fail_all(resolver_dial *d)
+static void fail_all(rsv_dial *d)
 {
     int same = 1;
     for (size_t i = 1; i < d->n; i++)
@@ -140,7 +140,7 @@ static void fail_all(resolver_dial *d)
         size_t len = (size_t)snprintf(d->error, sizeof(d->error), "connect:");
         for (size_t i = 0; i < d->n && len < sizeof(d->error); i++) {
             char a[INET6_ADDRSTRLEN + 8];
-            resolver_dial_format(&d->at[i].addr, a, sizeof(a));
+            rsv_dial_format(&d->at[i].addr, a, sizeof(a));
             len += (size_t)snprintf(d->error + len, sizeof(d->error) - len, "%s %s %s",
                                     i ? ";" : "", a, strerror(d->at[i].err));
         }
@@ -150,7 +150,7 @@ static void fail_all(resolver_dial *d)
 
 /* ---- attempts ---- */
 
-static void attempt_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg);
+static void attempt_io_cb(rsv_loop *loop, int fd, unsigned events, void *arg);
 
 /* Starts a's connect.  0 in progress, or -1 with a->err set. */
 static int attempt_open(attempt *a)
@@ -167,7 +167,7 @@ static int attempt_open(attempt *a)
     /* Even an immediate success is taken in attempt_io_cb: the socket is
      * writable at once. */
     if ((rv != 0 && errno != EINPROGRESS) ||
-        resolver_loop_watch(a->d->loop, a->fd, RESOLVER_LOOP_WRITE, attempt_io_cb, a) != 0) {
+        rsv_loop_watch(a->d->loop, a->fd, RSV_LOOP_WRITE, attempt_io_cb, a) != 0) {
         a->err = errno ? errno : EIO;
         close(a->fd);
         a->fd = -1;
@@ -178,7 +178,7 @@ static int attempt_open(attempt *a)
 
 /* Starts attempts until one is in progress; then arms the stagger for the
  * next, or, with nothing in progress and nothing left, fails. */
-static void launch(resolver_dial *d)
+static void launch(rsv_dial *d)
 {
     while (d->next < d->n) {
         attempt *a = &d->at[d->next++];
@@ -188,34 +188,34 @@ static void launch(resolver_dial *d)
         }
     }
     if (d->active == 0 && d->next == d->n) {
-        resolver_timer_stop(d->timer);
+        rsv_timer_stop(d->timer);
         fail_all(d);
         return;
     }
     if (d->next < d->n)
-        resolver_timer_start(d->timer, DIAL_STAGGER_MS);
+        rsv_timer_start(d->timer, DIAL_STAGGER_MS);
     else
-        resolver_timer_stop(d->timer);
+        rsv_timer_stop(d->timer);
 }
 
-static void win(resolver_dial *d, attempt *a)
+static void win(rsv_dial *d, attempt *a)
 {
     int fd = a->fd;
-    resolver_loop_unwatch(d->loop, fd);
+    rsv_loop_unwatch(d->loop, fd);
     a->fd = -1;
-    if (d->n > 1 && resolver_log_enabled(RESOLVER_LOG_DEBUG)) {
+    if (d->n > 1 && rsv_log_enabled(RESOLVER_LOG_DEBUG)) {
         char s[INET6_ADDRSTRLEN + 8];
-        resolver_dial_format(&a->addr, s, sizeof(s));
+        rsv_dial_format(&a->addr, s, sizeof(s));
         LOG_DEBUG("dial %s: connected to %s (attempt %zu of %zu)", d->host, s,
                   (size_t)(a - d->at) + 1, d->n);
     }
     finish(d, fd);
 }
 
-static void attempt_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void attempt_io_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     attempt *a = arg;
-    resolver_dial *d = a->d;
+    rsv_dial *d = a->d;
     int err = 0;
     socklen_t len = sizeof(err);
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
@@ -230,9 +230,9 @@ static void attempt_io_cb(resolver_loop *loop, int fd, unsigned events, void *ar
     launch(d); /* the next one at once (RFC 8305 section 5) */
 }
 
-static void timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void timer_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_dial *d = arg;
+    rsv_dial *d = arg;
     if (d->done) {
         d->in_start = 0;
         finish(d, d->result_fd);
@@ -243,10 +243,10 @@ static void timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
 
 /* ---- start ---- */
 
-static resolver_dial *dial_new(resolver_loop *loop, const char *host, uint16_t port,
-                               resolver_dial_cb cb, void *arg)
+static rsv_dial *dial_new(rsv_loop *loop, const char *host, uint16_t port, rsv_dial_cb cb,
+                          void *arg)
 {
-    resolver_dial *d = calloc(1, sizeof(*d));
+    rsv_dial *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
     d->loop = loop;
@@ -254,9 +254,9 @@ static resolver_dial *dial_new(resolver_loop *loop, const char *host, uint16_t p
     d->arg = arg;
     d->port = port;
     d->host = strdup(host);
-    d->timer = resolver_timer_new(loop, timer_cb, d);
+    d->timer = rsv_timer_new(loop, timer_cb, d);
     if (!d->host || !d->timer) {
-        resolver_timer_del(d->timer);
+        rsv_timer_del(d->timer);
         free(d->host);
         free(d);
         return NULL;
@@ -268,7 +268,7 @@ static resolver_dial *dial_new(resolver_loop *loop, const char *host, uint16_t p
     return d;
 }
 
-static void set_addrs(resolver_dial *d, const struct sockaddr_storage *addrs, size_t n)
+static void set_addrs(rsv_dial *d, const struct sockaddr_storage *addrs, size_t n)
 {
     d->n = n > DNS_ADDRS_MAX ? DNS_ADDRS_MAX : n;
     for (size_t i = 0; i < d->n; i++)
@@ -286,7 +286,7 @@ static void set_port(struct sockaddr_storage *ss, uint16_t port)
 static void on_resolved(int status, const struct sockaddr_storage *addrs, size_t n,
                         const char *error, void *arg)
 {
-    resolver_dial *d = arg;
+    rsv_dial *d = arg;
     d->lookup = NULL;
     if (status != 0 || n == 0) {
         snprintf(d->error, sizeof(d->error), "resolve %s: %s", d->host,
@@ -300,7 +300,7 @@ static void on_resolved(int status, const struct sockaddr_storage *addrs, size_t
         tmp[i] = addrs[i];
         set_port(&tmp[i], d->port);
     }
-    resolver_dial_interleave(tmp, n);
+    rsv_dial_interleave(tmp, n);
     set_addrs(d, tmp, n);
     launch(d);
 }
@@ -324,11 +324,11 @@ static int numeric(const char *host, uint16_t port, struct sockaddr_storage *ss)
     return 0;
 }
 
-resolver_dial *resolver_dial_start(resolver_loop *loop, resolver_dns *dns, const char *host,
-                                   uint16_t port, resolver_dial_cb cb, void *arg)
+rsv_dial *rsv_dial_start(rsv_loop *loop, rsv_dns *dns, const char *host, uint16_t port,
+                         rsv_dial_cb cb, void *arg)
 {
     struct sockaddr_storage ss;
-    resolver_dial *d = dial_new(loop, host, port, cb, arg);
+    rsv_dial *d = dial_new(loop, host, port, cb, arg);
     if (!d)
         return NULL;
     d->in_start = 1;
@@ -338,7 +338,7 @@ resolver_dial *resolver_dial_start(resolver_loop *loop, resolver_dns *dns, const
     } else if (!dns) {
         snprintf(d->error, sizeof(d->error), "resolve %s: no DNS resolver here", host);
         finish(d, -1);
-    } else if (!(d->lookup = resolver_dns_lookup_start(dns, host, on_resolved, d))) {
+    } else if (!(d->lookup = rsv_dns_lookup_start(dns, host, on_resolved, d))) {
         dial_free(d);
         return NULL;
     }
@@ -347,14 +347,14 @@ resolver_dial *resolver_dial_start(resolver_loop *loop, resolver_dns *dns, const
     return d;
 }
 
-resolver_dial *resolver_dial_addrs(resolver_loop *loop, const struct sockaddr_storage *addrs,
-                                   size_t n, resolver_dial_cb cb, void *arg)
+rsv_dial *rsv_dial_addrs(rsv_loop *loop, const struct sockaddr_storage *addrs, size_t n,
+                         rsv_dial_cb cb, void *arg)
 {
     if (n == 0)
         return NULL;
     char name[INET6_ADDRSTRLEN + 8];
-    resolver_dial_format(&addrs[0], name, sizeof(name));
-    resolver_dial *d = dial_new(loop, name, 0, cb, arg);
+    rsv_dial_format(&addrs[0], name, sizeof(name));
+    rsv_dial *d = dial_new(loop, name, 0, cb, arg);
     if (!d)
         return NULL;
     d->in_start = 1;
@@ -365,18 +365,18 @@ resolver_dial *resolver_dial_addrs(resolver_loop *loop, const struct sockaddr_st
     return d;
 }
 
-void resolver_dial_cancel(resolver_dial *d)
+void rsv_dial_cancel(rsv_dial *d)
 {
     if (d)
         dial_free(d);
 }
 
-int resolver_dial_resolving(const resolver_dial *d)
+int rsv_dial_resolving(const rsv_dial *d)
 {
     return d && d->lookup != NULL;
 }
 
-size_t resolver_dial_attempts(const resolver_dial *d)
+size_t rsv_dial_attempts(const rsv_dial *d)
 {
     return d ? d->next : 0;
 }

@@ -71,15 +71,15 @@
 
 typedef enum { PHASE_IDLE, PHASE_RANGE, PHASE_WATCH } phase;
 
-struct resolver_discovery {
-    resolver_loop *loop;
-    resolver_etcd *etcd;
+struct rsv_discovery {
+    rsv_loop *loop;
+    rsv_etcd *etcd;
     char *prefix;
-    resolver_discovery_callbacks cb;
+    rsv_discovery_callbacks cb;
     void *arg;
     phase phase;
-    resolver_etcd_request *req;
-    resolver_timer *retry;
+    rsv_etcd_request *req;
+    rsv_timer *retry;
     uint64_t retry_ms;
     int need_range;   /* next attempt must range (start, resync) */
     int auth_retried; /* a token rejection reset the backoff since the last watch */
@@ -88,7 +88,7 @@ struct resolver_discovery {
     uint64_t cluster_id; /* the cluster `revision` belongs to (0: unknown) */
     size_t n_keys;       /* keys under the prefix at `revision` */
     /* the range in progress: pages gathered so far, all as of range_revision */
-    resolver_kv *snap;
+    rsv_kv *snap;
     size_t snap_n, snap_cap;
     int64_t range_revision; /* 0 until the first page answered */
     uint64_t range_cluster;
@@ -107,11 +107,11 @@ struct resolver_discovery {
      * checks run only while watching, never during a range) */
     char *body;
     size_t body_len, body_cap;
-    resolver_watch_parser *parser;
+    rsv_watch_parser *parser;
     char last_error[768];
     /* silent-stream detection (see the top of the file) */
-    resolver_timer *silence_timer;
-    resolver_etcd_request *check_req;
+    rsv_timer *silence_timer;
+    rsv_etcd_request *check_req;
     uint64_t last_message_ms; /* the last message on the current stream */
     uint64_t check_started_ms;
     int64_t checked_revision; /* a check found nothing missed up to here */
@@ -119,36 +119,36 @@ struct resolver_discovery {
     uint64_t silent_streams;  /* abandoned for silence */
 };
 
-static void start_attempt(resolver_discovery *d);
+static void start_attempt(rsv_discovery *d);
 
 /* The limiters of the causes (see the top of the file). */
-static resolver_log_limit range_failures, watch_ends, silent_streams, resyncs, recoveries;
+static rsv_log_limit range_failures, watch_ends, silent_streams, resyncs, recoveries;
 
 /* The member the stream is on (the parser may be finished after the
  * stream's end: then the member in use). */
-static const char *stream_endpoint(const resolver_discovery *d)
+static const char *stream_endpoint(const rsv_discovery *d)
 {
-    return d->req ? resolver_etcd_request_endpoint(d->req) : resolver_etcd_endpoint(d->etcd);
+    return d->req ? rsv_etcd_request_endpoint(d->req) : rsv_etcd_endpoint(d->etcd);
 }
 
-static void warn_damped(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+static void warn_damped(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* `level` (warn or info) once per limiter window, debug otherwise. */
-static void warn_damped(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+static void warn_damped(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
 {
-    if (!resolver_log_enabled(level))
+    if (!rsv_log_enabled(level))
         return;
     char line[1536];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    if (!resolver_log_limited(lim, level, "%s", line))
+    if (!rsv_log_limited(lim, level, "%s", line))
         LOG_DEBUG("%s", line);
 }
 
-static uint32_t next_random(resolver_discovery *d)
+static uint32_t next_random(rsv_discovery *d)
 {
     /* xorshift32: jitter only, not security. */
     uint32_t x = d->rng;
@@ -158,27 +158,27 @@ static uint32_t next_random(resolver_discovery *d)
     return d->rng = x;
 }
 
-static void on_retry_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_retry_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     start_attempt(arg);
 }
 
 /* Ends the current attempt and schedules the next one with jittered,
  * doubling delay on the next endpoint of the cluster. */
-static void cancel_check(resolver_discovery *d)
+static void cancel_check(rsv_discovery *d)
 {
     if (d->check_req) {
-        resolver_etcd_cancel(d->check_req);
+        rsv_etcd_cancel(d->check_req);
         d->check_req = NULL;
     }
-    resolver_timer_stop(d->silence_timer);
+    rsv_timer_stop(d->silence_timer);
 }
 
-static void schedule_retry_as(resolver_discovery *d, const char *why, resolver_log_limit *lim)
+static void schedule_retry_as(rsv_discovery *d, const char *why, rsv_log_limit *lim)
 {
     cancel_check(d);
     if (d->req) {
-        resolver_etcd_cancel(d->req);
+        rsv_etcd_cancel(d->req);
         d->req = NULL;
     }
     if (why && why != d->last_error) /* snprintf onto its own source is undefined */
@@ -190,13 +190,13 @@ static void schedule_retry_as(resolver_discovery *d, const char *why, resolver_l
     d->failures++;
     warn_damped(lim, RESOLVER_LOG_WARN, "etcd: prefix \"%s\": %s; retrying in %llu ms via %s",
                 d->prefix, why ? why : "stream ended", (unsigned long long)delay,
-                resolver_etcd_endpoint(d->etcd));
+                rsv_etcd_endpoint(d->etcd));
     d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
-    resolver_timer_start(d->retry, delay);
+    rsv_timer_start(d->retry, delay);
 }
 
 /* The cause is what was running: a range or a watch. */
-static void schedule_retry(resolver_discovery *d, const char *why)
+static void schedule_retry(rsv_discovery *d, const char *why)
 {
     schedule_retry_as(d, why, d->phase == PHASE_RANGE ? &range_failures : &watch_ends);
 }
@@ -205,7 +205,7 @@ static void schedule_retry(resolver_discovery *d, const char *why)
 
 static int on_range_data(void *arg, const char *data, size_t len)
 {
-    resolver_discovery *d = arg;
+    rsv_discovery *d = arg;
     if (d->body_len + len + 1 > d->body_cap) {
         size_t cap = d->body_cap ? d->body_cap : 65536;
         while (cap < d->body_len + len + 1)
@@ -221,12 +221,12 @@ static int on_range_data(void *arg, const char *data, size_t len)
     return 0;
 }
 
-static void start_watch(resolver_discovery *d);
+static void start_watch(rsv_discovery *d);
 
-static void snap_clear(resolver_discovery *d)
+static void snap_clear(rsv_discovery *d)
 {
-    resolver_range_result r = {.kvs = d->snap, .n_kvs = d->snap_n};
-    resolver_range_result_clear(&r);
+    rsv_range_result r = {.kvs = d->snap, .n_kvs = d->snap_n};
+    rsv_range_result_clear(&r);
     d->snap = NULL;
     d->snap_n = d->snap_cap = 0;
     free(d->next_key);
@@ -235,13 +235,13 @@ static void snap_clear(resolver_discovery *d)
 }
 
 /* Moves a page's kvs (and ownership of their strings) to the snapshot. */
-static int take_page(resolver_discovery *d, resolver_range_result *r)
+static int take_page(rsv_discovery *d, rsv_range_result *r)
 {
     if (d->snap_n + r->n_kvs > d->snap_cap) {
         size_t cap = d->snap_cap ? d->snap_cap * 2 : 64;
         while (cap < d->snap_n + r->n_kvs)
             cap *= 2;
-        resolver_kv *k = realloc(d->snap, cap * sizeof(*k));
+        rsv_kv *k = realloc(d->snap, cap * sizeof(*k));
         if (!k)
             return RESOLVER_ERR_NOMEM;
         d->snap = k;
@@ -268,7 +268,7 @@ static int64_t page_limit_for(size_t page_bytes, size_t n_kvs)
 }
 
 /* The key after the last one of a page: the last key with a 0 byte added. */
-static int set_next_key(resolver_discovery *d, const resolver_kv *last)
+static int set_next_key(rsv_discovery *d, const rsv_kv *last)
 {
     char *k = malloc(last->key_len + 1);
     if (!k)
@@ -281,10 +281,10 @@ static int set_next_key(resolver_discovery *d, const resolver_kv *last)
     return 0;
 }
 
-static void request_page(resolver_discovery *d);
+static void request_page(rsv_discovery *d);
 
 /* The last page is in: the whole prefix as of range_revision. */
-static void finish_range(resolver_discovery *d)
+static void finish_range(rsv_discovery *d)
 {
     LOG_DEBUG("etcd: prefix \"%s\": %zu keys at revision %lld in %u pages", d->prefix, d->snap_n,
               (long long)d->range_revision, d->pages);
@@ -300,15 +300,15 @@ static void finish_range(resolver_discovery *d)
 
 static void on_range_done(void *arg, long status, const char *error)
 {
-    resolver_discovery *d = arg;
+    rsv_discovery *d = arg;
     d->req = NULL;
     if (error[0]) {
         schedule_retry(d, error);
         return;
     }
-    resolver_range_result r;
+    rsv_range_result r;
     char why[256];
-    int rc = resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why));
+    int rc = rsv_range_parse(d->body, d->body_len, &r, why, sizeof(why));
     size_t page_bytes = d->body_len;
     d->body_len = 0;
     if (rc != 0) {
@@ -317,12 +317,12 @@ static void on_range_done(void *arg, long status, const char *error)
         schedule_retry(d, msg);
         return;
     }
-    resolver_etcd_note_cluster(d->etcd, r.cluster_id);
+    rsv_etcd_note_cluster(d->etcd, r.cluster_id);
     if (d->range_revision == 0) {
         d->range_revision = r.revision;
         d->range_cluster = r.cluster_id;
     } else if (r.cluster_id != d->range_cluster) {
-        resolver_range_result_clear(&r);
+        rsv_range_result_clear(&r);
         schedule_retry(d, "another etcd cluster answered in the middle of a paged range");
         return;
     }
@@ -333,7 +333,7 @@ static void on_range_done(void *arg, long status, const char *error)
     rc = more ? set_next_key(d, &r.kvs[r.n_kvs - 1]) : 0;
     if (rc == 0)
         rc = take_page(d, &r);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
     if (rc != 0)
         schedule_retry(d, "out of memory");
     else if (more)
@@ -342,23 +342,23 @@ static void on_range_done(void *arg, long status, const char *error)
         finish_range(d);
 }
 
-static void request_page(resolver_discovery *d)
+static void request_page(rsv_discovery *d)
 {
-    char *body = resolver_range_request(d->prefix, strlen(d->prefix), d->range_revision,
-                                        d->page_limit, d->next_key, d->next_key_len);
+    char *body = rsv_range_request(d->prefix, strlen(d->prefix), d->range_revision, d->page_limit,
+                                   d->next_key, d->next_key_len);
     if (!body) {
         schedule_retry(d, "out of memory");
         return;
     }
     d->body_len = 0;
     d->phase = PHASE_RANGE;
-    d->req = resolver_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_range_data, on_range_done, d);
+    d->req = rsv_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_range_data, on_range_done, d);
     free(body);
     if (!d->req)
         schedule_retry(d, "out of memory");
 }
 
-static void start_range(resolver_discovery *d)
+static void start_range(rsv_discovery *d)
 {
     snap_clear(d);
     d->range_revision = 0;
@@ -386,16 +386,16 @@ static uint64_t next_resync_delay(uint64_t prev, int again)
  * (`quiet` logs at info anyway: a cause already warned about elsewhere).
  * May be called from inside the stream's own callbacks, which then return
  * non-zero. */
-static void resync(resolver_discovery *d, const char *why, int quiet)
+static void resync(rsv_discovery *d, const char *why, int quiet)
 {
-    uint64_t now = resolver_loop_now(d->loop);
+    uint64_t now = rsv_loop_now(d->loop);
     int again = d->resyncs > 0 && now - d->last_resync_ms < RESYNC_QUIET_MS;
     d->resync_delay_ms = next_resync_delay(d->resync_delay_ms, again);
     d->last_resync_ms = now;
     d->resyncs++;
     cancel_check(d);
     if (d->req) {
-        resolver_etcd_cancel(d->req);
+        rsv_etcd_cancel(d->req);
         d->req = NULL;
     }
     if (why != d->last_error)
@@ -408,18 +408,18 @@ static void resync(resolver_discovery *d, const char *why, int quiet)
     d->phase = PHASE_IDLE;
     d->watching = 0;
     d->need_range = 1;
-    resolver_timer_start(d->retry, d->resync_delay_ms);
+    rsv_timer_start(d->retry, d->resync_delay_ms);
 }
 
 /* Someone (the member probe, another prefix) heard another cluster than
  * the one our revision belongs to. */
-static int cluster_changed(const resolver_discovery *d)
+static int cluster_changed(const rsv_discovery *d)
 {
-    uint64_t known = resolver_etcd_cluster_id(d->etcd);
+    uint64_t known = rsv_etcd_cluster_id(d->etcd);
     return known && d->cluster_id && known != d->cluster_id;
 }
 
-static void resync_other_cluster(resolver_discovery *d, uint64_t now_id)
+static void resync_other_cluster(rsv_discovery *d, uint64_t now_id)
 {
     char why[160];
     snprintf(why, sizeof(why), "another etcd cluster answers (id %llu, was %llu)",
@@ -429,7 +429,7 @@ static void resync_other_cluster(resolver_discovery *d, uint64_t now_id)
 
 /* ---- watch ---- */
 
-static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
+static void apply_events(rsv_discovery *d, const rsv_watch_message *m)
 {
     /* One revision may hold several events (a txn, a `del --prefix`, a
      * lease expiring with several keys attached); they all come in one
@@ -440,12 +440,12 @@ static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
     if (batch)
         d->cb.on_batch(d->arg, 1);
     for (size_t i = 0; i < m->n_events; i++) {
-        const resolver_kv *kv = &m->events[i];
+        const rsv_kv *kv = &m->events[i];
         if (kv->mod_revision <= applied)
             continue; /* already applied before a reconnect */
         /* The key count, for the silence check: etcd only deletes keys
          * that exist, and a key's version is 1 when it is created. */
-        if (kv->type == RESOLVER_KV_DELETE) {
+        if (kv->type == RSV_KV_DELETE) {
             d->n_keys -= d->n_keys > 0;
             d->cb.on_delete(d->arg, kv);
         } else {
@@ -459,13 +459,13 @@ static void apply_events(resolver_discovery *d, const resolver_watch_message *m)
         d->cb.on_batch(d->arg, 0);
 }
 
-static int on_watch_message(void *arg, const resolver_watch_message *m)
+static int on_watch_message(void *arg, const rsv_watch_message *m)
 {
-    resolver_discovery *d = arg;
-    resolver_etcd_heard(d->etcd);
-    d->last_message_ms = resolver_loop_now(d->loop);
+    rsv_discovery *d = arg;
+    rsv_etcd_heard(d->etcd);
+    d->last_message_ms = rsv_loop_now(d->loop);
     if (m->cluster_id) {
-        resolver_etcd_note_cluster(d->etcd, m->cluster_id);
+        rsv_etcd_note_cluster(d->etcd, m->cluster_id);
         if (d->cluster_id && m->cluster_id != d->cluster_id) {
             resync_other_cluster(d, m->cluster_id); /* before any of its events */
             return 1;
@@ -477,10 +477,10 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
                  m->error_message ? m->error_message : "", m->error_code);
         snprintf(d->last_error, sizeof(d->last_error), "%s/v3/watch: %s", stream_endpoint(d), why);
         if (m->error_code == 16) /* gRPC UNAUTHENTICATED */
-            resolver_etcd_token_rejected(d->etcd);
+            rsv_etcd_token_rejected(d->etcd);
         else
-            resolver_etcd_mark_bad(d->req, why); /* "no leader", unavailable: fail over */
-        return 1;                                /* abort: the done callback retries */
+            rsv_etcd_mark_bad(d->req, why); /* "no leader", unavailable: fail over */
+        return 1;                           /* abort: the done callback retries */
     }
     if (m->canceled) {
         const char *reason = m->cancel_reason ? m->cancel_reason : "";
@@ -488,7 +488,7 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
          * open: drop the token so the retry authenticates again. */
         if (strstr(reason, "Unauthenticated") || strstr(reason, "auth token") ||
             strstr(reason, "user name is empty")) {
-            resolver_etcd_token_rejected(d->etcd);
+            rsv_etcd_token_rejected(d->etcd);
             /* The member answered: the first retry need not wait out the
              * backoff of earlier connection failures (it queues until a
              * token is had).  Only once per established watch, so that a
@@ -520,7 +520,7 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
         d->failures = 0;
         LOG_DEBUG("etcd: prefix \"%s\": watching from revision %lld", d->prefix,
                   (long long)(d->revision + 1));
-        resolver_timer_start(d->silence_timer, SILENCE_CHECK_MS);
+        rsv_timer_start(d->silence_timer, SILENCE_CHECK_MS);
         return 0;
     }
     if (m->n_events > 0)
@@ -532,8 +532,8 @@ static int on_watch_message(void *arg, const resolver_watch_message *m)
 
 static int on_watch_data(void *arg, const char *data, size_t len)
 {
-    resolver_discovery *d = arg;
-    int rc = resolver_watch_parser_feed(d->parser, data, len);
+    rsv_discovery *d = arg;
+    int rc = rsv_watch_parser_feed(d->parser, data, len);
     if (rc == RESOLVER_ERR_DECODE || rc == RESOLVER_ERR_LIMIT) {
         /* The parser stopped there: nothing after it was applied. */
         char why[300];
@@ -541,7 +541,7 @@ static int on_watch_data(void *arg, const char *data, size_t len)
                  rc == RESOLVER_ERR_LIMIT
                      ? "a watch message too large to take (a catch-up after a long cut-off?)"
                      : "a watch message that cannot be decoded: its events are lost",
-                 resolver_watch_parser_error(d->parser));
+                 rsv_watch_parser_error(d->parser));
         resync(d, why, 0);
         return 1;
     }
@@ -550,11 +550,11 @@ static int on_watch_data(void *arg, const char *data, size_t len)
 
 static void on_watch_done(void *arg, long status, const char *error)
 {
-    resolver_discovery *d = arg;
+    rsv_discovery *d = arg;
     d->req = NULL;
     cancel_check(d);
     /* An error object without a trailing newline is still in the parser. */
-    resolver_watch_parser_finish(d->parser);
+    rsv_watch_parser_finish(d->parser);
     const char *why = d->last_error[0] && strstr(error, "aborted") ? d->last_error : error;
     schedule_retry(d, why[0] ? why : "watch stream ended");
 }
@@ -563,27 +563,27 @@ static void on_watch_done(void *arg, long status, const char *error)
 
 static void on_check_done(void *arg, long status, const char *error)
 {
-    resolver_discovery *d = arg;
+    rsv_discovery *d = arg;
     d->check_req = NULL;
-    resolver_range_result r;
+    rsv_range_result r;
     char why[128];
     int silent = 0;
     /* Changes up to the probed revision that the stream, silent since
      * before the check began, has not delivered: a key modified since, or
      * fewer or more keys than we hold. */
     if (!error[0] && d->watching && d->last_message_ms < d->check_started_ms &&
-        resolver_range_parse(d->body, d->body_len, &r, why, sizeof(why)) == 0) {
+        rsv_range_parse(d->body, d->body_len, &r, why, sizeof(why)) == 0) {
         /* Another cluster's answer says nothing about our revisions: the
          * next look (cluster_changed) resyncs instead. */
-        resolver_etcd_note_cluster(d->etcd, r.cluster_id);
+        rsv_etcd_note_cluster(d->etcd, r.cluster_id);
         silent = (r.n_kvs > 0 || r.count != (int64_t)d->n_keys) &&
                  (!r.cluster_id || !d->cluster_id || r.cluster_id == d->cluster_id);
-        resolver_range_result_clear(&r);
+        rsv_range_result_clear(&r);
     }
     if (!silent) {
         if (!error[0])
             d->checked_revision = d->check_target;
-        resolver_timer_start(d->silence_timer, SILENCE_CHECK_MS);
+        rsv_timer_start(d->silence_timer, SILENCE_CHECK_MS);
         return;
     }
     d->silent_streams++;
@@ -591,31 +591,31 @@ static void on_check_done(void *arg, long status, const char *error)
     snprintf(msg, sizeof(msg),
              "watch stream silent for %llu s on %s/v3/watch while keys of the prefix changed; "
              "resuming",
-             (unsigned long long)((resolver_loop_now(d->loop) - d->last_message_ms) / 1000),
+             (unsigned long long)((rsv_loop_now(d->loop) - d->last_message_ms) / 1000),
              stream_endpoint(d));
     schedule_retry_as(d, msg, &silent_streams);
 }
 
-static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_silence_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_discovery *d = arg;
+    rsv_discovery *d = arg;
     if (!d->watching || d->check_req)
         return;
     if (cluster_changed(d)) {
-        resync_other_cluster(d, resolver_etcd_cluster_id(d->etcd));
+        resync_other_cluster(d, rsv_etcd_cluster_id(d->etcd));
         return;
     }
-    uint64_t now = resolver_loop_now(loop), seen_ms;
-    int64_t cluster = resolver_etcd_cluster_revision(d->etcd, &seen_ms);
+    uint64_t now = rsv_loop_now(loop), seen_ms;
+    int64_t cluster = rsv_etcd_cluster_revision(d->etcd, &seen_ms);
     /* A quiet prefix in a busy cluster: at most one check per SILENT_MS,
      * each over the revisions the last one did not cover. */
     int64_t from = d->revision > d->checked_revision ? d->revision : d->checked_revision;
     if (now - d->last_message_ms < SILENT_MS || now - d->check_started_ms < SILENT_MS ||
         cluster <= from || now - seen_ms < PROPAGATION_MS) {
-        resolver_timer_start(t, SILENCE_CHECK_MS);
+        rsv_timer_start(t, SILENCE_CHECK_MS);
         return;
     }
-    char *body = resolver_range_changed_request(d->prefix, strlen(d->prefix), cluster, from + 1);
+    char *body = rsv_range_changed_request(d->prefix, strlen(d->prefix), cluster, from + 1);
     LOG_DEBUG("etcd: prefix \"%s\": stream quiet for %llu s while the cluster moved to %lld: "
               "checking revisions %lld..%lld",
               d->prefix, (unsigned long long)((now - d->last_message_ms) / 1000),
@@ -623,20 +623,20 @@ static void on_silence_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     d->body_len = 0;
     d->check_started_ms = now;
     d->check_target = cluster;
-    d->check_req = body ? resolver_etcd_post(d->etcd, "/v3/kv/range", body, RESOLVER_ETCD_CHECK,
-                                             on_range_data, on_check_done, d)
+    d->check_req = body ? rsv_etcd_post(d->etcd, "/v3/kv/range", body, RSV_ETCD_CHECK,
+                                        on_range_data, on_check_done, d)
                         : NULL;
     free(body);
     if (!d->check_req)
-        resolver_timer_start(t, SILENCE_CHECK_MS); /* out of memory: later */
+        rsv_timer_start(t, SILENCE_CHECK_MS); /* out of memory: later */
 }
 
-static void start_watch(resolver_discovery *d)
+static void start_watch(rsv_discovery *d)
 {
-    resolver_watch_parser_del(d->parser);
-    d->parser = resolver_watch_parser_new(0, on_watch_message, d);
-    resolver_watch_parser_stop_at_error(d->parser, 1);
-    char *body = resolver_watch_request(d->prefix, strlen(d->prefix), d->revision + 1, 1);
+    rsv_watch_parser_del(d->parser);
+    d->parser = rsv_watch_parser_new(0, on_watch_message, d);
+    rsv_watch_parser_stop_at_error(d->parser, 1);
+    char *body = rsv_watch_request(d->prefix, strlen(d->prefix), d->revision + 1, 1);
     if (!d->parser || !body) {
         free(body);
         schedule_retry(d, "out of memory");
@@ -644,17 +644,17 @@ static void start_watch(resolver_discovery *d)
     }
     d->last_error[0] = '\0';
     d->phase = PHASE_WATCH;
-    d->req = resolver_etcd_post(d->etcd, "/v3/watch", body, RESOLVER_ETCD_STREAM, on_watch_data,
-                                on_watch_done, d);
+    d->req =
+        rsv_etcd_post(d->etcd, "/v3/watch", body, RSV_ETCD_STREAM, on_watch_data, on_watch_done, d);
     free(body);
     if (!d->req)
         schedule_retry(d, "out of memory");
 }
 
-static void start_attempt(resolver_discovery *d)
+static void start_attempt(rsv_discovery *d)
 {
     if (!d->need_range && cluster_changed(d)) {
-        resync_other_cluster(d, resolver_etcd_cluster_id(d->etcd));
+        resync_other_cluster(d, rsv_etcd_cluster_id(d->etcd));
         return;
     }
     if (d->need_range)
@@ -663,11 +663,10 @@ static void start_attempt(resolver_discovery *d)
         start_watch(d);
 }
 
-resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *etcd,
-                                           const char *prefix,
-                                           const resolver_discovery_callbacks *callbacks, void *arg)
+rsv_discovery *rsv_discovery_new(rsv_loop *loop, rsv_etcd *etcd, const char *prefix,
+                                 const rsv_discovery_callbacks *callbacks, void *arg)
 {
-    resolver_discovery *d = calloc(1, sizeof(*d));
+    rsv_discovery *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
     d->loop = loop;
@@ -676,66 +675,66 @@ resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *e
     d->arg = arg;
     d->need_range = 1;
     d->retry_ms = RETRY_INITIAL_MS;
-    d->rng = (uint32_t)(uintptr_t)d ^ (uint32_t)resolver_loop_now(loop) ^ 0x9e3779b9u;
+    d->rng = (uint32_t)(uintptr_t)d ^ (uint32_t)rsv_loop_now(loop) ^ 0x9e3779b9u;
     if (d->rng == 0)
         d->rng = 1;
     d->prefix = strdup(prefix);
-    d->retry = resolver_timer_new(loop, on_retry_timer, d);
-    d->silence_timer = resolver_timer_new(loop, on_silence_timer, d);
+    d->retry = rsv_timer_new(loop, on_retry_timer, d);
+    d->silence_timer = rsv_timer_new(loop, on_silence_timer, d);
     if (!d->prefix || !d->retry || !d->silence_timer) {
-        resolver_discovery_del(d);
+        rsv_discovery_del(d);
         return NULL;
     }
-    resolver_timer_start(d->retry, 0);
+    rsv_timer_start(d->retry, 0);
     return d;
 }
 
-void resolver_discovery_del(resolver_discovery *d)
+void rsv_discovery_del(rsv_discovery *d)
 {
     if (!d)
         return;
-    resolver_etcd_cancel(d->req);
-    resolver_etcd_cancel(d->check_req);
-    resolver_timer_del(d->retry);
-    resolver_timer_del(d->silence_timer);
-    resolver_watch_parser_del(d->parser);
+    rsv_etcd_cancel(d->req);
+    rsv_etcd_cancel(d->check_req);
+    rsv_timer_del(d->retry);
+    rsv_timer_del(d->silence_timer);
+    rsv_watch_parser_del(d->parser);
     snap_clear(d);
     free(d->body);
     free(d->prefix);
     free(d);
 }
 
-int64_t resolver_discovery_revision(const resolver_discovery *d)
+int64_t rsv_discovery_revision(const rsv_discovery *d)
 {
     return d->revision;
 }
 
-int resolver_discovery_synced(const resolver_discovery *d)
+int rsv_discovery_synced(const rsv_discovery *d)
 {
     return d->synced;
 }
 
-int resolver_discovery_watching(const resolver_discovery *d)
+int rsv_discovery_watching(const rsv_discovery *d)
 {
     return d->watching;
 }
 
-uint64_t resolver_discovery_reconnects(const resolver_discovery *d)
+uint64_t rsv_discovery_reconnects(const rsv_discovery *d)
 {
     return d->reconnects;
 }
 
-uint64_t resolver_discovery_silent_streams(const resolver_discovery *d)
+uint64_t rsv_discovery_silent_streams(const rsv_discovery *d)
 {
     return d->silent_streams;
 }
 
-uint64_t resolver_discovery_resyncs(const resolver_discovery *d)
+uint64_t rsv_discovery_resyncs(const rsv_discovery *d)
 {
     return d->resyncs;
 }
 
-const char *resolver_discovery_last_error(const resolver_discovery *d)
+const char *rsv_discovery_last_error(const rsv_discovery *d)
 {
     return d->last_error;
 }

@@ -8,8 +8,8 @@
  *
  * Callbacks may not delete the discovery object itself.
  */
-#ifndef RESOLVER_DISCOVERY_H
-#define RESOLVER_DISCOVERY_H
+#ifndef RSV_DISCOVERY_H
+#define RSV_DISCOVERY_H
 
 #include <stdint.h>
 #include "etcd.h"
@@ -19,40 +19,38 @@ typedef struct {
     /* The complete set of keys under the prefix at `revision` (initial sync
      * or a resync): the receiver reconciles, applying only the differences.
      * After another cluster appeared, `revision` may be lower than before. */
-    void (*on_snapshot)(void *arg, const resolver_kv *kvs, size_t n, int64_t revision);
+    void (*on_snapshot)(void *arg, const rsv_kv *kvs, size_t n, int64_t revision);
     /* One change, in revision order, each revision at most once. */
-    void (*on_put)(void *arg, const resolver_kv *kv);
-    void (*on_delete)(void *arg, const resolver_kv *kv);
+    void (*on_put)(void *arg, const rsv_kv *kv);
+    void (*on_delete)(void *arg, const rsv_kv *kv);
     /* Optional (may be NULL): called with 1 before and 0 after the changes
      * of one watch message when it holds more than one (a `del --prefix`
      * may bring thousands, a txn a delete and a put), so that the receiver
      * applies them as one change (service.c: an address deleted and named
      * again by another key of the batch keeps its instance). */
     void (*on_batch)(void *arg, int begin);
-} resolver_discovery_callbacks;
+} rsv_discovery_callbacks;
 
-typedef struct resolver_discovery resolver_discovery;
+typedef struct rsv_discovery rsv_discovery;
 
 /* Starts at once (the first request goes out in the next loop iteration).
  * `prefix` and `callbacks` are copied.  NULL on allocation failure. */
-resolver_discovery *resolver_discovery_new(resolver_loop *loop, resolver_etcd *etcd,
-                                           const char *prefix,
-                                           const resolver_discovery_callbacks *callbacks,
-                                           void *arg);
-void resolver_discovery_del(resolver_discovery *d);
+rsv_discovery *rsv_discovery_new(rsv_loop *loop, rsv_etcd *etcd, const char *prefix,
+                                 const rsv_discovery_callbacks *callbacks, void *arg);
+void rsv_discovery_del(rsv_discovery *d);
 
 /* Highest revision applied (0 before the first snapshot). */
-int64_t resolver_discovery_revision(const resolver_discovery *d);
+int64_t rsv_discovery_revision(const rsv_discovery *d);
 /* 1 once the first snapshot was delivered. */
-int resolver_discovery_synced(const resolver_discovery *d);
+int rsv_discovery_synced(const rsv_discovery *d);
 /* 1 while a watch stream is established. */
-int resolver_discovery_watching(const resolver_discovery *d);
+int rsv_discovery_watching(const rsv_discovery *d);
 /* Counters for introspection. */
-uint64_t resolver_discovery_reconnects(const resolver_discovery *d);
+uint64_t rsv_discovery_reconnects(const rsv_discovery *d);
 /* Streams abandoned because they stayed silent while the prefix changed. */
-uint64_t resolver_discovery_silent_streams(const resolver_discovery *d);
+uint64_t rsv_discovery_silent_streams(const rsv_discovery *d);
 /* Fresh ranges after a gap a resumed watch cannot fill (see the top). */
-uint64_t resolver_discovery_resyncs(const resolver_discovery *d);
-const char *resolver_discovery_last_error(const resolver_discovery *d);
+uint64_t rsv_discovery_resyncs(const rsv_discovery *d);
+const char *rsv_discovery_last_error(const rsv_discovery *d);
 
 #endif

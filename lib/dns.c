@@ -2,7 +2,7 @@
  * dns.c - asynchronous name resolution with c-ares (see dns.h).
  *
  * Shape:
- *  - One c-ares channel per resolver_dns.  Its socket-state callback turns
+ *  - One c-ares channel per rsv_dns.  Its socket-state callback turns
  *    into loop watchers (io_cb -> ares_process_fd); after every call into
  *    c-ares, arm_timer asks ares_timeout for its next deadline.
  *  - One entry per name, in `names`: the current answer (refcounted: a
@@ -13,7 +13,7 @@
  *  - Answers reach lookups only from the `deliver` timer (0 ms): c-ares may
  *    answer inside ares_getaddrinfo (a name from /etc/hosts), and lookup
  *    callbacks then never run inside a call into c-ares or inside
- *    resolver_dns_lookup_start (dns.h rule 2).
+ *    rsv_dns_lookup_start (dns.h rule 2).
  *  - Lists are circular with a sentinel, so a lookup unlinks itself without
  *    knowing which list holds it (an entry's, or a delivery's batch).
  */
@@ -51,15 +51,15 @@ typedef struct {
 
 typedef struct entry entry;
 
-struct resolver_dns_lookup {
+struct rsv_dns_lookup {
     link node; /* first: a link * is a lookup * */
-    resolver_dns *dns;
-    resolver_dns_cb cb;
+    rsv_dns *dns;
+    rsv_dns_cb cb;
     void *arg;
 };
 
 struct entry {
-    resolver_dns *dns;
+    rsv_dns *dns;
     char *name;
     link waiters;
     answer *ans;         /* NULL until the first query ends */
@@ -69,16 +69,16 @@ struct entry {
     entry *due_next;
 };
 
-struct resolver_dns {
-    resolver_loop *loop;
+struct rsv_dns {
+    rsv_loop *loop;
     ares_channel channel;
-    resolver_timer *timer;   /* c-ares' next timeout */
-    resolver_timer *deliver; /* answers to waiters, soon */
-    resolver_strmap names;   /* name -> entry */
-    size_t swept_len;        /* names.len after the last sweep */
-    entry *due;              /* entries with answers for waiters */
-    int destroying;          /* ares_destroy is calling back */
-    resolver_dns_stats stats;
+    rsv_timer *timer;   /* c-ares' next timeout */
+    rsv_timer *deliver; /* answers to waiters, soon */
+    rsv_strmap names;   /* name -> entry */
+    size_t swept_len;   /* names.len after the last sweep */
+    entry *due;         /* entries with answers for waiters */
+    int destroying;     /* ares_destroy is calling back */
+    rsv_dns_stats stats;
 };
 
 static void list_init(link *l)
@@ -127,45 +127,45 @@ static void answer_unref(answer *a)
 
 /* ---- c-ares on the loop ---- */
 
-static void arm_timer(resolver_dns *dns)
+static void arm_timer(rsv_dns *dns)
 {
     struct timeval tv, *tvp = ares_timeout(dns->channel, NULL, &tv);
     if (!tvp) {
-        resolver_timer_stop(dns->timer);
+        rsv_timer_stop(dns->timer);
         return;
     }
     /* Round up: a timer that fires a little early would find nothing due
      * and spin until it is. */
     uint64_t ms = (uint64_t)tvp->tv_sec * 1000u + ((uint64_t)tvp->tv_usec + 999u) / 1000u;
-    resolver_timer_start(dns->timer, ms);
+    rsv_timer_start(dns->timer, ms);
 }
 
-static void io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void io_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
-    resolver_dns *dns = arg;
-    int err = (events & RESOLVER_LOOP_ERROR) != 0;
-    ares_process_fd(dns->channel, (events & RESOLVER_LOOP_READ) || err ? fd : ARES_SOCKET_BAD,
-                    (events & RESOLVER_LOOP_WRITE) || err ? fd : ARES_SOCKET_BAD);
+    rsv_dns *dns = arg;
+    int err = (events & RSV_LOOP_ERROR) != 0;
+    ares_process_fd(dns->channel, (events & RSV_LOOP_READ) || err ? fd : ARES_SOCKET_BAD,
+                    (events & RSV_LOOP_WRITE) || err ? fd : ARES_SOCKET_BAD);
     arm_timer(dns);
 }
 
-static void timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void timer_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_dns *dns = arg;
+    rsv_dns *dns = arg;
     ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
     arm_timer(dns);
 }
 
 static void sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
 {
-    resolver_dns *dns = data;
-    unsigned ev = (readable ? RESOLVER_LOOP_READ : 0) | (writable ? RESOLVER_LOOP_WRITE : 0);
+    rsv_dns *dns = data;
+    unsigned ev = (readable ? RSV_LOOP_READ : 0) | (writable ? RSV_LOOP_WRITE : 0);
     if (ev == 0) {
-        resolver_loop_unwatch(dns->loop, fd); /* c-ares closes it next */
+        rsv_loop_unwatch(dns->loop, fd); /* c-ares closes it next */
         return;
     }
-    if (resolver_loop_watch(dns->loop, fd, ev, io_cb, dns) != 0) {
-        static resolver_log_limit lim = {0};
+    if (rsv_loop_watch(dns->loop, fd, ev, io_cb, dns) != 0) {
+        static rsv_log_limit lim = {0};
         /* The query then ends by its timeout. */
         LOG_WARN_LIMITED(&lim, "dns: cannot watch a c-ares socket");
     }
@@ -211,7 +211,7 @@ static int server_split(const char *s, char *host, size_t hostlen, unsigned *por
     return inet_pton(AF_INET6, host, tmp) == 1 ? 0 : -1;
 }
 
-int resolver_dns_server_valid(const char *server)
+int rsv_dns_server_valid(const char *server)
 {
     char host[INET6_ADDRSTRLEN + 1];
     unsigned port;
@@ -220,7 +220,7 @@ int resolver_dns_server_valid(const char *server)
 
 /* The servers as c-ares' CSV ("1.2.3.4:53,[::1]:5353"); NULL if none or on
  * error (*bad set when a server is malformed). */
-static char *servers_csv(const resolver_dns_options *o, int *bad)
+static char *servers_csv(const rsv_dns_options *o, int *bad)
 {
     size_t cap = 1, len = 0;
     *bad = 0;
@@ -256,7 +256,7 @@ static void library_init(void)
 }
 
 /* A channel for `o`, NULL on failure (*bad: a malformed server). */
-static ares_channel channel_new(resolver_dns *dns, const resolver_dns_options *o, int *bad)
+static ares_channel channel_new(rsv_dns *dns, const rsv_dns_options *o, int *bad)
 {
     struct ares_options ao;
     int mask = ARES_OPT_SOCK_STATE_CB;
@@ -340,13 +340,13 @@ static answer *answer_from(int status, struct ares_addrinfo *res, uint64_t *ttl_
 
 static void schedule(entry *e)
 {
-    resolver_dns *dns = e->dns;
+    rsv_dns *dns = e->dns;
     if (e->pending || list_empty(&e->waiters))
         return;
     e->pending = 1;
     e->due_next = dns->due;
     dns->due = e;
-    resolver_timer_start(dns->deliver, 0);
+    rsv_timer_start(dns->deliver, 0);
 }
 
 static void query_start(entry *e);
@@ -354,13 +354,13 @@ static void query_start(entry *e);
 static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
     entry *e = arg;
-    resolver_dns *dns = e->dns;
+    rsv_dns *dns = e->dns;
     uint64_t ttl_ms = 0;
     e->querying = 0;
     if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) {
         ares_freeaddrinfo(res);
-        /* A channel replaced by resolver_dns_configure: ask the new one.
-         * (At resolver_dns_del the entries are freed after this.) */
+        /* A channel replaced by rsv_dns_configure: ask the new one.
+         * (At rsv_dns_del the entries are freed after this.) */
         if (!dns->destroying)
             query_start(e);
         return;
@@ -368,7 +368,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     answer *a = answer_from(status, res, &ttl_ms);
     ares_freeaddrinfo(res);
     if (!a) {
-        static resolver_log_limit lim = {0};
+        static rsv_log_limit lim = {0};
         LOG_WARN_LIMITED(&lim, "dns %s: out of memory for the answer", e->name);
         return; /* the waiters stay; the next lookup asks again */
     }
@@ -380,13 +380,13 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     }
     answer_unref(e->ans);
     e->ans = a;
-    e->expires_ms = resolver_loop_now(dns->loop) + ttl_ms;
+    e->expires_ms = rsv_loop_now(dns->loop) + ttl_ms;
     schedule(e);
 }
 
 static void query_start(entry *e)
 {
-    resolver_dns *dns = e->dns;
+    rsv_dns *dns = e->dns;
     /* c-ares sorts the addresses (RFC 6724) unless told ARES_AI_NOSORT. */
     struct ares_addrinfo_hints hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     e->querying = 1;
@@ -397,9 +397,9 @@ static void query_start(entry *e)
 }
 
 /* The waiters of every due entry get its answer. */
-static void deliver_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void deliver_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_dns *dns = arg;
+    rsv_dns *dns = arg;
     entry *due = dns->due;
     dns->due = NULL;
     while (due) {
@@ -414,9 +414,9 @@ static void deliver_cb(resolver_loop *loop, resolver_timer *t, void *arg)
         a->refs++; /* a callback may start a query that replaces it */
         /* e may be swept by a lookup inside a callback: not touched below. */
         while (!list_empty(&batch)) {
-            resolver_dns_lookup *l = (resolver_dns_lookup *)batch.next;
+            rsv_dns_lookup *l = (rsv_dns_lookup *)batch.next;
             list_unlink(&l->node);
-            resolver_dns_cb cb = l->cb;
+            rsv_dns_cb cb = l->cb;
             void *cb_arg = l->arg;
             free(l);
             cb(a->status, a->addrs, a->n, a->error, cb_arg);
@@ -435,30 +435,30 @@ static void entry_free(entry *e)
 }
 
 /* Drops expired entries nobody waits for. */
-static void sweep(resolver_dns *dns)
+static void sweep(rsv_dns *dns)
 {
-    uint64_t now = resolver_loop_now(dns->loop);
+    uint64_t now = rsv_loop_now(dns->loop);
     size_t n = 0;
     entry **gone = malloc(dns->names.len * sizeof(*gone));
     if (!gone)
         return;
     void *v;
-    for (size_t pos = 0; resolver_strmap_next(&dns->names, &pos, NULL, &v);) {
+    for (size_t pos = 0; rsv_strmap_next(&dns->names, &pos, NULL, &v);) {
         entry *e = v;
         if (!e->querying && !e->pending && list_empty(&e->waiters) && e->expires_ms <= now)
             gone[n++] = e;
     }
     for (size_t i = 0; i < n; i++) {
-        resolver_strmap_remove(&dns->names, gone[i]->name);
+        rsv_strmap_remove(&dns->names, gone[i]->name);
         entry_free(gone[i]);
     }
     free(gone);
     dns->swept_len = dns->names.len;
 }
 
-static entry *entry_get(resolver_dns *dns, const char *name)
+static entry *entry_get(rsv_dns *dns, const char *name)
 {
-    entry *e = resolver_strmap_get(&dns->names, name);
+    entry *e = rsv_strmap_get(&dns->names, name);
     if (e)
         return e;
     if (dns->names.len >= dns->swept_len + SWEEP_MIN)
@@ -468,7 +468,7 @@ static entry *entry_get(resolver_dns *dns, const char *name)
         return NULL;
     e->dns = dns;
     list_init(&e->waiters);
-    if (!(e->name = strdup(name)) || resolver_strmap_put(&dns->names, name, e, NULL) != 0) {
+    if (!(e->name = strdup(name)) || rsv_strmap_put(&dns->names, name, e, NULL) != 0) {
         free(e->name);
         free(e);
         return NULL;
@@ -478,28 +478,28 @@ static entry *entry_get(resolver_dns *dns, const char *name)
 
 /* ---- public API ---- */
 
-resolver_dns *resolver_dns_new(resolver_loop *loop, const resolver_dns_options *opts)
+rsv_dns *rsv_dns_new(rsv_loop *loop, const rsv_dns_options *opts)
 {
     int bad;
     pthread_once(&library_once, library_init);
     if (!loop || library_status != ARES_SUCCESS)
         return NULL;
-    resolver_dns *dns = calloc(1, sizeof(*dns));
+    rsv_dns *dns = calloc(1, sizeof(*dns));
     if (!dns)
         return NULL;
     dns->loop = loop;
-    dns->timer = resolver_timer_new(loop, timer_cb, dns);
-    dns->deliver = resolver_timer_new(loop, deliver_cb, dns);
+    dns->timer = rsv_timer_new(loop, timer_cb, dns);
+    dns->deliver = rsv_timer_new(loop, deliver_cb, dns);
     if (!dns->timer || !dns->deliver || !(dns->channel = channel_new(dns, opts, &bad))) {
-        resolver_timer_del(dns->timer);
-        resolver_timer_del(dns->deliver);
+        rsv_timer_del(dns->timer);
+        rsv_timer_del(dns->deliver);
         free(dns);
         return NULL;
     }
     return dns;
 }
 
-int resolver_dns_configure(resolver_dns *dns, const resolver_dns_options *opts)
+int rsv_dns_configure(rsv_dns *dns, const rsv_dns_options *opts)
 {
     int bad;
     ares_channel ch = channel_new(dns, opts, &bad);
@@ -512,21 +512,21 @@ int resolver_dns_configure(resolver_dns *dns, const resolver_dns_options *opts)
     arm_timer(dns);
     /* Other servers may answer otherwise: forget what the old ones said. */
     void *v;
-    for (size_t pos = 0; resolver_strmap_next(&dns->names, &pos, NULL, &v);)
+    for (size_t pos = 0; rsv_strmap_next(&dns->names, &pos, NULL, &v);)
         ((entry *)v)->expires_ms = 0;
     return 0;
 }
 
-void resolver_dns_del(resolver_dns *dns)
+void rsv_dns_del(rsv_dns *dns)
 {
     if (!dns)
         return;
     dns->destroying = 1;
     ares_destroy(dns->channel); /* calls on_addrinfo for every query */
-    resolver_timer_del(dns->timer);
-    resolver_timer_del(dns->deliver);
+    rsv_timer_del(dns->timer);
+    rsv_timer_del(dns->deliver);
     void *v;
-    for (size_t pos = 0; resolver_strmap_next(&dns->names, &pos, NULL, &v);) {
+    for (size_t pos = 0; rsv_strmap_next(&dns->names, &pos, NULL, &v);) {
         entry *e = v;
         while (!list_empty(&e->waiters)) {
             link *l = e->waiters.next;
@@ -535,17 +535,16 @@ void resolver_dns_del(resolver_dns *dns)
         }
         entry_free(e);
     }
-    resolver_strmap_clear(&dns->names);
+    rsv_strmap_clear(&dns->names);
     free(dns);
 }
 
-resolver_dns_lookup *resolver_dns_lookup_start(resolver_dns *dns, const char *name,
-                                               resolver_dns_cb cb, void *arg)
+rsv_dns_lookup *rsv_dns_lookup_start(rsv_dns *dns, const char *name, rsv_dns_cb cb, void *arg)
 {
     entry *e = entry_get(dns, name);
     if (!e)
         return NULL;
-    resolver_dns_lookup *l = calloc(1, sizeof(*l));
+    rsv_dns_lookup *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL; /* e stays, empty: swept later */
     l->dns = dns;
@@ -554,7 +553,7 @@ resolver_dns_lookup *resolver_dns_lookup_start(resolver_dns *dns, const char *na
     list_push(&e->waiters, &l->node);
     if (e->querying) {
         dns->stats.joined++;
-    } else if (e->ans && resolver_loop_now(dns->loop) < e->expires_ms) {
+    } else if (e->ans && rsv_loop_now(dns->loop) < e->expires_ms) {
         dns->stats.cache_hits++;
         schedule(e);
     } else {
@@ -563,7 +562,7 @@ resolver_dns_lookup *resolver_dns_lookup_start(resolver_dns *dns, const char *na
     return l;
 }
 
-void resolver_dns_cancel(resolver_dns_lookup *l)
+void rsv_dns_cancel(rsv_dns_lookup *l)
 {
     if (!l)
         return;
@@ -571,7 +570,7 @@ void resolver_dns_cancel(resolver_dns_lookup *l)
     free(l);
 }
 
-const resolver_dns_stats *resolver_dns_stats_get(const resolver_dns *dns)
+const rsv_dns_stats *rsv_dns_stats_get(const rsv_dns *dns)
 {
     return &dns->stats;
 }

@@ -42,15 +42,15 @@
 
 typedef struct timeout_queue timeout_queue;
 
-struct resolver_ticket {
+struct rsv_ticket {
     uint64_t id;
     resolver_engine *engine;
-    resolver_instance *instance; /* holds a reference */
+    rsv_instance *instance;      /* holds a reference */
     struct timeout_queue *queue; /* expiry order, see ticket_track */
-    resolver_ticket *q_prev, *q_next;
+    rsv_ticket *q_prev, *q_next;
     uint64_t deadline;
-    resolver_ticket_owner *owner;
-    resolver_ticket *owner_prev, *owner_next;
+    rsv_ticket_owner *owner;
+    rsv_ticket *owner_prev, *owner_next;
     uint64_t timeout_ms;
     long uid, pid;  /* who picked it (owner's at the pick); -1: in-process, no peer */
     char service[]; /* its service's name, for the leaked-ticket warning */
@@ -60,8 +60,8 @@ struct resolver_ticket {
 typedef struct engine_msg {
     enum { MSG_TICKET, MSG_DONE, MSG_DISCOVER } type;
     struct engine_msg *next;
-    resolver_ticket *ticket; /* MSG_TICKET */
-    uint64_t id;             /* MSG_DONE; MSG_DISCOVER: its slot in `discovering` */
+    rsv_ticket *ticket; /* MSG_TICKET */
+    uint64_t id;        /* MSG_DONE; MSG_DISCOVER: its slot in `discovering` */
     int failed;
     uint32_t latency_ms;
     char name[]; /* MSG_DISCOVER */
@@ -69,7 +69,7 @@ typedef struct engine_msg {
 
 typedef struct {
     char *name; /* a copy: readers may outlive the service's own string */
-    resolver_service *svc;
+    rsv_service *svc;
 } dir_entry;
 
 typedef struct {
@@ -89,7 +89,7 @@ typedef struct {
 
 struct resolver_engine {
     resolver_config *cfg;
-    resolver_hazard_domain *hazard;
+    rsv_hazard_domain *hazard;
     _Atomic(void *) directory;       /* directory, read by any thread */
     _Atomic(engine_msg *) inbox;     /* pushed by any thread */
     engine_msg *taken, **taken_tail; /* loop thread: off the inbox, not applied yet */
@@ -99,27 +99,27 @@ struct resolver_engine {
     atomic_uint_fast64_t ticket_seq;
     pthread_t loop_thread;
     atomic_int loop_thread_known;
-    resolver_loop *loop;
-    resolver_etcd *etcd;
-    resolver_dns *dns;             /* instance host names */
-    resolver_registrar *registrar; /* local instances published in etcd */
-    resolver_strmap services;      /* name -> resolver_service */
+    rsv_loop *loop;
+    rsv_etcd *etcd;
+    rsv_dns *dns;             /* instance host names */
+    rsv_registrar *registrar; /* local instances published in etcd */
+    rsv_strmap services;      /* name -> rsv_service */
     size_t n_on_demand;
-    resolver_u64map tickets; /* id -> resolver_ticket */
-    timeout_queue *queues;   /* one per distinct ticket_timeout_ms */
+    rsv_u64map tickets;    /* id -> rsv_ticket */
+    timeout_queue *queues; /* one per distinct ticket_timeout_ms */
     uint64_t started_ms;
     uint64_t tickets_leaked, tickets_released, done_unknown;
     atomic_uint_fast64_t picks, pick_failures;
-    resolver_engine_change_cb listener;
+    rsv_engine_change_cb listener;
     void *listener_arg;
-    resolver_engine_picker_cb picker_hook;
+    rsv_engine_picker_cb picker_hook;
     void *picker_hook_arg;
-    uint64_t accept_backoffs[RESOLVER_LISTENER_COUNT];
+    uint64_t accept_backoffs[RSV_LISTENER_COUNT];
     atomic_int shutting_down;
-    resolver_timer *housekeeping;        /* cache writes, idle on-demand services */
-    resolver_cache_writer *cache_writer; /* started at the first write */
-    int cache_dirty;                     /* a change not yet handed to the writer */
-    uint64_t cache_next_ms;              /* no write before this (loop time) */
+    rsv_timer *housekeeping;        /* cache writes, idle on-demand services */
+    rsv_cache_writer *cache_writer; /* started at the first write */
+    int cache_dirty;                /* a change not yet handed to the writer */
+    uint64_t cache_next_ms;         /* no write before this (loop time) */
     uint64_t last_idle_sweep_ms;
     size_t cache_loaded;
 };
@@ -135,34 +135,34 @@ struct resolver_engine {
 
 /* ---- services ---- */
 
-static const char *change_event(resolver_change what)
+static const char *change_event(rsv_change what)
 {
     switch (what) {
-    case RESOLVER_CHANGE_ADDED:
+    case RSV_CHANGE_ADDED:
         return "added";
-    case RESOLVER_CHANGE_REMOVED:
+    case RSV_CHANGE_REMOVED:
         return "removed";
-    case RESOLVER_CHANGE_STATE:
+    case RSV_CHANGE_STATE:
         return "state";
-    case RESOLVER_CHANGE_CLOSED:
+    case RSV_CHANGE_CLOSED:
         return "closed";
-    case RESOLVER_CHANGE_PICKER:
+    case RSV_CHANGE_PICKER:
         break;
     }
     return "?";
 }
 
-static void on_service_change(void *arg, resolver_service *svc, const resolver_instance *inst,
-                              resolver_change what)
+static void on_service_change(void *arg, rsv_service *svc, const rsv_instance *inst,
+                              rsv_change what)
 {
     resolver_engine *e = arg;
-    if (what == RESOLVER_CHANGE_PICKER) {
+    if (what == RSV_CHANGE_PICKER) {
         if (e->picker_hook)
-            e->picker_hook(e->picker_hook_arg, resolver_service_name(svc));
+            e->picker_hook(e->picker_hook_arg, rsv_service_name(svc));
         return;
     }
     if (e->listener)
-        e->listener(e->listener_arg, resolver_service_name(svc), inst, change_event(what));
+        e->listener(e->listener_arg, rsv_service_name(svc), inst, change_event(what));
 }
 
 /* ---- the directory: services by name for picking threads ---- */
@@ -171,7 +171,7 @@ static void directory_free(void *arg);
 
 static void directory_free_retire(resolver_engine *e, void *old)
 {
-    resolver_hazard_retire(e->hazard, old, directory_free);
+    rsv_hazard_retire(e->hazard, old, directory_free);
 }
 
 static void directory_free(void *arg)
@@ -198,7 +198,7 @@ static int publish_directory(resolver_engine *e, const char *skip)
     directory *d = calloc(1, sizeof(*d));
     size_t bytes = 0;
     const char *name;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, &name, NULL);)
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, &name, NULL);)
         bytes += strlen(name) + 1;
     if (d) {
         d->entries = calloc(e->services.len + 1, sizeof(dir_entry));
@@ -206,13 +206,13 @@ static int publish_directory(resolver_engine *e, const char *skip)
     }
     if (!d || !d->entries || !d->names) {
         directory_free(d);
-        static resolver_log_limit lim;
+        static rsv_log_limit lim;
         LOG_ERROR_LIMITED(&lim, "out of memory publishing the service directory");
         return RESOLVER_ERR_NOMEM;
     }
     char *w = d->names;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, &name, &value);) {
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, &name, &value);) {
         if (skip && strcmp(name, skip) == 0)
             continue;
         size_t len = strlen(name) + 1;
@@ -229,31 +229,31 @@ static int publish_directory(resolver_engine *e, const char *skip)
 
 /* Any thread: the service called `name`, protected in the SERVICE hazard
  * slot (clear it when done), or NULL. */
-static resolver_service *lookup_service(resolver_engine *e, const char *name)
+static rsv_service *lookup_service(resolver_engine *e, const char *name)
 {
     for (;;) {
-        directory *d = resolver_hazard_protect(RESOLVER_HAZARD_DIRECTORY, &e->directory);
+        directory *d = rsv_hazard_protect(RESOLVER_HAZARD_DIRECTORY, &e->directory);
         if (!d)
             return NULL;
         dir_entry key = {(char *)name, NULL};
         dir_entry *hit = bsearch(&key, d->entries, d->n, sizeof(dir_entry), by_entry_name);
-        resolver_service *svc = hit ? hit->svc : NULL;
-        if (svc && resolver_hazard_set(RESOLVER_HAZARD_SERVICE, svc) != 0)
+        rsv_service *svc = hit ? hit->svc : NULL;
+        if (svc && rsv_hazard_set(RESOLVER_HAZARD_SERVICE, svc) != 0)
             svc = NULL;
         /* Still the current directory: svc was not retired before we
          * published our hazard (it is retired only after a directory
          * without it is published). */
         int current = atomic_load(&e->directory) == d;
-        resolver_hazard_clear(RESOLVER_HAZARD_DIRECTORY);
+        rsv_hazard_clear(RESOLVER_HAZARD_DIRECTORY);
         if (current)
             return svc;
-        resolver_hazard_clear(RESOLVER_HAZARD_SERVICE);
+        rsv_hazard_clear(RESOLVER_HAZARD_SERVICE);
     }
 }
 
 static void service_free_retired(void *svc)
 {
-    resolver_service_free(svc);
+    rsv_service_free(svc);
 }
 
 /* Loop thread: removes a service; its memory goes when no picking thread
@@ -262,66 +262,66 @@ static void service_free_retired(void *svc)
  * still names it: freeing it would leave them a dangling pointer). */
 static int remove_service(resolver_engine *e, const char *name)
 {
-    resolver_service *svc = resolver_strmap_get(&e->services, name);
+    rsv_service *svc = rsv_strmap_get(&e->services, name);
     if (!svc)
         return 0;
     if (publish_directory(e, name) != 0)
         return RESOLVER_ERR_NOMEM;
-    resolver_strmap_remove(&e->services, name);
-    resolver_service_stop(svc);
-    resolver_hazard_retire(e->hazard, svc, service_free_retired);
+    rsv_strmap_remove(&e->services, name);
+    rsv_service_stop(svc);
+    rsv_hazard_retire(e->hazard, svc, service_free_retired);
     return 0;
 }
 
 /* The one gate for service names into the engine (picks from any thread,
  * on-demand discovery, the cache file; the configuration loader uses the
- * same resolver_service_name_valid).  Names end up in metric labels, JSON
+ * same rsv_service_name_valid).  Names end up in metric labels, JSON
  * and log lines.  0, or RESOLVER_ERR_INVALID with the name shown escaped
  * as the protocol escapes it (it may hold a newline). */
 static int check_service_name(const char *name, char *why, size_t whylen)
 {
-    if (resolver_service_name_valid(name))
+    if (rsv_service_name_valid(name))
         return 0;
     char shown[300];
-    resolver_proto_escape(name ? name : "", shown, sizeof(shown));
+    rsv_proto_escape(name ? name : "", shown, sizeof(shown));
     snprintf(why, whylen,
              "invalid service name \"%s\": 1..%d bytes of letters, digits, %s and "
              "non-ASCII UTF-8",
-             shown, RESOLVER_SERVICE_NAME_MAX, RESOLVER_SERVICE_NAME_PUNCT);
+             shown, RSV_SERVICE_NAME_MAX, RSV_SERVICE_NAME_PUNCT);
     return RESOLVER_ERR_INVALID;
 }
 
-static resolver_service *add_service(resolver_engine *e, const char *name, const char *prefix,
-                                     const resolver_service_options *opts)
+static rsv_service *add_service(resolver_engine *e, const char *name, const char *prefix,
+                                const rsv_service_options *opts)
 {
     char why[512];
     if (check_service_name(name, why, sizeof(why)) != 0) {
         LOG_WARN("%s; not added", why);
         return NULL;
     }
-    resolver_service *svc = resolver_service_new(e->loop, e->etcd, e->dns, e->hazard, e->cfg->zone,
-                                                 name, prefix, opts, on_service_change, e);
+    rsv_service *svc = rsv_service_new(e->loop, e->etcd, e->dns, e->hazard, e->cfg->zone, name,
+                                       prefix, opts, on_service_change, e);
     if (!svc)
         return NULL;
-    if (resolver_strmap_put(&e->services, name, svc, NULL) != 0) {
-        resolver_service_del(svc);
+    if (rsv_strmap_put(&e->services, name, svc, NULL) != 0) {
+        rsv_service_del(svc);
         return NULL;
     }
     if (publish_directory(e, NULL) != 0) {
         /* Never published: no picking thread can hold it. */
-        resolver_strmap_remove(&e->services, name);
-        resolver_service_del(svc);
+        rsv_strmap_remove(&e->services, name);
+        rsv_service_del(svc);
         return NULL;
     }
     LOG_INFO("service %s: watching etcd prefix \"%s\" (policy %s)", name, prefix,
-             resolver_policy_name(opts->policy));
+             rsv_policy_name(opts->policy));
     return svc;
 }
 
 static int add_configured_services(resolver_engine *e)
 {
     for (size_t i = 0; i < e->cfg->n_services; i++) {
-        const resolver_service_config *sc = &e->cfg->services[i];
+        const rsv_service_config *sc = &e->cfg->services[i];
         if (!add_service(e, sc->name, sc->prefix, &sc->options))
             return RESOLVER_ERR_NOMEM;
     }
@@ -347,10 +347,10 @@ static void note_on_demand_room(resolver_engine *e)
 }
 
 /* A service not in the configuration: go-zero's convention, prefix NAME/. */
-static resolver_service *find_or_discover(resolver_engine *e, const char *name, char *why,
-                                          size_t whylen, int *err)
+static rsv_service *find_or_discover(resolver_engine *e, const char *name, char *why, size_t whylen,
+                                     int *err)
 {
-    resolver_service *svc = resolver_strmap_get(&e->services, name);
+    rsv_service *svc = rsv_strmap_get(&e->services, name);
     if (svc)
         return svc;
     if (e->n_on_demand >= e->cfg->on_demand_services_max) {
@@ -379,10 +379,10 @@ static resolver_service *find_or_discover(resolver_engine *e, const char *name, 
 /* ---- cache_file and housekeeping ---- */
 
 static void on_cache_entry(void *arg, const char *name, const char *prefix, const char *key,
-                           const resolver_endpoint *ep)
+                           const rsv_endpoint *ep)
 {
     resolver_engine *e = arg;
-    resolver_service *svc = resolver_strmap_get(&e->services, name);
+    rsv_service *svc = rsv_strmap_get(&e->services, name);
     if (!svc) {
         if (e->n_on_demand >= e->cfg->on_demand_services_max)
             return;
@@ -391,9 +391,9 @@ static void on_cache_entry(void *arg, const char *name, const char *prefix, cons
             return;
         e->n_on_demand++;
     }
-    if (strcmp(resolver_service_prefix(svc), prefix) != 0)
+    if (strcmp(rsv_service_prefix(svc), prefix) != 0)
         return; /* the configuration changed the prefix: the cache is moot */
-    resolver_service_preload(svc, key, ep);
+    rsv_service_preload(svc, key, ep);
     e->cache_loaded++;
 }
 
@@ -401,7 +401,7 @@ static void load_cache(resolver_engine *e)
 {
     char err[512];
     size_t skipped = 0;
-    if (resolver_cache_read(e->cfg->cache_file, on_cache_entry, e, &skipped, err, sizeof(err)) != 0)
+    if (rsv_cache_read(e->cfg->cache_file, on_cache_entry, e, &skipped, err, sizeof(err)) != 0)
         LOG_WARN("%s; starting without it", err);
     else if (e->cache_loaded || skipped)
         LOG_INFO("cache_file %s: %zu instances loaded (stale until etcd confirms), %zu skipped",
@@ -417,24 +417,24 @@ static int cache_enabled(const resolver_engine *e)
  * the loop's), written there. */
 static void submit_cache(resolver_engine *e)
 {
-    static resolver_log_limit nomem_log;
+    static rsv_log_limit nomem_log;
     json_t *all = json_object();
     const char *name;
     void *value;
-    for (size_t pos = 0; all && resolver_strmap_next(&e->services, &pos, &name, &value);)
-        if (resolver_service_synced(value))
-            json_object_set_new(all, name, resolver_service_cache_json(value));
-    char *text = all ? resolver_cache_encode(all) : NULL;
+    for (size_t pos = 0; all && rsv_strmap_next(&e->services, &pos, &name, &value);)
+        if (rsv_service_synced(value))
+            json_object_set_new(all, name, rsv_service_cache_json(value));
+    char *text = all ? rsv_cache_encode(all) : NULL;
     json_decref(all);
     if (!e->cache_writer)
-        e->cache_writer = resolver_cache_writer_new();
+        e->cache_writer = rsv_cache_writer_new();
     if (!text || !e->cache_writer) {
         free(text); /* dirty stays: the next housekeeping tries again */
         LOG_WARN_LIMITED(&nomem_log, "cache_file %s: out of memory (or no writer thread)",
                          e->cfg->cache_file);
         return;
     }
-    if (resolver_cache_writer_submit(e->cache_writer, e->cfg->cache_file, text) != 0)
+    if (rsv_cache_writer_submit(e->cache_writer, e->cfg->cache_file, text) != 0)
         return;
     e->cache_dirty = 0;
 }
@@ -442,8 +442,8 @@ static void submit_cache(resolver_engine *e)
 static void collect_cache_changes(resolver_engine *e)
 {
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
-        e->cache_dirty |= resolver_service_take_changed(value);
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);)
+        e->cache_dirty |= rsv_service_take_changed(value);
 }
 
 /* Housekeeping: at most one write per CACHE_WRITE_INTERVAL_MS, the last
@@ -451,7 +451,7 @@ static void collect_cache_changes(resolver_engine *e)
 static void write_cache_if_changed(resolver_engine *e)
 {
     collect_cache_changes(e);
-    uint64_t now = resolver_loop_now(e->loop);
+    uint64_t now = rsv_loop_now(e->loop);
     if (!e->cache_dirty || !cache_enabled(e) || now < e->cache_next_ms)
         return;
     submit_cache(e);
@@ -468,14 +468,14 @@ static void flush_cache(resolver_engine *e)
 
 static void drop_idle_services(resolver_engine *e)
 {
-    uint64_t now = resolver_loop_now(e->loop);
+    uint64_t now = rsv_loop_now(e->loop);
     size_t n = 0;
     char **idle = calloc(e->services.len + 1, sizeof(char *));
     const char *name;
     void *value;
-    for (size_t pos = 0; idle && resolver_strmap_next(&e->services, &pos, &name, &value);)
-        if (!resolver_config_find_service(e->cfg, name) &&
-            resolver_service_idle_ms(value, now) >= ON_DEMAND_IDLE_MS)
+    for (size_t pos = 0; idle && rsv_strmap_next(&e->services, &pos, &name, &value);)
+        if (!rsv_config_find_service(e->cfg, name) &&
+            rsv_service_idle_ms(value, now) >= ON_DEMAND_IDLE_MS)
             idle[n++] = strdup(name);
     for (size_t i = 0; i < n; i++) {
         if (idle[i]) {
@@ -489,16 +489,16 @@ static void drop_idle_services(resolver_engine *e)
     free(idle);
 }
 
-static void on_housekeeping(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_housekeeping(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     resolver_engine *e = arg;
     note_on_demand_room(e);
     write_cache_if_changed(e);
-    if (resolver_loop_now(loop) - e->last_idle_sweep_ms >= 10000) {
-        e->last_idle_sweep_ms = resolver_loop_now(loop);
+    if (rsv_loop_now(loop) - e->last_idle_sweep_ms >= 10000) {
+        e->last_idle_sweep_ms = rsv_loop_now(loop);
         drop_idle_services(e);
     }
-    resolver_timer_start(t, HOUSEKEEPING_MS);
+    rsv_timer_start(t, HOUSEKEEPING_MS);
 }
 
 /* ---- tickets ---- */
@@ -509,22 +509,22 @@ static void on_housekeeping(resolver_loop *loop, resolver_timer *t, void *arg)
 struct timeout_queue {
     resolver_engine *engine;
     uint64_t timeout_ms;
-    resolver_ticket *head, *tail;
-    resolver_timer *timer;
+    rsv_ticket *head, *tail;
+    rsv_timer *timer;
     struct timeout_queue *next;
 };
 
 static void queue_arm(timeout_queue *q)
 {
     if (!q->head) {
-        resolver_timer_stop(q->timer);
+        rsv_timer_stop(q->timer);
         return;
     }
-    uint64_t now = resolver_loop_now(q->engine->loop);
-    resolver_timer_start(q->timer, q->head->deadline > now ? q->head->deadline - now : 0);
+    uint64_t now = rsv_loop_now(q->engine->loop);
+    rsv_timer_start(q->timer, q->head->deadline > now ? q->head->deadline - now : 0);
 }
 
-static void queue_unlink(resolver_ticket *t)
+static void queue_unlink(rsv_ticket *t)
 {
     timeout_queue *q = t->queue;
     int was_head = q->head == t;
@@ -541,9 +541,9 @@ static void queue_unlink(resolver_ticket *t)
         queue_arm(q);
 }
 
-static void ticket_free(resolver_engine *e, resolver_ticket *t, int failed)
+static void ticket_free(resolver_engine *e, rsv_ticket *t, int failed)
 {
-    resolver_u64map_remove(&e->tickets, t->id);
+    rsv_u64map_remove(&e->tickets, t->id);
     if (t->owner) {
         if (t->owner_prev)
             t->owner_prev->owner_next = t->owner_next;
@@ -555,15 +555,15 @@ static void ticket_free(resolver_engine *e, resolver_ticket *t, int failed)
     }
     if (t->queue)
         queue_unlink(t);
-    resolver_instance_release(t->instance, failed);
+    rsv_instance_release(t->instance, failed);
     free(t);
 }
 
 /* One limiter for all: a leaking client leaks many, and 500 leaks must not
  * be 500 lines; the line that gets through names one of them. */
-static void log_leak(const resolver_ticket *t)
+static void log_leak(const rsv_ticket *t)
 {
-    static resolver_log_limit lim;
+    static rsv_log_limit lim;
     char who[64] = "in-process (no peer)";
     if (t->pid >= 0)
         snprintf(who, sizeof(who), "uid %ld pid %ld", t->uid, t->pid);
@@ -573,13 +573,13 @@ static void log_leak(const resolver_ticket *t)
                      t->service, t->id, t->instance->endpoint.address, who, t->timeout_ms);
 }
 
-static void on_queue_timer(resolver_loop *loop, resolver_timer *timer, void *arg)
+static void on_queue_timer(rsv_loop *loop, rsv_timer *timer, void *arg)
 {
     timeout_queue *q = arg;
     resolver_engine *e = q->engine;
-    uint64_t now = resolver_loop_now(loop);
+    uint64_t now = rsv_loop_now(loop);
     while (q->head && q->head->deadline <= now) {
-        resolver_ticket *t = q->head;
+        rsv_ticket *t = q->head;
         e->tickets_leaked++;
         log_leak(t);
         ticket_free(e, t, 0); /* re-arms the queue */
@@ -597,7 +597,7 @@ static timeout_queue *queue_for(resolver_engine *e, uint64_t timeout_ms)
         return NULL;
     q->engine = e;
     q->timeout_ms = timeout_ms;
-    q->timer = resolver_timer_new(e->loop, on_queue_timer, q);
+    q->timer = rsv_timer_new(e->loop, on_queue_timer, q);
     if (!q->timer) {
         free(q);
         return NULL;
@@ -608,18 +608,18 @@ static timeout_queue *queue_for(resolver_engine *e, uint64_t timeout_ms)
 }
 
 /* Loop thread: starts tracking a ticket made by ticket_alloc. */
-static void ticket_track(resolver_engine *e, resolver_ticket *t)
+static void ticket_track(resolver_engine *e, rsv_ticket *t)
 {
     timeout_queue *q = queue_for(e, t->timeout_ms);
-    if (!q || resolver_u64map_put(&e->tickets, t->id, t) != 0) {
+    if (!q || rsv_u64map_put(&e->tickets, t->id, t) != 0) {
         /* Cannot track it: release at once rather than leak the pick. */
-        static resolver_log_limit lim;
+        static rsv_log_limit lim;
         LOG_ERROR_LIMITED(&lim, "out of memory tracking ticket %" PRIu64 "; released", t->id);
-        resolver_instance_release(t->instance, 0);
+        rsv_instance_release(t->instance, 0);
         free(t);
         return;
     }
-    t->deadline = resolver_loop_now(e->loop) + t->timeout_ms;
+    t->deadline = rsv_loop_now(e->loop) + t->timeout_ms;
     t->queue = q;
     t->q_prev = q->tail;
     if (q->tail)
@@ -629,7 +629,7 @@ static void ticket_track(resolver_engine *e, resolver_ticket *t)
     q->tail = t;
     if (q->head == t)
         queue_arm(q);
-    resolver_ticket_owner *owner = t->owner;
+    rsv_ticket_owner *owner = t->owner;
     if (owner) {
         t->owner_next = owner->head;
         if (owner->head)
@@ -640,12 +640,11 @@ static void ticket_track(resolver_engine *e, resolver_ticket *t)
 }
 
 /* Any thread: a ticket for a pick, numbered from an atomic counter. */
-static resolver_ticket *ticket_alloc(resolver_engine *e, const char *service,
-                                     resolver_instance *inst, uint64_t timeout_ms,
-                                     resolver_ticket_owner *owner)
+static rsv_ticket *ticket_alloc(resolver_engine *e, const char *service, rsv_instance *inst,
+                                uint64_t timeout_ms, rsv_ticket_owner *owner)
 {
     size_t len = strlen(service);
-    resolver_ticket *t = calloc(1, sizeof(*t) + len + 1);
+    rsv_ticket *t = calloc(1, sizeof(*t) + len + 1);
     if (!t)
         return NULL;
     t->id = atomic_fetch_add(&e->ticket_seq, 1) + 1;
@@ -659,15 +658,15 @@ static resolver_ticket *ticket_alloc(resolver_engine *e, const char *service,
     return t;
 }
 
-void resolver_engine_release_owner(resolver_engine *e, resolver_ticket_owner *owner)
+void rsv_engine_release_owner(resolver_engine *e, rsv_ticket_owner *owner)
 {
     while (owner->head)
         ticket_free(e, owner->head, 0);
 }
 
-int resolver_engine_ticket_owner(resolver_engine *e, uint64_t id, resolver_ticket_owner **owner)
+int rsv_engine_ticket_owner(resolver_engine *e, uint64_t id, rsv_ticket_owner **owner)
 {
-    resolver_ticket *t = resolver_u64map_get(&e->tickets, id);
+    rsv_ticket *t = rsv_u64map_get(&e->tickets, id);
     if (!t)
         return RESOLVER_ERR_NOT_FOUND;
     *owner = t->owner;
@@ -679,29 +678,29 @@ int resolver_engine_ticket_owner(resolver_engine *e, uint64_t id, resolver_ticke
  * it from slot 0 each time, quadratic (200k tickets took 29 s). */
 static void free_all_tickets(resolver_engine *e)
 {
-    resolver_u64map_clear(&e->tickets);
+    rsv_u64map_clear(&e->tickets);
     for (timeout_queue *q = e->queues; q; q = q->next) {
         while (q->head) {
-            resolver_ticket *t = q->head;
+            rsv_ticket *t = q->head;
             q->head = t->q_next;
             t->queue = NULL; /* no queue unlink, no timer re-arm per ticket */
             t->owner = NULL; /* owners may already be gone */
             ticket_free(e, t, 0);
         }
         q->tail = NULL;
-        resolver_timer_stop(q->timer);
+        rsv_timer_stop(q->timer);
     }
 }
 
 /* ---- picking ---- */
 
-static int service_is_fresh(resolver_engine *e, resolver_service *svc)
+static int service_is_fresh(resolver_engine *e, rsv_service *svc)
 {
-    if (!resolver_service_synced(svc))
+    if (!rsv_service_synced(svc))
         return 1;
-    resolver_state s = resolver_service_state(svc);
-    return resolver_service_instance_count(svc) > 0 &&
-           (s == RESOLVER_STATE_CONNECTING || s == RESOLVER_STATE_IDLE);
+    rsv_state s = rsv_service_state(svc);
+    return rsv_service_instance_count(svc) > 0 &&
+           (s == RSV_STATE_CONNECTING || s == RSV_STATE_IDLE);
 }
 
 static int on_loop_thread(resolver_engine *e)
@@ -729,7 +728,7 @@ static void post(resolver_engine *e, engine_msg *m)
         m->next = head;
     } while (!atomic_compare_exchange_weak(&e->inbox, &head, m));
     if (!head)
-        resolver_loop_wakeup(e->loop);
+        rsv_loop_wakeup(e->loop);
 }
 
 static uint64_t name_hash(const char *name)
@@ -778,7 +777,7 @@ static int post_discover(resolver_engine *e, const char *name)
  * request. */
 static int pick_unknown(resolver_engine *e, const char *service, char *why, size_t whylen)
 {
-    static resolver_log_limit refused_log;
+    static rsv_log_limit refused_log;
     if (atomic_load(&e->on_demand_full)) {
         int rc = on_demand_refused(service, atomic_load(&e->on_demand_max_seen), why, whylen);
         LOG_WARN_LIMITED(&refused_log, "%s", why);
@@ -794,22 +793,20 @@ static int pick_unknown(resolver_engine *e, const char *service, char *why, size
 }
 
 /* The pick itself: `svc` is protected or loop-owned.  0 or an error. */
-static int pick_from(resolver_engine *e, resolver_service *svc, const char *key,
-                     resolver_ticket_owner *owner, resolver_pick_result *out, char *why,
-                     size_t whylen, int on_loop)
+static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, rsv_ticket_owner *owner,
+                     resolver_pick_result *out, char *why, size_t whylen, int on_loop)
 {
-    resolver_instance *inst;
+    rsv_instance *inst;
     uint64_t ticket_timeout_ms;
-    int rc = resolver_service_pick(svc, key, &inst, &ticket_timeout_ms, why, whylen);
+    int rc = rsv_service_pick(svc, key, &inst, &ticket_timeout_ms, why, whylen);
     if (rc != 0)
         return rc;
-    resolver_ticket *t =
-        ticket_alloc(e, resolver_service_name(svc), inst, ticket_timeout_ms, owner);
+    rsv_ticket *t = ticket_alloc(e, rsv_service_name(svc), inst, ticket_timeout_ms, owner);
     if (!t) {
         /* Undo by hand: release (outlier, drain) is the loop's business. */
         atomic_fetch_sub(&inst->outstanding, 1);
         if (on_loop)
-            resolver_instance_unref(inst);
+            rsv_instance_unref(inst);
         snprintf(why, whylen, "out of memory");
         return RESOLVER_ERR_NOMEM;
     }
@@ -835,9 +832,9 @@ static int pick_from(resolver_engine *e, resolver_service *svc, const char *key,
     return 0;
 }
 
-int resolver_engine_pick_owned(resolver_engine *e, const char *service, const char *key,
-                               resolver_ticket_owner *owner, resolver_pick_result *out, char *why,
-                               size_t whylen, int *fresh)
+int rsv_engine_pick_owned(resolver_engine *e, const char *service, const char *key,
+                          rsv_ticket_owner *owner, resolver_pick_result *out, char *why,
+                          size_t whylen, int *fresh)
 {
     int err = 0;
     if (fresh)
@@ -853,17 +850,17 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
         return RESOLVER_ERR_CLOSED;
     }
     if (!on_loop_thread(e)) {
-        resolver_service *svc = lookup_service(e, service);
+        rsv_service *svc = lookup_service(e, service);
         if (!svc)
             return pick_unknown(e, service, why, whylen);
         int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
         if (rc)
-            resolver_service_count_failure(svc);
-        resolver_hazard_clear(RESOLVER_HAZARD_SERVICE);
+            rsv_service_count_failure(svc);
+        rsv_hazard_clear(RESOLVER_HAZARD_SERVICE);
         atomic_fetch_add(rc ? &e->pick_failures : &e->picks, 1);
         return rc;
     }
-    resolver_service *svc = find_or_discover(e, service, why, whylen, &err);
+    rsv_service *svc = find_or_discover(e, service, why, whylen, &err);
     if (!svc)
         return err;
     int rc = pick_from(e, svc, key, owner, out, why, whylen, 1);
@@ -875,7 +872,7 @@ int resolver_engine_pick_owned(resolver_engine *e, const char *service, const ch
             *fresh = service_is_fresh(e, svc);
         if (!fresh || !*fresh) {
             atomic_fetch_add(&e->pick_failures, 1);
-            resolver_service_count_failure(svc);
+            rsv_service_count_failure(svc);
         }
         return rc;
     }
@@ -889,17 +886,17 @@ int resolver_engine_pick(resolver_engine *e, const char *service, const char *ke
     char why[256];
     if (!e)
         return RESOLVER_ERR_INVALID;
-    return resolver_engine_pick_owned(e, service, key, NULL, out, why, sizeof(why), NULL);
+    return rsv_engine_pick_owned(e, service, key, NULL, out, why, sizeof(why), NULL);
 }
 
 static int done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
 {
-    resolver_ticket *t = resolver_u64map_get(&e->tickets, ticket);
+    rsv_ticket *t = rsv_u64map_get(&e->tickets, ticket);
     if (!t)
         return RESOLVER_ERR_NOT_FOUND;
     e->tickets_released++;
     if (latency_ms != RESOLVER_LATENCY_UNKNOWN)
-        resolver_instance_observe_latency(t->instance, latency_ms);
+        rsv_instance_observe_latency(t->instance, latency_ms);
     ticket_free(e, t, failed);
     return 0;
 }
@@ -964,12 +961,12 @@ static void take_inbox(resolver_engine *e, int track_tickets)
         left = 1;
     }
     if (track_tickets && left)
-        resolver_loop_wakeup(e->loop);
+        rsv_loop_wakeup(e->loop);
 }
 
 static void apply_msg(resolver_engine *e, engine_msg *m)
 {
-    static resolver_log_limit discover_log;
+    static rsv_log_limit discover_log;
     char why[256];
     int err;
     switch (m->type) {
@@ -991,7 +988,7 @@ static void apply_msg(resolver_engine *e, engine_msg *m)
 }
 
 /* Loop thread: applies what other threads posted, in the order posted. */
-static void drain_inbox(resolver_loop *loop, void *arg)
+static void drain_inbox(rsv_loop *loop, void *arg)
 {
     resolver_engine *e = arg;
     (void)loop;
@@ -1013,14 +1010,14 @@ static void drain_inbox(resolver_loop *loop, void *arg)
  * SERVICE/) and the connection options of its health check (the service's,
  * else the defaults). */
 static int add_registration(resolver_engine *e, const resolver_config *cfg,
-                            const resolver_registration_config *r, int from_config)
+                            const rsv_registration_config *r, int from_config)
 {
-    char buf[RESOLVER_SERVICE_NAME_MAX + 2];
-    const resolver_service_config *sc = resolver_config_find_service(cfg, r->service);
+    char buf[RSV_SERVICE_NAME_MAX + 2];
+    const rsv_service_config *sc = rsv_config_find_service(cfg, r->service);
     if (!sc)
         snprintf(buf, sizeof(buf), "%s/", r->service);
-    return resolver_registrar_add(e->registrar, r, sc ? sc->prefix : buf,
-                                  sc ? &sc->options : &cfg->defaults, from_config);
+    return rsv_registrar_add(e->registrar, r, sc ? sc->prefix : buf,
+                             sc ? &sc->options : &cfg->defaults, from_config);
 }
 
 static int add_configured_registrations(resolver_engine *e, const resolver_config *cfg)
@@ -1037,22 +1034,22 @@ int resolver_engine_register(resolver_engine *e, const resolver_registration *re
                              size_t errlen)
 {
     char why[256];
-    resolver_registration_config spec;
-    resolver_registration_default(&spec); /* owns nothing until built */
+    rsv_registration_config spec;
+    rsv_registration_default(&spec); /* owns nothing until built */
     if (!e || !reg) {
         snprintf(err ? err : why, err ? errlen : sizeof(why), "no registration");
         return RESOLVER_ERR_INVALID;
     }
-    int rc = resolver_registration_build(&spec, reg->service, reg->address, reg->format,
-                                         reg->ttl_ms, reg->weight, reg->zone, reg->metadata,
-                                         reg->key, why, sizeof(why));
+    int rc =
+        rsv_registration_build(&spec, reg->service, reg->address, reg->format, reg->ttl_ms,
+                               reg->weight, reg->zone, reg->metadata, reg->key, why, sizeof(why));
     if (rc == 0 && reg->health_check && !(spec.health_check = strdup(reg->health_check)))
         rc = RESOLVER_ERR_NOMEM;
     if (rc == 0)
         rc = add_registration(e, e->cfg, &spec, 0);
     if (rc != RESOLVER_ERR_INVALID)
         snprintf(why, sizeof(why), "%s", resolver_strerror(rc));
-    resolver_registration_clear(&spec);
+    rsv_registration_clear(&spec);
     if (rc && err && errlen)
         snprintf(err, errlen, "%s", why);
     return rc;
@@ -1060,35 +1057,35 @@ int resolver_engine_register(resolver_engine *e, const resolver_registration *re
 
 int resolver_engine_deregister(resolver_engine *e, const char *service, const char *address)
 {
-    resolver_endpoint ep;
+    rsv_endpoint ep;
     if (!e || !service || !address)
         return RESOLVER_ERR_INVALID;
     /* The canonical form, as registered. */
-    if (resolver_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
+    if (rsv_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
         address = ep.address;
-    return resolver_registrar_remove(e->registrar, service, address);
+    return rsv_registrar_remove(e->registrar, service, address);
 }
 
 void resolver_engine_deregister_all(resolver_engine *e)
 {
-    resolver_registrar_leave_all(e->registrar);
+    rsv_registrar_leave_all(e->registrar);
 }
 
 size_t resolver_engine_registrations(resolver_engine *e)
 {
-    return resolver_registrar_count(e->registrar);
+    return rsv_registrar_count(e->registrar);
 }
 
-json_t *resolver_engine_registrations_json(resolver_engine *e)
+json_t *rsv_engine_registrations_json(resolver_engine *e)
 {
-    return resolver_registrar_json(e->registrar);
+    return rsv_registrar_json(e->registrar);
 }
 
 /* ---- lifecycle ---- */
 
-static resolver_dns_options dns_options(const resolver_config *cfg)
+static rsv_dns_options dns_options(const resolver_config *cfg)
 {
-    resolver_dns_options o = {(const char *const *)cfg->dns.servers, cfg->dns.n_servers, 0, 0};
+    rsv_dns_options o = {(const char *const *)cfg->dns.servers, cfg->dns.n_servers, 0, 0};
     return o;
 }
 
@@ -1105,20 +1102,19 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     }
     e->cfg = cfg;
     e->taken_tail = &e->taken;
-    e->loop = resolver_loop_new();
-    e->hazard = resolver_hazard_domain_new();
+    e->loop = rsv_loop_new();
+    e->hazard = rsv_hazard_domain_new();
     if (!e->loop || !e->hazard)
         goto fail;
-    resolver_loop_set_wakeup(e->loop, drain_inbox, e);
-    e->etcd = resolver_etcd_new(e->loop, cfg);
+    rsv_loop_set_wakeup(e->loop, drain_inbox, e);
+    e->etcd = rsv_etcd_new(e->loop, cfg);
     if (!e->etcd)
         goto fail;
-    resolver_dns_options dns_opts = dns_options(cfg);
-    if (!(e->dns = resolver_dns_new(e->loop, &dns_opts)))
+    rsv_dns_options dns_opts = dns_options(cfg);
+    if (!(e->dns = rsv_dns_new(e->loop, &dns_opts)))
         goto fail;
-    e->started_ms = e->last_idle_sweep_ms = resolver_loop_now(e->loop);
-    if (!(e->registrar =
-              resolver_registrar_new(e->loop, e->etcd, e->dns, cfg->deregister_grace_ms)) ||
+    e->started_ms = e->last_idle_sweep_ms = rsv_loop_now(e->loop);
+    if (!(e->registrar = rsv_registrar_new(e->loop, e->etcd, e->dns, cfg->deregister_grace_ms)) ||
         add_configured_registrations(e, cfg) != 0)
         goto fail;
     if (add_configured_services(e) != 0)
@@ -1128,10 +1124,10 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     if (cfg->cache_file && *cfg->cache_file)
         load_cache(e);
     note_on_demand_room(e);
-    e->housekeeping = resolver_timer_new(e->loop, on_housekeeping, e);
+    e->housekeeping = rsv_timer_new(e->loop, on_housekeeping, e);
     if (!e->housekeeping)
         goto fail;
-    resolver_timer_start(e->housekeeping, HOUSEKEEPING_MS);
+    rsv_timer_start(e->housekeeping, HOUSEKEEPING_MS);
     *out = e;
     return 0;
 fail:
@@ -1147,64 +1143,64 @@ void resolver_engine_del(resolver_engine *e)
      * released below like the others. */
     if (e->loop)
         drain_inbox(e->loop, e);
-    /* A stop without resolver_engine_shutdown (the embedded engine): the
+    /* A stop without rsv_engine_shutdown (the embedded engine): the
      * last state is written before the services go. */
     if (e->cfg && !atomic_load(&e->shutting_down))
         flush_cache(e);
-    resolver_cache_writer_del(e->cache_writer); /* waits for the last write */
+    rsv_cache_writer_del(e->cache_writer); /* waits for the last write */
     /* Tickets first: they hold instance references. */
     free_all_tickets(e);
     void *value;
     while (e->queues) {
         timeout_queue *q = e->queues;
         e->queues = q->next;
-        resolver_timer_del(q->timer);
+        rsv_timer_del(q->timer);
         free(q);
     }
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
-        resolver_service_free(value);
-    resolver_strmap_clear(&e->services);
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);)
+        rsv_service_free(value);
+    rsv_strmap_clear(&e->services);
     directory_free(atomic_exchange(&e->directory, NULL));
     /* Retired pickers, services and directories; pickers release instances,
      * whose timers live on the loop: before the loop goes. */
-    resolver_hazard_domain_del(e->hazard);
-    resolver_timer_del(e->housekeeping);
-    resolver_registrar_del(e->registrar); /* rule 2: keys expire with their leases */
-    resolver_etcd_del(e->etcd);
-    resolver_dns_del(e->dns); /* after the subchannels, which the hazard domain freed */
-    resolver_loop_del(e->loop);
+    rsv_hazard_domain_del(e->hazard);
+    rsv_timer_del(e->housekeeping);
+    rsv_registrar_del(e->registrar); /* rule 2: keys expire with their leases */
+    rsv_etcd_del(e->etcd);
+    rsv_dns_del(e->dns); /* after the subchannels, which the hazard domain freed */
+    rsv_loop_del(e->loop);
     resolver_config_free(e->cfg);
     free(e);
 }
 
 int resolver_engine_fd(resolver_engine *e)
 {
-    return resolver_loop_fd(e->loop);
+    return rsv_loop_fd(e->loop);
 }
 
 int resolver_engine_timeout(resolver_engine *e)
 {
-    return resolver_loop_timeout(e->loop);
+    return rsv_loop_timeout(e->loop);
 }
 
 int resolver_engine_process(resolver_engine *e)
 {
     mark_loop_thread(e);
-    return resolver_loop_run_once(e->loop, 0);
+    return rsv_loop_run_once(e->loop, 0);
 }
 
 int resolver_engine_run(resolver_engine *e)
 {
     mark_loop_thread(e);
-    return resolver_loop_run(e->loop);
+    return rsv_loop_run(e->loop);
 }
 
 void resolver_engine_stop(resolver_engine *e)
 {
-    resolver_loop_stop(e->loop);
+    rsv_loop_stop(e->loop);
 }
 
-void resolver_engine_shutdown(resolver_engine *e)
+void rsv_engine_shutdown(resolver_engine *e)
 {
     if (atomic_exchange(&e->shutting_down, 1))
         return;
@@ -1213,20 +1209,20 @@ void resolver_engine_shutdown(resolver_engine *e)
     /* Every instance drains as if it had left etcd: no new picks, closed
      * once its outstanding picks are done or drain_timeout_ms passes. */
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
-        resolver_service_drain_all(value);
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);)
+        rsv_service_drain_all(value);
 }
 
-int resolver_engine_drained(resolver_engine *e)
+int rsv_engine_drained(resolver_engine *e)
 {
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
-        if (resolver_service_instance_count(value) > 0)
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);)
+        if (rsv_service_instance_count(value) > 0)
             return 0;
     return 1;
 }
 
-uint64_t resolver_engine_max_drain_ms(const resolver_engine *e)
+uint64_t rsv_engine_max_drain_ms(const resolver_engine *e)
 {
     uint64_t max = e->cfg->defaults.drain_timeout_ms;
     for (size_t i = 0; i < e->cfg->n_services; i++)
@@ -1235,71 +1231,71 @@ uint64_t resolver_engine_max_drain_ms(const resolver_engine *e)
     return max;
 }
 
-resolver_loop *resolver_engine_loop(resolver_engine *e)
+rsv_loop *rsv_engine_loop(resolver_engine *e)
 {
     return e->loop;
 }
 
-const resolver_config *resolver_engine_config(const resolver_engine *e)
+const resolver_config *rsv_engine_config(const resolver_engine *e)
 {
     return e->cfg;
 }
 
-void resolver_engine_set_listener(resolver_engine *e, resolver_engine_change_cb cb, void *arg)
+void rsv_engine_set_listener(resolver_engine *e, rsv_engine_change_cb cb, void *arg)
 {
     e->listener = cb;
     e->listener_arg = arg;
 }
 
-const char *resolver_listener_name(resolver_listener which)
+const char *rsv_listener_name(rsv_listener which)
 {
-    return which == RESOLVER_LISTENER_METRICS ? "metrics" : "socket";
+    return which == RSV_LISTENER_METRICS ? "metrics" : "socket";
 }
 
-void resolver_engine_count_accept_backoff(resolver_engine *e, resolver_listener which)
+void rsv_engine_count_accept_backoff(resolver_engine *e, rsv_listener which)
 {
-    if (which < RESOLVER_LISTENER_COUNT)
+    if (which < RSV_LISTENER_COUNT)
         e->accept_backoffs[which]++;
 }
 
-void resolver_engine_set_picker_hook(resolver_engine *e, resolver_engine_picker_cb cb, void *arg)
+void rsv_engine_set_picker_hook(resolver_engine *e, rsv_engine_picker_cb cb, void *arg)
 {
     e->picker_hook = cb;
     e->picker_hook_arg = arg;
 }
 
-int resolver_engine_drain(resolver_engine *e, const char *service, const char *address, int drain)
+int rsv_engine_drain(resolver_engine *e, const char *service, const char *address, int drain)
 {
-    resolver_service *svc = resolver_strmap_get(&e->services, service);
+    rsv_service *svc = rsv_strmap_get(&e->services, service);
     if (!svc)
         return RESOLVER_ERR_NOT_FOUND;
-    return resolver_service_drain(svc, address, drain);
+    return rsv_service_drain(svc, address, drain);
 }
 
 /* ---- reload ---- */
 
 static int service_in_config(const resolver_config *cfg, const char *name)
 {
-    return resolver_config_find_service(cfg, name) != NULL;
+    return rsv_config_find_service(cfg, name) != NULL;
 }
 
 /* One line per difference a reload brings; keys only a restart applies are
  * warnings (the daemon keeps running with the old value). */
-static void log_reload_change(void *arg, resolver_diff_kind kind, const char *key,
-                              const char *old_value, const char *new_value)
+static void log_reload_change(void *arg, rsv_diff_kind kind, const char *key, const char *old_value,
+                              const char *new_value)
 {
     switch (kind) {
-    case RESOLVER_DIFF_SERVICE_ADDED:
+    case RSV_DIFF_SERVICE_ADDED:
         LOG_INFO("reload: service %s added (prefix %s)", key, new_value ? new_value : "?");
         break;
-    case RESOLVER_DIFF_SERVICE_REMOVED:
+    case RSV_DIFF_SERVICE_REMOVED:
         LOG_INFO("reload: service %s removed", key);
         break;
-    case RESOLVER_DIFF_CHANGED:
+    case RSV_DIFF_CHANGED:
         LOG_INFO("reload: %s: %s -> %s", key, old_value ? old_value : "(none)",
                  new_value ? new_value : "(none)");
         break;
-    case RESOLVER_DIFF_NEEDS_RESTART:
+    case RSV_DIFF_NEEDS_RESTART:
         LOG_WARN("reload: %s: %s -> %s needs a restart; %s stays in effect until then", key,
                  old_value ? old_value : "(none)", new_value ? new_value : "(none)",
                  old_value ? old_value : "(none)");
@@ -1307,9 +1303,9 @@ static void log_reload_change(void *arg, resolver_diff_kind kind, const char *ke
     }
 }
 
-int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
+int rsv_engine_reload(resolver_engine *e, resolver_config *cfg)
 {
-    int changes = resolver_config_diff(e->cfg, cfg, log_reload_change, NULL);
+    int changes = rsv_config_diff(e->cfg, cfg, log_reload_change, NULL);
     /* Services the old config listed and the new one does not are dropped;
      * on-demand services stay (they were asked for by clients). */
     size_t n = 0;
@@ -1319,7 +1315,7 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
         return RESOLVER_ERR_NOMEM;
     }
     const char *name;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, &name, NULL);)
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, &name, NULL);)
         if (service_in_config(e->cfg, name) && !service_in_config(cfg, name))
             gone[n++] = strdup(name);
     for (size_t i = 0; i < n; i++) {
@@ -1329,34 +1325,34 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
     }
     free(gone);
     for (size_t i = 0; i < cfg->n_services; i++) {
-        const resolver_service_config *sc = &cfg->services[i];
-        resolver_service *svc = resolver_strmap_get(&e->services, sc->name);
+        const rsv_service_config *sc = &cfg->services[i];
+        rsv_service *svc = rsv_strmap_get(&e->services, sc->name);
         /* An on-demand service the new configuration lists is no longer on
          * demand, whether it stays or is replaced for another prefix. */
         if (svc && !service_in_config(e->cfg, sc->name) && e->n_on_demand > 0)
             e->n_on_demand--;
-        if (svc && strcmp(resolver_service_prefix(svc), sc->prefix) != 0 &&
+        if (svc && strcmp(rsv_service_prefix(svc), sc->prefix) != 0 &&
             remove_service(e, sc->name) == 0)
             svc = NULL; /* out of memory: it stays, with its old prefix */
         if (svc) {
-            resolver_service_set_options(svc, &sc->options);
+            rsv_service_set_options(svc, &sc->options);
         } else {
             add_service(e, sc->name, sc->prefix, &sc->options);
         }
     }
     /* New servers apply at once; without servers of its own a reload
      * re-reads /etc/resolv.conf. */
-    int dns_changed = !resolver_config_dns_equal(e->cfg, cfg);
+    int dns_changed = !rsv_config_dns_equal(e->cfg, cfg);
     if (dns_changed || cfg->dns.n_servers == 0) {
-        resolver_dns_options dns_opts = dns_options(cfg);
-        if (resolver_dns_configure(e->dns, &dns_opts) != 0)
+        rsv_dns_options dns_opts = dns_options(cfg);
+        if (rsv_dns_configure(e->dns, &dns_opts) != 0)
             LOG_WARN("dns: cannot apply the new servers; keeping the old ones");
         else if (dns_changed)
             LOG_INFO("dns: %zu servers configured%s", cfg->dns.n_servers,
                      cfg->dns.n_servers ? "" : " (the system's, from /etc/resolv.conf)");
     }
-    resolver_registrar_forget_config(e->registrar, cfg);
-    resolver_registrar_set_grace(e->registrar, cfg->deregister_grace_ms);
+    rsv_registrar_forget_config(e->registrar, cfg);
+    rsv_registrar_set_grace(e->registrar, cfg->deregister_grace_ms);
     if (add_configured_registrations(e, cfg) != 0)
         LOG_WARN("register: out of memory applying the reloaded registrations");
     resolver_config_free(e->cfg);
@@ -1374,48 +1370,48 @@ int resolver_engine_reload(resolver_engine *e, resolver_config *cfg)
 
 static int by_name(const void *a, const void *b)
 {
-    return strcmp(resolver_service_name(*(resolver_service *const *)a),
-                  resolver_service_name(*(resolver_service *const *)b));
+    return strcmp(rsv_service_name(*(rsv_service *const *)a),
+                  rsv_service_name(*(rsv_service *const *)b));
 }
 
-resolver_service **resolver_engine_sorted_services(resolver_engine *e, size_t *n)
+rsv_service **rsv_engine_sorted_services(resolver_engine *e, size_t *n)
 {
-    resolver_service **all = calloc(e->services.len + 1, sizeof(*all));
+    rsv_service **all = calloc(e->services.len + 1, sizeof(*all));
     *n = 0;
     if (!all)
         return NULL;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);)
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);)
         all[(*n)++] = value;
     qsort(all, *n, sizeof(*all), by_name);
     return all;
 }
 
-json_t *resolver_engine_services_json(resolver_engine *e)
+json_t *rsv_engine_services_json(resolver_engine *e)
 {
     size_t n;
-    resolver_service **all = resolver_engine_sorted_services(e, &n);
+    rsv_service **all = rsv_engine_sorted_services(e, &n);
     json_t *arr = json_array();
     for (size_t i = 0; all && arr && i < n; i++)
-        json_array_append_new(arr, resolver_service_to_json(all[i]));
+        json_array_append_new(arr, rsv_service_to_json(all[i]));
     free(all);
     return arr;
 }
 
-json_t *resolver_engine_instances_json(resolver_engine *e, const char *service)
+json_t *rsv_engine_instances_json(resolver_engine *e, const char *service)
 {
-    resolver_service *svc = resolver_strmap_get(&e->services, service);
+    rsv_service *svc = rsv_strmap_get(&e->services, service);
     if (!svc)
         return NULL;
-    return resolver_service_instances_json(svc, resolver_loop_now(e->loop));
+    return rsv_service_instances_json(svc, rsv_loop_now(e->loop));
 }
 
-int64_t resolver_engine_revision(resolver_engine *e)
+int64_t rsv_engine_revision(resolver_engine *e)
 {
     int64_t rev = 0;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);) {
-        int64_t r = resolver_service_revision(value);
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);) {
+        int64_t r = rsv_service_revision(value);
         if (r > rev)
             rev = r;
     }
@@ -1424,35 +1420,35 @@ int64_t resolver_engine_revision(resolver_engine *e)
 
 static json_int_t cache_writes(resolver_engine *e)
 {
-    return e->cache_writer ? (json_int_t)resolver_cache_writer_writes(e->cache_writer) : 0;
+    return e->cache_writer ? (json_int_t)rsv_cache_writer_writes(e->cache_writer) : 0;
 }
 
 /* The host-name resolver's counters (lib/dns.h), STATUS's "dns". */
 static json_t *dns_status_json(const resolver_engine *e)
 {
-    const resolver_dns_stats *d = resolver_dns_stats_get(e->dns);
+    const rsv_dns_stats *d = rsv_dns_stats_get(e->dns);
     return json_pack("{s:I, s:I, s:I, s:I}", "queries", (json_int_t)d->queries, "cache_hits",
                      (json_int_t)d->cache_hits, "joined", (json_int_t)d->joined, "failures",
                      (json_int_t)d->failures);
 }
 
-json_t *resolver_engine_status_json(resolver_engine *e)
+json_t *rsv_engine_status_json(resolver_engine *e)
 {
-    uint64_t now = resolver_loop_update_time(e->loop);
-    uint64_t heard = resolver_etcd_last_heard(e->etcd);
+    uint64_t now = rsv_loop_update_time(e->loop);
+    uint64_t heard = rsv_etcd_last_heard(e->etcd);
     size_t instances = 0, ready = 0, stale = 0, counts[5];
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&e->services, &pos, NULL, &value);) {
-        if (!resolver_service_synced(value) && resolver_service_instance_count(value) > 0)
+    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);) {
+        if (!rsv_service_synced(value) && rsv_service_instance_count(value) > 0)
             stale++; /* serving what the cache said, not yet confirmed by etcd */
-        resolver_service_state_counts(value, counts);
-        instances += resolver_service_instance_count(value);
-        ready += counts[RESOLVER_STATE_READY];
+        rsv_service_state_counts(value, counts);
+        instances += rsv_service_instance_count(value);
+        ready += counts[RSV_STATE_READY];
     }
     json_t *o = json_pack(
         "{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "etcd_endpoint",
-        resolver_etcd_endpoint(e->etcd), "revision", (json_int_t)resolver_engine_revision(e),
-        "uptime_s", (double)(now - e->started_ms) / 1000.0, "services", (json_int_t)e->services.len,
+        rsv_etcd_endpoint(e->etcd), "revision", (json_int_t)rsv_engine_revision(e), "uptime_s",
+        (double)(now - e->started_ms) / 1000.0, "services", (json_int_t)e->services.len,
         "instances", (json_int_t)instances, "ready", (json_int_t)ready, "tickets_outstanding",
         (json_int_t)e->tickets.len, "tickets_leaked", (json_int_t)e->tickets_leaked, "picks",
         (json_int_t)atomic_load(&e->picks), "pick_failures",
@@ -1464,9 +1460,9 @@ json_t *resolver_engine_status_json(resolver_engine *e)
         json_object_set_new(o, "stale_services", json_integer((json_int_t)stale));
         json_object_set_new(o, "cache_writes", json_integer(cache_writes(e)));
         json_object_set_new(o, "etcd_failovers",
-                            json_integer((json_int_t)resolver_etcd_failovers(e->etcd)));
+                            json_integer((json_int_t)rsv_etcd_failovers(e->etcd)));
         json_object_set_new(o, "etcd_cluster_changes",
-                            json_integer((json_int_t)resolver_etcd_cluster_changes(e->etcd)));
+                            json_integer((json_int_t)rsv_etcd_cluster_changes(e->etcd)));
         json_object_set_new(o, "etcd_endpoints",
                             json_integer((json_int_t)e->cfg->etcd.n_endpoints));
         json_object_set_new(o, "dns", dns_status_json(e));
@@ -1474,45 +1470,44 @@ json_t *resolver_engine_status_json(resolver_engine *e)
     return o;
 }
 
-resolver_etcd *resolver_engine_etcd(resolver_engine *e)
+rsv_etcd *rsv_engine_etcd(resolver_engine *e)
 {
     return e->etcd;
 }
 
-void resolver_engine_counters_get(resolver_engine *e, resolver_engine_counters *out)
+void rsv_engine_counters_get(resolver_engine *e, rsv_engine_counters *out)
 {
     out->tickets_outstanding = e->tickets.len;
     out->tickets_leaked = e->tickets_leaked;
-    for (int l = 0; l < RESOLVER_LISTENER_COUNT; l++)
+    for (int l = 0; l < RSV_LISTENER_COUNT; l++)
         out->accept_backoffs[l] = e->accept_backoffs[l];
 }
 
 /* ---- readiness ---- */
 
-int resolver_engine_ready(resolver_engine *e, char *why, size_t whylen)
+int rsv_engine_ready(resolver_engine *e, char *why, size_t whylen)
 {
     if (atomic_load(&e->shutting_down)) {
         snprintf(why, whylen, "shutting down");
         return 0;
     }
-    uint64_t now = resolver_loop_update_time(e->loop);
-    uint64_t heard = resolver_etcd_last_heard(e->etcd);
-    if (e->services.len > 0 && (!heard || now - heard > RESOLVER_READY_ETCD_MS)) {
+    uint64_t now = rsv_loop_update_time(e->loop);
+    uint64_t heard = rsv_etcd_last_heard(e->etcd);
+    if (e->services.len > 0 && (!heard || now - heard > RSV_READY_ETCD_MS)) {
         if (heard)
             snprintf(why, whylen, "etcd not heard from for %.1f s (endpoint %s)",
-                     (double)(now - heard) / 1000.0, resolver_etcd_endpoint(e->etcd));
+                     (double)(now - heard) / 1000.0, rsv_etcd_endpoint(e->etcd));
         else
-            snprintf(why, whylen, "etcd never answered (endpoint %s)",
-                     resolver_etcd_endpoint(e->etcd));
+            snprintf(why, whylen, "etcd never answered (endpoint %s)", rsv_etcd_endpoint(e->etcd));
         return 0;
     }
     for (size_t i = 0; i < e->cfg->n_services; i++) {
         const char *name = e->cfg->services[i].name;
-        resolver_service *svc = resolver_strmap_get(&e->services, name);
-        if (svc && resolver_service_synced(svc))
+        rsv_service *svc = rsv_strmap_get(&e->services, name);
+        if (svc && rsv_service_synced(svc))
             continue;
-        const resolver_discovery *d = svc ? resolver_service_discovery(svc) : NULL;
-        const char *err = d ? resolver_discovery_last_error(d) : "";
+        const rsv_discovery *d = svc ? rsv_service_discovery(svc) : NULL;
+        const char *err = d ? rsv_discovery_last_error(d) : "";
         snprintf(why, whylen, "service %s: no listing from etcd yet%s%s", name, *err ? ": " : "",
                  err);
         return 0;

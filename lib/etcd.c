@@ -1,5 +1,5 @@
 /*
- * etcd.c - libcurl multi_socket driven by resolver_loop (see etcd.h).
+ * etcd.c - libcurl multi_socket driven by rsv_loop (see etcd.h).
  *
  * The pattern is libcurl's ephiperfifo example, with its known fixes: the
  * socket callback adds or modifies the loop watch (never a blind ADD), a 0
@@ -41,7 +41,7 @@
 #define WHY_MAX (CURL_ERROR_SIZE + ERROR_BODY_MAX + 256)
 
 /* A warning that repeats while etcd is down: one line per cause per
- * RESOLVER_LOG_LIMIT_MS (log.h), the rest still seen at debug. */
+ * RSV_LOG_LIMIT_MS (log.h), the rest still seen at debug. */
 #define WARN_DAMPED(lim, ...)                                                                      \
     do {                                                                                           \
         if (!LOG_WARN_LIMITED((lim), __VA_ARGS__))                                                 \
@@ -53,12 +53,12 @@
             LOG_DEBUG(__VA_ARGS__);                                                                \
     } while (0)
 
-typedef struct resolver_etcd_request request;
+typedef struct rsv_etcd_request request;
 
-struct resolver_etcd {
-    resolver_loop *loop;
+struct rsv_etcd {
+    rsv_loop *loop;
     CURLM *multi;
-    resolver_timer *curl_timer;
+    rsv_timer *curl_timer;
     char **endpoints;
     size_t n_endpoints, current;
     char *ca_file, *cert_file, *key_file;
@@ -81,33 +81,33 @@ struct resolver_etcd {
      * this text to their owners. */
     char failure[WHY_MAX + 64];
     /* One limiter per repeated cause (rule 6 of etcd.h). */
-    resolver_log_limit lim_failover, lim_probe, lim_auth_wait, lim_auth, lim_password;
+    rsv_log_limit lim_failover, lim_probe, lim_auth_wait, lim_auth, lim_password;
     /* auth */
     char *username, *password_file;
     char *token;
     unsigned token_generation;
     request *auth_req;
-    resolver_timer *auth_timer;
+    rsv_timer *auth_timer;
     uint64_t auth_backoff_ms;
     uint64_t authentications;
     /* health probe of the member in use */
-    resolver_timer *probe_timer;
+    rsv_timer *probe_timer;
     request *probe_req;
 };
 
-struct resolver_etcd_request {
-    resolver_etcd *etcd;
+struct rsv_etcd_request {
+    rsv_etcd *etcd;
     CURL *easy;
     struct curl_slist *headers;
     char *path, *body;
     unsigned flags;
     size_t endpoint; /* index the request went to */
     unsigned token_generation;
-    resolver_etcd_data_cb data_cb;
-    resolver_etcd_done_cb done_cb;
+    rsv_etcd_data_cb data_cb;
+    rsv_etcd_done_cb done_cb;
     void *arg;
     int cancelled, aborted, bad;
-    char bad_why[256];        /* what resolver_etcd_mark_bad was told */
+    char bad_why[256];        /* what rsv_etcd_mark_bad was told */
     int finishing;            /* inside finish_request, which frees it: cancel only marks it */
     const char *forced_error; /* ended by failover, not by curl */
     request *next_doomed, *next_waiting;
@@ -117,16 +117,15 @@ struct resolver_etcd_request {
     size_t errbody_len;
 };
 
-static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why,
-                            resolver_log_limit *lim);
-static void start_auth(resolver_etcd *etcd);
+static void endpoint_failed(rsv_etcd *etcd, size_t endpoint, const char *why, rsv_log_limit *lim);
+static void start_auth(rsv_etcd *etcd);
 static int launch(request *req);
 
 /* ---- request lifetime ---- */
 
 static void unlink_all(request *req)
 {
-    resolver_etcd *etcd = req->etcd;
+    rsv_etcd *etcd = req->etcd;
     if (req->prev)
         req->prev->next = req->next;
     else if (etcd->all == req)
@@ -149,7 +148,7 @@ static void request_free(request *req)
     free(req);
 }
 
-static int auth_configured(const resolver_etcd *etcd)
+static int auth_configured(const rsv_etcd *etcd)
 {
     return etcd->username != NULL;
 }
@@ -179,12 +178,12 @@ static int is_member_failure(CURLcode result, long status)
  * UNARY_TIMEOUT_MS.  Streams have no total timeout. */
 static void timeout_name(const request *req, char *out, size_t size)
 {
-    const resolver_etcd *etcd = req->etcd;
+    const rsv_etcd *etcd = req->etcd;
     curl_off_t connected = 0;
     curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME_T, &connected);
-    if (connected == 0 || (req->flags & RESOLVER_ETCD_STREAM))
+    if (connected == 0 || (req->flags & RSV_ETCD_STREAM))
         snprintf(out, size, "no connection within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
-    else if (req->arg == etcd || (req->flags & RESOLVER_ETCD_CHECK))
+    else if (req->arg == etcd || (req->flags & RSV_ETCD_CHECK))
         snprintf(out, size, "no answer within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
     else
         snprintf(out, size, "no answer within %ld ms (the limit of a unary request)",
@@ -208,14 +207,14 @@ static void describe_failure(const request *req, CURLcode result, long status, c
         snprintf(out, size, "%s%s: %s", url, req->path, curl);
     } else {
         char msg[ERROR_BODY_MAX + 64];
-        resolver_etcd_error_text(req->errbody, req->errbody_len, msg, sizeof(msg));
+        rsv_etcd_error_text(req->errbody, req->errbody_len, msg, sizeof(msg));
         snprintf(out, size, "%s%s: HTTP %ld: %s", url, req->path, status, msg);
     }
 }
 
 static void finish_request(request *req, CURLcode result)
 {
-    resolver_etcd *etcd = req->etcd;
+    rsv_etcd *etcd = req->etcd;
     /* From here on nothing but the end of this function frees `req`: the
      * failover below runs other owners' callbacks, which may cancel it. */
     req->finishing = 1;
@@ -225,9 +224,9 @@ static void finish_request(request *req, CURLcode result)
     long status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
     if (status > 0)
-        resolver_etcd_heard(etcd);
+        rsv_etcd_heard(etcd);
     if (status == 401 && req->token_generation == etcd->token_generation)
-        resolver_etcd_token_rejected(etcd);
+        rsv_etcd_token_rejected(etcd);
     char why[WHY_MAX] = "";
     if (!req->forced_error && !req->aborted && (result != CURLE_OK || status < 200 || status > 299))
         describe_failure(req, result, status, why, sizeof(why));
@@ -245,7 +244,7 @@ static void finish_request(request *req, CURLcode result)
     request_free(req);
 }
 
-static void drain_messages(resolver_etcd *etcd)
+static void drain_messages(rsv_etcd *etcd)
 {
     CURLMsg *msg;
     int left;
@@ -258,7 +257,7 @@ static void drain_messages(resolver_etcd *etcd)
     }
 }
 
-static void socket_action(resolver_etcd *etcd, curl_socket_t fd, int mask)
+static void socket_action(rsv_etcd *etcd, curl_socket_t fd, int mask)
 {
     int running;
     etcd->in_curl = 1;
@@ -276,37 +275,37 @@ static void socket_action(resolver_etcd *etcd, curl_socket_t fd, int mask)
 
 /* ---- curl <-> loop ---- */
 
-static void on_io(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void on_io(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     int mask = 0;
-    if (events & RESOLVER_LOOP_READ)
+    if (events & RSV_LOOP_READ)
         mask |= CURL_CSELECT_IN;
-    if (events & RESOLVER_LOOP_WRITE)
+    if (events & RSV_LOOP_WRITE)
         mask |= CURL_CSELECT_OUT;
-    if (events & RESOLVER_LOOP_ERROR)
+    if (events & RSV_LOOP_ERROR)
         mask |= CURL_CSELECT_ERR;
     socket_action(arg, fd, mask);
 }
 
-static void on_curl_timer(resolver_loop *loop, resolver_timer *timer, void *arg)
+static void on_curl_timer(rsv_loop *loop, rsv_timer *timer, void *arg)
 {
     socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
 static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    resolver_etcd *etcd = userp;
+    rsv_etcd *etcd = userp;
     unsigned events = 0;
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= RESOLVER_LOOP_READ;
+        events |= RSV_LOOP_READ;
     if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= RESOLVER_LOOP_WRITE;
+        events |= RSV_LOOP_WRITE;
     if (what == CURL_POLL_REMOVE || events == 0) {
-        resolver_loop_unwatch(etcd->loop, fd);
+        rsv_loop_unwatch(etcd->loop, fd);
         return 0;
     }
-    if (resolver_loop_watch(etcd->loop, fd, events, on_io, etcd) != 0) {
-        static resolver_log_limit lim;
+    if (rsv_loop_watch(etcd->loop, fd, events, on_io, etcd) != 0) {
+        static rsv_log_limit lim;
         LOG_ERROR_LIMITED(&lim, "etcd: cannot watch socket %d", (int)fd);
         return -1;
     }
@@ -315,11 +314,11 @@ static int curl_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
 static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-    resolver_etcd *etcd = userp;
+    rsv_etcd *etcd = userp;
     if (timeout_ms < 0)
-        resolver_timer_stop(etcd->curl_timer);
+        rsv_timer_stop(etcd->curl_timer);
     else
-        resolver_timer_start(etcd->curl_timer, (uint64_t)timeout_ms);
+        rsv_timer_start(etcd->curl_timer, (uint64_t)timeout_ms);
     return 0;
 }
 
@@ -329,12 +328,12 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
  * reconnects to the member now in use.  Owners may cancel or start other
  * requests from their done callbacks, so the victims are collected first
  * and each is checked to be still alive before it is ended. */
-static void end_streams_on(resolver_etcd *etcd, size_t endpoint, const char *why)
+static void end_streams_on(rsv_etcd *etcd, size_t endpoint, const char *why)
 {
     size_t n = 0, cap = 0;
     request **victims = NULL;
     for (request *r = etcd->all; r; r = r->next) {
-        if (!(r->flags & RESOLVER_ETCD_STREAM) || r->endpoint != endpoint || r->cancelled)
+        if (!(r->flags & RSV_ETCD_STREAM) || r->endpoint != endpoint || r->cancelled)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -360,8 +359,7 @@ static void end_streams_on(resolver_etcd *etcd, size_t endpoint, const char *why
 /* `lim`: the cause's limiter (a failed request, a failed probe).  With one
  * endpoint there is nothing to switch to: the owners of the streams ended
  * here log the reason they are given. */
-static void endpoint_failed(resolver_etcd *etcd, size_t endpoint, const char *why,
-                            resolver_log_limit *lim)
+static void endpoint_failed(rsv_etcd *etcd, size_t endpoint, const char *why, rsv_log_limit *lim)
 {
     if (endpoint != etcd->current)
         return; /* already moved on: one failover per failure */
@@ -394,13 +392,13 @@ static int keep_body(request *req, const char *data, size_t len)
 
 static int on_probe_data(void *arg, const char *data, size_t len)
 {
-    return keep_body(((resolver_etcd *)arg)->probe_req, data, len);
+    return keep_body(((rsv_etcd *)arg)->probe_req, data, len);
 }
 
 /* maintenance/status answers on a member cut off from the cluster too:
  * "leader" missing or "0" is what says it is useless.  A good answer's
  * header.revision (an int64 as a JSON string) is the cluster's revision. */
-static int status_has_leader(resolver_etcd *etcd, const char *body, size_t len)
+static int status_has_leader(rsv_etcd *etcd, const char *body, size_t len)
 {
     json_t *root = json_loadb(body, len, 0, NULL);
     const char *leader = json_string_value(json_object_get(root, "leader"));
@@ -413,14 +411,14 @@ static int status_has_leader(resolver_etcd *etcd, const char *body, size_t len)
         errno = 0;
         unsigned long long id = strtoull(cluster, &end, 10);
         if (*end == '\0' && errno == 0 && cluster[0] >= '0' && cluster[0] <= '9')
-            resolver_etcd_note_cluster(etcd, id);
+            rsv_etcd_note_cluster(etcd, id);
     }
     if (ok && rev) {
         char *end;
         long long v = strtoll(rev, &end, 10);
         if (*end == '\0' && v > 0) {
             etcd->cluster_revision = v;
-            etcd->cluster_revision_ms = resolver_loop_now(etcd->loop);
+            etcd->cluster_revision_ms = rsv_loop_now(etcd->loop);
         }
     }
     json_decref(root);
@@ -429,7 +427,7 @@ static int status_has_leader(resolver_etcd *etcd, const char *body, size_t len)
 
 static void on_probe_done(void *arg, long status, const char *error)
 {
-    resolver_etcd *etcd = arg;
+    rsv_etcd *etcd = arg;
     request *req = etcd->probe_req;
     etcd->probe_req = NULL;
     if (error[0] == '\0' && !status_has_leader(etcd, req->errbody, req->errbody_len)) {
@@ -442,22 +440,22 @@ static void on_probe_done(void *arg, long status, const char *error)
          * anything else (a 4xx) is a member we cannot use either. */
         endpoint_failed(etcd, req->endpoint, error, &etcd->lim_probe);
     }
-    resolver_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
+    rsv_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
 }
 
-static void on_probe_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_probe_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_etcd *etcd = arg;
+    rsv_etcd *etcd = arg;
     int streams = 0;
     for (request *r = etcd->all; r && !streams; r = r->next)
-        streams = (r->flags & RESOLVER_ETCD_STREAM) != 0;
+        streams = (r->flags & RSV_ETCD_STREAM) != 0;
     if (!streams || etcd->probe_req) {
-        resolver_timer_start(t, PROBE_INTERVAL_MS);
+        rsv_timer_start(t, PROBE_INTERVAL_MS);
         return;
     }
     request *req = calloc(1, sizeof(*req));
     if (!req) {
-        resolver_timer_start(t, PROBE_INTERVAL_MS);
+        rsv_timer_start(t, PROBE_INTERVAL_MS);
         return;
     }
     req->etcd = etcd;
@@ -466,12 +464,12 @@ static void on_probe_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     req->data_cb = on_probe_data;
     req->done_cb = on_probe_done;
     req->arg = etcd;
-    req->flags = RESOLVER_ETCD_CHECK;
+    req->flags = RSV_ETCD_CHECK;
     etcd->probe_req = req;
     if (!req->path || !req->body || launch(req) != 0) {
         etcd->probe_req = NULL;
         request_free(req);
-        resolver_timer_start(t, PROBE_INTERVAL_MS);
+        rsv_timer_start(t, PROBE_INTERVAL_MS);
     }
 }
 
@@ -485,7 +483,7 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
         return 0; /* makes curl end the transfer; it is freed when done */
     long status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-    resolver_etcd_heard(req->etcd);
+    rsv_etcd_heard(req->etcd);
     if (status < 200 || status > 299) {
         size_t room = sizeof(req->errbody) - req->errbody_len;
         size_t n = len < room ? len : room;
@@ -511,13 +509,12 @@ static int add_header(request *req, const char *header)
 
 static int set_headers(request *req)
 {
-    resolver_etcd *etcd = req->etcd;
+    rsv_etcd *etcd = req->etcd;
     if (add_header(req, "Content-Type: application/json") != 0)
         return RESOLVER_ERR_NOMEM;
     /* Without it a watch on a member cut off from the leader hangs
      * silently (DESIGN.md §2). */
-    if ((req->flags & RESOLVER_ETCD_STREAM) &&
-        add_header(req, "Grpc-Metadata-Hasleader: true") != 0)
+    if ((req->flags & RSV_ETCD_STREAM) && add_header(req, "Grpc-Metadata-Hasleader: true") != 0)
         return RESOLVER_ERR_NOMEM;
     if (etcd->token && req->arg != etcd) { /* not on auth and probe requests */
         /* etcd wants the token raw, not as "Bearer <token>". */
@@ -546,7 +543,7 @@ static int on_stream_socket(void *clientp, curl_socket_t fd, curlsocktype purpos
 
 static void configure_easy(request *req, const char *url)
 {
-    resolver_etcd *etcd = req->etcd;
+    rsv_etcd *etcd = req->etcd;
     CURL *e = req->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
@@ -559,7 +556,7 @@ static void configure_easy(request *req, const char *url)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, etcd->dial_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (req->flags & RESOLVER_ETCD_STREAM) {
+    if (req->flags & RSV_ETCD_STREAM) {
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
@@ -567,14 +564,14 @@ static void configure_easy(request *req, const char *url)
     } else {
         /* Probes, checks and auth must answer within the dial budget;
          * ranges may be big. */
-        int check = req->arg == etcd || (req->flags & RESOLVER_ETCD_CHECK);
+        int check = req->arg == etcd || (req->flags & RSV_ETCD_CHECK);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, check ? etcd->dial_timeout_ms : UNARY_TIMEOUT_MS);
     }
     /* A stream holds its connection for its whole life, and is (re)started
      * after trouble: never on a pooled connection that may have gone
      * silent (a stalled path would swallow the resumed watch too).  A
      * check judges liveness: its own connection, likewise. */
-    if (req->flags & (RESOLVER_ETCD_CHECK | RESOLVER_ETCD_STREAM))
+    if (req->flags & (RSV_ETCD_CHECK | RSV_ETCD_STREAM))
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     if (etcd->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, etcd->ca_file);
@@ -587,7 +584,7 @@ static void configure_easy(request *req, const char *url)
 /* Gives a request its curl handle and starts it on the endpoint in use. */
 static int launch(request *req)
 {
-    resolver_etcd *etcd = req->etcd;
+    rsv_etcd *etcd = req->etcd;
     req->easy = curl_easy_init();
     if (!req->easy || set_headers(req) != 0)
         return RESOLVER_ERR_NOMEM;
@@ -607,9 +604,8 @@ static int launch(request *req)
     return 0;
 }
 
-resolver_etcd_request *resolver_etcd_post(resolver_etcd *etcd, const char *path, const char *body,
-                                          unsigned flags, resolver_etcd_data_cb data_cb,
-                                          resolver_etcd_done_cb done_cb, void *arg)
+rsv_etcd_request *rsv_etcd_post(rsv_etcd *etcd, const char *path, const char *body, unsigned flags,
+                                rsv_etcd_data_cb data_cb, rsv_etcd_done_cb done_cb, void *arg)
 {
     request *req = calloc(1, sizeof(*req));
     if (!req)
@@ -638,7 +634,7 @@ fail:
     return NULL;
 }
 
-static int unqueue(resolver_etcd *etcd, request *req)
+static int unqueue(rsv_etcd *etcd, request *req)
 {
     for (request **p = &etcd->waiting; *p; p = &(*p)->next_waiting) {
         if (*p == req) {
@@ -651,7 +647,7 @@ static int unqueue(resolver_etcd *etcd, request *req)
     return 0;
 }
 
-void resolver_etcd_cancel(resolver_etcd_request *req)
+void rsv_etcd_cancel(rsv_etcd_request *req)
 {
     if (!req || req->cancelled)
         return;
@@ -673,7 +669,7 @@ void resolver_etcd_cancel(resolver_etcd_request *req)
     request_free(req);
 }
 
-void resolver_etcd_mark_bad(resolver_etcd_request *req, const char *why)
+void rsv_etcd_mark_bad(rsv_etcd_request *req, const char *why)
 {
     if (!req)
         return;
@@ -682,14 +678,14 @@ void resolver_etcd_mark_bad(resolver_etcd_request *req, const char *why)
              req->path, why);
 }
 
-const char *resolver_etcd_request_endpoint(const resolver_etcd_request *req)
+const char *rsv_etcd_request_endpoint(const rsv_etcd_request *req)
 {
     return req->etcd->endpoints[req->endpoint];
 }
 
 /* ---- auth ---- */
 
-static char *read_password(resolver_etcd *etcd, const char *path)
+static char *read_password(rsv_etcd *etcd, const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -708,9 +704,9 @@ static char *read_password(resolver_etcd *etcd, const char *path)
     return pw;
 }
 
-static void auth_retry_later(resolver_etcd *etcd)
+static void auth_retry_later(rsv_etcd *etcd)
 {
-    resolver_timer_start(etcd->auth_timer, etcd->auth_backoff_ms);
+    rsv_timer_start(etcd->auth_timer, etcd->auth_backoff_ms);
     etcd->auth_backoff_ms *= 2;
     if (etcd->auth_backoff_ms > AUTH_BACKOFF_MAX_MS)
         etcd->auth_backoff_ms = AUTH_BACKOFF_MAX_MS;
@@ -718,12 +714,12 @@ static void auth_retry_later(resolver_etcd *etcd)
 
 static int on_auth_data(void *arg, const char *data, size_t len)
 {
-    return keep_body(((resolver_etcd *)arg)->auth_req, data, len);
+    return keep_body(((rsv_etcd *)arg)->auth_req, data, len);
 }
 
 static void on_auth_done(void *arg, long status, const char *error)
 {
-    resolver_etcd *etcd = arg;
+    rsv_etcd *etcd = arg;
     request *req = etcd->auth_req;
     etcd->auth_req = NULL;
     char *token = NULL;
@@ -737,7 +733,7 @@ static void on_auth_done(void *arg, long status, const char *error)
         auth_retry_later(etcd);
         return;
     }
-    if (error[0] || resolver_auth_parse(req->errbody, req->errbody_len, &token) != 0) {
+    if (error[0] || rsv_auth_parse(req->errbody, req->errbody_len, &token) != 0) {
         /* etcd's answer (its message, never the password we sent). */
         char why[WHY_MAX];
         if (!error[0])
@@ -768,9 +764,9 @@ static void on_auth_done(void *arg, long status, const char *error)
     }
 }
 
-static void start_auth(resolver_etcd *etcd)
+static void start_auth(rsv_etcd *etcd)
 {
-    if (etcd->auth_req || resolver_timer_active(etcd->auth_timer))
+    if (etcd->auth_req || rsv_timer_active(etcd->auth_timer))
         return;
     char *password = read_password(etcd, etcd->password_file);
     if (!password) {
@@ -803,12 +799,12 @@ static void start_auth(resolver_etcd *etcd)
     }
 }
 
-static void on_auth_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_auth_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     start_auth(arg);
 }
 
-void resolver_etcd_token_rejected(resolver_etcd *etcd)
+void rsv_etcd_token_rejected(rsv_etcd *etcd)
 {
     if (!auth_configured(etcd) || !etcd->token)
         return;
@@ -820,7 +816,7 @@ void resolver_etcd_token_rejected(resolver_etcd *etcd)
 
 /* ---- object ---- */
 
-static int set_endpoints(resolver_etcd *etcd, const resolver_config *cfg)
+static int set_endpoints(rsv_etcd *etcd, const resolver_config *cfg)
 {
     etcd->endpoints = calloc(cfg->etcd.n_endpoints, sizeof(char *));
     if (!etcd->endpoints)
@@ -843,7 +839,7 @@ static char *dup_or_null(const char *s)
     return s && *s ? strdup(s) : NULL;
 }
 
-resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg)
+rsv_etcd *rsv_etcd_new(rsv_loop *loop, const resolver_config *cfg)
 {
     static int curl_ready;
     if (!curl_ready) {
@@ -855,12 +851,12 @@ resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg
             return NULL;
         curl_ready = 1;
     }
-    resolver_etcd *etcd = calloc(1, sizeof(*etcd));
+    rsv_etcd *etcd = calloc(1, sizeof(*etcd));
     if (!etcd)
         return NULL;
     etcd->loop = loop;
     etcd->waiting_tail = &etcd->waiting;
-    etcd->dial_timeout_ms = resolver_ms_to_int(cfg->etcd.dial_timeout_ms);
+    etcd->dial_timeout_ms = rsv_ms_to_int(cfg->etcd.dial_timeout_ms);
     etcd->auth_backoff_ms = AUTH_BACKOFF_INITIAL_MS;
     etcd->ca_file = dup_or_null(cfg->etcd.ca_file);
     etcd->cert_file = dup_or_null(cfg->etcd.cert_file);
@@ -873,9 +869,9 @@ resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg
     }
     if (set_endpoints(etcd, cfg) != 0 || etcd->n_endpoints == 0)
         goto fail;
-    etcd->curl_timer = resolver_timer_new(loop, on_curl_timer, etcd);
-    etcd->auth_timer = resolver_timer_new(loop, on_auth_timer, etcd);
-    etcd->probe_timer = resolver_timer_new(loop, on_probe_timer, etcd);
+    etcd->curl_timer = rsv_timer_new(loop, on_curl_timer, etcd);
+    etcd->auth_timer = rsv_timer_new(loop, on_auth_timer, etcd);
+    etcd->probe_timer = rsv_timer_new(loop, on_probe_timer, etcd);
     etcd->multi = curl_multi_init();
     if (!etcd->curl_timer || !etcd->auth_timer || !etcd->probe_timer || !etcd->multi)
         goto fail;
@@ -883,14 +879,14 @@ resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg
     curl_multi_setopt(etcd->multi, CURLMOPT_SOCKETDATA, etcd);
     curl_multi_setopt(etcd->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
     curl_multi_setopt(etcd->multi, CURLMOPT_TIMERDATA, etcd);
-    resolver_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
+    rsv_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
     return etcd;
 fail:
-    resolver_etcd_del(etcd);
+    rsv_etcd_del(etcd);
     return NULL;
 }
 
-void resolver_etcd_del(resolver_etcd *etcd)
+void rsv_etcd_del(rsv_etcd *etcd)
 {
     if (!etcd)
         return;
@@ -905,9 +901,9 @@ void resolver_etcd_del(resolver_etcd *etcd)
     }
     if (etcd->multi)
         curl_multi_cleanup(etcd->multi);
-    resolver_timer_del(etcd->curl_timer);
-    resolver_timer_del(etcd->auth_timer);
-    resolver_timer_del(etcd->probe_timer);
+    rsv_timer_del(etcd->curl_timer);
+    rsv_timer_del(etcd->auth_timer);
+    rsv_timer_del(etcd->probe_timer);
     for (size_t i = 0; i < etcd->n_endpoints; i++)
         free(etcd->endpoints[i]);
     free(etcd->endpoints);
@@ -922,30 +918,30 @@ void resolver_etcd_del(resolver_etcd *etcd)
     free(etcd);
 }
 
-const char *resolver_etcd_endpoint(const resolver_etcd *etcd)
+const char *rsv_etcd_endpoint(const rsv_etcd *etcd)
 {
     return etcd->endpoints[etcd->current];
 }
 
-int64_t resolver_etcd_cluster_revision(const resolver_etcd *etcd, uint64_t *seen_ms)
+int64_t rsv_etcd_cluster_revision(const rsv_etcd *etcd, uint64_t *seen_ms)
 {
     *seen_ms = etcd->cluster_revision_ms;
     return etcd->cluster_revision;
 }
 
-uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd)
+uint64_t rsv_etcd_last_heard(const rsv_etcd *etcd)
 {
     return etcd->last_heard;
 }
 
-void resolver_etcd_heard(resolver_etcd *etcd)
+void rsv_etcd_heard(rsv_etcd *etcd)
 {
-    etcd->last_heard = resolver_loop_now(etcd->loop);
+    etcd->last_heard = rsv_loop_now(etcd->loop);
 }
 
-int resolver_etcd_note_cluster(resolver_etcd *etcd, uint64_t cluster_id)
+int rsv_etcd_note_cluster(rsv_etcd *etcd, uint64_t cluster_id)
 {
-    static resolver_log_limit lim;
+    static rsv_log_limit lim;
     if (cluster_id == 0 || cluster_id == etcd->cluster_id)
         return 0;
     uint64_t old = etcd->cluster_id;
@@ -965,22 +961,22 @@ int resolver_etcd_note_cluster(resolver_etcd *etcd, uint64_t cluster_id)
     return 1;
 }
 
-uint64_t resolver_etcd_cluster_id(const resolver_etcd *etcd)
+uint64_t rsv_etcd_cluster_id(const rsv_etcd *etcd)
 {
     return etcd->cluster_id;
 }
 
-uint64_t resolver_etcd_cluster_changes(const resolver_etcd *etcd)
+uint64_t rsv_etcd_cluster_changes(const rsv_etcd *etcd)
 {
     return etcd->cluster_changes;
 }
 
-uint64_t resolver_etcd_failovers(const resolver_etcd *etcd)
+uint64_t rsv_etcd_failovers(const rsv_etcd *etcd)
 {
     return etcd->failovers;
 }
 
-uint64_t resolver_etcd_authentications(const resolver_etcd *etcd)
+uint64_t rsv_etcd_authentications(const rsv_etcd *etcd)
 {
     return etcd->authentications;
 }

@@ -2,7 +2,7 @@
  * etcd.h - HTTP requests to etcd's JSON gateway, run on the engine loop
  * through libcurl's multi_socket API.
  *
- * One resolver_etcd per engine holds the curl multi handle, the endpoints of
+ * One rsv_etcd per engine holds the curl multi handle, the endpoints of
  * the cluster and which one is in use, the auth token, and a health probe of
  * the member in use.  Requests are POSTs of a JSON body to a path such as
  * "/v3/kv/range"; the response body is streamed to a data callback (a watch
@@ -10,7 +10,7 @@
  *
  * Rules:
  *  1. Loop-thread only.
- *  2. resolver_etcd_cancel may be called anywhere, callbacks included; a
+ *  2. rsv_etcd_cancel may be called anywhere, callbacks included; a
  *     cancelled request gets no further callback of any kind.
  *  3. The done callback is the last call for a request; the request is
  *     freed right after it returns.  A request that is ending is freed by
@@ -31,78 +31,77 @@
  *     refused, an unreadable password file) has its own limiter, one line
  *     per 10 s (log.h); the lines suppressed are still logged at debug.
  */
-#ifndef RESOLVER_ETCD_H
-#define RESOLVER_ETCD_H
+#ifndef RSV_ETCD_H
+#define RSV_ETCD_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
 #include "loop.h"
 
-typedef struct resolver_etcd resolver_etcd;
-typedef struct resolver_etcd_request resolver_etcd_request;
+typedef struct rsv_etcd rsv_etcd;
+typedef struct rsv_etcd_request rsv_etcd_request;
 
 /* Body bytes as they arrive.  Return 0 to go on, non-zero to abort the
  * request (it then ends with a done callback carrying an error). */
-typedef int (*resolver_etcd_data_cb)(void *arg, const char *data, size_t len);
+typedef int (*rsv_etcd_data_cb)(void *arg, const char *data, size_t len);
 /* `http_status` 0 when no response arrived; `error` "" on success, else a
  * description for logs that starts with the URL: curl's error buffer, the
  * timeout that fired by its name ("no answer within dial_timeout_ms=2000"),
  * "HTTP 400: <etcd's message> (gRPC code 3 INVALID_ARGUMENT)", or "etcd
  * member failed: <why>" for a stream ended by a failover. */
-typedef void (*resolver_etcd_done_cb)(void *arg, long http_status, const char *error);
+typedef void (*rsv_etcd_done_cb)(void *arg, long http_status, const char *error);
 
 /* NULL on allocation failure. */
-resolver_etcd *resolver_etcd_new(resolver_loop *loop, const resolver_config *cfg);
-void resolver_etcd_del(resolver_etcd *etcd);
+rsv_etcd *rsv_etcd_new(rsv_loop *loop, const resolver_config *cfg);
+void rsv_etcd_del(rsv_etcd *etcd);
 
 enum {
     /* A long-lived stream: no total timeout, only the connect timeout;
      * sends "Grpc-Metadata-Hasleader: true". */
-    RESOLVER_ETCD_STREAM = 1,
+    RSV_ETCD_STREAM = 1,
     /* A liveness check: over a new connection (a pooled one may be as
      * stalled as the stream in question) that answers within
      * etcd.dial_timeout_ms. */
-    RESOLVER_ETCD_CHECK = 2
+    RSV_ETCD_CHECK = 2
 };
 
 /* Starts a POST of `body` (copied) to the endpoint in use.  NULL on
  * allocation failure. */
-resolver_etcd_request *resolver_etcd_post(resolver_etcd *etcd, const char *path, const char *body,
-                                          unsigned flags, resolver_etcd_data_cb data_cb,
-                                          resolver_etcd_done_cb done_cb, void *arg);
-void resolver_etcd_cancel(resolver_etcd_request *req);
+rsv_etcd_request *rsv_etcd_post(rsv_etcd *etcd, const char *path, const char *body, unsigned flags,
+                                rsv_etcd_data_cb data_cb, rsv_etcd_done_cb done_cb, void *arg);
+void rsv_etcd_cancel(rsv_etcd_request *req);
 
 /* The caller saw the member misbehave inside a 200 response (a watch error
  * such as "no leader"): when the request ends, fail over (rule 4), giving
  * `why` as the reason. */
-void resolver_etcd_mark_bad(resolver_etcd_request *req, const char *why);
+void rsv_etcd_mark_bad(rsv_etcd_request *req, const char *why);
 /* The endpoint a running request went to. */
-const char *resolver_etcd_request_endpoint(const resolver_etcd_request *req);
+const char *rsv_etcd_request_endpoint(const rsv_etcd_request *req);
 /* The caller saw etcd reject the token inside a 200 response (a watch
  * cancelled as Unauthenticated): fetch a new one (rule 5). */
-void resolver_etcd_token_rejected(resolver_etcd *etcd);
+void rsv_etcd_token_rejected(rsv_etcd *etcd);
 
 /* The endpoint requests go to now. */
-const char *resolver_etcd_endpoint(const resolver_etcd *etcd);
+const char *rsv_etcd_endpoint(const rsv_etcd *etcd);
 /* Loop time when etcd last answered anything (0: never). */
-uint64_t resolver_etcd_last_heard(const resolver_etcd *etcd);
+uint64_t rsv_etcd_last_heard(const rsv_etcd *etcd);
 /* The cluster's revision as the last good member probe saw it, and when
  * (*seen_ms, loop ms); 0 before any.  Probes run every 3 s while a watch
  * stream is open. */
-int64_t resolver_etcd_cluster_revision(const resolver_etcd *etcd, uint64_t *seen_ms);
-void resolver_etcd_heard(resolver_etcd *etcd);
+int64_t rsv_etcd_cluster_revision(const rsv_etcd *etcd, uint64_t *seen_ms);
+void rsv_etcd_heard(rsv_etcd *etcd);
 /* The cluster_id of a response header (0: none): remembered; a change from
  * a known one (etcd replaced, or restored from a backup: its revisions are
  * unrelated to the old ones) is logged and counted, and returns 1.  Every
  * header that passes through a caller should be noted (the member probe's
  * are, here). */
-int resolver_etcd_note_cluster(resolver_etcd *etcd, uint64_t cluster_id);
+int rsv_etcd_note_cluster(rsv_etcd *etcd, uint64_t cluster_id);
 /* The cluster_id last noted (0: none yet). */
-uint64_t resolver_etcd_cluster_id(const resolver_etcd *etcd);
+uint64_t rsv_etcd_cluster_id(const rsv_etcd *etcd);
 /* Counters for status and metrics. */
-uint64_t resolver_etcd_failovers(const resolver_etcd *etcd);
-uint64_t resolver_etcd_cluster_changes(const resolver_etcd *etcd);
-uint64_t resolver_etcd_authentications(const resolver_etcd *etcd);
+uint64_t rsv_etcd_failovers(const rsv_etcd *etcd);
+uint64_t rsv_etcd_cluster_changes(const rsv_etcd *etcd);
+uint64_t rsv_etcd_authentications(const rsv_etcd *etcd);
 
 #endif

@@ -34,7 +34,7 @@ static void set_text(char *buf, size_t len, const char *fmt, ...)
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *resolver_base64_encode(const void *data, size_t len)
+char *rsv_base64_encode(const void *data, size_t len)
 {
     const unsigned char *in = data;
     if (!in && len)
@@ -86,7 +86,7 @@ static int b64_value(char c)
 
 /* Padding is optional (a trailing group of 2 or 3 characters decodes as it
  * would padded) but, when present, must complete the last group of 4. */
-char *resolver_base64_decode(const char *text, size_t len, size_t *out_len)
+char *rsv_base64_decode(const char *text, size_t len, size_t *out_len)
 {
     if (!text && len)
         return NULL;
@@ -238,18 +238,18 @@ static int get_b64(json_t *obj, const char *name, char **out, size_t *out_len)
         return -1;
     const char *s = v && json_is_string(v) ? json_string_value(v) : "";
     size_t len = v && json_is_string(v) ? json_string_length(v) : 0;
-    *out = resolver_base64_decode(s, len, out_len);
+    *out = rsv_base64_decode(s, len, out_len);
     return *out ? 0 : -1;
 }
 
-static void kv_clear(resolver_kv *kv)
+static void kv_clear(rsv_kv *kv)
 {
     free(kv->key);
     free(kv->value);
     memset(kv, 0, sizeof(*kv));
 }
 
-static void kvs_free(resolver_kv *kvs, size_t n)
+static void kvs_free(rsv_kv *kvs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         kv_clear(&kvs[i]);
@@ -258,7 +258,7 @@ static void kvs_free(resolver_kv *kvs, size_t n)
 
 /* One mvccpb.KeyValue: {"key","value","create_revision","mod_revision",
  * "version","lease"}. */
-static int decode_kv(json_t *obj, resolver_kv *kv, char *why, size_t whylen)
+static int decode_kv(json_t *obj, rsv_kv *kv, char *why, size_t whylen)
 {
     if (!json_is_object(obj)) {
         set_text(why, whylen, "kv is not an object");
@@ -285,7 +285,7 @@ fail:
 }
 
 /* An array of kvs (range) or of events (watch): `events` says which. */
-static int decode_kv_array(json_t *arr, int events, resolver_kv **out, size_t *n_out, char *why,
+static int decode_kv_array(json_t *arr, int events, rsv_kv **out, size_t *n_out, char *why,
                            size_t whylen)
 {
     *out = NULL;
@@ -299,7 +299,7 @@ static int decode_kv_array(json_t *arr, int events, resolver_kv **out, size_t *n
     size_t n = json_array_size(arr), i;
     if (n == 0)
         return 0;
-    resolver_kv *kvs = calloc(n, sizeof(*kvs));
+    rsv_kv *kvs = calloc(n, sizeof(*kvs));
     if (!kvs)
         return RESOLVER_ERR_NOMEM;
     json_t *item;
@@ -315,10 +315,10 @@ static int decode_kv_array(json_t *arr, int events, resolver_kv **out, size_t *n
                 rc = RESOLVER_ERR_DECODE;
                 goto fail;
             }
-            kvs[i].type = strcmp(type, "DELETE") == 0 ? RESOLVER_KV_DELETE : RESOLVER_KV_PUT;
+            kvs[i].type = strcmp(type, "DELETE") == 0 ? RSV_KV_DELETE : RSV_KV_PUT;
             kv = json_object_get(item, "kv");
         }
-        resolver_kv_type type = kvs[i].type;
+        rsv_kv_type type = kvs[i].type;
         if ((rc = decode_kv(kv, &kvs[i], why, whylen)) != 0)
             goto fail;
         kvs[i].type = type;
@@ -355,7 +355,7 @@ static int decode_error(json_t *root, int *code, const char **message)
 
 /* ---- watch messages ---------------------------------------------------- */
 
-static int decode_result(json_t *res, resolver_watch_message *m, char *why, size_t whylen)
+static int decode_result(json_t *res, rsv_watch_message *m, char *why, size_t whylen)
 {
     json_t *header = json_object_get(res, "header");
     if (header && !json_is_object(header) && !json_is_null(header)) {
@@ -381,7 +381,7 @@ static int decode_result(json_t *res, resolver_watch_message *m, char *why, size
                            whylen);
 }
 
-static int decode_watch_message(json_t *root, resolver_watch_message *m, char *why, size_t whylen)
+static int decode_watch_message(json_t *root, rsv_watch_message *m, char *why, size_t whylen)
 {
     memset(m, 0, sizeof(*m));
     m->error_message = "";
@@ -417,9 +417,9 @@ enum parser_state {
     ST_SKIP     /* discarding until a newline (garbage or over-long message) */
 };
 
-struct resolver_watch_parser {
+struct rsv_watch_parser {
     size_t max;
-    resolver_watch_message_cb cb;
+    rsv_watch_message_cb cb;
     void *arg;
     char *buf;
     size_t len, cap;
@@ -430,12 +430,11 @@ struct resolver_watch_parser {
     char err[160];
 };
 
-resolver_watch_parser *resolver_watch_parser_new(size_t max_message, resolver_watch_message_cb cb,
-                                                 void *arg)
+rsv_watch_parser *rsv_watch_parser_new(size_t max_message, rsv_watch_message_cb cb, void *arg)
 {
     if (!cb)
         return NULL;
-    resolver_watch_parser *p = calloc(1, sizeof(*p));
+    rsv_watch_parser *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     p->max = max_message ? max_message : DEFAULT_MAX_MESSAGE;
@@ -444,13 +443,13 @@ resolver_watch_parser *resolver_watch_parser_new(size_t max_message, resolver_wa
     return p;
 }
 
-void resolver_watch_parser_stop_at_error(resolver_watch_parser *p, int on)
+void rsv_watch_parser_stop_at_error(rsv_watch_parser *p, int on)
 {
     if (p)
         p->stop_at_error = on;
 }
 
-void resolver_watch_parser_del(resolver_watch_parser *p)
+void rsv_watch_parser_del(rsv_watch_parser *p)
 {
     if (!p)
         return;
@@ -458,14 +457,14 @@ void resolver_watch_parser_del(resolver_watch_parser *p)
     free(p);
 }
 
-const char *resolver_watch_parser_error(const resolver_watch_parser *p)
+const char *rsv_watch_parser_error(const rsv_watch_parser *p)
 {
     return p ? p->err : "";
 }
 
 /* Parses the buffered object and calls back.  Returns DECODE / NOMEM for a
  * message it could not use, else 0 with the callback's value in *cb_rc. */
-static int deliver(resolver_watch_parser *p, int *cb_rc)
+static int deliver(rsv_watch_parser *p, int *cb_rc)
 {
     json_error_t jerr;
     json_t *root = json_loadb(p->buf, p->len, 0, &jerr);
@@ -473,7 +472,7 @@ static int deliver(resolver_watch_parser *p, int *cb_rc)
         set_text(p->err, sizeof(p->err), "not JSON: %s", jerr.text);
         return RESOLVER_ERR_DECODE;
     }
-    resolver_watch_message m;
+    rsv_watch_message m;
     int rc = decode_watch_message(root, &m, p->err, sizeof(p->err));
     if (rc == RESOLVER_ERR_NOMEM)
         set_text(p->err, sizeof(p->err), "out of memory");
@@ -484,7 +483,7 @@ static int deliver(resolver_watch_parser *p, int *cb_rc)
     return rc;
 }
 
-static int buf_append(resolver_watch_parser *p, const char *data, size_t n)
+static int buf_append(rsv_watch_parser *p, const char *data, size_t n)
 {
     if (n > p->max - p->len) {
         set_text(p->err, sizeof(p->err), "message longer than %zu bytes", p->max);
@@ -510,7 +509,7 @@ static int buf_append(resolver_watch_parser *p, const char *data, size_t n)
 /* Scans data[0..len) of a message in progress.  Returns how many bytes
  * belong to it; *done is 1 if they end it (closing bracket), -1 if a newline
  * cut it short (the newline is not counted), 0 if more is needed. */
-static size_t scan_message(resolver_watch_parser *p, const char *data, size_t len, int *done)
+static size_t scan_message(rsv_watch_parser *p, const char *data, size_t len, int *done)
 {
     *done = 0;
     for (size_t i = 0; i < len; i++) {
@@ -542,7 +541,7 @@ static size_t scan_message(resolver_watch_parser *p, const char *data, size_t le
  * buffer for the life of the stream. */
 #define KEEP_BUFFER_MAX ((size_t)1024 * 1024)
 
-static void start_message(resolver_watch_parser *p)
+static void start_message(rsv_watch_parser *p)
 {
     if (p->cap > KEEP_BUFFER_MAX) {
         free(p->buf);
@@ -566,8 +565,7 @@ static void note(int *first, int rc)
 
 /* Handles the bytes of a message in progress; returns how many it used.
  * *stop is set to the callback's non-zero value. */
-static size_t feed_message(resolver_watch_parser *p, const char *data, size_t len, int *first,
-                           int *stop)
+static size_t feed_message(rsv_watch_parser *p, const char *data, size_t len, int *first, int *stop)
 {
     int done;
     size_t used = scan_message(p, data, len, &done);
@@ -594,7 +592,7 @@ static size_t feed_message(resolver_watch_parser *p, const char *data, size_t le
     return used;
 }
 
-int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_t len)
+int rsv_watch_parser_feed(rsv_watch_parser *p, const char *data, size_t len)
 {
     if (!p || (!data && len))
         return RESOLVER_ERR_INVALID;
@@ -637,7 +635,7 @@ int resolver_watch_parser_feed(resolver_watch_parser *p, const char *data, size_
     return first;
 }
 
-int resolver_watch_parser_finish(resolver_watch_parser *p)
+int rsv_watch_parser_finish(rsv_watch_parser *p)
 {
     if (!p)
         return RESOLVER_ERR_INVALID;
@@ -654,7 +652,7 @@ int resolver_watch_parser_finish(resolver_watch_parser *p)
 
 /* ---- range and auth ---------------------------------------------------- */
 
-void resolver_range_result_clear(resolver_range_result *r)
+void rsv_range_result_clear(rsv_range_result *r)
 {
     if (!r)
         return;
@@ -662,7 +660,7 @@ void resolver_range_result_clear(resolver_range_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-static int decode_range(json_t *root, resolver_range_result *out, char *why, size_t whylen)
+static int decode_range(json_t *root, rsv_range_result *out, char *why, size_t whylen)
 {
     int code;
     const char *message;
@@ -694,8 +692,7 @@ static int decode_range(json_t *root, resolver_range_result *out, char *why, siz
     return decode_kv_array(json_object_get(root, "kvs"), 0, &out->kvs, &out->n_kvs, why, whylen);
 }
 
-int resolver_range_parse(const char *body, size_t len, resolver_range_result *out, char *why,
-                         size_t whylen)
+int rsv_range_parse(const char *body, size_t len, rsv_range_result *out, char *why, size_t whylen)
 {
     set_text(why, whylen, "%s", "");
     if (!out)
@@ -713,7 +710,7 @@ int resolver_range_parse(const char *body, size_t len, resolver_range_result *ou
     if (rc == RESOLVER_ERR_NOMEM)
         set_text(why, whylen, "out of memory");
     if (rc)
-        resolver_range_result_clear(out);
+        rsv_range_result_clear(out);
     json_decref(root);
     return rc;
 }
@@ -730,7 +727,7 @@ static int token_ok(const char *s, size_t len)
     return 1;
 }
 
-int resolver_auth_parse(const char *body, size_t len, char **token)
+int rsv_auth_parse(const char *body, size_t len, char **token)
 {
     if (!token)
         return RESOLVER_ERR_INVALID;
@@ -792,7 +789,7 @@ static void printable_prefix(const char *body, size_t len, char *out, size_t siz
         snprintf(out, size, "empty body");
 }
 
-int resolver_etcd_error_text(const char *body, size_t len, char *out, size_t size)
+int rsv_etcd_error_text(const char *body, size_t len, char *out, size_t size)
 {
     if (!out || size == 0)
         return 0;
@@ -829,13 +826,13 @@ static char *prefix_end_b64(const char *prefix, size_t len)
     while (n > 0 && (unsigned char)prefix[n - 1] == 0xff)
         n--;
     if (n == 0)
-        return resolver_base64_encode("", 1);
+        return rsv_base64_encode("", 1);
     unsigned char *end = malloc(n);
     if (!end)
         return NULL;
     memcpy(end, prefix, n);
     end[n - 1]++;
-    char *b64 = resolver_base64_encode(end, n);
+    char *b64 = rsv_base64_encode(end, n);
     free(end);
     return b64;
 }
@@ -843,7 +840,7 @@ static char *prefix_end_b64(const char *prefix, size_t len)
 /* The first key: etcd rejects an empty key, and "\0" is the lowest key. */
 static char *key_b64(const char *key, size_t len)
 {
-    return len ? resolver_base64_encode(key, len) : resolver_base64_encode("", 1);
+    return len ? rsv_base64_encode(key, len) : rsv_base64_encode("", 1);
 }
 
 static char *format_body(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -890,8 +887,8 @@ static char *key_range_body(const char *head, const char *key_src, size_t key_le
     return body;
 }
 
-char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,
-                             const char *start_key, size_t start_key_len)
+char *rsv_range_request(const char *prefix, size_t prefix_len, int64_t revision, int64_t limit,
+                        const char *start_key, size_t start_key_len)
 {
     if ((!prefix && prefix_len) || (!start_key && start_key_len))
         return NULL;
@@ -903,8 +900,8 @@ char *resolver_range_request(const char *prefix, size_t prefix_len, int64_t revi
                          : key_range_body("{", prefix, prefix_len, prefix, prefix_len, tail);
 }
 
-char *resolver_range_changed_request(const char *prefix, size_t prefix_len, int64_t revision,
-                                     int64_t min_mod_revision)
+char *rsv_range_changed_request(const char *prefix, size_t prefix_len, int64_t revision,
+                                int64_t min_mod_revision)
 {
     if (!prefix && prefix_len)
         return NULL;
@@ -917,8 +914,8 @@ char *resolver_range_changed_request(const char *prefix, size_t prefix_len, int6
     return key_range_body("{", prefix, prefix_len, prefix, prefix_len, tail);
 }
 
-char *resolver_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
-                             int progress_notify)
+char *rsv_watch_request(const char *prefix, size_t prefix_len, int64_t start_revision,
+                        int progress_notify)
 {
     if (!prefix && prefix_len)
         return NULL;

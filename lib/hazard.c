@@ -17,7 +17,7 @@ typedef struct record {
 
 typedef struct retired {
     void *ptr;
-    resolver_hazard_free_fn free_fn;
+    rsv_hazard_free_fn free_fn;
     struct retired *next;
 } retired;
 
@@ -26,7 +26,7 @@ static pthread_key_t record_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static __thread record *my_record;
 /* Retired objects of one writer (an engine), touched only by its thread. */
-struct resolver_hazard_domain {
+struct rsv_hazard_domain {
     retired *list;
     size_t count;
 };
@@ -74,7 +74,7 @@ static int ensure_record(void)
     return 0;
 }
 
-int resolver_hazard_set(int slot, void *ptr)
+int rsv_hazard_set(int slot, void *ptr)
 {
     if (ensure_record() != 0)
         return RESOLVER_ERR_NOMEM;
@@ -82,7 +82,7 @@ int resolver_hazard_set(int slot, void *ptr)
     return 0;
 }
 
-void *resolver_hazard_protect(int slot, _Atomic(void *) *src)
+void *rsv_hazard_protect(int slot, _Atomic(void *) *src)
 {
     if (ensure_record() != 0)
         return NULL;
@@ -98,7 +98,7 @@ void *resolver_hazard_protect(int slot, _Atomic(void *) *src)
     }
 }
 
-void resolver_hazard_clear(int slot)
+void rsv_hazard_clear(int slot)
 {
     if (my_record)
         atomic_store(&my_record->slot[slot], NULL);
@@ -113,7 +113,7 @@ static int protected_by_anyone(void *ptr)
     return 0;
 }
 
-void resolver_hazard_scan(resolver_hazard_domain *d)
+void rsv_hazard_scan(rsv_hazard_domain *d)
 {
     retired **pp = &d->list;
     while (*pp) {
@@ -129,7 +129,7 @@ void resolver_hazard_scan(resolver_hazard_domain *d)
     }
 }
 
-int resolver_hazard_retire(resolver_hazard_domain *d, void *ptr, resolver_hazard_free_fn free_fn)
+int rsv_hazard_retire(rsv_hazard_domain *d, void *ptr, rsv_hazard_free_fn free_fn)
 {
     if (!ptr)
         return 0;
@@ -147,26 +147,26 @@ int resolver_hazard_retire(resolver_hazard_domain *d, void *ptr, resolver_hazard
     r->next = d->list;
     d->list = r;
     d->count++;
-    resolver_hazard_scan(d);
+    rsv_hazard_scan(d);
     return 0;
 }
 
-size_t resolver_hazard_pending(const resolver_hazard_domain *d)
+size_t rsv_hazard_pending(const rsv_hazard_domain *d)
 {
     return d->count;
 }
 
-resolver_hazard_domain *resolver_hazard_domain_new(void)
+rsv_hazard_domain *rsv_hazard_domain_new(void)
 {
-    return calloc(1, sizeof(resolver_hazard_domain));
+    return calloc(1, sizeof(rsv_hazard_domain));
 }
 
-void resolver_hazard_domain_del(resolver_hazard_domain *d)
+void rsv_hazard_domain_del(rsv_hazard_domain *d)
 {
     if (!d)
         return;
     while (d->list) {
-        resolver_hazard_scan(d);
+        rsv_hazard_scan(d);
         if (d->list)
             sched_yield(); /* a reader is finishing a pick */
     }

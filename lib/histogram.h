@@ -13,16 +13,16 @@
 #define RESOLVER_HISTOGRAM_BUCKETS 13
 
 /* The upper bounds (inclusive) in microseconds, ascending; +Inf is implied. */
-extern const uint64_t resolver_histogram_bounds_us[RESOLVER_HISTOGRAM_BUCKETS];
+extern const uint64_t rsv_histogram_bounds_us[RESOLVER_HISTOGRAM_BUCKETS];
 
 typedef struct {
     uint64_t buckets[RESOLVER_HISTOGRAM_BUCKETS]; /* per bucket, not cumulative */
     uint64_t count;                               /* every observation (the +Inf bucket) */
     uint64_t sum_ms;
-} resolver_histogram;
+} rsv_histogram;
 
-void resolver_histogram_observe(resolver_histogram *h, uint32_t ms);
+void rsv_histogram_observe(rsv_histogram *h, uint32_t ms);
 /* Observations at or below bucket i's bound (cumulative, as exposed). */
-uint64_t resolver_histogram_cumulative(const resolver_histogram *h, size_t i);
+uint64_t rsv_histogram_cumulative(const rsv_histogram *h, size_t i);
 
 #endif

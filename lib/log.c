@@ -54,16 +54,16 @@ int resolver_log_level_parse(const char *name, resolver_log_level *out)
     return RESOLVER_ERR_INVALID;
 }
 
-int resolver_log_enabled(resolver_log_level level)
+int rsv_log_enabled(resolver_log_level level)
 {
     return level <= current_level;
 }
 
 static void log_line(resolver_log_level level, char *line);
 
-void resolver_log(resolver_log_level level, const char *fmt, ...)
+void rsv_log(resolver_log_level level, const char *fmt, ...)
 {
-    if (!resolver_log_enabled(level))
+    if (!rsv_log_enabled(level))
         return;
     char line[2048];
     va_list ap;
@@ -80,14 +80,14 @@ static unsigned long long monotonic_ms(void)
     return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
 }
 
-int resolver_log_limited(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+int rsv_log_limited(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
 {
-    if (!resolver_log_enabled(level))
+    if (!rsv_log_enabled(level))
         return 0;
     unsigned long long now = monotonic_ms();
     unsigned long long next = atomic_load_explicit(&lim->next_ms, memory_order_relaxed);
     if (now < next ||
-        !atomic_compare_exchange_strong(&lim->next_ms, &next, now + RESOLVER_LOG_LIMIT_MS)) {
+        !atomic_compare_exchange_strong(&lim->next_ms, &next, now + RSV_LOG_LIMIT_MS)) {
         atomic_fetch_add_explicit(&lim->suppressed, 1, memory_order_relaxed);
         return 0;
     }

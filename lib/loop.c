@@ -31,35 +31,35 @@
 #define WAKEUP_TAG UINT64_MAX
 
 typedef struct {
-    resolver_io_cb cb;
+    rsv_io_cb cb;
     void *arg;
     unsigned events; /* 0: not watched */
     uint32_t generation;
 } watcher;
 
-struct resolver_timer {
-    resolver_loop *loop;
-    resolver_timer_cb cb;
+struct rsv_timer {
+    rsv_loop *loop;
+    rsv_timer_cb cb;
     void *arg;
     uint64_t deadline;
     uint64_t seq; /* start order: ties fire first-started first */
     size_t index; /* position in the heap; SIZE_MAX when not armed */
 };
 
-struct resolver_loop {
+struct rsv_loop {
     int epfd;
     int wakefd;
     watcher *watchers;
     size_t n_watchers;
     uint32_t next_generation;
-    resolver_timer **heap;
+    rsv_timer **heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
     uint64_t now;
     /* Set by any thread or a signal handler: a lock-free atomic is both
      * thread-safe and async-signal-safe (sig_atomic_t is only the latter). */
     atomic_int stop;
-    void (*wakeup_cb)(resolver_loop *, void *);
+    void (*wakeup_cb)(rsv_loop *, void *);
     void *wakeup_arg;
 };
 
@@ -70,9 +70,9 @@ static uint64_t monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-resolver_loop *resolver_loop_new(void)
+rsv_loop *rsv_loop_new(void)
 {
-    resolver_loop *loop = calloc(1, sizeof(*loop));
+    rsv_loop *loop = calloc(1, sizeof(*loop));
     if (!loop)
         return NULL;
     loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -97,7 +97,7 @@ fail_loop:
     return NULL;
 }
 
-void resolver_loop_del(resolver_loop *loop)
+void rsv_loop_del(rsv_loop *loop)
 {
     if (!loop)
         return;
@@ -112,7 +112,7 @@ void resolver_loop_del(resolver_loop *loop)
     free(loop);
 }
 
-static int grow_watchers(resolver_loop *loop, int fd)
+static int grow_watchers(rsv_loop *loop, int fd)
 {
     if ((size_t)fd < loop->n_watchers)
         return 0;
@@ -131,20 +131,20 @@ static int grow_watchers(resolver_loop *loop, int fd)
 static uint32_t epoll_mask(unsigned events)
 {
     uint32_t m = 0;
-    if (events & RESOLVER_LOOP_READ)
+    if (events & RSV_LOOP_READ)
         m |= EPOLLIN | EPOLLRDHUP;
-    if (events & RESOLVER_LOOP_WRITE)
+    if (events & RSV_LOOP_WRITE)
         m |= EPOLLOUT;
     return m;
 }
 
-int resolver_loop_watch(resolver_loop *loop, int fd, unsigned events, resolver_io_cb cb, void *arg)
+int rsv_loop_watch(rsv_loop *loop, int fd, unsigned events, rsv_io_cb cb, void *arg)
 {
     if (fd < 0 || fd >= (1 << 24) || !cb)
         return RESOLVER_ERR_INVALID;
-    events &= RESOLVER_LOOP_READ | RESOLVER_LOOP_WRITE;
+    events &= RSV_LOOP_READ | RSV_LOOP_WRITE;
     if (events == 0) {
-        resolver_loop_unwatch(loop, fd);
+        rsv_loop_unwatch(loop, fd);
         return 0;
     }
     int rc = grow_watchers(loop, fd);
@@ -178,7 +178,7 @@ int resolver_loop_watch(resolver_loop *loop, int fd, unsigned events, resolver_i
     return 0;
 }
 
-void resolver_loop_unwatch(resolver_loop *loop, int fd)
+void rsv_loop_unwatch(rsv_loop *loop, int fd)
 {
     if (fd < 0 || (size_t)fd >= loop->n_watchers || loop->watchers[fd].events == 0)
         return;
@@ -192,22 +192,22 @@ void resolver_loop_unwatch(resolver_loop *loop, int fd)
 
 /* ---- timer heap ---- */
 
-static int timer_before(const resolver_timer *a, const resolver_timer *b)
+static int timer_before(const rsv_timer *a, const rsv_timer *b)
 {
     if (a->deadline != b->deadline)
         return a->deadline < b->deadline;
     return a->seq < b->seq;
 }
 
-static void heap_set(resolver_loop *loop, size_t i, resolver_timer *t)
+static void heap_set(rsv_loop *loop, size_t i, rsv_timer *t)
 {
     loop->heap[i] = t;
     t->index = i;
 }
 
-static void heap_up(resolver_loop *loop, size_t i)
+static void heap_up(rsv_loop *loop, size_t i)
 {
-    resolver_timer *t = loop->heap[i];
+    rsv_timer *t = loop->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
         if (!timer_before(t, loop->heap[parent]))
@@ -218,9 +218,9 @@ static void heap_up(resolver_loop *loop, size_t i)
     heap_set(loop, i, t);
 }
 
-static void heap_down(resolver_loop *loop, size_t i)
+static void heap_down(rsv_loop *loop, size_t i)
 {
-    resolver_timer *t = loop->heap[i];
+    rsv_timer *t = loop->heap[i];
     for (;;) {
         size_t child = 2 * i + 1;
         if (child >= loop->heap_len)
@@ -235,22 +235,22 @@ static void heap_down(resolver_loop *loop, size_t i)
     heap_set(loop, i, t);
 }
 
-static void heap_remove(resolver_loop *loop, resolver_timer *t)
+static void heap_remove(rsv_loop *loop, rsv_timer *t)
 {
     size_t i = t->index;
     t->index = SIZE_MAX;
     loop->heap_len--;
     if (i == loop->heap_len)
         return;
-    resolver_timer *moved = loop->heap[loop->heap_len];
+    rsv_timer *moved = loop->heap[loop->heap_len];
     heap_set(loop, i, moved);
     heap_up(loop, i);
     heap_down(loop, moved->index);
 }
 
-resolver_timer *resolver_timer_new(resolver_loop *loop, resolver_timer_cb cb, void *arg)
+rsv_timer *rsv_timer_new(rsv_loop *loop, rsv_timer_cb cb, void *arg)
 {
-    resolver_timer *t = calloc(1, sizeof(*t));
+    rsv_timer *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     t->loop = loop;
@@ -260,19 +260,19 @@ resolver_timer *resolver_timer_new(resolver_loop *loop, resolver_timer_cb cb, vo
     return t;
 }
 
-void resolver_timer_stop(resolver_timer *t)
+void rsv_timer_stop(rsv_timer *t)
 {
     if (t && t->index != SIZE_MAX)
         heap_remove(t->loop, t);
 }
 
-void resolver_timer_start(resolver_timer *t, uint64_t ms)
+void rsv_timer_start(rsv_timer *t, uint64_t ms)
 {
-    resolver_loop *loop = t->loop;
-    resolver_timer_stop(t);
+    rsv_loop *loop = t->loop;
+    rsv_timer_stop(t);
     if (loop->heap_len == loop->heap_cap) {
         size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
-        resolver_timer **h = realloc(loop->heap, cap * sizeof(*h));
+        rsv_timer **h = realloc(loop->heap, cap * sizeof(*h));
         if (!h) {
             /* Cannot arm: fire "soon" is impossible too.  Leave it stopped;
              * callers treat timers as best effort only when memory is gone. */
@@ -289,38 +289,38 @@ void resolver_timer_start(resolver_timer *t, uint64_t ms)
     heap_up(loop, loop->heap_len - 1);
 }
 
-int resolver_timer_active(const resolver_timer *t)
+int rsv_timer_active(const rsv_timer *t)
 {
     return t && t->index != SIZE_MAX;
 }
 
-void resolver_timer_del(resolver_timer *t)
+void rsv_timer_del(rsv_timer *t)
 {
     if (!t)
         return;
-    resolver_timer_stop(t);
+    rsv_timer_stop(t);
     free(t);
 }
 
 /* ---- running ---- */
 
-uint64_t resolver_loop_now(const resolver_loop *loop)
+uint64_t rsv_loop_now(const rsv_loop *loop)
 {
     return loop->now;
 }
 
-uint64_t resolver_loop_update_time(resolver_loop *loop)
+uint64_t rsv_loop_update_time(rsv_loop *loop)
 {
     loop->now = monotonic_ms();
     return loop->now;
 }
 
-int resolver_loop_fd(const resolver_loop *loop)
+int rsv_loop_fd(const rsv_loop *loop)
 {
     return loop->epfd;
 }
 
-int resolver_loop_timeout(const resolver_loop *loop)
+int rsv_loop_timeout(const rsv_loop *loop)
 {
     if (loop->heap_len == 0)
         return -1;
@@ -332,7 +332,7 @@ int resolver_loop_timeout(const resolver_loop *loop)
     return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
-static void drain_wakeup(resolver_loop *loop)
+static void drain_wakeup(rsv_loop *loop)
 {
     uint64_t v;
     while (read(loop->wakefd, &v, sizeof(v)) > 0) {
@@ -341,7 +341,7 @@ static void drain_wakeup(resolver_loop *loop)
         loop->wakeup_cb(loop, loop->wakeup_arg);
 }
 
-static void dispatch_io(resolver_loop *loop, const struct epoll_event *ev)
+static void dispatch_io(rsv_loop *loop, const struct epoll_event *ev)
 {
     if (ev->data.u64 == WAKEUP_TAG) {
         drain_wakeup(loop);
@@ -356,21 +356,21 @@ static void dispatch_io(resolver_loop *loop, const struct epoll_event *ev)
         return; /* removed or replaced earlier in this iteration (rule 2, 3) */
     unsigned events = 0;
     if (ev->events & (EPOLLIN | EPOLLRDHUP))
-        events |= RESOLVER_LOOP_READ;
+        events |= RSV_LOOP_READ;
     if (ev->events & EPOLLOUT)
-        events |= RESOLVER_LOOP_WRITE;
+        events |= RSV_LOOP_WRITE;
     if (ev->events & (EPOLLERR | EPOLLHUP))
-        events |= RESOLVER_LOOP_ERROR;
+        events |= RSV_LOOP_ERROR;
     w->cb(loop, fd, events, w->arg);
 }
 
-static void run_timers(resolver_loop *loop)
+static void run_timers(rsv_loop *loop)
 {
     uint64_t now = loop->now;
     /* Only timers started before this phase may fire in it (rule 4). */
     uint64_t seq_limit = loop->timer_seq;
     while (loop->heap_len > 0) {
-        resolver_timer *t = loop->heap[0];
+        rsv_timer *t = loop->heap[0];
         if (t->deadline > now || t->seq >= seq_limit)
             break;
         heap_remove(loop, t);
@@ -378,10 +378,10 @@ static void run_timers(resolver_loop *loop)
     }
 }
 
-int resolver_loop_run_once(resolver_loop *loop, int timeout_ms)
+int rsv_loop_run_once(rsv_loop *loop, int timeout_ms)
 {
     struct epoll_event events[MAX_EVENTS];
-    int wait_ms = resolver_loop_timeout(loop);
+    int wait_ms = rsv_loop_timeout(loop);
     if (timeout_ms >= 0 && (wait_ms < 0 || timeout_ms < wait_ms))
         wait_ms = timeout_ms;
     int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms);
@@ -394,14 +394,14 @@ int resolver_loop_run_once(resolver_loop *loop, int timeout_ms)
     return 0;
 }
 
-int resolver_loop_run(resolver_loop *loop)
+int rsv_loop_run(rsv_loop *loop)
 {
     /* The flag is cleared on the way out, not on the way in: a stop that
      * arrives before the run starts (a signal during start-up) must not be
      * lost. */
     int rc = 0;
     while (!atomic_load(&loop->stop)) {
-        rc = resolver_loop_run_once(loop, -1);
+        rc = rsv_loop_run_once(loop, -1);
         if (rc)
             break;
     }
@@ -409,7 +409,7 @@ int resolver_loop_run(resolver_loop *loop)
     return rc;
 }
 
-void resolver_loop_stop(resolver_loop *loop)
+void rsv_loop_stop(rsv_loop *loop)
 {
     atomic_store(&loop->stop, 1);
     uint64_t one = 1;
@@ -418,14 +418,14 @@ void resolver_loop_stop(resolver_loop *loop)
     (void)rc;
 }
 
-void resolver_loop_wakeup(resolver_loop *loop)
+void rsv_loop_wakeup(rsv_loop *loop)
 {
     uint64_t one = 1;
     ssize_t rc = write(loop->wakefd, &one, sizeof(one));
     (void)rc;
 }
 
-void resolver_loop_set_wakeup(resolver_loop *loop, void (*cb)(resolver_loop *, void *), void *arg)
+void rsv_loop_set_wakeup(rsv_loop *loop, void (*cb)(rsv_loop *, void *), void *arg)
 {
     loop->wakeup_cb = cb;
     loop->wakeup_arg = arg;

@@ -3,7 +3,7 @@
  *
  * Rules (numbered so that callers can cite them):
  *  1. Not thread-safe.  Every function runs on the loop's thread, except
- *     resolver_loop_wakeup and resolver_loop_stop, which any thread (or a
+ *     rsv_loop_wakeup and rsv_loop_stop, which any thread (or a
  *     signal handler) may call.
  *  2. A watcher or timer may be removed, changed or freed from inside any
  *     callback, its own included; a removed watcher gets no further call even
@@ -18,67 +18,67 @@
  *  Limits: fds must be < 1<<24; at most 256 fd events per iteration (the rest
  *  come in the next one, epoll is level-triggered).
  */
-#ifndef RESOLVER_LOOP_H
-#define RESOLVER_LOOP_H
+#ifndef RSV_LOOP_H
+#define RSV_LOOP_H
 
 #include <stdint.h>
 
-typedef struct resolver_loop resolver_loop;
-typedef struct resolver_timer resolver_timer;
+typedef struct rsv_loop rsv_loop;
+typedef struct rsv_timer rsv_timer;
 
 enum {
-    RESOLVER_LOOP_READ = 1,
-    RESOLVER_LOOP_WRITE = 2,
-    RESOLVER_LOOP_ERROR = 4 /* EPOLLERR or EPOLLHUP; reported even if not asked for */
+    RSV_LOOP_READ = 1,
+    RSV_LOOP_WRITE = 2,
+    RSV_LOOP_ERROR = 4 /* EPOLLERR or EPOLLHUP; reported even if not asked for */
 };
 
-typedef void (*resolver_io_cb)(resolver_loop *loop, int fd, unsigned events, void *arg);
-typedef void (*resolver_timer_cb)(resolver_loop *loop, resolver_timer *timer, void *arg);
+typedef void (*rsv_io_cb)(rsv_loop *loop, int fd, unsigned events, void *arg);
+typedef void (*rsv_timer_cb)(rsv_loop *loop, rsv_timer *timer, void *arg);
 
 /* Returns NULL on allocation or epoll/eventfd failure. */
-resolver_loop *resolver_loop_new(void);
+rsv_loop *rsv_loop_new(void);
 /* Frees the loop.  Watchers are dropped; timers must have been freed. */
-void resolver_loop_del(resolver_loop *loop);
+void rsv_loop_del(rsv_loop *loop);
 
 /* Watches `fd` for `events` (READ|WRITE), replacing any previous watch of
- * the same fd.  events == 0 is the same as resolver_loop_unwatch.
+ * the same fd.  events == 0 is the same as rsv_loop_unwatch.
  * Returns 0, RESOLVER_ERR_NOMEM or RESOLVER_ERR_IO. */
-int resolver_loop_watch(resolver_loop *loop, int fd, unsigned events, resolver_io_cb cb, void *arg);
+int rsv_loop_watch(rsv_loop *loop, int fd, unsigned events, rsv_io_cb cb, void *arg);
 /* Stops watching `fd` (no error if it was not watched).  Call it before
  * closing the fd. */
-void resolver_loop_unwatch(resolver_loop *loop, int fd);
+void rsv_loop_unwatch(rsv_loop *loop, int fd);
 
 /* Timers are objects owned by the caller: new, start/stop any number of
  * times, del.  NULL on allocation failure. */
-resolver_timer *resolver_timer_new(resolver_loop *loop, resolver_timer_cb cb, void *arg);
+rsv_timer *rsv_timer_new(rsv_loop *loop, rsv_timer_cb cb, void *arg);
 /* (Re)arms the timer to fire once, `ms` milliseconds from the loop's now. */
-void resolver_timer_start(resolver_timer *timer, uint64_t ms);
-void resolver_timer_stop(resolver_timer *timer);
-int resolver_timer_active(const resolver_timer *timer);
+void rsv_timer_start(rsv_timer *timer, uint64_t ms);
+void rsv_timer_stop(rsv_timer *timer);
+int rsv_timer_active(const rsv_timer *timer);
 /* Stops and frees; NULL is accepted. */
-void resolver_timer_del(resolver_timer *timer);
+void rsv_timer_del(rsv_timer *timer);
 
 /* Monotonic milliseconds, as of the start of the current iteration. */
-uint64_t resolver_loop_now(const resolver_loop *loop);
+uint64_t rsv_loop_now(const rsv_loop *loop);
 /* Re-reads the clock (for code that measures inside one iteration). */
-uint64_t resolver_loop_update_time(resolver_loop *loop);
+uint64_t rsv_loop_update_time(rsv_loop *loop);
 
 /* For hosts that drive the loop: the epoll fd (readable when there is work)
  * and the milliseconds until the next timer (-1: none, 0: due now). */
-int resolver_loop_fd(const resolver_loop *loop);
-int resolver_loop_timeout(const resolver_loop *loop);
+int rsv_loop_fd(const rsv_loop *loop);
+int rsv_loop_timeout(const rsv_loop *loop);
 /* One iteration: waits at most `timeout_ms` (-1 forever, 0 not at all) for
  * fd events, dispatches them, then runs due timers.  Returns 0 or
  * RESOLVER_ERR_IO. */
-int resolver_loop_run_once(resolver_loop *loop, int timeout_ms);
-/* Iterates until resolver_loop_stop. */
-int resolver_loop_run(resolver_loop *loop);
-/* Makes resolver_loop_run return after the current iteration.  Any thread,
+int rsv_loop_run_once(rsv_loop *loop, int timeout_ms);
+/* Iterates until rsv_loop_stop. */
+int rsv_loop_run(rsv_loop *loop);
+/* Makes rsv_loop_run return after the current iteration.  Any thread,
  * async-signal-safe. */
-void resolver_loop_stop(resolver_loop *loop);
+void rsv_loop_stop(rsv_loop *loop);
 /* Wakes a loop blocked in epoll_wait and calls `cb` on the loop's thread
- * (set once with resolver_loop_set_wakeup).  Any thread, async-signal-safe. */
-void resolver_loop_wakeup(resolver_loop *loop);
-void resolver_loop_set_wakeup(resolver_loop *loop, void (*cb)(resolver_loop *, void *), void *arg);
+ * (set once with rsv_loop_set_wakeup).  Any thread, async-signal-safe. */
+void rsv_loop_wakeup(rsv_loop *loop);
+void rsv_loop_set_wakeup(rsv_loop *loop, void (*cb)(rsv_loop *, void *), void *arg);
 
 #endif

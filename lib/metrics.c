@@ -55,7 +55,7 @@ static void text_append(text_buf *t, const char *fmt, ...)
  * quote and newline escaped.  Service names and addresses cannot hold them
  * (see check_service_name, registry.c); this keeps the exposition
  * well-formed regardless.  Room for a service name or an address. */
-#define LABEL_MAX (RESOLVER_SERVICE_NAME_MAX > 300 ? RESOLVER_SERVICE_NAME_MAX : 300)
+#define LABEL_MAX (RSV_SERVICE_NAME_MAX > 300 ? RSV_SERVICE_NAME_MAX : 300)
 typedef struct {
     char text[2 * LABEL_MAX + 1];
 } label_value;
@@ -92,11 +92,11 @@ static void value(text_buf *t, double v)
 }
 
 /* One service as the exposition sees it: its label and at most
- * RESOLVER_METRICS_INSTANCES_MAX of its instances (the first by address). */
+ * RSV_METRICS_INSTANCES_MAX of its instances (the first by address). */
 typedef struct {
-    resolver_service *svc;
+    rsv_service *svc;
     label_value name;
-    resolver_instance **inst;
+    rsv_instance **inst;
     size_t n_inst, shown;
     label_value *addr; /* [shown] */
 } svc_view;
@@ -116,15 +116,14 @@ static void views_free(view_set *vs)
     free(vs->v);
 }
 
-static int view_fill(svc_view *v, resolver_service *svc)
+static int view_fill(svc_view *v, rsv_service *svc)
 {
     v->svc = svc;
-    escape_label(&v->name, resolver_service_name(svc));
-    v->inst = resolver_service_instances_sorted(svc, &v->n_inst);
+    escape_label(&v->name, rsv_service_name(svc));
+    v->inst = rsv_service_instances_sorted(svc, &v->n_inst);
     if (!v->inst)
         return -1;
-    v->shown =
-        v->n_inst < RESOLVER_METRICS_INSTANCES_MAX ? v->n_inst : RESOLVER_METRICS_INSTANCES_MAX;
+    v->shown = v->n_inst < RSV_METRICS_INSTANCES_MAX ? v->n_inst : RSV_METRICS_INSTANCES_MAX;
     v->addr = calloc(v->shown + 1, sizeof(*v->addr));
     if (!v->addr)
         return -1;
@@ -135,7 +134,7 @@ static int view_fill(svc_view *v, resolver_service *svc)
 
 static void views_build(view_set *vs, resolver_engine *e)
 {
-    resolver_service **all = resolver_engine_sorted_services(e, &vs->n);
+    rsv_service **all = rsv_engine_sorted_services(e, &vs->n);
     vs->v = all ? calloc(vs->n + 1, sizeof(*vs->v)) : NULL;
     if (!vs->v) {
         vs->n = 0;
@@ -151,56 +150,56 @@ static void views_build(view_set *vs, resolver_engine *e)
 
 /* ---- per service ---- */
 
-typedef double (*service_get)(const resolver_service *svc);
+typedef double (*service_get)(const rsv_service *svc);
 
-static double svc_picks(const resolver_service *s)
+static double svc_picks(const rsv_service *s)
 {
-    return (double)atomic_load(&resolver_service_counters_get(s)->picks);
+    return (double)atomic_load(&rsv_service_counters_get(s)->picks);
 }
-static double svc_pick_failures(const resolver_service *s)
+static double svc_pick_failures(const rsv_service *s)
 {
-    return (double)atomic_load(&resolver_service_counters_get(s)->pick_failures);
+    return (double)atomic_load(&rsv_service_counters_get(s)->pick_failures);
 }
-static double svc_decode_errors(const resolver_service *s)
+static double svc_decode_errors(const rsv_service *s)
 {
-    return (double)resolver_service_counters_get(s)->decode_errors;
+    return (double)rsv_service_counters_get(s)->decode_errors;
 }
-static double svc_ejections(const resolver_service *s)
+static double svc_ejections(const rsv_service *s)
 {
-    return (double)resolver_service_counters_get(s)->ejections;
+    return (double)rsv_service_counters_get(s)->ejections;
 }
-static double svc_stale(const resolver_service *s)
+static double svc_stale(const rsv_service *s)
 {
-    return (double)resolver_service_stale_count(s);
+    return (double)rsv_service_stale_count(s);
 }
-static double svc_self_preservation_active(const resolver_service *s)
+static double svc_self_preservation_active(const rsv_service *s)
 {
-    return resolver_service_stale_count(s) > 0;
+    return rsv_service_stale_count(s) > 0;
 }
-static double svc_self_preservation_events(const resolver_service *s)
+static double svc_self_preservation_events(const rsv_service *s)
 {
-    return (double)resolver_service_counters_get(s)->self_preservation_events;
+    return (double)rsv_service_counters_get(s)->self_preservation_events;
 }
-static double svc_synced(const resolver_service *s)
+static double svc_synced(const rsv_service *s)
 {
-    return resolver_service_synced(s);
+    return rsv_service_synced(s);
 }
 /* A service's discovery exists while the service is in the engine's map;
  * 0 regardless, should one be stopped. */
-static double svc_resumes(const resolver_service *s)
+static double svc_resumes(const rsv_service *s)
 {
-    const resolver_discovery *d = resolver_service_discovery(s);
-    return d ? (double)resolver_discovery_reconnects(d) : 0;
+    const rsv_discovery *d = rsv_service_discovery(s);
+    return d ? (double)rsv_discovery_reconnects(d) : 0;
 }
-static double svc_silence_resets(const resolver_service *s)
+static double svc_silence_resets(const rsv_service *s)
 {
-    const resolver_discovery *d = resolver_service_discovery(s);
-    return d ? (double)resolver_discovery_silent_streams(d) : 0;
+    const rsv_discovery *d = rsv_service_discovery(s);
+    return d ? (double)rsv_discovery_silent_streams(d) : 0;
 }
-static double svc_resyncs(const resolver_service *s)
+static double svc_resyncs(const rsv_service *s)
 {
-    const resolver_discovery *d = resolver_service_discovery(s);
-    return d ? (double)resolver_discovery_resyncs(d) : 0;
+    const rsv_discovery *d = rsv_service_discovery(s);
+    return d ? (double)rsv_discovery_resyncs(d) : 0;
 }
 
 static const struct {
@@ -252,7 +251,7 @@ static void per_service(text_buf *t, const view_set *vs)
     family(t, "resolver_instances", "gauge", "Known instances by connection state.");
     for (size_t i = 0; i < vs->n; i++) {
         size_t counts[5];
-        resolver_service_state_counts(vs->v[i].svc, counts);
+        rsv_service_state_counts(vs->v[i].svc, counts);
         for (int s = 0; s < 5; s++)
             text_append(t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n",
                         vs->v[i].name.text, states[s], counts[s]);
@@ -261,7 +260,7 @@ static void per_service(text_buf *t, const view_set *vs)
     snprintf(help, sizeof(help),
              "Instances left out of the resolver_instance_* series (at most %d per service are "
              "listed, the first by address).",
-             RESOLVER_METRICS_INSTANCES_MAX);
+             RSV_METRICS_INSTANCES_MAX);
     family(t, "resolver_instance_series_omitted", "gauge", help);
     for (size_t i = 0; i < vs->n; i++)
         text_append(t, "resolver_instance_series_omitted{service=\"%s\"} %zu\n", vs->v[i].name.text,
@@ -274,12 +273,11 @@ static void latency_histograms(text_buf *t, const view_set *vs)
     family(t, name, "histogram",
            "Pick-to-done durations clients reported (done latency_ms), by service.");
     for (size_t i = 0; i < vs->n; i++) {
-        const resolver_histogram *h = &resolver_service_counters_get(vs->v[i].svc)->latency;
+        const rsv_histogram *h = &rsv_service_counters_get(vs->v[i].svc)->latency;
         const char *svc = vs->v[i].name.text;
         for (size_t b = 0; b < RESOLVER_HISTOGRAM_BUCKETS; b++)
             text_append(t, "%s_bucket{service=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, svc,
-                        (double)resolver_histogram_bounds_us[b] / 1e6,
-                        resolver_histogram_cumulative(h, b));
+                        (double)rsv_histogram_bounds_us[b] / 1e6, rsv_histogram_cumulative(h, b));
         text_append(t, "%s_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, svc, h->count);
         text_append(t, "%s_sum{service=\"%s\"} %.3f\n", name, svc, (double)h->sum_ms / 1000.0);
         text_append(t, "%s_count{service=\"%s\"} %" PRIu64 "\n", name, svc, h->count);
@@ -302,47 +300,47 @@ typedef struct {
     double wall_s;
 } clock_pair;
 
-typedef double (*instance_get)(const resolver_instance *inst, const clock_pair *now);
+typedef double (*instance_get)(const rsv_instance *inst, const clock_pair *now);
 
-static const resolver_subchannel_stats *stats_of(const resolver_instance *inst)
+static const rsv_subchannel_stats *stats_of(const rsv_instance *inst)
 {
-    return inst->sc ? resolver_subchannel_stats_get(inst->sc) : NULL;
+    return inst->sc ? rsv_subchannel_stats_get(inst->sc) : NULL;
 }
-static double inst_outstanding(const resolver_instance *i, const clock_pair *now)
+static double inst_outstanding(const rsv_instance *i, const clock_pair *now)
 {
     return (double)atomic_load(&i->outstanding);
 }
-static double inst_picks(const resolver_instance *i, const clock_pair *now)
+static double inst_picks(const rsv_instance *i, const clock_pair *now)
 {
     return (double)atomic_load(&i->picks);
 }
-static double inst_failures(const resolver_instance *i, const clock_pair *now)
+static double inst_failures(const rsv_instance *i, const clock_pair *now)
 {
     return (double)i->failures;
 }
-static double inst_reconnects(const resolver_instance *i, const clock_pair *now)
+static double inst_reconnects(const rsv_instance *i, const clock_pair *now)
 {
-    const resolver_subchannel_stats *st = stats_of(i);
+    const rsv_subchannel_stats *st = stats_of(i);
     return st ? (double)st->reconnects : NAN;
 }
-static double inst_rtt(const resolver_instance *i, const clock_pair *now)
+static double inst_rtt(const rsv_instance *i, const clock_pair *now)
 {
-    const resolver_subchannel_stats *st = stats_of(i);
+    const rsv_subchannel_stats *st = stats_of(i);
     return st && st->rtt_last_us >= 0 ? (double)st->rtt_last_us / 1e6 : NAN;
 }
-static double inst_ejected(const resolver_instance *i, const clock_pair *now)
+static double inst_ejected(const rsv_instance *i, const clock_pair *now)
 {
     return i->ejected;
 }
-static double inst_ejections(const resolver_instance *i, const clock_pair *now)
+static double inst_ejections(const rsv_instance *i, const clock_pair *now)
 {
     return i->times_ejected;
 }
-static double inst_weight(const resolver_instance *i, const clock_pair *now)
+static double inst_weight(const rsv_instance *i, const clock_pair *now)
 {
     return i->endpoint.weight;
 }
-static double inst_last_change(const resolver_instance *i, const clock_pair *now)
+static double inst_last_change(const rsv_instance *i, const clock_pair *now)
 {
     return now->wall_s - (double)(now->loop_ms - i->last_change_ms) / 1000.0;
 }
@@ -382,7 +380,7 @@ static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
            "1 for the instance's current state, 0 for the others.");
     for (size_t i = 0; i < vs->n; i++)
         for (size_t j = 0; j < vs->v[i].shown; j++) {
-            const char *cur = resolver_instance_state_name(vs->v[i].inst[j]);
+            const char *cur = rsv_instance_state_name(vs->v[i].inst[j]);
             for (int s = 0; s < 6; s++)
                 text_append(t,
                             "resolver_instance_state{service=\"%s\",address=\"%s\",state=\"%s\"} "
@@ -408,9 +406,9 @@ static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
 
 static void engine_families(text_buf *t, resolver_engine *e)
 {
-    resolver_engine_counters c;
-    resolver_engine_counters_get(e, &c);
-    resolver_etcd *etcd = resolver_engine_etcd(e);
+    rsv_engine_counters c;
+    rsv_engine_counters_get(e, &c);
+    rsv_etcd *etcd = rsv_engine_etcd(e);
     family(t, "resolver_tickets_outstanding", "gauge", "Tickets picked and not yet done.");
     text_append(t, "resolver_tickets_outstanding %zu\n", c.tickets_outstanding);
     family(t, "resolver_tickets_leaked_total", "counter",
@@ -418,13 +416,13 @@ static void engine_families(text_buf *t, resolver_engine *e)
     text_append(t, "resolver_tickets_leaked_total %" PRIu64 "\n", c.tickets_leaked);
     family(t, "resolver_accept_backoffs_total", "counter",
            "Times a listener paused because accept failed (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
-    for (int l = 0; l < RESOLVER_LISTENER_COUNT; l++)
+    for (int l = 0; l < RSV_LISTENER_COUNT; l++)
         text_append(t, "resolver_accept_backoffs_total{listener=\"%s\"} %" PRIu64 "\n",
-                    resolver_listener_name((resolver_listener)l), c.accept_backoffs[l]);
+                    rsv_listener_name((rsv_listener)l), c.accept_backoffs[l]);
     family(t, "resolver_etcd_revision", "gauge", "The newest etcd revision seen.");
-    text_append(t, "resolver_etcd_revision %" PRId64 "\n", resolver_engine_revision(e));
-    uint64_t now = resolver_loop_update_time(resolver_engine_loop(e));
-    uint64_t heard = resolver_etcd_last_heard(etcd);
+    text_append(t, "resolver_etcd_revision %" PRId64 "\n", rsv_engine_revision(e));
+    uint64_t now = rsv_loop_update_time(rsv_engine_loop(e));
+    uint64_t heard = rsv_etcd_last_heard(etcd);
     family(t, "resolver_etcd_last_heard_timestamp_seconds", "gauge",
            "When etcd last answered, in seconds since the Unix epoch (absent: never).");
     if (heard)
@@ -432,18 +430,18 @@ static void engine_families(text_buf *t, resolver_engine *e)
                     wall_now_s() - (double)(now - heard) / 1000.0);
     family(t, "resolver_etcd_failovers_total", "counter",
            "Times the etcd endpoint in use was given up for the next one.");
-    text_append(t, "resolver_etcd_failovers_total %" PRIu64 "\n", resolver_etcd_failovers(etcd));
+    text_append(t, "resolver_etcd_failovers_total %" PRIu64 "\n", rsv_etcd_failovers(etcd));
     family(t, "resolver_etcd_authentications_total", "counter",
            "Tokens fetched from etcd (auth configured).");
     text_append(t, "resolver_etcd_authentications_total %" PRIu64 "\n",
-                resolver_etcd_authentications(etcd));
+                rsv_etcd_authentications(etcd));
     family(t, "resolver_etcd_cluster_changes_total", "counter",
            "Times another etcd cluster (replaced, or restored from a backup) answered behind the "
            "endpoints; every prefix was resynced.");
     text_append(t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n",
-                resolver_etcd_cluster_changes(etcd));
+                rsv_etcd_cluster_changes(etcd));
     char why[512];
-    int ready = resolver_engine_ready(e, why, sizeof(why));
+    int ready = rsv_engine_ready(e, why, sizeof(why));
     family(t, "resolver_ready", "gauge", "1 when /ready answers 200 (see resolverd(8)).");
     text_append(t, "resolver_ready %d\n", ready);
     family(t, "resolver_build_info", "gauge", "The version of the running resolverd, always 1.");
@@ -454,25 +452,25 @@ static void engine_families(text_buf *t, resolver_engine *e)
  * cannot be read is left out. */
 static void process_families(text_buf *t)
 {
-    resolver_procinfo p;
-    resolver_procinfo_read(&p);
+    rsv_procinfo p;
+    rsv_procinfo_read(&p);
     static const struct {
         const char *name, *type, *help;
         size_t offset;
     } figures[] = {
         {"process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.",
-         offsetof(resolver_procinfo, cpu_seconds)},
+         offsetof(rsv_procinfo, cpu_seconds)},
         {"process_open_fds", "gauge", "Number of open file descriptors.",
-         offsetof(resolver_procinfo, open_fds)},
+         offsetof(rsv_procinfo, open_fds)},
         {"process_max_fds", "gauge", "Maximum number of open file descriptors.",
-         offsetof(resolver_procinfo, max_fds)},
+         offsetof(rsv_procinfo, max_fds)},
         {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
-         offsetof(resolver_procinfo, resident_bytes)},
+         offsetof(rsv_procinfo, resident_bytes)},
         {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
-         offsetof(resolver_procinfo, virtual_bytes)},
+         offsetof(rsv_procinfo, virtual_bytes)},
         {"process_start_time_seconds", "gauge",
          "Start time of the process since unix epoch in seconds.",
-         offsetof(resolver_procinfo, start_time_s)},
+         offsetof(rsv_procinfo, start_time_s)},
     };
     for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
         double v = *(const double *)((const char *)&p + figures[i].offset);
@@ -487,7 +485,7 @@ static void process_families(text_buf *t)
     }
 }
 
-char *resolver_metrics_text(resolver_engine *e)
+char *rsv_metrics_text(resolver_engine *e)
 {
     text_buf t = {0};
     view_set vs = {0};
@@ -495,7 +493,7 @@ char *resolver_metrics_text(resolver_engine *e)
     t.failed = vs.failed;
     per_service(&t, &vs);
     latency_histograms(&t, &vs);
-    clock_pair now = {resolver_loop_update_time(resolver_engine_loop(e)), wall_now_s()};
+    clock_pair now = {rsv_loop_update_time(rsv_engine_loop(e)), wall_now_s()};
     per_instance(&t, &vs, &now);
     views_free(&vs);
     engine_families(&t, e);

@@ -3,8 +3,8 @@
  * /metrics and METRICS).  Loop-thread only: it reads engine, service and
  * etcd state the way the introspection verbs do.
  */
-#ifndef RESOLVER_METRICS_H
-#define RESOLVER_METRICS_H
+#ifndef RSV_METRICS_H
+#define RSV_METRICS_H
 
 #include "engine.h"
 
@@ -13,9 +13,9 @@
  * with thousands of instances cannot flood the scraper;
  * resolver_instance_series_omitted{service} counts the others.  Documented
  * in resolverd(8) and the README. */
-#define RESOLVER_METRICS_INSTANCES_MAX 50
+#define RSV_METRICS_INSTANCES_MAX 50
 
 /* The whole exposition (format 0.0.4), malloc'd; NULL when out of memory. */
-char *resolver_metrics_text(resolver_engine *e);
+char *rsv_metrics_text(resolver_engine *e);
 
 #endif

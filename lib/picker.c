@@ -15,12 +15,12 @@ typedef struct {
 
 #define SEQUENCE_STRIPES 8
 
-struct resolver_picker {
-    resolver_policy policy;
+struct rsv_picker {
+    rsv_policy policy;
     uint32_t choice_count;
     uint32_t max_outstanding;
     size_t n;
-    resolver_instance **instances;
+    rsv_instance **instances;
     uint16_t *stride_weights; /* weighted_round_robin */
     ring_entry *ring;         /* ring_hash */
     size_t ring_len;
@@ -54,7 +54,7 @@ static unsigned thread_stripe(void)
     return stripe_plus_one - 1;
 }
 
-static uint64_t next_sequence(resolver_picker *p)
+static uint64_t next_sequence(rsv_picker *p)
 {
     return atomic_fetch_add_explicit(&p->sequence[thread_stripe()].value, 1, memory_order_relaxed);
 }
@@ -99,7 +99,7 @@ static uint64_t xxh_merge(uint64_t acc, uint64_t val)
     return acc * P1 + P4;
 }
 
-uint64_t resolver_xxh64(const void *data, size_t len, uint64_t seed)
+uint64_t rsv_xxh64(const void *data, size_t len, uint64_t seed)
 {
     const unsigned char *p = data, *end = p + len;
     uint64_t h;
@@ -157,7 +157,7 @@ static uint64_t thread_random(void)
 
 /* ---- building ---- */
 
-static int build_stride(resolver_picker *p)
+static int build_stride(rsv_picker *p)
 {
     uint32_t max = 1;
     for (size_t i = 0; i < p->n; i++)
@@ -185,10 +185,10 @@ static int by_hash(const void *a, const void *b)
  * nothing but the instance's own weight, so when an instance leaves only its
  * own points go and only its keys move (gRPC sizes the ring from the set,
  * which moves keys between the instances that stay).  Rings larger than
- * RESOLVER_RING_MAX (more than ~32 equal instances) are scaled down. */
+ * RSV_RING_MAX (more than ~32 equal instances) are scaled down. */
 #define RING_POINTS_PER_WEIGHT 128
 
-static int build_ring(resolver_picker *p)
+static int build_ring(rsv_picker *p)
 {
     uint32_t min_w = UINT32_MAX;
     for (size_t i = 0; i < p->n; i++) {
@@ -201,7 +201,7 @@ static int build_ring(resolver_picker *p)
         uint32_t w = p->instances[i]->endpoint.weight ? p->instances[i]->endpoint.weight : 1;
         total += (double)RING_POINTS_PER_WEIGHT * w / min_w;
     }
-    double scale = total > RESOLVER_RING_MAX ? RESOLVER_RING_MAX / total : 1.0;
+    double scale = total > RSV_RING_MAX ? RSV_RING_MAX / total : 1.0;
     size_t cap = (size_t)(total * scale) + p->n + 1;
     p->ring = malloc(cap * sizeof(*p->ring));
     if (!p->ring)
@@ -215,7 +215,7 @@ static int build_ring(resolver_picker *p)
             char label[RESOLVER_HOST_MAX + 32];
             int len =
                 snprintf(label, sizeof(label), "%s_%zu", p->instances[i]->endpoint.address, k);
-            p->ring[p->ring_len].hash = resolver_xxh64(label, (size_t)len, 0);
+            p->ring[p->ring_len].hash = rsv_xxh64(label, (size_t)len, 0);
             p->ring[p->ring_len].index = (uint32_t)i;
             p->ring_len++;
         }
@@ -224,11 +224,10 @@ static int build_ring(resolver_picker *p)
     return 0;
 }
 
-resolver_picker *resolver_picker_new(resolver_policy policy, uint32_t choice_count,
-                                     uint32_t max_outstanding, resolver_instance *const *instances,
-                                     size_t n)
+rsv_picker *rsv_picker_new(rsv_policy policy, uint32_t choice_count, uint32_t max_outstanding,
+                           rsv_instance *const *instances, size_t n)
 {
-    resolver_picker *p = calloc(1, sizeof(*p));
+    rsv_picker *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     p->policy = policy;
@@ -239,88 +238,88 @@ resolver_picker *resolver_picker_new(resolver_policy policy, uint32_t choice_cou
         goto fail;
     for (size_t i = 0; i < n; i++) {
         p->instances[i] = instances[i];
-        resolver_instance_ref(instances[i]);
+        rsv_instance_ref(instances[i]);
     }
     p->n = n;
     for (size_t i = 0; i < SEQUENCE_STRIPES; i++)
         atomic_init(&p->sequence[i].value, thread_random() % (n ? n : 1));
-    if (policy == RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN && build_stride(p) != 0)
+    if (policy == RSV_POLICY_WEIGHTED_ROUND_ROBIN && build_stride(p) != 0)
         goto fail;
-    if (policy == RESOLVER_POLICY_RING_HASH && n > 0 && build_ring(p) != 0)
+    if (policy == RSV_POLICY_RING_HASH && n > 0 && build_ring(p) != 0)
         goto fail;
     return p;
 fail:
-    resolver_picker_free(p);
+    rsv_picker_free(p);
     return NULL;
 }
 
-void resolver_picker_free(void *arg)
+void rsv_picker_free(void *arg)
 {
-    resolver_picker *p = arg;
+    rsv_picker *p = arg;
     if (!p)
         return;
     for (size_t i = 0; i < p->n; i++)
-        resolver_instance_unref(p->instances[i]);
+        rsv_instance_unref(p->instances[i]);
     free(p->instances);
     free(p->stride_weights);
     free(p->ring);
     free(p);
 }
 
-void resolver_picker_set_reason(resolver_picker *p, int error, const char *reason)
+void rsv_picker_set_reason(rsv_picker *p, int error, const char *reason)
 {
     p->error = error;
     snprintf(p->reason, sizeof(p->reason), "%s", reason);
 }
 
-int resolver_picker_reason(const resolver_picker *p, const char **reason)
+int rsv_picker_reason(const rsv_picker *p, const char **reason)
 {
     *reason = p->reason;
     return p->error;
 }
 
-void resolver_picker_set_ticket_timeout(resolver_picker *p, uint64_t ms)
+void rsv_picker_set_ticket_timeout(rsv_picker *p, uint64_t ms)
 {
     p->ticket_timeout_ms = ms;
 }
 
-uint64_t resolver_picker_ticket_timeout(const resolver_picker *p)
+uint64_t rsv_picker_ticket_timeout(const rsv_picker *p)
 {
     return p->ticket_timeout_ms;
 }
 
-void resolver_picker_set_latency_decay(resolver_picker *p, uint64_t ms)
+void rsv_picker_set_latency_decay(rsv_picker *p, uint64_t ms)
 {
     p->latency_decay_ms = ms;
 }
 
-uint32_t resolver_picker_max_outstanding(const resolver_picker *p)
+uint32_t rsv_picker_max_outstanding(const rsv_picker *p)
 {
     return p->max_outstanding;
 }
 
-size_t resolver_picker_size(const resolver_picker *p)
+size_t rsv_picker_size(const rsv_picker *p)
 {
     return p ? p->n : 0;
 }
 
-resolver_policy resolver_picker_policy(const resolver_picker *p)
+rsv_policy rsv_picker_policy(const rsv_picker *p)
 {
     return p->policy;
 }
 
 /* ---- picking ---- */
 
-static int has_room(const resolver_picker *p, const resolver_instance *inst)
+static int has_room(const rsv_picker *p, const rsv_instance *inst)
 {
     return p->max_outstanding == 0 || atomic_load(&inst->outstanding) < p->max_outstanding;
 }
 
 /* The first instance with room at or after `start`, cyclically. */
-static resolver_instance *first_with_room(const resolver_picker *p, size_t start)
+static rsv_instance *first_with_room(const rsv_picker *p, size_t start)
 {
     for (size_t k = 0; k < p->n; k++) {
-        resolver_instance *inst = p->instances[(start + k) % p->n];
+        rsv_instance *inst = p->instances[(start + k) % p->n];
         if (has_room(p, inst))
             return inst;
     }
@@ -330,7 +329,7 @@ static resolver_instance *first_with_room(const resolver_picker *p, size_t start
 /* gRPC's static stride scheduler: backend i is chosen in a generation when
  * (w_i * generation + offset_i) mod 65535 >= 65535 - w_i, i.e. a share
  * w_i/65535 of the generations, spread evenly.  One atomic add per try. */
-static size_t pick_stride(resolver_picker *p)
+static size_t pick_stride(rsv_picker *p)
 {
     const uint64_t max_weight = 65535, offset_step = max_weight / 2;
     for (int tries = 0; tries < 1 << 20; tries++) {
@@ -344,12 +343,12 @@ static size_t pick_stride(resolver_picker *p)
     return (size_t)(next_sequence(p) % p->n);
 }
 
-static resolver_instance *pick_least_request(resolver_picker *p)
+static rsv_instance *pick_least_request(rsv_picker *p)
 {
-    resolver_instance *best = NULL;
+    rsv_instance *best = NULL;
     unsigned best_load = 0;
     for (uint32_t c = 0; c < p->choice_count; c++) {
-        resolver_instance *inst = p->instances[thread_random() % p->n];
+        rsv_instance *inst = p->instances[thread_random() % p->n];
         unsigned load = atomic_load(&inst->outstanding);
         if (!has_room(p, inst))
             continue;
@@ -365,7 +364,7 @@ static resolver_instance *pick_least_request(resolver_picker *p)
 
 #define DEFAULT_LATENCY_DECAY_MS 10000
 
-uint64_t resolver_latency_clock_us(void)
+uint64_t rsv_latency_clock_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -395,9 +394,9 @@ static double decay_weight(uint64_t dt_us, uint64_t decay_ms)
     return exp(-(double)dt_us / ((double)decay_ms * 1000.0));
 }
 
-void resolver_instance_latency_sample(resolver_instance *inst, uint32_t ms, uint64_t decay_ms)
+void rsv_instance_latency_sample(rsv_instance *inst, uint32_t ms, uint64_t decay_ms)
 {
-    uint64_t now = resolver_latency_clock_us();
+    uint64_t now = rsv_latency_clock_us();
     /* The exchange hands each sample its own interval since the previous
      * one, so concurrent samples do not count the same time twice. */
     uint64_t prev = atomic_exchange(&inst->latency_sampled_us, now);
@@ -411,8 +410,7 @@ void resolver_instance_latency_sample(resolver_instance *inst, uint32_t ms, uint
     } while (!atomic_compare_exchange_weak(&inst->latency_ewma_bits, &old, next));
 }
 
-double resolver_instance_latency_estimate(const resolver_instance *inst, uint64_t now_us,
-                                          uint64_t decay_ms)
+double rsv_instance_latency_estimate(const rsv_instance *inst, uint64_t now_us, uint64_t decay_ms)
 {
     uint64_t sampled = atomic_load_explicit(&inst->latency_sampled_us, memory_order_relaxed);
     if (sampled == 0)
@@ -427,9 +425,9 @@ double resolver_instance_latency_estimate(const resolver_instance *inst, uint64_
  * instances reported at 0 ms and on those without samples. */
 #define LATENCY_FLOOR_MS 0.5
 
-static double latency_cost(const resolver_picker *p, const resolver_instance *inst, uint64_t now)
+static double latency_cost(const rsv_picker *p, const rsv_instance *inst, uint64_t now)
 {
-    double avg = resolver_instance_latency_estimate(inst, now, p->latency_decay_ms);
+    double avg = rsv_instance_latency_estimate(inst, now, p->latency_decay_ms);
     if (avg < LATENCY_FLOOR_MS)
         avg = LATENCY_FLOOR_MS;
     return avg * ((double)atomic_load(&inst->outstanding) + 1.0);
@@ -451,17 +449,17 @@ static size_t draw_another(const size_t *drawn, size_t c, size_t n)
  * replacement, one of 3 instances would be the only choice 1/9 of the
  * time, however slow); all of them, from a random one on so that ties
  * spread, when there are no more. */
-static resolver_instance *pick_least_latency(resolver_picker *p)
+static rsv_instance *pick_least_latency(rsv_picker *p)
 {
-    uint64_t now = resolver_latency_clock_us();
+    uint64_t now = rsv_latency_clock_us();
     size_t drawn[10], count = p->choice_count < p->n ? p->choice_count : p->n;
     size_t start = (size_t)(thread_random() % p->n);
-    resolver_instance *best = NULL;
+    rsv_instance *best = NULL;
     double best_cost = 0;
     for (size_t c = 0; c < count; c++) {
         size_t i = count == p->n ? (start + c) % p->n : draw_another(drawn, c, p->n);
         drawn[c] = i;
-        resolver_instance *inst = p->instances[i];
+        rsv_instance *inst = p->instances[i];
         if (!has_room(p, inst))
             continue;
         double cost = latency_cost(p, inst, now);
@@ -473,9 +471,9 @@ static resolver_instance *pick_least_latency(resolver_picker *p)
     return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
 }
 
-static resolver_instance *pick_ring(resolver_picker *p, const char *key)
+static rsv_instance *pick_ring(rsv_picker *p, const char *key)
 {
-    uint64_t h = key ? resolver_xxh64(key, strlen(key), 0) : thread_random();
+    uint64_t h = key ? rsv_xxh64(key, strlen(key), 0) : thread_random();
     size_t lo = 0, hi = p->ring_len;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -486,40 +484,40 @@ static resolver_instance *pick_ring(resolver_picker *p, const char *key)
     }
     /* Walk on from the key's point past instances that are full. */
     for (size_t k = 0; k < p->ring_len; k++) {
-        resolver_instance *inst = p->instances[p->ring[(lo + k) % p->ring_len].index];
+        rsv_instance *inst = p->instances[p->ring[(lo + k) % p->ring_len].index];
         if (has_room(p, inst))
             return inst;
     }
     return NULL;
 }
 
-resolver_instance *resolver_picker_pick(resolver_picker *p, const char *key)
+rsv_instance *rsv_picker_pick(rsv_picker *p, const char *key)
 {
     if (!p || p->n == 0)
         return NULL;
-    resolver_instance *inst = NULL;
+    rsv_instance *inst = NULL;
     switch (p->policy) {
-    case RESOLVER_POLICY_PICK_FIRST:
+    case RSV_POLICY_PICK_FIRST:
         inst = first_with_room(p, 0);
         break;
-    case RESOLVER_POLICY_RANDOM:
+    case RSV_POLICY_RANDOM:
         inst = first_with_room(p, (size_t)(thread_random() % p->n));
         break;
-    case RESOLVER_POLICY_LEAST_REQUEST:
+    case RSV_POLICY_LEAST_REQUEST:
         inst = pick_least_request(p);
         break;
-    case RESOLVER_POLICY_LEAST_LATENCY:
+    case RSV_POLICY_LEAST_LATENCY:
         inst = pick_least_latency(p);
         break;
-    case RESOLVER_POLICY_RING_HASH:
+    case RSV_POLICY_RING_HASH:
         inst = pick_ring(p, key);
         break;
-    case RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN: {
+    case RSV_POLICY_WEIGHTED_ROUND_ROBIN: {
         size_t i = pick_stride(p);
         inst = has_room(p, p->instances[i]) ? p->instances[i] : first_with_room(p, i);
         break;
     }
-    case RESOLVER_POLICY_ROUND_ROBIN:
+    case RSV_POLICY_ROUND_ROBIN:
     default:
         inst = first_with_room(p, (size_t)(next_sequence(p) % p->n));
         break;
@@ -527,7 +525,7 @@ resolver_instance *resolver_picker_pick(resolver_picker *p, const char *key)
     if (inst) {
         atomic_fetch_add(&inst->outstanding, 1);
         atomic_fetch_add(&inst->picks, 1);
-        resolver_instance_ref(inst);
+        rsv_instance_ref(inst);
     }
     return inst;
 }

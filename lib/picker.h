@@ -13,51 +13,50 @@
  * keys, ~1/N, move), least_latency (the cheapest of `choice_count`
  * distinct instances, cost = latency average x (outstanding + 1), the
  * average at least 0.5 ms: Linkerd's peak-EWMA, see
- * resolver_instance_latency_sample).
+ * rsv_instance_latency_sample).
  */
-#ifndef RESOLVER_PICKER_H
-#define RESOLVER_PICKER_H
+#ifndef RSV_PICKER_H
+#define RSV_PICKER_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
 
-struct resolver_instance;
+struct rsv_instance;
 
-typedef struct resolver_picker resolver_picker;
+typedef struct rsv_picker rsv_picker;
 
-#define RESOLVER_RING_MIN 1024
-#define RESOLVER_RING_MAX 4096
+#define RSV_RING_MIN 1024
+#define RSV_RING_MAX 4096
 
 /* Builds a picker over `instances` (copied; each gets a reference that
- * resolver_picker_free drops).  NULL on allocation failure. */
-resolver_picker *resolver_picker_new(resolver_policy policy, uint32_t choice_count,
-                                     uint32_t max_outstanding,
-                                     struct resolver_instance *const *instances, size_t n);
+ * rsv_picker_free drops).  NULL on allocation failure. */
+rsv_picker *rsv_picker_new(rsv_policy policy, uint32_t choice_count, uint32_t max_outstanding,
+                           struct rsv_instance *const *instances, size_t n);
 /* Engine thread only (it may free instances). */
-void resolver_picker_free(void *picker);
+void rsv_picker_free(void *picker);
 
 /* Any thread.  Returns an instance with outstanding and refs incremented,
  * or NULL when the picker is empty or every candidate is at
  * max_outstanding.  `key` is used by ring_hash (NULL: a random point). */
-struct resolver_instance *resolver_picker_pick(resolver_picker *p, const char *key);
-size_t resolver_picker_size(const resolver_picker *p);
+struct rsv_instance *rsv_picker_pick(rsv_picker *p, const char *key);
+size_t rsv_picker_size(const rsv_picker *p);
 /* Why an empty picker is empty: the error a pick returns and its message,
  * computed by the engine when it builds the picker (so that picking threads
  * never look at engine state). */
-void resolver_picker_set_reason(resolver_picker *p, int error, const char *reason);
-int resolver_picker_reason(const resolver_picker *p, const char **reason);
+void rsv_picker_set_reason(rsv_picker *p, int error, const char *reason);
+int rsv_picker_reason(const rsv_picker *p, const char **reason);
 /* The service's ticket_timeout_ms when the picker was built: picking
  * threads read the options they need here, in the snapshot, never in the
  * service (a reload rewrites those on the engine thread).  Set it before
  * publishing, as the reason. */
-void resolver_picker_set_ticket_timeout(resolver_picker *p, uint64_t ms);
-uint64_t resolver_picker_ticket_timeout(const resolver_picker *p);
-uint32_t resolver_picker_max_outstanding(const resolver_picker *p);
+void rsv_picker_set_ticket_timeout(rsv_picker *p, uint64_t ms);
+uint64_t rsv_picker_ticket_timeout(const rsv_picker *p);
+uint32_t rsv_picker_max_outstanding(const rsv_picker *p);
 /* least_latency: the service's latency_decay_ms when the picker was built
  * (an average idle for that long counts for 1/e of itself).  Set it before
  * publishing. */
-void resolver_picker_set_latency_decay(resolver_picker *p, uint64_t ms);
+void rsv_picker_set_latency_decay(rsv_picker *p, uint64_t ms);
 
 /* Any thread, lock-free: a latency reported for a pick of `inst` into its
  * peak-EWMA.  A sample above the average replaces it at once (a backend
@@ -69,18 +68,17 @@ void resolver_picker_set_latency_decay(resolver_picker *p, uint64_t ms);
  * after a few decay_ms.  An instance without samples counts as the 0.5 ms
  * floor: it is picked whenever drawn until its outstanding picks weigh
  * against it. */
-void resolver_instance_latency_sample(struct resolver_instance *inst, uint32_t ms,
-                                      uint64_t decay_ms);
-/* The average a pick at `now_us` (resolver_latency_clock_us) sees, in ms;
+void rsv_instance_latency_sample(struct rsv_instance *inst, uint32_t ms, uint64_t decay_ms);
+/* The average a pick at `now_us` (rsv_latency_clock_us) sees, in ms;
  * 0 without samples.  For tests and introspection. */
-double resolver_instance_latency_estimate(const struct resolver_instance *inst, uint64_t now_us,
-                                          uint64_t decay_ms);
+double rsv_instance_latency_estimate(const struct rsv_instance *inst, uint64_t now_us,
+                                     uint64_t decay_ms);
 /* The clock of the averages: CLOCK_MONOTONIC_COARSE in microseconds
  * (a few ns to read; its tick of 1-4 ms is small beside decay_ms). */
-uint64_t resolver_latency_clock_us(void);
-resolver_policy resolver_picker_policy(const resolver_picker *p);
+uint64_t rsv_latency_clock_us(void);
+rsv_policy rsv_picker_policy(const rsv_picker *p);
 
 /* XXH64 (seed 0..), exposed for tests. */
-uint64_t resolver_xxh64(const void *data, size_t len, uint64_t seed);
+uint64_t rsv_xxh64(const void *data, size_t len, uint64_t seed);
 
 #endif

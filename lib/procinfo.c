@@ -11,8 +11,8 @@
 #include <unistd.h>
 #include "procinfo.h"
 
-int resolver_procinfo_parse_stat(const char *stat, long clk_tck, long page, double boot_time_s,
-                                 resolver_procinfo *out)
+int rsv_procinfo_parse_stat(const char *stat, long clk_tck, long page, double boot_time_s,
+                            rsv_procinfo *out)
 {
     const char *p = stat ? strrchr(stat, ')') : NULL;
     if (!p || clk_tck <= 0)
@@ -92,12 +92,11 @@ static double count_open_fds(void)
     return n;
 }
 
-void resolver_procinfo_read(resolver_procinfo *out)
+void rsv_procinfo_read(rsv_procinfo *out)
 {
     out->cpu_seconds = out->start_time_s = out->resident_bytes = out->virtual_bytes = -1;
     char *stat = read_small_file("/proc/self/stat");
-    resolver_procinfo_parse_stat(stat, sysconf(_SC_CLK_TCK), sysconf(_SC_PAGESIZE), boot_time(),
-                                 out);
+    rsv_procinfo_parse_stat(stat, sysconf(_SC_CLK_TCK), sysconf(_SC_PAGESIZE), boot_time(), out);
     free(stat);
     out->open_fds = count_open_fds();
     struct rlimit rl;

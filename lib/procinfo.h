@@ -3,8 +3,8 @@
  * (process_resident_memory_bytes and friends), read from /proc.  Linux
  * only; any thread.
  */
-#ifndef RESOLVER_PROCINFO_H
-#define RESOLVER_PROCINFO_H
+#ifndef RSV_PROCINFO_H
+#define RSV_PROCINFO_H
 
 #include <stdint.h>
 
@@ -16,16 +16,16 @@ typedef struct {
     double virtual_bytes;  /* vsize */
     double open_fds;       /* the descriptors open now */
     double max_fds;        /* RLIMIT_NOFILE, soft */
-} resolver_procinfo;
+} rsv_procinfo;
 
 /* Fills *out for the calling process (never fails: unknown is negative). */
-void resolver_procinfo_read(resolver_procinfo *out);
+void rsv_procinfo_read(rsv_procinfo *out);
 
 /* The /proc/PID/stat part, for tests: `stat` is the file's text,
  * `clk_tck` sysconf(_SC_CLK_TCK), `page` the page size, `boot_time_s` the
  * btime line of /proc/stat.  0, or -1 when `stat` cannot be parsed (then
  * the fields it would give stay as they were). */
-int resolver_procinfo_parse_stat(const char *stat, long clk_tck, long page, double boot_time_s,
-                                 resolver_procinfo *out);
+int rsv_procinfo_parse_stat(const char *stat, long clk_tck, long page, double boot_time_s,
+                            rsv_procinfo *out);
 
 #endif

@@ -35,7 +35,7 @@ static int unescape(char *s)
     return 0;
 }
 
-int resolver_proto_split(char *line, resolver_proto_request *req, const char **why)
+int rsv_proto_split(char *line, rsv_proto_request *req, const char **why)
 {
     /* One pass over the line: tokens are cut, control characters refused,
      * and only tokens holding a '%' are unescaped (a pick has none). */
@@ -46,7 +46,7 @@ int resolver_proto_split(char *line, resolver_proto_request *req, const char **w
             p++;
         if (*p == '\0')
             break;
-        if (req->argc == RESOLVER_PROTO_MAX_ARGS) {
+        if (req->argc == RSV_PROTO_MAX_ARGS) {
             *why = "too many arguments";
             return RESOLVER_ERR_PROTOCOL;
         }
@@ -75,7 +75,7 @@ int resolver_proto_split(char *line, resolver_proto_request *req, const char **w
     return 0;
 }
 
-const char *resolver_proto_option(const resolver_proto_request *req, int from, const char *name)
+const char *rsv_proto_option(const rsv_proto_request *req, int from, const char *name)
 {
     size_t n = strlen(name);
     for (int i = from; i < req->argc; i++)
@@ -84,7 +84,7 @@ const char *resolver_proto_option(const resolver_proto_request *req, int from, c
     return NULL;
 }
 
-size_t resolver_proto_escape(const char *in, char *out, size_t outlen)
+size_t rsv_proto_escape(const char *in, char *out, size_t outlen)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t need = 0, written = 0;
@@ -113,21 +113,21 @@ size_t resolver_proto_escape(const char *in, char *out, size_t outlen)
     return need;
 }
 
-int resolver_proto_parse_reply(char *line, resolver_proto_reply *reply)
+int rsv_proto_parse_reply(char *line, rsv_proto_reply *reply)
 {
     memset(reply, 0, sizeof(*reply));
     if (strncmp(line, "OK", 2) == 0 && (line[2] == ' ' || line[2] == '\0')) {
-        reply->kind = RESOLVER_REPLY_OK;
+        reply->kind = RSV_REPLY_OK;
         reply->payload = line[2] ? line + 3 : "{}";
         return 0;
     }
     if (strncmp(line, "EVENT ", 6) == 0) {
-        reply->kind = RESOLVER_REPLY_EVENT;
+        reply->kind = RSV_REPLY_EVENT;
         reply->payload = line + 6;
         return 0;
     }
     if (strncmp(line, "ERR ", 4) == 0) {
-        reply->kind = RESOLVER_REPLY_ERR;
+        reply->kind = RSV_REPLY_ERR;
         char *code = line + 4;
         char *sp = strchr(code, ' ');
         if (sp)
@@ -151,7 +151,7 @@ static const struct {
     {RESOLVER_ERR_TIMEOUT, "timeout"},
 };
 
-const char *resolver_proto_error_word(int err)
+const char *rsv_proto_error_word(int err)
 {
     for (size_t i = 0; i < sizeof(error_words) / sizeof(error_words[0]); i++)
         if (error_words[i].err == err)
@@ -159,7 +159,7 @@ const char *resolver_proto_error_word(int err)
     return "internal";
 }
 
-int resolver_proto_error_from_word(const char *word)
+int rsv_proto_error_from_word(const char *word)
 {
     for (size_t i = 0; i < sizeof(error_words) / sizeof(error_words[0]); i++)
         if (strcmp(error_words[i].word, word) == 0)
@@ -167,7 +167,7 @@ int resolver_proto_error_from_word(const char *word)
     return RESOLVER_ERR_INTERNAL;
 }
 
-char *resolver_proto_json_dumps(const json_t *j, size_t flags)
+char *rsv_proto_json_dumps(const json_t *j, size_t flags)
 {
     return json_dumps(j, flags | JSON_REAL_PRECISION(15));
 }

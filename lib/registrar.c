@@ -45,8 +45,8 @@ typedef enum { ST_PENDING, ST_REGISTERED, ST_UNHEALTHY, ST_LEAVING } reg_state;
 typedef struct reg reg;
 struct reg {
     reg *next;
-    resolver_registrar *owner;
-    resolver_registration_config spec;
+    rsv_registrar *owner;
+    rsv_registration_config spec;
     char *prefix;
     int from_config;
     reg_state state;
@@ -57,29 +57,29 @@ struct reg {
     char *key, *value;
     char *stale_key; /* a key of ours that an update or a new lease replaced */
     reg_op op;
-    resolver_etcd_request *req;
+    rsv_etcd_request *req;
     char *body;
     size_t body_len;
     int body_overflow;
-    resolver_timer *timer;    /* next step, retry, or end of the grace */
-    resolver_timer *deadline; /* of the request in flight */
+    rsv_timer *timer;    /* next step, retry, or end of the grace */
+    rsv_timer *deadline; /* of the request in flight */
     uint64_t backoff_ms;
     uint64_t registered_count; /* puts that succeeded */
     int leave_done;            /* delete and revoke are over: in the grace */
     /* Health gating (spec.health_check set): a subchannel to the instance
      * with gRPC health checking; the key exists only while it is READY. */
-    resolver_subchannel *health;
+    rsv_subchannel *health;
     int healthy; /* 1 without health checking */
 };
 
-struct resolver_registrar {
-    resolver_loop *loop;
-    resolver_etcd *etcd;
-    resolver_dns *dns;
+struct rsv_registrar {
+    rsv_loop *loop;
+    rsv_etcd *etcd;
+    rsv_dns *dns;
     uint64_t grace_ms;
     int closed;
     reg *head;
-    resolver_log_limit lim_fail, lim_lost;
+    rsv_log_limit lim_fail, lim_lost;
 };
 
 /* ---- rendering: keys and values as each framework writes them ---- */
@@ -92,7 +92,7 @@ static char *dump(json_t *v)
 }
 
 /* The metadata object (stored as sorted compact text), a new reference. */
-static json_t *metadata_json(const resolver_registration_config *spec)
+static json_t *metadata_json(const rsv_registration_config *spec)
 {
     if (spec->metadata && *spec->metadata) {
         json_t *m = json_loads(spec->metadata, 0, NULL);
@@ -102,19 +102,19 @@ static json_t *metadata_json(const resolver_registration_config *spec)
     return json_object();
 }
 
-static char *render_value(const resolver_registration_config *s)
+static char *render_value(const rsv_registration_config *s)
 {
     const char *addr = s->address;
     json_t *meta = metadata_json(s);
     switch (s->format) {
-    case RESOLVER_FORMAT_ETCD_NAMING:
+    case RSV_FORMAT_ETCD_NAMING:
         /* grpc-go's endpoints.Update: Metadata is null when unset. */
         if (json_object_size(meta) == 0) {
             json_decref(meta);
             meta = json_null();
         }
         return dump(json_pack("{s:i,s:s,s:o}", "Op", 0, "Addr", addr, "Metadata", meta));
-    case RESOLVER_FORMAT_KRATOS: {
+    case RSV_FORMAT_KRATOS: {
         /* Kratos keeps the weight as a string in its metadata. */
         char w[16], url[320];
         snprintf(w, sizeof(w), "%" PRIu32, s->weight);
@@ -124,10 +124,10 @@ static char *render_value(const resolver_registration_config *s)
         return dump(json_pack("{s:s,s:s,s:s,s:o,s:[s]}", "id", addr, "name", s->service, "version",
                               "", "metadata", meta, "endpoints", url));
     }
-    case RESOLVER_FORMAT_KITEX:
+    case RSV_FORMAT_KITEX:
         return dump(json_pack("{s:s,s:s,s:I,s:o}", "network", "tcp", "address", addr, "weight",
                               (json_int_t)s->weight, "tags", meta));
-    case RESOLVER_FORMAT_NATIVE: {
+    case RSV_FORMAT_NATIVE: {
         json_t *v = json_pack("{s:s,s:I}", "address", addr, "weight", (json_int_t)s->weight);
         if (v && s->zone && *s->zone)
             json_object_set_new(v, "zone", json_string(s->zone));
@@ -163,27 +163,27 @@ static char *key_under(const char *top, const char *service, const char *leaf)
     return k;
 }
 
-static char *render_key(const resolver_registration_config *s, const char *prefix, int64_t lease)
+static char *render_key(const rsv_registration_config *s, const char *prefix, int64_t lease)
 {
     char id[32];
     if (s->key && *s->key)
         return strdup(s->key);
     switch (s->format) {
-    case RESOLVER_FORMAT_GOZERO:
+    case RSV_FORMAT_GOZERO:
         /* go-zero's publisher: the key is the prefix and the lease id. */
         snprintf(id, sizeof(id), "%" PRId64, lease);
         return concat3(prefix, "", id);
-    case RESOLVER_FORMAT_KRATOS: /* Kratos' namespace, its name, its instance id */
+    case RSV_FORMAT_KRATOS: /* Kratos' namespace, its name, its instance id */
         return key_under("/microservices/", s->service, s->address);
-    case RESOLVER_FORMAT_KITEX: /* registry-etcd's template */
+    case RSV_FORMAT_KITEX: /* registry-etcd's template */
         return key_under("kitex/registry-etcd/", s->service, s->address);
     default: /* etcd_naming and native: the prefix and the address */
         return concat3(prefix, s->address, "");
     }
 }
 
-int resolver_registration_render(const resolver_registration_config *spec, const char *prefix,
-                                 int64_t lease, char **key, char **value)
+int rsv_registration_render(const rsv_registration_config *spec, const char *prefix, int64_t lease,
+                            char **key, char **value)
 {
     *key = render_key(spec, prefix, lease);
     *value = render_value(spec);
@@ -224,9 +224,9 @@ static uint64_t request_timeout_ms(const reg *g)
 static void end_request(reg *g)
 {
     if (g->req)
-        resolver_etcd_cancel(g->req);
+        rsv_etcd_cancel(g->req);
     g->req = NULL;
-    resolver_timer_stop(g->deadline);
+    rsv_timer_stop(g->deadline);
     free(g->body);
     g->body = NULL;
     g->body_len = 0;
@@ -270,14 +270,14 @@ static uint64_t header_cluster(json_t *obj)
 
 static void backoff_retry(reg *g, reg_op op, const char *error)
 {
-    resolver_registrar *r = g->owner;
+    rsv_registrar *r = g->owner;
     LOG_WARN_LIMITED(&r->lim_fail,
                      "register %s %s: etcd %s failed (%s); retrying (never giving up)",
                      g->spec.service, g->spec.address, op_name(op), error);
     g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : RETRY_MIN_MS;
     if (g->backoff_ms > REGISTRAR_RETRY_MAX_MS)
         g->backoff_ms = REGISTRAR_RETRY_MAX_MS;
-    uint64_t now = resolver_loop_now(r->loop);
+    uint64_t now = rsv_loop_now(r->loop);
     /* etcd silent for longer than the TTL: the lease is presumed gone (it
      * may survive an etcd restart; the next success revokes it). */
     if (g->state != ST_LEAVING && g->lease && now >= g->lease_deadline_ms) {
@@ -320,27 +320,27 @@ static void leave_over(reg *g)
 {
     g->leave_done = 1;
     g->state = ST_LEAVING;
-    resolver_timer_start(g->timer, g->owner->grace_ms);
+    rsv_timer_start(g->timer, g->owner->grace_ms);
 }
 
 /* Whether the range answer shows our key, our value, our lease. */
 static int key_is_ours(reg *g, const char *body, size_t len)
 {
-    resolver_range_result rr;
+    rsv_range_result rr;
     char why[128];
-    if (resolver_range_parse(body, len, &rr, why, sizeof(why)) != 0)
+    if (rsv_range_parse(body, len, &rr, why, sizeof(why)) != 0)
         return -1;
     int ours = rr.n_kvs == 1 && rr.kvs[0].lease == g->lease &&
                rr.kvs[0].value_len == strlen(g->value) &&
                memcmp(rr.kvs[0].value, g->value, rr.kvs[0].value_len) == 0;
-    resolver_range_result_clear(&rr);
+    rsv_range_result_clear(&rr);
     return ours;
 }
 
 static void handle_ok(reg *g, reg_op op, json_t *root)
 {
-    resolver_registrar *r = g->owner;
-    uint64_t now = resolver_loop_now(r->loop);
+    rsv_registrar *r = g->owner;
+    uint64_t now = rsv_loop_now(r->loop);
     switch (op) {
     case OP_GRANT: {
         int64_t id = json_int64(root, "ID"), ttl = json_int64(root, "TTL");
@@ -353,7 +353,7 @@ static void handle_ok(reg *g, reg_op op, json_t *root)
         g->lease_deadline_ms = now + (uint64_t)ttl * 1000;
         g->cluster_id = header_cluster(root);
         char *key, *value;
-        if (resolver_registration_render(&g->spec, g->prefix, id, &key, &value) != 0) {
+        if (rsv_registration_render(&g->spec, g->prefix, id, &key, &value) != 0) {
             backoff_retry(g, op, "out of memory");
             return;
         }
@@ -445,7 +445,7 @@ static void on_done(void *arg, long status, const char *error)
     reg *g = arg;
     reg_op op = g->op;
     g->req = NULL;
-    resolver_timer_stop(g->deadline);
+    rsv_timer_stop(g->deadline);
     char *body = g->body;
     size_t len = g->body_len;
     g->body = NULL;
@@ -460,7 +460,7 @@ static void on_done(void *arg, long status, const char *error)
         uint64_t cid = header_cluster(
             json_object_get(root, "result") ? json_object_get(root, "result") : root);
         if (cid)
-            resolver_etcd_note_cluster(g->owner->etcd, cid);
+            rsv_etcd_note_cluster(g->owner->etcd, cid);
         g->backoff_ms = 0;
         if (cid && g->cluster_id && cid != g->cluster_id && g->state != ST_LEAVING &&
             op != OP_GRANT) {
@@ -509,7 +509,7 @@ static void on_done(void *arg, long status, const char *error)
 
 static char *b64(const char *s)
 {
-    return resolver_base64_encode(s, strlen(s));
+    return rsv_base64_encode(s, strlen(s));
 }
 
 static char *request_body(reg *g, reg_op op, const char **path)
@@ -559,27 +559,27 @@ static char *request_body(reg *g, reg_op op, const char **path)
 static void step(reg *g, reg_op op)
 {
     end_request(g);
-    resolver_timer_stop(g->timer);
+    rsv_timer_stop(g->timer);
     g->op = op;
     if (op == OP_NONE)
         return;
     const char *path = "";
     char *body = request_body(g, op, &path);
     if (body)
-        g->req = resolver_etcd_post(g->owner->etcd, path, body, 0, on_data, on_done, g);
+        g->req = rsv_etcd_post(g->owner->etcd, path, body, 0, on_data, on_done, g);
     free(body);
     if (!g->req) {
         backoff_retry(g, op, "out of memory");
         return;
     }
-    resolver_timer_start(g->deadline, request_timeout_ms(g));
+    rsv_timer_start(g->deadline, request_timeout_ms(g));
 }
 
 static void schedule(reg *g, reg_op op, uint64_t ms)
 {
     end_request(g);
     g->op = op;
-    resolver_timer_start(g->timer, ms);
+    rsv_timer_start(g->timer, ms);
 }
 
 /* ---- health gating ---- */
@@ -587,17 +587,16 @@ static void schedule(reg *g, reg_op op, uint64_t ms)
 /* READY: healthy; TRANSIENT_FAILURE (a failed connection, or a health
  * answer other than SERVING): unhealthy.  CONNECTING keeps the last
  * verdict, so that a server's graceful GOAWAY does not flap the key. */
-static void on_health(resolver_subchannel *sc, resolver_state old_state, resolver_state new_state,
-                      void *arg)
+static void on_health(rsv_subchannel *sc, rsv_state old_state, rsv_state new_state, void *arg)
 {
     reg *g = arg;
-    int healthy = new_state == RESOLVER_STATE_READY               ? 1
-                  : new_state == RESOLVER_STATE_TRANSIENT_FAILURE ? 0
-                                                                  : g->healthy;
+    int healthy = new_state == RSV_STATE_READY               ? 1
+                  : new_state == RSV_STATE_TRANSIENT_FAILURE ? 0
+                                                             : g->healthy;
     if (healthy == g->healthy || g->state == ST_LEAVING)
         return;
     g->healthy = healthy;
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(sc);
     if (healthy) {
         LOG_INFO("register %s %s: healthy: putting its key", g->spec.service, g->spec.address);
         if (g->lease)
@@ -610,26 +609,26 @@ static void on_health(resolver_subchannel *sc, resolver_state old_state, resolve
     }
 }
 
-static int health_start(reg *g, const resolver_service_options *opts)
+static int health_start(reg *g, const rsv_service_options *opts)
 {
-    resolver_subchannel_del(g->health);
+    rsv_subchannel_del(g->health);
     g->health = NULL;
     g->healthy = g->spec.health_check == NULL;
     if (!g->spec.health_check)
         return 0;
-    resolver_endpoint ep;
-    if (resolver_address_parse(g->spec.address, strlen(g->spec.address), &ep, NULL, 0) != 0)
+    rsv_endpoint ep;
+    if (rsv_address_parse(g->spec.address, strlen(g->spec.address), &ep, NULL, 0) != 0)
         return RESOLVER_ERR_INVALID;
-    resolver_service_options o;
-    resolver_service_options_default(&o);
+    rsv_service_options o;
+    rsv_service_options_default(&o);
     if (opts)
         o = *opts; /* borrowed: the subchannel copies what it keeps */
     o.health_grpc_service = g->spec.health_check;
     g->health =
-        resolver_subchannel_new(g->owner->loop, g->owner->dns, ep.host, ep.port, &o, on_health, g);
+        rsv_subchannel_new(g->owner->loop, g->owner->dns, ep.host, ep.port, &o, on_health, g);
     if (!g->health)
         return RESOLVER_ERR_NOMEM;
-    resolver_subchannel_connect(g->health);
+    rsv_subchannel_connect(g->health);
     return 0;
 }
 
@@ -637,11 +636,11 @@ static int health_start(reg *g, const resolver_service_options *opts)
 
 static void reg_free(reg *g)
 {
-    resolver_subchannel_del(g->health);
+    rsv_subchannel_del(g->health);
     end_request(g);
-    resolver_timer_del(g->timer);
-    resolver_timer_del(g->deadline);
-    resolver_registration_clear(&g->spec);
+    rsv_timer_del(g->timer);
+    rsv_timer_del(g->deadline);
+    rsv_registration_clear(&g->spec);
     free(g->prefix);
     free(g->key);
     free(g->value);
@@ -658,7 +657,7 @@ static void unlink_reg(reg *g)
         }
 }
 
-static void on_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     reg *g = arg;
     if (g->leave_done) { /* the grace is over */
@@ -669,12 +668,12 @@ static void on_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     step(g, g->op);
 }
 
-static void on_deadline(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_deadline(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     reg *g = arg;
     reg_op op = g->op;
     if (g->req)
-        resolver_etcd_cancel(g->req);
+        rsv_etcd_cancel(g->req);
     g->req = NULL;
     free(g->body);
     g->body = NULL;
@@ -683,7 +682,7 @@ static void on_deadline(resolver_loop *loop, resolver_timer *t, void *arg)
     on_done(g, 0, "no answer in time");
 }
 
-static reg *find(resolver_registrar *r, const char *service, const char *address, int leaving)
+static reg *find(rsv_registrar *r, const char *service, const char *address, int leaving)
 {
     for (reg *g = r->head; g; g = g->next)
         if ((leaving || g->state != ST_LEAVING) && strcmp(g->spec.service, service) == 0 &&
@@ -692,10 +691,9 @@ static reg *find(resolver_registrar *r, const char *service, const char *address
     return NULL;
 }
 
-resolver_registrar *resolver_registrar_new(resolver_loop *loop, resolver_etcd *etcd,
-                                           resolver_dns *dns, uint64_t grace_ms)
+rsv_registrar *rsv_registrar_new(rsv_loop *loop, rsv_etcd *etcd, rsv_dns *dns, uint64_t grace_ms)
 {
-    resolver_registrar *r = calloc(1, sizeof(*r));
+    rsv_registrar *r = calloc(1, sizeof(*r));
     if (r) {
         r->loop = loop;
         r->etcd = etcd;
@@ -705,7 +703,7 @@ resolver_registrar *resolver_registrar_new(resolver_loop *loop, resolver_etcd *e
     return r;
 }
 
-void resolver_registrar_del(resolver_registrar *r)
+void rsv_registrar_del(rsv_registrar *r)
 {
     if (!r)
         return;
@@ -717,26 +715,26 @@ void resolver_registrar_del(resolver_registrar *r)
     free(r);
 }
 
-void resolver_registrar_set_grace(resolver_registrar *r, uint64_t grace_ms)
+void rsv_registrar_set_grace(rsv_registrar *r, uint64_t grace_ms)
 {
     r->grace_ms = grace_ms;
 }
 
 /* An update of a live registration: the new key and value with the same
  * lease (a new one if the TTL changed); the old key, if another, deleted. */
-static int update(reg *g, const resolver_registration_config *spec, const char *prefix,
-                  const resolver_service_options *opts)
+static int update(reg *g, const rsv_registration_config *spec, const char *prefix,
+                  const rsv_service_options *opts)
 {
-    resolver_registration_config copy;
+    rsv_registration_config copy;
     char *p = strdup(prefix);
-    if (!p || resolver_registration_copy(&copy, spec) != 0) {
+    if (!p || rsv_registration_copy(&copy, spec) != 0) {
         free(p);
         return RESOLVER_ERR_NOMEM;
     }
     int new_lease = copy.ttl_ms != g->spec.ttl_ms || !g->lease;
     int new_health = !g->spec.health_check != !copy.health_check ||
                      (copy.health_check && strcmp(copy.health_check, g->spec.health_check) != 0);
-    resolver_registration_clear(&g->spec);
+    rsv_registration_clear(&g->spec);
     g->spec = copy;
     free(g->prefix);
     g->prefix = p;
@@ -755,7 +753,7 @@ static int update(reg *g, const resolver_registration_config *spec, const char *
         return 0;
     }
     char *key, *value;
-    if (resolver_registration_render(&g->spec, g->prefix, g->lease, &key, &value) != 0)
+    if (rsv_registration_render(&g->spec, g->prefix, g->lease, &key, &value) != 0)
         return RESOLVER_ERR_NOMEM;
     if (g->key && strcmp(g->key, key) != 0 && !g->stale_key)
         g->stale_key = g->key;
@@ -768,16 +766,15 @@ static int update(reg *g, const resolver_registration_config *spec, const char *
     return 0;
 }
 
-int resolver_registrar_add(resolver_registrar *r, const resolver_registration_config *spec,
-                           const char *prefix, const resolver_service_options *opts,
-                           int from_config)
+int rsv_registrar_add(rsv_registrar *r, const rsv_registration_config *spec, const char *prefix,
+                      const rsv_service_options *opts, int from_config)
 {
     if (r->closed)
         return RESOLVER_ERR_CLOSED;
     reg *g = find(r, spec->service, spec->address, 0);
     if (g) {
         g->from_config = from_config;
-        return resolver_registration_equal(&g->spec, spec) && strcmp(g->prefix, prefix) == 0
+        return rsv_registration_equal(&g->spec, spec) && strcmp(g->prefix, prefix) == 0
                    ? 0
                    : update(g, spec, prefix, opts);
     }
@@ -785,12 +782,11 @@ int resolver_registrar_add(resolver_registrar *r, const resolver_registration_co
         return RESOLVER_ERR_NOMEM;
     g->owner = r;
     g->from_config = from_config;
-    resolver_registration_default(&g->spec);
-    g->timer = resolver_timer_new(r->loop, on_timer, g);
-    g->deadline = resolver_timer_new(r->loop, on_deadline, g);
+    rsv_registration_default(&g->spec);
+    g->timer = rsv_timer_new(r->loop, on_timer, g);
+    g->deadline = rsv_timer_new(r->loop, on_deadline, g);
     g->prefix = strdup(prefix);
-    if (!g->timer || !g->deadline || !g->prefix ||
-        resolver_registration_copy(&g->spec, spec) != 0) {
+    if (!g->timer || !g->deadline || !g->prefix || rsv_registration_copy(&g->spec, spec) != 0) {
         reg_free(g);
         return RESOLVER_ERR_NOMEM;
     }
@@ -807,7 +803,7 @@ int resolver_registrar_add(resolver_registrar *r, const resolver_registration_co
 static void leave(reg *g)
 {
     g->state = ST_LEAVING;
-    resolver_subchannel_del(g->health);
+    rsv_subchannel_del(g->health);
     g->health = NULL;
     free(g->stale_key);
     g->stale_key = NULL;
@@ -821,7 +817,7 @@ static void leave(reg *g)
     }
 }
 
-int resolver_registrar_remove(resolver_registrar *r, const char *service, const char *address)
+int rsv_registrar_remove(rsv_registrar *r, const char *service, const char *address)
 {
     reg *g = find(r, service, address, 0);
     if (!g)
@@ -832,15 +828,15 @@ int resolver_registrar_remove(resolver_registrar *r, const char *service, const 
     return 0;
 }
 
-void resolver_registrar_leave_all(resolver_registrar *r)
+void rsv_registrar_leave_all(rsv_registrar *r)
 {
     r->closed = 1;
     for (reg *g = r->head; g; g = g->next)
         if (g->state != ST_LEAVING)
-            resolver_registrar_remove(r, g->spec.service, g->spec.address);
+            rsv_registrar_remove(r, g->spec.service, g->spec.address);
 }
 
-void resolver_registrar_forget_config(resolver_registrar *r, const resolver_config *cfg)
+void rsv_registrar_forget_config(rsv_registrar *r, const resolver_config *cfg)
 {
     for (reg *g = r->head; g; g = g->next) {
         if (!g->from_config || g->state == ST_LEAVING)
@@ -850,11 +846,11 @@ void resolver_registrar_forget_config(resolver_registrar *r, const resolver_conf
             kept = strcmp(cfg->registrations[i].service, g->spec.service) == 0 &&
                    strcmp(cfg->registrations[i].address, g->spec.address) == 0;
         if (!kept)
-            resolver_registrar_remove(r, g->spec.service, g->spec.address);
+            rsv_registrar_remove(r, g->spec.service, g->spec.address);
     }
 }
 
-size_t resolver_registrar_count(const resolver_registrar *r)
+size_t rsv_registrar_count(const rsv_registrar *r)
 {
     size_t n = 0;
     for (const reg *g = r->head; g; g = g->next)
@@ -885,15 +881,15 @@ static json_t *reg_json(const reg *g, uint64_t now)
                        ? json_integer((json_int_t)(g->lease_deadline_ms - now))
                        : json_null();
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:I}", "service", g->spec.service, "address",
-                     g->spec.address, "format", resolver_format_name(g->spec.format), "key",
+                     g->spec.address, "format", rsv_format_name(g->spec.format), "key",
                      g->key ? g->key : "", "lease_id", lease, "ttl_left_ms", left, "state",
                      state_name(g), "origin", g->from_config ? "config" : "runtime",
                      "registered_count", (json_int_t)g->registered_count);
 }
 
-json_t *resolver_registrar_json(resolver_registrar *r)
+json_t *rsv_registrar_json(rsv_registrar *r)
 {
-    size_t n = resolver_registrar_count(r), i = 0;
+    size_t n = rsv_registrar_count(r), i = 0;
     reg **v = calloc(n + 1, sizeof(*v));
     json_t *list = json_array();
     if (!v || !list) {
@@ -904,7 +900,7 @@ json_t *resolver_registrar_json(resolver_registrar *r)
     for (reg *g = r->head; g; g = g->next)
         v[i++] = g;
     qsort(v, n, sizeof(*v), by_service_address);
-    uint64_t now = resolver_loop_now(r->loop);
+    uint64_t now = rsv_loop_now(r->loop);
     for (i = 0; i < n; i++)
         json_array_append_new(list, reg_json(v[i], now));
     free(v);

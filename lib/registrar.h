@@ -12,7 +12,7 @@
  * lease, then keeps the registration LEAVING for deregister_grace_ms so
  * that a caller can wait for remote callers to stop picking it.
  *
- * Keys and values (resolver_registration_render): go-zero PREFIX<lease id>
+ * Keys and values (rsv_registration_render): go-zero PREFIX<lease id>
  * -> host:port; etcd_naming PREFIX<host:port> -> {"Op":0,"Addr":..,
  * "Metadata":..}; kratos /microservices/NAME/<address> -> its instance JSON;
  * kitex kitex/registry-etcd/NAME/<host:port> -> {"network":"tcp",..};
@@ -22,7 +22,7 @@
  *
  * Rules:
  *  1. Loop-thread only.
- *  2. resolver_registrar_del cancels everything and deletes nothing: keys
+ *  2. rsv_registrar_del cancels everything and deletes nothing: keys
  *     then expire with their leases (what a crash does).  Leave first for a
  *     clean exit.
  *  3. A registration is identified by (service, address); adding it again
@@ -33,8 +33,8 @@
  *     again when it is READY.  The lease is kept alive meanwhile (state
  *     UNHEALTHY).
  */
-#ifndef RESOLVER_REGISTRAR_H
-#define RESOLVER_REGISTRAR_H
+#ifndef RSV_REGISTRAR_H
+#define RSV_REGISTRAR_H
 
 #include <jansson.h>
 #include <stdint.h>
@@ -43,39 +43,37 @@
 #include "etcd.h"
 #include "loop.h"
 
-typedef struct resolver_registrar resolver_registrar;
+typedef struct rsv_registrar rsv_registrar;
 
 /* NULL on allocation failure. */
 /* `dns` (borrowed) resolves host names of health-checked registrations. */
-resolver_registrar *resolver_registrar_new(resolver_loop *loop, resolver_etcd *etcd,
-                                           resolver_dns *dns, uint64_t grace_ms);
-void resolver_registrar_del(resolver_registrar *r);
-void resolver_registrar_set_grace(resolver_registrar *r, uint64_t grace_ms);
+rsv_registrar *rsv_registrar_new(rsv_loop *loop, rsv_etcd *etcd, rsv_dns *dns, uint64_t grace_ms);
+void rsv_registrar_del(rsv_registrar *r);
+void rsv_registrar_set_grace(rsv_registrar *r, uint64_t grace_ms);
 
 /* Starts (or updates) publishing `spec` (copied).  `prefix` is the
  * service's configured prefix; `opts` (NULL: the defaults) the connection
  * options of a health-checked registration's subchannel.  `from_config`:
  * the registration belongs to the configuration (a reload that drops it
  * deregisters it).  0, NOMEM or CLOSED (everything is leaving). */
-int resolver_registrar_add(resolver_registrar *r, const resolver_registration_config *spec,
-                           const char *prefix, const resolver_service_options *opts,
-                           int from_config);
+int rsv_registrar_add(rsv_registrar *r, const rsv_registration_config *spec, const char *prefix,
+                      const rsv_service_options *opts, int from_config);
 /* Begins leaving one registration.  0 or NOT_FOUND (none, or already leaving). */
-int resolver_registrar_remove(resolver_registrar *r, const char *service, const char *address);
+int rsv_registrar_remove(rsv_registrar *r, const char *service, const char *address);
 /* Begins leaving every one; later adds answer CLOSED. */
-void resolver_registrar_leave_all(resolver_registrar *r);
+void rsv_registrar_leave_all(rsv_registrar *r);
 /* Deregisters the configuration's registrations that `cfg` no longer lists
  * (runtime ones stay); the caller adds cfg's. */
-void resolver_registrar_forget_config(resolver_registrar *r, const resolver_config *cfg);
+void rsv_registrar_forget_config(rsv_registrar *r, const resolver_config *cfg);
 /* Registrations still listed (LEAVING ones included until their grace ends). */
-size_t resolver_registrar_count(const resolver_registrar *r);
+size_t rsv_registrar_count(const rsv_registrar *r);
 /* [{"service","address","format","key","lease_id","ttl_left_ms","state",
  *   "origin","registered_count"}...], sorted by service then address. */
-json_t *resolver_registrar_json(resolver_registrar *r);
+json_t *rsv_registrar_json(rsv_registrar *r);
 
 /* The key and value `spec` is written as with lease `lease` (go-zero keys
  * carry it).  Pure.  0 or NOMEM; free both. */
-int resolver_registration_render(const resolver_registration_config *spec, const char *prefix,
-                                 int64_t lease, char **key, char **value);
+int rsv_registration_render(const rsv_registration_config *spec, const char *prefix, int64_t lease,
+                            char **key, char **value);
 
 #endif

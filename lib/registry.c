@@ -179,8 +179,7 @@ static int split_host_port(const char *t, size_t len, const char **host, size_t 
     return 0;
 }
 
-int resolver_address_parse(const char *text, size_t len, resolver_endpoint *out, char *why,
-                           size_t whylen)
+int rsv_address_parse(const char *text, size_t len, rsv_endpoint *out, char *why, size_t whylen)
 {
     if (!text || !out)
         return fail(why, whylen, "no address");
@@ -220,15 +219,14 @@ int resolver_address_parse(const char *text, size_t len, resolver_endpoint *out,
 
 /* An address from a JSON string member.  json_string_length keeps embedded
  * NULs (\u0000) visible so that they are rejected, not truncated. */
-static int json_address(json_t *root, const char *name, resolver_endpoint *out, char *why,
-                        size_t whylen)
+static int json_address(json_t *root, const char *name, rsv_endpoint *out, char *why, size_t whylen)
 {
     json_t *v = json_object_get(root, name);
     if (!v)
         return fail(why, whylen, "missing \"%s\"", name);
     if (!json_is_string(v))
         return fail(why, whylen, "\"%s\" must be a string", name);
-    return resolver_address_parse(json_string_value(v), json_string_length(v), out, why, whylen);
+    return rsv_address_parse(json_string_value(v), json_string_length(v), out, why, whylen);
 }
 
 /* "weight": absent or null means 1, 0 means 1 (registries write 0 for
@@ -259,7 +257,7 @@ static int json_zone(json_t *root, char *zone, char *why, size_t whylen)
         return fail(why, whylen, "zone must be a string");
     size_t len = json_string_length(v);
     const char *s = json_string_value(v);
-    if (len >= RESOLVER_ZONE_MAX)
+    if (len >= RSV_ZONE_MAX)
         return fail(why, whylen, "zone too long");
     for (size_t i = 0; i < len; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
@@ -270,8 +268,7 @@ static int json_zone(json_t *root, char *zone, char *why, size_t whylen)
 
 /* ---- the formats ------------------------------------------------------- */
 
-static int decode_gozero(const char *value, size_t len, resolver_endpoint *out, char *why,
-                         size_t whylen)
+static int decode_gozero(const char *value, size_t len, rsv_endpoint *out, char *why, size_t whylen)
 {
     while (len > 0 && is_ws(value[0])) {
         value++;
@@ -281,10 +278,10 @@ static int decode_gozero(const char *value, size_t len, resolver_endpoint *out, 
         len--;
     if (len == 0)
         return fail(why, whylen, "empty value");
-    return resolver_address_parse(value, len, out, why, whylen);
+    return rsv_address_parse(value, len, out, why, whylen);
 }
 
-static int decode_etcd_naming(json_t *root, resolver_endpoint *out, char *why, size_t whylen)
+static int decode_etcd_naming(json_t *root, rsv_endpoint *out, char *why, size_t whylen)
 {
     json_t *op = json_object_get(root, "Op");
     if (op && !json_is_null(op)) {
@@ -341,8 +338,8 @@ static size_t grpc_scheme(const char *s, size_t len, int *tls)
 }
 
 /* "grpc://host:port[/path][?query][#fragment]" */
-static int decode_kratos_url(const char *s, size_t len, size_t skip, resolver_endpoint *out,
-                             char *why, size_t whylen)
+static int decode_kratos_url(const char *s, size_t len, size_t skip, rsv_endpoint *out, char *why,
+                             size_t whylen)
 {
     const char *auth = s + skip, *end = s + len;
     const char *hash = memchr(auth, '#', (size_t)(end - auth));
@@ -351,7 +348,7 @@ static int decode_kratos_url(const char *s, size_t len, size_t skip, resolver_en
     const char *stop = auth;
     while (stop < end && *stop != '/' && *stop != '?')
         stop++;
-    int rc = resolver_address_parse(auth, (size_t)(stop - auth), out, why, whylen);
+    int rc = rsv_address_parse(auth, (size_t)(stop - auth), out, why, whylen);
     if (rc)
         return rc;
     const char *q = memchr(stop, '?', (size_t)(end - stop));
@@ -381,7 +378,7 @@ static void kratos_weight(json_t *root, uint32_t *weight)
         *weight = v;
 }
 
-static int decode_kratos(json_t *root, resolver_endpoint *out, char *why, size_t whylen)
+static int decode_kratos(json_t *root, rsv_endpoint *out, char *why, size_t whylen)
 {
     json_t *eps = json_object_get(root, "endpoints");
     if (!eps)
@@ -410,7 +407,7 @@ static int decode_kratos(json_t *root, resolver_endpoint *out, char *why, size_t
     return fail(why, whylen, "no grpc:// endpoint");
 }
 
-static int decode_kitex(json_t *root, resolver_endpoint *out, char *why, size_t whylen)
+static int decode_kitex(json_t *root, rsv_endpoint *out, char *why, size_t whylen)
 {
     json_t *net = json_object_get(root, "network");
     if (net && !json_is_null(net)) {
@@ -424,7 +421,7 @@ static int decode_kitex(json_t *root, resolver_endpoint *out, char *why, size_t 
     return json_weight(root, &out->weight, why, whylen);
 }
 
-static int decode_native(json_t *root, resolver_endpoint *out, char *why, size_t whylen)
+static int decode_native(json_t *root, rsv_endpoint *out, char *why, size_t whylen)
 {
     int rc = json_address(root, "address", out, why, whylen);
     if (rc)
@@ -435,21 +432,21 @@ static int decode_native(json_t *root, resolver_endpoint *out, char *why, size_t
 }
 
 /* The value's own keys tell the formats apart (PRODUCT.md table). */
-static resolver_format detect_json(json_t *root)
+static rsv_format detect_json(json_t *root)
 {
     if (json_object_get(root, "Addr"))
-        return RESOLVER_FORMAT_ETCD_NAMING;
+        return RSV_FORMAT_ETCD_NAMING;
     if (json_is_array(json_object_get(root, "endpoints")))
-        return RESOLVER_FORMAT_KRATOS;
+        return RSV_FORMAT_KRATOS;
     if (json_object_get(root, "network"))
-        return RESOLVER_FORMAT_KITEX;
+        return RSV_FORMAT_KITEX;
     if (json_object_get(root, "address"))
-        return RESOLVER_FORMAT_NATIVE;
-    return RESOLVER_FORMAT_AUTO;
+        return RSV_FORMAT_NATIVE;
+    return RSV_FORMAT_AUTO;
 }
 
-static int decode_json(resolver_format format, const char *value, size_t len,
-                       resolver_endpoint *out, char *why, size_t whylen)
+static int decode_json(rsv_format format, const char *value, size_t len, rsv_endpoint *out,
+                       char *why, size_t whylen)
 {
     json_error_t err;
     json_t *root = json_loadb(value, len, 0, &err);
@@ -460,20 +457,20 @@ static int decode_json(resolver_format format, const char *value, size_t len,
         rc = fail(why, whylen, "not a JSON object");
         goto out;
     }
-    if (format == RESOLVER_FORMAT_AUTO)
+    if (format == RSV_FORMAT_AUTO)
         format = detect_json(root);
     out->format = format;
     switch (format) {
-    case RESOLVER_FORMAT_ETCD_NAMING:
+    case RSV_FORMAT_ETCD_NAMING:
         rc = decode_etcd_naming(root, out, why, whylen);
         break;
-    case RESOLVER_FORMAT_KRATOS:
+    case RSV_FORMAT_KRATOS:
         rc = decode_kratos(root, out, why, whylen);
         break;
-    case RESOLVER_FORMAT_KITEX:
+    case RSV_FORMAT_KITEX:
         rc = decode_kitex(root, out, why, whylen);
         break;
-    case RESOLVER_FORMAT_NATIVE:
+    case RSV_FORMAT_NATIVE:
         rc = decode_native(root, out, why, whylen);
         break;
     default:
@@ -493,8 +490,8 @@ static int starts_with_brace(const char *value, size_t len)
     return i < len && value[i] == '{';
 }
 
-int resolver_registry_decode(resolver_format format, const char *value, size_t len,
-                             resolver_endpoint *out, char *why, size_t whylen)
+int rsv_registry_decode(rsv_format format, const char *value, size_t len, rsv_endpoint *out,
+                        char *why, size_t whylen)
 {
     if (why && whylen > 0)
         why[0] = '\0';
@@ -504,13 +501,13 @@ int resolver_registry_decode(resolver_format format, const char *value, size_t l
     out->weight = 1;
     if (!value)
         return fail(why, whylen, "no value");
-    if (format == RESOLVER_FORMAT_AUTO && !starts_with_brace(value, len))
-        format = RESOLVER_FORMAT_GOZERO;
-    if (format == RESOLVER_FORMAT_GOZERO) {
+    if (format == RSV_FORMAT_AUTO && !starts_with_brace(value, len))
+        format = RSV_FORMAT_GOZERO;
+    if (format == RSV_FORMAT_GOZERO) {
         out->format = format;
         return decode_gozero(value, len, out, why, whylen);
     }
-    if (format < RESOLVER_FORMAT_AUTO || format > RESOLVER_FORMAT_NATIVE)
+    if (format < RSV_FORMAT_AUTO || format > RSV_FORMAT_NATIVE)
         return fail(why, whylen, "unknown format");
     return decode_json(format, value, len, out, why, whylen);
 }
@@ -520,25 +517,25 @@ int resolver_registry_decode(resolver_format format, const char *value, size_t l
 static const char *const format_names[] = {"auto",   "gozero", "etcd_naming",
                                            "kratos", "kitex",  "native"};
 
-const char *resolver_format_name(resolver_format f)
+const char *rsv_format_name(rsv_format f)
 {
     if ((int)f < 0 || (size_t)f >= sizeof(format_names) / sizeof(format_names[0]))
         return "unknown";
     return format_names[f];
 }
 
-int resolver_format_parse(const char *name, resolver_format *out)
+int rsv_format_parse(const char *name, rsv_format *out)
 {
     if (!name || !out)
         return RESOLVER_ERR_INVALID;
     for (size_t i = 0; i < sizeof(format_names) / sizeof(format_names[0]); i++) {
         if (strcmp(name, format_names[i]) == 0) {
-            *out = (resolver_format)i;
+            *out = (rsv_format)i;
             return 0;
         }
     }
     if (strcmp(name, "go-zero") == 0) {
-        *out = RESOLVER_FORMAT_GOZERO;
+        *out = RSV_FORMAT_GOZERO;
         return 0;
     }
     return RESOLVER_ERR_INVALID;

@@ -25,33 +25,33 @@
 #define SP_WINDOW_S 10
 #define SP_SLOTS (SP_WINDOW_S + 1)
 
-struct resolver_service {
-    resolver_loop *loop;
-    resolver_etcd *etcd;
-    resolver_dns *dns;
-    resolver_hazard_domain *hazard;
+struct rsv_service {
+    rsv_loop *loop;
+    rsv_etcd *etcd;
+    rsv_dns *dns;
+    rsv_hazard_domain *hazard;
     char *name, *prefix, *zone;
-    resolver_service_options opts;
-    resolver_service_change_cb change_cb;
+    rsv_service_options opts;
+    rsv_service_change_cb change_cb;
     void *change_arg;
-    resolver_discovery *discovery;
-    resolver_strmap keys;      /* etcd key -> malloc'd address */
-    resolver_strmap instances; /* address -> resolver_instance */
-    _Atomic(void *) picker;    /* resolver_picker, read by any thread */
-    resolver_timer *outlier_timer;
-    resolver_timer *publish_timer; /* coalesces picker rebuilds after state changes */
-    uint64_t publish_cost_us;      /* how long the last coalesced rebuild took */
-    resolver_service_counters counters;
+    rsv_discovery *discovery;
+    rsv_strmap keys;        /* etcd key -> malloc'd address */
+    rsv_strmap instances;   /* address -> rsv_instance */
+    _Atomic(void *) picker; /* rsv_picker, read by any thread */
+    rsv_timer *outlier_timer;
+    rsv_timer *publish_timer; /* coalesces picker rebuilds after state changes */
+    uint64_t publish_cost_us; /* how long the last coalesced rebuild took */
+    rsv_service_counters counters;
     atomic_int picked; /* (any) a pick happened since the last idle check */
     uint64_t last_active_ms;
-    int changed; /* keys changed since resolver_service_take_changed */
+    int changed; /* keys changed since rsv_service_take_changed */
     int stopped;
     int draining_all;  /* graceful stop: etcd changes ignored, cache_file kept as it was */
     int batch;         /* > 0: inside a batch of changes, publish_picker only marks */
     int publish_dirty; /* a publish_picker was asked for inside the batch */
     /* Instances whose last key went inside the batch (each referenced):
      * they drain at its end unless a key named them again meanwhile. */
-    resolver_instance **unkeyed;
+    rsv_instance **unkeyed;
     size_t n_unkeyed, cap_unkeyed;
     /* Self-preservation (service.h rule 5): the most keyed READY instances
      * seen in each of the last SP_SLOTS seconds, noted at every publish. */
@@ -61,49 +61,49 @@ struct resolver_service {
     int listed;         /* etcd's first listing applied: cache preloads it reconciles away
                          * are no evidence of a storm */
     size_t n_stale;
-    resolver_log_limit sp_log; /* one warning per storm, not per watch message */
+    rsv_log_limit sp_log; /* one warning per storm, not per watch message */
 };
 
-static void publish_picker(resolver_service *svc);
-static void log_back(resolver_instance *inst, const char *how);
-static void batch_begin(resolver_service *svc);
-static void batch_end(resolver_service *svc);
-static void stale_clear(resolver_instance *inst);
-static void stale_end(resolver_instance *inst, const char *why);
-static void on_stale_timer(resolver_loop *loop, resolver_timer *t, void *arg);
+static void publish_picker(rsv_service *svc);
+static void log_back(rsv_instance *inst, const char *how);
+static void batch_begin(rsv_service *svc);
+static void batch_end(rsv_service *svc);
+static void stale_clear(rsv_instance *inst);
+static void stale_end(rsv_instance *inst, const char *why);
+static void on_stale_timer(rsv_loop *loop, rsv_timer *t, void *arg);
 
 /* A snapshot of the instances, for loops that may close some of them (the
  * map may not change while it is iterated).  Free the array; NULL with
  * *n = 0 when out of memory. */
-static resolver_instance **collect_instances(const resolver_service *svc, size_t *n)
+static rsv_instance **collect_instances(const rsv_service *svc, size_t *n)
 {
     *n = 0;
-    resolver_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
+    rsv_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
     void *value;
-    for (size_t pos = 0; all && resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+    for (size_t pos = 0; all && rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
         all[(*n)++] = value;
     return all;
 }
 
 /* ---- instance lifetime ---- */
 
-void resolver_instance_ref(resolver_instance *inst)
+void rsv_instance_ref(rsv_instance *inst)
 {
     atomic_fetch_add(&inst->refs, 1);
 }
 
-void resolver_instance_unref(resolver_instance *inst)
+void rsv_instance_unref(rsv_instance *inst)
 {
     if (atomic_fetch_sub(&inst->refs, 1) != 1)
         return;
-    resolver_timer_del(inst->drain_timer);
-    resolver_timer_del(inst->eject_timer);
-    resolver_timer_del(inst->stale_timer);
-    resolver_subchannel_del(inst->sc);
+    rsv_timer_del(inst->drain_timer);
+    rsv_timer_del(inst->eject_timer);
+    rsv_timer_del(inst->stale_timer);
+    rsv_subchannel_del(inst->sc);
     free(inst);
 }
 
-static void notify(resolver_service *svc, const resolver_instance *inst, resolver_change what)
+static void notify(rsv_service *svc, const rsv_instance *inst, rsv_change what)
 {
     if (svc->change_cb)
         svc->change_cb(svc->change_arg, svc, inst, what);
@@ -111,48 +111,48 @@ static void notify(resolver_service *svc, const resolver_instance *inst, resolve
 
 /* Closes the subchannel and detaches the instance from the service; tickets
  * and pickers still holding it keep the memory alive (lifetime rule 2). */
-static void instance_close(resolver_instance *inst)
+static void instance_close(rsv_instance *inst)
 {
-    resolver_service *svc = inst->service;
-    resolver_strmap_remove(&svc->instances, inst->endpoint.address);
-    resolver_timer_stop(inst->drain_timer);
-    resolver_timer_stop(inst->eject_timer);
+    rsv_service *svc = inst->service;
+    rsv_strmap_remove(&svc->instances, inst->endpoint.address);
+    rsv_timer_stop(inst->drain_timer);
+    rsv_timer_stop(inst->eject_timer);
     stale_clear(inst);
     if (inst->sc) {
-        resolver_subchannel_del(inst->sc);
+        rsv_subchannel_del(inst->sc);
         inst->sc = NULL;
     }
     LOG_INFO("service %s: instance %s closed", svc->name, inst->endpoint.address);
-    notify(svc, inst, RESOLVER_CHANGE_CLOSED);
+    notify(svc, inst, RSV_CHANGE_CLOSED);
     inst->service = NULL;
     publish_picker(svc);
-    resolver_instance_unref(inst);
+    rsv_instance_unref(inst);
 }
 
-static void on_drain_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_drain_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     /* Not rate-limited: each instance drains once, and which one was cut
      * off with picks still outstanding is what the operator needs. */
-    resolver_instance *inst = arg;
+    rsv_instance *inst = arg;
     LOG_WARN("service %s: instance %s drain timed out with %u picks outstanding",
              inst->service->name, inst->endpoint.address, atomic_load(&inst->outstanding));
     instance_close(inst);
 }
 
-static void on_eject_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_eject_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_instance *inst = arg;
-    resolver_service *svc = inst->service;
+    rsv_instance *inst = arg;
+    rsv_service *svc = inst->service;
     inst->ejected = 0;
     inst->consecutive_failures = 0;
-    inst->last_change_ms = resolver_loop_now(loop);
-    if (inst->sc && resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY)
+    inst->last_change_ms = rsv_loop_now(loop);
+    if (inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY)
         log_back(inst, "back from ejection");
     else
         LOG_DEBUG("service %s: instance %s returns from ejection, not READY", svc->name,
                   inst->endpoint.address);
     publish_picker(svc);
-    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    notify(svc, inst, RSV_CHANGE_STATE);
 }
 
 static uint64_t monotonic_us(void)
@@ -163,14 +163,14 @@ static uint64_t monotonic_us(void)
 }
 
 /* publish_picker, timed: its cost decides whether the next one waits. */
-static void publish_picker_timed(resolver_service *svc)
+static void publish_picker_timed(rsv_service *svc)
 {
     uint64_t start = monotonic_us();
     publish_picker(svc);
     svc->publish_cost_us = monotonic_us() - start;
 }
 
-static void on_publish_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_publish_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     publish_picker_timed(arg);
 }
@@ -183,14 +183,14 @@ static void on_publish_timer(resolver_loop *loop, resolver_timer *t, void *arg)
  * (rebuilds take at most ~10 % of the loop; a pick may see a state that
  * old); a small one rebuilds at once, as before. */
 #define COALESCE_MIN 1024
-static void publish_picker_soon(resolver_service *svc)
+static void publish_picker_soon(rsv_service *svc)
 {
     if (!svc->publish_timer || svc->instances.len < COALESCE_MIN) {
         if (svc->publish_timer)
-            resolver_timer_stop(svc->publish_timer);
+            rsv_timer_stop(svc->publish_timer);
         publish_picker_timed(svc);
-    } else if (!resolver_timer_active(svc->publish_timer)) {
-        resolver_timer_start(svc->publish_timer, svc->publish_cost_us / 100);
+    } else if (!rsv_timer_active(svc->publish_timer)) {
+        rsv_timer_start(svc->publish_timer, svc->publish_cost_us / 100);
     }
 }
 
@@ -203,7 +203,7 @@ static void publish_picker_soon(resolver_service *svc)
  * EOF, GOAWAY that left no stream) reconnects at once and is not a failure,
  * so its line waits for the reconnect: back to READY says nothing above
  * debug, a failure says both causes.  Per instance at most one warn line
- * per RESOLVER_LOG_LIMIT_MS and cause (connection, ejection): a flapping
+ * per RSV_LOG_LIMIT_MS and cause (connection, ejection): a flapping
  * instance gets one pair per window and the next warn line counts the
  * flaps in between; a return whose departure was not written is not
  * written either. */
@@ -215,13 +215,13 @@ enum {
     OUT_SILENT    /* out, the warn line was rate-limited away */
 };
 
-static double out_seconds(const resolver_instance *inst)
+static double out_seconds(const rsv_instance *inst)
 {
-    return (double)(resolver_loop_now(inst->service->loop) - inst->out_since_ms) / 1000.0;
+    return (double)(rsv_loop_now(inst->service->loop) - inst->out_since_ms) / 1000.0;
 }
 
 /* The warn line of a departure; `what` says how it left and why. */
-static void log_out(resolver_instance *inst, resolver_log_limit *lim, const char *what)
+static void log_out(rsv_instance *inst, rsv_log_limit *lim, const char *what)
 {
     int logged = LOG_WARN_LIMITED(lim, "service %s: instance %s %s", inst->service->name,
                                   inst->endpoint.address, what);
@@ -229,7 +229,7 @@ static void log_out(resolver_instance *inst, resolver_log_limit *lim, const char
 }
 
 /* Back in service: READY (`how`: "READY again", "back from ejection"). */
-static void log_back(resolver_instance *inst, const char *how)
+static void log_back(rsv_instance *inst, const char *how)
 {
     if (inst->out_state == OUT_REPORTED)
         LOG_INFO("service %s: instance %s %s after %.1f s out of service", inst->service->name,
@@ -237,21 +237,21 @@ static void log_back(resolver_instance *inst, const char *how)
     inst->out_state = OUT_IN;
 }
 
-static void log_transition(resolver_instance *inst, resolver_state from, resolver_state to)
+static void log_transition(rsv_instance *inst, rsv_state from, rsv_state to)
 {
-    resolver_service *svc = inst->service;
-    const char *cause = resolver_subchannel_state_cause(inst->sc);
+    rsv_service *svc = inst->service;
+    const char *cause = rsv_subchannel_state_cause(inst->sc);
     char what[320];
     LOG_DEBUG("service %s: instance %s %s -> %s (%s)", svc->name, inst->endpoint.address,
-              resolver_state_name(from), resolver_state_name(to), cause);
-    if (to == RESOLVER_STATE_READY) {
+              rsv_state_name(from), rsv_state_name(to), cause);
+    if (to == RSV_STATE_READY) {
         if (!inst->ejected)
             log_back(inst, "READY again");
         return;
     }
-    if (from == RESOLVER_STATE_READY && !inst->ejected) {
-        inst->out_since_ms = resolver_loop_now(svc->loop);
-        if (to == RESOLVER_STATE_CONNECTING) {
+    if (from == RSV_STATE_READY && !inst->ejected) {
+        inst->out_since_ms = rsv_loop_now(svc->loop);
+        if (to == RSV_STATE_CONNECTING) {
             inst->out_state = OUT_PENDING;
             snprintf(inst->clean_end, sizeof(inst->clean_end), "%s", cause);
             return;
@@ -260,7 +260,7 @@ static void log_transition(resolver_instance *inst, resolver_state from, resolve
         log_out(inst, &inst->flap_log, what);
         return;
     }
-    if (to != RESOLVER_STATE_TRANSIENT_FAILURE)
+    if (to != RSV_STATE_TRANSIENT_FAILURE)
         return;
     if (inst->out_state == OUT_PENDING) {
         snprintf(what, sizeof(what), "left READY: %s; reconnecting failed: %s", inst->clean_end,
@@ -272,29 +272,29 @@ static void log_transition(resolver_instance *inst, resolver_state from, resolve
     }
 }
 
-static void on_subchannel_state(resolver_subchannel *sc, resolver_state old_state,
-                                resolver_state new_state, void *arg)
+static void on_subchannel_state(rsv_subchannel *sc, rsv_state old_state, rsv_state new_state,
+                                void *arg)
 {
-    resolver_instance *inst = arg;
-    resolver_service *svc = inst->service;
-    if (!svc || new_state == RESOLVER_STATE_SHUTDOWN)
+    rsv_instance *inst = arg;
+    rsv_service *svc = inst->service;
+    if (!svc || new_state == RSV_STATE_SHUTDOWN)
         return;
-    inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->counters.transitions++;
     log_transition(inst, old_state, new_state);
     /* A STALE instance leaves with its connection; not from inside the
      * subchannel's own callback, which must not delete it. */
-    if (inst->stale && new_state != RESOLVER_STATE_READY)
-        resolver_timer_start(inst->stale_timer, 0);
+    if (inst->stale && new_state != RSV_STATE_READY)
+        rsv_timer_start(inst->stale_timer, 0);
     /* Any transition may change the picker or the reason an empty one
      * gives ("none ready: ..." lists the states). */
     publish_picker_soon(svc);
-    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    notify(svc, inst, RSV_CHANGE_STATE);
 }
 
-static resolver_instance *instance_new(resolver_service *svc, const resolver_endpoint *ep)
+static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
 {
-    resolver_instance *inst = calloc(1, sizeof(*inst));
+    rsv_instance *inst = calloc(1, sizeof(*inst));
     if (!inst)
         return NULL;
     inst->service = svc;
@@ -304,44 +304,44 @@ static resolver_instance *instance_new(resolver_service *svc, const resolver_end
     atomic_init(&inst->picks, 0);
     atomic_init(&inst->latency_ewma_bits, 0);
     atomic_init(&inst->latency_sampled_us, 0);
-    inst->added_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->added_ms = inst->last_change_ms = rsv_loop_now(svc->loop);
     inst->out_since_ms = inst->added_ms; /* out_state OUT_NEW */
-    inst->drain_timer = resolver_timer_new(svc->loop, on_drain_timeout, inst);
-    inst->eject_timer = resolver_timer_new(svc->loop, on_eject_timeout, inst);
-    inst->stale_timer = resolver_timer_new(svc->loop, on_stale_timer, inst);
-    inst->sc = resolver_subchannel_new(svc->loop, svc->dns, ep->host, ep->port, &svc->opts,
-                                       on_subchannel_state, inst);
+    inst->drain_timer = rsv_timer_new(svc->loop, on_drain_timeout, inst);
+    inst->eject_timer = rsv_timer_new(svc->loop, on_eject_timeout, inst);
+    inst->stale_timer = rsv_timer_new(svc->loop, on_stale_timer, inst);
+    inst->sc = rsv_subchannel_new(svc->loop, svc->dns, ep->host, ep->port, &svc->opts,
+                                  on_subchannel_state, inst);
     if (!inst->drain_timer || !inst->eject_timer || !inst->stale_timer || !inst->sc ||
-        resolver_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
-        resolver_timer_del(inst->drain_timer);
-        resolver_timer_del(inst->eject_timer);
-        resolver_timer_del(inst->stale_timer);
-        resolver_subchannel_del(inst->sc);
+        rsv_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
+        rsv_timer_del(inst->drain_timer);
+        rsv_timer_del(inst->eject_timer);
+        rsv_timer_del(inst->stale_timer);
+        rsv_subchannel_del(inst->sc);
         free(inst);
         return NULL;
     }
     LOG_INFO("service %s: instance %s added", svc->name, ep->address);
-    notify(svc, inst, RESOLVER_CHANGE_ADDED);
-    resolver_subchannel_connect(inst->sc);
+    notify(svc, inst, RSV_CHANGE_ADDED);
+    rsv_subchannel_connect(inst->sc);
     return inst;
 }
 
-static void instance_start_drain(resolver_instance *inst)
+static void instance_start_drain(rsv_instance *inst)
 {
-    resolver_service *svc = inst->service;
+    rsv_service *svc = inst->service;
     if (inst->stale)
         stale_end(inst, "the service is stopping");
     inst->draining = 1;
-    inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->last_change_ms = rsv_loop_now(svc->loop);
     publish_picker(svc);
     unsigned outstanding = atomic_load(&inst->outstanding);
     LOG_INFO("service %s: instance %s removed; draining %u outstanding picks", svc->name,
              inst->endpoint.address, outstanding);
-    notify(svc, inst, RESOLVER_CHANGE_REMOVED);
+    notify(svc, inst, RSV_CHANGE_REMOVED);
     if (outstanding == 0)
         instance_close(inst);
     else
-        resolver_timer_start(inst->drain_timer, svc->opts.drain_timeout_ms);
+        rsv_timer_start(inst->drain_timer, svc->opts.drain_timeout_ms);
 }
 
 /* ---- keys ---- */
@@ -349,10 +349,9 @@ static void instance_start_drain(resolver_instance *inst)
 /* A value naming an instance's address changed its weight, zone or tls
  * (the address itself never changes).  The picker's tables (weights) and
  * the zone filter were built from the old values: publish again. */
-static void instance_set_endpoint(resolver_service *svc, resolver_instance *inst,
-                                  const resolver_endpoint *ep)
+static void instance_set_endpoint(rsv_service *svc, rsv_instance *inst, const rsv_endpoint *ep)
 {
-    resolver_endpoint *cur = &inst->endpoint;
+    rsv_endpoint *cur = &inst->endpoint;
     if (cur->weight == ep->weight && cur->tls == ep->tls && strcmp(cur->zone, ep->zone) == 0)
         return;
     LOG_INFO("service %s: instance %s now has weight %u, zone \"%s\"", svc->name, cur->address,
@@ -360,34 +359,34 @@ static void instance_set_endpoint(resolver_service *svc, resolver_instance *inst
     cur->weight = ep->weight;
     cur->tls = ep->tls;
     memcpy(cur->zone, ep->zone, sizeof(cur->zone));
-    inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->changed = 1; /* cache_file keeps weight and zone too */
     publish_picker(svc);
-    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    notify(svc, inst, RSV_CHANGE_STATE);
 }
 
-static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *ep)
+static void add_key_to_instance(rsv_service *svc, const rsv_endpoint *ep)
 {
-    resolver_instance *inst = resolver_strmap_get(&svc->instances, ep->address);
+    rsv_instance *inst = rsv_strmap_get(&svc->instances, ep->address);
     if (!inst) {
         inst = instance_new(svc, ep);
         if (!inst) {
-            static resolver_log_limit lim;
+            static rsv_log_limit lim;
             LOG_ERROR_LIMITED(&lim, "service %s: out of memory adding %s", svc->name, ep->address);
             return;
         }
     } else if (inst->draining && inst->n_keys == 0) {
         /* Back before its drain finished: revive the same connection. */
-        resolver_timer_stop(inst->drain_timer);
+        rsv_timer_stop(inst->drain_timer);
         inst->draining = inst->operator_drained;
         LOG_INFO("service %s: instance %s is back; revived", svc->name, ep->address);
         publish_picker(svc);
-        notify(svc, inst, RESOLVER_CHANGE_ADDED);
+        notify(svc, inst, RSV_CHANGE_ADDED);
     } else if (inst->stale) {
         /* Listed again: an ordinary instance, on the same connection. */
         stale_end(inst, "etcd lists it again");
-        inst->last_change_ms = resolver_loop_now(svc->loop);
-        notify(svc, inst, RESOLVER_CHANGE_STATE);
+        inst->last_change_ms = rsv_loop_now(svc->loop);
+        notify(svc, inst, RSV_CHANGE_STATE);
     }
     instance_set_endpoint(svc, inst, ep);
     inst->n_keys++;
@@ -398,7 +397,7 @@ static void add_key_to_instance(resolver_service *svc, const resolver_endpoint *
  * snapshot) the drain waits for the batch's end, where a key that named the
  * address again keeps the instance as it is, connection and all; draining
  * at once would close an idle instance before the put could revive it. */
-static void instance_unkeyed(resolver_service *svc, resolver_instance *inst)
+static void instance_unkeyed(rsv_service *svc, rsv_instance *inst)
 {
     if (svc->batch == 0) {
         /* A batch of one, so that self-preservation sees it too. */
@@ -411,7 +410,7 @@ static void instance_unkeyed(resolver_service *svc, resolver_instance *inst)
         return; /* already waiting for the batch's end */
     if (svc->n_unkeyed == svc->cap_unkeyed) {
         size_t cap = svc->cap_unkeyed ? 2 * svc->cap_unkeyed : 16;
-        resolver_instance **grown = realloc(svc->unkeyed, cap * sizeof(*grown));
+        rsv_instance **grown = realloc(svc->unkeyed, cap * sizeof(*grown));
         if (!grown) {
             instance_start_drain(inst); /* out of memory: drain now, as before */
             return;
@@ -419,25 +418,25 @@ static void instance_unkeyed(resolver_service *svc, resolver_instance *inst)
         svc->unkeyed = grown;
         svc->cap_unkeyed = cap;
     }
-    resolver_instance_ref(inst);
+    rsv_instance_ref(inst);
     inst->unkeyed_in_batch = 1;
     svc->unkeyed[svc->n_unkeyed++] = inst;
 }
 
 /* ---- self-preservation (service.h rule 5) ---- */
 
-static int instance_keyed_ready(const resolver_instance *inst)
+static int instance_keyed_ready(const rsv_instance *inst)
 {
     return inst->n_keys > 0 && !inst->draining && inst->sc &&
-           resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
+           rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
 }
 
 /* Notes the count of keyed READY instances now; a second without a note
  * had the count of the last one (the count changes only where the picker
  * is published, which notes it). */
-static void ready_history_note(resolver_service *svc, size_t ready)
+static void ready_history_note(rsv_service *svc, size_t ready)
 {
-    uint64_t sec = resolver_loop_now(svc->loop) / 1000;
+    uint64_t sec = rsv_loop_now(svc->loop) / 1000;
     if (sec != svc->ready_sec) {
         uint64_t steps = sec - svc->ready_sec;
         if (steps > SP_SLOTS)
@@ -452,7 +451,7 @@ static void ready_history_note(resolver_service *svc, size_t ready)
 }
 
 /* The most keyed READY instances in the last SP_WINDOW_S seconds. */
-static size_t ready_history_max(resolver_service *svc)
+static size_t ready_history_max(rsv_service *svc)
 {
     ready_history_note(svc, svc->ready_now);
     size_t max = 0;
@@ -462,15 +461,15 @@ static size_t ready_history_max(resolver_service *svc)
     return max;
 }
 
-static void stale_hold(resolver_instance *inst)
+static void stale_hold(rsv_instance *inst)
 {
-    resolver_service *svc = inst->service;
+    rsv_service *svc = inst->service;
     inst->stale = 1;
-    inst->stale_since_ms = inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->stale_since_ms = inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->n_stale++;
-    resolver_timer_start(inst->stale_timer, svc->opts.self_preservation_max_ms);
+    rsv_timer_start(inst->stale_timer, svc->opts.self_preservation_max_ms);
     publish_picker(svc);
-    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    notify(svc, inst, RSV_CHANGE_STATE);
 }
 
 /* Before the batch's unkeyed instances drain: if their deletions leave
@@ -478,22 +477,22 @@ static void stale_hold(resolver_instance *inst)
  * of the last 10 s (a rolling deploy removes one at a time and stays
  * above; publishers that lost etcd see their leases expire together), the
  * ones whose connection is READY stay as STALE.  Returns how many. */
-static size_t self_preservation_hold(resolver_service *svc)
+static size_t self_preservation_hold(rsv_service *svc)
 {
     uint32_t pct = svc->opts.self_preservation_percent;
     if (!pct || !svc->listed || svc->stopped || svc->draining_all)
         return 0;
     size_t baseline = ready_history_max(svc), kept = 0;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
         kept += instance_keyed_ready(value);
     if (kept * 100 >= (uint64_t)pct * baseline)
         return 0;
     size_t held = 0;
     for (size_t i = 0; i < svc->n_unkeyed; i++) {
-        resolver_instance *inst = svc->unkeyed[i];
+        rsv_instance *inst = svc->unkeyed[i];
         if (inst->service == svc && inst->n_keys == 0 && !inst->draining && !inst->stale &&
-            inst->sc && resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY) {
+            inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY) {
             stale_hold(inst);
             held++;
         }
@@ -512,22 +511,22 @@ static size_t self_preservation_hold(resolver_service *svc)
 }
 
 /* Forgets the STALE mark (instance_close: no drain follows). */
-static void stale_clear(resolver_instance *inst)
+static void stale_clear(rsv_instance *inst)
 {
     if (!inst->stale)
         return;
     inst->stale = 0;
     inst->service->n_stale--;
-    resolver_timer_stop(inst->stale_timer);
+    rsv_timer_stop(inst->stale_timer);
 }
 
-static void stale_end(resolver_instance *inst, const char *why)
+static void stale_end(rsv_instance *inst, const char *why)
 {
-    resolver_service *svc = inst->service;
+    rsv_service *svc = inst->service;
     stale_clear(inst);
     LOG_INFO("service %s: instance %s no longer STALE after %llu ms: %s", svc->name,
              inst->endpoint.address,
-             (unsigned long long)(resolver_loop_now(svc->loop) - inst->stale_since_ms), why);
+             (unsigned long long)(rsv_loop_now(svc->loop) - inst->stale_since_ms), why);
     if (svc->n_stale == 0)
         LOG_INFO("service %s: self-preservation over: no STALE instance left", svc->name);
     publish_picker(svc);
@@ -535,58 +534,58 @@ static void stale_end(resolver_instance *inst, const char *why)
 
 /* self_preservation_max_ms passed, or (0 ms) the connection left READY:
  * the instance drains as any removed one. */
-static void on_stale_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_stale_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_instance *inst = arg;
+    rsv_instance *inst = arg;
     if (!inst->stale || !inst->service)
         return;
-    int ready = inst->sc && resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
+    int ready = inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
     stale_end(inst, ready ? "self_preservation_max_ms passed" : "its connection left READY");
     instance_start_drain(inst);
 }
 
-size_t resolver_service_stale_count(const resolver_service *svc)
+size_t rsv_service_stale_count(const rsv_service *svc)
 {
     return svc->n_stale;
 }
 
 /* At the end of a batch: drain the instances it left without a key, but
  * those self-preservation keeps. */
-static void drain_unkeyed(resolver_service *svc)
+static void drain_unkeyed(rsv_service *svc)
 {
     self_preservation_hold(svc);
     for (size_t i = 0; i < svc->n_unkeyed; i++) {
-        resolver_instance *inst = svc->unkeyed[i];
+        rsv_instance *inst = svc->unkeyed[i];
         inst->unkeyed_in_batch = 0;
         if (inst->service == svc && inst->n_keys == 0 && !svc->stopped && !inst->stale)
             instance_start_drain(inst);
-        resolver_instance_unref(inst);
+        rsv_instance_unref(inst);
     }
     svc->n_unkeyed = 0;
 }
 
-static void remove_key(resolver_service *svc, const char *key)
+static void remove_key(rsv_service *svc, const char *key)
 {
-    char *address = resolver_strmap_remove(&svc->keys, key);
+    char *address = rsv_strmap_remove(&svc->keys, key);
     if (!address)
         return;
     svc->changed = 1;
-    resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
+    rsv_instance *inst = rsv_strmap_get(&svc->instances, address);
     free(address);
     if (inst && inst->n_keys > 0 && --inst->n_keys == 0)
         instance_unkeyed(svc, inst);
 }
 
 /* Points `key` at the decoded endpoint `ep`. */
-static void apply_endpoint(resolver_service *svc, const char *key, const resolver_endpoint *ep)
+static void apply_endpoint(rsv_service *svc, const char *key, const rsv_endpoint *ep)
 {
     if (ep->is_delete) {
         remove_key(svc, key);
         return;
     }
-    const char *old = resolver_strmap_get(&svc->keys, key);
+    const char *old = rsv_strmap_get(&svc->keys, key);
     if (old && strcmp(old, ep->address) == 0) {
-        resolver_instance *inst = resolver_strmap_get(&svc->instances, old);
+        rsv_instance *inst = rsv_strmap_get(&svc->instances, old);
         if (inst)
             instance_set_endpoint(svc, inst, ep);
         return;
@@ -599,17 +598,17 @@ static void apply_endpoint(resolver_service *svc, const char *key, const resolve
     add_key_to_instance(svc, ep);
     if (old)
         remove_key(svc, key);
-    if (resolver_strmap_put(&svc->keys, key, address, NULL) != 0)
+    if (rsv_strmap_put(&svc->keys, key, address, NULL) != 0)
         free(address);
     svc->changed = 1;
 }
 
-static void put_key(resolver_service *svc, const resolver_kv *kv)
+static void put_key(rsv_service *svc, const rsv_kv *kv)
 {
-    resolver_endpoint ep;
+    rsv_endpoint ep;
     char why[200];
-    if (resolver_registry_decode(svc->opts.format, kv->value, kv->value_len, &ep, why,
-                                 sizeof(why)) != 0) {
+    if (rsv_registry_decode(svc->opts.format, kv->value, kv->value_len, &ep, why, sizeof(why)) !=
+        0) {
         /* Never remove a good instance because of a bad value. */
         svc->counters.decode_errors++;
         LOG_WARN("service %s: skipping key \"%s\": %s", svc->name, kv->key, why);
@@ -618,15 +617,15 @@ static void put_key(resolver_service *svc, const resolver_kv *kv)
     apply_endpoint(svc, kv->key, &ep);
 }
 
-int resolver_service_preload(resolver_service *svc, const char *key, const resolver_endpoint *ep)
+int rsv_service_preload(rsv_service *svc, const char *key, const rsv_endpoint *ep)
 {
-    if (resolver_service_synced(svc))
+    if (rsv_service_synced(svc))
         return 0; /* etcd spoke already: it wins over any cache */
     apply_endpoint(svc, key, ep);
     return 0;
 }
 
-int resolver_service_take_changed(resolver_service *svc)
+int rsv_service_take_changed(rsv_service *svc)
 {
     if (svc->draining_all)
         return 0; /* the drain is not a change: the cache keeps the last listing */
@@ -635,13 +634,13 @@ int resolver_service_take_changed(resolver_service *svc)
     return changed;
 }
 
-json_t *resolver_service_cache_json(const resolver_service *svc)
+json_t *rsv_service_cache_json(const rsv_service *svc)
 {
     json_t *kvs = json_array();
     const char *key;
     void *value;
-    for (size_t pos = 0; kvs && resolver_strmap_next(&svc->keys, &pos, &key, &value);) {
-        const resolver_instance *inst = resolver_strmap_get(&svc->instances, value);
+    for (size_t pos = 0; kvs && rsv_strmap_next(&svc->keys, &pos, &key, &value);) {
+        const rsv_instance *inst = rsv_strmap_get(&svc->instances, value);
         if (!inst)
             continue;
         json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:b}", "key", key, "address",
@@ -651,41 +650,41 @@ json_t *resolver_service_cache_json(const resolver_service *svc)
             json_array_append_new(kvs, o);
     }
     return json_pack("{s:s, s:I, s:o}", "prefix", svc->prefix, "revision",
-                     (json_int_t)resolver_service_revision(svc), "kvs", kvs);
+                     (json_int_t)rsv_service_revision(svc), "kvs", kvs);
 }
 
-static void on_put(void *arg, const resolver_kv *kv)
+static void on_put(void *arg, const rsv_kv *kv)
 {
-    if (!((resolver_service *)arg)->draining_all)
+    if (!((rsv_service *)arg)->draining_all)
         put_key(arg, kv);
 }
 
-static void on_delete(void *arg, const resolver_kv *kv)
+static void on_delete(void *arg, const rsv_kv *kv)
 {
-    if (!((resolver_service *)arg)->draining_all)
+    if (!((rsv_service *)arg)->draining_all)
         remove_key(arg, kv->key);
 }
 
 /* A full listing: apply only what differs, so that no instance flaps. */
-static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t revision)
+static void on_snapshot(void *arg, const rsv_kv *kvs, size_t n, int64_t revision)
 {
-    resolver_service *svc = arg;
+    rsv_service *svc = arg;
     if (svc->draining_all)
         return; /* stopping: a put must not revive a draining instance */
     batch_begin(svc);
     /* Published even when nothing differs: the first listing changes the
      * empty picker's reason ("not listed" -> "empty"), and picks waiting
-     * for it learn that it came (RESOLVER_CHANGE_PICKER). */
+     * for it learn that it came (RSV_CHANGE_PICKER). */
     svc->publish_dirty = 1;
-    resolver_strmap present = RESOLVER_STRMAP_INIT;
+    rsv_strmap present = RSV_STRMAP_INIT;
     for (size_t i = 0; i < n; i++)
-        resolver_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
+        rsv_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
     /* Collect keys to drop first: the map may not change while iterated. */
     size_t n_gone = 0;
     char **gone = calloc(svc->keys.len + 1, sizeof(char *));
     const char *key;
-    for (size_t pos = 0; gone && resolver_strmap_next(&svc->keys, &pos, &key, NULL);)
-        if (!resolver_strmap_get(&present, key))
+    for (size_t pos = 0; gone && rsv_strmap_next(&svc->keys, &pos, &key, NULL);)
+        if (!rsv_strmap_get(&present, key))
             gone[n_gone++] = strdup(key);
     for (size_t i = 0; i < n; i++)
         put_key(svc, &kvs[i]);
@@ -695,7 +694,7 @@ static void on_snapshot(void *arg, const resolver_kv *kvs, size_t n, int64_t rev
         free(gone[i]);
     }
     free(gone);
-    resolver_strmap_clear(&present);
+    rsv_strmap_clear(&present);
     batch_end(svc);
     svc->listed = 1;
 }
@@ -712,44 +711,44 @@ static void on_batch(void *arg, int begin)
 
 static int by_address(const void *a, const void *b)
 {
-    const resolver_instance *x = *(resolver_instance *const *)a;
-    const resolver_instance *y = *(resolver_instance *const *)b;
+    const rsv_instance *x = *(rsv_instance *const *)a;
+    const rsv_instance *y = *(rsv_instance *const *)b;
     return strcmp(x->endpoint.address, y->endpoint.address);
 }
 
-static int instance_pickable(const resolver_instance *inst)
+static int instance_pickable(const rsv_instance *inst)
 {
     return !inst->draining && !inst->ejected && inst->sc &&
-           resolver_subchannel_state(inst->sc) == RESOLVER_STATE_READY;
+           rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
 }
 
-size_t resolver_service_instance_count(const resolver_service *svc)
+size_t rsv_service_instance_count(const rsv_service *svc)
 {
     return svc->instances.len;
 }
 
-void resolver_service_state_counts(const resolver_service *svc, size_t counts[5])
+void rsv_service_state_counts(const rsv_service *svc, size_t counts[5])
 {
     memset(counts, 0, 5 * sizeof(size_t));
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        const resolver_instance *inst = value;
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        const rsv_instance *inst = value;
         if (inst->draining)
-            counts[RESOLVER_STATE_SHUTDOWN]++;
+            counts[RSV_STATE_SHUTDOWN]++;
         else
-            counts[resolver_subchannel_state(inst->sc)]++;
+            counts[rsv_subchannel_state(inst->sc)]++;
     }
 }
 
 /* The reason an empty picker gives, computed here on the engine thread. */
-static int empty_reason(const resolver_service *svc, char *why, size_t whylen)
+static int empty_reason(const rsv_service *svc, char *why, size_t whylen)
 {
     if (svc->stopped) {
         snprintf(why, whylen, "service %s is no longer served", svc->name);
         return RESOLVER_ERR_NO_INSTANCE;
     }
     if (svc->instances.len == 0) {
-        if (!resolver_discovery_synced(svc->discovery))
+        if (!rsv_discovery_synced(svc->discovery))
             snprintf(why, whylen, "no instances known for %s yet: etcd prefix \"%s\" not listed",
                      svc->name, svc->prefix);
         else
@@ -758,30 +757,30 @@ static int empty_reason(const resolver_service *svc, char *why, size_t whylen)
         return RESOLVER_ERR_NO_INSTANCE;
     }
     size_t counts[5], ejected = 0;
-    resolver_service_state_counts(svc, counts);
+    rsv_service_state_counts(svc, counts);
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        ejected += ((resolver_instance *)value)->ejected && !((resolver_instance *)value)->draining;
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
+        ejected += ((rsv_instance *)value)->ejected && !((rsv_instance *)value)->draining;
     static const char *const names[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
                                          "DRAINING"};
     int n = snprintf(why, whylen, "none ready for %s:", svc->name);
     for (int s = 0; s < 5 && n > 0 && (size_t)n < whylen; s++)
         if (counts[s])
             n += snprintf(why + n, whylen - (size_t)n, " %zu %s%s", counts[s], names[s],
-                          s == RESOLVER_STATE_READY && ejected ? " (ejected)" : "");
+                          s == RSV_STATE_READY && ejected ? " (ejected)" : "");
     return RESOLVER_ERR_NONE_READY;
 }
 
 /* Zone preference: the daemon's zone alone while at least
  * zone_min_ready_percent of its instances there are READY. */
-static size_t filter_zone(const resolver_service *svc, resolver_instance **ready, size_t n)
+static size_t filter_zone(const rsv_service *svc, rsv_instance **ready, size_t n)
 {
     if (!svc->opts.zone_min_ready_percent || !svc->zone[0])
         return n;
     size_t local_total = 0, local_ready = 0;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        const resolver_instance *inst = value;
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        const rsv_instance *inst = value;
         if (!inst->draining && strcmp(inst->endpoint.zone, svc->zone) == 0)
             local_total++;
     }
@@ -804,14 +803,14 @@ static size_t filter_zone(const resolver_service *svc, resolver_instance **ready
  * minutes.  Picking threads may see the batch's first changes only when it
  * ends (a removed instance is still pickable meanwhile, as it always was
  * between its removal and the next publish). */
-static void batch_begin(resolver_service *svc)
+static void batch_begin(rsv_service *svc)
 {
     svc->batch++;
 }
 
-static void publish_picker_now(resolver_service *svc);
+static void publish_picker_now(rsv_service *svc);
 
-static void batch_end(resolver_service *svc)
+static void batch_end(rsv_service *svc)
 {
     if (svc->batch == 1)
         drain_unkeyed(svc); /* still inside: their publishes coalesce too */
@@ -821,7 +820,7 @@ static void batch_end(resolver_service *svc)
     }
 }
 
-static void publish_picker(resolver_service *svc)
+static void publish_picker(rsv_service *svc)
 {
     if (svc->batch > 0)
         svc->publish_dirty = 1;
@@ -829,13 +828,13 @@ static void publish_picker(resolver_service *svc)
         publish_picker_now(svc);
 }
 
-static void publish_picker_now(resolver_service *svc)
+static void publish_picker_now(rsv_service *svc)
 {
     size_t n = 0, keyed_ready = 0;
-    resolver_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
+    rsv_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
     void *value;
     for (size_t pos = 0;
-         ready && !svc->stopped && resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
+         ready && !svc->stopped && rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
         if (instance_pickable(value))
             ready[n++] = value;
         keyed_ready += instance_keyed_ready(value);
@@ -846,45 +845,45 @@ static void publish_picker_now(resolver_service *svc)
         n = filter_zone(svc, ready, n);
         qsort(ready, n, sizeof(*ready), by_address);
     }
-    resolver_picker *p = resolver_picker_new(svc->opts.policy, svc->opts.choice_count,
-                                             svc->opts.max_outstanding, ready, ready ? n : 0);
+    rsv_picker *p = rsv_picker_new(svc->opts.policy, svc->opts.choice_count,
+                                   svc->opts.max_outstanding, ready, ready ? n : 0);
     free(ready);
     if (!p) {
-        static resolver_log_limit lim;
+        static rsv_log_limit lim;
         LOG_ERROR_LIMITED(
             &lim, "service %s: out of memory building the picker; keeping the old one", svc->name);
         return;
     }
     char why[300];
-    resolver_picker_set_reason(p, empty_reason(svc, why, sizeof(why)), why);
-    resolver_picker_set_ticket_timeout(p, svc->opts.ticket_timeout_ms);
-    resolver_picker_set_latency_decay(p, svc->opts.latency_decay_ms);
+    rsv_picker_set_reason(p, empty_reason(svc, why, sizeof(why)), why);
+    rsv_picker_set_ticket_timeout(p, svc->opts.ticket_timeout_ms);
+    rsv_picker_set_latency_decay(p, svc->opts.latency_decay_ms);
     void *old = atomic_exchange(&svc->picker, p);
-    resolver_hazard_retire(svc->hazard, old, resolver_picker_free);
-    notify(svc, NULL, RESOLVER_CHANGE_PICKER);
+    rsv_hazard_retire(svc->hazard, old, rsv_picker_free);
+    notify(svc, NULL, RSV_CHANGE_PICKER);
 }
 
-int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
-                          uint64_t *ticket_timeout_ms, char *why, size_t whylen)
+int rsv_service_pick(rsv_service *svc, const char *key, rsv_instance **out,
+                     uint64_t *ticket_timeout_ms, char *why, size_t whylen)
 {
     atomic_store_explicit(&svc->picked, 1, memory_order_relaxed);
-    resolver_picker *p = resolver_hazard_protect(RESOLVER_HAZARD_PICKER, &svc->picker);
-    resolver_instance *inst = resolver_picker_pick(p, key);
+    rsv_picker *p = rsv_hazard_protect(RESOLVER_HAZARD_PICKER, &svc->picker);
+    rsv_instance *inst = rsv_picker_pick(p, key);
     if (inst)
-        *ticket_timeout_ms = resolver_picker_ticket_timeout(p);
+        *ticket_timeout_ms = rsv_picker_ticket_timeout(p);
     int rc = 0;
     if (!inst) {
         const char *reason = "out of memory";
-        rc = p ? resolver_picker_reason(p, &reason) : RESOLVER_ERR_NOMEM;
-        if (p && resolver_picker_size(p) > 0) {
+        rc = p ? rsv_picker_reason(p, &reason) : RESOLVER_ERR_NOMEM;
+        if (p && rsv_picker_size(p) > 0) {
             rc = RESOLVER_ERR_NONE_READY;
             snprintf(why, whylen, "every ready instance of %s is at max_outstanding %u", svc->name,
-                     resolver_picker_max_outstanding(p));
+                     rsv_picker_max_outstanding(p));
         } else {
             snprintf(why, whylen, "%s", reason);
         }
     }
-    resolver_hazard_clear(RESOLVER_HAZARD_PICKER);
+    rsv_hazard_clear(RESOLVER_HAZARD_PICKER);
     if (rc)
         return rc;
     atomic_fetch_add_explicit(&svc->counters.picks, 1, memory_order_relaxed);
@@ -892,12 +891,12 @@ int resolver_service_pick(resolver_service *svc, const char *key, resolver_insta
     return 0;
 }
 
-void resolver_service_count_failure(resolver_service *svc)
+void rsv_service_count_failure(rsv_service *svc)
 {
     atomic_fetch_add_explicit(&svc->counters.pick_failures, 1, memory_order_relaxed);
 }
 
-uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms)
+uint64_t rsv_service_idle_ms(rsv_service *svc, uint64_t now_ms)
 {
     if (atomic_exchange(&svc->picked, 0))
         svc->last_active_ms = now_ms;
@@ -906,18 +905,18 @@ uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms)
 
 /* ---- outlier detection (Envoy's rules, DESIGN.md §2) ---- */
 
-static size_t ejected_count(const resolver_service *svc)
+static size_t ejected_count(const rsv_service *svc)
 {
     size_t n = 0;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);)
-        n += ((resolver_instance *)value)->ejected;
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
+        n += ((rsv_instance *)value)->ejected;
     return n;
 }
 
-static void try_eject(resolver_instance *inst, const char *why)
+static void try_eject(rsv_instance *inst, const char *why)
 {
-    resolver_service *svc = inst->service;
+    rsv_service *svc = inst->service;
     const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
     if (inst->ejected || o->max_ejection_percent == 0)
         return;
@@ -934,22 +933,22 @@ static void try_eject(resolver_instance *inst, const char *why)
     if (ms > o->max_ejection_ms)
         ms = o->max_ejection_ms;
     inst->ejected = 1;
-    inst->ejected_until_ms = resolver_loop_now(svc->loop) + ms;
-    inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->ejected_until_ms = rsv_loop_now(svc->loop) + ms;
+    inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->counters.ejections++;
-    resolver_timer_start(inst->eject_timer, ms);
+    rsv_timer_start(inst->eject_timer, ms);
     char what[160];
     snprintf(what, sizeof(what), "ejected for %llu ms: %s", (unsigned long long)ms, why);
     if (inst->out_state == OUT_IN)
-        inst->out_since_ms = resolver_loop_now(svc->loop);
+        inst->out_since_ms = rsv_loop_now(svc->loop);
     log_out(inst, &inst->eject_log, what);
     publish_picker(svc);
-    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    notify(svc, inst, RSV_CHANGE_STATE);
 }
 
-static void record_outcome(resolver_instance *inst, int failed)
+static void record_outcome(rsv_instance *inst, int failed)
 {
-    resolver_service *svc = inst->service;
+    rsv_service *svc = inst->service;
     const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
     inst->interval_requests++;
     if (!failed) {
@@ -966,14 +965,14 @@ static void record_outcome(resolver_instance *inst, int failed)
     }
 }
 
-static void on_outlier_interval(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_outlier_interval(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_service *svc = arg;
+    rsv_service *svc = arg;
     const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
     size_t n;
-    resolver_instance **all = collect_instances(svc, &n);
+    rsv_instance **all = collect_instances(svc, &n);
     for (size_t i = 0; i < n; i++) {
-        resolver_instance *inst = all[i];
+        rsv_instance *inst = all[i];
         if (o->failure_percent && inst->interval_requests >= o->min_requests &&
             inst->interval_failures * 100 >=
                 (uint64_t)o->failure_percent * inst->interval_requests) {
@@ -988,10 +987,10 @@ static void on_outlier_interval(resolver_loop *loop, resolver_timer *t, void *ar
         inst->interval_requests = inst->interval_failures = 0;
     }
     free(all);
-    resolver_timer_start(t, o->interval_ms);
+    rsv_timer_start(t, o->interval_ms);
 }
 
-void resolver_instance_release(resolver_instance *inst, int failed)
+void rsv_instance_release(rsv_instance *inst, int failed)
 {
     if (atomic_load(&inst->outstanding) > 0)
         atomic_fetch_sub(&inst->outstanding, 1);
@@ -1002,61 +1001,60 @@ void resolver_instance_release(resolver_instance *inst, int failed)
     /* A failed call may be the first sign of a silent drop: ask the
      * connection now instead of at the next keepalive. */
     if (failed && inst->sc)
-        resolver_subchannel_probe(inst->sc);
+        rsv_subchannel_probe(inst->sc);
     if (inst->service && inst->draining && !inst->operator_drained && inst->n_keys == 0 &&
         atomic_load(&inst->outstanding) == 0)
         instance_close(inst);
-    resolver_instance_unref(inst);
+    rsv_instance_unref(inst);
 }
 
-void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms)
+void rsv_instance_observe_latency(rsv_instance *inst, uint32_t ms)
 {
     if (!inst->service) /* a detached instance's service may be gone; nothing picks it */
         return;
-    resolver_histogram_observe(&inst->service->counters.latency, ms);
-    resolver_instance_latency_sample(inst, ms, inst->service->opts.latency_decay_ms);
+    rsv_histogram_observe(&inst->service->counters.latency, ms);
+    rsv_instance_latency_sample(inst, ms, inst->service->opts.latency_decay_ms);
 }
 
-int resolver_service_drain(resolver_service *svc, const char *address, int drain)
+int rsv_service_drain(rsv_service *svc, const char *address, int drain)
 {
-    resolver_instance *inst = resolver_strmap_get(&svc->instances, address);
+    rsv_instance *inst = rsv_strmap_get(&svc->instances, address);
     if (!inst || (inst->n_keys == 0 && (drain || inst->stale)))
         return RESOLVER_ERR_NOT_FOUND;
     if (!drain && !inst->operator_drained)
         return RESOLVER_ERR_INVALID; /* nothing to undo */
     inst->operator_drained = drain;
     inst->draining = drain || inst->n_keys == 0;
-    inst->last_change_ms = resolver_loop_now(svc->loop);
+    inst->last_change_ms = rsv_loop_now(svc->loop);
     /* The daemon audits who asked (src/server.c); this is the library's. */
     LOG_DEBUG("service %s: instance %s %s by operator", svc->name, address,
               drain ? "drained" : "undrained");
     publish_picker(svc);
-    notify(svc, inst, RESOLVER_CHANGE_STATE);
+    notify(svc, inst, RSV_CHANGE_STATE);
     return 0;
 }
 
-resolver_state resolver_service_state(const resolver_service *svc)
+rsv_state rsv_service_state(const rsv_service *svc)
 {
     size_t counts[5];
-    resolver_service_state_counts(svc, counts);
-    if (counts[RESOLVER_STATE_READY])
-        return RESOLVER_STATE_READY;
-    if (counts[RESOLVER_STATE_CONNECTING])
-        return RESOLVER_STATE_CONNECTING;
-    if (counts[RESOLVER_STATE_IDLE])
-        return RESOLVER_STATE_IDLE;
-    return RESOLVER_STATE_TRANSIENT_FAILURE;
+    rsv_service_state_counts(svc, counts);
+    if (counts[RSV_STATE_READY])
+        return RSV_STATE_READY;
+    if (counts[RSV_STATE_CONNECTING])
+        return RSV_STATE_CONNECTING;
+    if (counts[RSV_STATE_IDLE])
+        return RSV_STATE_IDLE;
+    return RSV_STATE_TRANSIENT_FAILURE;
 }
 
 /* ---- object ---- */
 
-resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, resolver_dns *dns,
-                                       resolver_hazard_domain *hazard, const char *zone,
-                                       const char *name, const char *prefix,
-                                       const resolver_service_options *opts,
-                                       resolver_service_change_cb cb, void *arg)
+rsv_service *rsv_service_new(rsv_loop *loop, rsv_etcd *etcd, rsv_dns *dns,
+                             rsv_hazard_domain *hazard, const char *zone, const char *name,
+                             const char *prefix, const rsv_service_options *opts,
+                             rsv_service_change_cb cb, void *arg)
 {
-    resolver_service *svc = calloc(1, sizeof(*svc));
+    rsv_service *svc = calloc(1, sizeof(*svc));
     if (!svc)
         return NULL;
     svc->loop = loop;
@@ -1070,41 +1068,39 @@ resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd,
     svc->zone = strdup(zone ? zone : "");
     atomic_init(&svc->picker, NULL);
     atomic_init(&svc->picked, 1);
-    if (!svc->name || !svc->prefix || !svc->zone ||
-        resolver_service_options_copy(&svc->opts, opts) != 0)
+    if (!svc->name || !svc->prefix || !svc->zone || rsv_service_options_copy(&svc->opts, opts) != 0)
         goto fail;
-    static const resolver_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete,
-                                                           on_batch};
-    svc->discovery = resolver_discovery_new(loop, etcd, prefix, &callbacks, svc);
-    svc->outlier_timer = resolver_timer_new(loop, on_outlier_interval, svc);
-    svc->publish_timer = resolver_timer_new(loop, on_publish_timer, svc);
+    static const rsv_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete, on_batch};
+    svc->discovery = rsv_discovery_new(loop, etcd, prefix, &callbacks, svc);
+    svc->outlier_timer = rsv_timer_new(loop, on_outlier_interval, svc);
+    svc->publish_timer = rsv_timer_new(loop, on_publish_timer, svc);
     if (!svc->discovery || !svc->outlier_timer || !svc->publish_timer)
         goto fail;
-    resolver_timer_start(svc->outlier_timer, svc->opts.outlier.interval_ms);
+    rsv_timer_start(svc->outlier_timer, svc->opts.outlier.interval_ms);
     publish_picker(svc);
     if (!atomic_load(&svc->picker))
         goto fail;
     return svc;
 fail:
-    resolver_service_del(svc);
+    rsv_service_del(svc);
     return NULL;
 }
 
-void resolver_service_stop(resolver_service *svc)
+void rsv_service_stop(rsv_service *svc)
 {
     if (!svc || svc->stopped)
         return;
-    resolver_discovery_del(svc->discovery);
+    rsv_discovery_del(svc->discovery);
     svc->discovery = NULL;
-    resolver_timer_del(svc->outlier_timer);
+    rsv_timer_del(svc->outlier_timer);
     svc->outlier_timer = NULL;
-    resolver_timer_del(svc->publish_timer);
+    rsv_timer_del(svc->publish_timer);
     svc->publish_timer = NULL;
     svc->change_cb = NULL; /* nobody listens to a service being torn down */
     svc->stopped = 1;
     /* Collect first: instance_close removes from the map. */
     size_t n;
-    resolver_instance **all = collect_instances(svc, &n);
+    rsv_instance **all = collect_instances(svc, &n);
     batch_begin(svc);
     for (size_t i = 0; i < n; i++)
         instance_close(all[i]);
@@ -1113,37 +1109,37 @@ void resolver_service_stop(resolver_service *svc)
     publish_picker(svc);
 }
 
-void resolver_service_free(resolver_service *svc)
+void rsv_service_free(rsv_service *svc)
 {
     if (!svc)
         return;
-    resolver_service_stop(svc);
+    rsv_service_stop(svc);
     const char *key;
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->keys, &pos, &key, &value);)
+    for (size_t pos = 0; rsv_strmap_next(&svc->keys, &pos, &key, &value);)
         free(value);
-    resolver_strmap_clear(&svc->keys);
-    resolver_strmap_clear(&svc->instances);
+    rsv_strmap_clear(&svc->keys);
+    rsv_strmap_clear(&svc->instances);
     free(svc->unkeyed); /* empty: every batch ended */
     /* The last picker: the caller guarantees no thread can reach it. */
-    resolver_picker_free(atomic_exchange(&svc->picker, NULL));
-    resolver_service_options_clear(&svc->opts);
+    rsv_picker_free(atomic_exchange(&svc->picker, NULL));
+    rsv_service_options_clear(&svc->opts);
     free(svc->name);
     free(svc->prefix);
     free(svc->zone);
     free(svc);
 }
 
-void resolver_service_del(resolver_service *svc)
+void rsv_service_del(rsv_service *svc)
 {
-    resolver_service_free(svc);
+    rsv_service_free(svc);
 }
 
-void resolver_service_drain_all(resolver_service *svc)
+void rsv_service_drain_all(rsv_service *svc)
 {
     size_t n;
     svc->draining_all = 1;
-    resolver_instance **all = collect_instances(svc, &n);
+    rsv_instance **all = collect_instances(svc, &n);
     batch_begin(svc);
     for (size_t i = 0; i < n; i++)
         if (!all[i]->draining || all[i]->operator_drained) {
@@ -1155,19 +1151,19 @@ void resolver_service_drain_all(resolver_service *svc)
     free(all);
 }
 
-int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts)
+int rsv_service_set_options(rsv_service *svc, const rsv_service_options *opts)
 {
-    resolver_service_options copy;
-    int rc = resolver_service_options_copy(&copy, opts);
+    rsv_service_options copy;
+    int rc = rsv_service_options_copy(&copy, opts);
     if (rc)
         return rc;
-    resolver_service_options_clear(&svc->opts);
+    rsv_service_options_clear(&svc->opts);
     svc->opts = copy;
     /* Connection options reach each subchannel at its next connection. */
     void *value;
-    for (size_t pos = 0; resolver_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        resolver_instance *inst = value;
-        if (inst->sc && resolver_subchannel_set_options(inst->sc, &svc->opts) != 0)
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        rsv_instance *inst = value;
+        if (inst->sc && rsv_subchannel_set_options(inst->sc, &svc->opts) != 0)
             rc = RESOLVER_ERR_NOMEM;
     }
     publish_picker(svc); /* policy, max_outstanding, ticket_timeout_ms, latency_decay_ms,
@@ -1175,44 +1171,44 @@ int resolver_service_set_options(resolver_service *svc, const resolver_service_o
     return rc;
 }
 
-const char *resolver_service_name(const resolver_service *svc)
+const char *rsv_service_name(const rsv_service *svc)
 {
     return svc->name;
 }
 
-const char *resolver_service_prefix(const resolver_service *svc)
+const char *rsv_service_prefix(const rsv_service *svc)
 {
     return svc->prefix;
 }
 
-const resolver_service_options *resolver_service_options_get(const resolver_service *svc)
+const rsv_service_options *rsv_service_options_get(const rsv_service *svc)
 {
     return &svc->opts;
 }
 
-int resolver_service_synced(const resolver_service *svc)
+int rsv_service_synced(const rsv_service *svc)
 {
-    return svc->discovery && resolver_discovery_synced(svc->discovery);
+    return svc->discovery && rsv_discovery_synced(svc->discovery);
 }
 
-int64_t resolver_service_revision(const resolver_service *svc)
+int64_t rsv_service_revision(const rsv_service *svc)
 {
-    return svc->discovery ? resolver_discovery_revision(svc->discovery) : 0;
+    return svc->discovery ? rsv_discovery_revision(svc->discovery) : 0;
 }
 
-const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc)
+const rsv_service_counters *rsv_service_counters_get(const rsv_service *svc)
 {
     return &svc->counters;
 }
 
-const resolver_discovery *resolver_service_discovery(const resolver_service *svc)
+const rsv_discovery *rsv_service_discovery(const rsv_service *svc)
 {
     return svc->discovery;
 }
 
 /* ---- introspection ---- */
 
-const char *resolver_instance_state_name(const resolver_instance *inst)
+const char *rsv_instance_state_name(const rsv_instance *inst)
 {
     if (inst->draining)
         return "DRAINING";
@@ -1220,15 +1216,15 @@ const char *resolver_instance_state_name(const resolver_instance *inst)
         return "SHUTDOWN";
     if (inst->stale)
         return "STALE";
-    return resolver_state_name(resolver_subchannel_state(inst->sc));
+    return rsv_state_name(rsv_subchannel_state(inst->sc));
 }
 
-json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms)
+json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms)
 {
-    const resolver_subchannel_stats *st = inst->sc ? resolver_subchannel_stats_get(inst->sc) : NULL;
+    const rsv_subchannel_stats *st = inst->sc ? rsv_subchannel_stats_get(inst->sc) : NULL;
     json_t *o =
         json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address, "state",
-                  resolver_instance_state_name(inst), "weight", (json_int_t)inst->endpoint.weight,
+                  rsv_instance_state_name(inst), "weight", (json_int_t)inst->endpoint.weight,
                   "outstanding", (json_int_t)atomic_load(&inst->outstanding), "picks",
                   (json_int_t)atomic_load(&inst->picks), "failures", (json_int_t)inst->failures,
                   "since_change_s", (double)(now_ms - inst->last_change_ms) / 1000.0);
@@ -1252,18 +1248,18 @@ json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms
     return o;
 }
 
-resolver_instance **resolver_service_instances_sorted(const resolver_service *svc, size_t *n)
+rsv_instance **rsv_service_instances_sorted(const rsv_service *svc, size_t *n)
 {
-    resolver_instance **all = collect_instances(svc, n);
+    rsv_instance **all = collect_instances(svc, n);
     if (all)
         qsort(all, *n, sizeof(*all), by_address);
     return all;
 }
 
-json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms)
+json_t *rsv_service_instances_json(const rsv_service *svc, uint64_t now_ms)
 {
     size_t n;
-    resolver_instance **all = resolver_service_instances_sorted(svc, &n);
+    rsv_instance **all = rsv_service_instances_sorted(svc, &n);
     json_t *arr = json_array();
     if (!all || !arr) {
         free(all);
@@ -1271,27 +1267,26 @@ json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t no
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, resolver_instance_to_json(all[i], now_ms));
+        json_array_append_new(arr, rsv_instance_to_json(all[i], now_ms));
     free(all);
     return arr;
 }
 
-json_t *resolver_service_to_json(const resolver_service *svc)
+json_t *rsv_service_to_json(const rsv_service *svc)
 {
     size_t counts[5];
-    resolver_service_state_counts(svc, counts);
+    rsv_service_state_counts(svc, counts);
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
         "s:I, s:I}",
-        "name", svc->name, "prefix", svc->prefix, "policy", resolver_policy_name(svc->opts.policy),
-        "state", resolver_state_name(resolver_service_state(svc)), "synced",
-        resolver_service_synced(svc), "revision", (json_int_t)resolver_service_revision(svc),
-        "instances", (json_int_t)svc->instances.len, "states", "IDLE",
-        (json_int_t)counts[RESOLVER_STATE_IDLE], "CONNECTING",
-        (json_int_t)counts[RESOLVER_STATE_CONNECTING], "READY",
-        (json_int_t)counts[RESOLVER_STATE_READY], "TRANSIENT_FAILURE",
-        (json_int_t)counts[RESOLVER_STATE_TRANSIENT_FAILURE], "DRAINING",
-        (json_int_t)counts[RESOLVER_STATE_SHUTDOWN], "picks",
+        "name", svc->name, "prefix", svc->prefix, "policy", rsv_policy_name(svc->opts.policy),
+        "state", rsv_state_name(rsv_service_state(svc)), "synced", rsv_service_synced(svc),
+        "revision", (json_int_t)rsv_service_revision(svc), "instances",
+        (json_int_t)svc->instances.len, "states", "IDLE", (json_int_t)counts[RSV_STATE_IDLE],
+        "CONNECTING", (json_int_t)counts[RSV_STATE_CONNECTING], "READY",
+        (json_int_t)counts[RSV_STATE_READY], "TRANSIENT_FAILURE",
+        (json_int_t)counts[RSV_STATE_TRANSIENT_FAILURE], "DRAINING",
+        (json_int_t)counts[RSV_STATE_SHUTDOWN], "picks",
         (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
         (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
         (json_int_t)svc->counters.decode_errors);

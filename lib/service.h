@@ -20,8 +20,8 @@
  *     connection leaves READY, a key names them again, or
  *     self_preservation_max_ms passes; then they drain as any removal.
  */
-#ifndef RESOLVER_SERVICE_H
-#define RESOLVER_SERVICE_H
+#ifndef RSV_SERVICE_H
+#define RSV_SERVICE_H
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -36,167 +36,166 @@
 #include "strmap.h"
 #include "subchannel.h"
 
-typedef struct resolver_service resolver_service;
+typedef struct rsv_service rsv_service;
 
 /* Fields marked (any) are read or written by picking threads and are
  * atomic; everything else belongs to the engine thread.  endpoint.address
  * never changes after creation. */
-typedef struct resolver_instance {
-    resolver_service *service; /* NULL once detached (removed and closed) */
-    resolver_endpoint endpoint;
-    atomic_uint refs;        /* (any) the service's own, pickers', tickets' */
-    unsigned n_keys;         /* etcd keys naming this address */
-    resolver_subchannel *sc; /* NULL once closed */
-    int draining;            /* no new picks; closes when outstanding reaches 0 */
-    int unkeyed_in_batch;    /* lost its last key in the current batch (service.c) */
-    int operator_drained;    /* drained by `resolverctl drain` */
-    int stale;               /* removed from etcd, kept by self-preservation (rule 5) */
+typedef struct rsv_instance {
+    rsv_service *service; /* NULL once detached (removed and closed) */
+    rsv_endpoint endpoint;
+    atomic_uint refs;     /* (any) the service's own, pickers', tickets' */
+    unsigned n_keys;      /* etcd keys naming this address */
+    rsv_subchannel *sc;   /* NULL once closed */
+    int draining;         /* no new picks; closes when outstanding reaches 0 */
+    int unkeyed_in_batch; /* lost its last key in the current batch (service.c) */
+    int operator_drained; /* drained by `resolverctl drain` */
+    int stale;            /* removed from etcd, kept by self-preservation (rule 5) */
     uint64_t stale_since_ms;
-    resolver_timer *stale_timer; /* self_preservation_max_ms; 0 ms once the connection failed */
-    atomic_uint outstanding;     /* (any) tickets not yet released */
-    atomic_uint_fast64_t picks;  /* (any) */
+    rsv_timer *stale_timer;     /* self_preservation_max_ms; 0 ms once the connection failed */
+    atomic_uint outstanding;    /* (any) tickets not yet released */
+    atomic_uint_fast64_t picks; /* (any) */
     /* (any) least_latency's peak-EWMA of done latencies (picker.h): the
      * average in ms as the bits of a double, and the coarse monotonic
      * microsecond of its last sample (0: no sample yet). */
     atomic_uint_fast64_t latency_ewma_bits, latency_sampled_us;
     uint64_t failures;
     uint64_t added_ms, last_change_ms;
-    resolver_timer *drain_timer;
+    rsv_timer *drain_timer;
     /* outlier detection */
     uint32_t consecutive_failures;
     uint64_t interval_requests, interval_failures;
     int ejected;
     uint32_t times_ejected;
     uint64_t ejected_until_ms;
-    resolver_timer *eject_timer;
+    rsv_timer *eject_timer;
     /* What the log said of it (service.c, "in service" = READY and not
      * ejected): one warn line when it leaves, one info line when it is back,
-     * at most one of each per RESOLVER_LOG_LIMIT_MS and cause (`flap_log`:
+     * at most one of each per RSV_LOG_LIMIT_MS and cause (`flap_log`:
      * the connection's state, `eject_log`: ejections). */
     int out_state;         /* OUT_* in service.c */
     uint64_t out_since_ms; /* when it left service (or was added) */
     char clean_end[128];   /* the cause of a clean end, until the reconnect's outcome */
-    resolver_log_limit flap_log, eject_log;
-} resolver_instance;
+    rsv_log_limit flap_log, eject_log;
+} rsv_instance;
 
 typedef enum {
-    RESOLVER_CHANGE_ADDED,
-    RESOLVER_CHANGE_REMOVED, /* left etcd: draining or closed */
-    RESOLVER_CHANGE_STATE,
-    RESOLVER_CHANGE_CLOSED,
-    RESOLVER_CHANGE_PICKER /* inst NULL: a new picker is published (an
-                            * instance became pickable or stopped being, the
-                            * first listing arrived): a pick that failed may
-                            * succeed now */
-} resolver_change;
+    RSV_CHANGE_ADDED,
+    RSV_CHANGE_REMOVED, /* left etcd: draining or closed */
+    RSV_CHANGE_STATE,
+    RSV_CHANGE_CLOSED,
+    RSV_CHANGE_PICKER /* inst NULL: a new picker is published (an
+                       * instance became pickable or stopped being, the
+                       * first listing arrived): a pick that failed may
+                       * succeed now */
+} rsv_change;
 
-typedef void (*resolver_service_change_cb)(void *arg, resolver_service *svc,
-                                           const resolver_instance *inst, resolver_change what);
+typedef void (*rsv_service_change_cb)(void *arg, rsv_service *svc, const rsv_instance *inst,
+                                      rsv_change what);
 
 typedef struct {
     atomic_uint_fast64_t picks, pick_failures; /* (any) */
     uint64_t decode_errors, transitions, ejections;
     uint64_t self_preservation_events; /* batches that held instances as STALE (rule 5) */
-    resolver_histogram latency;        /* pick-to-done, as reported by done */
-} resolver_service_counters;
+    rsv_histogram latency;             /* pick-to-done, as reported by done */
+} rsv_service_counters;
 
 /* Creates the service and starts discovery of `prefix`.  `opts` is copied.
  * Replaced pickers are retired to `hazard` (the engine's domain); `zone` is
  * the daemon's zone ("" none); instance host names resolve through `dns`
  * (borrowed, outlives the service; NULL: numeric addresses only). */
-resolver_service *resolver_service_new(resolver_loop *loop, resolver_etcd *etcd, resolver_dns *dns,
-                                       resolver_hazard_domain *hazard, const char *zone,
-                                       const char *name, const char *prefix,
-                                       const resolver_service_options *opts,
-                                       resolver_service_change_cb cb, void *arg);
+rsv_service *rsv_service_new(rsv_loop *loop, rsv_etcd *etcd, rsv_dns *dns,
+                             rsv_hazard_domain *hazard, const char *zone, const char *name,
+                             const char *prefix, const rsv_service_options *opts,
+                             rsv_service_change_cb cb, void *arg);
 /* Stops discovery and closes every subchannel at once (no drain); picks
- * fail from then on.  The memory stays until resolver_service_free, which
+ * fail from then on.  The memory stays until rsv_service_free, which
  * the engine calls once no picking thread can still reach the service. */
-void resolver_service_stop(resolver_service *svc);
-void resolver_service_free(resolver_service *svc);
+void rsv_service_stop(rsv_service *svc);
+void rsv_service_free(rsv_service *svc);
 /* stop + free, for a service no other thread ever saw. */
-void resolver_service_del(resolver_service *svc);
+void rsv_service_del(rsv_service *svc);
 /* Graceful stop: every instance drains as if removed from etcd. */
-void resolver_service_drain_all(resolver_service *svc);
+void rsv_service_drain_all(rsv_service *svc);
 /* Replaces the options (reload; engine thread).  What picks use (policy,
  * max_outstanding, ticket_timeout_ms, zone preference) applies at once,
  * through a new picker snapshot; subchannels stay and take the connection
- * options at their next connection.  resolver_service_options_get is for
+ * options at their next connection.  rsv_service_options_get is for
  * the engine thread only. */
-int resolver_service_set_options(resolver_service *svc, const resolver_service_options *opts);
+int rsv_service_set_options(rsv_service *svc, const rsv_service_options *opts);
 
-const char *resolver_service_name(const resolver_service *svc);
-const char *resolver_service_prefix(const resolver_service *svc);
-const resolver_service_options *resolver_service_options_get(const resolver_service *svc);
-int resolver_service_synced(const resolver_service *svc);
-int64_t resolver_service_revision(const resolver_service *svc);
-const resolver_service_counters *resolver_service_counters_get(const resolver_service *svc);
-const resolver_discovery *resolver_service_discovery(const resolver_service *svc);
+const char *rsv_service_name(const rsv_service *svc);
+const char *rsv_service_prefix(const rsv_service *svc);
+const rsv_service_options *rsv_service_options_get(const rsv_service *svc);
+int rsv_service_synced(const rsv_service *svc);
+int64_t rsv_service_revision(const rsv_service *svc);
+const rsv_service_counters *rsv_service_counters_get(const rsv_service *svc);
+const rsv_discovery *rsv_service_discovery(const rsv_service *svc);
 
 /* cache_file support.  preload applies an endpoint read from the cache as
  * if etcd had listed it (ignored once etcd has answered: etcd wins; its
  * first listing reconciles away what the cache had and etcd has not).
  * take_changed returns 1 once after any key changed.  cache_json is
  * {"prefix":..,"revision":N,"kvs":[{"key","address","weight","zone","tls"}]}. */
-int resolver_service_preload(resolver_service *svc, const char *key, const resolver_endpoint *ep);
-int resolver_service_take_changed(resolver_service *svc);
-json_t *resolver_service_cache_json(const resolver_service *svc);
+int rsv_service_preload(rsv_service *svc, const char *key, const rsv_endpoint *ep);
+int rsv_service_take_changed(rsv_service *svc);
+json_t *rsv_service_cache_json(const rsv_service *svc);
 
 /* Picks a READY, non-draining, non-ejected instance.  ANY THREAD: reads
  * the published picker snapshot without locks, and nothing else that the
  * engine thread may change (the options a pick needs are in the snapshot).
  * On success returns 0 and the instance with a reference taken
  * (outstanding and refs incremented), and the ticket_timeout_ms of the
- * snapshot it came from; end it with resolver_instance_release on the
+ * snapshot it came from; end it with rsv_instance_release on the
  * engine thread.  Errors:
  * NO_INSTANCE, NONE_READY with a reason such as "none ready for x: 2
  * CONNECTING, 1 TRANSIENT_FAILURE" in why[0..whylen) (not counted: see
- * resolver_service_count_failure). */
-int resolver_service_pick(resolver_service *svc, const char *key, resolver_instance **out,
-                          uint64_t *ticket_timeout_ms, char *why, size_t whylen);
-/* Counts a pick that failed (any thread).  Not done by resolver_service_pick:
+ * rsv_service_count_failure). */
+int rsv_service_pick(rsv_service *svc, const char *key, rsv_instance **out,
+                     uint64_t *ticket_timeout_ms, char *why, size_t whylen);
+/* Counts a pick that failed (any thread).  Not done by rsv_service_pick:
  * a pick the caller retries (the daemon's first pick of a service still
  * connecting) counts once, by its final outcome. */
-void resolver_service_count_failure(resolver_service *svc);
+void rsv_service_count_failure(rsv_service *svc);
 /* Ends a pick (engine thread): outstanding--, outlier accounting, a probe
  * PING after a failure, drain completion, refs--. */
-void resolver_instance_release(resolver_instance *inst, int failed);
+void rsv_instance_release(rsv_instance *inst, int failed);
 /* References (ref: any thread, on an instance already referenced; unref:
  * engine thread, frees at zero). */
-void resolver_instance_ref(resolver_instance *inst);
-void resolver_instance_unref(resolver_instance *inst);
+void rsv_instance_ref(rsv_instance *inst);
+void rsv_instance_unref(rsv_instance *inst);
 /* Engine thread: a duration the client reported for a pick of `inst`
  * (done latency_ms), into its service's latency histogram and the
  * instance's latency average (least_latency, with the service's
  * latency_decay_ms). */
-void resolver_instance_observe_latency(resolver_instance *inst, uint32_t ms);
+void rsv_instance_observe_latency(rsv_instance *inst, uint32_t ms);
 /* Engine thread: milliseconds since the service was last picked, as seen
  * by calls to this function (a pick since the last call counts as now). */
-uint64_t resolver_service_idle_ms(resolver_service *svc, uint64_t now_ms);
+uint64_t rsv_service_idle_ms(rsv_service *svc, uint64_t now_ms);
 
 /* Operator drain/undrain of an address.  0, RESOLVER_ERR_NOT_FOUND, or
  * RESOLVER_ERR_INVALID for an undrain of an instance that is not drained. */
-int resolver_service_drain(resolver_service *svc, const char *address, int drain);
+int rsv_service_drain(rsv_service *svc, const char *address, int drain);
 
 /* Aggregate connectivity (gRPC): READY if any READY, else CONNECTING if any
  * connecting, else IDLE if any idle, else TRANSIENT_FAILURE (also when empty). */
-resolver_state resolver_service_state(const resolver_service *svc);
-/* Count of instances per display state (index: resolver_state, and
- * RESOLVER_STATE_SHUTDOWN counts DRAINING). */
-void resolver_service_state_counts(const resolver_service *svc, size_t counts[5]);
-size_t resolver_service_instance_count(const resolver_service *svc);
+rsv_state rsv_service_state(const rsv_service *svc);
+/* Count of instances per display state (index: rsv_state, and
+ * RSV_STATE_SHUTDOWN counts DRAINING). */
+void rsv_service_state_counts(const rsv_service *svc, size_t counts[5]);
+size_t rsv_service_instance_count(const rsv_service *svc);
 /* Instances kept by self-preservation (rule 5). */
-size_t resolver_service_stale_count(const resolver_service *svc);
+size_t rsv_service_stale_count(const rsv_service *svc);
 
 /* "IDLE", ..., "DRAINING" for a draining instance, "STALE" for one kept by
  * self-preservation. */
-const char *resolver_instance_state_name(const resolver_instance *inst);
+const char *rsv_instance_state_name(const rsv_instance *inst);
 /* The instances sorted by address; free the array (not the instances).
  * NULL (and *n 0) when out of memory. */
-resolver_instance **resolver_service_instances_sorted(const resolver_service *svc, size_t *n);
+rsv_instance **rsv_service_instances_sorted(const rsv_service *svc, size_t *n);
 /* JSON views for introspection (new references). */
-json_t *resolver_service_to_json(const resolver_service *svc);
-json_t *resolver_service_instances_json(const resolver_service *svc, uint64_t now_ms);
-json_t *resolver_instance_to_json(const resolver_instance *inst, uint64_t now_ms);
+json_t *rsv_service_to_json(const rsv_service *svc);
+json_t *rsv_service_instances_json(const rsv_service *svc, uint64_t now_ms);
+json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms);
 
 #endif

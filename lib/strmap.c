@@ -16,13 +16,13 @@ static size_t hash_key(const char *key)
     return (size_t)(h ^ (h >> 29));
 }
 
-static resolver_strmap_slot *find_slot(const resolver_strmap *m, const char *key, size_t hash)
+static rsv_strmap_slot *find_slot(const rsv_strmap *m, const char *key, size_t hash)
 {
     if (m->cap == 0)
         return NULL;
     size_t mask = m->cap - 1;
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
-        resolver_strmap_slot *s = &m->slots[i];
+        rsv_strmap_slot *s = &m->slots[i];
         if (!s->key)
             return NULL;
         if (s->hash == hash && strcmp(s->key, key) == 0)
@@ -30,13 +30,13 @@ static resolver_strmap_slot *find_slot(const resolver_strmap *m, const char *key
     }
 }
 
-void *resolver_strmap_get(const resolver_strmap *m, const char *key)
+void *rsv_strmap_get(const rsv_strmap *m, const char *key)
 {
-    resolver_strmap_slot *s = find_slot(m, key, hash_key(key));
+    rsv_strmap_slot *s = find_slot(m, key, hash_key(key));
     return s ? s->value : NULL;
 }
 
-static void place(resolver_strmap_slot *slots, size_t cap, resolver_strmap_slot item)
+static void place(rsv_strmap_slot *slots, size_t cap, rsv_strmap_slot item)
 {
     size_t mask = cap - 1;
     size_t i = item.hash & mask;
@@ -45,10 +45,10 @@ static void place(resolver_strmap_slot *slots, size_t cap, resolver_strmap_slot 
     slots[i] = item;
 }
 
-static int grow(resolver_strmap *m)
+static int grow(rsv_strmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    resolver_strmap_slot *slots = calloc(cap, sizeof(*slots));
+    rsv_strmap_slot *slots = calloc(cap, sizeof(*slots));
     if (!slots)
         return RESOLVER_ERR_NOMEM;
     for (size_t i = 0; i < m->cap; i++)
@@ -60,10 +60,10 @@ static int grow(resolver_strmap *m)
     return 0;
 }
 
-int resolver_strmap_put(resolver_strmap *m, const char *key, void *value, void **old)
+int rsv_strmap_put(rsv_strmap *m, const char *key, void *value, void **old)
 {
     size_t hash = hash_key(key);
-    resolver_strmap_slot *s = find_slot(m, key, hash);
+    rsv_strmap_slot *s = find_slot(m, key, hash);
     if (old)
         *old = s ? s->value : NULL;
     if (s) {
@@ -76,14 +76,14 @@ int resolver_strmap_put(resolver_strmap *m, const char *key, void *value, void *
     char *copy = strdup(key);
     if (!copy)
         return RESOLVER_ERR_NOMEM;
-    place(m->slots, m->cap, (resolver_strmap_slot){copy, value, hash});
+    place(m->slots, m->cap, (rsv_strmap_slot){copy, value, hash});
     m->len++;
     return 0;
 }
 
-void *resolver_strmap_remove(resolver_strmap *m, const char *key)
+void *rsv_strmap_remove(rsv_strmap *m, const char *key)
 {
-    resolver_strmap_slot *s = find_slot(m, key, hash_key(key));
+    rsv_strmap_slot *s = find_slot(m, key, hash_key(key));
     if (!s)
         return NULL;
     void *value = s->value;
@@ -100,20 +100,20 @@ void *resolver_strmap_remove(resolver_strmap *m, const char *key)
             hole = i;
         }
     }
-    m->slots[hole] = (resolver_strmap_slot){NULL, NULL, 0};
+    m->slots[hole] = (rsv_strmap_slot){NULL, NULL, 0};
     m->len--;
     return value;
 }
 
-void resolver_strmap_clear(resolver_strmap *m)
+void rsv_strmap_clear(rsv_strmap *m)
 {
     for (size_t i = 0; i < m->cap; i++)
         free(m->slots[i].key);
     free(m->slots);
-    *m = (resolver_strmap)RESOLVER_STRMAP_INIT;
+    *m = (rsv_strmap)RSV_STRMAP_INIT;
 }
 
-int resolver_strmap_next(const resolver_strmap *m, size_t *pos, const char **key, void **value)
+int rsv_strmap_next(const rsv_strmap *m, size_t *pos, const char **key, void **value)
 {
     for (; *pos < m->cap; (*pos)++) {
         if (m->slots[*pos].key) {

@@ -104,7 +104,7 @@ typedef struct {
     uint64_t retry_ms; /* the last retry delay after a failed call; 0: none yet */
     /* `timer`: with a call in progress, its deadline (Watch: the first
      * answer; Check: the answer); without, when to start the next call. */
-    resolver_timer *timer;
+    rsv_timer *timer;
     /* gRPC message framing: 5-byte prefix, then the message. */
     uint8_t prefix[5];
     size_t prefix_have;
@@ -127,21 +127,21 @@ typedef enum {
 } conn_phase;
 
 typedef struct conn {
-    resolver_subchannel *sc;
+    rsv_subchannel *sc;
     uint64_t id; /* never reused within a subchannel: see conn_find */
     int fd;
-    resolver_dial *dial; /* CONN_TCP_CONNECTING: the socket is the dial's until it connects */
+    rsv_dial *dial; /* CONN_TCP_CONNECTING: the socket is the dial's until it connects */
     conn_phase phase;
     SSL *ssl;
     nghttp2_session *h2;
     const uint8_t *out; /* mem_send output not yet written (nghttp2's buffer) */
     size_t out_len;
-    unsigned watching;              /* the events the loop watches for fd */
-    int tls_want_write;             /* OpenSSL needs the socket writable to progress */
-    resolver_timer *deadline_timer; /* connect deadline, or a deferred failure */
-    resolver_timer *keepalive_timer;
-    resolver_timer *ping_timer; /* PING ACK timeout */
-    resolver_timer *age_timer;  /* max_connection_age */
+    unsigned watching;         /* the events the loop watches for fd */
+    int tls_want_write;        /* OpenSSL needs the socket writable to progress */
+    rsv_timer *deadline_timer; /* connect deadline, or a deferred failure */
+    rsv_timer *keepalive_timer;
+    rsv_timer *ping_timer;      /* PING ACK timeout */
+    rsv_timer *age_timer;       /* max_connection_age */
     uint64_t keepalive_time_ms; /* copied at creation: a doubling applies to new conns */
     uint64_t ready_since_ms;
     uint64_t last_read_ms;
@@ -162,27 +162,27 @@ typedef struct conn {
     char error[112];      /* the cause of a failure about to be reported */
 } conn;
 
-struct resolver_subchannel {
-    resolver_loop *loop;
-    resolver_dns *dns; /* NULL: numeric hosts only */
-    char *host;        /* without IPv6 brackets */
-    char *name;        /* "host:port" or "[v6]:port", for logs */
+struct rsv_subchannel {
+    rsv_loop *loop;
+    rsv_dns *dns; /* NULL: numeric hosts only */
+    char *host;   /* without IPv6 brackets */
+    char *name;   /* "host:port" or "[v6]:port", for logs */
     uint16_t port;
-    resolver_service_options opts;       /* what the connections opened now use */
-    resolver_service_options *next_opts; /* a reload's, taken when the next one opens */
-    resolver_subchannel_state_cb cb;
+    rsv_service_options opts;       /* what the connections opened now use */
+    rsv_service_options *next_opts; /* a reload's, taken when the next one opens */
+    rsv_subchannel_state_cb cb;
     void *arg;
-    resolver_state state;
+    rsv_state state;
     char state_cause[128]; /* why the last transition happened, for the service's log */
     int connected_before;  /* for stats.reconnects */
-    resolver_subchannel_stats stats;
-    resolver_backoff backoff;
+    rsv_subchannel_stats stats;
+    rsv_backoff backoff;
     uint64_t attempt_deadline_ms; /* gRPC's current_deadline */
     uint64_t rng;                 /* xorshift64* state */
     uint64_t keepalive_time_ms;   /* doubled on GOAWAY too_many_pings */
     uint64_t next_conn_id;
     conn *active, *pending;
-    resolver_timer *retry_timer;
+    rsv_timer *retry_timer;
     int *deleted_flag; /* set while the state callback runs */
     SSL_CTX *ssl_ctx;  /* protocol h2: created at the first TLS connect */
     uint8_t *hc_req;   /* the health request: gRPC prefix + HealthCheckRequest; NULL: off */
@@ -192,9 +192,9 @@ struct resolver_subchannel {
 
 static void conn_fail(conn *c, const char *cause, int clean);
 static void conn_write_failed(conn *c);
-static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg);
+static void conn_io_cb(rsv_loop *loop, int fd, unsigned events, void *arg);
 static void conn_defer_fail(conn *c);
-static conn *conn_find(resolver_subchannel *sc, uint64_t id);
+static conn *conn_find(rsv_subchannel *sc, uint64_t id);
 static int conn_flush(conn *c);
 static int health_begin(conn *c);
 static void health_free(health *h);
@@ -218,7 +218,7 @@ static uint64_t rng_seed(const void *salt)
     return seed ? seed : 0x2545f4914f6cdd1dull;
 }
 
-static double rng01(resolver_subchannel *sc)
+static double rng01(rsv_subchannel *sc)
 {
     uint64_t x = sc->rng;
     x ^= x >> 12;
@@ -229,12 +229,12 @@ static double rng01(resolver_subchannel *sc)
     return (double)((x * 0x2545f4914f6cdd1dull) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static uint64_t connect_timeout_ms(const resolver_subchannel *sc)
+static uint64_t connect_timeout_ms(const rsv_subchannel *sc)
 {
     return sc->opts.connect_timeout_ms ? sc->opts.connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
 }
 
-static uint64_t keepalive_timeout_ms(const resolver_subchannel *sc)
+static uint64_t keepalive_timeout_ms(const rsv_subchannel *sc)
 {
     return sc->opts.keepalive_timeout_ms ? sc->opts.keepalive_timeout_ms
                                          : DEFAULT_KEEPALIVE_TIMEOUT_MS;
@@ -242,7 +242,7 @@ static uint64_t keepalive_timeout_ms(const resolver_subchannel *sc)
 
 /* ---- backoff (pure) ---- */
 
-void resolver_backoff_init(resolver_backoff *b, const resolver_backoff_config *cfg)
+void rsv_backoff_init(rsv_backoff *b, const rsv_backoff_config *cfg)
 {
     b->cfg = *cfg;
     /* The configuration module validates; these only keep the arithmetic
@@ -259,15 +259,15 @@ void resolver_backoff_init(resolver_backoff *b, const resolver_backoff_config *c
         b->cfg.max_ms = 120000;
     if (b->cfg.max_ms < b->cfg.initial_ms)
         b->cfg.max_ms = b->cfg.initial_ms;
-    resolver_backoff_reset(b);
+    rsv_backoff_reset(b);
 }
 
-void resolver_backoff_reset(resolver_backoff *b)
+void rsv_backoff_reset(rsv_backoff *b)
 {
     b->current_ms = (double)b->cfg.initial_ms;
 }
 
-uint64_t resolver_backoff_next(resolver_backoff *b, double random01)
+uint64_t rsv_backoff_next(rsv_backoff *b, double random01)
 {
     double cur = b->current_ms;
     /* Uniform in [cur * (1 - jitter), cur * (1 + jitter)). */
@@ -279,18 +279,18 @@ uint64_t resolver_backoff_next(resolver_backoff *b, double random01)
 
 /* ---- state ---- */
 
-const char *resolver_state_name(resolver_state s)
+const char *rsv_state_name(rsv_state s)
 {
     switch (s) {
-    case RESOLVER_STATE_IDLE:
+    case RSV_STATE_IDLE:
         return "IDLE";
-    case RESOLVER_STATE_CONNECTING:
+    case RSV_STATE_CONNECTING:
         return "CONNECTING";
-    case RESOLVER_STATE_READY:
+    case RSV_STATE_READY:
         return "READY";
-    case RESOLVER_STATE_TRANSIENT_FAILURE:
+    case RSV_STATE_TRANSIENT_FAILURE:
         return "TRANSIENT_FAILURE";
-    case RESOLVER_STATE_SHUTDOWN:
+    case RSV_STATE_SHUTDOWN:
         return "SHUTDOWN";
     }
     return "UNKNOWN";
@@ -301,15 +301,15 @@ const char *resolver_state_name(resolver_state s)
  * touching it or anything it owned.  Otherwise the callback may still have
  * shut it down, so callers make this the last step or look things up
  * again. */
-static int set_state(resolver_subchannel *sc, resolver_state to, const char *cause)
+static int set_state(rsv_subchannel *sc, rsv_state to, const char *cause)
 {
-    resolver_state from = sc->state;
+    rsv_state from = sc->state;
     if (from == to)
         return 1;
     sc->state = to;
-    sc->stats.state_since_ms = resolver_loop_now(sc->loop);
+    sc->stats.state_since_ms = rsv_loop_now(sc->loop);
     sc->stats.transitions++;
-    if (to == RESOLVER_STATE_CONNECTING) {
+    if (to == RSV_STATE_CONNECTING) {
         if (sc->connected_before)
             sc->stats.reconnects++;
         sc->connected_before = 1;
@@ -335,12 +335,12 @@ static int set_state(resolver_subchannel *sc, resolver_state to, const char *cau
 
 static int conn_watch(conn *c)
 {
-    unsigned ev = RESOLVER_LOOP_READ;
+    unsigned ev = RSV_LOOP_READ;
     if (c->out_len > 0 || c->tls_want_write)
-        ev |= RESOLVER_LOOP_WRITE;
+        ev |= RSV_LOOP_WRITE;
     if (ev == c->watching)
         return 0;
-    if (resolver_loop_watch(c->sc->loop, c->fd, ev, conn_io_cb, c) != 0) {
+    if (rsv_loop_watch(c->sc->loop, c->fd, ev, conn_io_cb, c) != 0) {
         snprintf(c->error, sizeof(c->error), "epoll: %s", strerror(errno));
         return -1;
     }
@@ -434,7 +434,7 @@ static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
     if (r > 0) {
         c->sc->stats.bytes_in += (uint64_t)r;
         /* Keepalive idleness is measured from the last byte read (gRFC A8). */
-        c->last_read_ms = resolver_loop_now(c->sc->loop);
+        c->last_read_ms = rsv_loop_now(c->sc->loop);
     }
     return r;
 }
@@ -476,7 +476,7 @@ static void conn_close(conn *c, int goaway)
 {
     if (!c)
         return;
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     if (goaway && c->h2 && c->phase >= CONN_H2_HANDSHAKE) {
         nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
                               nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
@@ -488,14 +488,14 @@ static void conn_close(conn *c, int goaway)
         (void)SSL_shutdown(c->ssl); /* sends close_notify; no wait for the peer's */
         ERR_clear_error();
     }
-    resolver_dial_cancel(c->dial);
-    resolver_timer_del(c->deadline_timer);
-    resolver_timer_del(c->keepalive_timer);
-    resolver_timer_del(c->ping_timer);
-    resolver_timer_del(c->age_timer);
+    rsv_dial_cancel(c->dial);
+    rsv_timer_del(c->deadline_timer);
+    rsv_timer_del(c->keepalive_timer);
+    rsv_timer_del(c->ping_timer);
+    rsv_timer_del(c->age_timer);
     health_free(c->hc);
     if (c->fd >= 0) {
-        resolver_loop_unwatch(sc->loop, c->fd);
+        rsv_loop_unwatch(sc->loop, c->fd);
         close(c->fd);
     }
     SSL_free(c->ssl);
@@ -519,7 +519,7 @@ static void conn_release(conn *c, int goaway)
 }
 
 /* The conn with this id, if it is still one of sc's. */
-static conn *conn_find(resolver_subchannel *sc, uint64_t id)
+static conn *conn_find(rsv_subchannel *sc, uint64_t id)
 {
     if (sc->active && sc->active->id == id)
         return sc->active;
@@ -531,10 +531,10 @@ static conn *conn_find(resolver_subchannel *sc, uint64_t id)
 /* Reports c->error from the loop soon rather than from inside the caller. */
 static void conn_defer_fail(conn *c)
 {
-    resolver_timer_start(c->deadline_timer, 0);
+    rsv_timer_start(c->deadline_timer, 0);
 }
 
-static void conn_deadline_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void conn_deadline_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     conn *c = arg;
     if (c->error[0]) {
@@ -546,7 +546,7 @@ static void conn_deadline_cb(resolver_loop *loop, resolver_timer *t, void *arg)
     }
     switch (c->phase) {
     case CONN_TCP_CONNECTING:
-        if (resolver_dial_resolving(c->dial))
+        if (rsv_dial_resolving(c->dial))
             snprintf(c->error, sizeof(c->error), "resolve %s: timed out", c->sc->host);
         else
             snprintf(c->error, sizeof(c->error), "connect: timed out");
@@ -569,14 +569,14 @@ static void conn_arm_keepalive(conn *c)
 {
     /* Protocol tcp has no PING: its keepalive is TCP-level only. */
     if (c->h2 && c->keepalive_time_ms > 0 && !c->ping_in_flight)
-        resolver_timer_start(c->keepalive_timer, c->keepalive_time_ms);
+        rsv_timer_start(c->keepalive_timer, c->keepalive_time_ms);
 }
 
 /* Submits a PING and arms its ACK timeout.  Returns 0 or -1 (c->error set);
  * never changes state. */
 static int conn_send_ping(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     if (c->ping_in_flight)
         return 0;
     c->ping_seq++;
@@ -590,35 +590,35 @@ static int conn_send_ping(conn *c)
     c->ping_in_flight = 1;
     c->ping_sent_us = now_us(); /* refined when the frame is serialized */
     sc->stats.pings_sent++;
-    resolver_timer_stop(c->keepalive_timer);
-    resolver_timer_start(c->ping_timer, keepalive_timeout_ms(sc));
+    rsv_timer_stop(c->keepalive_timer);
+    rsv_timer_start(c->ping_timer, keepalive_timeout_ms(sc));
     return conn_flush(c);
 }
 
-static void conn_keepalive_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void conn_keepalive_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     conn *c = arg;
-    uint64_t idle = resolver_loop_now(loop) - c->last_read_ms;
+    uint64_t idle = rsv_loop_now(loop) - c->last_read_ms;
     if (idle < c->keepalive_time_ms) {
         /* Something was read since the timer was armed: no PING needed yet. */
-        resolver_timer_start(t, c->keepalive_time_ms - idle);
+        rsv_timer_start(t, c->keepalive_time_ms - idle);
         return;
     }
     if (conn_send_ping(c) != 0)
         conn_write_failed(c);
 }
 
-static void conn_ping_timeout_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void conn_ping_timeout_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     conn_fail(arg, "keepalive ping timeout", 0);
 }
 
 static void conn_on_ping_ack(conn *c)
 {
-    resolver_subchannel_stats *st = &c->sc->stats;
+    rsv_subchannel_stats *st = &c->sc->stats;
     int64_t rtt = (int64_t)(now_us() - c->ping_sent_us);
     c->ping_in_flight = 0;
-    resolver_timer_stop(c->ping_timer);
+    rsv_timer_stop(c->ping_timer);
     st->pings_acked++;
     st->rtt_last_us = rtt;
     /* EWMA with gain 1/8, as TCP's SRTT. */
@@ -629,23 +629,23 @@ static void conn_on_ping_ack(conn *c)
 
 static void conn_arm_age(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     uint64_t age = sc->opts.max_connection_age_ms;
     if (age == 0)
         return;
     double f = 1.0 + AGE_JITTER * (2.0 * rng01(sc) - 1.0);
-    resolver_timer_start(c->age_timer, (uint64_t)((double)age * f) + 1);
+    rsv_timer_start(c->age_timer, (uint64_t)((double)age * f) + 1);
 }
 
-static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms);
-static void take_next_options(resolver_subchannel *sc);
+static conn *conn_start(rsv_subchannel *sc, uint64_t timeout_ms);
+static void take_next_options(rsv_subchannel *sc);
 
 /* The active connection is old: open its replacement.  Nothing is reported;
  * conn_ready swaps them once the new one is READY. */
-static void conn_age_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void conn_age_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     conn *c = arg;
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     /* The connection, not the state: with health checking a READY
      * connection may be TRANSIENT_FAILURE (NOT_SERVING) or still CONNECTING
      * (no answer yet); it ages all the same, its replacement is
@@ -656,71 +656,71 @@ static void conn_age_cb(resolver_loop *loop, resolver_timer *t, void *arg)
     take_next_options(sc);
     sc->pending = conn_start(sc, connect_timeout_ms(sc));
     if (!sc->pending)
-        resolver_timer_start(t, 1000); /* out of memory: try again later */
+        rsv_timer_start(t, 1000); /* out of memory: try again later */
 }
 
 /* ---- the state machine's moves ---- */
 
 /* Opens the active connection for a new attempt.  Does not notify. */
-static void start_attempt(resolver_subchannel *sc)
+static void start_attempt(rsv_subchannel *sc)
 {
     take_next_options(sc);
-    uint64_t now = resolver_loop_now(sc->loop);
-    uint64_t backoff = resolver_backoff_next(&sc->backoff, rng01(sc));
+    uint64_t now = rsv_loop_now(sc->loop);
+    uint64_t backoff = rsv_backoff_next(&sc->backoff, rng01(sc));
     uint64_t timeout = connect_timeout_ms(sc);
     sc->attempt_deadline_ms = now + backoff;
     if (backoff > timeout)
         timeout = backoff; /* gRPC: TryConnect(max(current_deadline, now + MIN_CONNECT_TIMEOUT)) */
     sc->active = conn_start(sc, timeout);
     if (!sc->active)
-        resolver_timer_start(sc->retry_timer, 0); /* retry_cb reports the failure */
+        rsv_timer_start(sc->retry_timer, 0); /* retry_cb reports the failure */
 }
 
-static void set_health(resolver_subchannel *sc, health_status h);
+static void set_health(rsv_subchannel *sc, health_status h);
 
-static void transient_failure(resolver_subchannel *sc, const char *cause)
+static void transient_failure(rsv_subchannel *sc, const char *cause)
 {
-    uint64_t now = resolver_loop_now(sc->loop);
+    uint64_t now = rsv_loop_now(sc->loop);
     conn_release(sc->pending, 1);
     set_health(sc, HEALTH_NONE); /* the connection it described is gone */
     snprintf(sc->stats.last_error, sizeof(sc->stats.last_error), "%s", cause);
     /* gRPC: SleepUntil(current_deadline) */
-    resolver_timer_start(sc->retry_timer,
-                         sc->attempt_deadline_ms > now ? sc->attempt_deadline_ms - now : 0);
-    set_state(sc, RESOLVER_STATE_TRANSIENT_FAILURE, cause);
+    rsv_timer_start(sc->retry_timer,
+                    sc->attempt_deadline_ms > now ? sc->attempt_deadline_ms - now : 0);
+    set_state(sc, RSV_STATE_TRANSIENT_FAILURE, cause);
 }
 
 /* A READY connection ended cleanly: CONNECTING at once, no backoff, not a
  * failure (the server drained, aged out, or closed an idle connection). */
-static void reconnect_now(resolver_subchannel *sc, const char *cause)
+static void reconnect_now(rsv_subchannel *sc, const char *cause)
 {
     set_health(sc, HEALTH_NONE);
     if (sc->pending) {
         /* A max-age replacement is already on its way: it is the attempt. */
-        uint64_t backoff = resolver_backoff_next(&sc->backoff, rng01(sc));
-        sc->attempt_deadline_ms = resolver_loop_now(sc->loop) + backoff;
+        uint64_t backoff = rsv_backoff_next(&sc->backoff, rng01(sc));
+        sc->attempt_deadline_ms = rsv_loop_now(sc->loop) + backoff;
         sc->active = sc->pending;
         sc->pending = NULL;
     } else {
         start_attempt(sc);
     }
-    set_state(sc, RESOLVER_STATE_CONNECTING, cause);
+    set_state(sc, RSV_STATE_CONNECTING, cause);
 }
 
-static void replacement_failed(resolver_subchannel *sc, const char *cause)
+static void replacement_failed(rsv_subchannel *sc, const char *cause)
 {
     conn_release(sc->pending, 0);
     LOG_DEBUG("subchannel %s: replacement connection failed (%s), keeping the old one", sc->name,
               cause);
     if (sc->active)
-        resolver_timer_start(sc->active->age_timer, resolver_backoff_next(&sc->backoff, rng01(sc)));
+        rsv_timer_start(sc->active->age_timer, rsv_backoff_next(&sc->backoff, rng01(sc)));
 }
 
 /* The connection `c` is over; c is freed and the subchannel may be gone
  * when this returns.  `clean`: EOF, or a GOAWAY that lost no stream (conn_on_goaway). */
 static void conn_fail(conn *c, const char *cause, int clean)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     char why[sizeof(c->error) + 16];
     snprintf(why, sizeof(why), "%s", cause); /* cause may live in c */
     if (c == sc->pending) {
@@ -728,7 +728,7 @@ static void conn_fail(conn *c, const char *cause, int clean)
         return;
     }
     int was_ready = c->phase == CONN_READY;
-    uint64_t lasted = resolver_loop_now(sc->loop) - c->ready_since_ms;
+    uint64_t lasted = rsv_loop_now(sc->loop) - c->ready_since_ms;
     conn_release(c, 0);
     if (clean && was_ready && lasted >= FREE_RECONNECT_MIN_READY_MS) {
         reconnect_now(sc, why);
@@ -741,11 +741,11 @@ static void conn_fail(conn *c, const char *cause, int clean)
  * connect completed).  Returns 0 if the state callback deleted sc. */
 static int conn_ready(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     c->phase = CONN_READY;
-    c->ready_since_ms = resolver_loop_now(sc->loop);
-    resolver_timer_stop(c->deadline_timer);
-    resolver_backoff_reset(&sc->backoff);
+    c->ready_since_ms = rsv_loop_now(sc->loop);
+    rsv_timer_stop(c->deadline_timer);
+    rsv_backoff_reset(&sc->backoff);
     conn_arm_keepalive(c);
     conn_arm_age(c);
     if (c == sc->pending) {
@@ -770,16 +770,16 @@ static int conn_ready(conn *c)
             LOG_DEBUG("subchannel %s: connected; waiting for the health service", sc->name);
         return 1;
     }
-    return set_state(sc, RESOLVER_STATE_READY, "connected");
+    return set_state(sc, RSV_STATE_READY, "connected");
 }
 
-static void retry_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void retry_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_subchannel *sc = arg;
-    if (sc->state == RESOLVER_STATE_TRANSIENT_FAILURE) {
+    rsv_subchannel *sc = arg;
+    if (sc->state == RSV_STATE_TRANSIENT_FAILURE) {
         start_attempt(sc);
-        set_state(sc, RESOLVER_STATE_CONNECTING, "backoff elapsed");
-    } else if (sc->state == RESOLVER_STATE_CONNECTING && !sc->active) {
+        set_state(sc, RSV_STATE_CONNECTING, "backoff elapsed");
+    } else if (sc->state == RSV_STATE_CONNECTING && !sc->active) {
         transient_failure(sc, "out of memory");
     }
 }
@@ -805,7 +805,7 @@ static const char *health_name(health_status h)
     return "UNKNOWN";
 }
 
-static void set_health(resolver_subchannel *sc, health_status h)
+static void set_health(rsv_subchannel *sc, health_status h)
 {
     if (sc->health == h)
         return;
@@ -821,7 +821,7 @@ static void set_health(resolver_subchannel *sc, health_status h)
 /* The request every call sends: the gRPC prefix (uncompressed, length)
  * and HealthCheckRequest{service = 1: string}, proto3 (an empty service
  * is the default value and is not encoded).  0 or -1 (out of memory). */
-static int health_encode_request(resolver_subchannel *sc, const char *service)
+static int health_encode_request(rsv_subchannel *sc, const char *service)
 {
     size_t n = strlen(service), msg = 0;
     if (n > 0) {
@@ -977,7 +977,7 @@ static void health_free(health *h)
 {
     if (!h)
         return;
-    resolver_timer_del(h->timer);
+    rsv_timer_del(h->timer);
     free(h->msg);
     free(h->req);
     free(h);
@@ -1016,7 +1016,7 @@ static ssize_t health_req_read(nghttp2_session *s, int32_t sid, uint8_t *buf, si
  * 0, or -1 with c->error set. */
 static int health_start_call(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     health *h = c->hc;
     const char *path =
         h->method == HC_CHECK ? "/grpc.health.v1.Health/Check" : "/grpc.health.v1.Health/Watch";
@@ -1051,7 +1051,7 @@ static int health_start_call(conn *c)
     /* Watch: the first answer must come within the connect timeout (a
      * server whose health service hangs is not healthy); Check: within the
      * keepalive timeout. */
-    resolver_timer_start(h->timer, deadline);
+    rsv_timer_start(h->timer, deadline);
     return 0;
 }
 
@@ -1070,17 +1070,17 @@ static int health_begin(conn *c)
  * c (or the subchannel) is gone. */
 static conn *health_report(conn *c, health_status st, const char *why)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     uint64_t id = c->id;
     set_health(sc, st);
     if (c != sc->active || c->phase != CONN_READY)
         return c;
     if (st == HEALTH_SERVING || st == HEALTH_UNIMPLEMENTED) {
-        if (!set_state(sc, RESOLVER_STATE_READY, why))
+        if (!set_state(sc, RSV_STATE_READY, why))
             return NULL;
     } else {
         snprintf(sc->stats.last_error, sizeof(sc->stats.last_error), "%s", why);
-        if (!set_state(sc, RESOLVER_STATE_TRANSIENT_FAILURE, why))
+        if (!set_state(sc, RSV_STATE_TRANSIENT_FAILURE, why))
             return NULL;
     }
     return conn_find(sc, id);
@@ -1128,7 +1128,7 @@ static int health_call_status(const health *h)
  * or NULL if c or the subchannel is gone. */
 static conn *health_call_ended(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     health *h = c->hc;
     char why[96];
     int gs = health_call_status(h);
@@ -1138,7 +1138,7 @@ static conn *health_call_ended(conn *c)
                                         NGHTTP2_PROTOCOL_ERROR); /* malformed: give it up */
     const char *method = h->method == HC_CHECK ? "Check" : "Watch";
     health_reset_call(h);
-    resolver_timer_stop(h->timer);
+    rsv_timer_stop(h->timer);
     if (gs == 12) { /* UNIMPLEMENTED */
         if (h->method == HC_WATCH) {
             h->method = HC_CHECK;
@@ -1153,7 +1153,7 @@ static conn *health_call_ended(conn *c)
         return health_report(c, HEALTH_UNIMPLEMENTED, "health: UNIMPLEMENTED (treated as healthy)");
     }
     if (h->method == HC_CHECK) {
-        resolver_timer_start(h->timer, health_poll_ms(c));
+        rsv_timer_start(h->timer, health_poll_ms(c));
         if (gs == 0 && answered)
             return c; /* the answer was applied when it arrived */
         snprintf(why, sizeof(why), "health: Check failed (grpc-status %d)", gs);
@@ -1165,13 +1165,13 @@ static conn *health_call_ended(conn *c)
     if (answered) {
         LOG_DEBUG("subchannel %s: health Watch ended (grpc-status %d); reopening", sc->name, gs);
         h->retry_ms = 0;
-        resolver_timer_start(h->timer, HC_REOPEN_MS);
+        rsv_timer_start(h->timer, HC_REOPEN_MS);
         return c;
     }
     h->retry_ms = h->retry_ms ? h->retry_ms * 2 : HC_RETRY_MIN_MS;
     if (h->retry_ms > HC_RETRY_MAX_MS)
         h->retry_ms = HC_RETRY_MAX_MS;
-    resolver_timer_start(h->timer, h->retry_ms);
+    rsv_timer_start(h->timer, h->retry_ms);
     snprintf(why, sizeof(why), "health: %s failed (grpc-status %d)", method, gs);
     return health_report(c, HEALTH_UNKNOWN, why);
 }
@@ -1200,7 +1200,7 @@ static conn *health_dispatch(conn *c)
         health_status st = health_from_proto(h->status_value);
         h->got_status = 0;
         if (h->method == HC_WATCH) {
-            resolver_timer_stop(h->timer); /* the first-answer deadline */
+            rsv_timer_stop(h->timer); /* the first-answer deadline */
             h->retry_ms = 0;
         }
         snprintf(why, sizeof(why), "health: %s", health_name(st));
@@ -1214,7 +1214,7 @@ static conn *health_dispatch(conn *c)
 }
 
 /* The health timer: a call's deadline passed, or the next call is due. */
-static void health_timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void health_timer_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     conn *c = arg;
     health *h = c->hc;
@@ -1224,13 +1224,13 @@ static void health_timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
         (void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, h->stream_id, NGHTTP2_CANCEL);
         if (h->method == HC_CHECK) {
             deadline = keepalive_timeout_ms(c->sc);
-            resolver_timer_start(t, health_poll_ms(c));
+            rsv_timer_start(t, health_poll_ms(c));
         } else {
             deadline = connect_timeout_ms(c->sc);
             h->retry_ms = h->retry_ms ? h->retry_ms * 2 : HC_RETRY_MIN_MS;
             if (h->retry_ms > HC_RETRY_MAX_MS)
                 h->retry_ms = HC_RETRY_MAX_MS;
-            resolver_timer_start(t, h->retry_ms);
+            rsv_timer_start(t, h->retry_ms);
         }
         snprintf(why, sizeof(why), "health: no %s answer within %llu ms",
                  h->method == HC_CHECK ? "Check" : "Watch", (unsigned long long)deadline);
@@ -1489,7 +1489,7 @@ static void conn_h2_begin(conn *c)
  * us, so it gets the backoff, and new connections a doubled keepalive. */
 static void conn_on_goaway(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     char why[112];
     int clean = !c->too_many_pings && (c->goaway_code == NGHTTP2_NO_ERROR || c->goaway_processed);
     if (c->too_many_pings && sc->keepalive_time_ms > 0) {
@@ -1545,7 +1545,7 @@ static void conn_write_failed(conn *c)
  * the whole subchannel is gone. */
 static conn *conn_dispatch(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     uint64_t id = c->id;
     if (c->got_ping_ack) {
         c->got_ping_ack = 0;
@@ -1643,7 +1643,7 @@ static void tls_setup_error(conn *c)
     ERR_clear_error();
 }
 
-static SSL_CTX *tls_ctx(resolver_subchannel *sc, conn *c)
+static SSL_CTX *tls_ctx(rsv_subchannel *sc, conn *c)
 {
     static const unsigned char alpn[] = {2, 'h', '2'};
     if (sc->ssl_ctx)
@@ -1706,7 +1706,7 @@ static void conn_tls_step(conn *c)
 
 static void conn_tls_begin(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     SSL_CTX *ctx = tls_ctx(sc, c);
     if (!ctx || !(c->ssl = SSL_new(ctx)) || SSL_set_fd(c->ssl, c->fd) != 1)
         goto fail;
@@ -1745,26 +1745,26 @@ static void conn_dialed(int fd, const char *error, void *arg)
     }
     c->fd = fd;
     set_socket_options(c);
-    c->last_read_ms = resolver_loop_now(c->sc->loop);
+    c->last_read_ms = rsv_loop_now(c->sc->loop);
     switch (c->sc->opts.protocol) {
-    case RESOLVER_PROTOCOL_TCP:
+    case RSV_PROTOCOL_TCP:
         c->phase = CONN_READY;
         if (conn_watch(c) != 0)
             conn_fail(c, c->error, 0);
         else
             (void)conn_ready(c); /* the last step either way */
         return;
-    case RESOLVER_PROTOCOL_H2:
+    case RSV_PROTOCOL_H2:
         conn_tls_begin(c);
         return;
-    case RESOLVER_PROTOCOL_H2C:
+    case RSV_PROTOCOL_H2C:
         conn_h2_begin(c);
         return;
     }
     conn_fail(c, "unknown protocol", 0);
 }
 
-static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void conn_io_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     conn *c = arg;
     switch (c->phase) {
@@ -1778,11 +1778,11 @@ static void conn_io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
         conn_read_tcp(c);
         return;
     }
-    if ((events & (RESOLVER_LOOP_READ | RESOLVER_LOOP_ERROR)) || c->tls_want_write) {
+    if ((events & (RSV_LOOP_READ | RSV_LOOP_ERROR)) || c->tls_want_write) {
         if (!conn_read_h2(c))
             return;
     }
-    if ((events & RESOLVER_LOOP_WRITE) && conn_flush(c) != 0)
+    if ((events & RSV_LOOP_WRITE) && conn_flush(c) != 0)
         conn_write_failed(c);
 }
 
@@ -1797,16 +1797,16 @@ static int tcp_keepalive_seconds(uint64_t ms)
 
 static void set_socket_options(conn *c)
 {
-    resolver_subchannel *sc = c->sc;
+    rsv_subchannel *sc = c->sc;
     int one = 1;
     /* Best effort: a socket without these still works. */
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     (void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     /* Unacknowledged data fails the connection after the keepalive timeout
      * instead of ~15 min of retransmissions (gRFC A18). */
-    int timeout = resolver_ms_to_int(keepalive_timeout_ms(sc));
+    int timeout = rsv_ms_to_int(keepalive_timeout_ms(sc));
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
-    if (sc->opts.protocol == RESOLVER_PROTOCOL_TCP && sc->keepalive_time_ms > 0) {
+    if (sc->opts.protocol == RSV_PROTOCOL_TCP && sc->keepalive_time_ms > 0) {
         /* No PINGs: let TCP probe an idle connection at the keepalive time. */
         int idle = tcp_keepalive_seconds(sc->keepalive_time_ms);
         int intvl = tcp_keepalive_seconds((uint64_t)timeout), cnt = 3;
@@ -1819,7 +1819,7 @@ static void set_socket_options(conn *c)
 /* Starts a connection.  Never reports anything itself: a failure to start
  * is reported from the deadline timer at 0 ms, so callers may announce
  * CONNECTING first.  NULL only when out of memory. */
-static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
+static conn *conn_start(rsv_subchannel *sc, uint64_t timeout_ms)
 {
     conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -1828,16 +1828,16 @@ static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
     c->id = ++sc->next_conn_id;
     c->fd = -1;
     c->keepalive_time_ms = sc->keepalive_time_ms;
-    c->deadline_timer = resolver_timer_new(sc->loop, conn_deadline_cb, c);
-    c->keepalive_timer = resolver_timer_new(sc->loop, conn_keepalive_cb, c);
-    c->ping_timer = resolver_timer_new(sc->loop, conn_ping_timeout_cb, c);
-    c->age_timer = resolver_timer_new(sc->loop, conn_age_cb, c);
+    c->deadline_timer = rsv_timer_new(sc->loop, conn_deadline_cb, c);
+    c->keepalive_timer = rsv_timer_new(sc->loop, conn_keepalive_cb, c);
+    c->ping_timer = rsv_timer_new(sc->loop, conn_ping_timeout_cb, c);
+    c->age_timer = rsv_timer_new(sc->loop, conn_age_cb, c);
     if (!c->deadline_timer || !c->keepalive_timer || !c->ping_timer || !c->age_timer)
         goto fail;
     if (sc->hc_req) {
         /* A copy: a reload may replace sc->hc_req while this one lives. */
         if (!(c->hc = calloc(1, sizeof(*c->hc))) ||
-            !(c->hc->timer = resolver_timer_new(sc->loop, health_timer_cb, c)) ||
+            !(c->hc->timer = rsv_timer_new(sc->loop, health_timer_cb, c)) ||
             !(c->hc->req = malloc(sc->hc_req_len)))
             goto fail;
         memcpy(c->hc->req, sc->hc_req, sc->hc_req_len);
@@ -1845,23 +1845,23 @@ static conn *conn_start(resolver_subchannel *sc, uint64_t timeout_ms)
         health_reset_call(c->hc);
     }
     sc->stats.connect_attempts++;
-    if (sc->opts.protocol == RESOLVER_PROTOCOL_H2)
+    if (sc->opts.protocol == RSV_PROTOCOL_H2)
         LOG_DEBUG("subchannel %s: TLS connect (ALPN h2, system CAs)", sc->name);
     /* Resolving and connecting happen off this call: dial.h. */
-    c->dial = resolver_dial_start(sc->loop, sc->dns, sc->host, sc->port, conn_dialed, c);
+    c->dial = rsv_dial_start(sc->loop, sc->dns, sc->host, sc->port, conn_dialed, c);
     if (!c->dial) {
         snprintf(c->error, sizeof(c->error), "out of memory");
         conn_defer_fail(c);
         return c;
     }
-    resolver_timer_start(c->deadline_timer, timeout_ms);
+    rsv_timer_start(c->deadline_timer, timeout_ms);
     return c;
 
 fail:
-    resolver_timer_del(c->deadline_timer);
-    resolver_timer_del(c->keepalive_timer);
-    resolver_timer_del(c->ping_timer);
-    resolver_timer_del(c->age_timer);
+    rsv_timer_del(c->deadline_timer);
+    rsv_timer_del(c->keepalive_timer);
+    rsv_timer_del(c->ping_timer);
+    rsv_timer_del(c->age_timer);
     health_free(c->hc);
     free(c);
     return NULL;
@@ -1870,21 +1870,21 @@ fail:
 /* ---- options from a reload ---- */
 
 /* Called where a connection is about to open (start_attempt, a max-age
- * replacement): the options of resolver_subchannel_set_options become the
+ * replacement): the options of rsv_subchannel_set_options become the
  * subchannel's.  A connection already open keeps what it began with: its
  * own copy of the health request, keepalive time, health checking on or
  * off.  Out of memory: the old options stay, and the next connection tries
  * again. */
-static void take_next_options(resolver_subchannel *sc)
+static void take_next_options(rsv_subchannel *sc)
 {
-    resolver_service_options *next = sc->next_opts;
+    rsv_service_options *next = sc->next_opts;
     if (!next)
         return;
     uint8_t *old_req = sc->hc_req;
     size_t old_len = sc->hc_req_len;
     sc->hc_req = NULL;
     sc->hc_req_len = 0;
-    if (next->health_grpc_service && next->protocol != RESOLVER_PROTOCOL_TCP &&
+    if (next->health_grpc_service && next->protocol != RSV_PROTOCOL_TCP &&
         health_encode_request(sc, next->health_grpc_service) != 0) {
         sc->hc_req = old_req;
         sc->hc_req_len = old_len;
@@ -1897,28 +1897,28 @@ static void take_next_options(resolver_subchannel *sc)
         sc->keepalive_time_ms = next->keepalive_time_ms;
     /* The backoff keeps its progress, within the new bounds. */
     double current = sc->backoff.current_ms;
-    resolver_backoff_init(&sc->backoff, &next->backoff);
+    rsv_backoff_init(&sc->backoff, &next->backoff);
     if (current > (double)sc->backoff.cfg.max_ms)
         current = (double)sc->backoff.cfg.max_ms;
     if (current > sc->backoff.current_ms)
         sc->backoff.current_ms = current;
     LOG_DEBUG("subchannel %s: new options from a reload take effect with this connection",
               sc->name);
-    resolver_service_options_clear(&sc->opts);
+    rsv_service_options_clear(&sc->opts);
     sc->opts = *next;
     free(next);
     sc->next_opts = NULL;
 }
 
-int resolver_subchannel_set_options(resolver_subchannel *sc, const resolver_service_options *opts)
+int rsv_subchannel_set_options(rsv_subchannel *sc, const rsv_service_options *opts)
 {
-    resolver_service_options *next = malloc(sizeof(*next));
-    if (!next || resolver_service_options_copy(next, opts) != 0) {
+    rsv_service_options *next = malloc(sizeof(*next));
+    if (!next || rsv_service_options_copy(next, opts) != 0) {
         free(next);
         return RESOLVER_ERR_NOMEM;
     }
     if (sc->next_opts) {
-        resolver_service_options_clear(sc->next_opts);
+        rsv_service_options_clear(sc->next_opts);
         free(sc->next_opts);
     }
     sc->next_opts = next;
@@ -1927,14 +1927,13 @@ int resolver_subchannel_set_options(resolver_subchannel *sc, const resolver_serv
 
 /* ---- public API ---- */
 
-resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, resolver_dns *dns,
-                                             const char *host, uint16_t port,
-                                             const resolver_service_options *opts,
-                                             resolver_subchannel_state_cb cb, void *arg)
+rsv_subchannel *rsv_subchannel_new(rsv_loop *loop, rsv_dns *dns, const char *host, uint16_t port,
+                                   const rsv_service_options *opts, rsv_subchannel_state_cb cb,
+                                   void *arg)
 {
     if (!loop || !host || !*host || !opts)
         return NULL;
-    resolver_subchannel *sc = calloc(1, sizeof(*sc));
+    rsv_subchannel *sc = calloc(1, sizeof(*sc));
     if (!sc)
         return NULL;
     size_t hlen = strlen(host);
@@ -1950,9 +1949,9 @@ resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, resolver_dns *
     if (!sc->name)
         goto fail_host;
     snprintf(sc->name, nlen, v6 ? "[%s]:%u" : "%s:%u", sc->host, (unsigned)port);
-    if (resolver_service_options_copy(&sc->opts, opts) != 0)
+    if (rsv_service_options_copy(&sc->opts, opts) != 0)
         goto fail_name;
-    sc->retry_timer = resolver_timer_new(loop, retry_cb, sc);
+    sc->retry_timer = rsv_timer_new(loop, retry_cb, sc);
     if (!sc->retry_timer)
         goto fail_opts;
     sc->loop = loop;
@@ -1960,27 +1959,27 @@ resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, resolver_dns *
     sc->port = port;
     sc->cb = cb;
     sc->arg = arg;
-    sc->state = RESOLVER_STATE_IDLE;
+    sc->state = RSV_STATE_IDLE;
     sc->rng = rng_seed(sc);
     sc->keepalive_time_ms = opts->keepalive_time_ms;
     if (opts->health_grpc_service) {
-        if (opts->protocol == RESOLVER_PROTOCOL_TCP)
+        if (opts->protocol == RSV_PROTOCOL_TCP)
             LOG_DEBUG("subchannel %s: health_check needs HTTP/2; protocol tcp checks the "
                       "connection only",
                       sc->name);
         else if (health_encode_request(sc, opts->health_grpc_service) != 0)
             goto fail_timer;
     }
-    resolver_backoff_init(&sc->backoff, &opts->backoff);
-    sc->stats.state_since_ms = resolver_loop_now(loop);
+    rsv_backoff_init(&sc->backoff, &opts->backoff);
+    sc->stats.state_since_ms = rsv_loop_now(loop);
     sc->stats.rtt_last_us = -1;
     sc->stats.rtt_smoothed_us = -1;
     return sc;
 
 fail_timer:
-    resolver_timer_del(sc->retry_timer);
+    rsv_timer_del(sc->retry_timer);
 fail_opts:
-    resolver_service_options_clear(&sc->opts);
+    rsv_service_options_clear(&sc->opts);
 fail_name:
     free(sc->name);
 fail_host:
@@ -1990,25 +1989,25 @@ fail_sc:
     return NULL;
 }
 
-void resolver_subchannel_connect(resolver_subchannel *sc)
+void rsv_subchannel_connect(rsv_subchannel *sc)
 {
-    if (!sc || sc->state != RESOLVER_STATE_IDLE)
+    if (!sc || sc->state != RSV_STATE_IDLE)
         return;
     start_attempt(sc);
-    set_state(sc, RESOLVER_STATE_CONNECTING, "connect requested");
+    set_state(sc, RSV_STATE_CONNECTING, "connect requested");
 }
 
-void resolver_subchannel_shutdown(resolver_subchannel *sc)
+void rsv_subchannel_shutdown(rsv_subchannel *sc)
 {
-    if (!sc || sc->state == RESOLVER_STATE_SHUTDOWN)
+    if (!sc || sc->state == RSV_STATE_SHUTDOWN)
         return;
-    resolver_timer_stop(sc->retry_timer);
+    rsv_timer_stop(sc->retry_timer);
     conn_release(sc->pending, 1);
     conn_release(sc->active, 1);
-    set_state(sc, RESOLVER_STATE_SHUTDOWN, "shutdown");
+    set_state(sc, RSV_STATE_SHUTDOWN, "shutdown");
 }
 
-void resolver_subchannel_del(resolver_subchannel *sc)
+void rsv_subchannel_del(rsv_subchannel *sc)
 {
     if (!sc)
         return;
@@ -2016,12 +2015,12 @@ void resolver_subchannel_del(resolver_subchannel *sc)
         *sc->deleted_flag = 1; /* tells set_state, up the stack, not to touch sc */
     conn_close(sc->pending, 1);
     conn_close(sc->active, 1);
-    resolver_timer_del(sc->retry_timer);
+    rsv_timer_del(sc->retry_timer);
     SSL_CTX_free(sc->ssl_ctx);
     free(sc->hc_req);
-    resolver_service_options_clear(&sc->opts);
+    rsv_service_options_clear(&sc->opts);
     if (sc->next_opts) {
-        resolver_service_options_clear(sc->next_opts);
+        rsv_service_options_clear(sc->next_opts);
         free(sc->next_opts);
     }
     free(sc->name);
@@ -2029,22 +2028,22 @@ void resolver_subchannel_del(resolver_subchannel *sc)
     free(sc);
 }
 
-resolver_state resolver_subchannel_state(const resolver_subchannel *sc)
+rsv_state rsv_subchannel_state(const rsv_subchannel *sc)
 {
     return sc->state;
 }
 
-const char *resolver_subchannel_state_cause(const resolver_subchannel *sc)
+const char *rsv_subchannel_state_cause(const rsv_subchannel *sc)
 {
     return sc->state_cause;
 }
 
-const resolver_subchannel_stats *resolver_subchannel_stats_get(const resolver_subchannel *sc)
+const rsv_subchannel_stats *rsv_subchannel_stats_get(const rsv_subchannel *sc)
 {
     return &sc->stats;
 }
 
-void resolver_subchannel_probe(resolver_subchannel *sc)
+void rsv_subchannel_probe(rsv_subchannel *sc)
 {
     conn *c = sc ? sc->active : NULL;
     if (!c || c->phase != CONN_READY || !c->h2 || c->ping_in_flight)

@@ -5,11 +5,11 @@
  *
  * Rules:
  *  1. Loop-thread only (see loop.h rule 1).
- *  2. The state callback may call resolver_subchannel_del on the subchannel
+ *  2. The state callback may call rsv_subchannel_del on the subchannel
  *     that reports; nothing touches it after the callback returns then.
  *  3. States follow gRPC: IDLE -> CONNECTING -> READY; a failure goes to
  *     TRANSIENT_FAILURE, waits out the backoff, then CONNECTING again.
- *     SHUTDOWN is reported once, by resolver_subchannel_shutdown.  A READY
+ *     SHUTDOWN is reported once, by rsv_subchannel_shutdown.  A READY
  *     connection the server ends without losing a stream (EOF, or a GOAWAY
  *     whose last_stream_id covers every open stream, any error code but
  *     ENHANCE_YOUR_CALM too_many_pings) goes to CONNECTING at once instead:
@@ -21,8 +21,8 @@
  * -> TRANSIENT_FAILURE with the connection kept and watched (no backoff, no reconnect); the next
  *     SERVING -> READY.  UNIMPLEMENTED on both methods counts as healthy.
  */
-#ifndef RESOLVER_SUBCHANNEL_H
-#define RESOLVER_SUBCHANNEL_H
+#ifndef RSV_SUBCHANNEL_H
+#define RSV_SUBCHANNEL_H
 
 #include <stdint.h>
 #include "config.h"
@@ -30,21 +30,21 @@
 #include "loop.h"
 
 typedef enum {
-    RESOLVER_STATE_IDLE = 0,
-    RESOLVER_STATE_CONNECTING,
-    RESOLVER_STATE_READY,
-    RESOLVER_STATE_TRANSIENT_FAILURE,
-    RESOLVER_STATE_SHUTDOWN
-} resolver_state;
+    RSV_STATE_IDLE = 0,
+    RSV_STATE_CONNECTING,
+    RSV_STATE_READY,
+    RSV_STATE_TRANSIENT_FAILURE,
+    RSV_STATE_SHUTDOWN
+} rsv_state;
 
-const char *resolver_state_name(resolver_state s);
+const char *rsv_state_name(rsv_state s);
 
-typedef struct resolver_subchannel resolver_subchannel;
+typedef struct rsv_subchannel rsv_subchannel;
 
-typedef void (*resolver_subchannel_state_cb)(resolver_subchannel *sc, resolver_state old_state,
-                                             resolver_state new_state, void *arg);
+typedef void (*rsv_subchannel_state_cb)(rsv_subchannel *sc, rsv_state old_state,
+                                        rsv_state new_state, void *arg);
 
-/* Figures for introspection; read with resolver_subchannel_stats. */
+/* Figures for introspection; read with rsv_subchannel_stats. */
 typedef struct {
     uint64_t state_since_ms; /* loop time of the last transition */
     uint64_t connect_attempts;
@@ -62,52 +62,51 @@ typedef struct {
      * treated as healthy).  READY needs SERVING or UNIMPLEMENTED. */
     char health[16];
     uint64_t health_calls; /* Watch/Check calls started */
-} resolver_subchannel_stats;
+} rsv_subchannel_stats;
 
 /* Creates an IDLE subchannel to host:port.  `opts` is copied.  A host
  * name is resolved through `dns` (borrowed: it must outlive the
  * subchannel; NULL: only numeric hosts connect) at each connection attempt,
  * and every address is tried (dial.h); numeric hosts skip DNS.  NULL on
  * allocation failure. */
-resolver_subchannel *resolver_subchannel_new(resolver_loop *loop, resolver_dns *dns,
-                                             const char *host, uint16_t port,
-                                             const resolver_service_options *opts,
-                                             resolver_subchannel_state_cb cb, void *arg);
+rsv_subchannel *rsv_subchannel_new(rsv_loop *loop, rsv_dns *dns, const char *host, uint16_t port,
+                                   const rsv_service_options *opts, rsv_subchannel_state_cb cb,
+                                   void *arg);
 /* New options (a reload).  `opts` is copied; they take effect when the
  * subchannel next opens a connection (reconnect, backoff retry, max-age
  * replacement): the connection open now keeps the options it began with
  * (health checking on or off, keepalive time, max age).  0 or
  * RESOLVER_ERR_NOMEM (the old options stay). */
-int resolver_subchannel_set_options(resolver_subchannel *sc, const resolver_service_options *opts);
+int rsv_subchannel_set_options(rsv_subchannel *sc, const rsv_service_options *opts);
 /* IDLE -> CONNECTING (no-op in any other state). */
-void resolver_subchannel_connect(resolver_subchannel *sc);
+void rsv_subchannel_connect(rsv_subchannel *sc);
 /* Closes the connection (GOAWAY if HTTP/2 is up), reports SHUTDOWN, and
- * stops every timer.  The object stays valid until resolver_subchannel_del. */
-void resolver_subchannel_shutdown(resolver_subchannel *sc);
+ * stops every timer.  The object stays valid until rsv_subchannel_del. */
+void rsv_subchannel_shutdown(rsv_subchannel *sc);
 /* Frees (closing first if needed, without calling the callback).  NULL ok. */
-void resolver_subchannel_del(resolver_subchannel *sc);
+void rsv_subchannel_del(rsv_subchannel *sc);
 
-resolver_state resolver_subchannel_state(const resolver_subchannel *sc);
-const resolver_subchannel_stats *resolver_subchannel_stats_get(const resolver_subchannel *sc);
+rsv_state rsv_subchannel_state(const rsv_subchannel *sc);
+const rsv_subchannel_stats *rsv_subchannel_stats_get(const rsv_subchannel *sc);
 /* Why the last transition happened ("keepalive ping timeout", "connect:
  * Connection refused", "GOAWAY ... from server", "health: NOT_SERVING",
  * "connected"...): valid inside the state callback and until the next
  * transition.  The subchannel logs no transition itself; its host does. */
-const char *resolver_subchannel_state_cause(const resolver_subchannel *sc);
+const char *rsv_subchannel_state_cause(const rsv_subchannel *sc);
 
 /* Sends a PING now unless one is in flight (used after a failed call);
  * no ACK within keepalive_timeout_ms closes the connection. */
-void resolver_subchannel_probe(resolver_subchannel *sc);
+void rsv_subchannel_probe(rsv_subchannel *sc);
 
 /* gRPC connection backoff (doc/connection-backoff.md).  Pure, testable. */
 typedef struct {
-    resolver_backoff_config cfg;
+    rsv_backoff_config cfg;
     double current_ms; /* the next un-jittered backoff */
-} resolver_backoff;
-void resolver_backoff_init(resolver_backoff *b, const resolver_backoff_config *cfg);
-void resolver_backoff_reset(resolver_backoff *b);
+} rsv_backoff;
+void rsv_backoff_init(rsv_backoff *b, const rsv_backoff_config *cfg);
+void rsv_backoff_reset(rsv_backoff *b);
 /* Returns the delay for this attempt (jittered) and advances the state.
  * `random01` is a uniform draw in [0,1). */
-uint64_t resolver_backoff_next(resolver_backoff *b, double random01);
+uint64_t rsv_backoff_next(rsv_backoff *b, double random01);
 
 #endif

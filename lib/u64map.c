@@ -9,7 +9,7 @@ static size_t slot_of(uint64_t key, size_t mask)
     return (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 20) & mask;
 }
 
-static resolver_u64map_slot *find(const resolver_u64map *m, uint64_t key)
+static rsv_u64map_slot *find(const rsv_u64map *m, uint64_t key)
 {
     if (m->cap == 0 || key == 0)
         return NULL;
@@ -22,13 +22,13 @@ static resolver_u64map_slot *find(const resolver_u64map *m, uint64_t key)
     }
 }
 
-void *resolver_u64map_get(const resolver_u64map *m, uint64_t key)
+void *rsv_u64map_get(const rsv_u64map *m, uint64_t key)
 {
-    resolver_u64map_slot *s = find(m, key);
+    rsv_u64map_slot *s = find(m, key);
     return s ? s->value : NULL;
 }
 
-static void place(resolver_u64map_slot *slots, size_t cap, resolver_u64map_slot item)
+static void place(rsv_u64map_slot *slots, size_t cap, rsv_u64map_slot item)
 {
     size_t mask = cap - 1, i = slot_of(item.key, mask);
     while (slots[i].key)
@@ -36,10 +36,10 @@ static void place(resolver_u64map_slot *slots, size_t cap, resolver_u64map_slot 
     slots[i] = item;
 }
 
-static int grow(resolver_u64map *m)
+static int grow(rsv_u64map *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
-    resolver_u64map_slot *slots = calloc(cap, sizeof(*slots));
+    rsv_u64map_slot *slots = calloc(cap, sizeof(*slots));
     if (!slots)
         return RESOLVER_ERR_NOMEM;
     for (size_t i = 0; i < m->cap; i++)
@@ -51,25 +51,25 @@ static int grow(resolver_u64map *m)
     return 0;
 }
 
-int resolver_u64map_put(resolver_u64map *m, uint64_t key, void *value)
+int rsv_u64map_put(rsv_u64map *m, uint64_t key, void *value)
 {
     if (key == 0)
         return RESOLVER_ERR_INVALID;
-    resolver_u64map_slot *s = find(m, key);
+    rsv_u64map_slot *s = find(m, key);
     if (s) {
         s->value = value;
         return 0;
     }
     if ((m->len + 1) * 4 > m->cap * 3 && grow(m) != 0)
         return RESOLVER_ERR_NOMEM;
-    place(m->slots, m->cap, (resolver_u64map_slot){key, value});
+    place(m->slots, m->cap, (rsv_u64map_slot){key, value});
     m->len++;
     return 0;
 }
 
-void *resolver_u64map_remove(resolver_u64map *m, uint64_t key)
+void *rsv_u64map_remove(rsv_u64map *m, uint64_t key)
 {
-    resolver_u64map_slot *s = find(m, key);
+    rsv_u64map_slot *s = find(m, key);
     if (!s)
         return NULL;
     void *value = s->value;
@@ -81,19 +81,19 @@ void *resolver_u64map_remove(resolver_u64map *m, uint64_t key)
             hole = i;
         }
     }
-    m->slots[hole] = (resolver_u64map_slot){0, NULL};
+    m->slots[hole] = (rsv_u64map_slot){0, NULL};
     m->len--;
     return value;
 }
 
-void resolver_u64map_clear(resolver_u64map *m)
+void rsv_u64map_clear(rsv_u64map *m)
 {
     free(m->slots);
     m->slots = NULL;
     m->cap = m->len = 0;
 }
 
-void *resolver_u64map_any(const resolver_u64map *m)
+void *rsv_u64map_any(const rsv_u64map *m)
 {
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key)

@@ -4,8 +4,8 @@
  * without formatting numbers into strings on the pick path.  Not
  * thread-safe.
  */
-#ifndef RESOLVER_U64MAP_H
-#define RESOLVER_U64MAP_H
+#ifndef RSV_U64MAP_H
+#define RSV_U64MAP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -13,19 +13,19 @@
 typedef struct {
     uint64_t key; /* 0: empty */
     void *value;
-} resolver_u64map_slot;
+} rsv_u64map_slot;
 
 typedef struct {
-    resolver_u64map_slot *slots;
+    rsv_u64map_slot *slots;
     size_t cap, len;
-} resolver_u64map;
+} rsv_u64map;
 
-void *resolver_u64map_get(const resolver_u64map *m, uint64_t key);
+void *rsv_u64map_get(const rsv_u64map *m, uint64_t key);
 /* 0 or RESOLVER_ERR_NOMEM (RESOLVER_ERR_INVALID for key 0). Replaces. */
-int resolver_u64map_put(resolver_u64map *m, uint64_t key, void *value);
-void *resolver_u64map_remove(resolver_u64map *m, uint64_t key);
-void resolver_u64map_clear(resolver_u64map *m);
+int rsv_u64map_put(rsv_u64map *m, uint64_t key, void *value);
+void *rsv_u64map_remove(rsv_u64map *m, uint64_t key);
+void rsv_u64map_clear(rsv_u64map *m);
 /* Any one value (NULL when empty), for draining the map. */
-void *resolver_u64map_any(const resolver_u64map *m);
+void *rsv_u64map_any(const rsv_u64map *m);
 
 #endif

@@ -8,8 +8,8 @@
  * (resolver_accept_backoffs_total) and warned about, rate-limited.
  * Loop-thread only.
  */
-#ifndef RESOLVER_ACCEPT_BACKOFF_H
-#define RESOLVER_ACCEPT_BACKOFF_H
+#ifndef RSV_ACCEPT_BACKOFF_H
+#define RSV_ACCEPT_BACKOFF_H
 
 #include "engine.h"
 #include "log.h"
@@ -19,17 +19,17 @@
 
 typedef struct {
     resolver_engine *engine;
-    resolver_listener which;
-    int fd;                   /* the listening socket */
-    resolver_io_cb on_accept; /* watched again after the pause */
+    rsv_listener which;
+    int fd;              /* the listening socket */
+    rsv_io_cb on_accept; /* watched again after the pause */
     void *arg;
-    resolver_timer *timer;
-    resolver_log_limit lim;
+    rsv_timer *timer;
+    rsv_log_limit lim;
 } accept_backoff;
 
 /* 0, or -1 when out of memory. */
-int accept_backoff_init(accept_backoff *b, resolver_engine *engine, resolver_listener which, int fd,
-                        resolver_io_cb on_accept, void *arg);
+int accept_backoff_init(accept_backoff *b, resolver_engine *engine, rsv_listener which, int fd,
+                        rsv_io_cb on_accept, void *arg);
 void accept_backoff_clear(accept_backoff *b);
 /* After accept4 failed with `err`: 1 if the listener is paused now (end the
  * accept burst), 0 for errors that need no pause (EAGAIN, a connection

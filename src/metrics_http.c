@@ -25,20 +25,20 @@
 typedef struct conn conn;
 
 struct conn {
-    resolver_metrics_http *m;
+    rsv_metrics_http *m;
     conn *prev, *next;
     int fd;
-    resolver_timer *timer; /* the per-connection deadline */
-    char in[RESOLVER_METRICS_HTTP_MAX_REQUEST];
+    rsv_timer *timer; /* the per-connection deadline */
+    char in[RSV_METRICS_HTTP_MAX_REQUEST];
     size_t in_len;
     char *out; /* the whole response; NULL until there is one */
     size_t out_len, out_off;
     int lingering; /* response sent and write side shut: wait for the peer's EOF */
 };
 
-struct resolver_metrics_http {
+struct rsv_metrics_http {
     resolver_engine *engine;
-    resolver_loop *loop;
+    rsv_loop *loop;
     int fd;
     conn *conns;
     size_t n_conns;
@@ -50,7 +50,7 @@ struct resolver_metrics_http {
 
 static void conn_close(conn *c)
 {
-    resolver_metrics_http *m = c->m;
+    rsv_metrics_http *m = c->m;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -58,14 +58,14 @@ static void conn_close(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     m->n_conns--;
-    resolver_loop_unwatch(m->loop, c->fd);
+    rsv_loop_unwatch(m->loop, c->fd);
     close(c->fd);
-    resolver_timer_del(c->timer);
+    rsv_timer_del(c->timer);
     free(c->out);
     free(c);
 }
 
-static void on_conn_io(resolver_loop *loop, int fd, unsigned events, void *arg);
+static void on_conn_io(rsv_loop *loop, int fd, unsigned events, void *arg);
 
 /* After the response: no more writes, and read only to see the peer's EOF. */
 static void conn_linger(conn *c)
@@ -74,7 +74,7 @@ static void conn_linger(conn *c)
     c->out = NULL;
     c->lingering = 1;
     shutdown(c->fd, SHUT_WR);
-    if (resolver_loop_watch(c->m->loop, c->fd, RESOLVER_LOOP_READ, on_conn_io, c) != 0)
+    if (rsv_loop_watch(c->m->loop, c->fd, RSV_LOOP_READ, on_conn_io, c) != 0)
         conn_close(c);
 }
 
@@ -85,7 +85,7 @@ static void conn_flush(conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (resolver_loop_watch(c->m->loop, c->fd, RESOLVER_LOOP_WRITE, on_conn_io, c) != 0)
+            if (rsv_loop_watch(c->m->loop, c->fd, RSV_LOOP_WRITE, on_conn_io, c) != 0)
                 conn_close(c);
             return;
         }
@@ -150,7 +150,7 @@ static void conn_respond_text(conn *c, int status, const char *text, int head_on
 
 static void serve_metrics(conn *c, int head_only)
 {
-    char *text = resolver_metrics_text(c->m->engine);
+    char *text = rsv_metrics_text(c->m->engine);
     if (!text) {
         conn_respond_text(c, 500, "out of memory\n", head_only);
         return;
@@ -161,11 +161,11 @@ static void serve_metrics(conn *c, int head_only)
 }
 
 /* Kubernetes' and Envoy's readiness check: 200 "ready", or 503 with the
- * reason (resolver_engine_ready). */
+ * reason (rsv_engine_ready). */
 static void serve_ready(conn *c, int head_only)
 {
     char why[512], body[520];
-    int ready = resolver_engine_ready(c->m->engine, why, sizeof(why));
+    int ready = rsv_engine_ready(c->m->engine, why, sizeof(why));
     snprintf(body, sizeof(body), "%s\n", why);
     conn_respond_text(c, ready ? 200 : 503, body, head_only);
 }
@@ -250,7 +250,7 @@ static void conn_discard(conn *c)
     }
 }
 
-static void on_conn_io(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void on_conn_io(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     conn *c = arg;
     if (c->out)
@@ -261,10 +261,10 @@ static void on_conn_io(resolver_loop *loop, int fd, unsigned events, void *arg)
         conn_read(c);
 }
 
-static void on_conn_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_conn_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     conn *c = arg;
-    LOG_DEBUG("metrics: closing a connection after %d ms", RESOLVER_METRICS_HTTP_TIMEOUT_MS);
+    LOG_DEBUG("metrics: closing a connection after %d ms", RSV_METRICS_HTTP_TIMEOUT_MS);
     conn_close(c);
 }
 
@@ -278,7 +278,7 @@ static void refuse(int fd)
     close(fd);
 }
 
-static void conn_open(resolver_metrics_http *m, int fd)
+static void conn_open(rsv_metrics_http *m, int fd)
 {
     conn *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -292,28 +292,28 @@ static void conn_open(resolver_metrics_http *m, int fd)
         m->conns->prev = c;
     m->conns = c;
     m->n_conns++;
-    c->timer = resolver_timer_new(m->loop, on_conn_timeout, c);
-    if (!c->timer || resolver_loop_watch(m->loop, fd, RESOLVER_LOOP_READ, on_conn_io, c) != 0) {
+    c->timer = rsv_timer_new(m->loop, on_conn_timeout, c);
+    if (!c->timer || rsv_loop_watch(m->loop, fd, RSV_LOOP_READ, on_conn_io, c) != 0) {
         conn_close(c);
         return;
     }
-    resolver_timer_start(c->timer, RESOLVER_METRICS_HTTP_TIMEOUT_MS);
+    rsv_timer_start(c->timer, RSV_METRICS_HTTP_TIMEOUT_MS);
 }
 
-static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
-    resolver_metrics_http *m = arg;
+    rsv_metrics_http *m = arg;
     /* A bounded burst: the loop comes back while the backlog is not empty. */
-    for (int burst = 0; burst < RESOLVER_METRICS_HTTP_MAX_CONNS; burst++) {
+    for (int burst = 0; burst < RSV_METRICS_HTTP_MAX_CONNS; burst++) {
         int cfd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
             accept_backoff_failed(&m->backoff, errno);
             return;
         }
-        if (m->n_conns >= RESOLVER_METRICS_HTTP_MAX_CONNS) {
-            static resolver_log_limit lim; /* one per connection attempt */
+        if (m->n_conns >= RSV_METRICS_HTTP_MAX_CONNS) {
+            static rsv_log_limit lim; /* one per connection attempt */
             LOG_WARN_LIMITED(&lim, "metrics: refused a connection: %d connections open (the limit)",
-                             RESOLVER_METRICS_HTTP_MAX_CONNS);
+                             RSV_METRICS_HTTP_MAX_CONNS);
             refuse(cfd);
             continue;
         }
@@ -371,8 +371,7 @@ static int bind_one(const struct addrinfo *ai)
     /* A restarted daemon must not wait for the old connections' TIME_WAIT. */
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, RESOLVER_METRICS_HTTP_MAX_CONNS) != 0) {
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, RSV_METRICS_HTTP_MAX_CONNS) != 0) {
         int saved = errno;
         close(fd);
         errno = saved;
@@ -382,7 +381,7 @@ static int bind_one(const struct addrinfo *ai)
 }
 
 /* Binds the first address `listen_addr` resolves to that accepts a bind. */
-static int bind_listen(resolver_metrics_http *m, const char *listen_addr, char *err, size_t errlen)
+static int bind_listen(rsv_metrics_http *m, const char *listen_addr, char *err, size_t errlen)
 {
     char buf[300];
     const char *host, *port;
@@ -417,7 +416,7 @@ static int bind_listen(resolver_metrics_http *m, const char *listen_addr, char *
 }
 
 /* Names the address actually bound: ":9100" or "localhost:9100" say less. */
-static void log_bound(const resolver_metrics_http *m)
+static void log_bound(const rsv_metrics_http *m)
 {
     struct sockaddr_storage ss = {.ss_family = AF_UNSPEC};
     socklen_t len = sizeof(ss);
@@ -429,37 +428,36 @@ static void log_bound(const resolver_metrics_http *m)
     LOG_INFO("metrics: serving http://%s%s%s:%s/metrics", v6 ? "[" : "", host, v6 ? "]" : "", port);
 }
 
-resolver_metrics_http *resolver_metrics_http_new(resolver_engine *engine, const char *listen_addr,
-                                                 char *err, size_t errlen)
+rsv_metrics_http *rsv_metrics_http_new(resolver_engine *engine, const char *listen_addr, char *err,
+                                       size_t errlen)
 {
-    resolver_metrics_http *m = calloc(1, sizeof(*m));
+    rsv_metrics_http *m = calloc(1, sizeof(*m));
     if (!m) {
         snprintf(err, errlen, "metrics.listen: out of memory");
         return NULL;
     }
     m->engine = engine;
-    m->loop = resolver_engine_loop(engine);
+    m->loop = rsv_engine_loop(engine);
     m->fd = -1;
     if (bind_listen(m, listen_addr, err, errlen) != 0)
         goto fail;
-    if (accept_backoff_init(&m->backoff, engine, RESOLVER_LISTENER_METRICS, m->fd, on_accept, m) !=
-        0) {
+    if (accept_backoff_init(&m->backoff, engine, RSV_LISTENER_METRICS, m->fd, on_accept, m) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     m->have_backoff = 1;
-    if (resolver_loop_watch(m->loop, m->fd, RESOLVER_LOOP_READ, on_accept, m) != 0) {
+    if (rsv_loop_watch(m->loop, m->fd, RSV_LOOP_READ, on_accept, m) != 0) {
         snprintf(err, errlen, "metrics.listen \"%s\": cannot watch the socket", listen_addr);
         goto fail;
     }
     log_bound(m);
     return m;
 fail:
-    resolver_metrics_http_del(m);
+    rsv_metrics_http_del(m);
     return NULL;
 }
 
-void resolver_metrics_http_del(resolver_metrics_http *m)
+void rsv_metrics_http_del(rsv_metrics_http *m)
 {
     if (!m)
         return;
@@ -468,7 +466,7 @@ void resolver_metrics_http_del(resolver_metrics_http *m)
     if (m->have_backoff)
         accept_backoff_clear(&m->backoff);
     if (m->fd >= 0) {
-        resolver_loop_unwatch(m->loop, m->fd);
+        rsv_loop_unwatch(m->loop, m->fd);
         close(m->fd);
     }
     free(m);

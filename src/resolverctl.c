@@ -215,8 +215,8 @@ static int request_timeout_ms;
  * an ERR reply prints the daemon's message and sets *exit_code. */
 static json_t *request(resolver_client *c, const char *line, int *exit_code)
 {
-    resolver_proto_reply reply;
-    int rc = resolver_client_request(c, line, &reply);
+    rsv_proto_reply reply;
+    int rc = rsv_client_request(c, line, &reply);
     if (rc != 0) {
         char why[512];
         if (rc == RESOLVER_ERR_TIMEOUT)
@@ -234,9 +234,9 @@ static json_t *request(resolver_client *c, const char *line, int *exit_code)
         *exit_code = EXIT_UNREACHABLE;
         return NULL;
     }
-    if (reply.kind == RESOLVER_REPLY_ERR) {
+    if (reply.kind == RSV_REPLY_ERR) {
         fprintf(stderr, "resolverctl: %s\n", reply.payload);
-        *exit_code = exit_code_for(resolver_proto_error_from_word(reply.code));
+        *exit_code = exit_code_for(rsv_proto_error_from_word(reply.code));
         return NULL;
     }
     json_error_t jerr;
@@ -248,12 +248,12 @@ static json_t *request(resolver_client *c, const char *line, int *exit_code)
     return j;
 }
 
-/* Reals as the daemon writes them (resolver_proto_json_dumps). */
+/* Reals as the daemon writes them (rsv_proto_json_dumps). */
 #define JSON_FLAGS JSON_ENCODE_ANY
 
 static void print_json(json_t *j)
 {
-    char *text = resolver_proto_json_dumps(j, JSON_INDENT(2) | JSON_FLAGS);
+    char *text = rsv_proto_json_dumps(j, JSON_INDENT(2) | JSON_FLAGS);
     if (text)
         printf("%s\n", text);
     free(text);
@@ -263,8 +263,8 @@ static void print_json(json_t *j)
  * reused by the next call with the same slot. */
 static const char *esc(const char *arg, int slot)
 {
-    static char buf[3][RESOLVER_PROTO_LINE_MAX];
-    if (resolver_proto_escape(arg, buf[slot], sizeof(buf[slot])) >= sizeof(buf[slot])) {
+    static char buf[3][RSV_PROTO_LINE_MAX];
+    if (rsv_proto_escape(arg, buf[slot], sizeof(buf[slot])) >= sizeof(buf[slot])) {
         fprintf(stderr, "resolverctl: argument too long: %.40s...\n", arg);
         exit(EXIT_USAGE);
     }
@@ -378,7 +378,7 @@ static void format_duration(double s, char *buf, size_t n)
 
 static int run_pick(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     /* A held pick must outlive this process: detach its ticket from the
      * connection, so `resolverctl done` can release it later.  Otherwise the
      * ticket belongs to the connection, and closing it releases the pick. */
@@ -402,7 +402,7 @@ static int run_pick(resolver_client *c, const ctl_options *o, char **args)
 
 static int run_done(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "DONE %s%s%s%s", esc(args[0], 0), o->fail ? " fail=1" : "",
              o->latency ? " latency_ms=" : "", o->latency ? esc(o->latency, 1) : "");
     int code = EXIT_OK;
@@ -479,7 +479,7 @@ static char *rtt_cell(json_t *inst)
 
 static int run_instances(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "INSTANCES %s", esc(args[0], 0));
     int code = EXIT_OK;
     json_t *j = request_for_table(c, o, line, &code);
@@ -656,19 +656,19 @@ static void discover_for_watch(const ctl_options *o, const char *service)
     resolver_client *c;
     if (resolver_client_connect(socket_path, o->timeout_ms, &c) != 0)
         return;
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "INSTANCES %s", esc(service, 0));
-    resolver_proto_reply reply;
-    if (resolver_client_request(c, line, &reply) == 0 && reply.kind == RESOLVER_REPLY_ERR &&
-        resolver_proto_error_from_word(reply.code) == RESOLVER_ERR_NOT_FOUND) {
+    rsv_proto_reply reply;
+    if (rsv_client_request(c, line, &reply) == 0 && reply.kind == RSV_REPLY_ERR &&
+        rsv_proto_error_from_word(reply.code) == RESOLVER_ERR_NOT_FOUND) {
         fprintf(stderr,
                 "resolverctl: %s is not known yet (not configured, never picked): discovering "
                 "it under the etcd prefix %s/\n",
                 service, service);
         snprintf(line, sizeof(line), "PICK %s", esc(service, 0));
-        resolver_client_request(c, line, &reply);
+        rsv_client_request(c, line, &reply);
     }
-    resolver_client_close_wait(c);
+    rsv_client_close_wait(c);
 }
 
 /* Columns grow to the widest value seen so far, so lines stay aligned. */
@@ -688,7 +688,7 @@ static void print_event(json_t *ev)
 
 static int run_watch(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "WATCH %s", args[0] ? esc(args[0], 0) : "*");
     int code = EXIT_OK;
     json_t *j = request(c, line, &code);
@@ -699,13 +699,13 @@ static int run_watch(resolver_client *c, const ctl_options *o, char **args)
     if (args[0] && strcmp(args[0], "*") != 0)
         discover_for_watch(o, args[0]);
     for (;;) {
-        resolver_proto_reply reply;
-        int rc = resolver_client_read_reply(c, -1, &reply);
+        rsv_proto_reply reply;
+        int rc = rsv_client_read_reply(c, -1, &reply);
         if (rc != 0) {
             fprintf(stderr, "resolverctl: watch ended: %s\n", resolver_strerror(rc));
             return EXIT_UNREACHABLE;
         }
-        if (reply.kind != RESOLVER_REPLY_EVENT)
+        if (reply.kind != RSV_REPLY_EVENT)
             continue;
         json_t *ev = json_loads(reply.payload, 0, NULL);
         if (!ev)
@@ -714,7 +714,7 @@ static int run_watch(resolver_client *c, const ctl_options *o, char **args)
             char ts[40];
             timestamp(1, ts, sizeof(ts));
             json_object_set_new(ev, "time", json_string(ts));
-            char *text = resolver_proto_json_dumps(ev, JSON_COMPACT | JSON_FLAGS);
+            char *text = rsv_proto_json_dumps(ev, JSON_COMPACT | JSON_FLAGS);
             if (text)
                 printf("%s\n", text);
             free(text);
@@ -727,7 +727,7 @@ static int run_watch(resolver_client *c, const ctl_options *o, char **args)
 
 static int run_drain_verb(resolver_client *c, const ctl_options *o, char **args, const char *verb)
 {
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "%s %s %s", verb, esc(args[0], 0), esc(args[1], 1));
     int code = EXIT_OK;
     json_t *j = request(c, line, &code);
@@ -757,7 +757,7 @@ static void append_option(char *line, size_t n, const char *name, const char *va
 
 static int run_register(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RESOLVER_PROTO_LINE_MAX * 3];
+    char line[RSV_PROTO_LINE_MAX * 3];
     snprintf(line, sizeof(line), "REGISTER %s %s", esc(args[0], 0), esc(args[1], 1));
     append_option(line, sizeof(line), "format", o->format);
     append_option(line, sizeof(line), "ttl_ms", o->ttl_ms);
@@ -990,7 +990,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverctl: --timeout must be a positive number of milliseconds\n");
         return EXIT_USAGE;
     }
-    o.socket = socket_path = resolver_client_default_path(o.socket);
+    o.socket = socket_path = rsv_client_default_path(o.socket);
     request_timeout_ms = o.timeout_ms;
     resolver_client *c;
     int rc = resolver_client_connect(o.socket, o.timeout_ms, &c);
@@ -1010,6 +1010,6 @@ int main(int argc, char **argv)
     int code = v->run(c, &o, args);
     /* Waiting for the daemon to close its end means the tickets this
      * connection owned (a pick without --hold) are released on return. */
-    resolver_client_close_wait(c);
+    rsv_client_close_wait(c);
     return code;
 }

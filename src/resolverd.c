@@ -39,12 +39,12 @@ typedef struct {
 typedef struct {
     options opts;
     resolver_engine *engine;
-    resolver_server *server;
-    resolver_metrics_http *metrics; /* NULL unless metrics.listen is set */
+    rsv_server *server;
+    rsv_metrics_http *metrics; /* NULL unless metrics.listen is set */
     int sigfd;
     int stopping;
     int leaving; /* SIGTERM: deregistering before the drain */
-    resolver_timer *drain_timer;
+    rsv_timer *drain_timer;
     uint64_t drain_deadline;
     char *config_path; /* absolute, for STATUS; NULL without -c */
     struct {
@@ -191,14 +191,14 @@ static int reload(void *arg, char *err, size_t errlen)
     sd_notify_text("RELOADING=1");
     resolver_config *cfg;
     int rc = load_config(&d->opts, &cfg, err, errlen);
-    if (rc == 0 && d->server && resolver_server_reconfigure(d->server, cfg, err, errlen) != 0) {
+    if (rc == 0 && d->server && rsv_server_reconfigure(d->server, cfg, err, errlen) != 0) {
         resolver_config_free(cfg);
         rc = RESOLVER_ERR_CONFIG;
     }
     if (rc != 0) {
         LOG_ERROR("reload failed, keeping the running configuration: %s", err);
     } else {
-        rc = resolver_engine_reload(d->engine, cfg);
+        rc = rsv_engine_reload(d->engine, cfg);
         if (rc != 0)
             snprintf(err, errlen, "%s", resolver_strerror(rc));
     }
@@ -242,15 +242,15 @@ static void add_status(void *arg, json_t *j)
 
 static void begin_drain(daemon_state *d)
 {
-    resolver_loop *loop = resolver_engine_loop(d->engine);
+    rsv_loop *loop = rsv_engine_loop(d->engine);
     sd_notify_text("STATUS=draining");
-    resolver_server_stop_picks(d->server);
-    resolver_engine_shutdown(d->engine);
-    d->drain_deadline = resolver_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
-    resolver_timer_start(d->drain_timer, 0);
+    rsv_server_stop_picks(d->server);
+    rsv_engine_shutdown(d->engine);
+    d->drain_deadline = rsv_loop_now(loop) + rsv_engine_max_drain_ms(d->engine);
+    rsv_timer_start(d->drain_timer, 0);
 }
 
-static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void on_signal(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     daemon_state *d = arg;
     struct signalfd_siginfo si;
@@ -273,7 +273,7 @@ static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
                          strsignal((int)si.ssi_signo), n, n == 1 ? "" : "s");
                 d->leaving = 1;
                 resolver_engine_deregister_all(d->engine);
-                resolver_timer_start(d->drain_timer, 0);
+                rsv_timer_start(d->drain_timer, 0);
             } else {
                 LOG_INFO("%s: stopping: draining every instance (a second signal stops at once)",
                          strsignal((int)si.ssi_signo));
@@ -282,14 +282,14 @@ static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
         } else {
             LOG_WARN("%s again: stopping without waiting for the drain",
                      strsignal((int)si.ssi_signo));
-            resolver_loop_stop(loop);
+            rsv_loop_stop(loop);
         }
     }
 }
 
 /* During a graceful stop: done when every instance has closed (their picks
  * reported done over the socket, or their drain timed out). */
-static void on_drain_check(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_drain_check(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     daemon_state *d = arg;
     if (d->leaving) { /* deregistering: keys deleted, then the grace */
@@ -297,15 +297,15 @@ static void on_drain_check(resolver_loop *loop, resolver_timer *t, void *arg)
             d->leaving = 0;
             begin_drain(d);
         } else {
-            resolver_timer_start(t, 20);
+            rsv_timer_start(t, 20);
         }
         return;
     }
-    if (resolver_engine_drained(d->engine) || resolver_loop_now(loop) >= d->drain_deadline) {
-        resolver_loop_stop(loop);
+    if (rsv_engine_drained(d->engine) || rsv_loop_now(loop) >= d->drain_deadline) {
+        rsv_loop_stop(loop);
         return;
     }
-    resolver_timer_start(t, 50);
+    rsv_timer_start(t, 50);
 }
 
 /* One fd per client, per subchannel and per etcd watch: the default soft
@@ -334,11 +334,10 @@ static int setup_signals(daemon_state *d)
     d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (d->sigfd < 0)
         return -1;
-    d->drain_timer = resolver_timer_new(resolver_engine_loop(d->engine), on_drain_check, d);
+    d->drain_timer = rsv_timer_new(rsv_engine_loop(d->engine), on_drain_check, d);
     if (!d->drain_timer)
         return -1;
-    return resolver_loop_watch(resolver_engine_loop(d->engine), d->sigfd, RESOLVER_LOOP_READ,
-                               on_signal, d);
+    return rsv_loop_watch(rsv_engine_loop(d->engine), d->sigfd, RSV_LOOP_READ, on_signal, d);
 }
 
 /* ---- what would fail at start (--check-config) and the socket directory ---- */
@@ -534,7 +533,7 @@ static int check_config(const options *o)
     int problems = check_start(cfg, o->config_file);
     if (problems == 0) {
         char *text = NULL;
-        if (!o->quiet && resolver_config_to_json(cfg, &text) == 0)
+        if (!o->quiet && rsv_config_to_json(cfg, &text) == 0)
             printf("%s\n", text);
         free(text);
         fprintf(stderr, "resolverd: %s: configuration OK (%zu service%s)\n", o->config_file,
@@ -551,10 +550,10 @@ static int check_config(const options *o)
  * is bound once at start: a reload does not move it. */
 static int start_metrics(daemon_state *d, char *err, size_t errlen)
 {
-    const char *addr = resolver_engine_config(d->engine)->metrics.listen;
+    const char *addr = rsv_engine_config(d->engine)->metrics.listen;
     if (!addr || !*addr)
         return 0;
-    d->metrics = resolver_metrics_http_new(d->engine, addr, err, errlen);
+    d->metrics = rsv_metrics_http_new(d->engine, addr, err, errlen);
     return d->metrics ? 0 : -1;
 }
 
@@ -596,38 +595,37 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverd: cannot start the engine: %s\n", resolver_strerror(rc));
         return 1;
     }
-    d.server =
-        resolver_server_new(d.engine, resolver_engine_config(d.engine), NULL, err, sizeof(err));
+    d.server = rsv_server_new(d.engine, rsv_engine_config(d.engine), NULL, err, sizeof(err));
     if (d.server) {
-        resolver_server_set_reload(d.server, reload, &d);
-        resolver_server_set_status(d.server, add_status, &d);
+        rsv_server_set_reload(d.server, reload, &d);
+        rsv_server_set_status(d.server, add_status, &d);
     }
     if (!d.server || setup_signals(&d) != 0) {
         fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
-        resolver_server_del(d.server);
-        resolver_timer_del(d.drain_timer);
+        rsv_server_del(d.server);
+        rsv_timer_del(d.drain_timer);
         resolver_engine_del(d.engine);
         return 1;
     }
     if (start_metrics(&d, err, sizeof(err)) != 0) {
         fprintf(stderr, "resolverd: %s\n", err);
-        resolver_server_del(d.server);
-        resolver_timer_del(d.drain_timer);
+        rsv_server_del(d.server);
+        rsv_timer_del(d.drain_timer);
         resolver_engine_del(d.engine);
         close(d.sigfd);
         return 1;
     }
     if (d.opts.config_file)
         d.config_path = realpath(d.opts.config_file, NULL);
-    const resolver_config *c = resolver_engine_config(d.engine);
+    const resolver_config *c = rsv_engine_config(d.engine);
     LOG_INFO("resolverd %s serving %s; etcd %s%s; %zu service%s configured", PACKAGE_VERSION,
              c->socket.path, c->etcd.endpoints[0], c->etcd.n_endpoints > 1 ? " (and others)" : "",
              c->n_services, c->n_services == 1 ? "" : "s");
     sd_notify_text("READY=1\nSTATUS=serving");
     rc = resolver_engine_run(d.engine);
-    resolver_metrics_http_del(d.metrics);
-    resolver_server_del(d.server);
-    resolver_timer_del(d.drain_timer);
+    rsv_metrics_http_del(d.metrics);
+    rsv_server_del(d.server);
+    rsv_timer_del(d.drain_timer);
     resolver_engine_del(d.engine);
     close(d.sigfd);
     free(d.config_path);

@@ -36,7 +36,7 @@
 typedef struct client client;
 
 struct client {
-    resolver_server *server;
+    rsv_server *server;
     client *prev, *next;
     int fd;
     uid_t uid;
@@ -47,10 +47,10 @@ struct client {
     size_t in_len;
     char *out;
     size_t out_len, out_cap;
-    resolver_ticket_owner tickets;
+    rsv_ticket_owner tickets;
     char *watch; /* service name, "*" for all, NULL: not watching */
-    resolver_timer *idle_timer;
-    resolver_timer *park_timer; /* a parked first pick retries on it */
+    rsv_timer *idle_timer;
+    rsv_timer *park_timer; /* a parked first pick retries on it */
     uint64_t park_deadline;
     char *park_service; /* the parked pick's service (NULL: not parked) */
     int parked;
@@ -66,14 +66,14 @@ struct client {
  * engine points into it). */
 typedef struct uid_tickets {
     uid_t uid;
-    resolver_ticket_owner tickets;
+    rsv_ticket_owner tickets;
     struct uid_tickets *next;
 } uid_tickets;
 
-struct resolver_server {
+struct rsv_server {
     resolver_engine *engine;
-    resolver_loop *loop;
-    resolver_server_limits limits;
+    rsv_loop *loop;
+    rsv_server_limits limits;
     int fd;
     char *path;     /* the socket we bound, NULL if none */
     dev_t sock_dev; /* its identity, so that we unlink only our own */
@@ -86,19 +86,19 @@ struct resolver_server {
     client *clients;
     size_t n_clients;
     uid_tickets *detached;
-    size_t n_parked;            /* clients waiting in a first pick: the picker hook's work */
-    resolver_timer *reap_timer; /* closes clients marked closing from nested code */
+    size_t n_parked;       /* clients waiting in a first pick: the picker hook's work */
+    rsv_timer *reap_timer; /* closes clients marked closing from nested code */
     int picks_stopped;
-    resolver_server_reload_cb reload_cb;
+    rsv_server_reload_cb reload_cb;
     void *reload_arg;
-    resolver_server_status_cb status_cb;
+    rsv_server_status_cb status_cb;
     void *status_arg;
 };
 
-void resolver_server_limits_default(resolver_server_limits *l)
+void rsv_server_limits_default(rsv_server_limits *l)
 {
     l->max_clients = 1024;
-    l->max_line = RESOLVER_PROTO_LINE_MAX;
+    l->max_line = RSV_PROTO_LINE_MAX;
     l->max_tickets_per_client = 10000;
     l->max_output = 1 << 20;
     l->idle_timeout_ms = 300000;
@@ -112,7 +112,7 @@ static void client_process(client *c);
 
 static void client_flush(client *c);
 
-static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg);
+static void on_client_io(rsv_loop *loop, int fd, unsigned events, void *arg);
 
 /* The limit is on replies queued and unread when a new one comes: a client
  * that stops reading is cut off, while one reply of any size (INSTANCES of
@@ -123,7 +123,7 @@ static int client_over_backlog(client *c)
         return 1;
     if (c->out_len < c->server->limits.max_output)
         return 0;
-    static resolver_log_limit lim;
+    static rsv_log_limit lim;
     LOG_WARN_LIMITED(&lim, "client pid %d: more than %zu bytes of replies unread; disconnecting",
                      (int)c->pid, c->server->limits.max_output);
     c->closing = 1;
@@ -158,7 +158,7 @@ static void client_append(client *c, const char *data, size_t len)
 
 static void reply_json(client *c, const char *kind, json_t *payload)
 {
-    char *text = payload ? resolver_proto_json_dumps(payload, JSON_COMPACT) : NULL;
+    char *text = payload ? rsv_proto_json_dumps(payload, JSON_COMPACT) : NULL;
     json_decref(payload);
     if (!text) {
         client_append(c, "ERR nomem out of memory\n", 24);
@@ -231,7 +231,7 @@ static void reply_err(client *c, int err, const char *fmt, ...)
 static void reply_err(client *c, int err, const char *fmt, ...)
 {
     char line[1024];
-    int n = snprintf(line, sizeof(line), "ERR %s ", resolver_proto_error_word(err));
+    int n = snprintf(line, sizeof(line), "ERR %s ", rsv_proto_error_word(err));
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
@@ -263,7 +263,7 @@ static void audit(client *c, resolver_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    resolver_log(level, "admin: uid %d pid %d: %s", (int)c->uid, (int)c->pid, what);
+    rsv_log(level, "admin: uid %d pid %d: %s", (int)c->uid, (int)c->pid, what);
 }
 
 typedef struct {
@@ -271,7 +271,7 @@ typedef struct {
     int min_args, max_args; /* positional arguments after the verb, options included */
     int admin;
     const char *usage;
-    void (*handler)(client *c, const resolver_proto_request *req);
+    void (*handler)(client *c, const rsv_proto_request *req);
 } verb;
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -287,7 +287,7 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-static uid_tickets *detached_owner(resolver_server *s, uid_t uid)
+static uid_tickets *detached_owner(rsv_server *s, uid_t uid)
 {
     for (uid_tickets *u = s->detached; u; u = u->next)
         if (u->uid == uid)
@@ -302,9 +302,9 @@ static uid_tickets *detached_owner(resolver_server *s, uid_t uid)
 }
 
 /* Whose the new ticket will be, or NULL with the refusal sent. */
-static resolver_ticket_owner *pick_owner(client *c, int detach)
+static rsv_ticket_owner *pick_owner(client *c, int detach)
 {
-    resolver_server *s = c->server;
+    rsv_server *s = c->server;
     if (!detach) {
         if (c->tickets.count < s->limits.max_tickets_per_client)
             return &c->tickets;
@@ -318,7 +318,7 @@ static resolver_ticket_owner *pick_owner(client *c, int detach)
         reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    uint32_t max = resolver_engine_config(s->engine)->socket.max_detached_tickets;
+    uint32_t max = rsv_engine_config(s->engine)->socket.max_detached_tickets;
     if (u->tickets.count < max)
         return &u->tickets;
     reply_err(c, RESOLVER_ERR_LIMIT,
@@ -329,16 +329,16 @@ static resolver_ticket_owner *pick_owner(client *c, int detach)
 }
 
 /* Returns 1 when the pick was answered, 0 when the client should wait. */
-static int try_pick(client *c, const resolver_proto_request *req, int may_park)
+static int try_pick(client *c, const rsv_proto_request *req, int may_park)
 {
-    resolver_server *s = c->server;
+    rsv_server *s = c->server;
     if (s->picks_stopped) {
         reply_err(c, RESOLVER_ERR_CLOSED, "resolverd is shutting down");
         return 1;
     }
-    const char *key = resolver_proto_option(req, 2, "key");
-    int detach = resolver_proto_option(req, 2, "detach") != NULL;
-    resolver_ticket_owner *owner = pick_owner(c, detach);
+    const char *key = rsv_proto_option(req, 2, "key");
+    int detach = rsv_proto_option(req, 2, "detach") != NULL;
+    rsv_ticket_owner *owner = pick_owner(c, detach);
     if (!owner)
         return 1;
     owner->uid = (long)c->uid;
@@ -346,8 +346,8 @@ static int try_pick(client *c, const resolver_proto_request *req, int may_park)
     resolver_pick_result r;
     char why[512];
     int fresh = 0;
-    int rc = resolver_engine_pick_owned(s->engine, req->argv[1], key, owner, &r, why, sizeof(why),
-                                        may_park ? &fresh : NULL);
+    int rc = rsv_engine_pick_owned(s->engine, req->argv[1], key, owner, &r, why, sizeof(why),
+                                   may_park ? &fresh : NULL);
     if (rc == 0) {
         reply_picked(c, &r);
         return 1;
@@ -358,7 +358,7 @@ static int try_pick(client *c, const resolver_proto_request *req, int may_park)
     return 1;
 }
 
-static void verb_pick(client *c, const resolver_proto_request *req)
+static void verb_pick(client *c, const rsv_proto_request *req)
 {
     if (try_pick(c, req, 1))
         return;
@@ -373,11 +373,11 @@ static void verb_pick(client *c, const resolver_proto_request *req)
     }
     c->parked = 1;
     c->server->n_parked++;
-    c->park_deadline = resolver_loop_now(c->server->loop) + c->server->limits.fresh_wait_ms;
-    resolver_timer_start(c->park_timer, c->server->limits.fresh_wait_ms);
+    c->park_deadline = rsv_loop_now(c->server->loop) + c->server->limits.fresh_wait_ms;
+    rsv_timer_start(c->park_timer, c->server->limits.fresh_wait_ms);
 }
 
-static int owner_is_uid(resolver_server *s, const resolver_ticket_owner *owner)
+static int owner_is_uid(rsv_server *s, const rsv_ticket_owner *owner)
 {
     for (uid_tickets *u = s->detached; u; u = u->next)
         if (&u->tickets == owner)
@@ -388,7 +388,7 @@ static int owner_is_uid(resolver_server *s, const resolver_ticket_owner *owner)
 /* Ticket ids are sequential: without this any client could release (or
  * fail=1) anyone's picks.  A ticket is its connection's, a detached one
  * its uid's; admins may release any. */
-static int owns(client *c, const resolver_ticket_owner *owner)
+static int owns(client *c, const rsv_ticket_owner *owner)
 {
     if (owner == &c->tickets)
         return 1;
@@ -398,25 +398,25 @@ static int owns(client *c, const resolver_ticket_owner *owner)
     return 0;
 }
 
-static void verb_done(client *c, const resolver_proto_request *req)
+static void verb_done(client *c, const rsv_proto_request *req)
 {
     uint64_t ticket, latency = RESOLVER_LATENCY_UNKNOWN; /* none given: not observed */
     if (parse_u64(req->argv[1], &ticket) != 0) {
         reply_err(c, RESOLVER_ERR_INVALID, "ticket must be a number, got \"%s\"", req->argv[1]);
         return;
     }
-    const char *lat = resolver_proto_option(req, 2, "latency_ms");
+    const char *lat = rsv_proto_option(req, 2, "latency_ms");
     if (lat && parse_u64(lat, &latency) != 0) {
         reply_err(c, RESOLVER_ERR_INVALID, "latency_ms must be a number, got \"%s\"", lat);
         return;
     }
-    const char *fail = resolver_proto_option(req, 2, "fail");
+    const char *fail = rsv_proto_option(req, 2, "fail");
     int failed = fail && strcmp(fail, "0") != 0;
-    resolver_ticket_owner *owner;
-    int rc = resolver_engine_ticket_owner(c->server->engine, ticket, &owner);
+    rsv_ticket_owner *owner;
+    int rc = rsv_engine_ticket_owner(c->server->engine, ticket, &owner);
     int own = rc == 0 && owns(c, owner);
     if (rc == 0 && !own && !c->admin) {
-        static resolver_log_limit lim; /* any peer may try ticket numbers */
+        static rsv_log_limit lim; /* any peer may try ticket numbers */
         LOG_WARN_LIMITED(&lim, "admin: uid %d pid %d: DONE %" PRIu64 " of another %s denied",
                          (int)c->uid, (int)c->pid, ticket,
                          owner_is_uid(c->server, owner) ? "user" : "connection");
@@ -440,14 +440,14 @@ static void verb_done(client *c, const resolver_proto_request *req)
         reply_released(c, ticket);
 }
 
-static void verb_services(client *c, const resolver_proto_request *req)
+static void verb_services(client *c, const rsv_proto_request *req)
 {
-    reply_ok(c, resolver_engine_services_json(c->server->engine));
+    reply_ok(c, rsv_engine_services_json(c->server->engine));
 }
 
-static void verb_instances(client *c, const resolver_proto_request *req)
+static void verb_instances(client *c, const rsv_proto_request *req)
 {
-    json_t *j = resolver_engine_instances_json(c->server->engine, req->argv[1]);
+    json_t *j = rsv_engine_instances_json(c->server->engine, req->argv[1]);
     if (!j) {
         reply_err(c, RESOLVER_ERR_NOT_FOUND,
                   "unknown service \"%s\" (not configured and never "
@@ -458,9 +458,9 @@ static void verb_instances(client *c, const resolver_proto_request *req)
     reply_ok(c, j);
 }
 
-static void verb_status(client *c, const resolver_proto_request *req)
+static void verb_status(client *c, const rsv_proto_request *req)
 {
-    json_t *j = resolver_engine_status_json(c->server->engine);
+    json_t *j = rsv_engine_status_json(c->server->engine);
     if (j)
         json_object_set_new(j, "clients", json_integer((json_int_t)c->server->n_clients));
     if (j && c->server->status_cb)
@@ -468,9 +468,9 @@ static void verb_status(client *c, const resolver_proto_request *req)
     reply_ok(c, j);
 }
 
-static void verb_metrics(client *c, const resolver_proto_request *req)
+static void verb_metrics(client *c, const rsv_proto_request *req)
 {
-    char *text = resolver_metrics_text(c->server->engine);
+    char *text = rsv_metrics_text(c->server->engine);
     if (!text) {
         reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
         return;
@@ -479,7 +479,7 @@ static void verb_metrics(client *c, const resolver_proto_request *req)
     free(text);
 }
 
-static void verb_watch(client *c, const resolver_proto_request *req)
+static void verb_watch(client *c, const rsv_proto_request *req)
 {
     const char *name = req->argc > 1 ? req->argv[1] : "*";
     free(c->watch);
@@ -487,10 +487,10 @@ static void verb_watch(client *c, const resolver_proto_request *req)
     reply_ok(c, json_pack("{s:s}", "watching", name));
 }
 
-static void drain_common(client *c, const resolver_proto_request *req, int drain)
+static void drain_common(client *c, const rsv_proto_request *req, int drain)
 {
     const char *what = drain ? "drain" : "undrain", *svc = req->argv[1], *addr = req->argv[2];
-    int rc = resolver_engine_drain(c->server->engine, svc, addr, drain);
+    int rc = rsv_engine_drain(c->server->engine, svc, addr, drain);
     if (rc == 0) {
         audit(c, RESOLVER_LOG_INFO, "%s %s %s: done", what, svc, addr);
         reply_ok(c,
@@ -505,19 +505,19 @@ static void drain_common(client *c, const resolver_proto_request *req, int drain
     }
 }
 
-static void verb_drain(client *c, const resolver_proto_request *req)
+static void verb_drain(client *c, const rsv_proto_request *req)
 {
     drain_common(c, req, 1);
 }
 
-static void verb_undrain(client *c, const resolver_proto_request *req)
+static void verb_undrain(client *c, const rsv_proto_request *req)
 {
     drain_common(c, req, 0);
 }
 
 /* Unknown option names are refused: a misspelt ttl_ms would otherwise
  * register with the default TTL. */
-static int register_options_known(client *c, const resolver_proto_request *req)
+static int register_options_known(client *c, const rsv_proto_request *req)
 {
     static const char *const known[] = {"format", "ttl_ms",   "zone",        "weight",
                                         "key",    "metadata", "health_check"};
@@ -542,10 +542,10 @@ static int register_options_known(client *c, const resolver_proto_request *req)
  * filled in), or a bare acknowledgement. */
 static json_t *registration_view(resolver_engine *e, const char *service, const char *address)
 {
-    resolver_endpoint ep;
-    if (resolver_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
+    rsv_endpoint ep;
+    if (rsv_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
         address = ep.address;
-    json_t *list = resolver_engine_registrations_json(e), *x, *found = NULL;
+    json_t *list = rsv_engine_registrations_json(e), *x, *found = NULL;
     size_t i;
     json_array_foreach(list, i, x)
     {
@@ -558,12 +558,12 @@ static json_t *registration_view(resolver_engine *e, const char *service, const 
     return found ? found : json_pack("{s:s,s:s}", "service", service, "address", address);
 }
 
-static void verb_register(client *c, const resolver_proto_request *req)
+static void verb_register(client *c, const rsv_proto_request *req)
 {
     resolver_engine *e = c->server->engine;
     uint64_t ttl = 0, weight = 0;
-    const char *ttl_text = resolver_proto_option(req, 3, "ttl_ms");
-    const char *weight_text = resolver_proto_option(req, 3, "weight");
+    const char *ttl_text = rsv_proto_option(req, 3, "ttl_ms");
+    const char *weight_text = rsv_proto_option(req, 3, "weight");
     if (!register_options_known(c, req))
         return;
     if ((ttl_text && parse_u64(ttl_text, &ttl) != 0) ||
@@ -575,13 +575,13 @@ static void verb_register(client *c, const resolver_proto_request *req)
     }
     resolver_registration reg = {req->argv[1],
                                  req->argv[2],
-                                 resolver_proto_option(req, 3, "format"),
+                                 rsv_proto_option(req, 3, "format"),
                                  ttl,
                                  (uint32_t)weight,
-                                 resolver_proto_option(req, 3, "zone"),
-                                 resolver_proto_option(req, 3, "metadata"),
-                                 resolver_proto_option(req, 3, "key"),
-                                 resolver_proto_option(req, 3, "health_check")};
+                                 rsv_proto_option(req, 3, "zone"),
+                                 rsv_proto_option(req, 3, "metadata"),
+                                 rsv_proto_option(req, 3, "key"),
+                                 rsv_proto_option(req, 3, "health_check")};
     char err[256] = "";
     int rc = resolver_engine_register(e, &reg, err, sizeof(err));
     if (rc) {
@@ -594,22 +594,21 @@ static void verb_register(client *c, const resolver_proto_request *req)
     reply_ok(c, out);
 }
 
-static void verb_deregister(client *c, const resolver_proto_request *req)
+static void verb_deregister(client *c, const rsv_proto_request *req)
 {
     int rc = resolver_engine_deregister(c->server->engine, req->argv[1], req->argv[2]);
     if (rc == 0)
-        reply_ok(
-            c,
-            json_pack("{s:s,s:s,s:s,s:I}", "service", req->argv[1], "address", req->argv[2],
-                      "state", "LEAVING", "grace_ms",
-                      (json_int_t)resolver_engine_config(c->server->engine)->deregister_grace_ms));
+        reply_ok(c,
+                 json_pack("{s:s,s:s,s:s,s:I}", "service", req->argv[1], "address", req->argv[2],
+                           "state", "LEAVING", "grace_ms",
+                           (json_int_t)rsv_engine_config(c->server->engine)->deregister_grace_ms));
     else
         reply_err(c, rc, "service \"%s\" has no registration \"%s\"", req->argv[1], req->argv[2]);
 }
 
-static void verb_registrations(client *c, const resolver_proto_request *req)
+static void verb_registrations(client *c, const rsv_proto_request *req)
 {
-    json_t *j = resolver_engine_registrations_json(c->server->engine);
+    json_t *j = rsv_engine_registrations_json(c->server->engine);
     if (!j) {
         reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
         return;
@@ -617,10 +616,10 @@ static void verb_registrations(client *c, const resolver_proto_request *req)
     reply_ok(c, j);
 }
 
-static void verb_reload(client *c, const resolver_proto_request *req)
+static void verb_reload(client *c, const rsv_proto_request *req)
 {
     char err[512] = "reload is not available";
-    resolver_server *s = c->server;
+    rsv_server *s = c->server;
     audit(c, RESOLVER_LOG_INFO, "reload requested");
     if (s->reload_cb && s->reload_cb(s->reload_arg, err, sizeof(err)) == 0) {
         reply_ok(c, json_pack("{s:b}", "reloaded", 1));
@@ -630,7 +629,7 @@ static void verb_reload(client *c, const resolver_proto_request *req)
     }
 }
 
-static void verb_ping(client *c, const resolver_proto_request *req)
+static void verb_ping(client *c, const rsv_proto_request *req)
 {
     reply_ok(c, json_pack("{s:b}", "pong", 1));
 }
@@ -676,9 +675,9 @@ static const verb *find_verb(const char *name)
 
 static void handle_line(client *c, char *line)
 {
-    resolver_proto_request req;
+    rsv_proto_request req;
     const char *why;
-    if (resolver_proto_split(line, &req, &why) != 0) {
+    if (rsv_proto_split(line, &req, &why) != 0) {
         reply_err(c, RESOLVER_ERR_PROTOCOL, "%s", why);
         return;
     }
@@ -692,7 +691,7 @@ static void handle_line(client *c, char *line)
         return;
     }
     if (v->admin && !c->admin) {
-        static resolver_log_limit lim; /* any peer may send these */
+        static rsv_log_limit lim; /* any peer may send these */
         LOG_WARN_LIMITED(&lim,
                          "admin: uid %d pid %d: %s denied (neither root, the daemon's user, nor "
                          "in socket.admin_group)",
@@ -713,32 +712,32 @@ static void handle_line(client *c, char *line)
  * engine's service updates, where a pick must not re-enter. */
 static void on_picker_changed(void *arg, const char *service)
 {
-    resolver_server *s = arg;
+    rsv_server *s = arg;
     if (s->n_parked == 0)
         return; /* the common case: pickers change often, parked picks are rare */
     for (client *c = s->clients; c; c = c->next)
         if (c->parked && c->park_service && strcmp(c->park_service, service) == 0)
-            resolver_timer_start(c->park_timer, 0);
+            rsv_timer_start(c->park_timer, 0);
 }
 
-static void on_park_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_park_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     client *c = arg;
     /* The parked PICK is the first line still in the input buffer. */
     char *nl = memchr(c->in, '\n', c->in_len);
     size_t len = (size_t)(nl - c->in);
-    char line[RESOLVER_PROTO_LINE_MAX + 1];
+    char line[RSV_PROTO_LINE_MAX + 1];
     memcpy(line, c->in, len);
     line[len] = '\0';
     if (len > 0 && line[len - 1] == '\r')
         line[len - 1] = '\0';
-    resolver_proto_request req;
+    rsv_proto_request req;
     const char *why;
-    resolver_proto_split(line, &req, &why);
-    uint64_t now = resolver_loop_now(loop);
+    rsv_proto_split(line, &req, &why);
+    uint64_t now = rsv_loop_now(loop);
     int last_try = now >= c->park_deadline;
     if (!try_pick(c, &req, !last_try)) {
-        resolver_timer_start(t, c->park_deadline - now); /* still fresh: wait on */
+        rsv_timer_start(t, c->park_deadline - now); /* still fresh: wait on */
         return;
     }
     c->parked = 0;
@@ -768,7 +767,7 @@ static void client_process(client *c)
         size_t len = (size_t)(nl - start);
         /* Work on a copy: splitting writes into the line, and a parked
          * pick must stay in the buffer untouched for its retry. */
-        char line[RESOLVER_PROTO_LINE_MAX + 1];
+        char line[RSV_PROTO_LINE_MAX + 1];
         memcpy(line, start, len);
         line[len] = '\0';
         if (len > 0 && line[len - 1] == '\r')
@@ -794,7 +793,7 @@ static void client_hangup(client *c)
 {
     c->hangup = 1;
     c->in_len = 0;
-    resolver_timer_start(c->idle_timer, 2000);
+    rsv_timer_start(c->idle_timer, 2000);
 }
 
 static void discard_input(client *c)
@@ -822,7 +821,7 @@ static void client_read(client *c)
     if (n < 0)
         return;
     c->in_len += (size_t)n;
-    resolver_timer_start(c->idle_timer, c->server->limits.idle_timeout_ms);
+    rsv_timer_start(c->idle_timer, c->server->limits.idle_timeout_ms);
     if (!c->parked)
         client_process(c);
     if (!c->parked && c->in_len > c->server->limits.max_line && !memchr(c->in, '\n', c->in_len)) {
@@ -834,16 +833,16 @@ static void client_read(client *c)
 
 static void update_interest(client *c)
 {
-    unsigned events = RESOLVER_LOOP_READ;
+    unsigned events = RSV_LOOP_READ;
     if (c->out_len > 0)
-        events |= RESOLVER_LOOP_WRITE;
+        events |= RSV_LOOP_WRITE;
     /* A parked client's further input waits in its buffer; a full buffer
      * stops reading until the pick is answered. */
     if (c->parked && c->in_len > c->server->limits.max_line)
-        events &= ~(unsigned)RESOLVER_LOOP_READ;
+        events &= ~(unsigned)RSV_LOOP_READ;
     if (events == c->interest)
         return; /* no system call when nothing changed: the common case */
-    if (resolver_loop_watch(c->server->loop, c->fd, events, on_client_io, c) != 0)
+    if (rsv_loop_watch(c->server->loop, c->fd, events, on_client_io, c) != 0)
         c->closing = 1;
     c->interest = events;
 }
@@ -869,22 +868,22 @@ static void client_flush(client *c)
     update_interest(c);
 }
 
-static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void on_client_io(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     client *c = arg;
-    if (events & RESOLVER_LOOP_READ)
+    if (events & RSV_LOOP_READ)
         client_read(c);
     if (!c->closing)
         client_flush(c);
-    if (c->closing || (events & RESOLVER_LOOP_ERROR && !(events & RESOLVER_LOOP_READ)))
+    if (c->closing || (events & RSV_LOOP_ERROR && !(events & RSV_LOOP_READ)))
         client_close(c);
 }
 
-static void on_idle(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_idle(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     client *c = arg;
     if (!c->hangup && (c->watch || c->tickets.count > 0)) {
-        resolver_timer_start(t, c->server->limits.idle_timeout_ms);
+        rsv_timer_start(t, c->server->limits.idle_timeout_ms);
         return;
     }
     LOG_DEBUG("client pid %d idle for %llu ms; closing", (int)c->pid,
@@ -896,14 +895,14 @@ static void on_idle(resolver_loop *loop, resolver_timer *t, void *arg)
 
 static void client_close(client *c)
 {
-    resolver_server *s = c->server;
-    resolver_loop_unwatch(s->loop, c->fd);
+    rsv_server *s = c->server;
+    rsv_loop_unwatch(s->loop, c->fd);
     close(c->fd);
     /* Tickets of a connection that goes away are released: the C API's
      * promise (CLI picks are taken with detach=1 and belong to the uid). */
-    resolver_engine_release_owner(s->engine, &c->tickets);
-    resolver_timer_del(c->idle_timer);
-    resolver_timer_del(c->park_timer);
+    rsv_engine_release_owner(s->engine, &c->tickets);
+    rsv_timer_del(c->idle_timer);
+    rsv_timer_del(c->park_timer);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -952,7 +951,7 @@ static int peer_groups(int fd, pid_t pid, gid_t *groups, int max)
  * peer's own credentials: no NSS lookup here (this runs on every accept,
  * on the loop), and no guess from /etc/group about what groups the peer
  * process really has. */
-static int peer_is_admin(resolver_server *s, int fd, const struct ucred *cred)
+static int peer_is_admin(rsv_server *s, int fd, const struct ucred *cred)
 {
     if (cred->uid == 0 || cred->uid == geteuid())
         return 1;
@@ -968,9 +967,9 @@ static int peer_is_admin(resolver_server *s, int fd, const struct ucred *cred)
     return 0;
 }
 
-static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
-    resolver_server *s = arg;
+    rsv_server *s = arg;
     for (int burst = 0; burst < 64; burst++) {
         int cfd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
@@ -982,7 +981,7 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
             ssize_t rc = send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)rc;
             close(cfd);
-            static resolver_log_limit lim; /* one per connection attempt */
+            static rsv_log_limit lim; /* one per connection attempt */
             LOG_WARN_LIMITED(&lim, "refused a client: %zu clients connected (the limit)",
                              s->n_clients);
             continue;
@@ -1007,39 +1006,39 @@ static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
         } else {
             c->uid = (uid_t)-1;
         }
-        c->idle_timer = resolver_timer_new(loop, on_idle, c);
-        c->park_timer = resolver_timer_new(loop, on_park_timer, c);
+        c->idle_timer = rsv_timer_new(loop, on_idle, c);
+        c->park_timer = rsv_timer_new(loop, on_park_timer, c);
         c->next = s->clients;
         if (s->clients)
             s->clients->prev = c;
         s->clients = c;
         s->n_clients++;
         if (!c->idle_timer || !c->park_timer ||
-            resolver_loop_watch(loop, cfd, RESOLVER_LOOP_READ, on_client_io, c) != 0) {
+            rsv_loop_watch(loop, cfd, RSV_LOOP_READ, on_client_io, c) != 0) {
             client_close(c);
             continue;
         }
-        c->interest = RESOLVER_LOOP_READ;
-        resolver_timer_start(c->idle_timer, s->limits.idle_timeout_ms);
+        c->interest = RSV_LOOP_READ;
+        rsv_timer_start(c->idle_timer, s->limits.idle_timeout_ms);
     }
 }
 
 /* ---- watch fan-out ---- */
 
-static void on_engine_change(void *arg, const char *service, const resolver_instance *inst,
+static void on_engine_change(void *arg, const char *service, const rsv_instance *inst,
                              const char *event)
 {
-    resolver_server *s = arg;
+    rsv_server *s = arg;
     json_t *ev = NULL;
     for (client *c = s->clients, *next; c; c = next) {
         next = c->next;
         if (!c->watch || (strcmp(c->watch, "*") != 0 && strcmp(c->watch, service) != 0))
             continue;
         if (!ev)
-            ev = json_pack("{s:s, s:s, s:s, s:s, s:I}", "service", service, "event", event,
-                           "address", inst->endpoint.address, "state",
-                           resolver_instance_state_name(inst), "outstanding",
-                           (json_int_t)inst->outstanding);
+            ev =
+                json_pack("{s:s, s:s, s:s, s:s, s:I}", "service", service, "event", event,
+                          "address", inst->endpoint.address, "state", rsv_instance_state_name(inst),
+                          "outstanding", (json_int_t)inst->outstanding);
         if (!ev)
             return;
         json_incref(ev);
@@ -1048,14 +1047,14 @@ static void on_engine_change(void *arg, const char *service, const resolver_inst
         /* Closing here could re-enter the engine (its tickets are released)
          * while it is telling us about a change: let the reaper do it. */
         if (c->closing)
-            resolver_timer_start(s->reap_timer, 0);
+            rsv_timer_start(s->reap_timer, 0);
     }
     json_decref(ev);
 }
 
-static void on_reap(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_reap(rsv_loop *loop, rsv_timer *t, void *arg)
 {
-    resolver_server *s = arg;
+    rsv_server *s = arg;
     for (client *c = s->clients, *next; c; c = next) {
         next = c->next;
         if (c->closing)
@@ -1070,7 +1069,7 @@ static void on_reap(resolver_loop *loop, resolver_timer *t, void *arg)
  * the order of their probes, unlinks and binds.  The lock file stays (an
  * unlinked lock file could be locked by one daemon while another creates
  * and locks a new one at the same path). */
-static int lock_socket_path(resolver_server *s, const char *path, char *err, size_t errlen)
+static int lock_socket_path(rsv_server *s, const char *path, char *err, size_t errlen)
 {
     size_t len = strlen(path);
     char *lock_path = malloc(len + sizeof(".lock"));
@@ -1137,7 +1136,7 @@ static int clear_socket_path(const struct sockaddr_un *addr, char *err, size_t e
     return 0;
 }
 
-static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err, size_t errlen)
+static int bind_socket(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     if (strlen(cfg->socket.path) >= sizeof(addr.sun_path)) {
@@ -1184,7 +1183,7 @@ static int bind_socket(resolver_server *s, const resolver_config *cfg, char *err
 }
 
 /* Unlinks the socket file only if it is still the one we bound. */
-static void unlink_own_socket(resolver_server *s)
+static void unlink_own_socket(rsv_server *s)
 {
     struct stat st;
     if (!s->path || lstat(s->path, &st) != 0)
@@ -1197,8 +1196,7 @@ static void unlink_own_socket(resolver_server *s)
 
 /* socket.admin_group to a gid, once per start or reload (an NSS lookup
  * may block: not on every accept). */
-static int resolve_admin_group(resolver_server *s, const resolver_config *cfg, char *err,
-                               size_t errlen)
+static int resolve_admin_group(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->socket.admin_group || !*cfg->socket.admin_group) {
         s->have_admin_gid = 0;
@@ -1214,56 +1212,54 @@ static int resolve_admin_group(resolver_server *s, const resolver_config *cfg, c
     return 0;
 }
 
-int resolver_server_reconfigure(resolver_server *s, const resolver_config *cfg, char *err,
-                                size_t errlen)
+int rsv_server_reconfigure(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
 {
     return resolve_admin_group(s, cfg, err, errlen);
 }
 
-resolver_server *resolver_server_new(resolver_engine *engine, const resolver_config *cfg,
-                                     const resolver_server_limits *limits, char *err, size_t errlen)
+rsv_server *rsv_server_new(resolver_engine *engine, const resolver_config *cfg,
+                           const rsv_server_limits *limits, char *err, size_t errlen)
 {
-    resolver_server *s = calloc(1, sizeof(*s));
+    rsv_server *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     s->engine = engine;
-    s->loop = resolver_engine_loop(engine);
+    s->loop = rsv_engine_loop(engine);
     s->fd = -1;
     s->lock_fd = -1;
     if (limits)
         s->limits = *limits;
     else
-        resolver_server_limits_default(&s->limits);
+        rsv_server_limits_default(&s->limits);
     if (resolve_admin_group(s, cfg, err, errlen) != 0)
         goto fail;
-    s->reap_timer = resolver_timer_new(s->loop, on_reap, s);
+    s->reap_timer = rsv_timer_new(s->loop, on_reap, s);
     if (!s->reap_timer) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     if (bind_socket(s, cfg, err, errlen) != 0)
         goto fail;
-    if (accept_backoff_init(&s->backoff, engine, RESOLVER_LISTENER_SOCKET, s->fd, on_accept, s) !=
-        0) {
+    if (accept_backoff_init(&s->backoff, engine, RSV_LISTENER_SOCKET, s->fd, on_accept, s) != 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     s->have_backoff = 1;
-    if (resolver_loop_watch(s->loop, s->fd, RESOLVER_LOOP_READ, on_accept, s) != 0) {
+    if (rsv_loop_watch(s->loop, s->fd, RSV_LOOP_READ, on_accept, s) != 0) {
         snprintf(err, errlen, "cannot watch the listening socket");
         goto fail;
     }
-    resolver_engine_set_listener(engine, on_engine_change, s);
-    resolver_engine_set_picker_hook(engine, on_picker_changed, s);
+    rsv_engine_set_listener(engine, on_engine_change, s);
+    rsv_engine_set_picker_hook(engine, on_picker_changed, s);
     return s;
 fail:
-    resolver_server_del(s);
+    rsv_server_del(s);
     return NULL;
 }
 
-void resolver_server_del(resolver_server *s)
+void rsv_server_del(rsv_server *s)
 {
     if (!s)
         return;
@@ -1272,38 +1268,38 @@ void resolver_server_del(resolver_server *s)
     while (s->detached) {
         uid_tickets *u = s->detached;
         s->detached = u->next;
-        resolver_engine_release_owner(s->engine, &u->tickets);
+        rsv_engine_release_owner(s->engine, &u->tickets);
         free(u);
     }
-    resolver_timer_del(s->reap_timer);
+    rsv_timer_del(s->reap_timer);
     if (s->have_backoff)
         accept_backoff_clear(&s->backoff);
     if (s->fd >= 0) {
-        resolver_loop_unwatch(s->loop, s->fd);
+        rsv_loop_unwatch(s->loop, s->fd);
         close(s->fd);
     }
     unlink_own_socket(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* after the unlink: the next daemon may take the path now */
-    resolver_engine_set_listener(s->engine, NULL, NULL);
-    resolver_engine_set_picker_hook(s->engine, NULL, NULL);
+    rsv_engine_set_listener(s->engine, NULL, NULL);
+    rsv_engine_set_picker_hook(s->engine, NULL, NULL);
     free(s->path);
     free(s);
 }
 
-void resolver_server_set_reload(resolver_server *s, resolver_server_reload_cb cb, void *arg)
+void rsv_server_set_reload(rsv_server *s, rsv_server_reload_cb cb, void *arg)
 {
     s->reload_cb = cb;
     s->reload_arg = arg;
 }
 
-void resolver_server_set_status(resolver_server *s, resolver_server_status_cb cb, void *arg)
+void rsv_server_set_status(rsv_server *s, rsv_server_status_cb cb, void *arg)
 {
     s->status_cb = cb;
     s->status_arg = arg;
 }
 
-void resolver_server_stop_picks(resolver_server *s)
+void rsv_server_stop_picks(rsv_server *s)
 {
     s->picks_stopped = 1;
 }

@@ -7,11 +7,11 @@
  *   picker_bench [--ms MS] [--runs R] [--engine ETCD_URL PREFIX]
  *
  * What one "pick" costs here, as a user's call would:
- *  - picker figures (<policy>_1t_ns, <policy>_2t_ns): resolver_picker_pick()
- *    on a picker built by resolver_picker_new() over 1,000 instances made
+ *  - picker figures (<policy>_1t_ns, <policy>_2t_ns): rsv_picker_pick()
+ *    on a picker built by rsv_picker_new() over 1,000 instances made
  *    with the library's internals (as tests/unit/check_picker.c does), plus
  *    the matching release: atomic outstanding-- and refs-- on the instance
- *    (what resolver_instance_release does for a successful call, without the
+ *    (what rsv_instance_release does for a successful call, without the
  *    outlier accounting that runs on the engine thread).  No hazard pointer,
  *    no ticket: that is the public path below.
  *  - baseline (baseline_1t_ns, baseline_2t_ns): atomic_fetch_add on one
@@ -62,16 +62,16 @@
 
 typedef struct {
     const char *name;
-    resolver_policy policy;
+    rsv_policy policy;
 } policy_def;
 
 static const policy_def policies[] = {
-    {"pick_first", RESOLVER_POLICY_PICK_FIRST},
-    {"round_robin", RESOLVER_POLICY_ROUND_ROBIN},
-    {"random", RESOLVER_POLICY_RANDOM},
-    {"weighted_round_robin", RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN},
-    {"least_request", RESOLVER_POLICY_LEAST_REQUEST},
-    {"ring_hash", RESOLVER_POLICY_RING_HASH},
+    {"pick_first", RSV_POLICY_PICK_FIRST},
+    {"round_robin", RSV_POLICY_ROUND_ROBIN},
+    {"random", RSV_POLICY_RANDOM},
+    {"weighted_round_robin", RSV_POLICY_WEIGHTED_ROUND_ROBIN},
+    {"least_request", RSV_POLICY_LEAST_REQUEST},
+    {"ring_hash", RSV_POLICY_RING_HASH},
 };
 #define N_POLICIES (sizeof(policies) / sizeof(policies[0]))
 
@@ -81,7 +81,7 @@ typedef struct worker worker;
 struct workload {
     char name[64];
     void (*run)(worker *w, size_t iters);
-    resolver_picker *picker;                       /* picker workloads */
+    rsv_picker *picker;                            /* picker workloads */
     resolver_engine *engine;                       /* api workloads */
     char service[64];                              /* api workloads */
     const char *const *keys;                       /* ring_hash: N_KEYS keys, else NULL */
@@ -125,12 +125,12 @@ static void run_baseline(worker *w, size_t iters)
 
 static void run_picker(worker *w, size_t iters)
 {
-    resolver_picker *p = w->wl->picker;
+    rsv_picker *p = w->wl->picker;
     const char *const *keys = w->wl->keys;
     size_t k = w->key_pos;
     for (size_t i = 0; i < iters; i++) {
         const char *key = keys ? keys[k++ & (N_KEYS - 1)] : NULL;
-        resolver_instance *inst = resolver_picker_pick(p, key);
+        rsv_instance *inst = rsv_picker_pick(p, key);
         if (!inst) {
             w->errors++;
             continue;
@@ -237,13 +237,13 @@ static void record(workload *wl, unsigned threads, double ns)
 
 /* ---- the fleet ---- */
 
-static resolver_instance *fake_instance(unsigned i)
+static rsv_instance *fake_instance(unsigned i)
 {
     char address[64];
     snprintf(address, sizeof(address), "10.%u.%u.%u:8080", 1 + i / 62500, (i / 250) % 250,
              1 + i % 250);
     /* Weights varied: weighted_round_robin, ring_hash. */
-    resolver_instance *inst = fake_instance_init(calloc(1, sizeof(*inst)), address, 1 + i % 10);
+    rsv_instance *inst = fake_instance_init(calloc(1, sizeof(*inst)), address, 1 + i % 10);
     if (!inst) {
         perror("calloc");
         exit(1);
@@ -267,7 +267,7 @@ static void drive_engine(resolver_engine *e, int max_ms)
  * engine, so it may look at its state). */
 static long min_ready(resolver_engine *e)
 {
-    json_t *all = resolver_engine_services_json(e);
+    json_t *all = rsv_engine_services_json(e);
     long min = -1;
     size_t i;
     json_t *svc;
@@ -295,7 +295,7 @@ static resolver_engine *engine_start(const char *url, const char *prefix)
         snprintf(name, sizeof(name), "pb.%s", policies[i].name);
         json_t *svc = json_pack("{s:s, s:s, s:s}", "name", name, "prefix", prefix, "policy",
                                 policies[i].name);
-        if (policies[i].policy == RESOLVER_POLICY_LEAST_REQUEST)
+        if (policies[i].policy == RSV_POLICY_LEAST_REQUEST)
             json_object_set_new(svc, "choice_count", json_integer(2));
         json_array_append_new(services, svc);
     }
@@ -359,7 +359,7 @@ int main(int argc, char **argv)
     run_ns = (double)ms * 1e6;
     resolver_log_set_level(RESOLVER_LOG_ERROR);
 
-    resolver_instance **fleet = malloc(N_INSTANCES * sizeof(*fleet));
+    rsv_instance **fleet = malloc(N_INSTANCES * sizeof(*fleet));
     void **array = malloc(N_INSTANCES * sizeof(*array));
     static char key_text[N_KEYS][24];
     static const char *keys[N_KEYS];
@@ -374,7 +374,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < N_KEYS; i++) {
         /* Session-id-like keys, spread over the ring. */
         snprintf(key_text[i], sizeof(key_text[i]), "user-%016" PRIx64,
-                 resolver_xxh64(&i, sizeof(i), 42));
+                 rsv_xxh64(&i, sizeof(i), 42));
         keys[i] = key_text[i];
     }
 
@@ -396,12 +396,12 @@ int main(int argc, char **argv)
         workload *wl = &wls[1 + i];
         snprintf(wl->name, sizeof(wl->name), "%s", policies[i].name);
         wl->run = run_picker;
-        wl->picker = resolver_picker_new(policies[i].policy, 2, 0, fleet, N_INSTANCES);
+        wl->picker = rsv_picker_new(policies[i].policy, 2, 0, fleet, N_INSTANCES);
         if (!wl->picker) {
             fprintf(stderr, "picker_bench: resolver_picker_new failed\n");
             return 1;
         }
-        wl->keys = policies[i].policy == RESOLVER_POLICY_RING_HASH ? keys : NULL;
+        wl->keys = policies[i].policy == RSV_POLICY_RING_HASH ? keys : NULL;
     }
     resolver_engine *engine = NULL;
     if (etcd_url) {
@@ -414,7 +414,7 @@ int main(int argc, char **argv)
             snprintf(wl->service, sizeof(wl->service), "pb.%s", policies[i].name);
             wl->run = run_api;
             wl->engine = engine;
-            wl->keys = policies[i].policy == RESOLVER_POLICY_RING_HASH ? keys : NULL;
+            wl->keys = policies[i].policy == RSV_POLICY_RING_HASH ? keys : NULL;
         }
     }
 
@@ -463,9 +463,9 @@ int main(int argc, char **argv)
         resolver_engine_del(engine);
     }
     for (size_t i = 0; i < N_POLICIES; i++)
-        resolver_picker_free(wls[1 + i].picker);
+        rsv_picker_free(wls[1 + i].picker);
     for (unsigned i = 0; i < N_INSTANCES; i++)
-        resolver_instance_unref(fleet[i]);
+        rsv_instance_unref(fleet[i]);
     free(fleet);
     free(array);
     free(wls);

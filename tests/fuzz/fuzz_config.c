@@ -1,7 +1,7 @@
 /* fuzz_config.c - libFuzzer target for the JSON configuration parser.
  *
  * Beyond "does not crash", it checks the round trip: whatever loads must be
- * written by resolver_config_to_json as text that loads back into an equal
+ * written by rsv_config_to_json as text that loads back into an equal
  * configuration, since resolverd --check-config prints exactly that. */
 #include <stddef.h>
 #include <stdint.h>
@@ -16,10 +16,10 @@ static void check_round_trip(const resolver_config *cfg)
 {
     char *json = NULL, err[256];
     resolver_config *again = NULL;
-    if (resolver_config_to_json(cfg, &json) != 0)
+    if (rsv_config_to_json(cfg, &json) != 0)
         abort();
     if (resolver_config_load_string(json, &again, err, sizeof(err)) != 0 ||
-        !resolver_config_equal(cfg, again))
+        !rsv_config_equal(cfg, again))
         abort();
     free(json);
     resolver_config_free(again);

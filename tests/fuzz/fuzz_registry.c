@@ -1,6 +1,6 @@
 /* fuzz_registry.c - registry value decoders on arbitrary bytes.
  *
- * data[0] picks the format (resolver_format values 0..5; larger values wrap
+ * data[0] picks the format (rsv_format values 0..5; larger values wrap
  * around); the rest is the value, passed without a NUL terminator so that
  * ASan sees any read past its end. */
 #include <stdint.h>
@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    resolver_format f = (resolver_format)(data[0] % (RESOLVER_FORMAT_NATIVE + 1));
+    rsv_format f = (rsv_format)(data[0] % (RSV_FORMAT_NATIVE + 1));
     size_t len = size - 1;
     /* An exact-size copy: libFuzzer's buffer may be followed by readable
      * bytes, a fresh allocation is not. */
@@ -23,19 +23,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!value)
         return 0;
     memcpy(value, data + 1, len);
-    resolver_endpoint ep;
+    rsv_endpoint ep;
     char why[128];
-    int rc = resolver_registry_decode(f, value, len, &ep, why, sizeof(why));
+    int rc = rsv_registry_decode(f, value, len, &ep, why, sizeof(why));
     if (rc == 0) {
         /* A decoded address must parse again to itself. */
-        resolver_endpoint again;
-        if (resolver_address_parse(ep.address, strlen(ep.address), &again, why, sizeof(why)) != 0 ||
+        rsv_endpoint again;
+        if (rsv_address_parse(ep.address, strlen(ep.address), &again, why, sizeof(why)) != 0 ||
             strcmp(again.address, ep.address) != 0 || ep.weight == 0)
             abort();
     } else if (rc != RESOLVER_ERR_DECODE || why[0] == '\0') {
         abort();
     }
-    resolver_address_parse(value, len, &ep, why, 1);
+    rsv_address_parse(value, len, &ep, why, 1);
     free(value);
     return 0;
 }

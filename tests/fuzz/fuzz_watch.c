@@ -18,13 +18,13 @@ typedef struct {
     size_t sum; /* keeps the reads below from being optimised away */
 } fuzz_state;
 
-static int on_message(void *arg, const resolver_watch_message *m)
+static int on_message(void *arg, const rsv_watch_message *m)
 {
     fuzz_state *st = arg;
     st->count++;
     st->sum += strlen(m->error_message) + strlen(m->cancel_reason) + (size_t)m->cluster_id;
     for (size_t i = 0; i < m->n_events; i++) {
-        const resolver_kv *kv = &m->events[i];
+        const rsv_kv *kv = &m->events[i];
         for (size_t j = 0; j <= kv->key_len; j++)
             st->sum += (unsigned char)kv->key[j];
         for (size_t j = 0; j <= kv->value_len; j++)
@@ -44,18 +44,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Small limits make the over-long path reachable. */
     size_t max = (ctl & 0x40) ? 32 + (size_t)(ctl & 0x3f) * 8 : 0;
     size_t split = len ? (size_t)(ctl & 0x3f) * len / 63 : 0;
-    resolver_watch_parser *p = resolver_watch_parser_new(max, on_message, &st);
+    rsv_watch_parser *p = rsv_watch_parser_new(max, on_message, &st);
     if (!p)
         return 0;
-    resolver_watch_parser_stop_at_error(p, ctl & 1);
-    resolver_watch_parser_feed(p, s, split);
-    resolver_watch_parser_feed(p, s + split, len - split);
-    resolver_watch_parser_finish(p);
-    resolver_watch_parser_error(p);
+    rsv_watch_parser_stop_at_error(p, ctl & 1);
+    rsv_watch_parser_feed(p, s, split);
+    rsv_watch_parser_feed(p, s + split, len - split);
+    rsv_watch_parser_finish(p);
+    rsv_watch_parser_error(p);
     /* The same parser, reused byte by byte over a short prefix. */
     for (size_t i = 0; i < len && i < 64; i++)
-        resolver_watch_parser_feed(p, s + i, 1);
-    resolver_watch_parser_finish(p);
-    resolver_watch_parser_del(p);
+        rsv_watch_parser_feed(p, s + i, 1);
+    rsv_watch_parser_finish(p);
+    rsv_watch_parser_del(p);
     return 0;
 }

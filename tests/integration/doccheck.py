@@ -136,8 +136,8 @@ def cmd_status(json_path, protocol_path):
 
 def cmd_limits(proto_h, protocol_path):
     h = open(proto_h, encoding='utf-8').read()
-    line_max = re.search(r'#define RESOLVER_PROTO_LINE_MAX (\d+)', h).group(1)
-    args_max = re.search(r'#define RESOLVER_PROTO_MAX_ARGS (\d+)', h).group(1)
+    line_max = re.search(r'#define RSV_PROTO_LINE_MAX (\d+)', h).group(1)
+    args_max = re.search(r'#define RSV_PROTO_MAX_ARGS (\d+)', h).group(1)
     limits = protocol_section(protocol_path, 'Limits')
     rc = 0
     if not re.search(rf'^\| request line \| {line_max} bytes', limits, re.M):

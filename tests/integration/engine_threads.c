@@ -73,7 +73,7 @@ static uint64_t reload_ms;
 static long reloads, reload_errors; /* the engine thread's; read after the join */
 
 /* Engine thread: a reload with options that differ from the last ones. */
-static void on_reload_timer(resolver_loop *loop, resolver_timer *t, void *arg)
+static void on_reload_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     static const char *const policies[] = {"round_robin", "least_request", "random"};
     char json[1024], err[256];
@@ -87,12 +87,12 @@ static void on_reload_timer(resolver_loop *loop, resolver_timer *t, void *arg)
     if (resolver_config_load_string(json, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "engine_threads: %s\n", err);
         reload_errors++;
-    } else if (resolver_engine_reload(engine, cfg) != 0) {
+    } else if (rsv_engine_reload(engine, cfg) != 0) {
         reload_errors++;
     } else {
         reloads++;
     }
-    resolver_timer_start(t, reload_ms);
+    rsv_timer_start(t, reload_ms);
 }
 
 /* ---- --inbox ---- */
@@ -331,12 +331,12 @@ int main(int argc, char **argv)
         return 2;
     /* Made before the engine thread starts, so that it is the engine
      * thread's from then on (loop.h rule 1). */
-    resolver_timer *reload_timer = NULL;
+    rsv_timer *reload_timer = NULL;
     if (reload_ms > 0) {
-        reload_timer = resolver_timer_new(resolver_engine_loop(engine), on_reload_timer, NULL);
+        reload_timer = rsv_timer_new(rsv_engine_loop(engine), on_reload_timer, NULL);
         if (!reload_timer)
             return 2;
-        resolver_timer_start(reload_timer, reload_ms);
+        rsv_timer_start(reload_timer, reload_ms);
     }
     pthread_t loop, pickers[4];
     pthread_create(&loop, NULL, engine_thread, NULL);
@@ -348,7 +348,7 @@ int main(int argc, char **argv)
         pthread_join(pickers[i], NULL);
     resolver_engine_stop(engine);
     pthread_join(loop, NULL);
-    resolver_timer_del(reload_timer);
+    rsv_timer_del(reload_timer);
     resolver_engine_del(engine);
     printf("picks=%ld failures=%ld reloads=%ld reload_errors=%ld\n", atomic_load(&picks),
            atomic_load(&failures), reloads, reload_errors);

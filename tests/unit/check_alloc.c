@@ -468,7 +468,7 @@ static int case_config_load(void *arg)
     char err[256];
     int rc = resolver_config_load_string(full_config, &cfg, err, sizeof(err));
     if (rc == 0) {
-        if (!resolver_config_equal(cfg, want))
+        if (!rsv_config_equal(cfg, want))
             rc = CASE_WRONG;
         resolver_config_free(cfg);
     } else if (cfg) {
@@ -502,12 +502,12 @@ static int case_config_to_json(void *arg)
 {
     resolver_config *cfg = arg; /* loaded before arming */
     char *json = NULL;
-    int rc = resolver_config_to_json(cfg, &json);
+    int rc = rsv_config_to_json(cfg, &json);
     if (rc == 0) {
         resolver_config *back = NULL;
         char err[256];
         rc = resolver_config_load_string(json, &back, err, sizeof(err));
-        if (rc == 0 && !resolver_config_equal(cfg, back))
+        if (rc == 0 && !rsv_config_equal(cfg, back))
             rc = CASE_WRONG;
         resolver_config_free(back);
     } else if (json) {
@@ -518,33 +518,33 @@ static int case_config_to_json(void *arg)
 }
 
 typedef struct {
-    resolver_format format;
+    rsv_format format;
     const char *value;
 } registry_input;
 
 typedef struct {
     const registry_input *in;
-    resolver_endpoint want; /* decoded unarmed */
+    rsv_endpoint want; /* decoded unarmed */
 } registry_case;
 
 static const registry_input registry_inputs[] = {
-    {RESOLVER_FORMAT_GOZERO, "10.0.0.1:9001"},
-    {RESOLVER_FORMAT_AUTO, "[::1]:9001"},
-    {RESOLVER_FORMAT_ETCD_NAMING, "{\"Op\":0,\"Addr\":\"10.0.0.1:9001\",\"Metadata\":null}"},
-    {RESOLVER_FORMAT_AUTO, "{\"Op\":0,\"Addr\":\"10.0.0.1:9001\",\"Metadata\":{\"a\":[1,2]}}"},
-    {RESOLVER_FORMAT_KRATOS,
+    {RSV_FORMAT_GOZERO, "10.0.0.1:9001"},
+    {RSV_FORMAT_AUTO, "[::1]:9001"},
+    {RSV_FORMAT_ETCD_NAMING, "{\"Op\":0,\"Addr\":\"10.0.0.1:9001\",\"Metadata\":null}"},
+    {RSV_FORMAT_AUTO, "{\"Op\":0,\"Addr\":\"10.0.0.1:9001\",\"Metadata\":{\"a\":[1,2]}}"},
+    {RSV_FORMAT_KRATOS,
      "{\"id\":\"abc\",\"name\":\"user\",\"version\":\"v1\",\"metadata\":{\"k\":\"v\"},"
      "\"endpoints\":[\"http://10.0.0.1:8000\",\"grpc://10.0.0.1:9000\"]}"},
-    {RESOLVER_FORMAT_AUTO,
+    {RSV_FORMAT_AUTO,
      "{\"id\":\"abc\",\"name\":\"user\",\"endpoints\":[\"grpcs://10.0.0.1:9000\"]}"},
-    {RESOLVER_FORMAT_KITEX,
+    {RSV_FORMAT_KITEX,
      "{\"network\":\"tcp\",\"address\":\"10.0.0.1:9001\",\"weight\":10,\"tags\":{\"a\":\"b\"}}"},
-    {RESOLVER_FORMAT_NATIVE,
+    {RSV_FORMAT_NATIVE,
      "{\"address\":\"10.0.0.1:9001\",\"weight\":10,\"zone\":\"a\",\"metadata\":{\"x\":1}}"},
-    {RESOLVER_FORMAT_AUTO, "{\"address\":\"10.0.0.1:9001\",\"weight\":3}"},
+    {RSV_FORMAT_AUTO, "{\"address\":\"10.0.0.1:9001\",\"weight\":3}"},
 };
 
-static int endpoint_equal(const resolver_endpoint *a, const resolver_endpoint *b)
+static int endpoint_equal(const rsv_endpoint *a, const rsv_endpoint *b)
 {
     return strcmp(a->host, b->host) == 0 && a->port == b->port &&
            strcmp(a->address, b->address) == 0 && a->weight == b->weight &&
@@ -555,11 +555,11 @@ static int endpoint_equal(const resolver_endpoint *a, const resolver_endpoint *b
 static int case_registry(void *arg)
 {
     const registry_case *c = arg;
-    resolver_endpoint ep;
+    rsv_endpoint ep;
     char why[256];
     memset(&ep, 0, sizeof(ep));
-    int rc = resolver_registry_decode(c->in->format, c->in->value, strlen(c->in->value), &ep, why,
-                                      sizeof(why));
+    int rc = rsv_registry_decode(c->in->format, c->in->value, strlen(c->in->value), &ep, why,
+                                 sizeof(why));
     if (rc == 0 && !endpoint_equal(&ep, &c->want))
         rc = CASE_WRONG;
     return rc;
@@ -577,7 +577,7 @@ static const char *range_body =
     "{\"key\":\"c3ZjLzM=\",\"create_revision\":\"8\",\"mod_revision\":\"8\",\"version\":\"1\","
     "\"value\":\"eyJhZGRyZXNzIjoiMTAuMC4wLjM6OTAwMSJ9\"}],\"count\":\"3\"}";
 
-static int kv_equal(const resolver_kv *a, const resolver_kv *b)
+static int kv_equal(const rsv_kv *a, const rsv_kv *b)
 {
     return a->type == b->type && a->key_len == b->key_len &&
            memcmp(a->key, b->key, a->key_len) == 0 && a->value_len == b->value_len &&
@@ -588,10 +588,10 @@ static int kv_equal(const resolver_kv *a, const resolver_kv *b)
 
 static int case_range(void *arg)
 {
-    const resolver_range_result *want = arg;
-    resolver_range_result r;
+    const rsv_range_result *want = arg;
+    rsv_range_result r;
     char why[256];
-    int rc = resolver_range_parse(range_body, strlen(range_body), &r, why, sizeof(why));
+    int rc = rsv_range_parse(range_body, strlen(range_body), &r, why, sizeof(why));
     if (rc != 0)
         return rc;
     if (r.n_kvs != want->n_kvs || r.revision != want->revision || r.more != want->more ||
@@ -600,7 +600,7 @@ static int case_range(void *arg)
     for (size_t i = 0; rc == 0 && i < r.n_kvs; i++)
         if (!kv_equal(&r.kvs[i], &want->kvs[i]))
             rc = CASE_WRONG;
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
     return rc;
 }
 
@@ -646,7 +646,7 @@ typedef struct {
     uint64_t digest;
 } watch_seen;
 
-static int on_watch(void *arg, const resolver_watch_message *m)
+static int on_watch(void *arg, const rsv_watch_message *m)
 {
     watch_seen *w = arg;
     uint64_t h = w->digest;
@@ -660,7 +660,7 @@ static int on_watch(void *arg, const resolver_watch_message *m)
     h = fnv_i64(h, m->compact_revision);
     h = fnv_str(h, m->cancel_reason);
     for (size_t i = 0; i < m->n_events; i++) {
-        const resolver_kv *kv = &m->events[i];
+        const rsv_kv *kv = &m->events[i];
         h = fnv_i64(h, kv->type);
         h = fnv(h, kv->key, kv->key_len);
         h = fnv(h, kv->value, kv->value_len);
@@ -682,21 +682,21 @@ static int watch_run(size_t chunk, watch_seen *seen)
 {
     seen->messages = 0;
     seen->digest = 0xcbf29ce484222325ull;
-    resolver_watch_parser *p = resolver_watch_parser_new(0, on_watch, seen);
+    rsv_watch_parser *p = rsv_watch_parser_new(0, on_watch, seen);
     if (!p)
         return RESOLVER_ERR_NOMEM;
     int rc = 0, r;
     size_t len = strlen(watch_stream);
     for (size_t off = 0; off < len; off += chunk) {
         size_t n = len - off < chunk ? len - off : chunk;
-        r = resolver_watch_parser_feed(p, watch_stream + off, n);
+        r = rsv_watch_parser_feed(p, watch_stream + off, n);
         if (r != 0 && rc == 0)
             rc = r;
     }
-    r = resolver_watch_parser_finish(p);
+    r = rsv_watch_parser_finish(p);
     if (r != 0 && rc == 0)
         rc = r;
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
     return rc;
 }
 
@@ -724,9 +724,9 @@ static void built_free(built *b)
 
 static int build(built *b)
 {
-    b->range = resolver_range_request("svc/", 4, 42, 1000, "svc/1", 5);
-    b->watch = resolver_watch_request("svc/", 4, 43, 1);
-    b->b64 = resolver_base64_encode("svc/\xff", 5);
+    b->range = rsv_range_request("svc/", 4, 42, 1000, "svc/1", 5);
+    b->watch = rsv_watch_request("svc/", 4, 43, 1);
+    b->b64 = rsv_base64_encode("svc/\xff", 5);
     return b->range && b->watch && b->b64 ? 0 : RESOLVER_ERR_NOMEM;
 }
 
@@ -736,7 +736,7 @@ static int case_requests(void *arg)
     built got;
     int rc = build(&got);
     size_t n = 0;
-    char *back = rc == 0 ? resolver_base64_decode(got.b64, strlen(got.b64), &n) : NULL;
+    char *back = rc == 0 ? rsv_base64_decode(got.b64, strlen(got.b64), &n) : NULL;
     if (rc == 0 && !back)
         rc = RESOLVER_ERR_NOMEM;
     if (rc == 0 && (strcmp(got.range, want->range) != 0 || strcmp(got.watch, want->watch) != 0 ||
@@ -752,7 +752,7 @@ static int case_auth(void *arg)
     (void)arg;
     static const char body[] = "{\"header\":{\"revision\":\"5\"},\"token\":\"abc.def.ghi\"}";
     char *token = NULL;
-    int rc = resolver_auth_parse(body, strlen(body), &token);
+    int rc = rsv_auth_parse(body, strlen(body), &token);
     if (rc == 0 && (!token || strcmp(token, "abc.def.ghi") != 0))
         rc = CASE_WRONG;
     free(token);
@@ -773,7 +773,7 @@ typedef struct {
 } cache_seen;
 
 static void on_cache_entry(void *arg, const char *service, const char *prefix, const char *key,
-                           const resolver_endpoint *ep)
+                           const rsv_endpoint *ep)
 {
     cache_seen *c = arg;
     uint64_t h = fnv_str(c->digest, service);
@@ -793,7 +793,7 @@ static int cache_run(const char *path, cache_seen *seen)
     seen->digest = 0xcbf29ce484222325ull;
     size_t skipped = 0;
     char err[256];
-    int rc = resolver_cache_read(path, on_cache_entry, seen, &skipped, err, sizeof(err));
+    int rc = rsv_cache_read(path, on_cache_entry, seen, &skipped, err, sizeof(err));
     return rc == 0 && skipped ? CASE_WRONG : rc;
 }
 
@@ -831,35 +831,35 @@ static int case_engine(void *arg)
 
 /* Instances are made outside the allocator's window (__libc_calloc: not
  * remembered), as the engine's would be. */
-static resolver_instance *fake_instance(const char *address, uint32_t weight)
+static rsv_instance *fake_instance(const char *address, uint32_t weight)
 {
-    resolver_instance *inst = fake_instance_init(__libc_calloc(1, sizeof(*inst)), address, weight);
+    rsv_instance *inst = fake_instance_init(__libc_calloc(1, sizeof(*inst)), address, weight);
     ck_assert_ptr_nonnull(inst);
     return inst;
 }
 
 typedef struct {
-    resolver_policy policy;
-    resolver_instance *inst[5];
-    const resolver_instance *want; /* ring_hash: where "some-key" lands */
+    rsv_policy policy;
+    rsv_instance *inst[5];
+    const rsv_instance *want; /* ring_hash: where "some-key" lands */
 } picker_input;
 
 static int case_picker(void *arg)
 {
     picker_input *in = arg;
-    resolver_picker *p = resolver_picker_new(in->policy, 2, 0, in->inst, 5);
+    rsv_picker *p = rsv_picker_new(in->policy, 2, 0, in->inst, 5);
     int rc = p ? 0 : RESOLVER_ERR_NOMEM;
     if (p) {
-        resolver_instance *got = resolver_picker_pick(p, "some-key");
-        if (!got || resolver_picker_size(p) != 5 || (in->want && got != in->want))
+        rsv_instance *got = rsv_picker_pick(p, "some-key");
+        if (!got || rsv_picker_size(p) != 5 || (in->want && got != in->want))
             rc = CASE_WRONG;
-        if (in->policy == RESOLVER_POLICY_RING_HASH && !in->want)
+        if (in->policy == RSV_POLICY_RING_HASH && !in->want)
             in->want = got;
         if (got) {
             atomic_fetch_sub(&got->outstanding, 1);
             atomic_fetch_sub(&got->refs, 1);
         }
-        resolver_picker_free(p);
+        rsv_picker_free(p);
     }
     for (int i = 0; i < 5; i++)
         if (atomic_load(&in->inst[i]->refs) != 1)
@@ -945,10 +945,10 @@ START_TEST(config_to_json)
     resolver_config *cfg = NULL;
     char err[256], *json = NULL;
     ck_assert_int_eq(resolver_config_load_string(full_config, &cfg, err, sizeof(err)), 0);
-    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
-    jansson_safe("resolver_config_to_json output", json);
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
+    jansson_safe("rsv_config_to_json output", json);
     free(json);
-    case_stats st = run_case("resolver_config_to_json", case_config_to_json, cfg, 0);
+    case_stats st = run_case("rsv_config_to_json", case_config_to_json, cfg, 0);
     resolver_config_free(cfg);
     ck_assert_int_gt(st.errors, 10);
 }
@@ -961,25 +961,24 @@ START_TEST(registry_decode)
     c.in = &registry_inputs[_i];
     char name[64], why[256];
     jansson_safe("registry input", c.in->value);
-    ck_assert_int_eq(resolver_registry_decode(c.in->format, c.in->value, strlen(c.in->value),
-                                              &c.want, why, sizeof(why)),
+    ck_assert_int_eq(rsv_registry_decode(c.in->format, c.in->value, strlen(c.in->value), &c.want,
+                                         why, sizeof(why)),
                      0);
-    snprintf(name, sizeof(name), "resolver_registry_decode #%d (%s)", _i,
-             resolver_format_name(c.want.format));
+    snprintf(name, sizeof(name), "rsv_registry_decode #%d (%s)", _i,
+             rsv_format_name(c.want.format));
     run_case(name, case_registry, &c, 0);
 }
 END_TEST
 
 START_TEST(range_parse)
 {
-    resolver_range_result want;
+    rsv_range_result want;
     char why[256];
     jansson_safe("range_body", range_body);
-    ck_assert_int_eq(resolver_range_parse(range_body, strlen(range_body), &want, why, sizeof(why)),
-                     0);
+    ck_assert_int_eq(rsv_range_parse(range_body, strlen(range_body), &want, why, sizeof(why)), 0);
     ck_assert_uint_eq(want.n_kvs, 3);
-    case_stats st = run_case("resolver_range_parse", case_range, &want, 0);
-    resolver_range_result_clear(&want);
+    case_stats st = run_case("rsv_range_parse", case_range, &want, 0);
+    rsv_range_result_clear(&want);
     ck_assert_int_gt(st.errors, 3);
 }
 END_TEST
@@ -1013,7 +1012,7 @@ END_TEST
 
 START_TEST(auth_parse)
 {
-    case_stats st = run_case("resolver_auth_parse", case_auth, NULL, 0);
+    case_stats st = run_case("rsv_auth_parse", case_auth, NULL, 0);
     ck_assert_int_gt(st.errors, 1);
 }
 END_TEST
@@ -1030,7 +1029,7 @@ START_TEST(cache_read)
     int rc = cache_run(path, &want);
     case_stats st = {0, 0, 0, 0};
     if (rc == 0 && want.entries == 3)
-        st = run_case("resolver_cache_read", case_cache, &want, 0);
+        st = run_case("rsv_cache_read", case_cache, &want, 0);
     unlink(path);
     ck_assert_int_eq(rc, 0);
     ck_assert_int_eq(want.entries, 3);
@@ -1059,12 +1058,9 @@ END_TEST
 
 START_TEST(picker_new)
 {
-    static const resolver_policy policies[] = {RESOLVER_POLICY_ROUND_ROBIN,
-                                               RESOLVER_POLICY_PICK_FIRST,
-                                               RESOLVER_POLICY_WEIGHTED_ROUND_ROBIN,
-                                               RESOLVER_POLICY_LEAST_REQUEST,
-                                               RESOLVER_POLICY_RING_HASH,
-                                               RESOLVER_POLICY_RANDOM};
+    static const rsv_policy policies[] = {
+        RSV_POLICY_ROUND_ROBIN,   RSV_POLICY_PICK_FIRST, RSV_POLICY_WEIGHTED_ROUND_ROBIN,
+        RSV_POLICY_LEAST_REQUEST, RSV_POLICY_RING_HASH,  RSV_POLICY_RANDOM};
     picker_input in = {.policy = policies[_i], .want = NULL};
     for (int i = 0; i < 5; i++) {
         char addr[32];
@@ -1072,7 +1068,7 @@ START_TEST(picker_new)
         in.inst[i] = fake_instance(addr, (uint32_t)(i + 1));
     }
     char name[64];
-    snprintf(name, sizeof(name), "resolver_picker_new(%s)", resolver_policy_name(policies[_i]));
+    snprintf(name, sizeof(name), "rsv_picker_new(%s)", rsv_policy_name(policies[_i]));
     case_stats st = run_case(name, case_picker, &in, 0);
     for (int i = 0; i < 5; i++)
         __libc_free(in.inst[i]);

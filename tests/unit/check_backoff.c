@@ -37,31 +37,31 @@
 /* Generous: the suite also runs under valgrind. */
 #define SLACK_MS 1500
 
-static const resolver_backoff_config grpc_defaults = {1000, 1.6, 0.2, 120000};
+static const rsv_backoff_config grpc_defaults = {1000, 1.6, 0.2, 120000};
 
 /* ---- pure backoff ---- */
 
 START_TEST(test_backoff_first_delay)
 {
-    resolver_backoff b;
-    resolver_backoff_init(&b, &grpc_defaults);
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.5), 1000);
-    resolver_backoff_init(&b, &grpc_defaults);
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.0), 800);
-    resolver_backoff_init(&b, &grpc_defaults);
-    uint64_t hi = resolver_backoff_next(&b, 0.999999);
+    rsv_backoff b;
+    rsv_backoff_init(&b, &grpc_defaults);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.5), 1000);
+    rsv_backoff_init(&b, &grpc_defaults);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.0), 800);
+    rsv_backoff_init(&b, &grpc_defaults);
+    uint64_t hi = rsv_backoff_next(&b, 0.999999);
     ck_assert(hi >= 1199 && hi <= 1200);
 }
 END_TEST
 
 START_TEST(test_backoff_growth_and_cap)
 {
-    resolver_backoff b;
-    resolver_backoff_init(&b, &grpc_defaults);
+    rsv_backoff b;
+    rsv_backoff_init(&b, &grpc_defaults);
     double expect = 1000;
     int capped = 0;
     for (int i = 0; i < 40; i++) {
-        uint64_t d = resolver_backoff_next(&b, 0.5);
+        uint64_t d = rsv_backoff_next(&b, 0.5);
         ck_assert_msg(d + 1 >= (uint64_t)expect && d <= (uint64_t)expect + 1,
                       "attempt %d: %llu, expected %.1f", i, (unsigned long long)d, expect);
         expect = expect * 1.6 > 120000 ? 120000 : expect * 1.6;
@@ -69,63 +69,63 @@ START_TEST(test_backoff_growth_and_cap)
     }
     ck_assert_int_gt(capped, 20);
     /* At the cap the jitter still applies: 120 s +- 20 %. */
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.0), 96000);
-    uint64_t hi = resolver_backoff_next(&b, 0.999999);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.0), 96000);
+    uint64_t hi = rsv_backoff_next(&b, 0.999999);
     ck_assert(hi >= 143999 && hi <= 144000);
 }
 END_TEST
 
 START_TEST(test_backoff_reset)
 {
-    resolver_backoff b;
-    resolver_backoff_init(&b, &grpc_defaults);
+    rsv_backoff b;
+    rsv_backoff_init(&b, &grpc_defaults);
     for (int i = 0; i < 10; i++)
-        resolver_backoff_next(&b, 0.5);
+        rsv_backoff_next(&b, 0.5);
     ck_assert(b.current_ms > 10000);
-    resolver_backoff_reset(&b);
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.5), 1000);
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.5), 1600);
+    rsv_backoff_reset(&b);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.5), 1000);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.5), 1600);
 }
 END_TEST
 
 START_TEST(test_backoff_jitter_bounds)
 {
-    resolver_backoff b;
-    resolver_backoff_init(&b, &grpc_defaults);
+    rsv_backoff b;
+    rsv_backoff_init(&b, &grpc_defaults);
     unsigned seed = 12345;
     for (int i = 0; i < 1000; i++) {
         double cur = b.current_ms;
         double r = (double)rand_r(&seed) / ((double)RAND_MAX + 1.0);
-        uint64_t d = resolver_backoff_next(&b, r);
+        uint64_t d = rsv_backoff_next(&b, r);
         ck_assert(d + 1 >= (uint64_t)(cur * 0.8) && d <= (uint64_t)(cur * 1.2) + 1);
         if (i % 50 == 49)
-            resolver_backoff_reset(&b);
+            rsv_backoff_reset(&b);
     }
 }
 END_TEST
 
 START_TEST(test_backoff_sanitized)
 {
-    resolver_backoff_config zero = {0, 0.0, -1.0, 0};
-    resolver_backoff b;
-    resolver_backoff_init(&b, &zero);
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.0), 1000); /* no jitter */
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.9), 1600);
-    resolver_backoff_config small = {50, 1.6, 0.2, 10}; /* max below initial */
-    resolver_backoff_init(&b, &small);
-    resolver_backoff_next(&b, 0.5);
-    ck_assert_uint_eq(resolver_backoff_next(&b, 0.5), 50);
+    rsv_backoff_config zero = {0, 0.0, -1.0, 0};
+    rsv_backoff b;
+    rsv_backoff_init(&b, &zero);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.0), 1000); /* no jitter */
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.9), 1600);
+    rsv_backoff_config small = {50, 1.6, 0.2, 10}; /* max below initial */
+    rsv_backoff_init(&b, &small);
+    rsv_backoff_next(&b, 0.5);
+    ck_assert_uint_eq(rsv_backoff_next(&b, 0.5), 50);
 }
 END_TEST
 
 START_TEST(test_state_names)
 {
-    ck_assert_str_eq(resolver_state_name(RESOLVER_STATE_IDLE), "IDLE");
-    ck_assert_str_eq(resolver_state_name(RESOLVER_STATE_CONNECTING), "CONNECTING");
-    ck_assert_str_eq(resolver_state_name(RESOLVER_STATE_READY), "READY");
-    ck_assert_str_eq(resolver_state_name(RESOLVER_STATE_TRANSIENT_FAILURE), "TRANSIENT_FAILURE");
-    ck_assert_str_eq(resolver_state_name(RESOLVER_STATE_SHUTDOWN), "SHUTDOWN");
-    ck_assert_str_eq(resolver_state_name((resolver_state)42), "UNKNOWN");
+    ck_assert_str_eq(rsv_state_name(RSV_STATE_IDLE), "IDLE");
+    ck_assert_str_eq(rsv_state_name(RSV_STATE_CONNECTING), "CONNECTING");
+    ck_assert_str_eq(rsv_state_name(RSV_STATE_READY), "READY");
+    ck_assert_str_eq(rsv_state_name(RSV_STATE_TRANSIENT_FAILURE), "TRANSIENT_FAILURE");
+    ck_assert_str_eq(rsv_state_name(RSV_STATE_SHUTDOWN), "SHUTDOWN");
+    ck_assert_str_eq(rsv_state_name((rsv_state)42), "UNKNOWN");
 }
 END_TEST
 
@@ -136,13 +136,13 @@ END_TEST
 #define MAX_EVENTS 256
 
 typedef struct {
-    resolver_loop *loop;
-    resolver_subchannel *sc;
-    resolver_state states[MAX_EVENTS];
+    rsv_loop *loop;
+    rsv_subchannel *sc;
+    rsv_state states[MAX_EVENTS];
     uint64_t at[MAX_EVENTS];
     int n;
-    resolver_state delete_on;   /* delete the subchannel from its callback on entering this */
-    resolver_state shutdown_on; /* shut it down from its callback on entering this */
+    rsv_state delete_on;   /* delete the subchannel from its callback on entering this */
+    rsv_state shutdown_on; /* shut it down from its callback on entering this */
     int deleted;
     pid_t children[MAX_CHILDREN];
     int n_children;
@@ -177,18 +177,18 @@ static void log_handler(resolver_log_level level, const char *line, void *arg)
 static void setup(void)
 {
     memset(&f, 0, sizeof(f));
-    f.delete_on = (resolver_state)-1;
-    f.shutdown_on = (resolver_state)-1;
+    f.delete_on = (rsv_state)-1;
+    f.shutdown_on = (rsv_state)-1;
     resolver_log_set_handler(log_handler, NULL);
     resolver_log_set_level(getenv("CHECK_DEBUG") ? RESOLVER_LOG_DEBUG : RESOLVER_LOG_WARN);
-    f.loop = resolver_loop_new();
+    f.loop = rsv_loop_new();
     ck_assert_ptr_nonnull(f.loop);
 }
 
 static void teardown(void)
 {
     if (!f.deleted)
-        resolver_subchannel_del(f.sc); /* also ends the TLS server's connection */
+        rsv_subchannel_del(f.sc); /* also ends the TLS server's connection */
     if (f.tls_running) {
         shutdown(f.tls_lfd, SHUT_RDWR); /* wakes the blocked accept() */
         pthread_join(f.tls_thread, NULL);
@@ -198,14 +198,14 @@ static void teardown(void)
         unlink(f.cert_file);
     unsetenv("SSL_CERT_FILE");
     for (int i = 0; i < f.n_fds; i++) {
-        resolver_loop_unwatch(f.loop, f.fds[i]);
+        rsv_loop_unwatch(f.loop, f.fds[i]);
         close(f.fds[i]);
     }
     for (int i = 0; i < f.n_children; i++) {
         kill(f.children[i], SIGKILL); /* also ends a SIGSTOPped child */
         waitpid(f.children[i], NULL, 0);
     }
-    resolver_loop_del(f.loop);
+    rsv_loop_del(f.loop);
     resolver_log_set_handler(NULL, NULL);
 }
 
@@ -215,21 +215,20 @@ static void keep_fd(int fd)
     f.fds[f.n_fds++] = fd;
 }
 
-static void state_cb(resolver_subchannel *sc, resolver_state old_state, resolver_state new_state,
-                     void *arg)
+static void state_cb(rsv_subchannel *sc, rsv_state old_state, rsv_state new_state, void *arg)
 {
     ck_assert_ptr_eq(sc, f.sc);
-    ck_assert_int_eq(old_state, f.n ? f.states[f.n - 1] : RESOLVER_STATE_IDLE);
-    ck_assert_int_eq(resolver_subchannel_state(sc), new_state);
+    ck_assert_int_eq(old_state, f.n ? f.states[f.n - 1] : RSV_STATE_IDLE);
+    ck_assert_int_eq(rsv_subchannel_state(sc), new_state);
     if (f.n < MAX_EVENTS) {
         f.states[f.n] = new_state;
         f.at[f.n] = mono_ms();
         f.n++;
     }
     if (new_state == f.shutdown_on)
-        resolver_subchannel_shutdown(sc); /* nests a SHUTDOWN report */
+        rsv_subchannel_shutdown(sc); /* nests a SHUTDOWN report */
     if (new_state == f.delete_on) {
-        resolver_subchannel_del(sc); /* rule 2 of subchannel.h */
+        rsv_subchannel_del(sc); /* rule 2 of subchannel.h */
         f.deleted = 1;
     }
 }
@@ -241,7 +240,7 @@ static int run_until(predicate done, uint64_t ms)
 {
     uint64_t end = mono_ms() + ms;
     while (!done() && mono_ms() < end)
-        resolver_loop_run_once(f.loop, 10);
+        rsv_loop_run_once(f.loop, 10);
     return done();
 }
 
@@ -249,10 +248,10 @@ static void run_for(uint64_t ms)
 {
     uint64_t end = mono_ms() + ms;
     while (mono_ms() < end)
-        resolver_loop_run_once(f.loop, 10);
+        rsv_loop_run_once(f.loop, 10);
 }
 
-static int count(resolver_state s)
+static int count(rsv_state s)
 {
     int n = 0;
     for (int i = 0; i < f.n; i++)
@@ -260,29 +259,29 @@ static int count(resolver_state s)
     return n;
 }
 
-static int last_is(resolver_state s)
+static int last_is(rsv_state s)
 {
     return f.n > 0 && f.states[f.n - 1] == s;
 }
 
 static int is_ready(void)
 {
-    return last_is(RESOLVER_STATE_READY);
+    return last_is(RSV_STATE_READY);
 }
 
 static int is_tf(void)
 {
-    return last_is(RESOLVER_STATE_TRANSIENT_FAILURE);
+    return last_is(RSV_STATE_TRANSIENT_FAILURE);
 }
 
 static int had_tf(void)
 {
-    return count(RESOLVER_STATE_TRANSIENT_FAILURE) >= 1;
+    return count(RSV_STATE_TRANSIENT_FAILURE) >= 1;
 }
 
 static int five_tf(void)
 {
-    return count(RESOLVER_STATE_TRANSIENT_FAILURE) >= 5;
+    return count(RSV_STATE_TRANSIENT_FAILURE) >= 5;
 }
 
 static int deleted(void)
@@ -290,26 +289,26 @@ static int deleted(void)
     return f.deleted;
 }
 
-static resolver_service_options test_opts(resolver_protocol protocol)
+static rsv_service_options test_opts(rsv_protocol protocol)
 {
-    resolver_service_options o;
+    rsv_service_options o;
     memset(&o, 0, sizeof(o));
     o.protocol = protocol;
     o.keepalive_time_ms = 30000;
     o.keepalive_timeout_ms = 10000;
     o.connect_timeout_ms = 20000;
-    o.backoff = (resolver_backoff_config){50, 1.6, 0.2, 2000};
+    o.backoff = (rsv_backoff_config){50, 1.6, 0.2, 2000};
     return o;
 }
 
-static void start(uint16_t port, const resolver_service_options *o)
+static void start(uint16_t port, const rsv_service_options *o)
 {
-    f.sc = resolver_subchannel_new(f.loop, NULL, "127.0.0.1", port, o, state_cb, NULL);
+    f.sc = rsv_subchannel_new(f.loop, NULL, "127.0.0.1", port, o, state_cb, NULL);
     ck_assert_ptr_nonnull(f.sc);
-    ck_assert_int_eq(resolver_subchannel_state(f.sc), RESOLVER_STATE_IDLE);
-    resolver_subchannel_connect(f.sc);
+    ck_assert_int_eq(rsv_subchannel_state(f.sc), RSV_STATE_IDLE);
+    rsv_subchannel_connect(f.sc);
     ck_assert_int_eq(f.n, 1);
-    ck_assert_int_eq(f.states[0], RESOLVER_STATE_CONNECTING);
+    ck_assert_int_eq(f.states[0], RSV_STATE_CONNECTING);
 }
 
 /* A loopback socket bound to port 0; listening if asked.  Not listening,
@@ -329,7 +328,7 @@ static int tcp_socket(int do_listen, uint16_t *port)
     return fd;
 }
 
-static void accept_and_close(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void accept_and_close(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     if (c >= 0)
@@ -347,7 +346,7 @@ static int alpn_select_h2(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_OK;
 }
 
-static void accept_and_keep(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void accept_and_keep(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     if (c >= 0)
@@ -439,13 +438,13 @@ START_TEST(test_h2_tls_ready)
 {
     uint16_t port = start_tls_server(1);
     setenv("SSL_CERT_FILE", f.cert_file, 1); /* read by the default verify paths */
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2);
     start(port, &o);
     ck_assert_msg(run_until(is_ready, 5000), "last_error: %s",
-                  resolver_subchannel_stats_get(f.sc)->last_error);
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error, "");
-    resolver_subchannel_shutdown(f.sc); /* GOAWAY + close_notify */
-    ck_assert(last_is(RESOLVER_STATE_SHUTDOWN));
+                  rsv_subchannel_stats_get(f.sc)->last_error);
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error, "");
+    rsv_subchannel_shutdown(f.sc); /* GOAWAY + close_notify */
+    ck_assert(last_is(RSV_STATE_SHUTDOWN));
 }
 END_TEST
 
@@ -454,11 +453,11 @@ START_TEST(test_h2_tls_untrusted)
     uint16_t port = start_tls_server(1);
     setenv("SSL_CERT_FILE", "/nonexistent", 1); /* trust nothing */
     setenv("SSL_CERT_DIR", "/nonexistent", 1);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2);
     start(port, &o);
     ck_assert(run_until(is_tf, 5000));
     unsetenv("SSL_CERT_DIR");
-    const char *err = resolver_subchannel_stats_get(f.sc)->last_error;
+    const char *err = rsv_subchannel_stats_get(f.sc)->last_error;
     ck_assert_msg(strstr(err, "certificate verify failed"), "last_error: %s", err);
 }
 END_TEST
@@ -467,10 +466,10 @@ START_TEST(test_h2_tls_without_alpn)
 {
     uint16_t port = start_tls_server(0);
     setenv("SSL_CERT_FILE", f.cert_file, 1);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2);
     start(port, &o);
     ck_assert(run_until(is_tf, 5000));
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error,
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error,
                      "TLS: the server did not select ALPN h2");
 }
 END_TEST
@@ -547,19 +546,18 @@ START_TEST(test_accept_then_close_is_failure)
 {
     uint16_t port;
     int lfd = tcp_socket(1, &port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, lfd, RESOLVER_LOOP_READ, accept_and_close, NULL),
-                     0);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    ck_assert_int_eq(rsv_loop_watch(f.loop, lfd, RSV_LOOP_READ, accept_and_close, NULL), 0);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     start(port, &o);
     ck_assert(run_until(is_tf, 2000));
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     /* The preface may reach the closed socket first, which then resets. */
     ck_assert_msg(strcmp(st->last_error, "connection closed by peer") == 0 ||
                       strstr(st->last_error, "Connection reset by peer") ||
                       strstr(st->last_error, "Broken pipe"),
                   "last_error: %s", st->last_error);
     ck_assert_uint_ge(st->connect_attempts, 1);
-    ck_assert_int_eq(count(RESOLVER_STATE_READY), 0);
+    ck_assert_int_eq(count(RSV_STATE_READY), 0);
 }
 END_TEST
 
@@ -567,10 +565,10 @@ START_TEST(test_refused_retries_with_growing_gaps)
 {
     uint16_t port;
     tcp_socket(0, &port); /* bound, not listening: connections are refused */
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     start(port, &o);
     ck_assert(run_until(five_tf, 5000));
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     ck_assert_str_eq(st->last_error, "connect: Connection refused");
     ck_assert_uint_ge(st->connect_attempts, 5);
     ck_assert_uint_ge(st->reconnects, 4);
@@ -580,10 +578,10 @@ START_TEST(test_refused_retries_with_growing_gaps)
     uint64_t starts[16];
     int ns = 0;
     for (int i = 0; i < f.n && ns < 16; i++) {
-        if (f.states[i] == RESOLVER_STATE_CONNECTING)
+        if (f.states[i] == RSV_STATE_CONNECTING)
             starts[ns++] = f.at[i];
         else
-            ck_assert_int_eq(f.states[i], RESOLVER_STATE_TRANSIENT_FAILURE);
+            ck_assert_int_eq(f.states[i], RSV_STATE_TRANSIENT_FAILURE);
     }
     ck_assert_int_ge(ns, 5);
     double expect = 50;
@@ -603,23 +601,22 @@ START_TEST(test_tcp_ready_then_shutdown)
 {
     uint16_t port;
     int lfd = tcp_socket(1, &port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, lfd, RESOLVER_LOOP_READ, accept_and_keep, NULL),
-                     0);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_TCP);
+    ck_assert_int_eq(rsv_loop_watch(f.loop, lfd, RSV_LOOP_READ, accept_and_keep, NULL), 0);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_TCP);
     start(port, &o);
     ck_assert(run_until(is_ready, 2000));
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     ck_assert_str_eq(st->last_error, "");
     ck_assert_uint_eq(st->connect_attempts, 1);
     ck_assert_int_eq(st->rtt_last_us, -1);
     run_for(100);
-    ck_assert_int_eq(f.n, 2);        /* CONNECTING, READY: nothing since */
-    resolver_subchannel_probe(f.sc); /* a no-op for protocol tcp */
+    ck_assert_int_eq(f.n, 2);   /* CONNECTING, READY: nothing since */
+    rsv_subchannel_probe(f.sc); /* a no-op for protocol tcp */
     ck_assert_uint_eq(st->pings_sent, 0);
-    resolver_subchannel_shutdown(f.sc);
-    ck_assert(last_is(RESOLVER_STATE_SHUTDOWN));
-    resolver_subchannel_shutdown(f.sc); /* reported once */
-    resolver_subchannel_connect(f.sc);  /* no-op after SHUTDOWN */
+    rsv_subchannel_shutdown(f.sc);
+    ck_assert(last_is(RSV_STATE_SHUTDOWN));
+    rsv_subchannel_shutdown(f.sc); /* reported once */
+    rsv_subchannel_connect(f.sc);  /* no-op after SHUTDOWN */
     run_for(100);
     ck_assert_int_eq(f.n, 3);
 }
@@ -627,16 +624,15 @@ END_TEST
 
 static int tcp_reconnected(void)
 {
-    return count(RESOLVER_STATE_READY) >= 2;
+    return count(RSV_STATE_READY) >= 2;
 }
 
 START_TEST(test_tcp_peer_close_reconnects_at_once)
 {
     uint16_t port;
     int lfd = tcp_socket(1, &port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, lfd, RESOLVER_LOOP_READ, accept_and_keep, NULL),
-                     0);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_TCP);
+    ck_assert_int_eq(rsv_loop_watch(f.loop, lfd, RSV_LOOP_READ, accept_and_keep, NULL), 0);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_TCP);
     o.backoff.initial_ms = 5000; /* a backoff wait would fail the test */
     start(port, &o);
     ck_assert(run_until(is_ready, 2000));
@@ -647,10 +643,10 @@ START_TEST(test_tcp_peer_close_reconnects_at_once)
     uint64_t t0 = mono_ms();
     ck_assert(run_until(tcp_reconnected, 2000));
     ck_assert_uint_lt(mono_ms() - t0, 1000);
-    ck_assert_int_eq(count(RESOLVER_STATE_TRANSIENT_FAILURE), 0);
-    ck_assert_int_eq(f.states[2], RESOLVER_STATE_CONNECTING);
-    ck_assert_uint_eq(resolver_subchannel_stats_get(f.sc)->reconnects, 1);
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error, "");
+    ck_assert_int_eq(count(RSV_STATE_TRANSIENT_FAILURE), 0);
+    ck_assert_int_eq(f.states[2], RSV_STATE_CONNECTING);
+    ck_assert_uint_eq(rsv_subchannel_stats_get(f.sc)->reconnects, 1);
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error, "");
 }
 END_TEST
 
@@ -660,14 +656,13 @@ static uint64_t silent_peer_timeout(uint64_t connect_timeout_ms, uint64_t initia
 {
     uint16_t port;
     int lfd = tcp_socket(1, &port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, lfd, RESOLVER_LOOP_READ, accept_and_keep, NULL),
-                     0);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    ck_assert_int_eq(rsv_loop_watch(f.loop, lfd, RSV_LOOP_READ, accept_and_keep, NULL), 0);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.connect_timeout_ms = connect_timeout_ms;
     o.backoff.initial_ms = initial_backoff_ms;
     start(port, &o);
     ck_assert(run_until(had_tf, 3000));
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error,
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error,
                      "timed out waiting for the server's SETTINGS");
     return f.at[1] - f.at[0];
 }
@@ -694,8 +689,8 @@ START_TEST(test_delete_from_callback)
 {
     uint16_t port;
     tcp_socket(0, &port);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
-    f.delete_on = RESOLVER_STATE_TRANSIENT_FAILURE;
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
+    f.delete_on = RSV_STATE_TRANSIENT_FAILURE;
     start(port, &o);
     ck_assert(run_until(deleted, 2000));
     run_for(200); /* no timer of the deleted subchannel may fire */
@@ -706,10 +701,9 @@ START_TEST(test_delete_from_ready_callback)
 {
     uint16_t port;
     int lfd = tcp_socket(1, &port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, lfd, RESOLVER_LOOP_READ, accept_and_keep, NULL),
-                     0);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_TCP);
-    f.delete_on = RESOLVER_STATE_READY;
+    ck_assert_int_eq(rsv_loop_watch(f.loop, lfd, RSV_LOOP_READ, accept_and_keep, NULL), 0);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_TCP);
+    f.delete_on = RSV_STATE_READY;
     start(port, &o);
     ck_assert(run_until(deleted, 2000));
     run_for(100);
@@ -722,11 +716,10 @@ START_TEST(test_h2_tls_refused)
      * fail cleanly and keep retrying. */
     uint16_t port;
     tcp_socket(0, &port);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2);
     start(port, &o);
     ck_assert(run_until(is_tf, 2000));
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error,
-                     "connect: Connection refused");
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error, "connect: Connection refused");
 }
 END_TEST
 
@@ -735,12 +728,11 @@ START_TEST(test_h2_tls_against_plaintext)
     /* A peer that accepts and closes during the TLS handshake. */
     uint16_t port;
     int lfd = tcp_socket(1, &port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, lfd, RESOLVER_LOOP_READ, accept_and_close, NULL),
-                     0);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2);
+    ck_assert_int_eq(rsv_loop_watch(f.loop, lfd, RSV_LOOP_READ, accept_and_close, NULL), 0);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2);
     start(port, &o);
     ck_assert(run_until(is_tf, 3000));
-    const char *err = resolver_subchannel_stats_get(f.sc)->last_error;
+    const char *err = rsv_subchannel_stats_get(f.sc)->last_error;
     ck_assert_msg(strncmp(err, "TLS handshake: ", 15) == 0, "last_error: %s", err);
 }
 END_TEST
@@ -752,16 +744,16 @@ START_TEST(test_h2c_ready)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {"--name", "alpha", NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     ck_assert_uint_gt(st->bytes_in, 0);
     ck_assert_uint_gt(st->bytes_out, 24); /* preface + SETTINGS */
     ck_assert_uint_eq(st->connect_attempts, 1);
     ck_assert_str_eq(st->last_error, "");
-    resolver_subchannel_shutdown(f.sc); /* GOAWAY, close, SHUTDOWN */
-    ck_assert(last_is(RESOLVER_STATE_SHUTDOWN));
+    rsv_subchannel_shutdown(f.sc); /* GOAWAY, close, SHUTDOWN */
+    ck_assert(last_is(RSV_STATE_SHUTDOWN));
     run_for(100);
     ck_assert_int_eq(f.n, 3);
 }
@@ -769,12 +761,12 @@ END_TEST
 
 static int two_acks(void)
 {
-    return resolver_subchannel_stats_get(f.sc)->pings_acked >= 2;
+    return rsv_subchannel_stats_get(f.sc)->pings_acked >= 2;
 }
 
 static int three_acks(void)
 {
-    return resolver_subchannel_stats_get(f.sc)->pings_acked >= 3;
+    return rsv_subchannel_stats_get(f.sc)->pings_acked >= 3;
 }
 
 START_TEST(test_keepalive_rtt)
@@ -782,12 +774,12 @@ START_TEST(test_keepalive_rtt)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.keepalive_time_ms = 100;
     o.keepalive_timeout_ms = 1000;
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     ck_assert_int_eq(st->rtt_last_us, -1);
     uint64_t t0 = mono_ms();
     ck_assert(run_until(two_acks, 3000));
@@ -800,12 +792,12 @@ START_TEST(test_keepalive_rtt)
     /* A probe PINGs at once unless a PING is in flight. */
     uint64_t sent = st->pings_sent;
     int in_flight = st->pings_sent > st->pings_acked;
-    resolver_subchannel_probe(f.sc);
+    rsv_subchannel_probe(f.sc);
     ck_assert_uint_eq(st->pings_sent, sent + (in_flight ? 0 : 1));
-    resolver_subchannel_probe(f.sc); /* one in flight now: no second PING */
+    rsv_subchannel_probe(f.sc); /* one in flight now: no second PING */
     ck_assert_uint_eq(st->pings_sent, sent + (in_flight ? 0 : 1));
     ck_assert(run_until(three_acks, 3000));
-    ck_assert(last_is(RESOLVER_STATE_READY));
+    ck_assert(last_is(RSV_STATE_READY));
     ck_assert_int_eq(f.n, 2);
 }
 END_TEST
@@ -816,7 +808,7 @@ START_TEST(test_stopped_server_fails_keepalive)
     const char *args[] = {NULL};
     pid_t pid;
     uint16_t port = spawn_h2server(args, &pid);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.keepalive_time_ms = 200;
     o.keepalive_timeout_ms = 200;
     start(port, &o);
@@ -826,13 +818,13 @@ START_TEST(test_stopped_server_fails_keepalive)
     ck_assert(run_until(is_tf, 200 + 200 + SLACK_MS));
     uint64_t took = mono_ms() - t0;
     ck_assert_msg(took >= 200, "failed after %llu ms", (unsigned long long)took);
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error, "keepalive ping timeout");
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error, "keepalive ping timeout");
 }
 END_TEST
 
 static int reconnected_ready(void)
 {
-    return count(RESOLVER_STATE_READY) >= 2 && last_is(RESOLVER_STATE_READY);
+    return count(RSV_STATE_READY) >= 2 && last_is(RSV_STATE_READY);
 }
 
 /* GOAWAY NO_ERROR after `args`' trigger: READY -> CONNECTING -> READY with
@@ -840,15 +832,15 @@ static int reconnected_ready(void)
 static void check_goaway_reconnect(const char *const *args)
 {
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.backoff.initial_ms = 5000; /* a backoff wait would fail the test */
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
     ck_assert(run_until(reconnected_ready, 3000));
-    ck_assert_int_eq(count(RESOLVER_STATE_TRANSIENT_FAILURE), 0);
-    ck_assert_int_eq(f.states[2], RESOLVER_STATE_CONNECTING);
+    ck_assert_int_eq(count(RSV_STATE_TRANSIENT_FAILURE), 0);
+    ck_assert_int_eq(f.states[2], RSV_STATE_CONNECTING);
     ck_assert_uint_lt(f.at[3] - f.at[2], 1000);
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     ck_assert_uint_ge(st->goaways, 1);
     ck_assert_uint_ge(st->reconnects, 1);
     ck_assert_str_eq(st->last_error, "");
@@ -887,14 +879,14 @@ START_TEST(test_goaway_error_streams_processed_reconnects)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {"--goaway-after", "300", "--goaway-code", "2", NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.backoff.initial_ms = 5000; /* a backoff wait would fail the test */
     o.health_grpc_service = "";
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
     ck_assert(run_until(reconnected_ready, 3000));
-    ck_assert_int_eq(count(RESOLVER_STATE_TRANSIENT_FAILURE), 0);
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error, "");
+    ck_assert_int_eq(count(RSV_STATE_TRANSIENT_FAILURE), 0);
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error, "");
 }
 END_TEST
 
@@ -906,12 +898,12 @@ START_TEST(test_goaway_error_stream_lost_is_failure)
     const char *args[] = {
         "--goaway-after", "300", "--goaway-code", "2", "--goaway-last-id", "0", NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.health_grpc_service = "";
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
     ck_assert(run_until(had_tf, 3000));
-    ck_assert_str_eq(resolver_subchannel_stats_get(f.sc)->last_error,
+    ck_assert_str_eq(rsv_subchannel_stats_get(f.sc)->last_error,
                      "GOAWAY INTERNAL_ERROR \"max_age\" from server");
 }
 END_TEST
@@ -921,14 +913,14 @@ START_TEST(test_too_many_pings)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {"--min-ping-interval", "10000", "--ping-strikes", "1", NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.keepalive_time_ms = 50;
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
     /* The connection was READY long enough for its attempt deadline to pass:
      * TRANSIENT_FAILURE is followed by CONNECTING at once. */
     ck_assert(run_until(had_tf, 3000));
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(f.sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(f.sc);
     ck_assert_str_eq(st->last_error, "GOAWAY ENHANCE_YOUR_CALM \"too_many_pings\" from server");
     ck_assert_uint_ge(st->goaways, 1);
     ck_assert_msg(strstr(f.warn, "too_many_pings") && strstr(f.warn, "using 100 ms"), "warn: %s",
@@ -938,7 +930,7 @@ END_TEST
 
 static int many_attempts(void)
 {
-    return resolver_subchannel_stats_get(f.sc)->connect_attempts >= 4;
+    return rsv_subchannel_stats_get(f.sc)->connect_attempts >= 4;
 }
 
 START_TEST(test_max_connection_age_stays_ready)
@@ -946,7 +938,7 @@ START_TEST(test_max_connection_age_stays_ready)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.max_connection_age_ms = 200;
     start(port, &o);
     ck_assert(run_until(is_ready, 3000));
@@ -954,8 +946,8 @@ START_TEST(test_max_connection_age_stays_ready)
     run_for(50);
     /* Connections were replaced, the state never left READY. */
     ck_assert_int_eq(f.n, 2);
-    ck_assert(last_is(RESOLVER_STATE_READY));
-    ck_assert_uint_eq(resolver_subchannel_stats_get(f.sc)->reconnects, 0);
+    ck_assert(last_is(RSV_STATE_READY));
+    ck_assert_uint_eq(rsv_subchannel_stats_get(f.sc)->reconnects, 0);
 }
 END_TEST
 
@@ -964,15 +956,15 @@ START_TEST(test_h2c_shutdown_from_ready_callback)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {"--goaway-after", "100", NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
     o.keepalive_time_ms = 20;
-    f.shutdown_on = RESOLVER_STATE_READY;
+    f.shutdown_on = RSV_STATE_READY;
     start(port, &o);
-    ck_assert(run_until(is_ready, 3000) || last_is(RESOLVER_STATE_SHUTDOWN));
+    ck_assert(run_until(is_ready, 3000) || last_is(RSV_STATE_SHUTDOWN));
     run_for(300); /* no keepalive, GOAWAY or reconnect may follow */
     ck_assert_int_eq(f.n, 3);
-    ck_assert(last_is(RESOLVER_STATE_SHUTDOWN));
-    ck_assert_uint_eq(resolver_subchannel_stats_get(f.sc)->pings_sent, 0);
+    ck_assert(last_is(RSV_STATE_SHUTDOWN));
+    ck_assert_uint_eq(rsv_subchannel_stats_get(f.sc)->pings_sent, 0);
 }
 END_TEST
 
@@ -981,8 +973,8 @@ START_TEST(test_h2c_delete_from_ready_callback)
     SKIP_WITHOUT_H2SERVER();
     const char *args[] = {NULL};
     uint16_t port = spawn_h2server(args, NULL);
-    resolver_service_options o = test_opts(RESOLVER_PROTOCOL_H2C);
-    f.delete_on = RESOLVER_STATE_READY; /* inside the SETTINGS handling */
+    rsv_service_options o = test_opts(RSV_PROTOCOL_H2C);
+    f.delete_on = RSV_STATE_READY; /* inside the SETTINGS handling */
     start(port, &o);
     ck_assert(run_until(deleted, 3000));
     run_for(100);

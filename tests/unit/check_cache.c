@@ -39,16 +39,16 @@ START_TEST(newest_text_is_on_disk_after_del)
 {
     char path[128];
     snprintf(path, sizeof(path), "%s/cache.json", dir);
-    resolver_cache_writer *w = resolver_cache_writer_new();
+    rsv_cache_writer *w = rsv_cache_writer_new();
     ck_assert_ptr_nonnull(w);
     for (int i = 0; i < 100; i++) {
         char text[32];
         snprintf(text, sizeof(text), "state %d", i);
-        ck_assert_int_eq(resolver_cache_writer_submit(w, path, strdup(text)), 0);
+        ck_assert_int_eq(rsv_cache_writer_submit(w, path, strdup(text)), 0);
     }
     /* 100 submissions in a burst: most replaced before the thread got them */
-    unsigned long long writes = resolver_cache_writer_writes(w);
-    resolver_cache_writer_del(w);
+    unsigned long long writes = rsv_cache_writer_writes(w);
+    rsv_cache_writer_del(w);
     ck_assert_uint_lt(writes, 100);
     ck_assert_str_eq(slurp(path), "state 99");
     char tmp[160];
@@ -74,10 +74,10 @@ START_TEST(failed_write_is_logged)
     char path[128];
     snprintf(path, sizeof(path), "%s/missing/cache.json", dir);
     resolver_log_set_handler(capture, NULL);
-    resolver_cache_writer *w = resolver_cache_writer_new();
+    rsv_cache_writer *w = rsv_cache_writer_new();
     ck_assert_ptr_nonnull(w);
-    ck_assert_int_eq(resolver_cache_writer_submit(w, path, strdup("x")), 0);
-    resolver_cache_writer_del(w);
+    ck_assert_int_eq(rsv_cache_writer_submit(w, path, strdup("x")), 0);
+    rsv_cache_writer_del(w);
     resolver_log_set_handler(NULL, NULL);
     ck_assert_int_eq(warnings, 1);
     ck_assert_msg(strstr(last, "missing/cache.json") && strstr(last, "No such file"), "%s", last);
@@ -86,11 +86,11 @@ END_TEST
 
 START_TEST(del_without_submit)
 {
-    resolver_cache_writer *w = resolver_cache_writer_new();
+    rsv_cache_writer *w = rsv_cache_writer_new();
     ck_assert_ptr_nonnull(w);
-    ck_assert_uint_eq(resolver_cache_writer_writes(w), 0);
-    resolver_cache_writer_del(w);
-    resolver_cache_writer_del(NULL);
+    ck_assert_uint_eq(rsv_cache_writer_writes(w), 0);
+    rsv_cache_writer_del(w);
+    rsv_cache_writer_del(NULL);
 }
 END_TEST
 

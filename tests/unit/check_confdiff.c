@@ -7,7 +7,7 @@
 
 static char got[4096];
 
-static void collect(void *arg, resolver_diff_kind kind, const char *key, const char *old_value,
+static void collect(void *arg, rsv_diff_kind kind, const char *key, const char *old_value,
                     const char *new_value)
 {
     static const char *const kinds[] = {"added", "removed", "changed", "restart"};
@@ -29,7 +29,7 @@ static int diff(const char *a, const char *b)
 {
     got[0] = '\0';
     resolver_config *ca = load(a), *cb = load(b);
-    int n = resolver_config_diff(ca, cb, collect, NULL);
+    int n = rsv_config_diff(ca, cb, collect, NULL);
     resolver_config_free(ca);
     resolver_config_free(cb);
     return n;
@@ -86,11 +86,11 @@ END_TEST
 
 START_TEST(restart_keys_by_prefix)
 {
-    ck_assert(resolver_config_key_needs_restart("etcd.username"));
-    ck_assert(resolver_config_key_needs_restart("zone"));
-    ck_assert(!resolver_config_key_needs_restart("zones"));
-    ck_assert(!resolver_config_key_needs_restart("socket.admin_group"));
-    ck_assert(!resolver_config_key_needs_restart("services[etcd].policy"));
+    ck_assert(rsv_config_key_needs_restart("etcd.username"));
+    ck_assert(rsv_config_key_needs_restart("zone"));
+    ck_assert(!rsv_config_key_needs_restart("zones"));
+    ck_assert(!rsv_config_key_needs_restart("socket.admin_group"));
+    ck_assert(!rsv_config_key_needs_restart("services[etcd].policy"));
 }
 END_TEST
 

@@ -46,11 +46,11 @@ static void load_bad(const char *text, const char *want)
     free(expect);
 }
 
-static void assert_default_options(const resolver_service_options *o)
+static void assert_default_options(const rsv_service_options *o)
 {
-    ck_assert_int_eq(o->format, RESOLVER_FORMAT_AUTO);
-    ck_assert_int_eq(o->policy, RESOLVER_POLICY_ROUND_ROBIN);
-    ck_assert_int_eq(o->protocol, RESOLVER_PROTOCOL_H2C);
+    ck_assert_int_eq(o->format, RSV_FORMAT_AUTO);
+    ck_assert_int_eq(o->policy, RSV_POLICY_ROUND_ROBIN);
+    ck_assert_int_eq(o->protocol, RSV_PROTOCOL_H2C);
     ck_assert_uint_eq(o->keepalive_time_ms, 30000);
     ck_assert_uint_eq(o->keepalive_timeout_ms, 10000);
     ck_assert_uint_eq(o->connect_timeout_ms, 20000);
@@ -149,7 +149,7 @@ START_TEST(test_empty_object_is_all_defaults)
     cfg = load_ok("{'etcd': {}, 'socket': {}, 'metrics': {}, 'defaults': {'backoff': {},"
                   " 'health_check': {}}, 'services': []}");
     assert_defaults(cfg);
-    ck_assert_ptr_null(resolver_config_find_service(cfg, "user.rpc"));
+    ck_assert_ptr_null(rsv_config_find_service(cfg, "user.rpc"));
     resolver_config_free(cfg);
 }
 END_TEST
@@ -159,7 +159,7 @@ START_TEST(test_new_default_equals_empty_object)
     resolver_config *a = NULL, *b = load_ok("{}");
     ck_assert_int_eq(resolver_config_new_default(&a), 0);
     assert_defaults(a);
-    ck_assert(resolver_config_equal(a, b));
+    ck_assert(rsv_config_equal(a, b));
     ck_assert_int_eq(resolver_config_new_default(NULL), RESOLVER_ERR_INVALID);
     resolver_config_free(a);
     resolver_config_free(b);
@@ -175,16 +175,16 @@ START_TEST(test_product_example)
     ck_assert_str_eq(err, "");
     /* Every value in the example is a default, except for the service. */
     ck_assert_uint_eq(cfg->n_services, 1);
-    const resolver_service_config *s = resolver_config_find_service(cfg, "user.rpc");
+    const rsv_service_config *s = rsv_config_find_service(cfg, "user.rpc");
     ck_assert_ptr_eq(s, &cfg->services[0]);
     ck_assert_str_eq(s->name, "user.rpc");
     ck_assert_str_eq(s->prefix, "user.rpc/");
-    ck_assert_int_eq(s->options.policy, RESOLVER_POLICY_LEAST_REQUEST);
-    resolver_service_options o;
-    ck_assert_int_eq(resolver_service_options_copy(&o, &s->options), 0);
-    o.policy = RESOLVER_POLICY_ROUND_ROBIN;
+    ck_assert_int_eq(s->options.policy, RSV_POLICY_LEAST_REQUEST);
+    rsv_service_options o;
+    ck_assert_int_eq(rsv_service_options_copy(&o, &s->options), 0);
+    o.policy = RSV_POLICY_ROUND_ROBIN;
     assert_default_options(&o);
-    resolver_service_options_clear(&o);
+    rsv_service_options_clear(&o);
     cfg->n_services = 0; /* the rest must be exactly the defaults */
     assert_defaults(cfg);
     cfg->n_services = 1;
@@ -215,9 +215,9 @@ START_TEST(test_overrides_and_inheritance)
     ck_assert_str_eq(cfg->cache_file, "/var/cache/r.json");
     ck_assert_uint_eq(cfg->on_demand_services_max, 0);
 
-    const resolver_service_options *d = &cfg->defaults;
-    ck_assert_int_eq(d->policy, RESOLVER_POLICY_RANDOM);
-    ck_assert_int_eq(d->protocol, RESOLVER_PROTOCOL_TCP);
+    const rsv_service_options *d = &cfg->defaults;
+    ck_assert_int_eq(d->policy, RSV_POLICY_RANDOM);
+    ck_assert_int_eq(d->protocol, RSV_PROTOCOL_TCP);
     ck_assert_uint_eq(d->keepalive_time_ms, 10);
     ck_assert_uint_eq(d->backoff.initial_ms, 500);
     ck_assert_double_eq(d->backoff.multiplier, 1.6); /* untouched backoff fields stay */
@@ -228,11 +228,11 @@ START_TEST(test_overrides_and_inheritance)
 
     ck_assert_uint_eq(cfg->n_services, 3);
     /* user.rpc: its own policy and max_ms, everything else from defaults */
-    const resolver_service_config *u = resolver_config_find_service(cfg, "user.rpc");
+    const rsv_service_config *u = rsv_config_find_service(cfg, "user.rpc");
     ck_assert_ptr_nonnull(u);
     ck_assert_str_eq(u->prefix, "user.rpc/");
-    ck_assert_int_eq(u->options.policy, RESOLVER_POLICY_LEAST_REQUEST);
-    ck_assert_int_eq(u->options.protocol, RESOLVER_PROTOCOL_TCP);
+    ck_assert_int_eq(u->options.policy, RSV_POLICY_LEAST_REQUEST);
+    ck_assert_int_eq(u->options.protocol, RSV_PROTOCOL_TCP);
     ck_assert_uint_eq(u->options.keepalive_time_ms, 10);
     ck_assert_uint_eq(u->options.backoff.initial_ms, 500);
     ck_assert_double_eq(u->options.backoff.multiplier, 1.6);
@@ -243,12 +243,12 @@ START_TEST(test_overrides_and_inheritance)
     ck_assert_uint_eq(u->options.connect_timeout_ms, 20000);
 
     /* order.rpc: every option overridden */
-    const resolver_service_config *o = resolver_config_find_service(cfg, "order.rpc");
+    const rsv_service_config *o = rsv_config_find_service(cfg, "order.rpc");
     ck_assert_ptr_nonnull(o);
     ck_assert_str_eq(o->prefix, "/microservices/order/");
-    ck_assert_int_eq(o->options.format, RESOLVER_FORMAT_KRATOS);
-    ck_assert_int_eq(o->options.policy, RESOLVER_POLICY_RING_HASH);
-    ck_assert_int_eq(o->options.protocol, RESOLVER_PROTOCOL_H2);
+    ck_assert_int_eq(o->options.format, RSV_FORMAT_KRATOS);
+    ck_assert_int_eq(o->options.policy, RSV_POLICY_RING_HASH);
+    ck_assert_int_eq(o->options.protocol, RSV_PROTOCOL_H2);
     ck_assert_uint_eq(o->options.keepalive_time_ms, 5000);
     ck_assert_uint_eq(o->options.keepalive_timeout_ms, 2000);
     ck_assert_uint_eq(o->options.connect_timeout_ms, 3000);
@@ -263,14 +263,14 @@ START_TEST(test_overrides_and_inheritance)
     ck_assert_str_eq(o->options.health_grpc_service, "order.v1.Order");
 
     /* pay: nothing of its own, so exactly the defaults ({} keeps health) */
-    const resolver_service_config *p = resolver_config_find_service(cfg, "pay");
+    const rsv_service_config *p = rsv_config_find_service(cfg, "pay");
     ck_assert_ptr_nonnull(p);
     ck_assert_str_eq(p->prefix, "pay/");
-    ck_assert(resolver_service_options_equal(&p->options, d));
+    ck_assert(rsv_service_options_equal(&p->options, d));
     ck_assert_ptr_ne(p->options.health_grpc_service, d->health_grpc_service); /* own copy */
 
-    ck_assert_ptr_null(resolver_config_find_service(cfg, "nope"));
-    ck_assert_ptr_null(resolver_config_find_service(cfg, NULL));
+    ck_assert_ptr_null(rsv_config_find_service(cfg, "nope"));
+    ck_assert_ptr_null(rsv_config_find_service(cfg, NULL));
     resolver_config_free(cfg);
 }
 END_TEST
@@ -283,13 +283,13 @@ START_TEST(test_self_preservation_keys)
         load_ok("{'defaults': {'self_preservation_percent': 70, 'self_preservation_max_ms': 1000},"
                 " 'services': [{'name': 'a'}, {'name': 'b', 'self_preservation_percent': 0,"
                 " 'self_preservation_max_ms': 86400000}]}");
-    const resolver_service_config *a = resolver_config_find_service(cfg, "a");
-    const resolver_service_config *b = resolver_config_find_service(cfg, "b");
+    const rsv_service_config *a = rsv_config_find_service(cfg, "a");
+    const rsv_service_config *b = rsv_config_find_service(cfg, "b");
     ck_assert_uint_eq(a->options.self_preservation_percent, 70);
     ck_assert_uint_eq(a->options.self_preservation_max_ms, 1000);
     ck_assert_uint_eq(b->options.self_preservation_percent, 0);
     ck_assert_uint_eq(b->options.self_preservation_max_ms, 86400000);
-    ck_assert(!resolver_service_options_equal(&a->options, &b->options));
+    ck_assert(!rsv_service_options_equal(&a->options, &b->options));
     resolver_config_free(cfg);
 }
 END_TEST
@@ -566,7 +566,7 @@ END_TEST
 /* ---- every duration key is bounded ---------------------------------- */
 
 /* Every key ending in "_ms" in the effective configuration, found by
- * walking what resolver_config_to_json writes, so that a duration key added
+ * walking what rsv_config_to_json writes, so that a duration key added
  * later is covered without being listed here. */
 typedef struct {
     char path[128]; /* "services[0].backoff.max_ms", as messages name it */
@@ -633,7 +633,7 @@ static json_int_t effective_ms(const resolver_config *cfg, const ms_key *k, size
                                size_t n_keys)
 {
     char *json = NULL;
-    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
     json_t *doc = json_loads(json, 0, NULL);
     free(json);
     ck_assert_ptr_nonnull(doc);
@@ -675,12 +675,12 @@ END_TEST
 START_TEST(test_duration_bounds)
 {
     enum { CAP = 64 };
-    const json_int_t max = (json_int_t)RESOLVER_DURATION_MAX_MS;
+    const json_int_t max = (json_int_t)RSV_DURATION_MAX_MS;
     ck_assert_int_eq(max, 86400000); /* 24 h, as the documentation says */
     resolver_config *base = load_ok("{'services': [{'name': 'a'}], "
                                     "'register': [{'service': 'a', 'address': '127.0.0.1:1'}]}");
     char *json = NULL, err[512];
-    ck_assert_int_eq(resolver_config_to_json(base, &json), 0);
+    ck_assert_int_eq(rsv_config_to_json(base, &json), 0);
     resolver_config_free(base);
     json_t *doc = json_loads(json, 0, NULL);
     free(json);
@@ -728,10 +728,10 @@ START_TEST(test_register_defaults)
                   "'key': 'custom/k', 'health_check': {'grpc_service': 'b.v1'}}]}");
     ck_assert_uint_eq(cfg->deregister_grace_ms, 0);
     ck_assert_uint_eq(cfg->n_registrations, 2);
-    const resolver_registration_config *r = &cfg->registrations[0];
+    const rsv_registration_config *r = &cfg->registrations[0];
     ck_assert_str_eq(r->service, "user.rpc");
     ck_assert_str_eq(r->address, "localhost:8080"); /* canonical */
-    ck_assert_int_eq(r->format, RESOLVER_FORMAT_GOZERO);
+    ck_assert_int_eq(r->format, RSV_FORMAT_GOZERO);
     ck_assert_uint_eq(r->ttl_ms, 10000);
     ck_assert_uint_eq(r->weight, 1);
     ck_assert_str_eq(r->zone, "");
@@ -739,7 +739,7 @@ START_TEST(test_register_defaults)
     ck_assert_str_eq(r->key, "");
     r = &cfg->registrations[1];
     ck_assert_str_eq(r->address, "[::1]:9");
-    ck_assert_int_eq(r->format, RESOLVER_FORMAT_NATIVE);
+    ck_assert_int_eq(r->format, RSV_FORMAT_NATIVE);
     ck_assert_uint_eq(r->ttl_ms, 1000);
     ck_assert_uint_eq(r->weight, 7);
     ck_assert_str_eq(r->zone, "z1");
@@ -808,20 +808,20 @@ END_TEST
 
 START_TEST(test_registration_build)
 {
-    resolver_registration_config r;
+    rsv_registration_config r;
     char why[256];
-    ck_assert_int_eq(resolver_registration_build(&r, "s", "127.0.0.1:80", "kitex", 0, 0, NULL, "{}",
-                                                 NULL, why, sizeof(why)),
+    ck_assert_int_eq(rsv_registration_build(&r, "s", "127.0.0.1:80", "kitex", 0, 0, NULL, "{}",
+                                            NULL, why, sizeof(why)),
                      0);
-    ck_assert_int_eq(r.format, RESOLVER_FORMAT_KITEX);
+    ck_assert_int_eq(r.format, RSV_FORMAT_KITEX);
     ck_assert_uint_eq(r.ttl_ms, 10000);
     ck_assert_uint_eq(r.weight, 1);
     ck_assert_str_eq(r.metadata, "");
-    resolver_registration_config copy;
-    ck_assert_int_eq(resolver_registration_copy(&copy, &r), 0);
-    ck_assert(resolver_registration_equal(&copy, &r));
-    resolver_registration_clear(&copy);
-    resolver_registration_clear(&r);
+    rsv_registration_config copy;
+    ck_assert_int_eq(rsv_registration_copy(&copy, &r), 0);
+    ck_assert(rsv_registration_equal(&copy, &r));
+    rsv_registration_clear(&copy);
+    rsv_registration_clear(&r);
     static const struct {
         const char *service, *address, *format;
         uint64_t ttl;
@@ -838,9 +838,9 @@ START_TEST(test_registration_build)
         {"s", "127.0.0.1:80", NULL, 0, 0, "{", "metadata: not JSON"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        ck_assert_int_eq(resolver_registration_build(
-                             &r, cases[i].service, cases[i].address, cases[i].format, cases[i].ttl,
-                             cases[i].weight, NULL, cases[i].metadata, NULL, why, sizeof(why)),
+        ck_assert_int_eq(rsv_registration_build(&r, cases[i].service, cases[i].address,
+                                                cases[i].format, cases[i].ttl, cases[i].weight,
+                                                NULL, cases[i].metadata, NULL, why, sizeof(why)),
                          RESOLVER_ERR_INVALID);
         ck_assert_msg(strstr(why, cases[i].want), "%zu: got \"%s\" want \"%s\"", i, why,
                       cases[i].want);
@@ -850,10 +850,10 @@ END_TEST
 
 START_TEST(test_ms_to_int)
 {
-    ck_assert_int_eq(resolver_ms_to_int(0), 0);
-    ck_assert_int_eq(resolver_ms_to_int(RESOLVER_DURATION_MAX_MS), 86400000);
-    ck_assert_int_eq(resolver_ms_to_int(4294967297ull), INT_MAX); /* not 1 */
-    ck_assert_int_eq(resolver_ms_to_int(UINT64_MAX), INT_MAX);
+    ck_assert_int_eq(rsv_ms_to_int(0), 0);
+    ck_assert_int_eq(rsv_ms_to_int(RSV_DURATION_MAX_MS), 86400000);
+    ck_assert_int_eq(rsv_ms_to_int(4294967297ull), INT_MAX); /* not 1 */
+    ck_assert_int_eq(rsv_ms_to_int(UINT64_MAX), INT_MAX);
 }
 END_TEST
 
@@ -912,7 +912,7 @@ START_TEST(test_bad_arguments)
                      RESOLVER_ERR_INVALID);
     ck_assert_int_eq(resolver_config_load_file(NULL, &cfg, err, sizeof(err)), RESOLVER_ERR_INVALID);
     ck_assert_int_eq(resolver_config_load_file("/x", NULL, err, sizeof(err)), RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_config_to_json(NULL, NULL), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_config_to_json(NULL, NULL), RESOLVER_ERR_INVALID);
 }
 END_TEST
 
@@ -992,10 +992,10 @@ START_TEST(test_contrib_example)
     }
     resolver_config *cfg = NULL;
     ck_assert_msg(resolver_config_load_file(path, &cfg, err, sizeof(err)) == 0, "%s", err);
-    const resolver_service_config *u = resolver_config_find_service(cfg, "user.rpc");
+    const rsv_service_config *u = rsv_config_find_service(cfg, "user.rpc");
     ck_assert_ptr_nonnull(u);
-    ck_assert_int_eq(u->options.policy, RESOLVER_POLICY_LEAST_REQUEST);
-    ck_assert_ptr_nonnull(resolver_config_find_service(cfg, "order.rpc"));
+    ck_assert_int_eq(u->options.policy, RSV_POLICY_LEAST_REQUEST);
+    ck_assert_ptr_nonnull(rsv_config_find_service(cfg, "order.rpc"));
     resolver_config_free(cfg);
 }
 END_TEST
@@ -1048,14 +1048,14 @@ static void assert_round_trip(resolver_config *cfg)
 {
     char *json = NULL, err[512];
     resolver_config *again = NULL;
-    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
     ck_assert_ptr_nonnull(json);
     ck_assert_msg(resolver_config_load_string(json, &again, err, sizeof(err)) == 0, "%s\n%s", err,
                   json);
-    ck_assert_msg(resolver_config_equal(cfg, again), "round trip differs:\n%s", json);
+    ck_assert_msg(rsv_config_equal(cfg, again), "round trip differs:\n%s", json);
     /* and the text is a fixed point */
     char *json2 = NULL;
-    ck_assert_int_eq(resolver_config_to_json(again, &json2), 0);
+    ck_assert_int_eq(rsv_config_to_json(again, &json2), 0);
     ck_assert_str_eq(json, json2);
     free(json);
     free(json2);
@@ -1090,16 +1090,16 @@ START_TEST(test_dns_servers)
     ck_assert_str_eq(with->dns.servers[1], "[fd00::53]:5353");
     ck_assert_str_eq(with->dns.servers[2], "::1");
     ck_assert_str_eq(with->dns.servers[3], "127.0.0.1:53");
-    ck_assert(!resolver_config_dns_equal(cfg, with));
-    ck_assert(!resolver_config_equal(cfg, with));
+    ck_assert(!rsv_config_dns_equal(cfg, with));
+    ck_assert(!rsv_config_equal(cfg, with));
     assert_round_trip(with);
     char *json = NULL;
-    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
     ck_assert_ptr_nonnull(strstr(json, "\"dns\": {\n    \"servers\": []\n  }"));
     free(json);
     resolver_config *again = load_ok("{'dns': {'servers': ['10.0.0.53', '[fd00::53]:5353', "
                                      "'::1', '127.0.0.1:53']}}");
-    ck_assert(resolver_config_dns_equal(with, again));
+    ck_assert(rsv_config_dns_equal(with, again));
     resolver_config_free(again);
     resolver_config_free(with);
     resolver_config_free(cfg);
@@ -1110,7 +1110,7 @@ START_TEST(test_to_json_content)
 {
     resolver_config *cfg = load_ok(overrides);
     char *json = NULL;
-    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
     ck_assert_ptr_null(strstr(json, "\"password\"")); /* never a secret */
     ck_assert_ptr_nonnull(strstr(json, "\"password_file\": \"/etc/resolverd/etcd.pass\""));
     ck_assert_ptr_nonnull(strstr(json, "\"mode\": \"0600\""));
@@ -1125,7 +1125,7 @@ START_TEST(test_to_json_content)
     ck_assert_int_eq(resolver_config_new_default(&cfg), 0);
     free(cfg->zone);
     cfg->zone = strdup("caf\xe9");
-    ck_assert_int_eq(resolver_config_to_json(cfg, &json), 0);
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
     ck_assert_ptr_nonnull(strstr(json, "\"zone\": \"caf?\""));
     free(json);
     resolver_config_free(cfg);
@@ -1140,95 +1140,95 @@ START_TEST(test_names)
                                            "least_request", "ring_hash",   "random",
                                            "least_latency"};
     for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
-        resolver_policy p;
-        ck_assert_int_eq(resolver_policy_parse(policies[i], &p), 0);
-        ck_assert_str_eq(resolver_policy_name(p), policies[i]);
+        rsv_policy p;
+        ck_assert_int_eq(rsv_policy_parse(policies[i], &p), 0);
+        ck_assert_str_eq(rsv_policy_name(p), policies[i]);
     }
     static const char *const protocols[] = {"h2c", "h2", "tcp"};
     for (size_t i = 0; i < sizeof(protocols) / sizeof(protocols[0]); i++) {
-        resolver_protocol p;
-        ck_assert_int_eq(resolver_protocol_parse(protocols[i], &p), 0);
-        ck_assert_str_eq(resolver_protocol_name(p), protocols[i]);
+        rsv_protocol p;
+        ck_assert_int_eq(rsv_protocol_parse(protocols[i], &p), 0);
+        ck_assert_str_eq(rsv_protocol_name(p), protocols[i]);
     }
-    resolver_policy p;
-    resolver_protocol q;
-    ck_assert_int_eq(resolver_policy_parse("fastest", &p), RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_policy_parse(NULL, &p), RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_protocol_parse("h3", &q), RESOLVER_ERR_INVALID);
-    ck_assert_str_eq(resolver_policy_name((resolver_policy)99), "unknown");
-    ck_assert_str_eq(resolver_protocol_name((resolver_protocol)99), "unknown");
+    rsv_policy p;
+    rsv_protocol q;
+    ck_assert_int_eq(rsv_policy_parse("fastest", &p), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_policy_parse(NULL, &p), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_protocol_parse("h3", &q), RESOLVER_ERR_INVALID);
+    ck_assert_str_eq(rsv_policy_name((rsv_policy)99), "unknown");
+    ck_assert_str_eq(rsv_protocol_name((rsv_protocol)99), "unknown");
 }
 END_TEST
 
 START_TEST(test_options_copy_clear_equal)
 {
-    resolver_service_options a, b;
-    resolver_service_options_default(&a);
+    rsv_service_options a, b;
+    rsv_service_options_default(&a);
     assert_default_options(&a);
     a.health_grpc_service = strdup("svc");
-    ck_assert_int_eq(resolver_service_options_copy(&b, &a), 0);
+    ck_assert_int_eq(rsv_service_options_copy(&b, &a), 0);
     ck_assert_ptr_ne(a.health_grpc_service, b.health_grpc_service);
-    ck_assert(resolver_service_options_equal(&a, &b));
+    ck_assert(rsv_service_options_equal(&a, &b));
     b.backoff.jitter = 0.3;
-    ck_assert(!resolver_service_options_equal(&a, &b));
+    ck_assert(!rsv_service_options_equal(&a, &b));
     b.backoff.jitter = a.backoff.jitter;
     free(b.health_grpc_service);
     b.health_grpc_service = NULL;
-    ck_assert(!resolver_service_options_equal(&a, &b));
-    resolver_service_options_clear(&a);
+    ck_assert(!rsv_service_options_equal(&a, &b));
+    rsv_service_options_clear(&a);
     ck_assert_ptr_null(a.health_grpc_service);
-    resolver_service_options_clear(&b);
-    resolver_service_options_clear(NULL);
+    rsv_service_options_clear(&b);
+    rsv_service_options_clear(NULL);
 }
 END_TEST
 
 START_TEST(test_service_name_valid)
 {
-    char long_name[RESOLVER_SERVICE_NAME_MAX + 2];
-    ck_assert(resolver_service_name_valid("user.rpc"));
-    ck_assert(resolver_service_name_valid("/microservices/user"));
-    ck_assert(!resolver_service_name_valid(""));
-    ck_assert(!resolver_service_name_valid(NULL));
-    ck_assert(!resolver_service_name_valid("a b"));
-    ck_assert(!resolver_service_name_valid("a\x7f"));
+    char long_name[RSV_SERVICE_NAME_MAX + 2];
+    ck_assert(rsv_service_name_valid("user.rpc"));
+    ck_assert(rsv_service_name_valid("/microservices/user"));
+    ck_assert(!rsv_service_name_valid(""));
+    ck_assert(!rsv_service_name_valid(NULL));
+    ck_assert(!rsv_service_name_valid("a b"));
+    ck_assert(!rsv_service_name_valid("a\x7f"));
     /* Names become metric labels and JSON strings: nothing to escape. */
-    ck_assert(!resolver_service_name_valid("q\"}"));
-    ck_assert(!resolver_service_name_valid("a\\b"));
-    ck_assert(!resolver_service_name_valid("evil\nresolver_tickets_leaked_total 1"));
-    ck_assert(resolver_service_name_valid("caf\xc3\xa9"));
-    ck_assert(!resolver_service_name_valid("caf\xc3"));          /* truncated */
-    ck_assert(!resolver_service_name_valid("\xc0\xaf"));         /* overlong '/' */
-    ck_assert(!resolver_service_name_valid("\xed\xa0\x80"));     /* a surrogate */
-    ck_assert(!resolver_service_name_valid("\xf4\x90\x80\x80")); /* past U+10FFFF */
-    ck_assert(resolver_service_name_valid("\xf0\x9f\x98\x80"));
-    ck_assert(resolver_service_name_valid("kitex.echo-v2_x:1@zone"));
+    ck_assert(!rsv_service_name_valid("q\"}"));
+    ck_assert(!rsv_service_name_valid("a\\b"));
+    ck_assert(!rsv_service_name_valid("evil\nresolver_tickets_leaked_total 1"));
+    ck_assert(rsv_service_name_valid("caf\xc3\xa9"));
+    ck_assert(!rsv_service_name_valid("caf\xc3"));          /* truncated */
+    ck_assert(!rsv_service_name_valid("\xc0\xaf"));         /* overlong '/' */
+    ck_assert(!rsv_service_name_valid("\xed\xa0\x80"));     /* a surrogate */
+    ck_assert(!rsv_service_name_valid("\xf4\x90\x80\x80")); /* past U+10FFFF */
+    ck_assert(rsv_service_name_valid("\xf0\x9f\x98\x80"));
+    ck_assert(rsv_service_name_valid("kitex.echo-v2_x:1@zone"));
     memset(long_name, 'a', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';
-    ck_assert(!resolver_service_name_valid(long_name));
-    long_name[RESOLVER_SERVICE_NAME_MAX] = '\0';
-    ck_assert(resolver_service_name_valid(long_name));
+    ck_assert(!rsv_service_name_valid(long_name));
+    long_name[RSV_SERVICE_NAME_MAX] = '\0';
+    ck_assert(rsv_service_name_valid(long_name));
 }
 END_TEST
 
 START_TEST(test_config_equal)
 {
     resolver_config *a = load_ok(overrides), *b = load_ok(overrides);
-    ck_assert(resolver_config_equal(a, b));
+    ck_assert(rsv_config_equal(a, b));
     b->socket.mode = 0666;
-    ck_assert(!resolver_config_equal(a, b));
+    ck_assert(!rsv_config_equal(a, b));
     b->socket.mode = a->socket.mode;
     b->services[1].options.max_outstanding++;
-    ck_assert(!resolver_config_equal(a, b));
+    ck_assert(!rsv_config_equal(a, b));
     b->services[1].options.max_outstanding--;
     free(b->etcd.endpoints[1]);
     b->etcd.endpoints[1] = strdup("http://other:2379");
-    ck_assert(!resolver_config_equal(a, b));
+    ck_assert(!rsv_config_equal(a, b));
     free(b->etcd.endpoints[1]);
     b->etcd.endpoints[1] = strdup(a->etcd.endpoints[1]);
     b->n_services--;
-    ck_assert(!resolver_config_equal(a, b));
+    ck_assert(!rsv_config_equal(a, b));
     b->n_services++;
-    ck_assert(resolver_config_equal(a, b));
+    ck_assert(rsv_config_equal(a, b));
     resolver_config_free(a);
     resolver_config_free(b);
 }

@@ -37,8 +37,8 @@ typedef struct {
 } call;
 
 static struct {
-    resolver_loop *loop;
-    resolver_dns *dns;
+    rsv_loop *loop;
+    rsv_dns *dns;
     int dns_fd;
     uint16_t dns_port;
     uint32_t ttl;
@@ -47,7 +47,7 @@ static struct {
     int n_calls;
     int inside; /* set while the test is inside a call that must not call back */
     int called_inside;
-    resolver_dns_lookup *cancel_in_cb; /* the callback cancels this */
+    rsv_dns_lookup *cancel_in_cb; /* the callback cancels this */
     /* dial results */
     int dial_fd;
     int dial_done;
@@ -56,7 +56,7 @@ static struct {
     int fds[MAX_FDS];
     int n_fds;
     /* subchannel */
-    resolver_state states[32];
+    rsv_state states[32];
     int n_states;
 } f;
 
@@ -83,7 +83,7 @@ static size_t put16(uint8_t *p, unsigned v)
 }
 
 /* Answers dual.test A/AAAA; ignores every other name. */
-static void dns_server_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void dns_server_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     uint8_t q[512], out[600];
     struct sockaddr_storage peer;
@@ -154,8 +154,7 @@ static void dns_server_start(void)
     ck_assert_int_eq(bind(f.dns_fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     ck_assert_int_eq(getsockname(f.dns_fd, (struct sockaddr *)&sin, &len), 0);
     f.dns_port = ntohs(sin.sin_port);
-    ck_assert_int_eq(resolver_loop_watch(f.loop, f.dns_fd, RESOLVER_LOOP_READ, dns_server_cb, NULL),
-                     0);
+    ck_assert_int_eq(rsv_loop_watch(f.loop, f.dns_fd, RSV_LOOP_READ, dns_server_cb, NULL), 0);
 }
 
 static void setup(void)
@@ -164,28 +163,28 @@ static void setup(void)
     f.ttl = 60;
     f.dial_fd = -1;
     resolver_log_set_level(getenv("CHECK_DEBUG") ? RESOLVER_LOG_DEBUG : RESOLVER_LOG_ERROR);
-    f.loop = resolver_loop_new();
+    f.loop = rsv_loop_new();
     ck_assert_ptr_nonnull(f.loop);
     dns_server_start();
     char server[32];
     snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)f.dns_port);
     const char *servers[] = {server};
     /* Short: the unanswered name must time out within a test. */
-    resolver_dns_options o = {servers, 1, 200, 2};
-    f.dns = resolver_dns_new(f.loop, &o);
+    rsv_dns_options o = {servers, 1, 200, 2};
+    f.dns = rsv_dns_new(f.loop, &o);
     ck_assert_ptr_nonnull(f.dns);
 }
 
 static void teardown(void)
 {
-    resolver_dns_del(f.dns);
+    rsv_dns_del(f.dns);
     if (f.dial_fd >= 0)
         close(f.dial_fd);
     for (int i = 0; i < f.n_fds; i++)
         close(f.fds[i]);
-    resolver_loop_unwatch(f.loop, f.dns_fd);
+    rsv_loop_unwatch(f.loop, f.dns_fd);
     close(f.dns_fd);
-    resolver_loop_del(f.loop);
+    rsv_loop_del(f.loop);
 }
 
 typedef int (*predicate)(void);
@@ -194,7 +193,7 @@ static int run_until(predicate done, uint64_t ms)
 {
     uint64_t end = mono_ms() + ms;
     while (!done() && mono_ms() < end)
-        resolver_loop_run_once(f.loop, 10);
+        rsv_loop_run_once(f.loop, 10);
     return done();
 }
 
@@ -202,7 +201,7 @@ static void run_for(uint64_t ms)
 {
     uint64_t end = mono_ms() + ms;
     while (mono_ms() < end)
-        resolver_loop_run_once(f.loop, 10);
+        rsv_loop_run_once(f.loop, 10);
 }
 
 /* ---- lookups ---- */
@@ -221,15 +220,15 @@ static void lookup_cb(int status, const struct sockaddr_storage *addrs, size_t n
         c->addrs[i] = addrs[i];
     snprintf(c->error, sizeof(c->error), "%s", error ? error : "");
     if (f.cancel_in_cb) {
-        resolver_dns_cancel(f.cancel_in_cb);
+        rsv_dns_cancel(f.cancel_in_cb);
         f.cancel_in_cb = NULL;
     }
 }
 
-static resolver_dns_lookup *lookup(const char *name)
+static rsv_dns_lookup *lookup(const char *name)
 {
     f.inside = 1;
-    resolver_dns_lookup *l = resolver_dns_lookup_start(f.dns, name, lookup_cb, NULL);
+    rsv_dns_lookup *l = rsv_dns_lookup_start(f.dns, name, lookup_cb, NULL);
     f.inside = 0;
     ck_assert_ptr_nonnull(l);
     return l;
@@ -292,7 +291,7 @@ START_TEST(test_answers_kept_for_their_ttl)
     ck_assert_int_eq(f.calls[1].status, 0);
     ck_assert_uint_eq(f.calls[1].n, 2);
     ck_assert_int_eq(f.queries_a, 1);
-    ck_assert_uint_eq(resolver_dns_stats_get(f.dns)->cache_hits, 1);
+    ck_assert_uint_eq(rsv_dns_stats_get(f.dns)->cache_hits, 1);
     /* After it: asked again. */
     run_for(1100);
     lookup("dual.test");
@@ -311,7 +310,7 @@ START_TEST(test_lookups_of_a_name_share_one_query)
     ck_assert(run_until(three_calls, 2000));
     ck_assert_int_eq(f.queries_a, 1);
     ck_assert_int_eq(f.queries_aaaa, 1);
-    ck_assert_uint_eq(resolver_dns_stats_get(f.dns)->joined, 2);
+    ck_assert_uint_eq(rsv_dns_stats_get(f.dns)->joined, 2);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(f.calls[i].status, 0);
 }
@@ -326,7 +325,7 @@ START_TEST(test_unanswered_name_times_out_without_blocking)
     ck_assert_int_eq(f.calls[0].status, RESOLVER_ERR_TIMEOUT);
     ck_assert_str_eq(f.calls[0].error, "Timeout while contacting DNS servers");
     ck_assert_int_gt(f.queries_other, 0);
-    ck_assert_uint_eq(resolver_dns_stats_get(f.dns)->failures, 1);
+    ck_assert_uint_eq(rsv_dns_stats_get(f.dns)->failures, 1);
     /* A timeout is not kept: the next lookup asks again. */
     int before = f.queries_other;
     lookup("never.test");
@@ -337,15 +336,15 @@ END_TEST
 
 START_TEST(test_cancelled_lookup_is_not_called_and_its_answer_kept)
 {
-    resolver_dns_lookup *l = lookup("dual.test");
-    resolver_dns_cancel(l);
+    rsv_dns_lookup *l = lookup("dual.test");
+    rsv_dns_cancel(l);
     run_for(300);
     ck_assert_int_eq(f.n_calls, 0);
     ck_assert_int_eq(f.queries_a, 1); /* the query still ran */
     lookup("dual.test");
     ck_assert(run_until(one_call, 500));
     ck_assert_int_eq(f.queries_a, 1);
-    ck_assert_uint_eq(resolver_dns_stats_get(f.dns)->cache_hits, 1);
+    ck_assert_uint_eq(rsv_dns_stats_get(f.dns)->cache_hits, 1);
 }
 END_TEST
 
@@ -374,19 +373,19 @@ END_TEST
 
 START_TEST(test_server_syntax)
 {
-    ck_assert(resolver_dns_server_valid("127.0.0.1"));
-    ck_assert(resolver_dns_server_valid("127.0.0.1:5353"));
-    ck_assert(resolver_dns_server_valid("::1"));
-    ck_assert(resolver_dns_server_valid("[::1]:53"));
-    ck_assert(resolver_dns_server_valid("[fe80::1]"));
-    ck_assert(!resolver_dns_server_valid(""));
-    ck_assert(!resolver_dns_server_valid("dns.example"));
-    ck_assert(!resolver_dns_server_valid("127.0.0.1:"));
-    ck_assert(!resolver_dns_server_valid("127.0.0.1:0"));
-    ck_assert(!resolver_dns_server_valid("127.0.0.1:65536"));
-    ck_assert(!resolver_dns_server_valid("[127.0.0.1]:53"));
-    ck_assert(!resolver_dns_server_valid("[::1]x"));
-    ck_assert(!resolver_dns_server_valid("::1:53x"));
+    ck_assert(rsv_dns_server_valid("127.0.0.1"));
+    ck_assert(rsv_dns_server_valid("127.0.0.1:5353"));
+    ck_assert(rsv_dns_server_valid("::1"));
+    ck_assert(rsv_dns_server_valid("[::1]:53"));
+    ck_assert(rsv_dns_server_valid("[fe80::1]"));
+    ck_assert(!rsv_dns_server_valid(""));
+    ck_assert(!rsv_dns_server_valid("dns.example"));
+    ck_assert(!rsv_dns_server_valid("127.0.0.1:"));
+    ck_assert(!rsv_dns_server_valid("127.0.0.1:0"));
+    ck_assert(!rsv_dns_server_valid("127.0.0.1:65536"));
+    ck_assert(!rsv_dns_server_valid("[127.0.0.1]:53"));
+    ck_assert(!rsv_dns_server_valid("[::1]x"));
+    ck_assert(!rsv_dns_server_valid("::1:53x"));
 }
 END_TEST
 
@@ -398,16 +397,16 @@ START_TEST(test_configure_switches_servers)
     char server[32];
     snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)f.dns_port);
     const char *servers[] = {server};
-    resolver_dns_options o = {servers, 1, 200, 2};
+    rsv_dns_options o = {servers, 1, 200, 2};
     lookup("dual.test"); /* answered from the cache, soon */
-    ck_assert_int_eq(resolver_dns_configure(f.dns, &o), 0);
+    ck_assert_int_eq(rsv_dns_configure(f.dns, &o), 0);
     ck_assert(run_until(two_calls, 2000));
     lookup("dual.test");
     ck_assert(run_until(three_calls, 2000));
     ck_assert_int_eq(f.queries_a, 2);
     const char *bad[] = {"not-an-ip"};
-    resolver_dns_options b = {bad, 1, 0, 0};
-    ck_assert_int_eq(resolver_dns_configure(f.dns, &b), RESOLVER_ERR_INVALID);
+    rsv_dns_options b = {bad, 1, 0, 0};
+    ck_assert_int_eq(rsv_dns_configure(f.dns, &b), RESOLVER_ERR_INVALID);
 }
 END_TEST
 
@@ -419,9 +418,9 @@ START_TEST(test_configure_requeries_in_flight)
     char server[32];
     snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)f.dns_port);
     const char *servers[] = {server};
-    resolver_dns_options o = {servers, 1, 200, 2};
+    rsv_dns_options o = {servers, 1, 200, 2};
     int before = f.queries_other;
-    ck_assert_int_eq(resolver_dns_configure(f.dns, &o), 0);
+    ck_assert_int_eq(rsv_dns_configure(f.dns, &o), 0);
     run_for(20);
     ck_assert_int_gt(f.queries_other, before);
     ck_assert_int_eq(f.n_calls, 0);
@@ -447,10 +446,10 @@ static int dialed(void)
     return f.dial_done;
 }
 
-static resolver_dial *dial(resolver_dns *dns, const char *host, uint16_t port)
+static rsv_dial *dial(rsv_dns *dns, const char *host, uint16_t port)
 {
     f.inside = 1;
-    resolver_dial *d = resolver_dial_start(f.loop, dns, host, port, dial_cb, NULL);
+    rsv_dial *d = rsv_dial_start(f.loop, dns, host, port, dial_cb, NULL);
     f.inside = 0;
     ck_assert_ptr_nonnull(d);
     return d;
@@ -559,7 +558,7 @@ START_TEST(test_interleave)
     int fam[5] = {AF_INET6, AF_INET6, AF_INET6, AF_INET, AF_INET};
     for (int i = 0; i < 5; i++)
         addr_of(&a[i], fam[i], (uint16_t)(i + 1));
-    resolver_dial_interleave(a, 5);
+    rsv_dial_interleave(a, 5);
     /* v6 1, v4 4, v6 2, v4 5, v6 3 */
     const int want_family[5] = {AF_INET6, AF_INET, AF_INET6, AF_INET, AF_INET6};
     const int want_port[5] = {1, 4, 2, 5, 3};
@@ -580,7 +579,7 @@ START_TEST(test_dial_numeric_skips_dns)
     ck_assert(run_until(dialed, 2000));
     ck_assert_int_eq(f.called_inside, 0);
     ck_assert_int_ge(f.dial_fd, 0);
-    ck_assert_uint_eq(resolver_dns_stats_get(f.dns)->queries, 0);
+    ck_assert_uint_eq(rsv_dns_stats_get(f.dns)->queries, 0);
     ck_assert_int_eq(f.queries_a + f.queries_aaaa + f.queries_other, 0);
     close(f.dial_fd);
     /* IPv6 literal, and without any resolver at all. */
@@ -640,15 +639,15 @@ START_TEST(test_dial_stagger)
     addr_of(&a[0], AF_INET6, blackhole_v6());
     addr_of(&a[1], AF_INET, ok);
     int fds = open_fds();
-    resolver_loop_update_time(f.loop); /* the stagger counts from the loop's clock */
+    rsv_loop_update_time(f.loop); /* the stagger counts from the loop's clock */
     uint64_t t0 = mono_ms();
     f.inside = 1;
-    resolver_dial *d = resolver_dial_addrs(f.loop, a, 2, dial_cb, NULL);
+    rsv_dial *d = rsv_dial_addrs(f.loop, a, 2, dial_cb, NULL);
     f.inside = 0;
     ck_assert_ptr_nonnull(d);
     run_for(100);
     ck_assert_int_eq(f.dial_done, 0);
-    ck_assert_uint_eq(resolver_dial_attempts(d), 1);
+    ck_assert_uint_eq(rsv_dial_attempts(d), 1);
     ck_assert(run_until(dialed, 2000));
     uint64_t took = f.dial_at - t0;
     ck_assert_msg(took >= DIAL_STAGGER_MS - 10 && took < 1000, "connected after %llu ms",
@@ -668,7 +667,7 @@ START_TEST(test_dial_failure_moves_on_at_once)
     addr_of(&a[0], AF_INET, refusing_port());
     addr_of(&a[1], AF_INET, ok);
     uint64_t t0 = mono_ms();
-    ck_assert_ptr_nonnull(resolver_dial_addrs(f.loop, a, 2, dial_cb, NULL));
+    ck_assert_ptr_nonnull(rsv_dial_addrs(f.loop, a, 2, dial_cb, NULL));
     ck_assert(run_until(dialed, 2000));
     ck_assert_int_ge(f.dial_fd, 0);
     ck_assert_uint_lt(f.dial_at - t0, DIAL_STAGGER_MS - 50);
@@ -681,13 +680,13 @@ START_TEST(test_dial_all_fail)
     addr_of(&a[0], AF_INET, refusing_port());
     addr_of(&a[1], AF_INET, refusing_port());
     int fds = open_fds();
-    ck_assert_ptr_nonnull(resolver_dial_addrs(f.loop, a, 2, dial_cb, NULL));
+    ck_assert_ptr_nonnull(rsv_dial_addrs(f.loop, a, 2, dial_cb, NULL));
     ck_assert(run_until(dialed, 2000));
     ck_assert_int_eq(f.dial_fd, -1);
     ck_assert_str_eq(f.dial_error, "connect: Connection refused (all 2 addresses)");
     ck_assert_int_eq(open_fds(), fds);
     f.dial_done = 0;
-    ck_assert_ptr_nonnull(resolver_dial_addrs(f.loop, a, 1, dial_cb, NULL));
+    ck_assert_ptr_nonnull(rsv_dial_addrs(f.loop, a, 1, dial_cb, NULL));
     ck_assert(run_until(dialed, 2000));
     ck_assert_str_eq(f.dial_error, "connect: Connection refused");
 }
@@ -699,18 +698,18 @@ START_TEST(test_dial_cancel)
     addr_of(&a[0], AF_INET6, blackhole_v6());
     addr_of(&a[1], AF_INET6, blackhole_v6());
     int fds = open_fds();
-    resolver_dial *d = resolver_dial_addrs(f.loop, a, 2, dial_cb, NULL);
+    rsv_dial *d = rsv_dial_addrs(f.loop, a, 2, dial_cb, NULL);
     run_for(300); /* both attempts started */
-    ck_assert_uint_eq(resolver_dial_attempts(d), 2);
+    ck_assert_uint_eq(rsv_dial_attempts(d), 2);
     ck_assert_int_eq(open_fds(), fds + 2);
-    resolver_dial_cancel(d);
+    rsv_dial_cancel(d);
     ck_assert_int_eq(open_fds(), fds);
     run_for(100);
     ck_assert_int_eq(f.dial_done, 0);
     /* Cancelled while resolving: no call either. */
     d = dial(f.dns, "never.test", 80);
-    ck_assert(resolver_dial_resolving(d));
-    resolver_dial_cancel(d);
+    ck_assert(rsv_dial_resolving(d));
+    rsv_dial_cancel(d);
     run_for(600);
     ck_assert_int_eq(f.dial_done, 0);
 }
@@ -718,8 +717,7 @@ END_TEST
 
 /* ---- a subchannel to a name that never resolves ---- */
 
-static void sc_cb(resolver_subchannel *sc, resolver_state old_state, resolver_state new_state,
-                  void *arg)
+static void sc_cb(rsv_subchannel *sc, rsv_state old_state, rsv_state new_state, void *arg)
 {
     if (f.n_states < 32)
         f.states[f.n_states++] = new_state;
@@ -729,31 +727,30 @@ static int sc_failed_twice(void)
 {
     int n = 0;
     for (int i = 0; i < f.n_states; i++)
-        n += f.states[i] == RESOLVER_STATE_TRANSIENT_FAILURE;
+        n += f.states[i] == RSV_STATE_TRANSIENT_FAILURE;
     return n >= 2;
 }
 
 START_TEST(test_subchannel_unresolvable_backs_off)
 {
-    resolver_service_options o;
+    rsv_service_options o;
     memset(&o, 0, sizeof(o));
-    o.protocol = RESOLVER_PROTOCOL_H2C;
+    o.protocol = RSV_PROTOCOL_H2C;
     o.connect_timeout_ms = 300;
-    o.backoff = (resolver_backoff_config){300, 1.6, 0.0, 2000};
-    resolver_subchannel *sc =
-        resolver_subchannel_new(f.loop, f.dns, "never.test", 80, &o, sc_cb, NULL);
+    o.backoff = (rsv_backoff_config){300, 1.6, 0.0, 2000};
+    rsv_subchannel *sc = rsv_subchannel_new(f.loop, f.dns, "never.test", 80, &o, sc_cb, NULL);
     ck_assert_ptr_nonnull(sc);
     uint64_t t0 = mono_ms();
-    resolver_subchannel_connect(sc);
+    rsv_subchannel_connect(sc);
     ck_assert(run_until(sc_failed_twice, 3000));
     /* Attempt 1 waits out its deadline (300 ms), attempt 2 waits for max(that
      * deadline, now + 480 ms of backoff) first. */
     ck_assert_uint_ge(mono_ms() - t0, 600);
-    const resolver_subchannel_stats *st = resolver_subchannel_stats_get(sc);
+    const rsv_subchannel_stats *st = rsv_subchannel_stats_get(sc);
     /* The deadline, or c-ares' own timeout of the query attempt 2 joined. */
     ck_assert_msg(strncmp(st->last_error, "resolve never.test: ", 20) == 0, "%s", st->last_error);
     ck_assert_uint_eq(st->connect_attempts, 2);
-    resolver_subchannel_del(sc);
+    rsv_subchannel_del(sc);
 }
 END_TEST
 

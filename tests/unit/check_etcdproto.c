@@ -27,11 +27,11 @@ static const struct {
 START_TEST(test_base64_vectors)
 {
     for (size_t i = 0; i < sizeof(rfc4648) / sizeof(rfc4648[0]); i++) {
-        char *e = resolver_base64_encode(rfc4648[i].plain, strlen(rfc4648[i].plain));
+        char *e = rsv_base64_encode(rfc4648[i].plain, strlen(rfc4648[i].plain));
         ck_assert_str_eq(e, rfc4648[i].b64);
         free(e);
         size_t n = 99;
-        char *d = resolver_base64_decode(rfc4648[i].b64, strlen(rfc4648[i].b64), &n);
+        char *d = rsv_base64_decode(rfc4648[i].b64, strlen(rfc4648[i].b64), &n);
         ck_assert_ptr_nonnull(d);
         ck_assert_uint_eq(n, strlen(rfc4648[i].plain));
         ck_assert_str_eq(d, rfc4648[i].plain);
@@ -43,12 +43,12 @@ END_TEST
 START_TEST(test_base64_unpadded)
 {
     size_t n;
-    char *d = resolver_base64_decode("Zg", 2, &n);
+    char *d = rsv_base64_decode("Zg", 2, &n);
     ck_assert_ptr_nonnull(d);
     ck_assert_uint_eq(n, 1);
     ck_assert_str_eq(d, "f");
     free(d);
-    d = resolver_base64_decode("Zm9vYmE", 7, &n);
+    d = rsv_base64_decode("Zm9vYmE", 7, &n);
     ck_assert_ptr_nonnull(d);
     ck_assert_str_eq(d, "fooba");
     free(d);
@@ -62,13 +62,13 @@ START_TEST(test_base64_bad)
         "Zm9v YmFy", "Zm9v\n", "Zm-v", "Zm_v", "Zm9v!", "\xc3\xa9\xc3\xa9", "Zm9vY"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n = 0;
-        char *d = resolver_base64_decode(bad[i], strlen(bad[i]), &n);
+        char *d = rsv_base64_decode(bad[i], strlen(bad[i]), &n);
         ck_assert_msg(d == NULL, "accepted '%s'", bad[i]);
     }
     /* An embedded NUL is a bad character, not an end. */
-    ck_assert_ptr_null(resolver_base64_decode("Zm\0v", 4, NULL));
-    ck_assert_ptr_null(resolver_base64_decode(NULL, 4, NULL));
-    char *d = resolver_base64_decode(NULL, 0, NULL);
+    ck_assert_ptr_null(rsv_base64_decode("Zm\0v", 4, NULL));
+    ck_assert_ptr_null(rsv_base64_decode(NULL, 4, NULL));
+    char *d = rsv_base64_decode(NULL, 0, NULL);
     ck_assert_ptr_nonnull(d);
     ck_assert_str_eq(d, "");
     free(d);
@@ -82,11 +82,11 @@ START_TEST(test_base64_binary_roundtrip)
     for (size_t len = 0; len <= sizeof(data); len++) {
         for (size_t i = 0; i < len; i++)
             data[i] = (unsigned char)(len < 256 ? i : (size_t)rand());
-        char *e = resolver_base64_encode(data, len);
+        char *e = rsv_base64_encode(data, len);
         ck_assert_ptr_nonnull(e);
         ck_assert_uint_eq(strlen(e), (len + 2) / 3 * 4);
         size_t n = 12345;
-        char *d = resolver_base64_decode(e, strlen(e), &n);
+        char *d = rsv_base64_decode(e, strlen(e), &n);
         ck_assert_ptr_nonnull(d);
         ck_assert_uint_eq(n, len);
         ck_assert_int_eq(memcmp(d, data, len), 0);
@@ -120,7 +120,7 @@ static void rec_printf(recorder *r, const char *fmt, ...)
     r->len += (size_t)n;
 }
 
-static int record(void *arg, const resolver_watch_message *m)
+static int record(void *arg, const rsv_watch_message *m)
 {
     recorder *r = arg;
     r->count++;
@@ -133,12 +133,12 @@ static int record(void *arg, const resolver_watch_message *m)
                    m->revision, m->watch_id, m->created, m->canceled, m->compact_revision,
                    m->cancel_reason, m->n_events);
         for (size_t i = 0; i < m->n_events; i++) {
-            const resolver_kv *kv = &m->events[i];
+            const rsv_kv *kv = &m->events[i];
             ck_assert_int_eq(kv->key[kv->key_len], '\0');
             ck_assert_int_eq(kv->value[kv->value_len], '\0');
             rec_printf(
                 r, " %s %s(%zu)=%s(%zu) c=%" PRId64 " m=%" PRId64 " v=%" PRId64 " l=%" PRId64,
-                kv->type == RESOLVER_KV_DELETE ? "DEL" : "PUT", kv->key, kv->key_len, kv->value,
+                kv->type == RSV_KV_DELETE ? "DEL" : "PUT", kv->key, kv->key_len, kv->value,
                 kv->value_len, kv->create_revision, kv->mod_revision, kv->version, kv->lease);
         }
         rec_printf(r, "\n");
@@ -178,37 +178,37 @@ static const char stream_expected[] =
     "compacted n=0\n"
     "E code=14 msg=etcdserver: no leader\n";
 
-static resolver_watch_parser *new_parser(recorder *r, size_t max)
+static rsv_watch_parser *new_parser(recorder *r, size_t max)
 {
     memset(r, 0, sizeof(*r));
-    resolver_watch_parser *p = resolver_watch_parser_new(max, record, r);
+    rsv_watch_parser *p = rsv_watch_parser_new(max, record, r);
     ck_assert_ptr_nonnull(p);
-    ck_assert_str_eq(resolver_watch_parser_error(p), "");
+    ck_assert_str_eq(rsv_watch_parser_error(p), "");
     return p;
 }
 
 START_TEST(test_watch_whole)
 {
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, stream, strlen(stream)), 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, stream, strlen(stream)), 0);
     /* The error without a newline is delivered as soon as it is complete. */
     ck_assert_int_eq(r.count, 6);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
+    ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
     ck_assert_str_eq(r.text, stream_expected);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
 START_TEST(test_watch_byte_by_byte)
 {
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
     for (size_t i = 0; i < strlen(stream); i++)
-        ck_assert_int_eq(resolver_watch_parser_feed(p, stream + i, 1), 0);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
+        ck_assert_int_eq(rsv_watch_parser_feed(p, stream + i, 1), 0);
+    ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
     ck_assert_str_eq(r.text, stream_expected);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -218,19 +218,19 @@ START_TEST(test_watch_random_splits)
     srand(1234);
     for (int round = 0; round < 300; round++) {
         recorder r;
-        resolver_watch_parser *p = new_parser(&r, 0);
+        rsv_watch_parser *p = new_parser(&r, 0);
         size_t i = 0;
         while (i < len) {
             size_t n = (size_t)rand() % 64;
             if (n > len - i)
                 n = len - i;
             /* Empty feeds are allowed too. */
-            ck_assert_int_eq(resolver_watch_parser_feed(p, stream + i, n), 0);
+            ck_assert_int_eq(rsv_watch_parser_feed(p, stream + i, n), 0);
             i += n;
         }
-        ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
+        ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
         ck_assert_str_eq(r.text, stream_expected);
-        resolver_watch_parser_del(p);
+        rsv_watch_parser_del(p);
     }
 }
 END_TEST
@@ -241,14 +241,14 @@ START_TEST(test_watch_concatenated)
                               "{\"result\":{\"header\":{\"revision\":4}}}  \r\n"
                               "\r\n{\"result\":{\"header\":{\"revision\":\"5\"}}}";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, two, strlen(two)), 0);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, two, strlen(two)), 0);
+    ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
     ck_assert_int_eq(r.count, 3);
     ck_assert_str_eq(r.text, "R rev=3 wid=0 created=0 canceled=0 compact=0 reason= n=0\n"
                              "R rev=4 wid=0 created=0 canceled=0 compact=0 reason= n=0\n"
                              "R rev=5 wid=0 created=0 canceled=0 compact=0 reason= n=0\n");
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -259,13 +259,13 @@ START_TEST(test_watch_strings_with_brackets)
     static const char msg[] = "{\"result\":{\"header\":{\"revision\":\"8\"},\"cancel_reason\":"
                               "\"a}b]c{\\\"d\\\\\"}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
     for (size_t i = 0; i < strlen(msg); i++)
-        ck_assert_int_eq(resolver_watch_parser_feed(p, msg + i, 1), 0);
+        ck_assert_int_eq(rsv_watch_parser_feed(p, msg + i, 1), 0);
     ck_assert_int_eq(r.count, 1);
     ck_assert_str_eq(r.text,
                      "R rev=8 wid=0 created=0 canceled=0 compact=0 reason=a}b]c{\"d\\ n=0\n");
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -283,15 +283,15 @@ START_TEST(test_watch_error_shapes)
         "{\"error\":{\"grpc_code\":1,\"http_code\":408,\"message\":\"context canceled\","
         "\"http_status\":\"Request Timeout\"}}";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, errs, strlen(errs)), 0);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, errs, strlen(errs)), 0);
+    ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
     ck_assert_str_eq(r.text, "E code=11 msg=etcdserver: mvcc: required revision has been "
                              "compacted\n"
                              "E code=14 msg=etcdserver: request timed out\n"
                              "E code=16 msg=etcdserver: invalid auth token\n"
                              "E code=1 msg=context canceled\n");
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -301,11 +301,11 @@ START_TEST(test_watch_binary_key)
     static const char msg[] = "{\"result\":{\"header\":{\"revision\":\"2\"},\"events\":[{\"type\":"
                               "\"PUT\",\"kv\":{\"key\":\"YQBi\",\"value\":\"//8=\"}}]}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, msg, strlen(msg)), 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, msg, strlen(msg)), 0);
     ck_assert_str_eq(r.text, "R rev=2 wid=0 created=0 canceled=0 compact=0 reason= n=1 "
                              "PUT a(3)=\xff\xff(2) c=0 m=0 v=0 l=0\n");
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -314,15 +314,15 @@ START_TEST(test_watch_garbage_then_good)
     static const char in[] = "<html>502 Bad Gateway</html>\n"
                              "{\"result\":{\"header\":{\"revision\":\"3\"}}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
-    ck_assert_str_ne(resolver_watch_parser_error(p), "");
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+    ck_assert_str_ne(rsv_watch_parser_error(p), "");
     ck_assert_int_eq(r.count, 1);
     ck_assert_str_eq(r.text, "R rev=3 wid=0 created=0 canceled=0 compact=0 reason= n=0\n");
     /* Still usable afterwards. */
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in + 29, strlen(in) - 29), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in + 29, strlen(in) - 29), 0);
     ck_assert_int_eq(r.count, 2);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -366,32 +366,32 @@ START_TEST(test_watch_bad_message)
 {
     static const char good[] = "{\"result\":{\"header\":{\"revision\":\"3\"}}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
     char in[512];
     snprintf(in, sizeof(in), "%s\n%s", bad_messages[_i], good);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
-    ck_assert_msg(resolver_watch_parser_error(p)[0] != '\0', "no reason for %s", bad_messages[_i]);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+    ck_assert_msg(rsv_watch_parser_error(p)[0] != '\0', "no reason for %s", bad_messages[_i]);
     ck_assert_int_eq(r.count, 1);
     ck_assert_str_eq(r.text, "R rev=3 wid=0 created=0 canceled=0 compact=0 reason= n=0\n");
     /* Split byte by byte the result is the same. */
     recorder r2;
-    resolver_watch_parser *p2 = new_parser(&r2, 0);
+    rsv_watch_parser *p2 = new_parser(&r2, 0);
     int decode_errors = 0;
     for (size_t i = 0; i < strlen(in); i++) {
-        int rc = resolver_watch_parser_feed(p2, in + i, 1);
+        int rc = rsv_watch_parser_feed(p2, in + i, 1);
         ck_assert(rc == 0 || rc == RESOLVER_ERR_DECODE);
         decode_errors += rc != 0;
     }
     ck_assert_int_ge(decode_errors, 1);
     ck_assert_str_eq(r2.text, r.text);
-    resolver_watch_parser_del(p);
-    resolver_watch_parser_del(p2);
+    rsv_watch_parser_del(p);
+    rsv_watch_parser_del(p2);
 }
 END_TEST
 
 static uint64_t seen_cluster;
 
-static int keep_cluster(void *arg, const resolver_watch_message *m)
+static int keep_cluster(void *arg, const rsv_watch_message *m)
 {
     seen_cluster = m->cluster_id;
     return record(arg, m);
@@ -401,22 +401,22 @@ static int keep_cluster(void *arg, const resolver_watch_message *m)
 START_TEST(test_watch_cluster_id)
 {
     recorder r = {0};
-    resolver_watch_parser *p = resolver_watch_parser_new(0, keep_cluster, &r);
+    rsv_watch_parser *p = rsv_watch_parser_new(0, keep_cluster, &r);
     static const char big[] = "{\"result\":{" HDR "\"revision\":\"5\"},\"created\":true}}\n";
-    ck_assert_int_eq(resolver_watch_parser_feed(p, big, strlen(big)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, big, strlen(big)), 0);
     ck_assert_uint_eq(seen_cluster, 14841639068965178418ull);
     static const char max[] =
         "{\"result\":{\"header\":{\"cluster_id\":\"18446744073709551615\"}}}\n";
-    ck_assert_int_eq(resolver_watch_parser_feed(p, max, strlen(max)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, max, strlen(max)), 0);
     ck_assert_uint_eq(seen_cluster, UINT64_MAX);
     static const char num[] = "{\"result\":{\"header\":{\"cluster_id\":42}}}\n";
-    ck_assert_int_eq(resolver_watch_parser_feed(p, num, strlen(num)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, num, strlen(num)), 0);
     ck_assert_uint_eq(seen_cluster, 42);
     static const char none[] = "{\"result\":{\"header\":{\"revision\":\"5\"}}}\n";
-    ck_assert_int_eq(resolver_watch_parser_feed(p, none, strlen(none)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, none, strlen(none)), 0);
     ck_assert_uint_eq(seen_cluster, 0);
     ck_assert_int_eq(r.count, 4);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -431,32 +431,32 @@ START_TEST(test_watch_stop_at_error)
         char in[1024];
         snprintf(in, sizeof(in), "%s%s\n%s", good5, bad_messages[b], good7);
         recorder r = {0};
-        resolver_watch_parser *p = new_parser(&r, 0);
-        resolver_watch_parser_stop_at_error(p, 1);
-        ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+        rsv_watch_parser *p = new_parser(&r, 0);
+        rsv_watch_parser_stop_at_error(p, 1);
+        ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
         ck_assert_msg(r.count == 1, "%d messages delivered around %s", r.count, bad_messages[b]);
         ck_assert_str_eq(r.text, "R rev=5 wid=0 created=0 canceled=0 compact=0 reason= n=0\n");
-        ck_assert_str_ne(resolver_watch_parser_error(p), "");
-        ck_assert_int_eq(resolver_watch_parser_feed(p, good8, strlen(good8)), 0);
+        ck_assert_str_ne(rsv_watch_parser_error(p), "");
+        ck_assert_int_eq(rsv_watch_parser_feed(p, good8, strlen(good8)), 0);
         ck_assert_int_eq(r.count, 2);
-        resolver_watch_parser_del(p);
+        rsv_watch_parser_del(p);
     }
     /* Over the size limit: the same, the long message's rest not waited for. */
     recorder r = {0};
-    resolver_watch_parser *p = new_parser(&r, 64);
-    resolver_watch_parser_stop_at_error(p, 1);
+    rsv_watch_parser *p = new_parser(&r, 64);
+    rsv_watch_parser_stop_at_error(p, 1);
     char in[512];
     snprintf(in, sizeof(in), "%s{\"result\":{\"cancel_reason\":\"%0100d\"}}\n%s", good5, 0, good7);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_LIMIT);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_LIMIT);
     ck_assert_int_eq(r.count, 1);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, good8, strlen(good8)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, good8, strlen(good8)), 0);
     ck_assert_int_eq(r.count, 2);
     /* Off again: the old behaviour, the good message after a bad one comes. */
-    resolver_watch_parser_stop_at_error(p, 0);
+    rsv_watch_parser_stop_at_error(p, 0);
     snprintf(in, sizeof(in), "%s\n%s", bad_messages[0], good7);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
     ck_assert_int_eq(r.count, 3);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -466,11 +466,11 @@ START_TEST(test_watch_int64_bounds)
         "{\"result\":{\"header\":{\"revision\":\"9223372036854775807\"},\"watch_id\":\"-1\","
         "\"compact_revision\":\"-9223372036854775808\"}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), 0);
     ck_assert_str_eq(r.text, "R rev=9223372036854775807 wid=-1 created=0 canceled=0 "
                              "compact=-9223372036854775808 reason= n=0\n");
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -478,18 +478,18 @@ START_TEST(test_watch_too_long)
 {
     static const char good[] = "{\"result\":{\"header\":{\"revision\":\"3\"}}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 64);
+    rsv_watch_parser *p = new_parser(&r, 64);
     /* One chunk: the long message, its newline and a good one. */
     char in[512];
     snprintf(in, sizeof(in), "{\"result\":{\"cancel_reason\":\"%0100d\"}}\n%s", 0, good);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_LIMIT);
-    ck_assert_str_ne(resolver_watch_parser_error(p), "");
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_LIMIT);
+    ck_assert_str_ne(rsv_watch_parser_error(p), "");
     ck_assert_int_eq(r.count, 1);
 
     /* Byte by byte: LIMIT once, the rest of the long line dropped quietly. */
     int limits = 0;
     for (size_t i = 0; i < strlen(in); i++) {
-        int rc = resolver_watch_parser_feed(p, in + i, 1);
+        int rc = rsv_watch_parser_feed(p, in + i, 1);
         ck_assert(rc == 0 || rc == RESOLVER_ERR_LIMIT);
         limits += rc == RESOLVER_ERR_LIMIT;
     }
@@ -500,9 +500,9 @@ START_TEST(test_watch_too_long)
     char exact[65];
     snprintf(exact, sizeof(exact), "{\"result\":{\"cancel_reason\":\"%033d\"}}", 0);
     ck_assert_uint_eq(strlen(exact), 64);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, exact, 64), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, exact, 64), 0);
     ck_assert_int_eq(r.count, 3);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -510,17 +510,17 @@ START_TEST(test_watch_truncated_at_finish)
 {
     static const char in[] = "{\"result\":{\"header\":{\"revision\":\"3\"}}}\n{\"result\":{\"hea";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), 0);
     ck_assert_int_eq(r.count, 1);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), RESOLVER_ERR_DECODE);
-    ck_assert_str_ne(resolver_watch_parser_error(p), "");
+    ck_assert_int_eq(rsv_watch_parser_finish(p), RESOLVER_ERR_DECODE);
+    ck_assert_str_ne(rsv_watch_parser_error(p), "");
     /* finish leaves a parser ready for the next stream. */
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, (size_t)(strchr(in, '\n') - in + 1)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, (size_t)(strchr(in, '\n') - in + 1)), 0);
     ck_assert_int_eq(r.count, 2);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
-    ck_assert_int_eq(resolver_watch_parser_finish(p), 0);
-    resolver_watch_parser_del(p);
+    ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
+    ck_assert_int_eq(rsv_watch_parser_finish(p), 0);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -530,29 +530,29 @@ START_TEST(test_watch_newline_inside)
     static const char in[] =
         "{\"result\":{\"header\":\n{\"result\":{\"header\":{\"revision\":\"4\"}}}\n";
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), RESOLVER_ERR_DECODE);
     ck_assert_str_eq(r.text, "R rev=4 wid=0 created=0 canceled=0 compact=0 reason= n=0\n");
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
 START_TEST(test_watch_callback_stop)
 {
     recorder r;
-    resolver_watch_parser *p = new_parser(&r, 0);
+    rsv_watch_parser *p = new_parser(&r, 0);
     r.stop_at = 2;
-    ck_assert_int_eq(resolver_watch_parser_feed(p, stream, strlen(stream)), 7);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, stream, strlen(stream)), 7);
     ck_assert_int_eq(r.count, 2);
     /* The parser can start again on a new stream. */
     r.stop_at = 0;
-    ck_assert_int_eq(resolver_watch_parser_feed(p, stream, strlen(stream)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, stream, strlen(stream)), 0);
     ck_assert_int_eq(r.count, 8);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
-static int count_events(void *arg, const resolver_watch_message *m)
+static int count_events(void *arg, const rsv_watch_message *m)
 {
     size_t *n = arg;
     *n += m->n_events;
@@ -573,18 +573,18 @@ START_TEST(test_watch_big_message)
                                 i ? "," : "", i + 1);
     len += (size_t)snprintf(in + len, cap - len, "]}}\n");
     size_t n = 0;
-    resolver_watch_parser *p = resolver_watch_parser_new(0, count_events, &n);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, len / 2), 0);
+    rsv_watch_parser *p = rsv_watch_parser_new(0, count_events, &n);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, len / 2), 0);
     ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in + len / 2, len - len / 2), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in + len / 2, len - len / 2), 0);
     ck_assert_uint_eq(n, 1000);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
     free(in);
 }
 END_TEST
 
 /* Sums reason lengths and revisions: enough to see which messages came. */
-static int sum_sizes(void *arg, const resolver_watch_message *m)
+static int sum_sizes(void *arg, const rsv_watch_message *m)
 {
     size_t *sum = arg;
     *sum += strlen(m->cancel_reason) + (size_t)m->revision;
@@ -600,14 +600,14 @@ START_TEST(test_watch_huge_then_small)
     memset(in + n, 'x', big);
     strcpy(in + n + big, "\"}}\n");
     size_t sum = 0;
-    resolver_watch_parser *p = resolver_watch_parser_new(0, sum_sizes, &sum);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, in, strlen(in)), 0);
+    rsv_watch_parser *p = rsv_watch_parser_new(0, sum_sizes, &sum);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, in, strlen(in)), 0);
     ck_assert_uint_eq(sum, big);
     static const char small[] = "{\"result\":{\"header\":{\"revision\":\"3\"}}}\n";
-    ck_assert_int_eq(resolver_watch_parser_feed(p, small, strlen(small)), 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, small, strlen(small)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, small, strlen(small)), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, small, strlen(small)), 0);
     ck_assert_uint_eq(sum, big + 6);
-    resolver_watch_parser_del(p);
+    rsv_watch_parser_del(p);
     free(in);
 }
 END_TEST
@@ -615,15 +615,15 @@ END_TEST
 START_TEST(test_watch_bad_arguments)
 {
     recorder r;
-    ck_assert_ptr_null(resolver_watch_parser_new(0, NULL, NULL));
-    resolver_watch_parser *p = new_parser(&r, 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, NULL, 3), RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_watch_parser_feed(p, NULL, 0), 0);
-    ck_assert_int_eq(resolver_watch_parser_feed(NULL, "x", 1), RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_watch_parser_finish(NULL), RESOLVER_ERR_INVALID);
-    ck_assert_str_eq(resolver_watch_parser_error(NULL), "");
-    resolver_watch_parser_del(NULL);
-    resolver_watch_parser_del(p);
+    ck_assert_ptr_null(rsv_watch_parser_new(0, NULL, NULL));
+    rsv_watch_parser *p = new_parser(&r, 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, NULL, 3), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_watch_parser_feed(p, NULL, 0), 0);
+    ck_assert_int_eq(rsv_watch_parser_feed(NULL, "x", 1), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_watch_parser_finish(NULL), RESOLVER_ERR_INVALID);
+    ck_assert_str_eq(rsv_watch_parser_error(NULL), "");
+    rsv_watch_parser_del(NULL);
+    rsv_watch_parser_del(p);
 }
 END_TEST
 
@@ -638,9 +638,9 @@ START_TEST(test_range_parse)
         "\"value\":\"MTAuMC4wLjE6OTAwMQ==\",\"lease\":\"7587869981229590045\"},{\"key\":"
         "\"dXNlci5ycGMvMg==\",\"create_revision\":\"3\",\"mod_revision\":\"5\",\"version\":\"2\","
         "\"value\":\"MTAuMC4wLjI6OTAwMQ==\"}],\"more\":true,\"count\":\"3\"}";
-    resolver_range_result r;
+    rsv_range_result r;
     char why[128];
-    ck_assert_int_eq(resolver_range_parse(body, strlen(body), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(rsv_range_parse(body, strlen(body), &r, why, sizeof(why)), 0);
     ck_assert_int_eq(r.revision, 5);
     ck_assert_int_eq(r.more, 1);
     ck_assert_int_eq(r.count, 3);
@@ -648,16 +648,16 @@ START_TEST(test_range_parse)
     ck_assert_str_eq(r.kvs[0].key, "user.rpc/1");
     ck_assert_str_eq(r.kvs[0].value, "10.0.0.1:9001");
     ck_assert_int_eq(r.kvs[0].lease, 7587869981229590045LL);
-    ck_assert_int_eq(r.kvs[0].type, RESOLVER_KV_PUT);
+    ck_assert_int_eq(r.kvs[0].type, RSV_KV_PUT);
     ck_assert_str_eq(r.kvs[1].key, "user.rpc/2");
     ck_assert_uint_eq(r.kvs[1].value_len, 13);
     ck_assert_int_eq(r.kvs[1].create_revision, 3);
     ck_assert_int_eq(r.kvs[1].mod_revision, 5);
     ck_assert_int_eq(r.kvs[1].version, 2);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
     ck_assert_ptr_null(r.kvs);
     ck_assert_uint_eq(r.n_kvs, 0);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
 }
 END_TEST
 
@@ -665,16 +665,16 @@ START_TEST(test_range_empty)
 {
     static const char body[] = "{\"header\":{\"cluster_id\":\"1\",\"member_id\":\"2\",\"revision\":"
                                "\"17\",\"raft_term\":\"2\"}}";
-    resolver_range_result r;
+    rsv_range_result r;
     char why[128];
-    ck_assert_int_eq(resolver_range_parse(body, strlen(body), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(rsv_range_parse(body, strlen(body), &r, why, sizeof(why)), 0);
     ck_assert_int_eq(r.revision, 17);
     ck_assert_uint_eq(r.cluster_id, 1);
     ck_assert_uint_eq(r.n_kvs, 0);
     ck_assert_ptr_null(r.kvs);
     ck_assert_int_eq(r.more, 0);
     ck_assert_int_eq(r.count, 0);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
 }
 END_TEST
 
@@ -700,15 +700,15 @@ static const char *const bad_ranges[] = {
 
 START_TEST(test_range_bad)
 {
-    resolver_range_result r;
+    rsv_range_result r;
     char why[128] = "";
     const char *body = bad_ranges[_i];
-    ck_assert_int_eq(resolver_range_parse(body, strlen(body), &r, why, sizeof(why)),
+    ck_assert_int_eq(rsv_range_parse(body, strlen(body), &r, why, sizeof(why)),
                      RESOLVER_ERR_DECODE);
     ck_assert_msg(why[0] != '\0', "no reason for %s", body);
     ck_assert_ptr_null(r.kvs);
     ck_assert_uint_eq(r.n_kvs, 0);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
 }
 END_TEST
 
@@ -716,14 +716,14 @@ START_TEST(test_range_error_reason)
 {
     static const char body[] = "{\"error\":\"etcdserver: user name is empty\",\"code\":3,"
                                "\"message\":\"etcdserver: user name is empty\"}";
-    resolver_range_result r;
+    rsv_range_result r;
     char why[128];
-    ck_assert_int_eq(resolver_range_parse(body, strlen(body), &r, why, sizeof(why)),
+    ck_assert_int_eq(rsv_range_parse(body, strlen(body), &r, why, sizeof(why)),
                      RESOLVER_ERR_DECODE);
     ck_assert_str_eq(why, "etcd error 3: etcdserver: user name is empty");
-    ck_assert_int_eq(resolver_range_parse(NULL, 0, &r, NULL, 0), RESOLVER_ERR_DECODE);
-    ck_assert_int_eq(resolver_range_parse(NULL, 5, &r, why, sizeof(why)), RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_range_parse("{}", 2, NULL, why, sizeof(why)), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_range_parse(NULL, 0, &r, NULL, 0), RESOLVER_ERR_DECODE);
+    ck_assert_int_eq(rsv_range_parse(NULL, 5, &r, why, sizeof(why)), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_range_parse("{}", 2, NULL, why, sizeof(why)), RESOLVER_ERR_INVALID);
 }
 END_TEST
 
@@ -731,7 +731,7 @@ END_TEST
 
 static int error_text(const char *body, char *out, size_t size)
 {
-    return resolver_etcd_error_text(body, strlen(body), out, size);
+    return rsv_etcd_error_text(body, strlen(body), out, size);
 }
 
 START_TEST(test_error_text)
@@ -762,7 +762,7 @@ START_TEST(test_error_text)
     ck_assert_str_eq(out, "<html> <b>503</b>? </html>");
     ck_assert_int_eq(error_text("", out, sizeof(out)), 0);
     ck_assert_str_eq(out, "empty body");
-    ck_assert_int_eq(resolver_etcd_error_text(NULL, 0, out, sizeof(out)), 0);
+    ck_assert_int_eq(rsv_etcd_error_text(NULL, 0, out, sizeof(out)), 0);
     ck_assert_str_eq(out, "empty body");
     ck_assert_int_eq(error_text("{\"error\":{\"grpc_code\":\"x\"}}", out, sizeof(out)), 0);
     /* Truncated to the room given, always terminated. */
@@ -780,7 +780,7 @@ START_TEST(test_auth_parse)
     static const char ok[] = "{\"header\":{\"cluster_id\":\"1\",\"member_id\":\"2\",\"revision\":"
                              "\"9\",\"raft_term\":\"2\"},\"token\":\"ZGnRAhVFWbvhGkCP.28\"}";
     char *token = (char *)1;
-    ck_assert_int_eq(resolver_auth_parse(ok, strlen(ok), &token), 0);
+    ck_assert_int_eq(rsv_auth_parse(ok, strlen(ok), &token), 0);
     ck_assert_str_eq(token, "ZGnRAhVFWbvhGkCP.28");
     free(token);
 
@@ -800,10 +800,10 @@ START_TEST(test_auth_parse)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         token = (char *)1;
-        ck_assert_int_eq(resolver_auth_parse(bad[i], strlen(bad[i]), &token), RESOLVER_ERR_DECODE);
+        ck_assert_int_eq(rsv_auth_parse(bad[i], strlen(bad[i]), &token), RESOLVER_ERR_DECODE);
         ck_assert_ptr_null(token);
     }
-    ck_assert_int_eq(resolver_auth_parse(ok, strlen(ok), NULL), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_auth_parse(ok, strlen(ok), NULL), RESOLVER_ERR_INVALID);
 }
 END_TEST
 
@@ -814,7 +814,7 @@ static char *b64_member(json_t *obj, const char *name, size_t *len)
 {
     json_t *v = json_object_get(obj, name);
     ck_assert_msg(json_is_string(v), "no %s", name);
-    char *d = resolver_base64_decode(json_string_value(v), json_string_length(v), len);
+    char *d = rsv_base64_decode(json_string_value(v), json_string_length(v), len);
     ck_assert_ptr_nonnull(d);
     return d;
 }
@@ -840,13 +840,13 @@ static void check_range(const char *body, const char *key, size_t key_len, const
 
 START_TEST(test_range_request)
 {
-    char *b = resolver_range_request("user.rpc/", 9, 0, 0, NULL, 0);
+    char *b = rsv_range_request("user.rpc/", 9, 0, 0, NULL, 0);
     ck_assert_str_eq(b, "{\"key\":\"dXNlci5ycGMv\",\"range_end\":\"dXNlci5ycGMw\","
                         "\"serializable\":false}");
     check_range(b, "user.rpc/", 9, "user.rpc0", 9);
     free(b);
 
-    b = resolver_range_request("user.rpc/", 9, 5, 100, "user.rpc/7\0", 11);
+    b = rsv_range_request("user.rpc/", 9, 5, 100, "user.rpc/7\0", 11);
     check_range(b, "user.rpc/7\0", 11, "user.rpc0", 9);
     json_t *root = json_loads(b, 0, NULL);
     ck_assert_str_eq(json_string_value(json_object_get(root, "revision")), "5");
@@ -855,34 +855,34 @@ START_TEST(test_range_request)
     free(b);
 
     /* Trailing 0xff bytes are dropped before the increment. */
-    b = resolver_range_request("a\xff\xff", 3, 0, 0, NULL, 0);
+    b = rsv_range_request("a\xff\xff", 3, 0, 0, NULL, 0);
     check_range(b, "a\xff\xff", 3, "b", 1);
     free(b);
-    b = resolver_range_request("a\xfe", 2, 0, 0, NULL, 0);
+    b = rsv_range_request("a\xfe", 2, 0, 0, NULL, 0);
     check_range(b, "a\xfe", 2, "a\xff", 2);
     free(b);
     /* No end to increment: "\0", all keys from `key` on. */
-    b = resolver_range_request("\xff\xff", 2, 0, 0, NULL, 0);
+    b = rsv_range_request("\xff\xff", 2, 0, 0, NULL, 0);
     check_range(b, "\xff\xff", 2, "", 1);
     free(b);
-    b = resolver_range_request("", 0, 0, 0, NULL, 0);
+    b = rsv_range_request("", 0, 0, 0, NULL, 0);
     ck_assert_str_eq(b, "{\"key\":\"AA==\",\"range_end\":\"AA==\",\"serializable\":false}");
     free(b);
-    b = resolver_range_request(NULL, 0, -3, -1, NULL, 0);
+    b = rsv_range_request(NULL, 0, -3, -1, NULL, 0);
     ck_assert_str_eq(b, "{\"key\":\"AA==\",\"range_end\":\"AA==\",\"serializable\":false}");
     free(b);
     /* Binary prefix with a NUL inside. */
-    b = resolver_range_request("p\0q", 3, 0, 0, NULL, 0);
+    b = rsv_range_request("p\0q", 3, 0, 0, NULL, 0);
     check_range(b, "p\0q", 3, "p\0r", 3);
     free(b);
-    ck_assert_ptr_null(resolver_range_request(NULL, 3, 0, 0, NULL, 0));
-    ck_assert_ptr_null(resolver_range_request("a", 1, 0, 0, NULL, 2));
+    ck_assert_ptr_null(rsv_range_request(NULL, 3, 0, 0, NULL, 0));
+    ck_assert_ptr_null(rsv_range_request("a", 1, 0, 0, NULL, 2));
 }
 END_TEST
 
 START_TEST(test_watch_request)
 {
-    char *b = resolver_watch_request("user.rpc/", 9, 6, 1);
+    char *b = rsv_watch_request("user.rpc/", 9, 6, 1);
     ck_assert_str_eq(b, "{\"create_request\":{\"key\":\"dXNlci5ycGMv\",\"range_end\":"
                         "\"dXNlci5ycGMw\",\"start_revision\":\"6\",\"progress_notify\":true}}");
     json_t *root = json_loads(b, 0, NULL);
@@ -895,41 +895,41 @@ START_TEST(test_watch_request)
     json_decref(root);
     free(b);
 
-    b = resolver_watch_request("svc/", 4, 0, 0);
+    b = rsv_watch_request("svc/", 4, 0, 0);
     ck_assert_str_eq(b, "{\"create_request\":{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\"}}");
     free(b);
-    b = resolver_watch_request("", 0, 9223372036854775807LL, 1);
+    b = rsv_watch_request("", 0, 9223372036854775807LL, 1);
     ck_assert_str_eq(b, "{\"create_request\":{\"key\":\"AA==\",\"range_end\":\"AA==\","
                         "\"start_revision\":\"9223372036854775807\",\"progress_notify\":true}}");
     free(b);
-    ck_assert_ptr_null(resolver_watch_request(NULL, 1, 0, 0));
+    ck_assert_ptr_null(rsv_watch_request(NULL, 1, 0, 0));
 }
 END_TEST
 
 START_TEST(test_range_changed_request)
 {
-    char *b = resolver_range_changed_request("svc/", 4, 42, 11);
+    char *b = rsv_range_changed_request("svc/", 4, 42, 11);
     ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"revision\":\"42\","
                         "\"min_mod_revision\":\"11\",\"limit\":\"1\",\"keys_only\":true}");
     ck_assert_ptr_null(strstr(b, "count_only")); /* etcd would ignore the filter */
     free(b);
-    b = resolver_range_changed_request("svc/", 4, 0, 0); /* no bounds */
+    b = rsv_range_changed_request("svc/", 4, 0, 0); /* no bounds */
     ck_assert_str_eq(b, "{\"key\":\"c3ZjLw==\",\"range_end\":\"c3ZjMA==\",\"limit\":\"1\","
                         "\"keys_only\":true}");
     free(b);
-    ck_assert_ptr_null(resolver_range_changed_request(NULL, 1, 0, 0));
+    ck_assert_ptr_null(rsv_range_changed_request(NULL, 1, 0, 0));
     /* The answer to it: "count" is omitted when zero. */
-    resolver_range_result r;
+    rsv_range_result r;
     char why[64];
     const char *answer = "{\"header\":{\"revision\":\"42\"},\"count\":\"3\"}";
-    ck_assert_int_eq(resolver_range_parse(answer, strlen(answer), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(rsv_range_parse(answer, strlen(answer), &r, why, sizeof(why)), 0);
     ck_assert_int_eq(r.count, 3);
     ck_assert_uint_eq(r.n_kvs, 0);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
     answer = "{\"header\":{\"revision\":\"42\"}}";
-    ck_assert_int_eq(resolver_range_parse(answer, strlen(answer), &r, why, sizeof(why)), 0);
+    ck_assert_int_eq(rsv_range_parse(answer, strlen(answer), &r, why, sizeof(why)), 0);
     ck_assert_int_eq(r.count, 0);
-    resolver_range_result_clear(&r);
+    rsv_range_result_clear(&r);
 }
 END_TEST
 

@@ -28,7 +28,7 @@ static void setup(void)
 
 START_TEST(newlines_cannot_forge_lines)
 {
-    resolver_log(RESOLVER_LOG_WARN, "value %s", "a\nerror forged\r");
+    rsv_log(RESOLVER_LOG_WARN, "value %s", "a\nerror forged\r");
     ck_assert_int_eq(lines, 1);
     ck_assert_str_eq(last, "value a error forged ");
 }
@@ -36,7 +36,7 @@ END_TEST
 
 START_TEST(limited_one_line_per_window_then_count)
 {
-    resolver_log_limit lim = {0};
+    rsv_log_limit lim = {0};
     for (int i = 0; i < 500; i++)
         LOG_WARN_LIMITED(&lim, "ticket %d leaked", i);
     ck_assert_int_eq(lines, 1);
@@ -54,7 +54,7 @@ END_TEST
 
 START_TEST(limited_separate_causes_do_not_share)
 {
-    resolver_log_limit a = {0}, b = {0};
+    rsv_log_limit a = {0}, b = {0};
     LOG_WARN_LIMITED(&a, "a");
     LOG_WARN_LIMITED(&b, "b");
     LOG_WARN_LIMITED(&a, "a again");
@@ -65,7 +65,7 @@ END_TEST
 
 START_TEST(limited_disabled_level_counts_nothing)
 {
-    resolver_log_limit lim = {0};
+    rsv_log_limit lim = {0};
     resolver_log_set_level(RESOLVER_LOG_ERROR);
     ck_assert_int_eq(LOG_WARN_LIMITED(&lim, "off"), 0);
     ck_assert_int_eq(lines, 0);

@@ -68,25 +68,25 @@ static void log_expect(const int *want, size_t n)
 }
 
 /* Iterates until *done is non-zero or max_ms pass; returns *done. */
-static int run_until(resolver_loop *loop, const int *done, unsigned max_ms)
+static int run_until(rsv_loop *loop, const int *done, unsigned max_ms)
 {
     uint64_t end = mono_ms() + max_ms;
     while (!*done && mono_ms() < end)
-        ck_assert_int_eq(resolver_loop_run_once(loop, 10), 0);
+        ck_assert_int_eq(rsv_loop_run_once(loop, 10), 0);
     return *done;
 }
 
-static int run_until_log(resolver_loop *loop, size_t n, unsigned max_ms)
+static int run_until_log(rsv_loop *loop, size_t n, unsigned max_ms)
 {
     uint64_t end = mono_ms() + max_ms;
     while (log_len < n && mono_ms() < end)
-        ck_assert_int_eq(resolver_loop_run_once(loop, 10), 0);
+        ck_assert_int_eq(rsv_loop_run_once(loop, 10), 0);
     return log_len >= n;
 }
 
-static resolver_loop *new_loop(void)
+static rsv_loop *new_loop(void)
 {
-    resolver_loop *loop = resolver_loop_new();
+    rsv_loop *loop = rsv_loop_new();
     ck_assert_ptr_nonnull(loop);
     log_reset();
     return loop;
@@ -125,63 +125,63 @@ static int poll_readable(int fd, int timeout_ms)
 
 typedef struct rec {
     int id;
-    resolver_loop *loop;
-    resolver_timer *t;
+    rsv_loop *loop;
+    rsv_timer *t;
     uint64_t due;      /* the loop's now at start + ms */
     struct rec *other; /* a peer the callback acts on */
     int action;        /* what the callback does, per test */
     int calls;
-    uint64_t fired_now; /* resolver_loop_now() seen by the callback */
+    uint64_t fired_now; /* rsv_loop_now() seen by the callback */
 } rec;
 
 static void rec_start(rec *r, uint64_t ms)
 {
-    r->due = resolver_loop_now(r->loop) + ms;
-    resolver_timer_start(r->t, ms);
+    r->due = rsv_loop_now(r->loop) + ms;
+    rsv_timer_start(r->t, ms);
 }
 
-static void rec_init(rec *r, resolver_loop *loop, int id, resolver_timer_cb cb)
+static void rec_init(rec *r, rsv_loop *loop, int id, rsv_timer_cb cb)
 {
     memset(r, 0, sizeof(*r));
     r->id = id;
     r->loop = loop;
-    r->t = resolver_timer_new(loop, cb, r);
+    r->t = rsv_timer_new(loop, cb, r);
     ck_assert_ptr_nonnull(r->t);
 }
 
-static void rec_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void rec_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     rec *r = arg;
     ck_assert_ptr_eq(t, r->t);
     ck_assert_ptr_eq(loop, r->loop);
-    ck_assert(!resolver_timer_active(t)); /* disarmed before its callback */
-    ck_assert_uint_ge(resolver_loop_now(loop), r->due);
+    ck_assert(!rsv_timer_active(t)); /* disarmed before its callback */
+    ck_assert_uint_ge(rsv_loop_now(loop), r->due);
     r->calls++;
-    r->fired_now = resolver_loop_now(loop);
+    r->fired_now = rsv_loop_now(loop);
     log_push(r->id);
 }
 
 /* Rule 4: deadline order. */
 START_TEST(timer_deadline_order)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     static const uint64_t ms[] = {30, 10, 20, 0, 5};
     rec r[5];
     for (int i = 0; i < 5; i++) {
         rec_init(&r[i], loop, i, rec_cb);
         rec_start(&r[i], ms[i]);
-        ck_assert(resolver_timer_active(r[i].t));
+        ck_assert(rsv_timer_active(r[i].t));
     }
     ck_assert(run_until_log(loop, 5, 2000));
     static const int want[] = {3, 4, 1, 2, 0};
     log_expect(want, 5);
     for (int i = 0; i < 5; i++) {
         ck_assert_int_eq(r[i].calls, 1);
-        ck_assert(!resolver_timer_active(r[i].t));
-        resolver_timer_del(r[i].t);
+        ck_assert(!rsv_timer_active(r[i].t));
+        rsv_timer_del(r[i].t);
     }
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
-    resolver_loop_del(loop);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -189,7 +189,7 @@ END_TEST
  * order; a restart moves a timer behind the others with its deadline. */
 START_TEST(timer_ties_start_order)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec r[8];
     for (int i = 0; i < 8; i++)
         rec_init(&r[i], loop, i, rec_cb);
@@ -204,38 +204,38 @@ START_TEST(timer_ties_start_order)
     for (int i = 1; i < 8; i++)
         ck_assert_uint_eq(r[i].fired_now, r[0].fired_now);
     for (int i = 0; i < 8; i++)
-        resolver_timer_del(r[i].t);
-    resolver_loop_del(loop);
+        rsv_timer_del(r[i].t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 START_TEST(timer_active_stop_del)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec r;
     rec_init(&r, loop, 1, rec_cb);
-    ck_assert(!resolver_timer_active(r.t));
-    resolver_timer_stop(r.t); /* stopping an idle timer is a no-op */
+    ck_assert(!rsv_timer_active(r.t));
+    rsv_timer_stop(r.t); /* stopping an idle timer is a no-op */
     rec_start(&r, 0);
-    ck_assert(resolver_timer_active(r.t));
-    ck_assert_int_eq(resolver_loop_timeout(loop), 0);
-    resolver_timer_stop(r.t);
-    ck_assert(!resolver_timer_active(r.t));
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert(rsv_timer_active(r.t));
+    ck_assert_int_eq(rsv_loop_timeout(loop), 0);
+    rsv_timer_stop(r.t);
+    ck_assert(!rsv_timer_active(r.t));
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 0);
     /* Restart after stop works and fires once. */
     rec_start(&r, 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 1);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 1);
-    ck_assert(!resolver_timer_active(NULL));
-    resolver_timer_del(NULL);
+    ck_assert(!rsv_timer_active(NULL));
+    rsv_timer_del(NULL);
     rec_start(&r, 1000);
-    resolver_timer_del(r.t); /* del of an armed timer disarms it */
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
-    resolver_loop_del(loop);
+    rsv_timer_del(r.t); /* del of an armed timer disarms it */
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -250,9 +250,9 @@ enum {
     ACT_STOP_SELF
 };
 
-static int in_start; /* set while a callback is inside resolver_timer_start */
+static int in_start; /* set while a callback is inside rsv_timer_start */
 
-static void act_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void act_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     rec *r = arg;
     ck_assert_msg(!in_start, "timer %d fired inside resolver_timer_start", r->id);
@@ -260,33 +260,33 @@ static void act_cb(resolver_loop *loop, resolver_timer *t, void *arg)
     log_push(r->id);
     switch (r->action) {
     case ACT_STOP_OTHER:
-        resolver_timer_stop(r->other->t);
+        rsv_timer_stop(r->other->t);
         break;
     case ACT_DEL_OTHER:
-        resolver_timer_del(r->other->t);
+        rsv_timer_del(r->other->t);
         r->other->t = NULL;
         break;
     case ACT_DEL_SELF:
-        resolver_timer_del(t);
+        rsv_timer_del(t);
         r->t = NULL;
         break;
     case ACT_RESTART0_SELF:
         in_start = 1;
-        resolver_timer_start(t, 0);
+        rsv_timer_start(t, 0);
         in_start = 0;
-        ck_assert(resolver_timer_active(t));
+        ck_assert(rsv_timer_active(t));
         break;
     case ACT_RESTART_OTHER_LATER:
-        resolver_timer_start(r->other->t, 60000);
+        rsv_timer_start(r->other->t, 60000);
         break;
     case ACT_START_OTHER0:
         in_start = 1;
-        resolver_timer_start(r->other->t, 0);
+        rsv_timer_start(r->other->t, 0);
         in_start = 0;
         break;
     case ACT_STOP_SELF:
-        resolver_timer_stop(t); /* already disarmed: a no-op */
-        ck_assert(!resolver_timer_active(t));
+        rsv_timer_stop(t); /* already disarmed: a no-op */
+        ck_assert(!rsv_timer_active(t));
         break;
     default:
         break;
@@ -297,7 +297,7 @@ static void act_cb(resolver_loop *loop, resolver_timer *t, void *arg)
  * does not fire. */
 START_TEST(timer_stop_other_same_phase)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec a, b;
     rec_init(&a, loop, 1, act_cb);
     rec_init(&b, loop, 2, act_cb);
@@ -307,15 +307,15 @@ START_TEST(timer_stop_other_same_phase)
     b.other = &a;
     rec_start(&a, 0);
     rec_start(&b, 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     static const int want[] = {1};
     log_expect(want, 1);
-    ck_assert(!resolver_timer_active(b.t));
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert(!rsv_timer_active(b.t));
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     log_expect(want, 1);
-    resolver_timer_del(a.t);
-    resolver_timer_del(b.t);
-    resolver_loop_del(loop);
+    rsv_timer_del(a.t);
+    rsv_timer_del(b.t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -323,7 +323,7 @@ END_TEST
  * neither called nor touched (ASan/valgrind would see a use after free). */
 START_TEST(timer_del_other_same_phase)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec r[6];
     for (int i = 0; i < 6; i++)
         rec_init(&r[i], loop, i, act_cb);
@@ -336,17 +336,17 @@ START_TEST(timer_del_other_same_phase)
     r[2].action = ACT_DEL_SELF;
     for (int i = 0; i < 6; i++)
         rec_start(&r[i], 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     static const int want[] = {0, 1, 2, 4};
     log_expect(want, 4);
     ck_assert_ptr_null(r[2].t);
     ck_assert_ptr_null(r[3].t);
     ck_assert_ptr_null(r[5].t);
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
-    resolver_timer_del(r[0].t);
-    resolver_timer_del(r[1].t);
-    resolver_timer_del(r[4].t);
-    resolver_loop_del(loop);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    rsv_timer_del(r[0].t);
+    rsv_timer_del(r[1].t);
+    rsv_timer_del(r[4].t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -354,7 +354,7 @@ END_TEST
  * busy loop inside one phase, and other due timers still get their turn. */
 START_TEST(timer_restart_self_zero)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec a, b;
     rec_init(&a, loop, 1, act_cb);
     rec_init(&b, loop, 2, act_cb);
@@ -362,51 +362,51 @@ START_TEST(timer_restart_self_zero)
     rec_start(&a, 0);
     rec_start(&b, 0);
     uint64_t t0 = mono_ms();
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     static const int want1[] = {1, 2};
     log_expect(want1, 2);
     for (int i = 0; i < 5; i++) {
-        ck_assert_int_eq(resolver_loop_timeout(loop), 0);
+        ck_assert_int_eq(rsv_loop_timeout(loop), 0);
         /* A huge wait: the due timer must make it return at once. */
-        ck_assert_int_eq(resolver_loop_run_once(loop, 5000), 0);
+        ck_assert_int_eq(rsv_loop_run_once(loop, 5000), 0);
         ck_assert_int_eq(a.calls, 2 + i);
     }
     ck_assert_int_eq(b.calls, 1);
     ck_assert_uint_lt(mono_ms() - t0, 2000);
-    resolver_timer_del(a.t);
-    resolver_timer_del(b.t);
-    resolver_loop_del(loop);
+    rsv_timer_del(a.t);
+    rsv_timer_del(b.t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 /* Rule 4: a timer started for 0 ms from a timer callback runs in the next
- * phase, never inside resolver_timer_start. */
+ * phase, never inside rsv_timer_start. */
 START_TEST(timer_start_zero_from_callback)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec a, c;
     rec_init(&a, loop, 1, act_cb);
     rec_init(&c, loop, 3, act_cb);
     a.action = ACT_START_OTHER0;
     a.other = &c;
     rec_start(&a, 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     static const int want1[] = {1};
     log_expect(want1, 1);
-    ck_assert(resolver_timer_active(c.t));
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert(rsv_timer_active(c.t));
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     static const int want2[] = {1, 3};
     log_expect(want2, 2);
-    resolver_timer_del(a.t);
-    resolver_timer_del(c.t);
-    resolver_loop_del(loop);
+    rsv_timer_del(a.t);
+    rsv_timer_del(c.t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 /* A due timer pushed into the future by an earlier callback does not fire. */
 START_TEST(timer_restart_other_later)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec a, b, s;
     rec_init(&a, loop, 1, act_cb);
     rec_init(&b, loop, 2, act_cb);
@@ -417,81 +417,81 @@ START_TEST(timer_restart_other_later)
     rec_start(&a, 0);
     rec_start(&b, 0);
     rec_start(&s, 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     static const int want[] = {1, 3};
     log_expect(want, 2);
-    ck_assert(resolver_timer_active(b.t));
-    int left = resolver_loop_timeout(loop);
+    ck_assert(rsv_timer_active(b.t));
+    int left = rsv_loop_timeout(loop);
     ck_assert_int_gt(left, 50000);
     ck_assert_int_le(left, 60000);
-    resolver_timer_del(a.t);
-    resolver_timer_del(b.t);
-    resolver_timer_del(s.t);
-    resolver_loop_del(loop);
+    rsv_timer_del(a.t);
+    rsv_timer_del(b.t);
+    rsv_timer_del(s.t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 /* A timer started with a huge delay must not wrap around and fire now. */
 START_TEST(timer_huge_delay)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     rec a;
     rec_init(&a, loop, 1, act_cb);
-    resolver_timer_start(a.t, UINT64_MAX);
-    ck_assert_int_gt(resolver_loop_timeout(loop), 1000000);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    rsv_timer_start(a.t, UINT64_MAX);
+    ck_assert_int_gt(rsv_loop_timeout(loop), 1000000);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(a.calls, 0);
-    resolver_timer_start(a.t, UINT64_MAX - 1000);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    rsv_timer_start(a.t, UINT64_MAX - 1000);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(a.calls, 0);
-    ck_assert(resolver_timer_active(a.t));
-    resolver_timer_del(a.t);
-    resolver_loop_del(loop);
+    ck_assert(rsv_timer_active(a.t));
+    rsv_timer_del(a.t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 START_TEST(timeout_values)
 {
-    resolver_loop *loop = new_loop();
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
+    rsv_loop *loop = new_loop();
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
     rec a, b;
     rec_init(&a, loop, 1, rec_cb);
     rec_init(&b, loop, 2, rec_cb);
-    resolver_loop_update_time(loop);
+    rsv_loop_update_time(loop);
     rec_start(&a, 10000);
-    int left = resolver_loop_timeout(loop);
+    int left = rsv_loop_timeout(loop);
     ck_assert_int_gt(left, 9000);
     ck_assert_int_le(left, 10000);
     rec_start(&b, 0);
-    ck_assert_int_eq(resolver_loop_timeout(loop), 0);
-    resolver_timer_stop(b.t);
-    ck_assert_int_gt(resolver_loop_timeout(loop), 9000);
+    ck_assert_int_eq(rsv_loop_timeout(loop), 0);
+    rsv_timer_stop(b.t);
+    ck_assert_int_gt(rsv_loop_timeout(loop), 9000);
     /* The value counts down with the clock. */
-    resolver_timer_start(a.t, 40);
+    rsv_timer_start(a.t, 40);
     sleep_ms(60);
-    ck_assert_int_eq(resolver_loop_timeout(loop), 0);
-    resolver_timer_stop(a.t);
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
-    resolver_timer_del(a.t);
-    resolver_timer_del(b.t);
-    resolver_loop_del(loop);
+    ck_assert_int_eq(rsv_loop_timeout(loop), 0);
+    rsv_timer_stop(a.t);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    rsv_timer_del(a.t);
+    rsv_timer_del(b.t);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 /* Rule 5: now is read once per iteration; update_time re-reads it. */
 START_TEST(loop_now_and_update_time)
 {
-    resolver_loop *loop = new_loop();
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
-    uint64_t n0 = resolver_loop_now(loop);
+    rsv_loop *loop = new_loop();
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
+    uint64_t n0 = rsv_loop_now(loop);
     sleep_ms(30);
-    ck_assert_uint_eq(resolver_loop_now(loop), n0);
-    uint64_t n1 = resolver_loop_update_time(loop);
+    ck_assert_uint_eq(rsv_loop_now(loop), n0);
+    uint64_t n1 = rsv_loop_update_time(loop);
     ck_assert_uint_ge(n1, n0 + 25);
-    ck_assert_uint_eq(resolver_loop_now(loop), n1);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 20), 0);
-    ck_assert_uint_ge(resolver_loop_now(loop), n1 + 15);
-    resolver_loop_del(loop);
+    ck_assert_uint_eq(rsv_loop_now(loop), n1);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 20), 0);
+    ck_assert_uint_ge(rsv_loop_now(loop), n1 + 15);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -511,7 +511,7 @@ static uint32_t rng(void)
 }
 
 typedef struct {
-    resolver_timer *t;
+    rsv_timer *t;
     uint64_t ms;
     uint64_t seq; /* the test's own start counter */
     int removed;  /* stopped or deleted before firing */
@@ -531,7 +531,7 @@ static int stress_cmp(const void *pa, const void *pb)
     return a->seq < b->seq ? -1 : a->seq > b->seq;
 }
 
-static void stress_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void stress_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     int idx = (int)(intptr_t)arg;
     stress_ent *e = &stress[idx];
@@ -555,12 +555,12 @@ static void stress_cb(resolver_loop *loop, resolver_timer *t, void *arg)
         int victim = (int)(rng() % STRESS_N);
         stress_ent *v = &stress[victim];
         if (!v->fired && !v->removed) {
-            ck_assert(resolver_timer_active(v->t));
+            ck_assert(rsv_timer_active(v->t));
             if (rng() % 2) {
-                resolver_timer_stop(v->t);
-                ck_assert(!resolver_timer_active(v->t));
+                rsv_timer_stop(v->t);
+                ck_assert(!rsv_timer_active(v->t));
             } else {
-                resolver_timer_del(v->t);
+                rsv_timer_del(v->t);
                 v->t = NULL;
             }
             v->removed = 1;
@@ -576,7 +576,7 @@ START_TEST(timer_heap_stress)
     rng_state = seed ? strtoull(seed, NULL, 0) : 0x9e3779b97f4a7c15ULL;
     if (rng_state == 0)
         rng_state = 1;
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     stress = calloc(STRESS_N, sizeof(*stress));
     stress_ref = calloc(STRESS_N, sizeof(*stress_ref));
     ck_assert_ptr_nonnull(stress);
@@ -587,11 +587,11 @@ START_TEST(timer_heap_stress)
     /* All starts happen before the first iteration, so they share the
      * loop's now and the deadline order is the (ms, seq) order. */
     for (int i = 0; i < STRESS_N; i++) {
-        stress[i].t = resolver_timer_new(loop, stress_cb, (void *)(intptr_t)i);
+        stress[i].t = rsv_timer_new(loop, stress_cb, (void *)(intptr_t)i);
         ck_assert_ptr_nonnull(stress[i].t);
         stress[i].ms = rng() % 40;
         stress[i].seq = seq++;
-        resolver_timer_start(stress[i].t, stress[i].ms);
+        rsv_timer_start(stress[i].t, stress[i].ms);
     }
     /* Churn: restarts (new deadline, new seq) and stops at random heap
      * positions, so heap_remove's up and down paths both run. */
@@ -599,13 +599,13 @@ START_TEST(timer_heap_stress)
         int j = (int)(rng() % STRESS_N);
         switch (rng() % 5) {
         case 0:
-            resolver_timer_stop(stress[j].t);
+            rsv_timer_stop(stress[j].t);
             stress[j].removed = 1;
             break;
         case 1:
             stress[j].ms = rng() % 40;
             stress[j].seq = seq++;
-            resolver_timer_start(stress[j].t, stress[j].ms);
+            rsv_timer_start(stress[j].t, stress[j].ms);
             stress[j].removed = 0;
             break;
         default:
@@ -615,23 +615,23 @@ START_TEST(timer_heap_stress)
     size_t expect_active = 0;
     for (int i = 0; i < STRESS_N; i++) {
         stress_ref[i] = i;
-        ck_assert_int_eq(resolver_timer_active(stress[i].t), !stress[i].removed);
+        ck_assert_int_eq(rsv_timer_active(stress[i].t), !stress[i].removed);
         expect_active += !stress[i].removed;
     }
     qsort(stress_ref, STRESS_N, sizeof(*stress_ref), stress_cmp);
     uint64_t end = mono_ms() + 20000;
-    while (resolver_loop_timeout(loop) != -1 && mono_ms() < end)
-        ck_assert_int_eq(resolver_loop_run_once(loop, 100), 0);
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
+    while (rsv_loop_timeout(loop) != -1 && mono_ms() < end)
+        ck_assert_int_eq(rsv_loop_run_once(loop, 100), 0);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
     ck_assert_uint_eq(stress_fired + (size_t)stress_in_cb_removals, expect_active);
     ck_assert_int_gt(stress_in_cb_removals, 0);
     for (int i = 0; i < STRESS_N; i++) {
-        ck_assert(!resolver_timer_active(stress[i].t));
-        resolver_timer_del(stress[i].t);
+        ck_assert(!rsv_timer_active(stress[i].t));
+        rsv_timer_del(stress[i].t);
     }
     free(stress);
     free(stress_ref);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -641,14 +641,14 @@ typedef struct io_rec {
     int id;
     int fd;
     int calls;
-    unsigned events;        /* last events seen */
-    unsigned all;           /* union of all events seen */
-    int drain;              /* read the fd in the callback */
-    int unwatch;            /* unwatch the fd in the callback */
-    resolver_timer *start0; /* started for 0 ms from the callback */
+    unsigned events;   /* last events seen */
+    unsigned all;      /* union of all events seen */
+    int drain;         /* read the fd in the callback */
+    int unwatch;       /* unwatch the fd in the callback */
+    rsv_timer *start0; /* started for 0 ms from the callback */
 } io_rec;
 
-static void io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void io_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     io_rec *r = arg;
     ck_assert_int_eq(fd, r->fd);
@@ -657,70 +657,70 @@ static void io_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
     r->events = events;
     r->all |= events;
     log_push(r->id);
-    if (r->drain && (events & RESOLVER_LOOP_READ))
+    if (r->drain && (events & RSV_LOOP_READ))
         drain_fd(fd);
     if (r->unwatch)
-        resolver_loop_unwatch(loop, fd);
+        rsv_loop_unwatch(loop, fd);
     if (r->start0)
-        resolver_timer_start(r->start0, 0);
+        rsv_timer_start(r->start0, 0);
 }
 
 START_TEST(io_pipe_read)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int p[2];
     make_pipe(p);
     io_rec r = {.id = 1, .fd = p[0], .drain = 1};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 0);
     write_byte(p[1]);
     ck_assert(run_until(loop, &r.calls, 2000));
-    ck_assert_uint_eq(r.events, RESOLVER_LOOP_READ);
+    ck_assert_uint_eq(r.events, RSV_LOOP_READ);
     /* Drained: level-triggered, so no further call. */
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 1);
     /* Not drained: level-triggered, called every iteration. */
     r.drain = 0;
     write_byte(p[1]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r.calls, 3);
-    resolver_loop_unwatch(loop, p[0]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    rsv_loop_unwatch(loop, p[0]);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 3);
     close(p[0]);
     close(p[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 START_TEST(io_pipe_write)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int p[2];
     make_pipe(p);
     io_rec r = {.id = 1, .fd = p[1]};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[1], RESOLVER_LOOP_WRITE, io_cb, &r), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[1], RSV_LOOP_WRITE, io_cb, &r), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r.calls, 1);
-    ck_assert_uint_eq(r.events, RESOLVER_LOOP_WRITE);
+    ck_assert_uint_eq(r.events, RSV_LOOP_WRITE);
     /* Fill the pipe: no longer writable, so no call. */
     char buf[4096];
     memset(buf, 'x', sizeof(buf));
     while (write(p[1], buf, sizeof(buf)) > 0) {
     }
     ck_assert_int_eq(errno, EAGAIN);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 1);
     /* Drain it: writable again. */
     drain_fd(p[0]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r.calls, 2);
     close(p[0]);
-    resolver_loop_unwatch(loop, p[1]);
+    rsv_loop_unwatch(loop, p[1]);
     close(p[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -728,36 +728,35 @@ END_TEST
  * READ only (EPOLL_CTL_MOD path). */
 START_TEST(io_socketpair_rw)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     io_rec a = {.id = 1, .fd = sv[0]}, b = {.id = 2, .fd = sv[1], .drain = 1};
-    ck_assert_int_eq(
-        resolver_loop_watch(loop, sv[0], RESOLVER_LOOP_READ | RESOLVER_LOOP_WRITE, io_cb, &a), 0);
-    ck_assert_int_eq(resolver_loop_watch(loop, sv[1], RESOLVER_LOOP_READ, io_cb, &b), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, sv[0], RSV_LOOP_READ | RSV_LOOP_WRITE, io_cb, &a), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, sv[1], RSV_LOOP_READ, io_cb, &b), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(a.calls, 1);
-    ck_assert_uint_eq(a.events, RESOLVER_LOOP_WRITE);
+    ck_assert_uint_eq(a.events, RSV_LOOP_WRITE);
     ck_assert_int_eq(b.calls, 0);
     ck_assert_int_eq(write(sv[0], "ping", 4), 4);
-    ck_assert_int_eq(resolver_loop_watch(loop, sv[0], RESOLVER_LOOP_READ, io_cb, &a), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, sv[0], RSV_LOOP_READ, io_cb, &a), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(a.calls, 1);
     ck_assert_int_eq(b.calls, 1);
-    ck_assert_uint_eq(b.events, RESOLVER_LOOP_READ);
+    ck_assert_uint_eq(b.events, RSV_LOOP_READ);
     ck_assert_int_eq(write(sv[1], "pong", 4), 4);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(a.calls, 2);
-    ck_assert_uint_eq(a.events, RESOLVER_LOOP_READ);
+    ck_assert_uint_eq(a.events, RSV_LOOP_READ);
     char buf[8];
     ck_assert_int_eq(read(sv[0], buf, sizeof(buf)), 4);
     ck_assert_int_eq(memcmp(buf, "pong", 4), 0);
     ck_assert_int_eq(b.calls, 1);
-    resolver_loop_unwatch(loop, sv[0]);
-    resolver_loop_unwatch(loop, sv[1]);
+    rsv_loop_unwatch(loop, sv[0]);
+    rsv_loop_unwatch(loop, sv[1]);
     close(sv[0]);
     close(sv[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -765,64 +764,59 @@ END_TEST
  * the ERROR bit) unwatches. */
 START_TEST(io_watch_replace)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int p[2];
     make_pipe(p);
     io_rec r1 = {.id = 1, .fd = p[0]}, r2 = {.id = 2, .fd = p[0]};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r1), 0);
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r2), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r1), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r2), 0);
     write_byte(p[1]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r1.calls, 0);
     ck_assert_int_eq(r2.calls, 1);
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], 0, io_cb, &r1), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], 0, io_cb, &r1), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r1.calls + r2.calls, 1);
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_ERROR, io_cb, &r1), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_ERROR, io_cb, &r1), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r1.calls + r2.calls, 1);
     /* And watching again after an unwatch works. */
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r1), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r1), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r1.calls, 1);
-    resolver_loop_unwatch(loop, p[0]);
+    rsv_loop_unwatch(loop, p[0]);
     close(p[0]);
     close(p[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 START_TEST(io_watch_errors)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     io_rec r = {.id = 1};
     int p[2];
     make_pipe(p);
-    ck_assert_int_eq(resolver_loop_watch(loop, -1, RESOLVER_LOOP_READ, io_cb, &r),
-                     RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_loop_watch(loop, 1 << 24, RESOLVER_LOOP_READ, io_cb, &r),
-                     RESOLVER_ERR_INVALID);
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, NULL, &r),
-                     RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_loop_watch(loop, -1, RSV_LOOP_READ, io_cb, &r), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_loop_watch(loop, 1 << 24, RSV_LOOP_READ, io_cb, &r), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, NULL, &r), RESOLVER_ERR_INVALID);
     /* epoll refuses regular files (EPERM) and closed fds (EBADF). */
     FILE *f = tmpfile();
     ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(resolver_loop_watch(loop, fileno(f), RESOLVER_LOOP_READ, io_cb, &r),
-                     RESOLVER_ERR_IO);
+    ck_assert_int_eq(rsv_loop_watch(loop, fileno(f), RSV_LOOP_READ, io_cb, &r), RESOLVER_ERR_IO);
     fclose(f);
     int closed = dup(p[0]);
     close(closed);
-    ck_assert_int_eq(resolver_loop_watch(loop, closed, RESOLVER_LOOP_READ, io_cb, &r),
-                     RESOLVER_ERR_IO);
+    ck_assert_int_eq(rsv_loop_watch(loop, closed, RSV_LOOP_READ, io_cb, &r), RESOLVER_ERR_IO);
     /* Unwatching what is not watched is harmless. */
-    resolver_loop_unwatch(loop, p[0]);
-    resolver_loop_unwatch(loop, -1);
-    resolver_loop_unwatch(loop, 1 << 23);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    rsv_loop_unwatch(loop, p[0]);
+    rsv_loop_unwatch(loop, -1);
+    rsv_loop_unwatch(loop, 1 << 23);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 0);
     close(p[0]);
     close(p[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -830,20 +824,20 @@ END_TEST
  * call; a loop freed with fds still watched leaks nothing. */
 START_TEST(io_unwatch_self_and_del_with_watchers)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int p[2], q[2];
     make_pipe(p);
     make_pipe(q);
     io_rec r = {.id = 1, .fd = p[0], .unwatch = 1};
     io_rec s = {.id = 2, .fd = q[0]};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r), 0);
-    ck_assert_int_eq(resolver_loop_watch(loop, q[0], RESOLVER_LOOP_READ, io_cb, &s), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, q[0], RSV_LOOP_READ, io_cb, &s), 0);
     write_byte(p[1]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r.calls, 1);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 1);
-    resolver_loop_del(loop); /* q[0] still watched */
+    rsv_loop_del(loop); /* q[0] still watched */
     close(p[0]);
     close(p[1]);
     close(q[0]);
@@ -856,7 +850,7 @@ END_TEST
 enum { PAIR_UNWATCH, PAIR_REWATCH, PAIR_REUSE, PAIR_REUSE_NO_UNWATCH };
 
 typedef struct {
-    resolver_loop *loop;
+    rsv_loop *loop;
     int mode;
     int rfd[2], wfd[2];
     int calls[2];
@@ -865,7 +859,7 @@ typedef struct {
     io_rec new_rec; /* watcher of the reused fd number */
 } pair_ctx;
 
-static void pair_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void pair_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     pair_ctx *c = arg;
     int idx = fd == c->rfd[0] ? 0 : 1;
@@ -879,18 +873,18 @@ static void pair_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
     int other = c->rfd[1 - idx];
     switch (c->mode) {
     case PAIR_UNWATCH:
-        resolver_loop_unwatch(loop, other);
+        rsv_loop_unwatch(loop, other);
         break;
     case PAIR_REWATCH:
         /* Same file, new watch: the stale event of the old watch is dropped
          * in this iteration (it is still readable, so it comes next). */
-        resolver_loop_unwatch(loop, other);
-        ck_assert_int_eq(resolver_loop_watch(loop, other, RESOLVER_LOOP_READ, pair_cb, c), 0);
+        rsv_loop_unwatch(loop, other);
+        ck_assert_int_eq(rsv_loop_watch(loop, other, RSV_LOOP_READ, pair_cb, c), 0);
         break;
     case PAIR_REUSE:
     case PAIR_REUSE_NO_UNWATCH: {
         if (c->mode == PAIR_REUSE)
-            resolver_loop_unwatch(loop, other);
+            rsv_loop_unwatch(loop, other);
         ck_assert_int_eq(close(other), 0);
         int q[2];
         make_pipe(q);
@@ -904,8 +898,7 @@ static void pair_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
         c->new_rec.id = 100;
         c->new_rec.fd = other;
         c->new_rec.drain = 1;
-        ck_assert_int_eq(resolver_loop_watch(loop, other, RESOLVER_LOOP_READ, io_cb, &c->new_rec),
-                         0);
+        ck_assert_int_eq(rsv_loop_watch(loop, other, RSV_LOOP_READ, io_cb, &c->new_rec), 0);
         break;
     }
     default:
@@ -913,7 +906,7 @@ static void pair_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
     }
 }
 
-static void pair_setup(pair_ctx *c, resolver_loop *loop, int mode)
+static void pair_setup(pair_ctx *c, rsv_loop *loop, int mode)
 {
     memset(c, 0, sizeof(*c));
     c->loop = loop;
@@ -925,7 +918,7 @@ static void pair_setup(pair_ctx *c, resolver_loop *loop, int mode)
         make_pipe(p);
         c->rfd[i] = p[0];
         c->wfd[i] = p[1];
-        ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, pair_cb, c), 0);
+        ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, pair_cb, c), 0);
     }
     /* Both readable before the iteration starts: one epoll_wait reports
      * both. */
@@ -936,7 +929,7 @@ static void pair_setup(pair_ctx *c, resolver_loop *loop, int mode)
 static void pair_teardown(pair_ctx *c)
 {
     for (int i = 0; i < 2; i++) {
-        resolver_loop_unwatch(c->loop, c->rfd[i]);
+        rsv_loop_unwatch(c->loop, c->rfd[i]);
         close(c->rfd[i]);
         close(c->wfd[i]);
     }
@@ -948,44 +941,44 @@ static void pair_teardown(pair_ctx *c)
  * suppresses that event. */
 START_TEST(io_unwatch_other_same_iteration)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     pair_ctx c;
     pair_setup(&c, loop, PAIR_UNWATCH);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_ge(c.first, 0);
     ck_assert_int_eq(c.calls[c.first], 1);
     ck_assert_int_eq(c.calls[1 - c.first], 0);
     /* The other one stays unwatched, though still readable. */
     ck_assert(poll_readable(c.rfd[1 - c.first], 0));
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(c.calls[1 - c.first], 0);
     pair_teardown(&c);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 START_TEST(io_rewatch_other_same_iteration)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     pair_ctx c;
     pair_setup(&c, loop, PAIR_REWATCH);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_ge(c.first, 0);
     ck_assert_int_eq(c.calls[1 - c.first], 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(c.calls[1 - c.first], 1);
     ck_assert_int_eq(c.calls[c.first], 1);
     pair_teardown(&c);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 static void check_reuse(int mode)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     pair_ctx c;
     pair_setup(&c, loop, mode);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_ge(c.first, 0);
     int other = 1 - c.first;
     /* The old fd's pending READ must reach neither the old callback nor the
@@ -993,16 +986,16 @@ static void check_reuse(int mode)
     ck_assert_int_eq(c.calls[other], 0);
     ck_assert_msg(c.new_rec.calls == 0, "stale event delivered to the new watcher (events %u)",
                   c.new_rec.events);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(c.new_rec.calls, 0);
     /* The new watcher works. */
     write_byte(c.new_w);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(c.new_rec.calls, 1);
-    ck_assert_uint_eq(c.new_rec.events, RESOLVER_LOOP_READ);
+    ck_assert_uint_eq(c.new_rec.events, RSV_LOOP_READ);
     ck_assert_int_eq(c.calls[other], 0);
     pair_teardown(&c);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 
 /* Rule 3: unwatch + close + reuse of the fd number inside one iteration. */
@@ -1023,28 +1016,28 @@ END_TEST
 /* ERROR is reported on hang-ups, whether or not it was asked for. */
 START_TEST(io_error_on_hangup)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int p[2];
     /* Pipe, writer gone: READ watcher sees HUP. */
     make_pipe(p);
     io_rec r = {.id = 1, .fd = p[0]};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r), 0);
     close(p[1]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(r.calls, 1);
-    ck_assert(r.events & RESOLVER_LOOP_ERROR);
-    resolver_loop_unwatch(loop, p[0]);
+    ck_assert(r.events & RSV_LOOP_ERROR);
+    rsv_loop_unwatch(loop, p[0]);
     close(p[0]);
 
     /* Pipe, reader gone: WRITE watcher sees ERR. */
     make_pipe(p);
     io_rec w = {.id = 2, .fd = p[1]};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[1], RESOLVER_LOOP_WRITE, io_cb, &w), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[1], RSV_LOOP_WRITE, io_cb, &w), 0);
     close(p[0]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(w.calls, 1);
-    ck_assert(w.events & RESOLVER_LOOP_ERROR);
-    resolver_loop_unwatch(loop, p[1]);
+    ck_assert(w.events & RSV_LOOP_ERROR);
+    rsv_loop_unwatch(loop, p[1]);
     close(p[1]);
 
     /* Socketpair, peer closed: READ watcher sees READ (EOF) and ERROR; a
@@ -1053,24 +1046,24 @@ START_TEST(io_error_on_hangup)
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sw), 0);
     io_rec s = {.id = 3, .fd = sv[0]}, t = {.id = 4, .fd = sw[0]};
-    ck_assert_int_eq(resolver_loop_watch(loop, sv[0], RESOLVER_LOOP_READ, io_cb, &s), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, sv[0], RSV_LOOP_READ, io_cb, &s), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(s.calls, 0);
     close(sv[1]);
     close(sw[1]);
-    ck_assert_int_eq(resolver_loop_watch(loop, sw[0], RESOLVER_LOOP_WRITE, io_cb, &t), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, sw[0], RSV_LOOP_WRITE, io_cb, &t), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(s.calls, 1);
-    ck_assert_uint_eq(s.events, RESOLVER_LOOP_READ | RESOLVER_LOOP_ERROR);
+    ck_assert_uint_eq(s.events, RSV_LOOP_READ | RSV_LOOP_ERROR);
     char c;
     ck_assert_int_eq(read(sv[0], &c, 1), 0); /* EOF */
     ck_assert_int_eq(t.calls, 1);
-    ck_assert(t.events & RESOLVER_LOOP_ERROR);
-    resolver_loop_unwatch(loop, sv[0]);
-    resolver_loop_unwatch(loop, sw[0]);
+    ck_assert(t.events & RSV_LOOP_ERROR);
+    rsv_loop_unwatch(loop, sv[0]);
+    rsv_loop_unwatch(loop, sw[0]);
     close(sv[0]);
     close(sw[0]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -1078,22 +1071,22 @@ END_TEST
  * after the callback returns (rule 4). */
 START_TEST(io_starts_timer_zero)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int p[2];
     make_pipe(p);
     rec t;
     rec_init(&t, loop, 7, rec_cb);
     io_rec r = {.id = 1, .fd = p[0], .drain = 1, .start0 = t.t};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r), 0);
     write_byte(p[1]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     static const int want[] = {1, 7};
     log_expect(want, 2);
-    resolver_timer_del(t.t);
-    resolver_loop_unwatch(loop, p[0]);
+    rsv_timer_del(t.t);
+    rsv_loop_unwatch(loop, p[0]);
     close(p[0]);
     close(p[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -1108,27 +1101,27 @@ START_TEST(io_many_fds)
         fprintf(stderr, "io_many_fds: RLIMIT_NOFILE too low, skipped\n");
         return;
     }
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     static int p[MANY][2];
     static io_rec r[MANY];
     for (int i = 0; i < MANY; i++) {
         make_pipe(p[i]);
         r[i] = (io_rec){.id = i, .fd = p[i][0], .drain = 1};
-        ck_assert_int_eq(resolver_loop_watch(loop, p[i][0], RESOLVER_LOOP_READ, io_cb, &r[i]), 0);
+        ck_assert_int_eq(rsv_loop_watch(loop, p[i][0], RSV_LOOP_READ, io_cb, &r[i]), 0);
         write_byte(p[i][1]);
     }
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_uint_eq(log_len, 256);
     ck_assert(run_until_log(loop, MANY, 2000));
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_uint_eq(log_len, MANY);
     for (int i = 0; i < MANY; i++) {
         ck_assert_int_eq(r[i].calls, 1);
-        resolver_loop_unwatch(loop, p[i][0]);
+        rsv_loop_unwatch(loop, p[i][0]);
         close(p[i][0]);
         close(p[i][1]);
     }
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -1142,7 +1135,7 @@ typedef struct {
     io_rec high_rec;
 } grow_ctx;
 
-static void grow_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
+static void grow_cb(rsv_loop *loop, int fd, unsigned events, void *arg)
 {
     grow_ctx *g = arg;
     int idx = fd == g->fds[0] ? 0 : 1;
@@ -1150,8 +1143,7 @@ static void grow_cb(resolver_loop *loop, int fd, unsigned events, void *arg)
     drain_fd(fd);
     if (!g->grown) {
         g->grown = 1;
-        ck_assert_int_eq(
-            resolver_loop_watch(loop, g->high, RESOLVER_LOOP_READ, io_cb, &g->high_rec), 0);
+        ck_assert_int_eq(rsv_loop_watch(loop, g->high, RSV_LOOP_READ, io_cb, &g->high_rec), 0);
     }
 }
 
@@ -1162,7 +1154,7 @@ START_TEST(io_grow_inside_callback)
     int high = 1000;
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= 1010)
         high = (int)rl.rlim_cur - 10;
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     grow_ctx g;
     memset(&g, 0, sizeof(g));
     int p[2], q[2], h[2];
@@ -1175,18 +1167,18 @@ START_TEST(io_grow_inside_callback)
     g.fds[1] = q[0];
     g.high = high;
     g.high_rec = (io_rec){.id = 9, .fd = high, .drain = 1};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, grow_cb, &g), 0);
-    ck_assert_int_eq(resolver_loop_watch(loop, q[0], RESOLVER_LOOP_READ, grow_cb, &g), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, grow_cb, &g), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, q[0], RSV_LOOP_READ, grow_cb, &g), 0);
     write_byte(p[1]);
     write_byte(q[1]);
     write_byte(h[1]);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(g.calls[0], 1);
     ck_assert_int_eq(g.calls[1], 1);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 1000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 1000), 0);
     ck_assert_int_eq(g.high_rec.calls, 1);
-    resolver_loop_unwatch(loop, high);
-    resolver_loop_del(loop);
+    rsv_loop_unwatch(loop, high);
+    rsv_loop_del(loop);
     close(high);
     close(h[1]);
     close(p[0]);
@@ -1198,16 +1190,16 @@ END_TEST
 
 /* ---- stop, wakeup, host integration ---- */
 
-static void safety_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void safety_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     *(int *)arg = 1;
-    resolver_loop_stop(loop);
+    rsv_loop_stop(loop);
 }
 
 typedef struct {
-    resolver_loop *loop;
+    rsv_loop *loop;
     unsigned delay_ms;
-    int wakeup; /* 1: resolver_loop_wakeup, 0: resolver_loop_stop */
+    int wakeup; /* 1: rsv_loop_wakeup, 0: rsv_loop_stop */
 } thread_arg;
 
 static void *poke_thread(void *p)
@@ -1215,19 +1207,19 @@ static void *poke_thread(void *p)
     thread_arg *a = p;
     sleep_ms(a->delay_ms);
     if (a->wakeup)
-        resolver_loop_wakeup(a->loop);
+        rsv_loop_wakeup(a->loop);
     else
-        resolver_loop_stop(a->loop);
+        rsv_loop_stop(a->loop);
     return NULL;
 }
 
 START_TEST(stop_from_thread)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     int safety_fired = 0;
-    resolver_timer *safety = resolver_timer_new(loop, safety_cb, &safety_fired);
-    resolver_timer_start(safety, 5000);
-    /* A stop that lands before resolver_loop_run starts (the thread is
+    rsv_timer *safety = rsv_timer_new(loop, safety_cb, &safety_fired);
+    rsv_timer_start(safety, 5000);
+    /* A stop that lands before rsv_loop_run starts (the thread is
      * joined first) is not lost; then one that lands while it blocks. */
     for (int joined_first = 1; joined_first >= 0; joined_first--) {
         thread_arg a = {.loop = loop, .delay_ms = joined_first ? 0 : 50, .wakeup = 0};
@@ -1236,32 +1228,32 @@ START_TEST(stop_from_thread)
         ck_assert_int_eq(pthread_create(&th, NULL, poke_thread, &a), 0);
         if (joined_first)
             ck_assert_int_eq(pthread_join(th, NULL), 0);
-        ck_assert_int_eq(resolver_loop_run(loop), 0);
+        ck_assert_int_eq(rsv_loop_run(loop), 0);
         if (!joined_first)
             ck_assert_int_eq(pthread_join(th, NULL), 0);
         ck_assert_int_eq(safety_fired, 0);
         ck_assert_uint_lt(mono_ms() - t0, 3000);
     }
-    resolver_timer_del(safety);
-    resolver_loop_del(loop);
+    rsv_timer_del(safety);
+    rsv_loop_del(loop);
 }
 END_TEST
 
-static resolver_loop *signal_loop;
+static rsv_loop *signal_loop;
 static volatile sig_atomic_t signal_hits;
 
 static void stop_handler(int sig)
 {
     (void)sig;
     signal_hits++;
-    resolver_loop_stop(signal_loop);
+    rsv_loop_stop(signal_loop);
 }
 
 static void wakeup_handler(int sig)
 {
     (void)sig;
     signal_hits++;
-    resolver_loop_wakeup(signal_loop);
+    rsv_loop_wakeup(signal_loop);
 }
 
 static void set_handler(int sig, void (*fn)(int), struct sigaction *old)
@@ -1276,30 +1268,30 @@ static void set_handler(int sig, void (*fn)(int), struct sigaction *old)
 
 START_TEST(stop_from_signal_handler)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     signal_loop = loop;
     signal_hits = 0;
     int safety_fired = 0;
-    resolver_timer *safety = resolver_timer_new(loop, safety_cb, &safety_fired);
-    resolver_timer_start(safety, 5000);
+    rsv_timer *safety = rsv_timer_new(loop, safety_cb, &safety_fired);
+    rsv_timer_start(safety, 5000);
     struct sigaction old;
     set_handler(SIGALRM, stop_handler, &old);
     struct itimerval it = {.it_value = {.tv_sec = 0, .tv_usec = 50000}};
     ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
-    ck_assert_int_eq(resolver_loop_run(loop), 0);
+    ck_assert_int_eq(rsv_loop_run(loop), 0);
     ck_assert_int_eq(signal_hits, 1);
     ck_assert_int_eq(safety_fired, 0);
-    /* A signal that arrives before resolver_loop_run (say, SIGTERM during
+    /* A signal that arrives before rsv_loop_run (say, SIGTERM during
      * start-up) is not lost either. */
     ck_assert_int_eq(raise(SIGALRM), 0);
     ck_assert_int_eq(signal_hits, 2);
-    ck_assert_int_eq(resolver_loop_run(loop), 0);
+    ck_assert_int_eq(rsv_loop_run(loop), 0);
     ck_assert_int_eq(safety_fired, 0);
     memset(&it, 0, sizeof(it));
     setitimer(ITIMER_REAL, &it, NULL);
     sigaction(SIGALRM, &old, NULL);
-    resolver_timer_del(safety);
-    resolver_loop_del(loop);
+    rsv_timer_del(safety);
+    rsv_loop_del(loop);
 }
 END_TEST
 
@@ -1310,43 +1302,43 @@ typedef struct {
     int stop;
 } stop_rec;
 
-static void stop_timer_cb(resolver_loop *loop, resolver_timer *t, void *arg)
+static void stop_timer_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     stop_rec *s = arg;
     s->calls++;
     if (s->stop)
-        resolver_loop_stop(loop);
+        rsv_loop_stop(loop);
 }
 
 START_TEST(stop_from_callback)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     stop_rec a = {.stop = 1}, b = {0}, c = {.stop = 1};
-    resolver_timer *ta = resolver_timer_new(loop, stop_timer_cb, &a);
-    resolver_timer *tb = resolver_timer_new(loop, stop_timer_cb, &b);
-    resolver_timer *tc = resolver_timer_new(loop, stop_timer_cb, &c);
-    resolver_timer_start(ta, 0);
-    resolver_timer_start(tb, 0);
-    ck_assert_int_eq(resolver_loop_run(loop), 0);
+    rsv_timer *ta = rsv_timer_new(loop, stop_timer_cb, &a);
+    rsv_timer *tb = rsv_timer_new(loop, stop_timer_cb, &b);
+    rsv_timer *tc = rsv_timer_new(loop, stop_timer_cb, &c);
+    rsv_timer_start(ta, 0);
+    rsv_timer_start(tb, 0);
+    ck_assert_int_eq(rsv_loop_run(loop), 0);
     ck_assert_int_eq(a.calls, 1);
     ck_assert_int_eq(b.calls, 1);
     /* The stop was consumed: this run lasts until tc stops it. */
-    resolver_timer_start(tc, 30);
+    rsv_timer_start(tc, 30);
     uint64_t t0 = mono_ms();
-    ck_assert_int_eq(resolver_loop_run(loop), 0);
+    ck_assert_int_eq(rsv_loop_run(loop), 0);
     ck_assert_int_eq(c.calls, 1);
     ck_assert_uint_ge(mono_ms() - t0, 20);
-    resolver_timer_del(ta);
-    resolver_timer_del(tb);
-    resolver_timer_del(tc);
-    resolver_loop_del(loop);
+    rsv_timer_del(ta);
+    rsv_timer_del(tb);
+    rsv_timer_del(tc);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 static int wakeup_calls;
 static pthread_t wakeup_expected_thread;
 
-static void wakeup_cb(resolver_loop *loop, void *arg)
+static void wakeup_cb(rsv_loop *loop, void *arg)
 {
     ck_assert_ptr_eq(arg, &wakeup_calls);
     ck_assert(pthread_equal(pthread_self(), wakeup_expected_thread));
@@ -1355,14 +1347,14 @@ static void wakeup_cb(resolver_loop *loop, void *arg)
 
 START_TEST(wakeup_calls_callback)
 {
-    resolver_loop *loop = new_loop();
+    rsv_loop *loop = new_loop();
     wakeup_calls = 0;
     wakeup_expected_thread = pthread_self();
     /* Without a callback a wakeup only wakes. */
-    resolver_loop_wakeup(loop);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
-    resolver_loop_set_wakeup(loop, wakeup_cb, &wakeup_calls);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    rsv_loop_wakeup(loop);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
+    rsv_loop_set_wakeup(loop, wakeup_cb, &wakeup_calls);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(wakeup_calls, 0);
 
     /* From another thread, while the loop is blocked. */
@@ -1370,18 +1362,18 @@ START_TEST(wakeup_calls_callback)
     pthread_t th;
     uint64_t t0 = mono_ms();
     ck_assert_int_eq(pthread_create(&th, NULL, poke_thread, &a), 0);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 5000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 5000), 0);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_int_eq(wakeup_calls, 1);
     ck_assert_uint_lt(mono_ms() - t0, 3000);
 
     /* Wakeups coalesce until the loop runs. */
-    resolver_loop_wakeup(loop);
-    resolver_loop_wakeup(loop);
-    resolver_loop_wakeup(loop);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    rsv_loop_wakeup(loop);
+    rsv_loop_wakeup(loop);
+    rsv_loop_wakeup(loop);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(wakeup_calls, 2);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(wakeup_calls, 2);
 
     /* From a signal handler. */
@@ -1391,70 +1383,70 @@ START_TEST(wakeup_calls_callback)
     set_handler(SIGUSR1, wakeup_handler, &old);
     ck_assert_int_eq(raise(SIGUSR1), 0);
     ck_assert_int_eq(signal_hits, 1);
-    ck_assert_int_eq(resolver_loop_run_once(loop, 5000), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 5000), 0);
     ck_assert_int_eq(wakeup_calls, 3);
     sigaction(SIGUSR1, &old, NULL);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
-/* A host loop polls resolver_loop_fd() with resolver_loop_timeout() and calls
+/* A host loop polls rsv_loop_fd() with rsv_loop_timeout() and calls
  * run_once(loop, 0) when it fires. */
 START_TEST(loop_fd_pollable)
 {
-    resolver_loop *loop = new_loop();
-    int efd = resolver_loop_fd(loop);
+    rsv_loop *loop = new_loop();
+    int efd = rsv_loop_fd(loop);
     ck_assert_int_ge(efd, 0);
     ck_assert(!poll_readable(efd, 0));
 
     int p[2];
     make_pipe(p);
     io_rec r = {.id = 1, .fd = p[0], .drain = 1};
-    ck_assert_int_eq(resolver_loop_watch(loop, p[0], RESOLVER_LOOP_READ, io_cb, &r), 0);
+    ck_assert_int_eq(rsv_loop_watch(loop, p[0], RSV_LOOP_READ, io_cb, &r), 0);
     ck_assert(!poll_readable(efd, 0));
     write_byte(p[1]);
     ck_assert(poll_readable(efd, 1000));
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert_int_eq(r.calls, 1);
     ck_assert(!poll_readable(efd, 0));
 
     /* A wakeup makes it readable too. */
-    resolver_loop_wakeup(loop);
+    rsv_loop_wakeup(loop);
     ck_assert(poll_readable(efd, 1000));
-    ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     ck_assert(!poll_readable(efd, 0));
 
-    /* Timers: the host sleeps for resolver_loop_timeout(). */
+    /* Timers: the host sleeps for rsv_loop_timeout(). */
     rec t;
     rec_init(&t, loop, 5, rec_cb);
     rec_start(&t, 30);
     uint64_t t0 = mono_ms();
     for (int i = 0; i < 100 && t.calls == 0; i++) {
-        int timeout = resolver_loop_timeout(loop);
+        int timeout = rsv_loop_timeout(loop);
         ck_assert_int_ge(timeout, 0);
         ck_assert_int_le(timeout, 30);
         ck_assert(!poll_readable(efd, timeout));
-        ck_assert_int_eq(resolver_loop_run_once(loop, 0), 0);
+        ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
     }
     ck_assert_int_eq(t.calls, 1);
     ck_assert_uint_ge(mono_ms() - t0, 25);
-    ck_assert_int_eq(resolver_loop_timeout(loop), -1);
-    resolver_timer_del(t.t);
-    resolver_loop_unwatch(loop, p[0]);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    rsv_timer_del(t.t);
+    rsv_loop_unwatch(loop, p[0]);
     close(p[0]);
     close(p[1]);
-    resolver_loop_del(loop);
+    rsv_loop_del(loop);
 }
 END_TEST
 
 START_TEST(loop_new_del)
 {
     for (int i = 0; i < 100; i++) {
-        resolver_loop *loop = resolver_loop_new();
+        rsv_loop *loop = rsv_loop_new();
         ck_assert_ptr_nonnull(loop);
-        resolver_loop_del(loop);
+        rsv_loop_del(loop);
     }
-    resolver_loop_del(NULL);
+    rsv_loop_del(NULL);
 }
 END_TEST
 

@@ -16,8 +16,8 @@ static const char stat_line[] =
 
 START_TEST(stat_fields_after_a_name_with_parentheses_and_spaces)
 {
-    resolver_procinfo p = {0};
-    ck_assert_int_eq(resolver_procinfo_parse_stat(stat_line, 100, 4096, 1700000000.0, &p), 0);
+    rsv_procinfo p = {0};
+    ck_assert_int_eq(rsv_procinfo_parse_stat(stat_line, 100, 4096, 1700000000.0, &p), 0);
     ck_assert_double_eq_tol(p.cpu_seconds, 3.0, 1e-9);           /* (250 + 50) / 100 */
     ck_assert_double_eq_tol(p.start_time_s, 1700001234.0, 1e-6); /* btime + 123400 / 100 */
     ck_assert_double_eq(p.virtual_bytes, 19984384.0);
@@ -27,18 +27,18 @@ END_TEST
 
 START_TEST(stat_truncated_or_garbage_is_refused)
 {
-    resolver_procinfo p = {.cpu_seconds = -1};
-    ck_assert_int_eq(resolver_procinfo_parse_stat("4242 (a) S 1 2 3", 100, 4096, 0, &p), -1);
-    ck_assert_int_eq(resolver_procinfo_parse_stat("no parenthesis", 100, 4096, 0, &p), -1);
-    ck_assert_int_eq(resolver_procinfo_parse_stat(NULL, 100, 4096, 0, &p), -1);
+    rsv_procinfo p = {.cpu_seconds = -1};
+    ck_assert_int_eq(rsv_procinfo_parse_stat("4242 (a) S 1 2 3", 100, 4096, 0, &p), -1);
+    ck_assert_int_eq(rsv_procinfo_parse_stat("no parenthesis", 100, 4096, 0, &p), -1);
+    ck_assert_int_eq(rsv_procinfo_parse_stat(NULL, 100, 4096, 0, &p), -1);
     ck_assert_double_eq(p.cpu_seconds, -1);
 }
 END_TEST
 
 START_TEST(own_process_figures_are_plausible)
 {
-    resolver_procinfo p;
-    resolver_procinfo_read(&p);
+    rsv_procinfo p;
+    rsv_procinfo_read(&p);
     ck_assert(p.resident_bytes > 0);
     ck_assert(p.virtual_bytes >= p.resident_bytes);
     ck_assert(p.open_fds >= 3); /* stdin, stdout, stderr at least */
@@ -49,17 +49,17 @@ END_TEST
 
 START_TEST(histogram_bounds_are_inclusive)
 {
-    resolver_histogram h = {0};
-    resolver_histogram_observe(&h, 0);     /* le 0.001 */
-    resolver_histogram_observe(&h, 1);     /* le 0.001: bounds are inclusive */
-    resolver_histogram_observe(&h, 2);     /* le 0.0025 */
-    resolver_histogram_observe(&h, 3);     /* le 0.005 */
-    resolver_histogram_observe(&h, 10000); /* le 10 */
-    resolver_histogram_observe(&h, 10001); /* +Inf only */
-    ck_assert_uint_eq(resolver_histogram_cumulative(&h, 0), 2);
-    ck_assert_uint_eq(resolver_histogram_cumulative(&h, 1), 3);
-    ck_assert_uint_eq(resolver_histogram_cumulative(&h, 2), 4);
-    ck_assert_uint_eq(resolver_histogram_cumulative(&h, RESOLVER_HISTOGRAM_BUCKETS - 1), 5);
+    rsv_histogram h = {0};
+    rsv_histogram_observe(&h, 0);     /* le 0.001 */
+    rsv_histogram_observe(&h, 1);     /* le 0.001: bounds are inclusive */
+    rsv_histogram_observe(&h, 2);     /* le 0.0025 */
+    rsv_histogram_observe(&h, 3);     /* le 0.005 */
+    rsv_histogram_observe(&h, 10000); /* le 10 */
+    rsv_histogram_observe(&h, 10001); /* +Inf only */
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, 0), 2);
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, 1), 3);
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, 2), 4);
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, RESOLVER_HISTOGRAM_BUCKETS - 1), 5);
     ck_assert_uint_eq(h.count, 6);
     ck_assert_uint_eq(h.sum_ms, 20007);
 }
@@ -67,9 +67,9 @@ END_TEST
 
 START_TEST(histogram_takes_the_largest_latency)
 {
-    resolver_histogram h = {0};
-    resolver_histogram_observe(&h, UINT32_MAX - 1);
-    ck_assert_uint_eq(resolver_histogram_cumulative(&h, RESOLVER_HISTOGRAM_BUCKETS - 1), 0);
+    rsv_histogram h = {0};
+    rsv_histogram_observe(&h, UINT32_MAX - 1);
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, RESOLVER_HISTOGRAM_BUCKETS - 1), 0);
     ck_assert_uint_eq(h.count, 1);
     ck_assert_uint_eq(h.sum_ms, UINT32_MAX - 1);
 }

@@ -4,8 +4,8 @@
  * allocates it (zeroed: calloc, or __libc_calloc in check_alloc) so that
  * each can choose whose allocation it is; free it with free().
  */
-#ifndef RESOLVER_TEST_FAKE_INSTANCE_H
-#define RESOLVER_TEST_FAKE_INSTANCE_H
+#ifndef RSV_TEST_FAKE_INSTANCE_H
+#define RSV_TEST_FAKE_INSTANCE_H
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,8 +13,8 @@
 
 /* Fills the zeroed `inst` as one reference held, nothing outstanding;
  * returns it (NULL if `inst` is NULL). */
-static inline resolver_instance *fake_instance_init(resolver_instance *inst, const char *address,
-                                                    uint32_t weight)
+static inline rsv_instance *fake_instance_init(rsv_instance *inst, const char *address,
+                                               uint32_t weight)
 {
     if (!inst)
         return NULL;
