@@ -32,6 +32,7 @@ if [[ -n ${T_LIB_LOADED:-} ]]; then
     return 0
 fi
 T_LIB_LOADED=1
+T_LIB_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 T_PASS=0
 T_FAIL=0
@@ -210,6 +211,46 @@ t_spawn() {
     [[ -n ${T_PIDS[$name]:-} ]] || T_ORDER+=("$name")
     T_PIDS[$name]=$pid
     return 0
+}
+
+# t_h2_backends N [H2SERVER_ARGS...]: starts N h2server backends named b1..bN
+# (--name bI, then the arguments given) on free loopback ports, waits until
+# each listens (t_fail if one does not within 10 s), and sets the array P to
+# their ports in order.
+t_h2_backends() {
+    local n=${1:?t_h2_backends N [ARGS...]} i port
+    shift
+    : "${H2SERVER:?}"
+    P=()
+    for ((i = 1; i <= n; i++)); do
+        port=$(t_free_port)
+        P+=("$port")
+        t_spawn "b$i" "$H2SERVER" --name "b$i" "$@" "$port"
+    done
+    for port in "${P[@]}"; do
+        t_wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || t_fail "backend $port listens"
+    done
+}
+
+# t_daemon_env: the names a test of the daemon uses: PY (python3), HERE (this
+# folder), SOCK (the daemon's socket in T_DIR), and the functions ctl
+# (resolverctl on SOCK), field SERVICE ADDRESS FIELD (one field of the
+# instance's `instances --json` row), is_state SERVICE ADDRESS STATE, pick1
+# SERVICE (see t_pick_done), picks SERVICE ADDRESS, no_pick SERVICE and
+# listening PORT (a TCP connect to loopback succeeds).  A test may define
+# its own after the call.
+t_daemon_env() {
+    : "${RESOLVERCTL:?}"
+    PY=/usr/bin/python3
+    HERE=$T_LIB_HERE
+    SOCK=$T_DIR/rd.sock
+    ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
+    field() { t_instance_field "$SOCK" "$@"; }
+    is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
+    pick1() { t_pick_done "$SOCK" "$1"; }
+    picks() { [ "$(pick1 "$1")" = "$2" ]; }
+    no_pick() { ! pick1 "$1" >/dev/null; }
+    listening() { "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; }
 }
 
 # t_pid NAME: prints the PID of a tracked process.

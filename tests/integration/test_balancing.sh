@@ -7,23 +7,11 @@ set -u
 t_init balancing
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
-
+t_daemon_env
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 pipelined() { "$PY" "$HERE/sockclient.py" "$SOCK"; }
 
-declare -a P=()
-for i in 1 2 3; do
-    port=$(t_free_port)
-    P+=("$port")
-    t_spawn "b$i" "$H2SERVER" --name "b$i" "$port"
-done
-for port in "${P[@]}"; do
-    t_wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || t_fail "backend $port listens"
-done
+t_h2_backends 3
 A=127.0.0.1:${P[0]} B=127.0.0.1:${P[1]} C=127.0.0.1:${P[2]}
 DEAD=127.0.0.1:$(t_free_port)
 

@@ -18,15 +18,8 @@ set -u
 t_init dns
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
-
+t_daemon_env
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
-field() { t_instance_field "$SOCK" "$@"; }
-is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
-listening() { "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; }
 NAME=dual.resolver.test
 NEVER=never.resolver.test
 

@@ -10,15 +10,7 @@ t_init engine_threads
 t_require etcd etcdctl
 : "${ENGINE_THREADS:?}" "${H2SERVER:?}"
 t_etcd_start e1 || t_done
-declare -a P=()
-for i in 1 2 3 4; do
-    port=$(t_free_port)
-    P+=("$port")
-    t_spawn "b$i" "$H2SERVER" --name "b$i" "$port"
-done
-for port in "${P[@]}"; do
-    t_wait_until 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" || t_fail "backend $port listens"
-done
+t_h2_backends 4
 t_etcdctl put mt/1 "127.0.0.1:${P[0]}" >/dev/null
 t_etcdctl put mt/2 "127.0.0.1:${P[1]}" >/dev/null
 

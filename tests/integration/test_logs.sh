@@ -17,17 +17,11 @@ set -u
 t_init logs
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
+t_daemon_env
 "$PY" -c 'import grpc' 2>/dev/null || t_skip "python3-grpcio is not installed for $PY"
 
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
 LOG=$T_DIR/resolverd.log
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
-field() { t_instance_field "$SOCK" "$@"; }
-is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
-listening() { "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; }
 # lines PATTERN: how many lines of the daemon's log match (grep -E).
 lines() { grep -cE -- "$1" "$LOG" || true; }
 has_line() { grep -qE -- "$1" "$LOG"; }

@@ -9,13 +9,10 @@ set -u
 t_init reload_log
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
+t_daemon_env
 
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
 LOG=$T_DIR/resolverd.log
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 has_line() { grep -qE -- "$1" "$LOG"; }
 count() { grep -cE -- "$1" "$LOG" || true; }
 MP=$(t_free_port)

@@ -8,20 +8,11 @@ set -u
 t_init reload_options
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
+t_daemon_env
 "$PY" -c 'import grpc' 2>/dev/null || t_skip "python3-grpcio is not installed for $PY"
 
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
-field() { t_instance_field "$SOCK" "$@"; }
-is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
-pick1() { t_pick_done "$SOCK" "$1"; }
-picks() { [ "$(pick1 "$1")" = "$2" ]; }
-no_pick() { ! pick1 "$1" >/dev/null; }
 on_demand() { ctl --json status | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["on_demand_services"])'; }
-listening() { "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; }
 
 BP=$(t_free_port)
 t_spawn b "$H2SERVER" --name b "$BP"

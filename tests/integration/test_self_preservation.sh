@@ -11,16 +11,11 @@ set -u
 t_init self_preservation
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
-
+t_daemon_env
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
 MPORT=$(t_free_port)
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 pipelined() { "$PY" "$HERE/sockclient.py" "$SOCK"; }
 addresses() { sed -n 's/^OK {"address":"\([^"]*\)".*/\1/p'; }
-field() { t_instance_field "$SOCK" "$@"; }
 is_field() { [ "$(field "$1" "$2" "$3")" = "$4" ]; }
 gone() { [ -z "$(field "$1" "$2" state)" ]; }
 count() { ctl --json instances "$1" | "$PY" -c "import json,sys; print(len(json.load(sys.stdin)))"; }

@@ -12,11 +12,8 @@ set -u
 t_init socket
 t_require etcd etcdctl curl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
+t_daemon_env
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 raw() { "$PY" "$HERE/sockclient.py" "$SOCK"; } # request lines on stdin
 
 BPORT=$(t_free_port)

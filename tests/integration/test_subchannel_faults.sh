@@ -24,8 +24,7 @@ set -u
 t_init sc_faults
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
+t_daemon_env
 HAVE_GRPC=1
 "$PY" -c 'import grpc' 2>/dev/null || HAVE_GRPC=0
 
@@ -34,16 +33,10 @@ NS_UP=0
 t_netns_trap
 
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 now_ms() { local us=${EPOCHREALTIME/[.,]/}; echo $((us / 1000)); }
 listening() { "$PY" -c "import socket; socket.create_connection(('$1', $2), 1)" 2>/dev/null; }
 
-field() { t_instance_field "$SOCK" "$@"; }
-is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
 not_ready() { local s; s=$(field "$1" "$2" state); [ -n "$s" ] && [ "$s" != READY ]; }
-# pick1 SERVICE: see t_pick_done.
-pick1() { t_pick_done "$SOCK" "$1"; }
 never_picked() { # SERVICE ADDRESS N
     for _ in $(seq "$3"); do
         [ "$(pick1 "$1")" = "$2" ] && return 1

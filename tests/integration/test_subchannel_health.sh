@@ -9,28 +9,17 @@ set -u
 t_init sc_health
 t_require etcd etcdctl
 : "${RESOLVERD:?}" "${RESOLVERCTL:?}" "${H2SERVER:?}"
-PY=/usr/bin/python3
-HERE=$(cd "$(dirname "$0")" && pwd)
+t_daemon_env
 "$PY" -c 'import grpc' 2>/dev/null || t_skip "python3-grpcio is not installed for $PY"
 
 t_etcd_start e1 || t_done
-SOCK=$T_DIR/rd.sock
-ctl() { "$RESOLVERCTL" -s "$SOCK" "$@"; }
 
-# field SERVICE ADDRESS FIELD: one field of the instance's `instances --json` row.
-field() { t_instance_field "$SOCK" "$@"; }
-is_state() { [ "$(field "$1" "$2" state)" = "$3" ]; }
 is_health() { [ "$(field "$1" "$2" health)" = "$3" ]; }
 # ready_with SERVICE ADDRESS HEALTH
 ready_with() { is_state "$1" "$2" READY && is_health "$1" "$2" "$3"; }
 tf_with() { is_state "$1" "$2" TRANSIENT_FAILURE && is_health "$1" "$2" "$3"; }
-# pick1 SERVICE: see t_pick_done.
-pick1() { t_pick_done "$SOCK" "$1"; }
-no_pick() { ! pick1 "$1" >/dev/null; }
-picks() { [ "$(pick1 "$1")" = "$2" ]; }
 now_ms() { local us=${EPOCHREALTIME/[.,]/}; echo $((us / 1000)); }
 
-listening() { "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $1), 1)" 2>/dev/null; }
 
 # grpc_start NAME PORT ARGS...: grpc_health_server.py (defined below).
 # keepalive_time_ms is 1000 below: allow it (a gRPC server's default
