@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "instance.h"
 #include "picker.h"
-#include "service.h"
 
 typedef struct {
     uint64_t hash;
@@ -360,65 +360,7 @@ static rsv_instance *pick_least_request(rsv_picker *p)
     return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
 }
 
-/* ---- least_latency: peak-EWMA ---- */
-
-#define DEFAULT_LATENCY_DECAY_MS 10000
-
-uint64_t rsv_latency_clock_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-    return us ? us : 1; /* 0 means "no sample" */
-}
-
-static double bits_to_double(uint64_t bits)
-{
-    double d;
-    memcpy(&d, &bits, sizeof(d));
-    return d;
-}
-
-static uint64_t double_to_bits(double d)
-{
-    uint64_t bits;
-    memcpy(&bits, &d, sizeof(bits));
-    return bits;
-}
-
-/* exp(-dt / decay): the weight left to what was known dt ago. */
-static double decay_weight(uint64_t dt_us, uint64_t decay_ms)
-{
-    if (decay_ms == 0)
-        decay_ms = DEFAULT_LATENCY_DECAY_MS;
-    return exp(-(double)dt_us / ((double)decay_ms * 1000.0));
-}
-
-void rsv_instance_latency_sample(rsv_instance *inst, uint32_t ms, uint64_t decay_ms)
-{
-    uint64_t now = rsv_latency_clock_us();
-    /* The exchange hands each sample its own interval since the previous
-     * one, so concurrent samples do not count the same time twice. */
-    uint64_t prev = atomic_exchange(&inst->latency_sampled_us, now);
-    double sample = ms;
-    double weight = prev == 0 ? 0.0 : decay_weight(now > prev ? now - prev : 0, decay_ms);
-    uint64_t old = atomic_load(&inst->latency_ewma_bits), next;
-    do {
-        double avg = bits_to_double(old);
-        next = double_to_bits(prev == 0 || sample >= avg ? sample
-                                                         : avg * weight + sample * (1.0 - weight));
-    } while (!atomic_compare_exchange_weak(&inst->latency_ewma_bits, &old, next));
-}
-
-double rsv_instance_latency_estimate(const rsv_instance *inst, uint64_t now_us, uint64_t decay_ms)
-{
-    uint64_t sampled = atomic_load_explicit(&inst->latency_sampled_us, memory_order_relaxed);
-    if (sampled == 0)
-        return 0.0;
-    double avg =
-        bits_to_double(atomic_load_explicit(&inst->latency_ewma_bits, memory_order_relaxed));
-    return now_us > sampled ? avg * decay_weight(now_us - sampled, decay_ms) : avg;
-}
+/* ---- least_latency: peak-EWMA (the average is instance.h's) ---- */
 
 /* latency_ms comes in whole ms, 0 meaning under 1: averages below half a
  * ms count as half a ms, so that outstanding picks still weigh on

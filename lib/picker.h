@@ -13,7 +13,7 @@
  * keys, ~1/N, move), least_latency (the cheapest of `choice_count`
  * distinct instances, cost = latency average x (outstanding + 1), the
  * average at least 0.5 ms: Linkerd's peak-EWMA, see
- * rsv_instance_latency_sample).
+ * rsv_instance_latency_sample in instance.h).
  */
 #ifndef RSV_PICKER_H
 #define RSV_PICKER_H
@@ -21,8 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
-
-struct rsv_instance;
+#include "instance.h"
 
 typedef struct rsv_picker rsv_picker;
 
@@ -32,14 +31,14 @@ typedef struct rsv_picker rsv_picker;
 /* Builds a picker over `instances` (copied; each gets a reference that
  * rsv_picker_free drops).  NULL on allocation failure. */
 rsv_picker *rsv_picker_new(rsv_policy policy, uint32_t choice_count, uint32_t max_outstanding,
-                           struct rsv_instance *const *instances, size_t n);
+                           rsv_instance *const *instances, size_t n);
 /* Engine thread only (it may free instances). */
 void rsv_picker_free(void *picker);
 
 /* Any thread.  Returns an instance with outstanding and refs incremented,
  * or NULL when the picker is empty or every candidate is at
  * max_outstanding.  `key` is used by ring_hash (NULL: a random point). */
-struct rsv_instance *rsv_picker_pick(rsv_picker *p, const char *key);
+rsv_instance *rsv_picker_pick(rsv_picker *p, const char *key);
 size_t rsv_picker_size(const rsv_picker *p);
 /* Why an empty picker is empty: the error a pick returns and its message,
  * computed by the engine when it builds the picker (so that picking threads
@@ -58,24 +57,6 @@ uint32_t rsv_picker_max_outstanding(const rsv_picker *p);
  * publishing. */
 void rsv_picker_set_latency_decay(rsv_picker *p, uint64_t ms);
 
-/* Any thread, lock-free: a latency reported for a pick of `inst` into its
- * peak-EWMA.  A sample above the average replaces it at once (a backend
- * turning slow is avoided from its first slow answer); a lower one pulls it
- * down by 1 - exp(-dt / decay_ms), dt the time since the previous sample,
- * so recovery takes about decay_ms whatever the rate of dones.  A picking
- * thread lets the average of an instance that gets no samples fade towards
- * 0 in the same way, so an instance avoided for being slow is tried again
- * after a few decay_ms.  An instance without samples counts as the 0.5 ms
- * floor: it is picked whenever drawn until its outstanding picks weigh
- * against it. */
-void rsv_instance_latency_sample(struct rsv_instance *inst, uint32_t ms, uint64_t decay_ms);
-/* The average a pick at `now_us` (rsv_latency_clock_us) sees, in ms;
- * 0 without samples.  For tests and introspection. */
-double rsv_instance_latency_estimate(const struct rsv_instance *inst, uint64_t now_us,
-                                     uint64_t decay_ms);
-/* The clock of the averages: CLOCK_MONOTONIC_COARSE in microseconds
- * (a few ns to read; its tick of 1-4 ms is small beside decay_ms). */
-uint64_t rsv_latency_clock_us(void);
 rsv_policy rsv_picker_policy(const rsv_picker *p);
 
 /* XXH64 (seed 0..), exposed for tests. */

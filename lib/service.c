@@ -87,20 +87,14 @@ static rsv_instance **collect_instances(const rsv_service *svc, size_t *n)
 
 /* ---- instance lifetime ---- */
 
-void rsv_instance_ref(rsv_instance *inst)
+/* instance.h rule 2: the last reference went (engine thread: the service's
+ * instances are unreferenced there only). */
+static void instance_free_owned(rsv_instance *inst)
 {
-    atomic_fetch_add(&inst->refs, 1);
-}
-
-void rsv_instance_unref(rsv_instance *inst)
-{
-    if (atomic_fetch_sub(&inst->refs, 1) != 1)
-        return;
     rsv_timer_del(inst->drain_timer);
     rsv_timer_del(inst->eject_timer);
     rsv_timer_del(inst->stale_timer);
     rsv_subchannel_del(inst->sc);
-    free(inst);
 }
 
 static void notify(rsv_service *svc, const rsv_instance *inst, rsv_change what)
@@ -294,16 +288,10 @@ static void on_subchannel_state(rsv_subchannel *sc, rsv_state old_state, rsv_sta
 
 static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
 {
-    rsv_instance *inst = calloc(1, sizeof(*inst));
+    rsv_instance *inst = rsv_instance_new(ep, instance_free_owned);
     if (!inst)
         return NULL;
     inst->service = svc;
-    inst->endpoint = *ep;
-    atomic_init(&inst->refs, 1);
-    atomic_init(&inst->outstanding, 0);
-    atomic_init(&inst->picks, 0);
-    atomic_init(&inst->latency_ewma_bits, 0);
-    atomic_init(&inst->latency_sampled_us, 0);
     inst->added_ms = inst->last_change_ms = rsv_loop_now(svc->loop);
     inst->out_since_ms = inst->added_ms; /* out_state OUT_NEW */
     inst->drain_timer = rsv_timer_new(svc->loop, on_drain_timeout, inst);
@@ -313,11 +301,7 @@ static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
                                   on_subchannel_state, inst);
     if (!inst->drain_timer || !inst->eject_timer || !inst->stale_timer || !inst->sc ||
         rsv_strmap_put(&svc->instances, ep->address, inst, NULL) != 0) {
-        rsv_timer_del(inst->drain_timer);
-        rsv_timer_del(inst->eject_timer);
-        rsv_timer_del(inst->stale_timer);
-        rsv_subchannel_del(inst->sc);
-        free(inst);
+        rsv_instance_unref(inst);
         return NULL;
     }
     LOG_INFO("service %s: instance %s added", svc->name, ep->address);

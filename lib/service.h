@@ -30,54 +30,13 @@
 #include "discovery.h"
 #include "hazard.h"
 #include "histogram.h"
-
+#include "instance.h"
 #include "log.h"
 #include "registry.h"
 #include "strmap.h"
 #include "subchannel.h"
 
 typedef struct rsv_service rsv_service;
-
-/* Fields marked (any) are read or written by picking threads and are
- * atomic; everything else belongs to the engine thread.  endpoint.address
- * never changes after creation. */
-typedef struct rsv_instance {
-    rsv_service *service; /* NULL once detached (removed and closed) */
-    rsv_endpoint endpoint;
-    atomic_uint refs;     /* (any) the service's own, pickers', tickets' */
-    unsigned n_keys;      /* etcd keys naming this address */
-    rsv_subchannel *sc;   /* NULL once closed */
-    int draining;         /* no new picks; closes when outstanding reaches 0 */
-    int unkeyed_in_batch; /* lost its last key in the current batch (service.c) */
-    int operator_drained; /* drained by `resolverctl drain` */
-    int stale;            /* removed from etcd, kept by self-preservation (rule 5) */
-    uint64_t stale_since_ms;
-    rsv_timer *stale_timer;     /* self_preservation_max_ms; 0 ms once the connection failed */
-    atomic_uint outstanding;    /* (any) tickets not yet released */
-    atomic_uint_fast64_t picks; /* (any) */
-    /* (any) least_latency's peak-EWMA of done latencies (picker.h): the
-     * average in ms as the bits of a double, and the coarse monotonic
-     * microsecond of its last sample (0: no sample yet). */
-    atomic_uint_fast64_t latency_ewma_bits, latency_sampled_us;
-    uint64_t failures;
-    uint64_t added_ms, last_change_ms;
-    rsv_timer *drain_timer;
-    /* outlier detection */
-    uint32_t consecutive_failures;
-    uint64_t interval_requests, interval_failures;
-    int ejected;
-    uint32_t times_ejected;
-    uint64_t ejected_until_ms;
-    rsv_timer *eject_timer;
-    /* What the log said of it (service.c, "in service" = READY and not
-     * ejected): one warn line when it leaves, one info line when it is back,
-     * at most one of each per RSV_LOG_LIMIT_MS and cause (`flap_log`:
-     * the connection's state, `eject_log`: ejections). */
-    int out_state;         /* OUT_* in service.c */
-    uint64_t out_since_ms; /* when it left service (or was added) */
-    char clean_end[128];   /* the cause of a clean end, until the reconnect's outcome */
-    rsv_log_limit flap_log, eject_log;
-} rsv_instance;
 
 typedef enum {
     RSV_CHANGE_ADDED,
@@ -160,10 +119,6 @@ void rsv_service_count_failure(rsv_service *svc);
 /* Ends a pick (engine thread): outstanding--, outlier accounting, a probe
  * PING after a failure, drain completion, refs--. */
 void rsv_instance_release(rsv_instance *inst, int failed);
-/* References (ref: any thread, on an instance already referenced; unref:
- * engine thread, frees at zero). */
-void rsv_instance_ref(rsv_instance *inst);
-void rsv_instance_unref(rsv_instance *inst);
 /* Engine thread: a duration the client reported for a pick of `inst`
  * (done latency_ms), into its service's latency histogram and the
  * instance's latency average (least_latency, with the service's

@@ -52,8 +52,7 @@
 #include "engine.h"
 #include "picker.h"
 #include "resolver.h"
-#include "service.h"
-#include "../unit/fake_instance.h"
+#include "instance.h"
 
 #define N_INSTANCES 1000
 #define N_KEYS 4096 /* a power of two */
@@ -243,7 +242,9 @@ static rsv_instance *fake_instance(unsigned i)
     snprintf(address, sizeof(address), "10.%u.%u.%u:8080", 1 + i / 62500, (i / 250) % 250,
              1 + i % 250);
     /* Weights varied: weighted_round_robin, ring_hash. */
-    rsv_instance *inst = fake_instance_init(calloc(1, sizeof(*inst)), address, 1 + i % 10);
+    rsv_endpoint ep = {.weight = 1 + i % 10};
+    snprintf(ep.address, sizeof(ep.address), "%s", address);
+    rsv_instance *inst = rsv_instance_new(&ep, NULL);
     if (!inst) {
         perror("calloc");
         exit(1);

@@ -50,8 +50,7 @@
 #include "etcdproto.h"
 #include "picker.h"
 #include "registry.h"
-#include "service.h"
-#include "fake_instance.h"
+#include "instance.h"
 #include "resolver.h"
 
 /* ---- the allocator ---- */
@@ -829,11 +828,13 @@ static int case_engine(void *arg)
     return 0;
 }
 
-/* Instances are made outside the allocator's window (__libc_calloc: not
- * remembered), as the engine's would be. */
+/* Instances are made outside the allocator's window (before run_case: not
+ * armed, not remembered), as the engine's would be. */
 static rsv_instance *fake_instance(const char *address, uint32_t weight)
 {
-    rsv_instance *inst = fake_instance_init(__libc_calloc(1, sizeof(*inst)), address, weight);
+    rsv_endpoint ep = {.weight = weight};
+    snprintf(ep.address, sizeof(ep.address), "%s", address);
+    rsv_instance *inst = rsv_instance_new(&ep, NULL);
     ck_assert_ptr_nonnull(inst);
     return inst;
 }
@@ -1071,7 +1072,7 @@ START_TEST(picker_new)
     snprintf(name, sizeof(name), "rsv_picker_new(%s)", rsv_policy_name(policies[_i]));
     case_stats st = run_case(name, case_picker, &in, 0);
     for (int i = 0; i < 5; i++)
-        __libc_free(in.inst[i]);
+        rsv_instance_unref(in.inst[i]);
     ck_assert_int_gt(st.errors, 0);
 }
 END_TEST

@@ -12,12 +12,13 @@
 #include <unistd.h>
 #include "hazard.h"
 #include "picker.h"
-#include "service.h"
-#include "fake_instance.h"
+#include "instance.h"
 
 static rsv_instance *fake_instance(const char *address, uint32_t weight)
 {
-    rsv_instance *inst = fake_instance_init(calloc(1, sizeof(*inst)), address, weight);
+    rsv_endpoint ep = {.weight = weight};
+    snprintf(ep.address, sizeof(ep.address), "%s", address);
+    rsv_instance *inst = rsv_instance_new(&ep, NULL);
     ck_assert_ptr_nonnull(inst);
     return inst;
 }
