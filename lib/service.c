@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include "log.h"
+#include "outlier.h"
 #include "picker.h"
 #include "service.h"
 
@@ -137,6 +138,11 @@ static void on_eject_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     rsv_instance *inst = arg;
     rsv_service *svc = inst->service;
+    uint64_t now = rsv_loop_now(loop);
+    if (!rsv_outlier_ejection_over(now, inst->ejected_until_ms)) {
+        rsv_timer_start(t, inst->ejected_until_ms - now);
+        return;
+    }
     inst->ejected = 0;
     inst->consecutive_failures = 0;
     inst->last_change_ms = rsv_loop_now(loop);
@@ -887,7 +893,7 @@ uint64_t rsv_service_idle_ms(rsv_service *svc, uint64_t now_ms)
     return now_ms - svc->last_active_ms;
 }
 
-/* ---- outlier detection (Envoy's rules, DESIGN.md §2) ---- */
+/* ---- outlier detection: the decisions are outlier.h's ---- */
 
 static size_t ejected_count(const rsv_service *svc)
 {
@@ -898,33 +904,47 @@ static size_t ejected_count(const rsv_service *svc)
     return n;
 }
 
-static void try_eject(rsv_instance *inst, const char *why)
+/* `service_ejected`: the service's ejected instances now (walking the
+ * service for it once per instance would make an interval O(n^2)). */
+static rsv_outlier_counts outlier_counts(const rsv_instance *inst, size_t service_ejected)
+{
+    rsv_outlier_counts c = {
+        .consecutive_failures = inst->consecutive_failures,
+        .interval_requests = inst->interval_requests,
+        .interval_failures = inst->interval_failures,
+        .times_ejected = inst->times_ejected,
+        .ejected = inst->ejected,
+        .service_ejected = service_ejected,
+        .service_total = inst->service->instances.len,
+    };
+    return c;
+}
+
+static void apply_outlier(rsv_instance *inst, const rsv_outlier_decision *d)
 {
     rsv_service *svc = inst->service;
-    const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
-    if (inst->ejected || o->max_ejection_percent == 0)
-        return;
-    size_t max = svc->instances.len * o->max_ejection_percent / 100;
-    if (max < 1)
-        max = 1;
-    if (ejected_count(svc) >= max) {
-        LOG_DEBUG("service %s: not ejecting %s (%s): %zu already ejected", svc->name,
-                  inst->endpoint.address, why, max);
+    if (d->action == RSV_OUTLIER_FORGIVE) {
+        inst->times_ejected = d->times_ejected;
         return;
     }
-    inst->times_ejected++;
-    uint64_t ms = o->base_ejection_ms * inst->times_ejected;
-    if (ms > o->max_ejection_ms)
-        ms = o->max_ejection_ms;
+    if (d->action == RSV_OUTLIER_HELD) {
+        LOG_DEBUG("service %s: not ejecting %s (%s): %zu already ejected", svc->name,
+                  inst->endpoint.address, d->why, d->max_ejected);
+        return;
+    }
+    if (d->action != RSV_OUTLIER_EJECT)
+        return;
+    uint64_t now = rsv_loop_now(svc->loop);
+    inst->times_ejected = d->times_ejected;
     inst->ejected = 1;
-    inst->ejected_until_ms = rsv_loop_now(svc->loop) + ms;
-    inst->last_change_ms = rsv_loop_now(svc->loop);
+    inst->ejected_until_ms = now + d->ms;
+    inst->last_change_ms = now;
     svc->counters.ejections++;
-    rsv_timer_start(inst->eject_timer, ms);
+    rsv_timer_start(inst->eject_timer, d->ms);
     char what[160];
-    snprintf(what, sizeof(what), "ejected for %llu ms: %s", (unsigned long long)ms, why);
+    snprintf(what, sizeof(what), "ejected for %llu ms: %s", (unsigned long long)d->ms, d->why);
     if (inst->out_state == OUT_IN)
-        inst->out_since_ms = rsv_loop_now(svc->loop);
+        inst->out_since_ms = now;
     log_out(inst, &inst->eject_log, what);
     publish_picker(svc);
     notify(svc, inst, RSV_CHANGE_STATE);
@@ -932,8 +952,6 @@ static void try_eject(rsv_instance *inst, const char *why)
 
 static void record_outcome(rsv_instance *inst, int failed)
 {
-    rsv_service *svc = inst->service;
-    const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
     inst->interval_requests++;
     if (!failed) {
         inst->consecutive_failures = 0;
@@ -942,36 +960,30 @@ static void record_outcome(rsv_instance *inst, int failed)
     inst->failures++;
     inst->interval_failures++;
     inst->consecutive_failures++;
-    if (o->consecutive_failures && inst->consecutive_failures >= o->consecutive_failures) {
-        char why[64];
-        snprintf(why, sizeof(why), "%u consecutive failures", inst->consecutive_failures);
-        try_eject(inst, why);
-    }
+    uint32_t limit = inst->service->opts.outlier.consecutive_failures;
+    if (!limit || inst->consecutive_failures < limit)
+        return; /* no rule trips: spare the walk of ejected_count */
+    rsv_outlier_counts c = outlier_counts(inst, ejected_count(inst->service));
+    rsv_outlier_decision d = rsv_outlier_after_call(&inst->service->opts, &c);
+    apply_outlier(inst, &d);
 }
 
 static void on_outlier_interval(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     rsv_service *svc = arg;
-    const typeof(svc->opts.outlier) *o = &svc->opts.outlier;
     size_t n;
     rsv_instance **all = collect_instances(svc, &n);
+    size_t ejected = ejected_count(svc);
     for (size_t i = 0; i < n; i++) {
         rsv_instance *inst = all[i];
-        if (o->failure_percent && inst->interval_requests >= o->min_requests &&
-            inst->interval_failures * 100 >=
-                (uint64_t)o->failure_percent * inst->interval_requests) {
-            char why[96];
-            snprintf(why, sizeof(why), "%llu of %llu calls failed in the last interval",
-                     (unsigned long long)inst->interval_failures,
-                     (unsigned long long)inst->interval_requests);
-            try_eject(inst, why);
-        } else if (!inst->ejected && inst->times_ejected > 0 && inst->interval_failures == 0) {
-            inst->times_ejected--; /* a healthy interval shortens the next ejection */
-        }
+        rsv_outlier_counts c = outlier_counts(inst, ejected);
+        rsv_outlier_decision d = rsv_outlier_after_interval(&svc->opts, &c);
+        apply_outlier(inst, &d);
+        ejected += d.action == RSV_OUTLIER_EJECT;
         inst->interval_requests = inst->interval_failures = 0;
     }
     free(all);
-    rsv_timer_start(t, o->interval_ms);
+    rsv_timer_start(t, svc->opts.outlier.interval_ms);
 }
 
 void rsv_instance_release(rsv_instance *inst, int failed)
