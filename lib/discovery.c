@@ -72,6 +72,7 @@
 typedef enum { PHASE_IDLE, PHASE_RANGE, PHASE_WATCH } phase;
 
 struct rsv_discovery {
+    const rsv_discovery_transport *t;
     rsv_loop *loop;
     rsv_etcd *etcd;
     char *prefix;
@@ -128,7 +129,7 @@ static rsv_log_limit range_failures, watch_ends, silent_streams, resyncs, recove
  * stream's end: then the member in use). */
 static const char *stream_endpoint(const rsv_discovery *d)
 {
-    return d->req ? rsv_etcd_request_endpoint(d->req) : rsv_etcd_endpoint(d->etcd);
+    return d->req ? d->t->request_endpoint(d->req) : d->t->endpoint(d->etcd);
 }
 
 static void warn_damped(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
@@ -168,7 +169,7 @@ static void on_retry_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 static void cancel_check(rsv_discovery *d)
 {
     if (d->check_req) {
-        rsv_etcd_cancel(d->check_req);
+        d->t->cancel(d->check_req);
         d->check_req = NULL;
     }
     rsv_timer_stop(d->silence_timer);
@@ -178,7 +179,7 @@ static void schedule_retry_as(rsv_discovery *d, const char *why, rsv_log_limit *
 {
     cancel_check(d);
     if (d->req) {
-        rsv_etcd_cancel(d->req);
+        d->t->cancel(d->req);
         d->req = NULL;
     }
     if (why && why != d->last_error) /* snprintf onto its own source is undefined */
@@ -190,7 +191,7 @@ static void schedule_retry_as(rsv_discovery *d, const char *why, rsv_log_limit *
     d->failures++;
     warn_damped(lim, RESOLVER_LOG_WARN, "etcd: prefix \"%s\": %s; retrying in %llu ms via %s",
                 d->prefix, why ? why : "stream ended", (unsigned long long)delay,
-                rsv_etcd_endpoint(d->etcd));
+                d->t->endpoint(d->etcd));
     d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
     rsv_timer_start(d->retry, delay);
 }
@@ -317,7 +318,7 @@ static void on_range_done(void *arg, long status, const char *error)
         schedule_retry(d, msg);
         return;
     }
-    rsv_etcd_note_cluster(d->etcd, r.cluster_id);
+    d->t->note_cluster(d->etcd, r.cluster_id);
     if (d->range_revision == 0) {
         d->range_revision = r.revision;
         d->range_cluster = r.cluster_id;
@@ -352,7 +353,7 @@ static void request_page(rsv_discovery *d)
     }
     d->body_len = 0;
     d->phase = PHASE_RANGE;
-    d->req = rsv_etcd_post(d->etcd, "/v3/kv/range", body, 0, on_range_data, on_range_done, d);
+    d->req = d->t->post(d->etcd, "/v3/kv/range", body, 0, on_range_data, on_range_done, d);
     free(body);
     if (!d->req)
         schedule_retry(d, "out of memory");
@@ -395,7 +396,7 @@ static void resync(rsv_discovery *d, const char *why, int quiet)
     d->resyncs++;
     cancel_check(d);
     if (d->req) {
-        rsv_etcd_cancel(d->req);
+        d->t->cancel(d->req);
         d->req = NULL;
     }
     if (why != d->last_error)
@@ -415,7 +416,7 @@ static void resync(rsv_discovery *d, const char *why, int quiet)
  * the one our revision belongs to. */
 static int cluster_changed(const rsv_discovery *d)
 {
-    uint64_t known = rsv_etcd_cluster_id(d->etcd);
+    uint64_t known = d->t->cluster_id(d->etcd);
     return known && d->cluster_id && known != d->cluster_id;
 }
 
@@ -462,10 +463,10 @@ static void apply_events(rsv_discovery *d, const rsv_watch_message *m)
 static int on_watch_message(void *arg, const rsv_watch_message *m)
 {
     rsv_discovery *d = arg;
-    rsv_etcd_heard(d->etcd);
+    d->t->heard(d->etcd);
     d->last_message_ms = rsv_loop_now(d->loop);
     if (m->cluster_id) {
-        rsv_etcd_note_cluster(d->etcd, m->cluster_id);
+        d->t->note_cluster(d->etcd, m->cluster_id);
         if (d->cluster_id && m->cluster_id != d->cluster_id) {
             resync_other_cluster(d, m->cluster_id); /* before any of its events */
             return 1;
@@ -477,10 +478,10 @@ static int on_watch_message(void *arg, const rsv_watch_message *m)
                  m->error_message ? m->error_message : "", m->error_code);
         snprintf(d->last_error, sizeof(d->last_error), "%s/v3/watch: %s", stream_endpoint(d), why);
         if (m->error_code == 16) /* gRPC UNAUTHENTICATED */
-            rsv_etcd_token_rejected(d->etcd);
+            d->t->token_rejected(d->etcd);
         else
-            rsv_etcd_mark_bad(d->req, why); /* "no leader", unavailable: fail over */
-        return 1;                           /* abort: the done callback retries */
+            d->t->mark_bad(d->req, why); /* "no leader", unavailable: fail over */
+        return 1;                        /* abort: the done callback retries */
     }
     if (m->canceled) {
         const char *reason = m->cancel_reason ? m->cancel_reason : "";
@@ -488,7 +489,7 @@ static int on_watch_message(void *arg, const rsv_watch_message *m)
          * open: drop the token so the retry authenticates again. */
         if (strstr(reason, "Unauthenticated") || strstr(reason, "auth token") ||
             strstr(reason, "user name is empty")) {
-            rsv_etcd_token_rejected(d->etcd);
+            d->t->token_rejected(d->etcd);
             /* The member answered: the first retry need not wait out the
              * backoff of earlier connection failures (it queues until a
              * token is had).  Only once per established watch, so that a
@@ -575,7 +576,7 @@ static void on_check_done(void *arg, long status, const char *error)
         rsv_range_parse(d->body, d->body_len, &r, why, sizeof(why)) == 0) {
         /* Another cluster's answer says nothing about our revisions: the
          * next look (cluster_changed) resyncs instead. */
-        rsv_etcd_note_cluster(d->etcd, r.cluster_id);
+        d->t->note_cluster(d->etcd, r.cluster_id);
         silent = (r.n_kvs > 0 || r.count != (int64_t)d->n_keys) &&
                  (!r.cluster_id || !d->cluster_id || r.cluster_id == d->cluster_id);
         rsv_range_result_clear(&r);
@@ -602,11 +603,11 @@ static void on_silence_timer(rsv_loop *loop, rsv_timer *t, void *arg)
     if (!d->watching || d->check_req)
         return;
     if (cluster_changed(d)) {
-        resync_other_cluster(d, rsv_etcd_cluster_id(d->etcd));
+        resync_other_cluster(d, d->t->cluster_id(d->etcd));
         return;
     }
     uint64_t now = rsv_loop_now(loop), seen_ms;
-    int64_t cluster = rsv_etcd_cluster_revision(d->etcd, &seen_ms);
+    int64_t cluster = d->t->cluster_revision(d->etcd, &seen_ms);
     /* A quiet prefix in a busy cluster: at most one check per SILENT_MS,
      * each over the revisions the last one did not cover. */
     int64_t from = d->revision > d->checked_revision ? d->revision : d->checked_revision;
@@ -623,8 +624,8 @@ static void on_silence_timer(rsv_loop *loop, rsv_timer *t, void *arg)
     d->body_len = 0;
     d->check_started_ms = now;
     d->check_target = cluster;
-    d->check_req = body ? rsv_etcd_post(d->etcd, "/v3/kv/range", body, RSV_ETCD_CHECK,
-                                        on_range_data, on_check_done, d)
+    d->check_req = body ? d->t->post(d->etcd, "/v3/kv/range", body, RSV_ETCD_CHECK, on_range_data,
+                                     on_check_done, d)
                         : NULL;
     free(body);
     if (!d->check_req)
@@ -645,7 +646,7 @@ static void start_watch(rsv_discovery *d)
     d->last_error[0] = '\0';
     d->phase = PHASE_WATCH;
     d->req =
-        rsv_etcd_post(d->etcd, "/v3/watch", body, RSV_ETCD_STREAM, on_watch_data, on_watch_done, d);
+        d->t->post(d->etcd, "/v3/watch", body, RSV_ETCD_STREAM, on_watch_data, on_watch_done, d);
     free(body);
     if (!d->req)
         schedule_retry(d, "out of memory");
@@ -654,7 +655,7 @@ static void start_watch(rsv_discovery *d)
 static void start_attempt(rsv_discovery *d)
 {
     if (!d->need_range && cluster_changed(d)) {
-        resync_other_cluster(d, rsv_etcd_cluster_id(d->etcd));
+        resync_other_cluster(d, d->t->cluster_id(d->etcd));
         return;
     }
     if (d->need_range)
@@ -663,12 +664,33 @@ static void start_attempt(rsv_discovery *d)
         start_watch(d);
 }
 
+const rsv_discovery_transport rsv_discovery_etcd = {
+    .post = rsv_etcd_post,
+    .cancel = rsv_etcd_cancel,
+    .mark_bad = rsv_etcd_mark_bad,
+    .request_endpoint = rsv_etcd_request_endpoint,
+    .token_rejected = rsv_etcd_token_rejected,
+    .endpoint = rsv_etcd_endpoint,
+    .cluster_revision = rsv_etcd_cluster_revision,
+    .heard = rsv_etcd_heard,
+    .note_cluster = rsv_etcd_note_cluster,
+    .cluster_id = rsv_etcd_cluster_id,
+};
+
 rsv_discovery *rsv_discovery_new(rsv_loop *loop, rsv_etcd *etcd, const char *prefix,
                                  const rsv_discovery_callbacks *callbacks, void *arg)
+{
+    return rsv_discovery_new_on(&rsv_discovery_etcd, loop, etcd, prefix, callbacks, arg);
+}
+
+rsv_discovery *rsv_discovery_new_on(const rsv_discovery_transport *t, rsv_loop *loop,
+                                    rsv_etcd *etcd, const char *prefix,
+                                    const rsv_discovery_callbacks *callbacks, void *arg)
 {
     rsv_discovery *d = calloc(1, sizeof(*d));
     if (!d)
         return NULL;
+    d->t = t;
     d->loop = loop;
     d->etcd = etcd;
     d->cb = *callbacks;
@@ -693,8 +715,8 @@ void rsv_discovery_del(rsv_discovery *d)
 {
     if (!d)
         return;
-    rsv_etcd_cancel(d->req);
-    rsv_etcd_cancel(d->check_req);
+    d->t->cancel(d->req);
+    d->t->cancel(d->check_req);
     rsv_timer_del(d->retry);
     rsv_timer_del(d->silence_timer);
     rsv_watch_parser_del(d->parser);

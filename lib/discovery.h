@@ -31,12 +31,37 @@ typedef struct {
     void (*on_batch)(void *arg, int begin);
 } rsv_discovery_callbacks;
 
+/* What discovery asks of etcd, as a table of etcd.h's calls (same names
+ * without the rsv_etcd_ prefix, same rules), so that a unit test can stand
+ * in for etcd and feed the gateway's bytes (tests/unit/check_discovery.c).
+ * rsv_discovery_etcd holds the real calls. */
+typedef struct {
+    rsv_etcd_request *(*post)(rsv_etcd *etcd, const char *path, const char *body, unsigned flags,
+                              rsv_etcd_data_cb data_cb, rsv_etcd_done_cb done_cb, void *arg);
+    void (*cancel)(rsv_etcd_request *req);
+    void (*mark_bad)(rsv_etcd_request *req, const char *why);
+    const char *(*request_endpoint)(const rsv_etcd_request *req);
+    void (*token_rejected)(rsv_etcd *etcd);
+    const char *(*endpoint)(const rsv_etcd *etcd);
+    int64_t (*cluster_revision)(const rsv_etcd *etcd, uint64_t *seen_ms);
+    void (*heard)(rsv_etcd *etcd);
+    int (*note_cluster)(rsv_etcd *etcd, uint64_t cluster_id);
+    uint64_t (*cluster_id)(const rsv_etcd *etcd);
+} rsv_discovery_transport;
+
+extern const rsv_discovery_transport rsv_discovery_etcd;
+
 typedef struct rsv_discovery rsv_discovery;
 
 /* Starts at once (the first request goes out in the next loop iteration).
  * `prefix` and `callbacks` are copied.  NULL on allocation failure. */
 rsv_discovery *rsv_discovery_new(rsv_loop *loop, rsv_etcd *etcd, const char *prefix,
                                  const rsv_discovery_callbacks *callbacks, void *arg);
+/* The same over another transport (`t` is not copied: it must outlive the
+ * discovery; `etcd` is only passed back to its calls). */
+rsv_discovery *rsv_discovery_new_on(const rsv_discovery_transport *t, rsv_loop *loop,
+                                    rsv_etcd *etcd, const char *prefix,
+                                    const rsv_discovery_callbacks *callbacks, void *arg);
 void rsv_discovery_del(rsv_discovery *d);
 
 /* Highest revision applied (0 before the first snapshot). */

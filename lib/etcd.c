@@ -153,10 +153,9 @@ static int auth_configured(const rsv_etcd *etcd)
     return etcd->username != NULL;
 }
 
-/* Failures that say "this member is not serving": fail over. */
-static int is_member_failure(CURLcode result, long status)
+int rsv_etcd_member_failure(int result, long status)
 {
-    switch (result) {
+    switch ((CURLcode)result) {
     case CURLE_OK:
         return status >= 500;
     case CURLE_COULDNT_CONNECT:
@@ -230,7 +229,8 @@ static void finish_request(request *req, CURLcode result)
     char why[WHY_MAX] = "";
     if (!req->forced_error && !req->aborted && (result != CURLE_OK || status < 200 || status > 299))
         describe_failure(req, result, status, why, sizeof(why));
-    if (req->bad || (!req->aborted && !req->forced_error && is_member_failure(result, status)))
+    if (req->bad ||
+        (!req->aborted && !req->forced_error && rsv_etcd_member_failure(result, status)))
         endpoint_failed(etcd, req->endpoint, why[0] ? why : req->bad_why,
                         req == etcd->probe_req ? &etcd->lim_probe : &etcd->lim_failover);
     if (!req->cancelled && req->done_cb) {
@@ -356,19 +356,27 @@ static void end_streams_on(rsv_etcd *etcd, size_t endpoint, const char *why)
     free(victims);
 }
 
+size_t rsv_etcd_next_endpoint(size_t current, size_t n, size_t failed)
+{
+    if (failed != current || n < 2)
+        return current;
+    return (current + 1) % n;
+}
+
 /* `lim`: the cause's limiter (a failed request, a failed probe).  With one
  * endpoint there is nothing to switch to: the owners of the streams ended
  * here log the reason they are given. */
 static void endpoint_failed(rsv_etcd *etcd, size_t endpoint, const char *why, rsv_log_limit *lim)
 {
+    size_t next = rsv_etcd_next_endpoint(etcd->current, etcd->n_endpoints, endpoint);
     if (endpoint != etcd->current)
         return; /* already moved on: one failover per failure */
     /* Not snprintf onto itself: `why` may be a stream's copy of it. */
     char reason[sizeof(etcd->failure)];
     snprintf(reason, sizeof(reason), "etcd member failed: %s", why); /* `why` has the URL */
     memcpy(etcd->failure, reason, sizeof(reason));
-    if (etcd->n_endpoints > 1) {
-        etcd->current = (etcd->current + 1) % etcd->n_endpoints;
+    if (next != etcd->current) {
+        etcd->current = next;
         etcd->failovers++;
         WARN_DAMPED(lim, "etcd: member failed (%s); switching to %s", why,
                     etcd->endpoints[etcd->current]);

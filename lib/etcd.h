@@ -104,4 +104,14 @@ uint64_t rsv_etcd_failovers(const rsv_etcd *etcd);
 uint64_t rsv_etcd_cluster_changes(const rsv_etcd *etcd);
 uint64_t rsv_etcd_authentications(const rsv_etcd *etcd);
 
+/* Rule 4's decisions, pure (unit-tested alone).  Whether a request's end
+ * says its member is not serving: curl's result (a CURLcode: no connection,
+ * a timeout, a cut transfer, a TLS handshake failure) or a 5xx answer. */
+int rsv_etcd_member_failure(int curl_result, long http_status);
+/* The endpoint to use after the member `failed` failed while `current` of
+ * `n` is in use: the next one in the list, round and round; `current`
+ * itself when a member already left failed again (one failover per
+ * failure) or when there is no other. */
+size_t rsv_etcd_next_endpoint(size_t current, size_t n, size_t failed);
+
 #endif
