@@ -181,7 +181,7 @@ int rsv_policy_parse(const char *name, rsv_policy *out);
 const char *rsv_protocol_name(rsv_protocol p);
 int rsv_protocol_parse(const char *name, rsv_protocol *out);
 
-/* Fills o with the built-in defaults (PRODUCT.md); owns no memory. */
+/* Fills o with the built-in defaults (the README's configuration block); owns no memory. */
 void rsv_service_options_default(rsv_service_options *o);
 /* Deep copy of options (health_grpc_service duplicated).  dst is overwritten
  * without being cleared first.  0 or NOMEM (dst then owns nothing). */

@@ -23,7 +23,7 @@
  * while later messages advance the revision).  The parser stops at such a
  * message, so nothing after it is applied before the range.
  *
- * Revision bookkeeping (DESIGN.md §2): `revision` is the highest revision
+ * Revision bookkeeping (doc/design.md, Revision bookkeeping): `revision` is the highest revision
  * whose effects we have applied.  Events at or below it are duplicates
  * (a resumed watch may repeat them) and are dropped.  A progress message (no
  * events, not the "created" message) proves nothing changed up to its header
@@ -39,8 +39,8 @@
  * move past ours, a range at C asks whether the prefix changed in between:
  * a key modified after our revision (min_mod_revision, limit 1, keys only)
  * or a key count other than ours (a delete leaves no key behind to
- * filter on).  etcd ignores min_mod_revision when it counts (etcd-io/etcd
- * #18267), so the count alone is no answer; the keys it returns are
+ * filter on).  etcd ignores min_mod_revision when it counts (doc/design.md,
+ * etcd gateway), so the count alone is no answer; the keys it returns are
  * filtered.  If the prefix changed and the stream still has not said so,
  * the stream is abandoned and the watch resumes from last+1.  A quiet
  * prefix of a busy cluster costs one such range per SILENT_MS (etcd reads

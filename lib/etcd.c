@@ -521,7 +521,7 @@ static int set_headers(request *req)
     if (add_header(req, "Content-Type: application/json") != 0)
         return RESOLVER_ERR_NOMEM;
     /* Without it a watch on a member cut off from the leader hangs
-     * silently (DESIGN.md §2). */
+     * silently (doc/design.md, etcd gateway). */
     if ((req->flags & RSV_ETCD_STREAM) && add_header(req, "Grpc-Metadata-Hasleader: true") != 0)
         return RESOLVER_ERR_NOMEM;
     if (etcd->token && req->arg != etcd) { /* not on auth and probe requests */

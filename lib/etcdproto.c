@@ -906,7 +906,7 @@ char *rsv_range_changed_request(const char *prefix, size_t prefix_len, int64_t r
     if (!prefix && prefix_len)
         return NULL;
     /* Not count_only: etcd ignores the mod_revision filters when counting
-     * (etcd-io/etcd#18267), but applies them to the keys it returns. */
+     * (doc/design.md, etcd gateway), but applies them to the keys it returns. */
     char rev[64], min[64], tail[200];
     int64_member(rev, sizeof(rev), "revision", revision);
     int64_member(min, sizeof(min), "min_mod_revision", min_mod_revision);

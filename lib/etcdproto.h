@@ -1,7 +1,7 @@
 /*
  * etcdproto.h - etcd v3 JSON gateway messages, as bytes in and structs out.
  *
- * No I/O.  Facts (DESIGN.md §2): keys and values are base64; int64 fields
+ * No I/O.  Facts (doc/design.md, etcd gateway): keys and values are base64; int64 fields
  * are JSON strings (numbers accepted too); zero values are omitted (a PUT
  * event has no "type", DELETE has "type":"DELETE").  A watch response is a
  * stream of {"result":{...}} objects separated by newlines; a stream error
@@ -102,7 +102,7 @@ char *rsv_range_request(const char *prefix, size_t prefix_len, int64_t revision,
  * min_mod_revision.  In the answer, kvs holds at most one key, modified at
  * or after min_mod_revision and still present at `revision`; count is every
  * key under the prefix at `revision` (etcd ignores the mod_revision filters
- * when counting, etcd-io/etcd#18267), so a delete shows as a smaller count.
+ * when counting, doc/design.md, etcd gateway), so a delete shows as a smaller count.
  * etcd reads every key of the prefix to answer it. */
 char *rsv_range_changed_request(const char *prefix, size_t prefix_len, int64_t revision,
                                 int64_t min_mod_revision);

@@ -5,7 +5,7 @@
  * without locks (the engine publishes it through an atomic pointer and frees
  * replaced ones through hazard pointers, see hazard.h).
  *
- * Policies (DESIGN.md §2): pick_first, round_robin, random,
+ * Policies (doc/design.md, Policies): pick_first, round_robin, random,
  * weighted_round_robin (gRPC's static stride scheduler: smooth, lock-free,
  * proportional to weight), least_request (power of `choice_count` choices
  * over outstanding picks), ring_hash (XXH64 ring, 128 points per unit of

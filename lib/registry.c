@@ -431,7 +431,7 @@ static int decode_native(json_t *root, rsv_endpoint *out, char *why, size_t whyl
     return json_zone(root, out->zone, why, whylen);
 }
 
-/* The value's own keys tell the formats apart (PRODUCT.md table). */
+/* The value's own keys tell the formats apart (doc/design.md, Registry formats). */
 static rsv_format detect_json(json_t *root)
 {
     if (json_object_get(root, "Addr"))

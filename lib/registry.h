@@ -1,7 +1,7 @@
 /*
  * registry.h - decoding the values that service registries put in etcd.
  *
- * Formats (PRODUCT.md): go-zero ("host:port"), etcd naming endpoints
+ * Formats (doc/design.md, Registry formats): go-zero ("host:port"), etcd naming endpoints
  * ({"Op":0,"Addr":..,"Metadata":..}), Kratos ({"endpoints":["grpc://.."]}),
  * Kitex ({"network":"tcp","address":..,"weight":..}) and native
  * ({"address":..,"weight":..,"zone":..,"metadata":{..}}).  AUTO detects the

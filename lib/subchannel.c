@@ -24,7 +24,7 @@
  *    a 0 ms timer, so a host never sees its own callback re-entered from a
  *    call it made; failures noticed in loop callbacks are reported at once.
  *
- * Backoff follows gRPC's doc/connection-backoff.md: each attempt gets a
+ * Backoff follows gRPC's rules (doc/design.md, Backoff): each attempt gets a
  * deadline now + backoff (jittered, growing), its connect timeout is
  * max(that, connect_timeout_ms), and after a failure the next attempt waits
  * until that deadline.  The backoff resets when the server's SETTINGS arrive
@@ -61,7 +61,7 @@
  * GOAWAY that left no stream of ours unprocessed) to earn an immediate reconnect; faster churn
  * counts as a failure, so a peer that accepts and hangs up at once gets backoff, not a hot loop. */
 #define FREE_RECONNECT_MIN_READY_MS 100
-#define AGE_JITTER 0.1 /* max_connection_age +-10 %, as gRFC A9 */
+#define AGE_JITTER 0.1 /* max_connection_age +-10 % (doc/design.md, Connection ends) */
 #define READ_CHUNK 16384
 /* Plain sockets: reads per readiness event; epoll is level-triggered, so the
  * rest comes next iteration and one busy peer cannot starve the loop.  TLS
@@ -433,7 +433,7 @@ static ssize_t conn_recv(conn *c, uint8_t *buf, size_t n)
     }
     if (r > 0) {
         c->sc->stats.bytes_in += (uint64_t)r;
-        /* Keepalive idleness is measured from the last byte read (gRFC A8). */
+        /* Keepalive idleness is measured from the last byte read (doc/design.md, Keepalive). */
         c->last_read_ms = rsv_loop_now(c->sc->loop);
     }
     return r;
@@ -1087,7 +1087,7 @@ static conn *health_report(conn *c, health_status st, const char *why)
 }
 
 /* grpc-status of a call that ended: the trailer, else the HTTP status
- * mapped as gRPC does (doc/http-grpc-status-mapping.md), else the
+ * mapped as gRPC does (doc/design.md, Health checking), else the
  * RST_STREAM code. */
 static int health_call_status(const health *h)
 {
@@ -1803,7 +1803,7 @@ static void set_socket_options(conn *c)
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     (void)setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     /* Unacknowledged data fails the connection after the keepalive timeout
-     * instead of ~15 min of retransmissions (gRFC A18). */
+     * instead of ~15 min of retransmissions (doc/design.md, Keepalive). */
     int timeout = rsv_ms_to_int(keepalive_timeout_ms(sc));
     (void)setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
     if (sc->opts.protocol == RSV_PROTOCOL_TCP && sc->keepalive_time_ms > 0) {

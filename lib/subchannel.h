@@ -98,7 +98,7 @@ const char *rsv_subchannel_state_cause(const rsv_subchannel *sc);
  * no ACK within keepalive_timeout_ms closes the connection. */
 void rsv_subchannel_probe(rsv_subchannel *sc);
 
-/* gRPC connection backoff (doc/connection-backoff.md).  Pure, testable. */
+/* gRPC connection backoff (doc/design.md, Backoff).  Pure, testable. */
 typedef struct {
     rsv_backoff_config cfg;
     double current_ms; /* the next un-jittered backoff */

@@ -3,7 +3,7 @@
 #  - lease expiry removes instances (several keys on one lease: one revision);
 #  - bad values of every kind beside good ones: skipped with a warning
 #    naming the key, counted in decode_errors, never removing a good one;
-#  - every registry format of PRODUCT.md picked through the CLI;
+#  - every registry format of doc/design.md (Registry formats) picked through the CLI;
 #  - one address under two keys is one instance, gone with its last key;
 #  - an IPv6 backend ([::1]:PORT);
 #  - cache_file: a restarted daemon serves the cached instances while etcd

@@ -87,7 +87,7 @@ t_wait_until 2 grep -q 'skipping key "user.rpc/bad"' "$T_DIR/resolverd.log"
 t_check "an undecodable value is logged with its key" grep -q 'skipping key "user.rpc/bad"' "$T_DIR/resolverd.log"
 t_check "the daemon still answers after a bad value" ctl pick user.rpc
 
-# Exit codes of PRODUCT.md.
+# Exit codes of resolverctl(1), EXIT STATUS.
 rc=0; ctl pick empty.svc >/dev/null 2>&1 || rc=$?
 t_eq "pick with no instance exits 3" 3 "$rc"
 rc=0; ctl instances never.seen >/dev/null 2>&1 || rc=$?

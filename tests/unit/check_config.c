@@ -91,7 +91,7 @@ static void assert_defaults(const resolver_config *cfg)
     ck_assert_uint_eq(cfg->n_services, 0);
 }
 
-/* PRODUCT.md's example, verbatim. */
+/* A configuration in the layout of the README's block (an earlier form of it). */
 static const char product_example[] =
     "{\n"
     "  \"etcd\":     { \"endpoints\": [\"http://127.0.0.1:2379\"], \"username\": \"\", "
