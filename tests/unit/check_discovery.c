@@ -2,9 +2,9 @@
  * check_discovery.c - discovery's own bookkeeping without etcd: revisions
  * (snapshot at R, watch from R+1, resume from the last revision seen,
  * duplicates dropped, progress notifications), resyncs (compaction, another
- * cluster, an undecodable message), paged ranges, and what it tells etcd.c
- * (a member to leave, a token to drop); and etcd.c's failover decisions,
- * which are pure functions (etcd.h rule 4).
+ * cluster, an undecodable message), paged ranges, a silent stream, and
+ * what it tells etcd.c (a member to leave, a token to drop); and etcd.c's
+ * failover decisions, which are pure functions (etcd.h rule 4).
  *
  * A fake transport (rsv_discovery_transport, discovery.h) stands in for
  * etcd.c: it records each request discovery posts and the test answers it
@@ -248,17 +248,23 @@ static void teardown(void)
     }
 }
 
-/* Runs the loop (retry timers, at most a few seconds) until discovery posts
- * its next request, which must go to `path`. */
-static rsv_etcd_request *next_req(const char *path)
+/* Runs the loop (retry timers, at most `ms`) until discovery posts its
+ * next request, which must go to `path`. */
+static rsv_etcd_request *next_req_within(const char *path, uint64_t ms)
 {
-    for (int i = 0; i < 600 && n_seen == n_reqs; i++)
+    uint64_t until = rsv_loop_update_time(loop) + ms;
+    while (n_seen == n_reqs && rsv_loop_update_time(loop) < until)
         rsv_loop_run_once(loop, 10);
     ck_assert_uint_gt(n_reqs, n_seen);
     ck_assert_uint_eq(n_reqs, n_seen + 1); /* one at a time */
     rsv_etcd_request *r = reqs[n_seen++];
     ck_assert_str_eq(r->path, path);
     return r;
+}
+
+static rsv_etcd_request *next_req(const char *path)
+{
+    return next_req_within(path, 6000);
 }
 
 /* A member of the request body's create_request (watch) or of the body
@@ -674,6 +680,41 @@ START_TEST(test_range_failure_retries)
 }
 END_TEST
 
+/* A stream silent for SILENT_MS (10 s) while the member probe saw the
+ * cluster move past our revision: a keys-only range over the revisions
+ * since ours asks whether the prefix changed.  A key modified since says
+ * the stream missed it: abandoned, resumed from our revision + 1.  (Takes
+ * about 12 s of the loop's real time.) */
+START_TEST(test_silent_stream_abandoned)
+{
+    rsv_etcd_request *w = sync_at_5();
+    fake.cluster_revision = 9;
+    fake.cluster_revision_ms = rsv_loop_update_time(loop);
+    rsv_etcd_request *check = next_req_within("/v3/kv/range", 16000);
+    ck_assert_uint_eq(check->flags & RSV_ETCD_CHECK, RSV_ETCD_CHECK);
+    ck_assert_int_eq(body_int(check, "revision"), 9);
+    ck_assert_int_eq(body_int(check, "min_mod_revision"), 6);
+    ck_assert_ptr_nonnull(strstr(check->body, "\"keys_only\":true"));
+    ck_assert(!w->cancelled);
+    /* etcd's answer: one key modified at 8, count 2 (etcd does not filter
+     * the count). */
+    char *k = rsv_base64_encode("user.rpc/2", 10);
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{%s,\"kvs\":[{\"key\":\"%s\",\"create_revision\":\"3\",\"mod_revision\":"
+             "\"8\",\"version\":\"3\"}],\"count\":\"2\"}",
+             header(CLUSTER, 9), k);
+    free(k);
+    answer(check, body);
+    ck_assert_int_eq(w->cancelled, 1);
+    ck_assert_uint_eq(rsv_discovery_silent_streams(disc), 1);
+    ck_assert_ptr_nonnull(strstr(rsv_discovery_last_error(disc), "silent"));
+    w = next_req("/v3/watch");
+    ck_assert_int_eq(body_int(w, "start_revision"), 6);
+    ck_assert_str_eq(take_events(), "");
+}
+END_TEST
+
 /* ---- what discovery tells etcd.c (failover, auth) ------------------------ */
 
 /* A stream error inside a 200 ("no leader") marks the request bad, so that
@@ -807,6 +848,11 @@ static Suite *discovery_suite(void)
     tcase_add_test(t, test_paged_range);
     tcase_add_test(t, test_paged_range_other_cluster);
     tcase_add_test(t, test_range_failure_retries);
+    suite_add_tcase(s, t);
+    t = tcase_create("silence");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 40);
+    tcase_add_test(t, test_silent_stream_abandoned);
     suite_add_tcase(s, t);
     t = tcase_create("etcd");
     tcase_add_checked_fixture(t, setup, teardown);
