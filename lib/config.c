@@ -227,6 +227,23 @@ fail:
     return RESOLVER_ERR_NOMEM;
 }
 
+/* A new configuration: the defaults with root applied.  On failure *out is
+ * NULL and the message in ctx. */
+static int load_root(rsv_conf_ctx *ctx, json_t *root, resolver_config **out)
+{
+    resolver_config *cfg = NULL;
+    *out = NULL;
+    if (resolver_config_new_default(&cfg))
+        return rsv_conf_nomem(ctx);
+    int rc = parse_root(ctx, root, cfg);
+    if (rc) {
+        resolver_config_free(cfg);
+        return rc;
+    }
+    *out = cfg;
+    return 0;
+}
+
 static int load_text(rsv_conf_ctx *ctx, const char *text, size_t len, resolver_config **out)
 {
     /* Zeroed: when jansson's first allocation fails it sets text[0] but not
@@ -237,32 +254,21 @@ static int load_text(rsv_conf_ctx *ctx, const char *text, size_t len, resolver_c
      * silently. */
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
+        *out = NULL;
         /* jansson leaves the error empty when its first allocation fails. */
         if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])
             return rsv_conf_nomem(ctx);
         return rsv_conf_fail(ctx, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
                              jerr.text);
     }
-    resolver_config *cfg = NULL;
-    int rc = resolver_config_new_default(&cfg);
-    if (rc) {
-        rc = rsv_conf_nomem(ctx);
-        goto out;
-    }
-    rc = parse_root(ctx, root, cfg);
-    if (rc) {
-        resolver_config_free(cfg);
-        cfg = NULL;
-    }
-out:
+    int rc = load_root(ctx, root, out);
     json_decref(root);
-    *out = cfg;
     return rc;
 }
 
 int resolver_config_load_string(const char *json, resolver_config **out, char *err, size_t errlen)
 {
-    rsv_conf_ctx ctx = {err, errlen, NULL};
+    rsv_conf_ctx ctx = {err, errlen, NULL, 0};
     if (err && errlen)
         err[0] = '\0';
     if (out)
@@ -326,7 +332,7 @@ out:
 
 int resolver_config_load_file(const char *path, resolver_config **out, char *err, size_t errlen)
 {
-    rsv_conf_ctx ctx = {err, errlen, path};
+    rsv_conf_ctx ctx = {err, errlen, path, 0};
     char *text = NULL;
     size_t len = 0;
     if (err && errlen)
@@ -489,20 +495,267 @@ static int real_precision(const resolver_config *cfg)
     return precision;
 }
 
-int rsv_config_to_json(const resolver_config *cfg, char **out)
+/* The whole configuration as one JSON object, or NULL when out of memory. */
+static json_t *document(const resolver_config *cfg)
 {
-    if (!cfg || !out)
-        return RESOLVER_ERR_INVALID;
-    *out = NULL;
     json_t *root = config_to_json(cfg);
     if (!root || json_object_set_new(root, "dns", rsv_conf_dns_to_json(cfg)) != 0 ||
         json_object_set_new(root, "register", rsv_conf_registrations_to_json(cfg)) != 0 ||
         json_object_set_new(root, "deregister_grace_ms", rsv_conf_jint(cfg->deregister_grace_ms)) !=
             0) {
         json_decref(root);
-        return RESOLVER_ERR_NOMEM;
+        return NULL;
     }
+    return root;
+}
+
+int rsv_config_to_json(const resolver_config *cfg, char **out)
+{
+    if (!cfg || !out)
+        return RESOLVER_ERR_INVALID;
+    *out = NULL;
+    json_t *root = document(cfg);
+    if (!root)
+        return RESOLVER_ERR_NOMEM;
     *out = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(real_precision(cfg)));
     json_decref(root);
     return *out ? 0 : RESOLVER_ERR_NOMEM;
+}
+
+/* ---- built in code: one key, one service at a time -------------------- */
+
+/* Every change is made on the configuration as a JSON document (what
+ * rsv_config_to_json writes, which loads back into an equal configuration),
+ * and the changed document is loaded again by parse_root: a key set in code
+ * gets exactly the checks and the messages it gets in a file, and a change
+ * that fails leaves cfg as it was. */
+
+/* Replaces cfg's contents with what doc loads into.  0 or the load's error. */
+static int apply_document(rsv_conf_ctx *ctx, json_t *doc, resolver_config *cfg)
+{
+    resolver_config *fresh = NULL;
+    int rc = load_root(ctx, doc, &fresh);
+    if (rc)
+        return rc;
+    resolver_config old = *cfg;
+    *cfg = *fresh;
+    *fresh = old;
+    resolver_config_free(fresh);
+    return 0;
+}
+
+/* obj[key] = value (a new reference is taken), merged key by key into an
+ * object already there, as a file's object applies over what it inherits. */
+static int merge(json_t *obj, const char *key, json_t *value)
+{
+    json_t *old = json_object_get(obj, key);
+    if (!json_is_object(old) || !json_is_object(value))
+        return json_object_set(obj, key, value) ? RESOLVER_ERR_NOMEM : 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(value, k, v)
+    {
+        int rc = merge(old, k, v);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* One component of a key: "name" or "name[index]". */
+static int key_component(const char *s, size_t n, char *name, size_t *index, int *indexed)
+{
+    const char *open = memchr(s, '[', n);
+    size_t len = open ? (size_t)(open - s) : n;
+    if (len == 0 || len >= RSV_CONF_PATH_LEN)
+        return -1;
+    memcpy(name, s, len);
+    name[len] = '\0';
+    *indexed = open != NULL;
+    if (!open)
+        return 0;
+    size_t i = len + 1, value = 0;
+    if (i >= n - 1 || s[n - 1] != ']')
+        return -1;
+    for (; i < n - 1; i++) {
+        if (s[i] < '0' || s[i] > '9' || value > 1000000)
+            return -1;
+        value = value * 10 + (size_t)(s[i] - '0');
+    }
+    *index = value;
+    return 0;
+}
+
+/* Walks doc along key ("etcd.dial_timeout_ms", "services[1].backoff"),
+ * making an object of each missing component, and sets the last one to
+ * value.  An index names an element that exists: lists are set whole. */
+static int doc_set(rsv_conf_ctx *ctx, json_t *doc, const char *key, json_t *value)
+{
+    json_t *obj = doc;
+    for (const char *p = key;;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p), index = 0;
+        char name[RSV_CONF_PATH_LEN];
+        int indexed;
+        if (key_component(p, n, name, &index, &indexed))
+            return rsv_conf_report(ctx, RESOLVER_ERR_INVALID, "invalid key \"%s\"", key);
+        json_t *next = json_object_get(obj, name);
+        if (indexed) {
+            size_t size = json_array_size(next);
+            if (index >= size)
+                return rsv_conf_fail(ctx, "%.*s: no such element (the list has %zu)",
+                                     (int)(p + n - key), key, size);
+            json_t *el = json_array_get(next, index);
+            if (!dot && json_is_object(el) && json_is_object(value)) {
+                const char *k;
+                json_t *v;
+                json_object_foreach(value, k, v)
+                {
+                    if (merge(el, k, v))
+                        return rsv_conf_nomem(ctx);
+                }
+                return 0;
+            }
+            if (!dot || !json_is_object(el))
+                if (json_array_set_new(next, index, dot ? json_object() : json_incref(value)))
+                    return rsv_conf_nomem(ctx);
+            if (!dot)
+                return 0;
+            obj = json_array_get(next, index);
+        } else {
+            if (!dot)
+                return merge(obj, name, value) ? rsv_conf_nomem(ctx) : 0;
+            if (!json_is_object(next) && json_object_set_new(obj, name, json_object()))
+                return rsv_conf_nomem(ctx);
+            obj = json_object_get(obj, name);
+        }
+        p = dot + 1;
+    }
+}
+
+/* Sets key to value in a copy of cfg's document and loads it into cfg. */
+static int set_value(rsv_conf_ctx *ctx, resolver_config *cfg, const char *key, json_t *value)
+{
+    json_t *doc = document(cfg);
+    if (!doc)
+        return rsv_conf_nomem(ctx);
+    int rc = doc_set(ctx, doc, key, value);
+    if (!rc)
+        rc = apply_document(ctx, doc, cfg);
+    json_decref(doc);
+    return rc;
+}
+
+/* value as JSON; text that is not JSON is a string (unless it starts like
+ * an object, array or string: then it is a mistake). */
+static int parse_value(rsv_conf_ctx *ctx, const char *key, const char *text, json_t **out)
+{
+    json_error_t jerr;
+    memset(&jerr, 0, sizeof(jerr));
+    *out = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (*out)
+        return 0;
+    if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])
+        return rsv_conf_nomem(ctx);
+    const char *t = text + strspn(text, " \t\r\n");
+    if (*t == '{' || *t == '[' || *t == '"')
+        return rsv_conf_fail(ctx, "%s: invalid JSON at column %d: %s", key, jerr.column, jerr.text);
+    if ((*out = json_string(text)))
+        return 0;
+    /* json_string refuses text that is not UTF-8 (or fails to allocate). */
+    json_t *probe = json_string("");
+    if (!probe)
+        return rsv_conf_nomem(ctx);
+    json_decref(probe);
+    return rsv_conf_fail(ctx, "%s: the value is not UTF-8 text", key);
+}
+
+int resolver_config_set(resolver_config *cfg, const char *key, const char *value, char *err,
+                        size_t errlen)
+{
+    rsv_conf_ctx ctx = {err, errlen, NULL, 0};
+    if (err && errlen)
+        err[0] = '\0';
+    if (!cfg || !key || !*key || !value)
+        return rsv_conf_report(&ctx, RESOLVER_ERR_INVALID, "no configuration, key or value");
+    json_t *v = NULL;
+    int rc = parse_value(&ctx, key, value, &v);
+    if (rc)
+        return rc;
+    rc = set_value(&ctx, cfg, key, v);
+    /* "1000" for a key that takes a string (a zone named 1000) is the
+     * string; the first message stands if that fails too. */
+    if (rc == RESOLVER_ERR_CONFIG && ctx.wanted_string && !json_is_string(v) &&
+        !json_is_object(v) && !json_is_array(v)) {
+        rsv_conf_ctx quiet = {NULL, 0, NULL, 0};
+        json_t *s = json_string(value);
+        if (s && set_value(&quiet, cfg, key, s) == 0) {
+            rc = 0;
+            if (err && errlen)
+                err[0] = '\0';
+        }
+        json_decref(s);
+    }
+    json_decref(v);
+    return rc;
+}
+
+int resolver_config_add_service(resolver_config *cfg, const char *name, const char *options,
+                                char *err, size_t errlen)
+{
+    rsv_conf_ctx ctx = {err, errlen, NULL, 0};
+    char path[RSV_CONF_PATH_LEN];
+    if (err && errlen)
+        err[0] = '\0';
+    if (!cfg || (!name && (!options || !*options)))
+        return rsv_conf_report(&ctx, RESOLVER_ERR_INVALID, "no configuration or no service name");
+    rsv_conf_join_index(path, "services", cfg->n_services);
+    json_t *svc = json_object();
+    if (options && *options) {
+        json_error_t jerr;
+        memset(&jerr, 0, sizeof(jerr));
+        json_decref(svc);
+        svc = json_loads(options, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+        if (!svc && json_error_code(&jerr) != json_error_out_of_memory && jerr.text[0])
+            return rsv_conf_fail(&ctx, "%s: invalid JSON at column %d: %s", path, jerr.column,
+                                 jerr.text);
+    }
+    if (!svc)
+        return rsv_conf_nomem(&ctx);
+    int rc = 0;
+    json_t *given = json_object_get(svc, "name");
+    if (name && given && !(json_is_string(given) && strcmp(json_string_value(given), name) == 0))
+        rc = rsv_conf_report(&ctx, RESOLVER_ERR_INVALID,
+                             "%s.name: the options name another service than \"%s\"", path, name);
+    else if (name && json_is_object(svc) && !given &&
+             json_object_set_new(svc, "name", rsv_conf_jstr(name)))
+        rc = rsv_conf_nomem(&ctx);
+    json_t *doc = rc ? NULL : document(cfg);
+    if (!rc && !doc)
+        rc = rsv_conf_nomem(&ctx);
+    if (!rc && json_array_append(json_object_get(doc, "services"), svc))
+        rc = rsv_conf_nomem(&ctx);
+    if (!rc)
+        rc = apply_document(&ctx, doc, cfg);
+    json_decref(doc);
+    json_decref(svc);
+    return rc;
+}
+
+int resolver_config_remove_service(resolver_config *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return RESOLVER_ERR_INVALID;
+    for (size_t i = 0; i < cfg->n_services; i++) {
+        rsv_service_config *s = &cfg->services[i];
+        if (strcmp(s->name, name) != 0)
+            continue;
+        free(s->name);
+        free(s->prefix);
+        rsv_service_options_clear(&s->options);
+        memmove(s, s + 1, (cfg->n_services - i - 1) * sizeof(*s));
+        cfg->n_services--;
+        return 0;
+    }
+    return RESOLVER_ERR_NOT_FOUND;
 }

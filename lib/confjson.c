@@ -127,6 +127,8 @@ static const char *describe(const json_t *v, char *buf, size_t n)
 int rsv_conf_wrong_type(rsv_conf_ctx *ctx, const char *path, const json_t *v, const char *expected)
 {
     char buf[RSV_CONF_VALUE_LEN];
+    if (strstr(expected, "string"))
+        ctx->wanted_string = 1;
     return rsv_conf_fail(ctx, "%s: expected %s, got %s", path, expected,
                          describe(v, buf, sizeof(buf)));
 }

@@ -25,6 +25,7 @@ typedef struct {
     char *err;
     size_t errlen;
     const char *origin; /* the file being loaded, prefixed to messages; or NULL */
+    int wanted_string;  /* set when a value was of another type where a string goes */
 } rsv_conf_ctx;
 
 /* ---- messages (confjson.c) ---- */

@@ -110,6 +110,39 @@ RESOLVER_API int resolver_config_new_default(resolver_config **out);
 RESOLVER_API int resolver_config_set_endpoints(resolver_config *cfg, const char *csv);
 RESOLVER_API void resolver_config_free(resolver_config *cfg);
 
+/* Building a configuration in code (before it goes to resolver_engine_new,
+ * which takes it over).  Each call gives the same checks and the same
+ * messages as the same key in a file, and a call that fails leaves cfg as
+ * it was.  `err`, when not NULL, receives the message (err[0..errlen)).
+ *
+ * resolver_config_set sets one key.  `key` is its path in the file's
+ * document, components joined by '.', a list element by its index:
+ * "etcd.dial_timeout_ms", "defaults.backoff", "socket.mode", "zone",
+ * "services[0].policy", "register".  `value` is JSON ("1000",
+ * "[\"http://10.0.0.1:2379\"]", "{\"initial_ms\": 500}"); text that is not
+ * JSON, or a number, true, false or null where the key takes a string, is
+ * that text as a string ("/run/x.sock", "0660", a zone named "1").  An object
+ * applies its keys over what the key holds, as in a file; a list is replaced
+ * whole.  Keys checked together are set together: "etcd" with both
+ * cert_file and key_file.  A service takes the defaults as they are when it
+ * is added, so set "defaults.*" first.  Returns 0, RESOLVER_ERR_CONFIG (an
+ * unknown key, a bad value, an index past the list), RESOLVER_ERR_INVALID
+ * (NULL cfg, key or value, or a malformed key) or RESOLVER_ERR_NOMEM. */
+RESOLVER_API int resolver_config_set(resolver_config *cfg, const char *key, const char *value,
+                                     char *err, size_t errlen);
+/* Appends a service to "services": `name` and `options`, the JSON object of
+ * a "services" element (its per-service options and "prefix"; NULL or ""
+ * for none).  `name` may be NULL when options holds "name"; naming another
+ * service there is RESOLVER_ERR_INVALID.  Messages name the new element's
+ * path ("services[2].policy: ...").  Returns 0, RESOLVER_ERR_CONFIG (a bad
+ * option, a duplicate or invalid name), RESOLVER_ERR_INVALID or
+ * RESOLVER_ERR_NOMEM. */
+RESOLVER_API int resolver_config_add_service(resolver_config *cfg, const char *name,
+                                             const char *options, char *err, size_t errlen);
+/* Removes the service `name` from "services" (later ones move up by one).
+ * Returns 0, RESOLVER_ERR_NOT_FOUND or RESOLVER_ERR_INVALID (NULL). */
+RESOLVER_API int resolver_config_remove_service(resolver_config *cfg, const char *name);
+
 /* ---- embedded engine ------------------------------------------------- */
 
 typedef struct resolver_engine resolver_engine;

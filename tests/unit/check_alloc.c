@@ -497,6 +497,50 @@ static int case_config_default(void *arg)
     return rc;
 }
 
+/* A configuration built in code: each failed call leaves it as it was. */
+static int case_config_build(void *arg)
+{
+    (void)arg;
+    resolver_config *cfg = NULL;
+    char err[256];
+    int rc = resolver_config_new_default(&cfg);
+    if (rc != 0)
+        return cfg ? CASE_WRONG : rc;
+    if ((rc = resolver_config_set(cfg, "etcd.dial_timeout_ms", "1000", err, sizeof(err))) != 0) {
+        if (cfg->etcd.dial_timeout_ms != 2000)
+            rc = CASE_WRONG;
+        goto out;
+    }
+    if ((rc = resolver_config_set(cfg, "zone", "1", err, sizeof(err))) != 0) {
+        if (strcmp(cfg->zone, "") != 0 || cfg->etcd.dial_timeout_ms != 1000)
+            rc = CASE_WRONG;
+        goto out;
+    }
+    if ((rc = resolver_config_add_service(cfg, "a", "{\"policy\": \"random\"}", err,
+                                          sizeof(err))) != 0) {
+        if (cfg->n_services != 0 || strcmp(cfg->zone, "1") != 0)
+            rc = CASE_WRONG;
+        goto out;
+    }
+    if ((rc = resolver_config_set(cfg, "services[0].choice_count", "3", err, sizeof(err))) != 0) {
+        if (cfg->n_services != 1 || cfg->services[0].options.choice_count != 2)
+            rc = CASE_WRONG;
+        goto out;
+    }
+    if ((rc = resolver_config_add_service(cfg, "b", NULL, err, sizeof(err))) != 0) {
+        if (cfg->n_services != 1)
+            rc = CASE_WRONG;
+        goto out;
+    }
+    rc = resolver_config_remove_service(cfg, "a");
+    if (rc == 0 && (cfg->n_services != 1 || strcmp(cfg->services[0].name, "b") != 0 ||
+                    cfg->etcd.dial_timeout_ms != 1000 || strcmp(cfg->zone, "1") != 0))
+        rc = CASE_WRONG;
+out:
+    resolver_config_free(cfg);
+    return rc;
+}
+
 static int case_config_to_json(void *arg)
 {
     resolver_config *cfg = arg; /* loaded before arming */
@@ -941,6 +985,14 @@ START_TEST(config_default_endpoints)
 }
 END_TEST
 
+START_TEST(config_build)
+{
+    case_stats st =
+        run_case("resolver_config_set+add_service+remove_service", case_config_build, NULL, 0);
+    ck_assert_int_gt(st.errors, 10);
+}
+END_TEST
+
 START_TEST(config_to_json)
 {
     resolver_config *cfg = NULL;
@@ -1094,6 +1146,7 @@ static Suite *alloc_suite(void)
     tcase_add_test(tc, allocator_works);
     tcase_add_test(tc, config_load_string);
     tcase_add_test(tc, config_default_endpoints);
+    tcase_add_test(tc, config_build);
     tcase_add_test(tc, config_to_json);
     tcase_add_loop_test(tc, registry_decode, 0,
                         (int)(sizeof(registry_inputs) / sizeof(registry_inputs[0])));

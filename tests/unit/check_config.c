@@ -1042,6 +1042,252 @@ START_TEST(test_set_endpoints)
 }
 END_TEST
 
+/* ---- built in code: resolver_config_set, _add_service, _remove_service -- */
+
+static char *to_json(const resolver_config *cfg)
+{
+    char *json = NULL;
+    ck_assert_int_eq(rsv_config_to_json(cfg, &json), 0);
+    return json;
+}
+
+static void set_ok(resolver_config *cfg, const char *key, const char *value)
+{
+    char err[512] = "x", *v = dq(value);
+    int rc = resolver_config_set(cfg, key, v, err, sizeof(err));
+    ck_assert_msg(rc == 0, "set %s = %s: rc %d, %s", key, v, rc, err);
+    ck_assert_str_eq(err, "");
+    free(v);
+}
+
+START_TEST(test_set_keys)
+{
+    resolver_config *cfg = NULL;
+    ck_assert_int_eq(resolver_config_new_default(&cfg), 0);
+    set_ok(cfg, "etcd.dial_timeout_ms", "1000");
+    set_ok(cfg, "etcd.endpoints", "['http://10.0.0.1:2379', 'https://etcd-2:2379/']");
+    set_ok(cfg, "etcd", "{'cert_file': '/c.pem', 'key_file': '/k.pem'}");
+    set_ok(cfg, "socket.path", "/tmp/x.sock"); /* not JSON: a string */
+    set_ok(cfg, "socket.mode", "0600");        /* not JSON either */
+    set_ok(cfg, "socket.max_detached_tickets", " 7 ");
+    set_ok(cfg, "zone", "1");                    /* a number where a string goes */
+    set_ok(cfg, "cache_file", "'/var/cache/r'"); /* a JSON string */
+    set_ok(cfg, "defaults.policy", "least_request");
+    set_ok(cfg, "defaults.backoff", "{'initial_ms': 500}"); /* over what it holds */
+    set_ok(cfg, "defaults.backoff.jitter", "0.1");
+    set_ok(cfg, "defaults.health_check.grpc_service", "''");
+    set_ok(cfg, "dns.servers", "['127.0.0.1:5353']");
+    set_ok(cfg, "register", "[{'service': 'me', 'address': '127.0.0.1:80'}]");
+    set_ok(cfg, "deregister_grace_ms", "0");
+    set_ok(cfg, "on_demand_services_max", "3");
+    set_ok(cfg, "services", "[{'name': 'a'}, {'name': 'b', 'policy': 'random'}]");
+    set_ok(cfg, "services[1].choice_count", "3");
+    set_ok(cfg, "services[0]", "{'prefix': 'x/'}");
+    ck_assert_uint_eq(cfg->etcd.dial_timeout_ms, 1000);
+    ck_assert_uint_eq(cfg->etcd.n_endpoints, 2);
+    ck_assert_str_eq(cfg->etcd.endpoints[1], "https://etcd-2:2379");
+    ck_assert_str_eq(cfg->socket.path, "/tmp/x.sock");
+    ck_assert_uint_eq(cfg->socket.mode, 0600);
+    ck_assert_str_eq(cfg->zone, "1");
+    ck_assert_int_eq(cfg->defaults.policy, RSV_POLICY_LEAST_REQUEST);
+    ck_assert_uint_eq(cfg->defaults.backoff.initial_ms, 500);
+    ck_assert_uint_eq(cfg->defaults.backoff.max_ms, 120000);
+
+    /* The same configuration as a file loads into an equal one. */
+    resolver_config *file = load_ok(
+        "{'etcd': {'dial_timeout_ms': 1000, 'endpoints': ['http://10.0.0.1:2379', "
+        "'https://etcd-2:2379'], 'cert_file': '/c.pem', 'key_file': '/k.pem'},"
+        " 'socket': {'path': '/tmp/x.sock', 'mode': '0600', 'max_detached_tickets': 7},"
+        " 'zone': '1', 'cache_file': '/var/cache/r', 'on_demand_services_max': 3,"
+        " 'defaults': {'policy': 'least_request', 'backoff': {'initial_ms': 500, 'jitter': 0.1},"
+        "   'health_check': {'grpc_service': ''}},"
+        " 'dns': {'servers': ['127.0.0.1:5353']}, 'deregister_grace_ms': 0,"
+        " 'register': [{'service': 'me', 'address': '127.0.0.1:80'}],"
+        " 'services': [{'name': 'a', 'prefix': 'x/'},"
+        "              {'name': 'b', 'policy': 'random', 'choice_count': 3}]}");
+    char *a = to_json(cfg), *b = to_json(file);
+    ck_assert_str_eq(a, b);
+    ck_assert(rsv_config_equal(cfg, file));
+    free(a);
+    free(b);
+    resolver_config_free(file);
+    resolver_config_free(cfg);
+}
+END_TEST
+
+/* A key set in code fails with the message the same key gets in a file,
+ * and leaves the configuration as it was. */
+START_TEST(test_set_errors)
+{
+    static const struct {
+        const char *key, *value, *file;
+    } cases[] = {
+        {"etcd.dial_timeout_ms", "0", "{'etcd': {'dial_timeout_ms': 0}}"},
+        {"etcd.dial_timeout_ms", "abc", "{'etcd': {'dial_timeout_ms': 'abc'}}"},
+        {"etcd.dial_timeout_ms", "[1]", "{'etcd': {'dial_timeout_ms': [1]}}"},
+        {"etcd.dial_timeout", "1", "{'etcd': {'dial_timeout': 1}}"},
+        {"etcd.cert_file", "/c.pem", "{'etcd': {'cert_file': '/c.pem'}}"},
+        {"etcd.endpoints", "[]", "{'etcd': {'endpoints': []}}"},
+        {"etcd.endpoints", "http://a:1", "{'etcd': {'endpoints': 'http://a:1'}}"},
+        {"defaults.polcy", "random", "{'defaults': {'polcy': 'random'}}"},
+        {"defaults.policy", "round_robn", "{'defaults': {'policy': 'round_robn'}}"},
+        {"defaults.backoff.max_ms", "500", "{'defaults': {'backoff': {'max_ms': 500}}}"},
+        {"defaults.initial_ms", "5", "{'defaults': {'initial_ms': 5}}"},
+        {"policy", "random", "{'policy': 'random'}"},
+        {"socket.mode", "999", "{'socket': {'mode': 999}}"},
+        {"socket.mode", "0999", "{'socket': {'mode': '0999'}}"},
+        {"socket", "5", "{'socket': 5}"},
+        {"zone", "[1]", "{'zone': [1]}"},
+        {"nope", "1", "{'nope': 1}"},
+        {"services", "[{'name': 'a'}, {'name': 'a'}]",
+         "{'services': [{'name': 'a'}, {'name': 'a'}]}"},
+        {"register", "[{'service': 's'}]", "{'register': [{'service': 's'}]}"},
+    };
+    resolver_config *cfg = NULL;
+    ck_assert_int_eq(resolver_config_new_default(&cfg), 0);
+    ck_assert_int_eq(resolver_config_add_service(cfg, "kept", "{'policy': 'random'}", NULL, 0),
+                     RESOLVER_ERR_CONFIG); /* ' is not JSON's quote */
+    ck_assert_int_eq(resolver_config_add_service(cfg, "kept", NULL, NULL, 0), 0);
+    char *before = to_json(cfg);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[512] = "", want[512] = "", *value = dq(cases[i].value), *file = dq(cases[i].file);
+        resolver_config *other = NULL;
+        ck_assert_int_eq(resolver_config_load_string(file, &other, want, sizeof(want)),
+                         RESOLVER_ERR_CONFIG);
+        int rc = resolver_config_set(cfg, cases[i].key, value, err, sizeof(err));
+        ck_assert_msg(rc == RESOLVER_ERR_CONFIG, "%s = %s: rc %d", cases[i].key, value, rc);
+        ck_assert_str_eq(err, want);
+        char *after = to_json(cfg);
+        ck_assert_str_eq(after, before);
+        free(after);
+        free(value);
+        free(file);
+    }
+
+    /* What a file cannot say. */
+    char err[512];
+    static const char *const bad_keys[] = {"",           ".",           "etcd.",
+                                           ".etcd",      "etcd..x",     "services[",
+                                           "services[]", "services[x]", "services[0"};
+    for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++)
+        ck_assert_msg(resolver_config_set(cfg, bad_keys[i], "1", err, sizeof(err)) ==
+                          RESOLVER_ERR_INVALID,
+                      "key \"%s\" accepted", bad_keys[i]);
+    ck_assert_int_eq(resolver_config_set(cfg, "services[1].policy", "random", err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_str_eq(err, "services[1]: no such element (the list has 1)");
+    ck_assert_int_eq(resolver_config_set(cfg, "zone[0]", "a", err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_str_eq(err, "zone[0]: no such element (the list has 0)");
+    ck_assert_int_eq(resolver_config_set(cfg, "etcd", "{\"dial_timeout_ms\":", err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "etcd: invalid JSON at column"));
+    ck_assert_int_eq(resolver_config_set(cfg, "zone", "\xff", err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_str_eq(err, "zone: the value is not UTF-8 text");
+    ck_assert_int_eq(resolver_config_set(NULL, "zone", "a", err, sizeof(err)),
+                     RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_set(cfg, NULL, "a", err, sizeof(err)), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_set(cfg, "zone", NULL, NULL, 0), RESOLVER_ERR_INVALID);
+    char *after = to_json(cfg);
+    ck_assert_str_eq(after, before);
+    free(after);
+    free(before);
+    resolver_config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_add_remove_service)
+{
+    resolver_config *cfg = NULL;
+    char err[512], *opts;
+    ck_assert_int_eq(resolver_config_new_default(&cfg), 0);
+    set_ok(cfg, "defaults.keepalive_time_ms", "15000");
+    opts = dq("{'policy': 'least_request', 'backoff': {'max_ms': 5000}}");
+    ck_assert_int_eq(resolver_config_add_service(cfg, "user.rpc", opts, err, sizeof(err)), 0);
+    free(opts);
+    opts = dq("{'name': 'order.rpc', 'prefix': '/svc/order/'}");
+    ck_assert_int_eq(resolver_config_add_service(cfg, NULL, opts, err, sizeof(err)), 0);
+    ck_assert_int_eq(resolver_config_add_service(cfg, "order.rpc", opts, err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_str_eq(err, "services[2].name: duplicate service \"order.rpc\" (see services[1])");
+    ck_assert_int_eq(resolver_config_add_service(cfg, "pay", opts, err, sizeof(err)),
+                     RESOLVER_ERR_INVALID);
+    ck_assert_str_eq(err, "services[2].name: the options name another service than \"pay\"");
+    free(opts);
+    ck_assert_int_eq(resolver_config_add_service(cfg, "pay", NULL, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg->n_services, 3);
+
+    resolver_config *file =
+        load_ok("{'defaults': {'keepalive_time_ms': 15000}, 'services': ["
+                "{'name': 'user.rpc', 'policy': 'least_request', 'backoff': {'max_ms': 5000}},"
+                "{'name': 'order.rpc', 'prefix': '/svc/order/'}, {'name': 'pay'}]}");
+    ck_assert(rsv_config_equal(cfg, file));
+    resolver_config_free(file);
+    const rsv_service_config *u = rsv_config_find_service(cfg, "user.rpc");
+    ck_assert_str_eq(u->prefix, "user.rpc/");
+    ck_assert_uint_eq(u->options.keepalive_time_ms, 15000);
+    ck_assert_uint_eq(u->options.backoff.max_ms, 5000);
+
+    /* The file's messages, with the new element's path. */
+    static const struct {
+        const char *name, *options, *file;
+    } bad_options[] = {
+        {"x", "{'policy': 'fast'}",
+         "{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}, {'name': 'x', 'policy': "
+         "'fast'}]}"},
+        {"x", "{'polcy': 'random'}",
+         "{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}, {'name': 'x', 'polcy': "
+         "'random'}]}"},
+        {"x", "{'prefix': ''}",
+         "{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}, {'name': 'x', 'prefix': "
+         "''}]}"},
+        {"x y", "", "{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}, {'name': 'x y'}]}"},
+        {NULL, "5", "{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}, 5]}"},
+        {NULL, "{'prefix': 'p/'}",
+         "{'services': [{'name': 'a'}, {'name': 'b'}, {'name': 'c'}, {'prefix': 'p/'}]}"},
+    };
+    char *before = to_json(cfg);
+    for (size_t i = 0; i < sizeof(bad_options) / sizeof(bad_options[0]); i++) {
+        char want[512] = "", *o = dq(bad_options[i].options), *fixed = dq(bad_options[i].file);
+        resolver_config *other = NULL;
+        ck_assert_int_eq(resolver_config_load_string(fixed, &other, want, sizeof(want)),
+                         RESOLVER_ERR_CONFIG);
+        ck_assert_int_eq(resolver_config_add_service(cfg, bad_options[i].name, o, err, sizeof(err)),
+                         RESOLVER_ERR_CONFIG);
+        ck_assert_str_eq(err, want);
+        char *after = to_json(cfg);
+        ck_assert_str_eq(after, before);
+        free(after);
+        free(o);
+        free(fixed);
+    }
+    free(before);
+    ck_assert_int_eq(resolver_config_add_service(cfg, "x", "{", err, sizeof(err)),
+                     RESOLVER_ERR_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "services[3]: invalid JSON at column"));
+    ck_assert_int_eq(resolver_config_add_service(NULL, "x", NULL, err, sizeof(err)),
+                     RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_add_service(cfg, NULL, NULL, err, sizeof(err)),
+                     RESOLVER_ERR_INVALID);
+
+    ck_assert_int_eq(resolver_config_remove_service(cfg, "order.rpc"), 0);
+    ck_assert_int_eq(resolver_config_remove_service(cfg, "order.rpc"), RESOLVER_ERR_NOT_FOUND);
+    ck_assert_int_eq(resolver_config_remove_service(cfg, NULL), RESOLVER_ERR_INVALID);
+    ck_assert_int_eq(resolver_config_remove_service(NULL, "pay"), RESOLVER_ERR_INVALID);
+    ck_assert_uint_eq(cfg->n_services, 2);
+    ck_assert_str_eq(cfg->services[1].name, "pay");
+    set_ok(cfg, "services[1].policy", "random");
+    ck_assert_int_eq(rsv_config_find_service(cfg, "pay")->options.policy, RSV_POLICY_RANDOM);
+    ck_assert_int_eq(resolver_config_remove_service(cfg, "user.rpc"), 0);
+    ck_assert_int_eq(resolver_config_remove_service(cfg, "pay"), 0);
+    ck_assert_uint_eq(cfg->n_services, 0);
+    ck_assert_int_eq(resolver_config_add_service(cfg, "again", NULL, err, sizeof(err)), 0);
+    ck_assert_uint_eq(cfg->n_services, 1);
+    resolver_config_free(cfg);
+}
+END_TEST
+
 /* ---- the effective configuration as JSON ------------------------------ */
 
 static void assert_round_trip(resolver_config *cfg)
@@ -1269,6 +1515,9 @@ static Suite *config_suite(void)
 
     tc = tcase_create("endpoints");
     tcase_add_test(tc, test_set_endpoints);
+    tcase_add_test(tc, test_set_keys);
+    tcase_add_test(tc, test_set_errors);
+    tcase_add_test(tc, test_add_remove_service);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("json");
