@@ -117,9 +117,9 @@ static int pick_call_done(resolver_client *client, const char *service)
            (unsigned long long)latency, failed ? "failed" : "ok");
     /* Always report: an unreported ticket counts as outstanding until
      * ticket_timeout_ms, and skews least_request. */
-    rc = resolver_client_done(client, pick.ticket, failed,
-                              latency >= RESOLVER_LATENCY_UNKNOWN ? RESOLVER_LATENCY_UNKNOWN - 1
-                                                                  : (uint32_t)latency);
+    rc = resolver_client_done(
+        client, pick.ticket, failed ? RESOLVER_OUTCOME_FAILED : RESOLVER_OUTCOME_OK,
+        latency >= RESOLVER_LATENCY_UNKNOWN ? RESOLVER_LATENCY_UNKNOWN - 1 : (uint32_t)latency);
     if (rc != 0)
         fprintf(stderr, "example_client: done %llu: %s\n", (unsigned long long)pick.ticket,
                 resolver_strerror(rc));
@@ -146,6 +146,6 @@ int main(int argc, char **argv)
     }
     for (long i = 0; i < n && rc == 0; i++)
         rc = pick_call_done(client, argv[2]);
-    resolver_client_close(client);
+    resolver_client_free(client);
     return rc == 0 ? 0 : exit_code_for(rc);
 }

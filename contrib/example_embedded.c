@@ -5,7 +5,8 @@
  *   example_embedded ETCD_URL SERVICE [N]
  *
  * Watches SERVICE in etcd (go-zero convention: keys under "SERVICE/"),
- * runs the engine until a pick succeeds or 10 s pass, then prints N picks
+ * runs the engine until an instance of it is READY (told by the engine's
+ * watch callback, not by polling picks) or 10 s pass, then prints N picks
  * (default 3), one address per line, reporting each one done.
  *
  * Exit status: 0 ok, 1 usage or bad argument, 3 no READY instance before
@@ -63,23 +64,45 @@ static int drive_once(resolver_engine *engine, int64_t deadline)
     return resolver_engine_process(engine);
 }
 
+/* The watch callback, on the engine's thread (here: inside
+ * resolver_engine_process).  It only notes that a pick may now succeed:
+ * picking is left to the loop, outside the engine's own updates. */
+static void on_event(void *arg, const resolver_event *ev)
+{
+    int *ready = arg;
+    if (ev->type == RESOLVER_EVENT_INSTANCE_STATE && ev->state == RESOLVER_STATE_READY)
+        *ready = 1;
+}
+
 /* Drives the engine until `service` has a READY instance.  The first pick
  * of a service the configuration does not list starts its discovery and
- * answers RESOLVER_ERR_NO_INSTANCE; later ones succeed once etcd has
- * answered and a subchannel is READY. */
+ * answers RESOLVER_ERR_NO_INSTANCE; the watch then says when an instance
+ * of it turns READY, and the pick is tried again. */
 static int wait_for_pick(resolver_engine *engine, const char *service, resolver_pick_result *pick)
 {
     int64_t deadline = now_ms() + DEADLINE_MS;
+    int ready = 0;
+    resolver_watch *watch;
+    int rc = resolver_engine_watch(engine, service, on_event, &ready, &watch);
+    if (rc != 0)
+        return rc;
     for (;;) {
-        int rc = resolver_engine_pick(engine, service, NULL, pick);
+        ready = 0;
+        rc = resolver_engine_pick(engine, service, NULL, pick);
         if (rc == 0 || (rc != RESOLVER_ERR_NO_INSTANCE && rc != RESOLVER_ERR_NONE_READY))
-            return rc;
-        if (now_ms() >= deadline)
-            return rc;
-        int prc = drive_once(engine, deadline);
-        if (prc != 0)
-            return prc;
+            break;
+        while (!ready && now_ms() < deadline) {
+            int prc = drive_once(engine, deadline);
+            if (prc != 0) {
+                rc = prc;
+                break;
+            }
+        }
+        if (!ready)
+            break; /* the deadline, or the engine failed */
     }
+    resolver_watch_free(watch);
+    return rc;
 }
 
 static int pick_n(resolver_engine *engine, const char *service, long n)
@@ -120,7 +143,7 @@ int main(int argc, char **argv)
         return rc == RESOLVER_ERR_INVALID || rc == RESOLVER_ERR_CONFIG ? EXIT_USAGE : EXIT_OTHER;
     }
     rc = pick_n(engine, argv[2], n);
-    resolver_engine_del(engine);
+    resolver_engine_free(engine);
     if (rc == RESOLVER_ERR_NO_INSTANCE || rc == RESOLVER_ERR_NONE_READY)
         return EXIT_NO_INSTANCE;
     return rc == 0 ? 0 : EXIT_OTHER;

@@ -38,6 +38,7 @@ struct resolver_client {
     size_t len;      /* bytes in buf */
     size_t consumed; /* bytes of buf handed out as the last line */
     char last_error[512];
+    char address[RESOLVER_ADDRESS_MAX]; /* the last pick's: valid until the next call */
 };
 
 const char *rsv_client_default_path(const char *path)
@@ -105,7 +106,7 @@ int resolver_client_connect(const char *path, int timeout_ms, resolver_client **
     return 0;
 }
 
-void resolver_client_close(resolver_client *c)
+void resolver_client_free(resolver_client *c)
 {
     if (!c)
         return;
@@ -290,14 +291,22 @@ int resolver_client_pick(resolver_client *c, const char *service, const char *ke
         json_decref(o);
         return RESOLVER_ERR_PROTOCOL;
     }
-    snprintf(out->address, sizeof(out->address), "%s", address);
+    snprintf(c->address, sizeof(c->address), "%s", address);
+    out->address = c->address;
     out->ticket = (uint64_t)ticket;
+    out->zone = ""; /* not in the daemon's reply */
+    out->weight = 0;
+    out->tls = 0;
     json_decref(o);
     return 0;
 }
 
-int resolver_client_done(resolver_client *c, uint64_t ticket, int failed, uint32_t latency_ms)
+int resolver_client_done(resolver_client *c, uint64_t ticket, resolver_outcome outcome,
+                         uint32_t latency_ms)
 {
+    if (outcome != RESOLVER_OUTCOME_OK && outcome != RESOLVER_OUTCOME_FAILED)
+        return RESOLVER_ERR_INVALID;
+    int failed = outcome == RESOLVER_OUTCOME_FAILED;
     if (!c)
         return RESOLVER_ERR_INVALID;
     char line[128], latency[32] = "";
@@ -333,6 +342,6 @@ int rsv_client_close_wait(resolver_client *c)
                 break;
         }
     }
-    resolver_client_close(c);
+    resolver_client_free(c);
     return rc;
 }

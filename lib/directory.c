@@ -15,37 +15,6 @@
  * and its connections are not free). */
 #define ON_DEMAND_IDLE_MS (10 * 60 * 1000)
 
-/* ---- services ---- */
-
-static const char *change_event(rsv_change what)
-{
-    switch (what) {
-    case RSV_CHANGE_ADDED:
-        return "added";
-    case RSV_CHANGE_REMOVED:
-        return "removed";
-    case RSV_CHANGE_STATE:
-        return "state";
-    case RSV_CHANGE_CLOSED:
-        return "closed";
-    case RSV_CHANGE_PICKER:
-        break;
-    }
-    return "?";
-}
-
-static void on_service_change(void *arg, rsv_service *svc, const rsv_instance *inst,
-                              rsv_change what)
-{
-    resolver_engine *e = arg;
-    if (what == RSV_CHANGE_PICKER) {
-        if (e->picker_hook)
-            e->picker_hook(e->picker_hook_arg, rsv_service_name(svc));
-        return;
-    }
-    if (e->listener)
-        e->listener(e->listener_arg, rsv_service_name(svc), inst, change_event(what));
-}
 /* ---- the directory: services by name for picking threads ---- */
 
 void rsv_directory_free(void *arg);
@@ -149,6 +118,7 @@ int rsv_directory_remove(resolver_engine *e, const char *name)
     if (rsv_directory_publish(e, name) != 0)
         return RESOLVER_ERR_NOMEM;
     rsv_strmap_remove(&e->services, name);
+    rsv_strmap_remove(&e->synced, name); /* a service added again syncs again */
     rsv_service_stop(svc);
     rsv_hazard_retire(e->hazard, svc, service_free_retired);
     return 0;
@@ -181,7 +151,7 @@ rsv_service *rsv_directory_add(resolver_engine *e, const char *name, const char 
         return NULL;
     }
     rsv_service *svc = rsv_service_new(e->loop, e->etcd, e->dns, e->hazard, e->cfg->zone, name,
-                                       prefix, opts, on_service_change, e);
+                                       prefix, opts, rsv_engine_on_change, e);
     if (!svc)
         return NULL;
     if (rsv_strmap_put(&e->services, name, svc, NULL) != 0) {

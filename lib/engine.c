@@ -212,7 +212,7 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     e->taken_tail = &e->taken;
     e->loop = rsv_loop_new();
     e->hazard = rsv_hazard_domain_new();
-    if (!e->loop || !e->hazard)
+    if (!e->loop || !e->hazard || rsv_engine_watch_init(e) != 0)
         goto fail;
     rsv_loop_set_wakeup(e->loop, rsv_inbox_drain, e);
     e->etcd = rsv_etcd_new(e->loop, cfg);
@@ -239,19 +239,22 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     *out = e;
     return 0;
 fail:
-    resolver_engine_del(e);
+    resolver_engine_free(e);
     return RESOLVER_ERR_NOMEM;
 }
 
-void resolver_engine_del(resolver_engine *e)
+void resolver_engine_free(resolver_engine *e)
 {
     if (!e)
         return;
+    /* Watches and waiting picks end without a callback (their timers are
+     * the loop's, freed below). */
+    rsv_engine_watch_fini(e);
     /* Work other threads posted last: tickets to track, so that they are
      * released below like the others. */
     if (e->loop)
         rsv_inbox_drain(e->loop, e);
-    /* A stop without rsv_engine_shutdown (the embedded engine): the
+    /* A stop without resolver_engine_shutdown (the embedded engine): the
      * last state is written before the services go. */
     if (e->cfg && !atomic_load(&e->shutting_down))
         rsv_engine_flush_cache(e);
@@ -302,10 +305,12 @@ void resolver_engine_stop(resolver_engine *e)
     rsv_loop_stop(e->loop);
 }
 
-void rsv_engine_shutdown(resolver_engine *e)
+void resolver_engine_shutdown(resolver_engine *e)
 {
-    if (atomic_exchange(&e->shutting_down, 1))
+    if (!e || atomic_exchange(&e->shutting_down, 1))
         return;
+    /* Waiting picks answer RESOLVER_ERR_CLOSED now, not at their deadline. */
+    rsv_engine_wake_waiters(e);
     /* Before the drain: the cache keeps the last listing, not the drain. */
     rsv_engine_flush_cache(e);
     /* Every instance drains as if it had left etcd: no new picks, closed
@@ -315,8 +320,10 @@ void rsv_engine_shutdown(resolver_engine *e)
         rsv_service_drain_all(value);
 }
 
-int rsv_engine_drained(resolver_engine *e)
+int resolver_engine_drained(resolver_engine *e)
 {
+    if (!e)
+        return 1;
     void *value;
     for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);)
         if (rsv_service_instance_count(value) > 0)
@@ -324,8 +331,10 @@ int rsv_engine_drained(resolver_engine *e)
     return 1;
 }
 
-uint64_t rsv_engine_max_drain_ms(const resolver_engine *e)
+uint64_t resolver_engine_max_drain_ms(const resolver_engine *e)
 {
+    if (!e)
+        return 0;
     uint64_t max = e->cfg->defaults.drain_timeout_ms;
     for (size_t i = 0; i < e->cfg->n_services; i++)
         if (e->cfg->services[i].options.drain_timeout_ms > max)
@@ -343,12 +352,6 @@ const resolver_config *rsv_engine_config(const resolver_engine *e)
     return e->cfg;
 }
 
-void rsv_engine_set_listener(resolver_engine *e, rsv_engine_change_cb cb, void *arg)
-{
-    e->listener = cb;
-    e->listener_arg = arg;
-}
-
 const char *rsv_listener_name(rsv_listener which)
 {
     return which == RSV_LISTENER_METRICS ? "metrics" : "socket";
@@ -360,16 +363,22 @@ void rsv_engine_count_accept_backoff(resolver_engine *e, rsv_listener which)
         e->accept_backoffs[which]++;
 }
 
-void rsv_engine_set_picker_hook(resolver_engine *e, rsv_engine_picker_cb cb, void *arg)
+static int drain(resolver_engine *e, const char *service, const char *address, int drain)
 {
-    e->picker_hook = cb;
-    e->picker_hook_arg = arg;
-}
-
-int rsv_engine_drain(resolver_engine *e, const char *service, const char *address, int drain)
-{
+    if (!e || !service || !address)
+        return RESOLVER_ERR_INVALID;
     rsv_service *svc = rsv_strmap_get(&e->services, service);
     if (!svc)
         return RESOLVER_ERR_NOT_FOUND;
     return rsv_service_drain(svc, address, drain);
+}
+
+int resolver_engine_drain(resolver_engine *e, const char *service, const char *address)
+{
+    return drain(e, service, address, 1);
+}
+
+int resolver_engine_undrain(resolver_engine *e, const char *service, const char *address)
+{
+    return drain(e, service, address, 0);
 }

@@ -12,6 +12,7 @@
  *                apply
  *   reload.c     a new configuration: diff and apply
  *   introspect.c services, instances, status, counters, readiness
+ *   watch.c      events for watches, waiting picks
  *
  * Threading (all files): the engine's state belongs to the thread that
  * drives the loop (resolver_engine_run or resolver_engine_process).
@@ -34,7 +35,7 @@
  * done there first looks in the inbox for a ticket another thread took.
  * The cache file is encoded on the loop and written by a thread of its own
  * (cache.h), at most once per CACHE_WRITE_INTERVAL_MS, and flushed at
- * shutdown (before the drain) and in resolver_engine_del.
+ * shutdown (before the drain) and in resolver_engine_free.
  */
 #ifndef RSV_ENGINE_INTERNAL_H
 #define RSV_ENGINE_INTERNAL_H
@@ -58,7 +59,7 @@ struct rsv_ticket {
     struct rsv_timeout_queue *queue; /* expiry order, see rsv_ticket_track */
     rsv_ticket *q_prev, *q_next;
     uint64_t deadline;
-    rsv_ticket_owner *owner;
+    resolver_owner *owner;
     rsv_ticket *owner_prev, *owner_next;
     uint64_t timeout_ms;
     long uid, pid;  /* who picked it (owner's at the pick); -1: in-process, no peer */
@@ -119,10 +120,16 @@ struct resolver_engine {
     uint64_t started_ms;
     uint64_t tickets_leaked, tickets_released, done_unknown;
     atomic_uint_fast64_t picks, pick_failures;
-    rsv_engine_change_cb listener;
-    void *listener_arg;
-    rsv_engine_picker_cb picker_hook;
-    void *picker_hook_arg;
+    /* watch.c */
+    resolver_watch *watches;         /* in the order registered */
+    int dispatching, watch_dead;     /* watches freed during a dispatch */
+    resolver_pick_waiter *waiters;   /* resolver_engine_pick_async */
+    rsv_strmap synced;               /* services whose SERVICE_SYNCED was told */
+    pthread_mutex_t wait_lock;       /* resolver_engine_pick_wait: */
+    pthread_cond_t wait_cond;        /*  broadcast when picker_gen moves */
+    atomic_uint_fast64_t picker_gen; /* any picker published while a thread waits */
+    atomic_int n_blocked;            /* threads inside resolver_engine_pick_wait */
+    int wait_ready;                  /* lock and cond initialised */
     uint64_t accept_backoffs[RSV_LISTENER_COUNT];
     atomic_int shutting_down;
     rsv_timer *housekeeping;        /* cache writes, idle on-demand services */
@@ -177,7 +184,7 @@ void rsv_drop_idle_services(resolver_engine *e);
 void rsv_ticket_track(resolver_engine *e, rsv_ticket *t);
 /* Loop thread: releases a ticket.  0 or RESOLVER_ERR_NOT_FOUND. */
 int rsv_done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms);
-/* Releases every ticket and frees the timeout queues (resolver_engine_del). */
+/* Releases every ticket and frees the timeout queues (resolver_engine_free). */
 void rsv_tickets_free_all(resolver_engine *e);
 
 /* ---- inbox.c ---- */
@@ -195,6 +202,27 @@ int rsv_inbox_post_discover(resolver_engine *e, const char *name);
 void rsv_inbox_take(resolver_engine *e, int track_tickets);
 /* Loop thread (the loop's wakeup callback): applies the posted work. */
 void rsv_inbox_drain(rsv_loop *loop, void *arg);
+
+/* Picks as rsv_engine_pick_owned; with count 0 a failure is not counted
+ * (the caller retries, and counts the final outcome with
+ * rsv_engine_count_failure). */
+int rsv_engine_pick_core(resolver_engine *e, const char *service, const char *key,
+                         resolver_owner *owner, resolver_pick_result *out, char *why, size_t whylen,
+                         int *fresh, int count);
+/* Counts one failed pick of `service` (engine's and service's counters). */
+void rsv_engine_count_failure(resolver_engine *e, const char *service);
+
+/* ---- watch.c ---- */
+
+/* Every service's change callback (arg: the engine). */
+void rsv_engine_on_change(void *arg, rsv_service *svc, const rsv_instance *inst, rsv_change what);
+resolver_state rsv_instance_public_state(const rsv_instance *inst);
+/* Waiting picks look again at once (shutdown: they fail CLOSED). */
+void rsv_engine_wake_waiters(resolver_engine *e);
+/* The wait lock and condition (0 or RESOLVER_ERR_NOMEM); fini frees the
+ * watches and waiters left. */
+int rsv_engine_watch_init(resolver_engine *e);
+void rsv_engine_watch_fini(resolver_engine *e);
 
 /* ---- engine.c ---- */
 

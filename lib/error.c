@@ -40,3 +40,12 @@ const char *resolver_strerror(int code)
         return "unknown error";
     }
 }
+
+#define RSV_STR2(x) #x
+#define RSV_STR(x) RSV_STR2(x)
+
+const char *resolver_version(void)
+{
+    return RSV_STR(RESOLVER_VERSION_MAJOR) "." RSV_STR(RESOLVER_VERSION_MINOR) "." RSV_STR(
+        RESOLVER_VERSION_PATCH);
+}

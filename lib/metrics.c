@@ -441,7 +441,7 @@ static void engine_families(text_buf *t, resolver_engine *e)
     text_append(t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n",
                 rsv_etcd_cluster_changes(etcd));
     char why[512];
-    int ready = rsv_engine_ready(e, why, sizeof(why));
+    int ready = resolver_engine_ready(e, why, sizeof(why));
     family(t, "resolver_ready", "gauge", "1 when /ready answers 200 (see resolverd(8)).");
     text_append(t, "resolver_ready %d\n", ready);
     family(t, "resolver_build_info", "gauge", "The version of the running resolverd, always 1.");

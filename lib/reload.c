@@ -3,6 +3,7 @@
  * services added, removed or given new options (subchannels of instances
  * that stay are kept), DNS servers and registrations applied.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "confdiff.h"
@@ -40,8 +41,14 @@ static void log_reload_change(void *arg, rsv_diff_kind kind, const char *key, co
     }
 }
 
-int rsv_engine_reload(resolver_engine *e, resolver_config *cfg)
+int resolver_engine_reload(resolver_engine *e, resolver_config *cfg, char *err, size_t errlen)
 {
+    if (!e || !cfg) {
+        resolver_config_free(cfg);
+        if (err && errlen)
+            snprintf(err, errlen, "no engine or no configuration");
+        return RESOLVER_ERR_INVALID;
+    }
     int changes = rsv_config_diff(e->cfg, cfg, log_reload_change, NULL);
     /* Services the old config listed and the new one does not are dropped;
      * on-demand services stay (they were asked for by clients). */
@@ -49,6 +56,8 @@ int rsv_engine_reload(resolver_engine *e, resolver_config *cfg)
     char **gone = calloc(e->services.len + 1, sizeof(char *));
     if (!gone) {
         resolver_config_free(cfg);
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
         return RESOLVER_ERR_NOMEM;
     }
     const char *name;

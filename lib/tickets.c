@@ -57,7 +57,7 @@ static void ticket_free(resolver_engine *e, rsv_ticket *t, int failed)
         if (t->owner_prev)
             t->owner_prev->owner_next = t->owner_next;
         else
-            t->owner->head = t->owner_next;
+            t->owner->priv = t->owner_next;
         if (t->owner_next)
             t->owner_next->owner_prev = t->owner_prev;
         t->owner->count--;
@@ -138,19 +138,20 @@ void rsv_ticket_track(resolver_engine *e, rsv_ticket *t)
     q->tail = t;
     if (q->head == t)
         queue_arm(q);
-    rsv_ticket_owner *owner = t->owner;
+    resolver_owner *owner = t->owner;
     if (owner) {
-        t->owner_next = owner->head;
-        if (owner->head)
-            owner->head->owner_prev = t;
-        owner->head = t;
+        rsv_ticket *head = owner->priv;
+        t->owner_next = head;
+        if (head)
+            head->owner_prev = t;
+        owner->priv = t;
         owner->count++;
     }
 }
 
 /* Any thread: a ticket for a pick, numbered from an atomic counter. */
 static rsv_ticket *ticket_alloc(resolver_engine *e, const char *service, rsv_instance *inst,
-                                uint64_t timeout_ms, rsv_ticket_owner *owner)
+                                uint64_t timeout_ms, resolver_owner *owner)
 {
     size_t len = strlen(service);
     rsv_ticket *t = calloc(1, sizeof(*t) + len + 1);
@@ -167,14 +168,18 @@ static rsv_ticket *ticket_alloc(resolver_engine *e, const char *service, rsv_ins
     return t;
 }
 
-void rsv_engine_release_owner(resolver_engine *e, rsv_ticket_owner *owner)
+void resolver_engine_release_owner(resolver_engine *e, resolver_owner *owner)
 {
-    while (owner->head)
-        ticket_free(e, owner->head, 0);
+    if (!e || !owner)
+        return;
+    while (owner->priv)
+        ticket_free(e, owner->priv, 0);
 }
 
-int rsv_engine_ticket_owner(resolver_engine *e, uint64_t id, rsv_ticket_owner **owner)
+int resolver_engine_ticket_owner(resolver_engine *e, uint64_t id, resolver_owner **owner)
 {
+    if (!e || !owner)
+        return RESOLVER_ERR_INVALID;
     rsv_ticket *t = rsv_u64map_get(&e->tickets, id);
     if (!t)
         return RESOLVER_ERR_NOT_FOUND;
@@ -219,7 +224,7 @@ static int service_is_fresh(resolver_engine *e, rsv_service *svc)
 }
 
 /* The pick itself: `svc` is protected or loop-owned.  0 or an error. */
-static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, rsv_ticket_owner *owner,
+static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, resolver_owner *owner,
                      resolver_pick_result *out, char *why, size_t whylen, int on_loop)
 {
     rsv_instance *inst;
@@ -236,10 +241,12 @@ static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, rsv_
         snprintf(why, whylen, "out of memory");
         return RESOLVER_ERR_NOMEM;
     }
-    /* A copy, not snprintf: this is every pick's path. */
-    size_t len = strnlen(inst->endpoint.address, sizeof(out->address) - 1);
-    memcpy(out->address, inst->endpoint.address, len);
-    out->address[len] = '\0';
+    /* Pointers into the instance, which the ticket's reference keeps (its
+     * endpoint never changes after creation). */
+    out->address = inst->endpoint.address;
+    out->zone = inst->endpoint.zone;
+    out->weight = inst->endpoint.weight;
+    out->tls = inst->endpoint.tls;
     out->ticket = t->id;
     if (on_loop) {
         rsv_ticket_track(e, t);
@@ -258,9 +265,9 @@ static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, rsv_
     return 0;
 }
 
-int rsv_engine_pick_owned(resolver_engine *e, const char *service, const char *key,
-                          rsv_ticket_owner *owner, resolver_pick_result *out, char *why,
-                          size_t whylen, int *fresh)
+int rsv_engine_pick_core(resolver_engine *e, const char *service, const char *key,
+                         resolver_owner *owner, resolver_pick_result *out, char *why, size_t whylen,
+                         int *fresh, int count)
 {
     int err = 0;
     if (fresh)
@@ -280,10 +287,11 @@ int rsv_engine_pick_owned(resolver_engine *e, const char *service, const char *k
         if (!svc)
             return rsv_pick_unknown(e, service, why, whylen);
         int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
-        if (rc)
+        if (rc && count)
             rsv_service_count_failure(svc);
         rsv_hazard_clear(RESOLVER_HAZARD_SERVICE);
-        atomic_fetch_add(rc ? &e->pick_failures : &e->picks, 1);
+        if (!rc || count)
+            atomic_fetch_add(rc ? &e->pick_failures : &e->picks, 1);
         return rc;
     }
     rsv_service *svc = rsv_find_or_discover(e, service, why, whylen, &err);
@@ -296,7 +304,7 @@ int rsv_engine_pick_owned(resolver_engine *e, const char *service, const char *k
          * engine's and the service's counters alike). */
         if (fresh)
             *fresh = service_is_fresh(e, svc);
-        if (!fresh || !*fresh) {
+        if (count && (!fresh || !*fresh)) {
             atomic_fetch_add(&e->pick_failures, 1);
             rsv_service_count_failure(svc);
         }
@@ -306,6 +314,28 @@ int rsv_engine_pick_owned(resolver_engine *e, const char *service, const char *k
     return 0;
 }
 
+int rsv_engine_pick_owned(resolver_engine *e, const char *service, const char *key,
+                          resolver_owner *owner, resolver_pick_result *out, char *why,
+                          size_t whylen, int *fresh)
+{
+    return rsv_engine_pick_core(e, service, key, owner, out, why, whylen, fresh, 1);
+}
+
+void rsv_engine_count_failure(resolver_engine *e, const char *service)
+{
+    atomic_fetch_add(&e->pick_failures, 1);
+    if (!rsv_on_loop_thread(e)) {
+        rsv_service *svc = rsv_directory_lookup(e, service);
+        if (svc)
+            rsv_service_count_failure(svc);
+        rsv_hazard_clear(RESOLVER_HAZARD_SERVICE);
+        return;
+    }
+    rsv_service *svc = rsv_strmap_get(&e->services, service);
+    if (svc)
+        rsv_service_count_failure(svc);
+}
+
 int resolver_engine_pick(resolver_engine *e, const char *service, const char *key,
                          resolver_pick_result *out)
 {
@@ -313,6 +343,27 @@ int resolver_engine_pick(resolver_engine *e, const char *service, const char *ke
     if (!e)
         return RESOLVER_ERR_INVALID;
     return rsv_engine_pick_owned(e, service, key, NULL, out, why, sizeof(why), NULL);
+}
+
+int resolver_engine_pick_ex(resolver_engine *e, const char *service,
+                            const resolver_pick_options *opts, resolver_pick_result *out, char *why,
+                            size_t whylen)
+{
+    char buf[256];
+    if (!why || !whylen) {
+        why = buf;
+        whylen = sizeof(buf);
+    }
+    if (!e) {
+        snprintf(why, whylen, "no engine");
+        return RESOLVER_ERR_INVALID;
+    }
+    if (opts && opts->owner && !rsv_on_loop_thread(e)) {
+        snprintf(why, whylen, "a pick with an owner is for the engine thread");
+        return RESOLVER_ERR_INVALID;
+    }
+    return rsv_engine_pick_owned(e, service, opts ? opts->key : NULL, opts ? opts->owner : NULL,
+                                 out, why, whylen, NULL);
 }
 
 int rsv_done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
@@ -327,10 +378,12 @@ int rsv_done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t l
     return 0;
 }
 
-int resolver_engine_done(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
+int resolver_engine_done(resolver_engine *e, uint64_t ticket, resolver_outcome outcome,
+                         uint32_t latency_ms)
 {
-    if (!e)
+    if (!e || (outcome != RESOLVER_OUTCOME_OK && outcome != RESOLVER_OUTCOME_FAILED))
         return RESOLVER_ERR_INVALID;
+    int failed = outcome == RESOLVER_OUTCOME_FAILED;
     if (rsv_on_loop_thread(e)) {
         int rc = rsv_done_on_loop(e, ticket, failed, latency_ms);
         if (rc == RESOLVER_ERR_NOT_FOUND && ticket != 0 && ticket <= atomic_load(&e->ticket_seq)) {

@@ -161,11 +161,11 @@ static void serve_metrics(conn *c, int head_only)
 }
 
 /* Kubernetes' and Envoy's readiness check: 200 "ready", or 503 with the
- * reason (rsv_engine_ready). */
+ * reason (resolver_engine_ready). */
 static void serve_ready(conn *c, int head_only)
 {
     char why[512], body[520];
-    int ready = rsv_engine_ready(c->m->engine, why, sizeof(why));
+    int ready = resolver_engine_ready(c->m->engine, why, sizeof(why));
     snprintf(body, sizeof(body), "%s\n", why);
     conn_respond_text(c, ready ? 200 : 503, body, head_only);
 }

@@ -2,7 +2,7 @@
  * metrics_http.h - resolverd's optional HTTP listener for Prometheus
  * (`metrics.listen`): GET /metrics answers the text of `resolverctl
  * metrics`, /healthz 200 "ok" while the process serves at all, /ready 200
- * or 503 with the reason (rsv_engine_ready), anything else 404.
+ * or 503 with the reason (resolver_engine_ready), anything else 404.
  * HTTP/1.1, one request per connection
  * (Connection: close), on the engine's loop.  Loop-thread only.
  *
@@ -29,7 +29,7 @@ typedef struct rsv_metrics_http rsv_metrics_http;
 rsv_metrics_http *rsv_metrics_http_new(resolver_engine *engine, const char *listen_addr, char *err,
                                        size_t errlen);
 /* Closes every connection and the listening socket.  NULL is accepted.
- * Call before resolver_engine_del (the loop must still exist). */
+ * Call before resolver_engine_free (the loop must still exist). */
 void rsv_metrics_http_del(rsv_metrics_http *m);
 
 #endif

@@ -198,9 +198,7 @@ static int reload(void *arg, char *err, size_t errlen)
     if (rc != 0) {
         LOG_ERROR("reload failed, keeping the running configuration: %s", err);
     } else {
-        rc = rsv_engine_reload(d->engine, cfg);
-        if (rc != 0)
-            snprintf(err, errlen, "%s", resolver_strerror(rc));
+        rc = resolver_engine_reload(d->engine, cfg, err, errlen);
     }
     d->last_reload.done = 1;
     d->last_reload.ok = rc == 0;
@@ -245,8 +243,8 @@ static void begin_drain(daemon_state *d)
     rsv_loop *loop = rsv_engine_loop(d->engine);
     sd_notify_text("STATUS=draining");
     rsv_server_stop_picks(d->server);
-    rsv_engine_shutdown(d->engine);
-    d->drain_deadline = rsv_loop_now(loop) + rsv_engine_max_drain_ms(d->engine);
+    resolver_engine_shutdown(d->engine);
+    d->drain_deadline = rsv_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
     rsv_timer_start(d->drain_timer, 0);
 }
 
@@ -301,7 +299,7 @@ static void on_drain_check(rsv_loop *loop, rsv_timer *t, void *arg)
         }
         return;
     }
-    if (rsv_engine_drained(d->engine) || rsv_loop_now(loop) >= d->drain_deadline) {
+    if (resolver_engine_drained(d->engine) || rsv_loop_now(loop) >= d->drain_deadline) {
         rsv_loop_stop(loop);
         return;
     }
@@ -604,14 +602,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
         rsv_server_del(d.server);
         rsv_timer_del(d.drain_timer);
-        resolver_engine_del(d.engine);
+        resolver_engine_free(d.engine);
         return 1;
     }
     if (start_metrics(&d, err, sizeof(err)) != 0) {
         fprintf(stderr, "resolverd: %s\n", err);
         rsv_server_del(d.server);
         rsv_timer_del(d.drain_timer);
-        resolver_engine_del(d.engine);
+        resolver_engine_free(d.engine);
         close(d.sigfd);
         return 1;
     }
@@ -626,7 +624,7 @@ int main(int argc, char **argv)
     rsv_metrics_http_del(d.metrics);
     rsv_server_del(d.server);
     rsv_timer_del(d.drain_timer);
-    resolver_engine_del(d.engine);
+    resolver_engine_free(d.engine);
     close(d.sigfd);
     free(d.config_path);
     LOG_INFO("resolverd stopped");

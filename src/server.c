@@ -9,9 +9,10 @@
  * report it done.
  * Requests are answered strictly in order, so a pipelining client can match
  * replies to requests; a first pick of a service still being discovered
- * parks the client (not the daemon) until discovery settles: the engine's
- * picker hook wakes it when the service's picker changes, its timer only
- * ends the wait, and it counts in pick_failures once, by its outcome.
+ * parks the client (not the daemon) until discovery settles: a waiting pick
+ * of the engine (resolver_engine_pick_async, RESOLVER_PICK_WAIT_FRESH) that
+ * the service's picker changes wake, fresh_wait_ms ends, and that counts in
+ * pick_failures once, by its outcome.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,12 +48,10 @@ struct client {
     size_t in_len;
     char *out;
     size_t out_len, out_cap;
-    rsv_ticket_owner tickets;
+    resolver_owner tickets;
     char *watch; /* service name, "*" for all, NULL: not watching */
     rsv_timer *idle_timer;
-    rsv_timer *park_timer; /* a parked first pick retries on it */
-    uint64_t park_deadline;
-    char *park_service; /* the parked pick's service (NULL: not parked) */
+    resolver_pick_waiter *waiter; /* the parked first pick (NULL: none or not cancellable) */
     int parked;
     int closing;
     int hangup; /* last reply sent: flush, shut writing, discard input */
@@ -66,7 +65,7 @@ struct client {
  * engine points into it). */
 typedef struct uid_tickets {
     uid_t uid;
-    rsv_ticket_owner tickets;
+    resolver_owner tickets;
     struct uid_tickets *next;
 } uid_tickets;
 
@@ -86,13 +85,13 @@ struct rsv_server {
     client *clients;
     size_t n_clients;
     uid_tickets *detached;
-    size_t n_parked;       /* clients waiting in a first pick: the picker hook's work */
     rsv_timer *reap_timer; /* closes clients marked closing from nested code */
     int picks_stopped;
     rsv_server_reload_cb reload_cb;
     void *reload_arg;
     rsv_server_status_cb status_cb;
     void *status_arg;
+    resolver_watch *watch; /* the engine's events, for WATCH clients */
 };
 
 void rsv_server_limits_default(rsv_server_limits *l)
@@ -302,7 +301,7 @@ static uid_tickets *detached_owner(rsv_server *s, uid_t uid)
 }
 
 /* Whose the new ticket will be, or NULL with the refusal sent. */
-static rsv_ticket_owner *pick_owner(client *c, int detach)
+static resolver_owner *pick_owner(client *c, int detach)
 {
     rsv_server *s = c->server;
     if (!detach) {
@@ -328,6 +327,8 @@ static rsv_ticket_owner *pick_owner(client *c, int detach)
     return NULL;
 }
 
+static void on_pick_done(void *arg, int rc, const resolver_pick_result *r, const char *why);
+
 /* Returns 1 when the pick was answered, 0 when the client should wait. */
 static int try_pick(client *c, const rsv_proto_request *req, int may_park)
 {
@@ -338,46 +339,36 @@ static int try_pick(client *c, const rsv_proto_request *req, int may_park)
     }
     const char *key = rsv_proto_option(req, 2, "key");
     int detach = rsv_proto_option(req, 2, "detach") != NULL;
-    rsv_ticket_owner *owner = pick_owner(c, detach);
+    resolver_owner *owner = pick_owner(c, detach);
     if (!owner)
         return 1;
     owner->uid = (long)c->uid;
     owner->pid = (long)c->pid;
     resolver_pick_result r;
     char why[512];
-    int fresh = 0;
-    int rc = rsv_engine_pick_owned(s->engine, req->argv[1], key, owner, &r, why, sizeof(why),
-                                   may_park ? &fresh : NULL);
+    /* A service being discovered right now: wait a little for it instead of
+     * failing the very first pick (gRPC queues picks while CONNECTING). */
+    resolver_pick_options opts = {key, owner, may_park ? RESOLVER_PICK_WAIT_FRESH : 0};
+    int rc = resolver_engine_pick_async(s->engine, req->argv[1], &opts,
+                                        may_park ? s->limits.fresh_wait_ms : 0, on_pick_done, c, &r,
+                                        why, sizeof(why), &c->waiter);
+    if (rc == RESOLVER_PICK_PENDING)
+        return 0;
     if (rc == 0) {
         reply_picked(c, &r);
         return 1;
     }
-    if (fresh && may_park)
-        return 0;
     reply_err(c, rc, "%s", why);
     return 1;
 }
 
 static void verb_pick(client *c, const rsv_proto_request *req)
 {
-    if (try_pick(c, req, 1))
-        return;
-    /* A service being discovered right now: wait a little for it instead of
-     * failing the very first pick (gRPC queues picks while CONNECTING).  The
-     * engine's picker hook wakes it (on_picker_changed); the timer is only
-     * the deadline. */
-    c->park_service = strdup(req->argv[1]);
-    if (!c->park_service) {
-        reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
-        return;
-    }
-    c->parked = 1;
-    c->server->n_parked++;
-    c->park_deadline = rsv_loop_now(c->server->loop) + c->server->limits.fresh_wait_ms;
-    rsv_timer_start(c->park_timer, c->server->limits.fresh_wait_ms);
+    if (!try_pick(c, req, 1))
+        c->parked = 1; /* on_pick_done answers */
 }
 
-static int owner_is_uid(rsv_server *s, const rsv_ticket_owner *owner)
+static int owner_is_uid(rsv_server *s, const resolver_owner *owner)
 {
     for (uid_tickets *u = s->detached; u; u = u->next)
         if (&u->tickets == owner)
@@ -388,7 +379,7 @@ static int owner_is_uid(rsv_server *s, const rsv_ticket_owner *owner)
 /* Ticket ids are sequential: without this any client could release (or
  * fail=1) anyone's picks.  A ticket is its connection's, a detached one
  * its uid's; admins may release any. */
-static int owns(client *c, const rsv_ticket_owner *owner)
+static int owns(client *c, const resolver_owner *owner)
 {
     if (owner == &c->tickets)
         return 1;
@@ -412,8 +403,8 @@ static void verb_done(client *c, const rsv_proto_request *req)
     }
     const char *fail = rsv_proto_option(req, 2, "fail");
     int failed = fail && strcmp(fail, "0") != 0;
-    rsv_ticket_owner *owner;
-    int rc = rsv_engine_ticket_owner(c->server->engine, ticket, &owner);
+    resolver_owner *owner;
+    int rc = resolver_engine_ticket_owner(c->server->engine, ticket, &owner);
     int own = rc == 0 && owns(c, owner);
     if (rc == 0 && !own && !c->admin) {
         static rsv_log_limit lim; /* any peer may try ticket numbers */
@@ -490,7 +481,8 @@ static void verb_watch(client *c, const rsv_proto_request *req)
 static void drain_common(client *c, const rsv_proto_request *req, int drain)
 {
     const char *what = drain ? "drain" : "undrain", *svc = req->argv[1], *addr = req->argv[2];
-    int rc = rsv_engine_drain(c->server->engine, svc, addr, drain);
+    int rc = drain ? resolver_engine_drain(c->server->engine, svc, addr)
+                   : resolver_engine_undrain(c->server->engine, svc, addr);
     if (rc == 0) {
         audit(c, RESOLVER_LOG_INFO, "%s %s %s: done", what, svc, addr);
         reply_ok(c,
@@ -707,43 +699,22 @@ static void handle_line(client *c, char *line)
 
 /* ---- parking (first pick of a service being discovered) ---- */
 
-/* The engine's picker hook: a parked pick of `service` may have another
- * outcome now.  Retried from its timer, not here: this runs inside the
- * engine's service updates, where a pick must not re-enter. */
-static void on_picker_changed(void *arg, const char *service)
-{
-    rsv_server *s = arg;
-    if (s->n_parked == 0)
-        return; /* the common case: pickers change often, parked picks are rare */
-    for (client *c = s->clients; c; c = c->next)
-        if (c->parked && c->park_service && strcmp(c->park_service, service) == 0)
-            rsv_timer_start(c->park_timer, 0);
-}
-
-static void on_park_timer(rsv_loop *loop, rsv_timer *t, void *arg)
+/* The end of a parked pick (the engine's waiting pick), on a timer of the
+ * engine's loop: answered, the client reads on. */
+static void on_pick_done(void *arg, int rc, const resolver_pick_result *r, const char *why)
 {
     client *c = arg;
+    c->waiter = NULL;
+    if (rc == 0)
+        reply_picked(c, r);
+    else if (rc == RESOLVER_ERR_CLOSED && c->server->picks_stopped)
+        reply_err(c, rc, "resolverd is shutting down");
+    else
+        reply_err(c, rc, "%s", why);
+    c->parked = 0;
     /* The parked PICK is the first line still in the input buffer. */
     char *nl = memchr(c->in, '\n', c->in_len);
     size_t len = (size_t)(nl - c->in);
-    char line[RSV_PROTO_LINE_MAX + 1];
-    memcpy(line, c->in, len);
-    line[len] = '\0';
-    if (len > 0 && line[len - 1] == '\r')
-        line[len - 1] = '\0';
-    rsv_proto_request req;
-    const char *why;
-    rsv_proto_split(line, &req, &why);
-    uint64_t now = rsv_loop_now(loop);
-    int last_try = now >= c->park_deadline;
-    if (!try_pick(c, &req, !last_try)) {
-        rsv_timer_start(t, c->park_deadline - now); /* still fresh: wait on */
-        return;
-    }
-    c->parked = 0;
-    c->server->n_parked--;
-    free(c->park_service);
-    c->park_service = NULL;
     memmove(c->in, nl + 1, c->in_len - len - 1);
     c->in_len -= len + 1;
     client_process(c);
@@ -900,9 +871,9 @@ static void client_close(client *c)
     close(c->fd);
     /* Tickets of a connection that goes away are released: the C API's
      * promise (CLI picks are taken with detach=1 and belong to the uid). */
-    rsv_engine_release_owner(s->engine, &c->tickets);
+    resolver_pick_waiter_free(c->waiter); /* before its owner's tickets go */
+    resolver_engine_release_owner(s->engine, &c->tickets);
     rsv_timer_del(c->idle_timer);
-    rsv_timer_del(c->park_timer);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -911,9 +882,6 @@ static void client_close(client *c)
         c->next->prev = c->prev;
     s->n_clients--;
     free(c->watch);
-    if (c->parked)
-        s->n_parked--;
-    free(c->park_service);
     free(c->in);
     free(c->out);
     free(c);
@@ -1007,14 +975,12 @@ static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
             c->uid = (uid_t)-1;
         }
         c->idle_timer = rsv_timer_new(loop, on_idle, c);
-        c->park_timer = rsv_timer_new(loop, on_park_timer, c);
         c->next = s->clients;
         if (s->clients)
             s->clients->prev = c;
         s->clients = c;
         s->n_clients++;
-        if (!c->idle_timer || !c->park_timer ||
-            rsv_loop_watch(loop, cfd, RSV_LOOP_READ, on_client_io, c) != 0) {
+        if (!c->idle_timer || rsv_loop_watch(loop, cfd, RSV_LOOP_READ, on_client_io, c) != 0) {
             client_close(c);
             continue;
         }
@@ -1025,9 +991,29 @@ static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
 
 /* ---- watch fan-out ---- */
 
-static void on_engine_change(void *arg, const char *service, const rsv_instance *inst,
-                             const char *event)
+/* The protocol's names of the engine's instance events. */
+static const char *event_name(resolver_event_type type)
 {
+    switch (type) {
+    case RESOLVER_EVENT_INSTANCE_ADDED:
+        return "added";
+    case RESOLVER_EVENT_INSTANCE_REMOVED:
+        return "removed";
+    case RESOLVER_EVENT_INSTANCE_STATE:
+        return "state";
+    case RESOLVER_EVENT_INSTANCE_DRAINED:
+        return "closed";
+    case RESOLVER_EVENT_SERVICE_SYNCED:
+        break;
+    }
+    return NULL;
+}
+
+static void on_engine_change(void *arg, const resolver_event *e)
+{
+    const char *service = e->service, *event = event_name(e->type);
+    if (!event)
+        return; /* not a WATCH event (yet) */
     rsv_server *s = arg;
     json_t *ev = NULL;
     for (client *c = s->clients, *next; c; c = next) {
@@ -1035,10 +1021,9 @@ static void on_engine_change(void *arg, const char *service, const rsv_instance 
         if (!c->watch || (strcmp(c->watch, "*") != 0 && strcmp(c->watch, service) != 0))
             continue;
         if (!ev)
-            ev =
-                json_pack("{s:s, s:s, s:s, s:s, s:I}", "service", service, "event", event,
-                          "address", inst->endpoint.address, "state", rsv_instance_state_name(inst),
-                          "outstanding", (json_int_t)inst->outstanding);
+            ev = json_pack("{s:s, s:s, s:s, s:s, s:I}", "service", service, "event", event,
+                           "address", e->address, "state", resolver_state_name(e->state),
+                           "outstanding", (json_int_t)e->outstanding);
         if (!ev)
             return;
         json_incref(ev);
@@ -1251,8 +1236,10 @@ rsv_server *rsv_server_new(resolver_engine *engine, const resolver_config *cfg,
         snprintf(err, errlen, "cannot watch the listening socket");
         goto fail;
     }
-    rsv_engine_set_listener(engine, on_engine_change, s);
-    rsv_engine_set_picker_hook(engine, on_picker_changed, s);
+    if (resolver_engine_watch(engine, NULL, on_engine_change, s, &s->watch) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return s;
 fail:
     rsv_server_del(s);
@@ -1268,7 +1255,7 @@ void rsv_server_del(rsv_server *s)
     while (s->detached) {
         uid_tickets *u = s->detached;
         s->detached = u->next;
-        rsv_engine_release_owner(s->engine, &u->tickets);
+        resolver_engine_release_owner(s->engine, &u->tickets);
         free(u);
     }
     rsv_timer_del(s->reap_timer);
@@ -1281,8 +1268,7 @@ void rsv_server_del(rsv_server *s)
     unlink_own_socket(s);
     if (s->lock_fd >= 0)
         close(s->lock_fd); /* after the unlink: the next daemon may take the path now */
-    rsv_engine_set_listener(s->engine, NULL, NULL);
-    rsv_engine_set_picker_hook(s->engine, NULL, NULL);
+    resolver_watch_free(s->watch);
     free(s->path);
     free(s);
 }

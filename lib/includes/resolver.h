@@ -19,12 +19,21 @@
  * thread at a time.  The library starts no thread and does no I/O except
  * inside the calls documented to do so, with one exception: with cache_file
  * set, an engine writes that file from a thread of its own (started at the
- * first write, all signals blocked, joined by resolver_engine_del), so that
+ * first write, all signals blocked, joined by resolver_engine_free), so that
  * the fsync never holds up the engine.  Calls from several threads:
- * resolver_engine_pick and resolver_engine_done may be called from any thread, concurrently, while
+ * resolver_engine_pick, resolver_engine_pick_ex, resolver_engine_pick_wait and
+ * resolver_engine_done may be called from any thread, concurrently, while
  * another thread drives the engine; picks take no lock (they read an
  * immutable snapshot that the engine republishes) and never wait for the
- * engine.
+ * engine (resolver_engine_pick_wait waits for a READY instance, not for a
+ * lock).  Every other resolver_engine_* function is for the thread that
+ * drives the engine ("the engine thread"), and callbacks run there.
+ *
+ * Destroying: every object the library creates ends with its *_free
+ * function (resolver_config_free, resolver_engine_free,
+ * resolver_client_free, resolver_watch_free, resolver_pick_waiter_free,
+ * resolver_service_info_free, resolver_instance_info_free,
+ * resolver_status_free); each accepts NULL.
  */
 #ifndef RESOLVER_H
 #define RESOLVER_H
@@ -41,6 +50,18 @@ extern "C" {
 #else
 #define RESOLVER_API
 #endif
+
+/* ---- version --------------------------------------------------------- */
+
+/* The version of this header (configure checks that it is the package's). */
+#define RESOLVER_VERSION_MAJOR 0
+#define RESOLVER_VERSION_MINOR 1
+#define RESOLVER_VERSION_PATCH 0
+
+/* The version of the library actually loaded, "MAJOR.MINOR.PATCH"; static,
+ * never NULL.  It may differ from the macros above when a program runs
+ * against a newer library than it was built with. */
+RESOLVER_API const char *resolver_version(void);
 
 /* ---- errors ---------------------------------------------------------- */
 
@@ -147,12 +168,20 @@ RESOLVER_API int resolver_config_remove_service(resolver_config *cfg, const char
 
 typedef struct resolver_engine resolver_engine;
 
-/* Longest address a pick returns, "[v6]:port" included, NUL included. */
+/* Longest address a pick returns, "[v6]:port" included, NUL included: a
+ * size for buffers that copy one (the result itself points to it). */
 #define RESOLVER_ADDRESS_MAX 300
 
+/* A pick's answer.  The strings belong to the library: from
+ * resolver_engine_pick* they stay valid until the ticket is released (done,
+ * its owner released, or expired as leaked after ticket_timeout_ms); from
+ * resolver_client_pick until the next call on that client. */
 typedef struct {
-    char address[RESOLVER_ADDRESS_MAX]; /* "host:port" or "[v6]:port" */
-    uint64_t ticket;                    /* pass to resolver_engine_done */
+    const char *address; /* "host:port" or "[v6]:port" */
+    uint64_t ticket;     /* pass to resolver_engine_done */
+    const char *zone;    /* the instance's zone from the registry, "" none */
+    uint32_t weight;     /* the registry's weight (1 when it gives none); 0: not known */
+    int tls;             /* 1: the registry says the instance expects TLS (grpcs://, isSecure) */
 } resolver_pick_result;
 
 /* Creates an engine.  Takes ownership of `cfg` in every case (it is freed on
@@ -161,8 +190,11 @@ typedef struct {
 RESOLVER_API int resolver_engine_new(resolver_engine **out, resolver_config *cfg);
 /* Closes every connection and frees the engine (with cache_file set, after
  * writing the last state to it).  Not while another thread is inside
- * resolver_engine_run: call resolver_engine_stop and join first. */
-RESOLVER_API void resolver_engine_del(resolver_engine *engine);
+ * resolver_engine_run or resolver_engine_pick_wait: call
+ * resolver_engine_stop and join first.  Watches and waiting picks still
+ * registered are freed without a callback; tickets still outstanding are
+ * released.  NULL is ignored. */
+RESOLVER_API void resolver_engine_free(resolver_engine *engine);
 
 /* Driving the engine from the host's loop: poll resolver_engine_fd() for
  * readability with a timeout of resolver_engine_timeout() milliseconds (-1:
@@ -192,16 +224,262 @@ RESOLVER_API int resolver_engine_pick(resolver_engine *engine, const char *servi
  * "not measured": the pick is released without a latency observation. */
 #define RESOLVER_LATENCY_UNKNOWN UINT32_MAX
 
+/* How the call made with a pick went.  Values may be added; a done with a
+ * value this library does not know answers RESOLVER_ERR_INVALID. */
+typedef enum {
+    RESOLVER_OUTCOME_OK = 0,    /* the call succeeded */
+    RESOLVER_OUTCOME_FAILED = 1 /* the call failed (feeds outlier detection) */
+} resolver_outcome;
+
 /* Reports the outcome of a pick and releases its ticket; failures feed
  * outlier detection and make the subchannel probe its connection at once.
  * `latency_ms` (the time from pick to done, or RESOLVER_LATENCY_UNKNOWN)
  * goes into the service's resolver_done_latency_seconds histogram and the
  * instance's latency average (the least_latency policy).
- * Returns 0 or RESOLVER_ERR_NOT_FOUND.  Any thread; on the thread driving
- * the engine NOT_FOUND means unknown or already released, on other threads
- * only "never issued" (a double release is then ignored). */
-RESOLVER_API int resolver_engine_done(resolver_engine *engine, uint64_t ticket, int failed,
-                                      uint32_t latency_ms);
+ * Returns 0, RESOLVER_ERR_NOT_FOUND or RESOLVER_ERR_INVALID (an unknown
+ * outcome).  Any thread; on the thread driving the engine NOT_FOUND means
+ * unknown or already released, on other threads only "never issued" (a
+ * double release is then ignored). */
+RESOLVER_API int resolver_engine_done(resolver_engine *engine, uint64_t ticket,
+                                      resolver_outcome outcome, uint32_t latency_ms);
+
+/* ---- picks with options: owners, reasons, waiting -------------------- */
+
+/* The tickets taken on behalf of one party (a connection, a user), released
+ * together by resolver_engine_release_owner when it goes.  The host embeds
+ * it, initialised with RESOLVER_OWNER_INIT, and must release it before its
+ * memory goes.  `uid` and `pid` name the party picking now (the host may
+ * set them before each pick: one owner may serve several processes); each
+ * ticket keeps a copy, so that a leaked ticket's warning names who picked
+ * it (-1: in-process, no peer).  `count` is read-only; `priv` is the
+ * library's.  Engine thread only. */
+typedef struct {
+    long uid, pid;
+    size_t count; /* outstanding tickets of this owner */
+    void *priv;
+} resolver_owner;
+#define RESOLVER_OWNER_INIT                                                                        \
+    {                                                                                              \
+        -1, -1, 0, NULL                                                                            \
+    }
+
+/* Flags of resolver_pick_options. */
+/* A waiting pick waits only while the service is new to the engine: not
+ * yet listed by etcd, or its instances in their first connection attempts
+ * (CONNECTING or IDLE); otherwise it answers at once, as a plain pick.
+ * resolverd's PICK waits so. */
+#define RESOLVER_PICK_WAIT_FRESH 1u
+
+typedef struct {
+    const char *key;       /* ring_hash's key, or NULL */
+    resolver_owner *owner; /* whose the ticket is; NULL: nobody's (done or timeout ends it) */
+    unsigned flags;        /* RESOLVER_PICK_* */
+} resolver_pick_options;
+
+/* resolver_engine_pick with options (NULL: none) and the reason of a
+ * failure: why[0..whylen) receives a message such as "none ready for
+ * svc: 2 CONNECTING, 1 TRANSIENT_FAILURE" (the states listed) when `why`
+ * is not NULL.  Same errors.  Any thread, except that an `owner` is the
+ * engine thread's only. */
+RESOLVER_API int resolver_engine_pick_ex(resolver_engine *engine, const char *service,
+                                         const resolver_pick_options *opts,
+                                         resolver_pick_result *out, char *why, size_t whylen);
+
+/* A pick that waits, on a thread that is not the engine's, until an
+ * instance can be picked, the pick fails for good, or `timeout_ms` passes;
+ * the engine thread wakes it when the service's pickable instances change
+ * (no polling).  The last failure is returned with its reason (why, as
+ * resolver_engine_pick_ex); RESOLVER_ERR_NO_INSTANCE, _NONE_READY and
+ * _LIMIT (every instance at max_outstanding, or on_demand_services_max)
+ * are waited out, every other error returns at once.  RESOLVER_ERR_INVALID
+ * on the engine thread (it would wait for itself) or with an owner.
+ * Another thread must drive the engine meanwhile. */
+RESOLVER_API int resolver_engine_pick_wait(resolver_engine *engine, const char *service,
+                                           const resolver_pick_options *opts, uint32_t timeout_ms,
+                                           resolver_pick_result *out, char *why, size_t whylen);
+
+typedef struct resolver_pick_waiter resolver_pick_waiter;
+/* A waiting pick's end, on the engine thread: rc 0 with the result, or the
+ * error and its reason (`why` valid during the call).  The waiter is over
+ * once this is called: it must not be freed then. */
+typedef void (*resolver_pick_fn)(void *arg, int rc, const resolver_pick_result *result,
+                                 const char *why);
+/* Returned by resolver_engine_pick_async when the pick waits. */
+#define RESOLVER_PICK_PENDING 1
+/* The engine thread's waiting pick.  Tries at once: returns 0 with *out
+ * filled, or an error with why filled, and then never calls `fn`.  When
+ * the pick may still succeed (the errors resolver_engine_pick_wait waits
+ * out; with RESOLVER_PICK_WAIT_FRESH only while the service is new), it
+ * returns RESOLVER_PICK_PENDING with *waiter set (may be NULL: then it
+ * cannot be cancelled) and `fn` is called once, from the engine's loop and
+ * never from inside this call, when a pick succeeds, fails for good, or
+ * `timeout_ms` passes (with the last failure).  A pick that is retried
+ * counts once in the failure counters, by its outcome.  Errors as
+ * resolver_engine_pick_ex, and RESOLVER_ERR_NOMEM. */
+RESOLVER_API int resolver_engine_pick_async(resolver_engine *engine, const char *service,
+                                            const resolver_pick_options *opts, uint32_t timeout_ms,
+                                            resolver_pick_fn fn, void *arg,
+                                            resolver_pick_result *out, char *why, size_t whylen,
+                                            resolver_pick_waiter **waiter);
+/* Cancels a pending waiting pick: `fn` will not be called.  Only before
+ * `fn` was called; NULL is ignored.  Engine thread. */
+RESOLVER_API void resolver_pick_waiter_free(resolver_pick_waiter *waiter);
+
+/* Releases every ticket of `owner` (as done with RESOLVER_OUTCOME_OK and no
+ * latency).  Engine thread. */
+RESOLVER_API void resolver_engine_release_owner(resolver_engine *engine, resolver_owner *owner);
+/* The owner an outstanding ticket was picked for (*owner NULL: none), so
+ * that a host lets only its owner report it done.  0 or
+ * RESOLVER_ERR_NOT_FOUND.  Engine thread. */
+RESOLVER_API int resolver_engine_ticket_owner(resolver_engine *engine, uint64_t ticket,
+                                              resolver_owner **owner);
+
+/* ---- instance states and watching them ------------------------------ */
+
+typedef enum {
+    RESOLVER_STATE_IDLE = 0,
+    RESOLVER_STATE_CONNECTING = 1,
+    RESOLVER_STATE_READY = 2,
+    RESOLVER_STATE_TRANSIENT_FAILURE = 3,
+    RESOLVER_STATE_SHUTDOWN = 4, /* closed */
+    RESOLVER_STATE_DRAINING = 5, /* no new picks; closes when its picks are done */
+    RESOLVER_STATE_STALE = 6,    /* removed from etcd, kept serving by self-preservation */
+    RESOLVER_STATE_COUNT = 7
+} resolver_state;
+
+/* "IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE", "SHUTDOWN",
+ * "DRAINING", "STALE"; "?" for another value.  Static. */
+RESOLVER_API const char *resolver_state_name(resolver_state state);
+
+typedef enum {
+    RESOLVER_EVENT_INSTANCE_ADDED = 0,   /* etcd listed a new address */
+    RESOLVER_EVENT_INSTANCE_REMOVED = 1, /* it left etcd: draining, or closed at once */
+    RESOLVER_EVENT_INSTANCE_STATE = 2,   /* its state changed */
+    RESOLVER_EVENT_INSTANCE_DRAINED = 3, /* closed: its drain is over; its last event */
+    RESOLVER_EVENT_SERVICE_SYNCED = 4    /* the service's first listing from etcd is applied */
+} resolver_event_type;
+
+/* One event; valid during the callback only. */
+typedef struct {
+    resolver_event_type type;
+    const char *service;
+    const char *address;  /* the instance ("host:port"); NULL for SERVICE_SYNCED */
+    resolver_state state; /* the instance's state now */
+    size_t outstanding;   /* its picks not yet done */
+} resolver_event;
+
+typedef void (*resolver_watch_fn)(void *arg, const resolver_event *event);
+typedef struct resolver_watch resolver_watch;
+
+/* Calls `fn` on the engine thread for every event of `service` (NULL: of
+ * every service), from inside the engine's updates: `fn` may pick, done,
+ * and free watches (its own included), but must not free the engine.
+ * *out is the handle that resolver_watch_free ends.  0,
+ * RESOLVER_ERR_INVALID or RESOLVER_ERR_NOMEM.  Engine thread. */
+RESOLVER_API int resolver_engine_watch(resolver_engine *engine, const char *service,
+                                       resolver_watch_fn fn, void *arg, resolver_watch **out);
+/* Unregisters: `fn` is not called again.  NULL is ignored.  Engine thread. */
+RESOLVER_API void resolver_watch_free(resolver_watch *watch);
+
+/* ---- operator actions and graceful stop ----------------------------- */
+
+/* Operator drain: the instance takes no new picks and closes once its
+ * picks are done (or drain_timeout_ms passes).  0, RESOLVER_ERR_NOT_FOUND
+ * (no such service or instance) or RESOLVER_ERR_INVALID.  Engine thread. */
+RESOLVER_API int resolver_engine_drain(resolver_engine *engine, const char *service,
+                                       const char *address);
+/* Undoes an operator drain.  0, RESOLVER_ERR_NOT_FOUND, or
+ * RESOLVER_ERR_INVALID (the instance is not drained by an operator). */
+RESOLVER_API int resolver_engine_undrain(resolver_engine *engine, const char *service,
+                                         const char *address);
+/* Replaces the configuration; takes `cfg` in every case.  Services added,
+ * removed or given new options, subchannels of instances that stay kept;
+ * keys only a restart applies keep their old value (each logged as a
+ * warning).  0, RESOLVER_ERR_INVALID or RESOLVER_ERR_NOMEM, with a message
+ * in err[0..errlen) when err is not NULL.  Engine thread. */
+RESOLVER_API int resolver_engine_reload(resolver_engine *engine, resolver_config *cfg, char *err,
+                                        size_t errlen);
+/* Begins a graceful stop: picks fail with RESOLVER_ERR_CLOSED and every
+ * instance drains.  Drive the engine until resolver_engine_drained answers
+ * 1 or resolver_engine_max_drain_ms passes, then stop.  Engine thread. */
+RESOLVER_API void resolver_engine_shutdown(resolver_engine *engine);
+/* 1 once no instance is left (after resolver_engine_shutdown), else 0. */
+RESOLVER_API int resolver_engine_drained(resolver_engine *engine);
+/* The longest drain_timeout_ms of the configuration. */
+RESOLVER_API uint64_t resolver_engine_max_drain_ms(const resolver_engine *engine);
+/* Readiness (resolverd's /ready): 1 when etcd answered within the last 10 s
+ * (while any service is watched) and every configured service has its
+ * first listing; 0 while not or when shutting down.  why[0..whylen) says
+ * which ("ready" when 1).  Engine thread. */
+RESOLVER_API int resolver_engine_ready(resolver_engine *engine, char *why, size_t whylen);
+
+/* ---- introspection ----------------------------------------------------- */
+
+/* Every array and string below belongs to the caller once returned and is
+ * freed, whole, by the matching *_free (which accepts NULL).  Engine
+ * thread; a snapshot, not updated afterwards. */
+
+typedef struct {
+    char *name;
+    char *prefix;         /* its etcd prefix */
+    char *policy;         /* "round_robin", ... */
+    resolver_state state; /* the aggregate (gRPC's): READY if any READY, ... */
+    int synced;           /* 1 once etcd listed it */
+    int64_t revision;     /* the etcd revision it has applied */
+    size_t instances;
+    /* Instances per state (READY counts the STALE ones too: they serve). */
+    size_t states[RESOLVER_STATE_COUNT];
+    uint64_t picks, pick_failures, decode_errors;
+} resolver_service_info;
+
+/* The services sorted by name into *out (n of them).  0 or
+ * RESOLVER_ERR_NOMEM / RESOLVER_ERR_INVALID. */
+RESOLVER_API int resolver_engine_services(resolver_engine *engine, resolver_service_info **out,
+                                          size_t *n);
+RESOLVER_API void resolver_service_info_free(resolver_service_info *info, size_t n);
+
+typedef struct {
+    char *address;
+    char *zone; /* "" none */
+    resolver_state state;
+    uint32_t weight;
+    int tls;
+    unsigned keys;      /* etcd keys naming it (0: STALE or draining) */
+    size_t outstanding; /* picks not yet done */
+    uint64_t picks, failures;
+    int operator_drained, ejected;
+    uint32_t times_ejected;
+    double since_change_s; /* since its last state change */
+    double rtt_ms;         /* the last PING's round trip; < 0: none yet or closed */
+    uint64_t reconnects, connect_attempts;
+    char *last_error; /* "" none */
+    char *health;     /* the health check's state, "" without one */
+} resolver_instance_info;
+
+/* The instances of `service` sorted by address.  0, RESOLVER_ERR_NOT_FOUND
+ * (no such service), RESOLVER_ERR_NOMEM or RESOLVER_ERR_INVALID. */
+RESOLVER_API int resolver_engine_instances(resolver_engine *engine, const char *service,
+                                           resolver_instance_info **out, size_t *n);
+RESOLVER_API void resolver_instance_info_free(resolver_instance_info *info, size_t n);
+
+typedef struct {
+    char *etcd_endpoint; /* the member in use */
+    size_t etcd_endpoints;
+    double etcd_last_heard_s; /* < 0: never */
+    uint64_t etcd_failovers, etcd_cluster_changes;
+    int64_t revision; /* the highest any service applied */
+    double uptime_s;
+    size_t services, on_demand_services, stale_services;
+    size_t instances, ready;
+    size_t tickets_outstanding;
+    uint64_t tickets_leaked, picks, pick_failures, cache_writes;
+    uint64_t dns_queries, dns_cache_hits, dns_joined, dns_failures;
+} resolver_status;
+
+/* The engine's status (what `resolverctl status` shows).  0,
+ * RESOLVER_ERR_NOMEM or RESOLVER_ERR_INVALID. */
+RESOLVER_API int resolver_engine_status(resolver_engine *engine, resolver_status **out);
+RESOLVER_API void resolver_status_free(resolver_status *status);
 
 /* ---- registering local instances ------------------------------------ */
 
@@ -245,7 +523,7 @@ RESOLVER_API int resolver_engine_deregister(resolver_engine *engine, const char 
 RESOLVER_API void resolver_engine_deregister_all(resolver_engine *engine);
 /* Registrations still listed, LEAVING ones included until their grace ends:
  * after resolver_engine_deregister_all, drive the engine until this is 0,
- * then stop.  resolver_engine_del without that leaves every key to expire
+ * then stop.  resolver_engine_free without that leaves every key to expire
  * with its lease, as a crash does. */
 RESOLVER_API size_t resolver_engine_registrations(resolver_engine *engine);
 
@@ -258,7 +536,8 @@ typedef struct resolver_client resolver_client;
  * `timeout_ms` (<= 0: 5000).  One client per thread; a client is not
  * thread-safe.  Returns 0 or RESOLVER_ERR_CONNECT / NOMEM / INVALID. */
 RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms, resolver_client **out);
-/* Same as resolver_engine_pick, through the daemon.  Errors also include
+/* Same as resolver_engine_pick, through the daemon (the result's zone is
+ * "", weight 0 and tls 0: the daemon's reply does not carry them).  Errors also include
  * RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL,
  * RESOLVER_ERR_IO and RESOLVER_ERR_CONNECT.  After any of these the
  * connection is closed (a late reply must not answer the next request) and
@@ -268,14 +547,14 @@ RESOLVER_API int resolver_client_pick(resolver_client *client, const char *servi
                                       resolver_pick_result *out);
 /* Same as resolver_engine_done, through the daemon; with latency_ms
  * RESOLVER_LATENCY_UNKNOWN the DONE line carries no latency_ms. */
-RESOLVER_API int resolver_client_done(resolver_client *client, uint64_t ticket, int failed,
-                                      uint32_t latency_ms);
+RESOLVER_API int resolver_client_done(resolver_client *client, uint64_t ticket,
+                                      resolver_outcome outcome, uint32_t latency_ms);
 /* The daemon's last error message for this client ("" if none); valid
  * until the next call on the client. */
 RESOLVER_API const char *resolver_client_last_error(const resolver_client *client);
-/* Closes the connection; tickets it took and did not release are released
- * by the daemon. */
-RESOLVER_API void resolver_client_close(resolver_client *client);
+/* Closes the connection and frees the client; tickets it took and did not
+ * release are released by the daemon.  NULL is ignored. */
+RESOLVER_API void resolver_client_free(resolver_client *client);
 
 #ifdef __cplusplus
 }

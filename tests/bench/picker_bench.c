@@ -329,7 +329,7 @@ static resolver_engine *engine_start(const char *url, const char *prefix)
     if (ready < N_INSTANCES) {
         fprintf(stderr, "picker_bench: only %ld of %d instances READY after 120 s\n", ready,
                 N_INSTANCES);
-        resolver_engine_del(e);
+        resolver_engine_free(e);
         return NULL;
     }
     return e;
@@ -461,7 +461,7 @@ int main(int argc, char **argv)
         /* Let the engine apply the last dones before it goes. */
         for (int k = 0; k < 50; k++)
             drive_engine(engine, 2);
-        resolver_engine_del(engine);
+        resolver_engine_free(engine);
     }
     for (size_t i = 0; i < N_POLICIES; i++)
         rsv_picker_free(wls[1 + i].picker);

@@ -87,7 +87,7 @@ static void on_reload_timer(rsv_loop *loop, rsv_timer *t, void *arg)
     if (resolver_config_load_string(json, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "engine_threads: %s\n", err);
         reload_errors++;
-    } else if (rsv_engine_reload(engine, cfg) != 0) {
+    } else if (resolver_engine_reload(engine, cfg, NULL, 0) != 0) {
         reload_errors++;
     } else {
         reloads++;
@@ -220,7 +220,7 @@ static int inbox_main(int argc, char **argv)
     /* 2: another name, refused by the cap, while the engine runs. */
     long g2 = unknown_phase("refused", "other.svc", ms, 0);
     long lines2 = atomic_load(&log_lines) - lines1;
-    resolver_engine_del(engine);
+    resolver_engine_free(engine);
     resolver_log_set_handler(NULL, NULL);
     int ok = g1 < 32 * 1024 && g2 < 32 * 1024 && lines2 <= 5 && !atomic_load(&guard_hit);
     printf("inbox %s\n", ok ? "bounded" : "UNBOUNDED");
@@ -305,7 +305,7 @@ static int done_on_loop_main(int argc, char **argv)
     pthread_cond_broadcast(&box_cond);
     pthread_mutex_unlock(&box_lock);
     pthread_join(t, NULL);
-    resolver_engine_del(engine);
+    resolver_engine_free(engine);
     printf("done-on-loop: picks=%ld not_found=%ld released_twice=%ld\n", n_picks, not_found,
            released_twice);
     return n_picks > 0 && not_found == 0 && released_twice == 0 ? 0 : 1;
@@ -349,7 +349,7 @@ int main(int argc, char **argv)
     resolver_engine_stop(engine);
     pthread_join(loop, NULL);
     rsv_timer_del(reload_timer);
-    resolver_engine_del(engine);
+    resolver_engine_free(engine);
     printf("picks=%ld failures=%ld reloads=%ld reload_errors=%ld\n", atomic_load(&picks),
            atomic_load(&failures), reloads, reload_errors);
     return atomic_load(&picks) > 0 && (reload_ms == 0 || (reloads > 0 && reload_errors == 0)) ? 0

@@ -868,7 +868,7 @@ static int case_engine(void *arg)
     rc = resolver_engine_new(&e, cfg); /* owns cfg from here on, failed or not */
     if (rc != 0)
         return e ? CASE_WRONG : rc;
-    resolver_engine_del(e);
+    resolver_engine_free(e);
     return 0;
 }
 
@@ -917,7 +917,7 @@ static int case_client(void *arg)
     resolver_client *c = NULL;
     int rc = resolver_client_connect(arg, 100, &c);
     if (rc == 0)
-        resolver_client_close(c);
+        resolver_client_free(c);
     else if (c)
         rc = CASE_WRONG;
     return rc;
@@ -1103,7 +1103,7 @@ START_TEST(engine_new_del)
     /* The engine logs each service it starts, and each allocation failure
      * it recovers from ("keeping the old picker"): thousands of lines. */
     resolver_log_set_handler(discard_log, NULL);
-    case_stats st = run_case("resolver_engine_new+resolver_engine_del", case_engine, NULL, 0);
+    case_stats st = run_case("resolver_engine_new+resolver_engine_free", case_engine, NULL, 0);
     resolver_log_set_handler(NULL, NULL);
     ck_assert_int_gt(st.errors, 10);
 }

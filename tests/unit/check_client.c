@@ -108,7 +108,7 @@ START_TEST(timeout_does_not_shift_replies)
     }
     /* One connection for the timed-out request, one after it. */
     ck_assert_int_eq(__atomic_load_n(&f.connections, __ATOMIC_SEQ_CST), 2);
-    resolver_client_close(c);
+    resolver_client_free(c);
     fake_stop(&f, th, path);
 }
 END_TEST
@@ -128,7 +128,7 @@ START_TEST(reconnect_fails_cleanly)
     fake_stop(&f, th, path);
     ck_assert_int_eq(resolver_client_pick(c, "fast", NULL, &r), RESOLVER_ERR_CONNECT);
     ck_assert_ptr_nonnull(strstr(resolver_client_last_error(c), path));
-    resolver_client_close(c);
+    resolver_client_free(c);
 }
 END_TEST
 
