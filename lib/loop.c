@@ -14,6 +14,10 @@
  *    phase; a timer (re)started from a callback for 0 ms gets deadline = now
  *    and would fire in the same phase, so the phase runs at most as many
  *    timers as were due when it began (rule 4).
+ *  - Armed before-sleep hooks sit on a circular list with a sentinel in the
+ *    loop; the hook phase moves the whole list aside first, so hooks armed
+ *    during the phase wait for the next one (rule 6), and a hook disarmed
+ *    or freed during the phase simply leaves whichever list it is on.
  */
 #include <errno.h>
 #include <signal.h>
@@ -46,6 +50,13 @@ struct rsv_timer {
     size_t index; /* position in the heap; SIZE_MAX when not armed */
 };
 
+struct rsv_sleep_hook {
+    rsv_loop *loop;
+    rsv_sleep_hook_cb cb;
+    void *arg;
+    rsv_sleep_hook *prev, *next; /* NULL when not armed */
+};
+
 struct rsv_loop {
     int epfd;
     int wakefd;
@@ -61,7 +72,19 @@ struct rsv_loop {
     atomic_int stop;
     void (*wakeup_cb)(rsv_loop *, void *);
     void *wakeup_arg;
+    rsv_sleep_hook armed;   /* sentinel of the armed hooks */
+    rsv_sleep_hook running; /* sentinel of the hooks of the current phase */
 };
+
+static void hook_list_init(rsv_sleep_hook *head)
+{
+    head->prev = head->next = head;
+}
+
+static int hook_list_empty(const rsv_sleep_hook *head)
+{
+    return head->next == head;
+}
 
 static uint64_t monotonic_ms(void)
 {
@@ -86,6 +109,8 @@ rsv_loop *rsv_loop_new(void)
         goto fail_wake;
     loop->next_generation = 1;
     loop->now = monotonic_ms();
+    hook_list_init(&loop->armed);
+    hook_list_init(&loop->running);
     return loop;
 
 fail_wake:
@@ -109,6 +134,8 @@ void rsv_loop_del(rsv_loop *loop)
     for (size_t i = 0; i < loop->heap_len; i++)
         loop->heap[i]->index = SIZE_MAX;
     free(loop->heap);
+    while (!hook_list_empty(&loop->armed))
+        rsv_sleep_hook_disarm(loop->armed.next);
     free(loop);
 }
 
@@ -302,6 +329,69 @@ void rsv_timer_del(rsv_timer *t)
     free(t);
 }
 
+/* ---- before-sleep hooks ---- */
+
+rsv_sleep_hook *rsv_sleep_hook_new(rsv_loop *loop, rsv_sleep_hook_cb cb, void *arg)
+{
+    rsv_sleep_hook *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->loop = loop;
+    h->cb = cb;
+    h->arg = arg;
+    return h;
+}
+
+void rsv_sleep_hook_arm(rsv_sleep_hook *h)
+{
+    if (h->next)
+        return;
+    rsv_sleep_hook *head = &h->loop->armed;
+    h->prev = head->prev;
+    h->next = head;
+    head->prev->next = h;
+    head->prev = h;
+}
+
+void rsv_sleep_hook_disarm(rsv_sleep_hook *h)
+{
+    if (!h || !h->next)
+        return;
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    h->prev = h->next = NULL;
+}
+
+int rsv_sleep_hook_armed(const rsv_sleep_hook *h)
+{
+    return h && h->next != NULL;
+}
+
+void rsv_sleep_hook_del(rsv_sleep_hook *h)
+{
+    if (!h)
+        return;
+    rsv_sleep_hook_disarm(h);
+    free(h);
+}
+
+static void run_sleep_hooks(rsv_loop *loop)
+{
+    if (hook_list_empty(&loop->armed))
+        return;
+    rsv_sleep_hook *run = &loop->running;
+    run->next = loop->armed.next;
+    run->prev = loop->armed.prev;
+    run->next->prev = run;
+    run->prev->next = run;
+    hook_list_init(&loop->armed);
+    while (!hook_list_empty(run)) {
+        rsv_sleep_hook *h = run->next;
+        rsv_sleep_hook_disarm(h); /* first: the callback may arm it again, or free it */
+        h->cb(loop, h, h->arg);
+    }
+}
+
 /* ---- running ---- */
 
 uint64_t rsv_loop_now(const rsv_loop *loop)
@@ -322,6 +412,8 @@ int rsv_loop_fd(const rsv_loop *loop)
 
 int rsv_loop_timeout(const rsv_loop *loop)
 {
+    if (!hook_list_empty(&loop->armed))
+        return 0; /* rule 6: the hooks' iteration does not wait */
     if (loop->heap_len == 0)
         return -1;
     uint64_t now = monotonic_ms();
@@ -391,6 +483,7 @@ int rsv_loop_run_once(rsv_loop *loop, int timeout_ms)
     for (int i = 0; i < n; i++)
         dispatch_io(loop, &events[i]);
     run_timers(loop);
+    run_sleep_hooks(loop);
     return 0;
 }
 

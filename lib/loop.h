@@ -15,6 +15,18 @@
  *     never recursively inside the call that starts it, and a timer phase
  *     never runs timers started during that same phase.
  *  5. Time is CLOCK_MONOTONIC in milliseconds, read once per iteration.
+ *  6. Before-sleep hooks (Redis ae.c's beforesleep): an armed hook runs
+ *     once, at the end of the iteration it was armed in, after that
+ *     iteration's fd events and timers and before the loop waits again, in
+ *     the order they were armed.  Arming an armed hook does nothing, so any
+ *     number of changes in one iteration cost one call: work that must be
+ *     done after a change but only once per burst of them (a service's
+ *     picker) arms a hook instead of doing it at each change.  A hook armed
+ *     outside an iteration (before rsv_loop_run, or by a host between
+ *     rsv_loop_run_once calls) runs at the end of the next one, which then
+ *     does not wait (rsv_loop_timeout says 0); one armed while the hooks
+ *     run, its own included, runs at the end of the next iteration, which
+ *     does not wait either (no hook runs twice in one phase).
  *  Limits: fds must be < 1<<24; at most 256 fd events per iteration (the rest
  *  come in the next one, epoll is level-triggered).
  */
@@ -37,7 +49,8 @@ typedef void (*rsv_timer_cb)(rsv_loop *loop, rsv_timer *timer, void *arg);
 
 /* Returns NULL on allocation or epoll/eventfd failure. */
 rsv_loop *rsv_loop_new(void);
-/* Frees the loop.  Watchers are dropped; timers must have been freed. */
+/* Frees the loop.  Watchers are dropped; timers and hooks must have been
+ * freed. */
 void rsv_loop_del(rsv_loop *loop);
 
 /* Watches `fd` for `events` (READ|WRITE), replacing any previous watch of
@@ -58,17 +71,30 @@ int rsv_timer_active(const rsv_timer *timer);
 /* Stops and frees; NULL is accepted. */
 void rsv_timer_del(rsv_timer *timer);
 
+/* Before-sleep hooks (rule 6) are objects owned by the caller, like
+ * timers: new, arm any number of times, del.  NULL on allocation failure. */
+typedef struct rsv_sleep_hook rsv_sleep_hook;
+typedef void (*rsv_sleep_hook_cb)(rsv_loop *loop, rsv_sleep_hook *hook, void *arg);
+rsv_sleep_hook *rsv_sleep_hook_new(rsv_loop *loop, rsv_sleep_hook_cb cb, void *arg);
+void rsv_sleep_hook_arm(rsv_sleep_hook *hook);
+void rsv_sleep_hook_disarm(rsv_sleep_hook *hook);
+int rsv_sleep_hook_armed(const rsv_sleep_hook *hook);
+/* Disarms and frees; NULL is accepted. */
+void rsv_sleep_hook_del(rsv_sleep_hook *hook);
+
 /* Monotonic milliseconds, as of the start of the current iteration. */
 uint64_t rsv_loop_now(const rsv_loop *loop);
 /* Re-reads the clock (for code that measures inside one iteration). */
 uint64_t rsv_loop_update_time(rsv_loop *loop);
 
 /* For hosts that drive the loop: the epoll fd (readable when there is work)
- * and the milliseconds until the next timer (-1: none, 0: due now). */
+ * and the milliseconds until the next timer (-1: none, 0: due now, or a
+ * before-sleep hook is armed). */
 int rsv_loop_fd(const rsv_loop *loop);
 int rsv_loop_timeout(const rsv_loop *loop);
 /* One iteration: waits at most `timeout_ms` (-1 forever, 0 not at all) for
- * fd events, dispatches them, then runs due timers.  Returns 0 or
+ * fd events (not at all while a hook is armed), dispatches them, runs due
+ * timers, then the armed before-sleep hooks.  Returns 0 or
  * RESOLVER_ERR_IO. */
 int rsv_loop_run_once(rsv_loop *loop, int timeout_ms);
 /* Iterates until rsv_loop_stop. */

@@ -8,10 +8,12 @@
  * Picks read `picker`, an immutable snapshot of the READY, non-draining,
  * non-ejected instances, the policy's tables and the options a pick uses
  * (ticket_timeout_ms, max_outstanding: a reload rewrites `opts` on the
- * engine thread, so picking threads never read it), rebuilt on the engine thread
- * whenever one of those changes (changes are rare, picks are not) and
- * swapped in atomically; replaced snapshots are freed through hazard
- * pointers once no picking thread holds them.
+ * engine thread, so picking threads never read it), rebuilt on the engine
+ * thread at the end of a loop iteration that changed one of those
+ * (service.h rule 6: changes are rare, picks are not) and swapped in
+ * atomically; replaced snapshots are freed through hazard pointers once no
+ * picking thread holds them.  Self-preservation is in selfpres.c, the
+ * views (JSON, counts) in service_view.c, the outlier rules in outlier.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,62 +23,13 @@
 #include "outlier.h"
 #include "picker.h"
 #include "service.h"
+#include "service_priv.h"
 
-/* Self-preservation's window: the READY counts of the last 10 s. */
-#define SP_WINDOW_S 10
-#define SP_SLOTS (SP_WINDOW_S + 1)
-
-struct rsv_service {
-    rsv_loop *loop;
-    rsv_etcd *etcd;
-    rsv_dns *dns;
-    rsv_hazard_domain *hazard;
-    char *name, *prefix, *zone;
-    rsv_service_options opts;
-    rsv_service_change_cb change_cb;
-    void *change_arg;
-    rsv_discovery *discovery;
-    rsv_strmap keys;        /* etcd key -> malloc'd address */
-    rsv_strmap instances;   /* address -> rsv_instance */
-    _Atomic(void *) picker; /* rsv_picker, read by any thread */
-    rsv_timer *outlier_timer;
-    rsv_timer *publish_timer; /* coalesces picker rebuilds after state changes */
-    uint64_t publish_cost_us; /* how long the last coalesced rebuild took */
-    rsv_service_counters counters;
-    atomic_int picked; /* (any) a pick happened since the last idle check */
-    uint64_t last_active_ms;
-    int changed; /* keys changed since rsv_service_take_changed */
-    int stopped;
-    int draining_all;  /* graceful stop: etcd changes ignored, cache_file kept as it was */
-    int batch;         /* > 0: inside a batch of changes, publish_picker only marks */
-    int publish_dirty; /* a publish_picker was asked for inside the batch */
-    /* Instances whose last key went inside the batch (each referenced):
-     * they drain at its end unless a key named them again meanwhile. */
-    rsv_instance **unkeyed;
-    size_t n_unkeyed, cap_unkeyed;
-    /* Self-preservation (service.h rule 5): the most keyed READY instances
-     * seen in each of the last SP_SLOTS seconds, noted at every publish. */
-    size_t ready_max[SP_SLOTS];
-    uint64_t ready_sec; /* the second ready_max[ready_sec % SP_SLOTS] is for */
-    size_t ready_now;   /* keyed READY at the last publish */
-    int listed;         /* etcd's first listing applied: cache preloads it reconciles away
-                         * are no evidence of a storm */
-    size_t n_stale;
-    rsv_log_limit sp_log; /* one warning per storm, not per watch message */
-};
-
-static void publish_picker(rsv_service *svc);
 static void log_back(rsv_instance *inst, const char *how);
 static void batch_begin(rsv_service *svc);
 static void batch_end(rsv_service *svc);
-static void stale_clear(rsv_instance *inst);
-static void stale_end(rsv_instance *inst, const char *why);
-static void on_stale_timer(rsv_loop *loop, rsv_timer *t, void *arg);
 
-/* A snapshot of the instances, for loops that may close some of them (the
- * map may not change while it is iterated).  Free the array; NULL with
- * *n = 0 when out of memory. */
-static rsv_instance **collect_instances(const rsv_service *svc, size_t *n)
+rsv_instance **rsv_service_collect(const rsv_service *svc, size_t *n)
 {
     *n = 0;
     rsv_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
@@ -98,7 +51,7 @@ static void instance_free_owned(rsv_instance *inst)
     rsv_subchannel_del(inst->sc);
 }
 
-static void notify(rsv_service *svc, const rsv_instance *inst, rsv_change what)
+void rsv_service_notify(rsv_service *svc, const rsv_instance *inst, rsv_change what)
 {
     if (svc->change_cb)
         svc->change_cb(svc->change_arg, svc, inst, what);
@@ -112,15 +65,15 @@ static void instance_close(rsv_instance *inst)
     rsv_strmap_remove(&svc->instances, inst->endpoint.address);
     rsv_timer_stop(inst->drain_timer);
     rsv_timer_stop(inst->eject_timer);
-    stale_clear(inst);
+    rsv_sp_clear(inst);
     if (inst->sc) {
         rsv_subchannel_del(inst->sc);
         inst->sc = NULL;
     }
     LOG_INFO("service %s: instance %s closed", svc->name, inst->endpoint.address);
-    notify(svc, inst, RSV_CHANGE_CLOSED);
+    rsv_service_notify(svc, inst, RSV_CHANGE_CLOSED);
     inst->service = NULL;
-    publish_picker(svc);
+    rsv_service_picker_dirty(svc);
     rsv_instance_unref(inst);
 }
 
@@ -151,8 +104,8 @@ static void on_eject_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
     else
         LOG_DEBUG("service %s: instance %s returns from ejection, not READY", svc->name,
                   inst->endpoint.address);
-    publish_picker(svc);
-    notify(svc, inst, RSV_CHANGE_STATE);
+    rsv_service_picker_dirty(svc);
+    rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
 }
 
 static uint64_t monotonic_us(void)
@@ -162,36 +115,26 @@ static uint64_t monotonic_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* publish_picker, timed: its cost decides whether the next one waits. */
-static void publish_picker_timed(rsv_service *svc)
-{
-    uint64_t start = monotonic_us();
-    publish_picker(svc);
-    svc->publish_cost_us = monotonic_us() - start;
-}
-
-static void on_publish_timer(rsv_loop *loop, rsv_timer *t, void *arg)
-{
-    publish_picker_timed(arg);
-}
-
-/* Rebuilds the picker after a state change.  A picker costs O(instances),
- * and one per transition made the first sync of N instances O(N^2) (every
- * new subchannel goes IDLE -> CONNECTING -> ... and their outcomes arrive
- * in batches).  So a big service (COALESCE_MIN instances or more)
- * coalesces its changes and rebuilds after 10x the last rebuild's cost
- * (rebuilds take at most ~10 % of the loop; a pick may see a state that
- * old); a small one rebuilds at once, as before. */
+/* A connection's state changed.  A picker costs O(instances): a small
+ * service rebuilds at the end of the iteration like any change, but the
+ * first sync of a big one (COALESCE_MIN instances or more) would rebuild
+ * once per iteration while its subchannels connect (each goes IDLE ->
+ * CONNECTING -> ... and their outcomes arrive a few per iteration), O(N^2)
+ * in all.  So a big service's state changes wait 10x the last rebuild's
+ * cost (rebuilds take at most ~10 % of the loop; a pick may see a state
+ * that old), unless another change has the picker rebuilt first. */
 #define COALESCE_MIN 1024
-static void publish_picker_soon(rsv_service *svc)
+static void picker_dirty_state(rsv_service *svc)
 {
-    if (!svc->publish_timer || svc->instances.len < COALESCE_MIN) {
-        if (svc->publish_timer)
-            rsv_timer_stop(svc->publish_timer);
-        publish_picker_timed(svc);
-    } else if (!rsv_timer_active(svc->publish_timer)) {
-        rsv_timer_start(svc->publish_timer, svc->publish_cost_us / 100);
-    }
+    if (!svc->settle_timer || svc->instances.len < COALESCE_MIN)
+        rsv_service_picker_dirty(svc);
+    else if (!rsv_timer_active(svc->settle_timer) && !rsv_sleep_hook_armed(svc->publish_hook))
+        rsv_timer_start(svc->settle_timer, svc->publish_cost_us / 100);
+}
+
+static void on_settle_timer(rsv_loop *loop, rsv_timer *t, void *arg)
+{
+    rsv_service_picker_dirty(arg);
 }
 
 /* ---- what the log says of an instance's state ----
@@ -288,8 +231,8 @@ static void on_subchannel_state(rsv_subchannel *sc, rsv_state old_state, rsv_sta
         rsv_timer_start(inst->stale_timer, 0);
     /* Any transition may change the picker or the reason an empty one
      * gives ("none ready: ..." lists the states). */
-    publish_picker_soon(svc);
-    notify(svc, inst, RSV_CHANGE_STATE);
+    picker_dirty_state(svc);
+    rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
 }
 
 static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
@@ -302,7 +245,7 @@ static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
     inst->out_since_ms = inst->added_ms; /* out_state OUT_NEW */
     inst->drain_timer = rsv_timer_new(svc->loop, on_drain_timeout, inst);
     inst->eject_timer = rsv_timer_new(svc->loop, on_eject_timeout, inst);
-    inst->stale_timer = rsv_timer_new(svc->loop, on_stale_timer, inst);
+    inst->stale_timer = rsv_timer_new(svc->loop, rsv_sp_on_timer, inst);
     inst->sc = rsv_subchannel_new(svc->loop, svc->dns, ep->host, ep->port, &svc->opts,
                                   on_subchannel_state, inst);
     if (!inst->drain_timer || !inst->eject_timer || !inst->stale_timer || !inst->sc ||
@@ -311,23 +254,23 @@ static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
         return NULL;
     }
     LOG_INFO("service %s: instance %s added", svc->name, ep->address);
-    notify(svc, inst, RSV_CHANGE_ADDED);
+    rsv_service_notify(svc, inst, RSV_CHANGE_ADDED);
     rsv_subchannel_connect(inst->sc);
     return inst;
 }
 
-static void instance_start_drain(rsv_instance *inst)
+void rsv_service_start_drain(rsv_instance *inst)
 {
     rsv_service *svc = inst->service;
     if (inst->stale)
-        stale_end(inst, "the service is stopping");
+        rsv_sp_end(inst, "the service is stopping");
     inst->draining = 1;
     inst->last_change_ms = rsv_loop_now(svc->loop);
-    publish_picker(svc);
+    rsv_service_picker_dirty(svc);
     unsigned outstanding = atomic_load(&inst->outstanding);
     LOG_INFO("service %s: instance %s removed; draining %u outstanding picks", svc->name,
              inst->endpoint.address, outstanding);
-    notify(svc, inst, RSV_CHANGE_REMOVED);
+    rsv_service_notify(svc, inst, RSV_CHANGE_REMOVED);
     if (outstanding == 0)
         instance_close(inst);
     else
@@ -351,8 +294,8 @@ static void instance_set_endpoint(rsv_service *svc, rsv_instance *inst, const rs
     memcpy(cur->zone, ep->zone, sizeof(cur->zone));
     inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->changed = 1; /* cache_file keeps weight and zone too */
-    publish_picker(svc);
-    notify(svc, inst, RSV_CHANGE_STATE);
+    rsv_service_picker_dirty(svc);
+    rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
 }
 
 static void add_key_to_instance(rsv_service *svc, const rsv_endpoint *ep)
@@ -370,13 +313,13 @@ static void add_key_to_instance(rsv_service *svc, const rsv_endpoint *ep)
         rsv_timer_stop(inst->drain_timer);
         inst->draining = inst->operator_drained;
         LOG_INFO("service %s: instance %s is back; revived", svc->name, ep->address);
-        publish_picker(svc);
-        notify(svc, inst, RSV_CHANGE_ADDED);
+        rsv_service_picker_dirty(svc);
+        rsv_service_notify(svc, inst, RSV_CHANGE_ADDED);
     } else if (inst->stale) {
         /* Listed again: an ordinary instance, on the same connection. */
-        stale_end(inst, "etcd lists it again");
+        rsv_sp_end(inst, "etcd lists it again");
         inst->last_change_ms = rsv_loop_now(svc->loop);
-        notify(svc, inst, RSV_CHANGE_STATE);
+        rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
     }
     instance_set_endpoint(svc, inst, ep);
     inst->n_keys++;
@@ -402,7 +345,7 @@ static void instance_unkeyed(rsv_service *svc, rsv_instance *inst)
         size_t cap = svc->cap_unkeyed ? 2 * svc->cap_unkeyed : 16;
         rsv_instance **grown = realloc(svc->unkeyed, cap * sizeof(*grown));
         if (!grown) {
-            instance_start_drain(inst); /* out of memory: drain now, as before */
+            rsv_service_start_drain(inst); /* out of memory: drain now, as before */
             return;
         }
         svc->unkeyed = grown;
@@ -413,142 +356,16 @@ static void instance_unkeyed(rsv_service *svc, rsv_instance *inst)
     svc->unkeyed[svc->n_unkeyed++] = inst;
 }
 
-/* ---- self-preservation (service.h rule 5) ---- */
-
-static int instance_keyed_ready(const rsv_instance *inst)
-{
-    return inst->n_keys > 0 && !inst->draining && inst->sc &&
-           rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
-}
-
-/* Notes the count of keyed READY instances now; a second without a note
- * had the count of the last one (the count changes only where the picker
- * is published, which notes it). */
-static void ready_history_note(rsv_service *svc, size_t ready)
-{
-    uint64_t sec = rsv_loop_now(svc->loop) / 1000;
-    if (sec != svc->ready_sec) {
-        uint64_t steps = sec - svc->ready_sec;
-        if (steps > SP_SLOTS)
-            steps = SP_SLOTS;
-        for (uint64_t i = 1; i <= steps; i++)
-            svc->ready_max[(svc->ready_sec + i) % SP_SLOTS] = svc->ready_now;
-        svc->ready_sec = sec;
-    }
-    if (ready > svc->ready_max[sec % SP_SLOTS])
-        svc->ready_max[sec % SP_SLOTS] = ready;
-    svc->ready_now = ready;
-}
-
-/* The most keyed READY instances in the last SP_WINDOW_S seconds. */
-static size_t ready_history_max(rsv_service *svc)
-{
-    ready_history_note(svc, svc->ready_now);
-    size_t max = 0;
-    for (size_t i = 0; i < SP_SLOTS; i++)
-        if (svc->ready_max[i] > max)
-            max = svc->ready_max[i];
-    return max;
-}
-
-static void stale_hold(rsv_instance *inst)
-{
-    rsv_service *svc = inst->service;
-    inst->stale = 1;
-    inst->stale_since_ms = inst->last_change_ms = rsv_loop_now(svc->loop);
-    svc->n_stale++;
-    rsv_timer_start(inst->stale_timer, svc->opts.self_preservation_max_ms);
-    publish_picker(svc);
-    notify(svc, inst, RSV_CHANGE_STATE);
-}
-
-/* Before the batch's unkeyed instances drain: if their deletions leave
- * fewer keyed READY instances than self_preservation_percent of the most
- * of the last 10 s (a rolling deploy removes one at a time and stays
- * above; publishers that lost etcd see their leases expire together), the
- * ones whose connection is READY stay as STALE.  Returns how many. */
-static size_t self_preservation_hold(rsv_service *svc)
-{
-    uint32_t pct = svc->opts.self_preservation_percent;
-    if (!pct || !svc->listed || svc->stopped || svc->draining_all)
-        return 0;
-    size_t baseline = ready_history_max(svc), kept = 0;
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
-        kept += instance_keyed_ready(value);
-    if (kept * 100 >= (uint64_t)pct * baseline)
-        return 0;
-    size_t held = 0;
-    for (size_t i = 0; i < svc->n_unkeyed; i++) {
-        rsv_instance *inst = svc->unkeyed[i];
-        if (inst->service == svc && inst->n_keys == 0 && !inst->draining && !inst->stale &&
-            inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY) {
-            stale_hold(inst);
-            held++;
-        }
-    }
-    if (held) {
-        svc->counters.self_preservation_events++;
-        LOG_WARN_LIMITED(&svc->sp_log,
-                         "service %s: self-preservation: keeping %zu instances etcd removed as "
-                         "STALE (%zu now): the deletions would leave %zu READY of the %zu of the "
-                         "last 10 s, below self_preservation_percent %u; each serves until its "
-                         "connection fails, etcd lists it again or %llu ms pass",
-                         svc->name, held, svc->n_stale, kept, baseline, pct,
-                         (unsigned long long)svc->opts.self_preservation_max_ms);
-    }
-    return held;
-}
-
-/* Forgets the STALE mark (instance_close: no drain follows). */
-static void stale_clear(rsv_instance *inst)
-{
-    if (!inst->stale)
-        return;
-    inst->stale = 0;
-    inst->service->n_stale--;
-    rsv_timer_stop(inst->stale_timer);
-}
-
-static void stale_end(rsv_instance *inst, const char *why)
-{
-    rsv_service *svc = inst->service;
-    stale_clear(inst);
-    LOG_INFO("service %s: instance %s no longer STALE after %llu ms: %s", svc->name,
-             inst->endpoint.address,
-             (unsigned long long)(rsv_loop_now(svc->loop) - inst->stale_since_ms), why);
-    if (svc->n_stale == 0)
-        LOG_INFO("service %s: self-preservation over: no STALE instance left", svc->name);
-    publish_picker(svc);
-}
-
-/* self_preservation_max_ms passed, or (0 ms) the connection left READY:
- * the instance drains as any removed one. */
-static void on_stale_timer(rsv_loop *loop, rsv_timer *t, void *arg)
-{
-    rsv_instance *inst = arg;
-    if (!inst->stale || !inst->service)
-        return;
-    int ready = inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
-    stale_end(inst, ready ? "self_preservation_max_ms passed" : "its connection left READY");
-    instance_start_drain(inst);
-}
-
-size_t rsv_service_stale_count(const rsv_service *svc)
-{
-    return svc->n_stale;
-}
-
 /* At the end of a batch: drain the instances it left without a key, but
  * those self-preservation keeps. */
 static void drain_unkeyed(rsv_service *svc)
 {
-    self_preservation_hold(svc);
+    rsv_sp_hold(svc);
     for (size_t i = 0; i < svc->n_unkeyed; i++) {
         rsv_instance *inst = svc->unkeyed[i];
         inst->unkeyed_in_batch = 0;
         if (inst->service == svc && inst->n_keys == 0 && !svc->stopped && !inst->stale)
-            instance_start_drain(inst);
+            rsv_service_start_drain(inst);
         rsv_instance_unref(inst);
     }
     svc->n_unkeyed = 0;
@@ -624,25 +441,6 @@ int rsv_service_take_changed(rsv_service *svc)
     return changed;
 }
 
-json_t *rsv_service_cache_json(const rsv_service *svc)
-{
-    json_t *kvs = json_array();
-    const char *key;
-    void *value;
-    for (size_t pos = 0; kvs && rsv_strmap_next(&svc->keys, &pos, &key, &value);) {
-        const rsv_instance *inst = rsv_strmap_get(&svc->instances, value);
-        if (!inst)
-            continue;
-        json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:b}", "key", key, "address",
-                              inst->endpoint.address, "weight", (json_int_t)inst->endpoint.weight,
-                              "zone", inst->endpoint.zone, "tls", inst->endpoint.tls);
-        if (o) /* NULL for a key that is not UTF-8: it is just not cached */
-            json_array_append_new(kvs, o);
-    }
-    return json_pack("{s:s, s:I, s:o}", "prefix", svc->prefix, "revision",
-                     (json_int_t)rsv_service_revision(svc), "kvs", kvs);
-}
-
 static void on_put(void *arg, const rsv_kv *kv)
 {
     if (!((rsv_service *)arg)->draining_all)
@@ -665,7 +463,7 @@ static void on_snapshot(void *arg, const rsv_kv *kvs, size_t n, int64_t revision
     /* Published even when nothing differs: the first listing changes the
      * empty picker's reason ("not listed" -> "empty"), and picks waiting
      * for it learn that it came (RSV_CHANGE_PICKER). */
-    svc->publish_dirty = 1;
+    rsv_service_picker_dirty(svc);
     rsv_strmap present = RSV_STRMAP_INIT;
     for (size_t i = 0; i < n; i++)
         rsv_strmap_put(&present, kvs[i].key, (void *)&kvs[i], NULL);
@@ -699,35 +497,10 @@ static void on_batch(void *arg, int begin)
 
 /* ---- the picker snapshot ---- */
 
-static int by_address(const void *a, const void *b)
-{
-    const rsv_instance *x = *(rsv_instance *const *)a;
-    const rsv_instance *y = *(rsv_instance *const *)b;
-    return strcmp(x->endpoint.address, y->endpoint.address);
-}
-
 static int instance_pickable(const rsv_instance *inst)
 {
     return !inst->draining && !inst->ejected && inst->sc &&
            rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
-}
-
-size_t rsv_service_instance_count(const rsv_service *svc)
-{
-    return svc->instances.len;
-}
-
-void rsv_service_state_counts(const rsv_service *svc, size_t counts[5])
-{
-    memset(counts, 0, 5 * sizeof(size_t));
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        const rsv_instance *inst = value;
-        if (inst->draining)
-            counts[RSV_STATE_SHUTDOWN]++;
-        else
-            counts[rsv_subchannel_state(inst->sc)]++;
-    }
 }
 
 /* The reason an empty picker gives, computed here on the engine thread. */
@@ -738,7 +511,7 @@ static int empty_reason(const rsv_service *svc, char *why, size_t whylen)
         return RESOLVER_ERR_NO_INSTANCE;
     }
     if (svc->instances.len == 0) {
-        if (!rsv_discovery_synced(svc->discovery))
+        if (!rsv_service_synced(svc))
             snprintf(why, whylen, "no instances known for %s yet: etcd prefix \"%s\" not listed",
                      svc->name, svc->prefix);
         else
@@ -785,41 +558,49 @@ static size_t filter_zone(const rsv_service *svc, rsv_instance **ready, size_t n
     return k;
 }
 
-/* A batch of changes (a snapshot, a watch message with many events, the
+/* A batch of changes (a snapshot, a watch message: one etcd revision, the
  * graceful stop) is applied as one change: instances left without a key
- * drain only at its end (see instance_unkeyed), and it publishes one
- * picker at its end instead of one per change:
- * each costs O(instances), and 100,000 instances drained one by one took
- * minutes.  Picking threads may see the batch's first changes only when it
- * ends (a removed instance is still pickable meanwhile, as it always was
- * between its removal and the next publish). */
+ * drain only at its end (see instance_unkeyed).  The picker is rebuilt
+ * once after it as after any change (picker_dirty). */
 static void batch_begin(rsv_service *svc)
 {
     svc->batch++;
 }
 
-static void publish_picker_now(rsv_service *svc);
-
 static void batch_end(rsv_service *svc)
 {
     if (svc->batch == 1)
-        drain_unkeyed(svc); /* still inside: their publishes coalesce too */
-    if (--svc->batch == 0 && svc->publish_dirty) {
-        svc->publish_dirty = 0;
-        publish_picker_now(svc);
-    }
+        drain_unkeyed(svc);
+    svc->batch--;
 }
 
-static void publish_picker(rsv_service *svc)
+static void publish_picker_now(rsv_service *svc);
+
+/* Something a pick depends on changed (an instance's state, drain,
+ * ejection, weight, the set, the options): the picker is rebuilt once, at
+ * the end of the loop iteration (loop.h rule 6), however many changes the
+ * iteration made (100,000 instances drained one by one used to cost
+ * minutes).  Picking threads see the iteration's changes when it ends (a
+ * removed instance is still pickable meanwhile, as it always was between
+ * its removal and the next publish). */
+void rsv_service_picker_dirty(rsv_service *svc)
 {
-    if (svc->batch > 0)
-        svc->publish_dirty = 1;
-    else
-        publish_picker_now(svc);
+    if (svc->publish_hook)
+        rsv_sleep_hook_arm(svc->publish_hook);
+}
+
+static void on_publish_hook(rsv_loop *loop, rsv_sleep_hook *hook, void *arg)
+{
+    rsv_service *svc = arg;
+    uint64_t start = monotonic_us();
+    publish_picker_now(svc);
+    svc->publish_cost_us = monotonic_us() - start; /* picker_dirty_state's delay */
 }
 
 static void publish_picker_now(rsv_service *svc)
 {
+    rsv_timer_stop(svc->settle_timer); /* the changes it waits for are in this picker */
+    rsv_sleep_hook_disarm(svc->publish_hook);
     size_t n = 0, keyed_ready = 0;
     rsv_instance **ready = calloc(svc->instances.len + 1, sizeof(*ready));
     void *value;
@@ -827,13 +608,13 @@ static void publish_picker_now(rsv_service *svc)
          ready && !svc->stopped && rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
         if (instance_pickable(value))
             ready[n++] = value;
-        keyed_ready += instance_keyed_ready(value);
+        keyed_ready += rsv_instance_keyed_ready(value);
     }
     if (ready)
-        ready_history_note(svc, keyed_ready);
+        rsv_sp_note_ready(svc, keyed_ready);
     if (ready) {
         n = filter_zone(svc, ready, n);
-        qsort(ready, n, sizeof(*ready), by_address);
+        qsort(ready, n, sizeof(*ready), rsv_instance_by_address);
     }
     rsv_picker *p = rsv_picker_new(svc->opts.policy, svc->opts.choice_count,
                                    svc->opts.max_outstanding, ready, ready ? n : 0);
@@ -850,7 +631,7 @@ static void publish_picker_now(rsv_service *svc)
     rsv_picker_set_latency_decay(p, svc->opts.latency_decay_ms);
     void *old = atomic_exchange(&svc->picker, p);
     rsv_hazard_retire(svc->hazard, old, rsv_picker_free);
-    notify(svc, NULL, RSV_CHANGE_PICKER);
+    rsv_service_notify(svc, NULL, RSV_CHANGE_PICKER);
 }
 
 int rsv_service_pick(rsv_service *svc, const char *key, rsv_instance **out,
@@ -946,8 +727,8 @@ static void apply_outlier(rsv_instance *inst, const rsv_outlier_decision *d)
     if (inst->out_state == OUT_IN)
         inst->out_since_ms = now;
     log_out(inst, &inst->eject_log, what);
-    publish_picker(svc);
-    notify(svc, inst, RSV_CHANGE_STATE);
+    rsv_service_picker_dirty(svc);
+    rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
 }
 
 static void record_outcome(rsv_instance *inst, int failed)
@@ -972,7 +753,7 @@ static void on_outlier_interval(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     rsv_service *svc = arg;
     size_t n;
-    rsv_instance **all = collect_instances(svc, &n);
+    rsv_instance **all = rsv_service_collect(svc, &n);
     size_t ejected = ejected_count(svc);
     for (size_t i = 0; i < n; i++) {
         rsv_instance *inst = all[i];
@@ -1025,22 +806,9 @@ int rsv_service_drain(rsv_service *svc, const char *address, int drain)
     /* The daemon audits who asked (src/server.c); this is the library's. */
     LOG_DEBUG("service %s: instance %s %s by operator", svc->name, address,
               drain ? "drained" : "undrained");
-    publish_picker(svc);
-    notify(svc, inst, RSV_CHANGE_STATE);
+    rsv_service_picker_dirty(svc);
+    rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
     return 0;
-}
-
-rsv_state rsv_service_state(const rsv_service *svc)
-{
-    size_t counts[5];
-    rsv_service_state_counts(svc, counts);
-    if (counts[RSV_STATE_READY])
-        return RSV_STATE_READY;
-    if (counts[RSV_STATE_CONNECTING])
-        return RSV_STATE_CONNECTING;
-    if (counts[RSV_STATE_IDLE])
-        return RSV_STATE_IDLE;
-    return RSV_STATE_TRANSIENT_FAILURE;
 }
 
 /* ---- object ---- */
@@ -1066,14 +834,17 @@ rsv_service *rsv_service_new(rsv_loop *loop, rsv_etcd *etcd, rsv_dns *dns,
     atomic_init(&svc->picked, 1);
     if (!svc->name || !svc->prefix || !svc->zone || rsv_service_options_copy(&svc->opts, opts) != 0)
         goto fail;
-    static const rsv_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete, on_batch};
-    svc->discovery = rsv_discovery_new(loop, etcd, prefix, &callbacks, svc);
+    if (etcd)
+        svc->discovery =
+            rsv_discovery_new(loop, etcd, prefix, rsv_service_discovery_callbacks(), svc);
     svc->outlier_timer = rsv_timer_new(loop, on_outlier_interval, svc);
-    svc->publish_timer = rsv_timer_new(loop, on_publish_timer, svc);
-    if (!svc->discovery || !svc->outlier_timer || !svc->publish_timer)
+    svc->settle_timer = rsv_timer_new(loop, on_settle_timer, svc);
+    svc->publish_hook = rsv_sleep_hook_new(loop, on_publish_hook, svc);
+    if ((etcd && !svc->discovery) || !svc->outlier_timer || !svc->settle_timer ||
+        !svc->publish_hook)
         goto fail;
     rsv_timer_start(svc->outlier_timer, svc->opts.outlier.interval_ms);
-    publish_picker(svc);
+    publish_picker_now(svc); /* the first picker exists from the start */
     if (!atomic_load(&svc->picker))
         goto fail;
     return svc;
@@ -1090,19 +861,21 @@ void rsv_service_stop(rsv_service *svc)
     svc->discovery = NULL;
     rsv_timer_del(svc->outlier_timer);
     svc->outlier_timer = NULL;
-    rsv_timer_del(svc->publish_timer);
-    svc->publish_timer = NULL;
+    rsv_timer_del(svc->settle_timer);
+    svc->settle_timer = NULL;
+    rsv_sleep_hook_del(svc->publish_hook);
+    svc->publish_hook = NULL;
     svc->change_cb = NULL; /* nobody listens to a service being torn down */
     svc->stopped = 1;
     /* Collect first: instance_close removes from the map. */
     size_t n;
-    rsv_instance **all = collect_instances(svc, &n);
+    rsv_instance **all = rsv_service_collect(svc, &n);
     batch_begin(svc);
     for (size_t i = 0; i < n; i++)
         instance_close(all[i]);
     batch_end(svc);
     free(all);
-    publish_picker(svc);
+    publish_picker_now(svc); /* now: picks fail from the return on */
 }
 
 void rsv_service_free(rsv_service *svc)
@@ -1135,13 +908,13 @@ void rsv_service_drain_all(rsv_service *svc)
 {
     size_t n;
     svc->draining_all = 1;
-    rsv_instance **all = collect_instances(svc, &n);
+    rsv_instance **all = rsv_service_collect(svc, &n);
     batch_begin(svc);
     for (size_t i = 0; i < n; i++)
         if (!all[i]->draining || all[i]->operator_drained) {
             all[i]->operator_drained = 0;
             all[i]->n_keys = 0;
-            instance_start_drain(all[i]);
+            rsv_service_start_drain(all[i]);
         }
     batch_end(svc);
     free(all);
@@ -1162,8 +935,8 @@ int rsv_service_set_options(rsv_service *svc, const rsv_service_options *opts)
         if (inst->sc && rsv_subchannel_set_options(inst->sc, &svc->opts) != 0)
             rc = RESOLVER_ERR_NOMEM;
     }
-    publish_picker(svc); /* policy, max_outstanding, ticket_timeout_ms, latency_decay_ms,
-                          * zone preference */
+    rsv_service_picker_dirty(svc); /* policy, max_outstanding, ticket_timeout_ms, latency_decay_ms,
+                                    * zone preference */
     return rc;
 }
 
@@ -1184,7 +957,15 @@ const rsv_service_options *rsv_service_options_get(const rsv_service *svc)
 
 int rsv_service_synced(const rsv_service *svc)
 {
-    return svc->discovery && rsv_discovery_synced(svc->discovery);
+    if (!svc->discovery) /* stopped, or fed by its creator (no etcd): its first snapshot */
+        return !svc->etcd && !svc->stopped && svc->listed;
+    return rsv_discovery_synced(svc->discovery);
+}
+
+const rsv_discovery_callbacks *rsv_service_discovery_callbacks(void)
+{
+    static const rsv_discovery_callbacks callbacks = {on_snapshot, on_put, on_delete, on_batch};
+    return &callbacks;
 }
 
 int64_t rsv_service_revision(const rsv_service *svc)
@@ -1200,93 +981,4 @@ const rsv_service_counters *rsv_service_counters_get(const rsv_service *svc)
 const rsv_discovery *rsv_service_discovery(const rsv_service *svc)
 {
     return svc->discovery;
-}
-
-/* ---- introspection ---- */
-
-const char *rsv_instance_state_name(const rsv_instance *inst)
-{
-    if (inst->draining)
-        return "DRAINING";
-    if (!inst->sc)
-        return "SHUTDOWN";
-    if (inst->stale)
-        return "STALE";
-    return rsv_state_name(rsv_subchannel_state(inst->sc));
-}
-
-json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms)
-{
-    const rsv_subchannel_stats *st = inst->sc ? rsv_subchannel_stats_get(inst->sc) : NULL;
-    json_t *o =
-        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address, "state",
-                  rsv_instance_state_name(inst), "weight", (json_int_t)inst->endpoint.weight,
-                  "outstanding", (json_int_t)atomic_load(&inst->outstanding), "picks",
-                  (json_int_t)atomic_load(&inst->picks), "failures", (json_int_t)inst->failures,
-                  "since_change_s", (double)(now_ms - inst->last_change_ms) / 1000.0);
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
-    json_object_set_new(o, "keys", json_integer(inst->n_keys));
-    json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
-    json_object_set_new(o, "ejected", json_boolean(inst->ejected));
-    json_object_set_new(o, "stale", json_boolean(inst->stale));
-    json_object_set_new(o, "times_ejected", json_integer(inst->times_ejected));
-    if (st) {
-        json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
-        json_object_set_new(o, "connect_attempts", json_integer((json_int_t)st->connect_attempts));
-        json_object_set_new(o, "rtt_ms",
-                            st->rtt_last_us >= 0 ? json_real((double)st->rtt_last_us / 1000.0)
-                                                 : json_null());
-        json_object_set_new(o, "last_error", json_string(st->last_error));
-        json_object_set_new(o, "health", json_string(st->health)); /* subchannel health check */
-    }
-    return o;
-}
-
-rsv_instance **rsv_service_instances_sorted(const rsv_service *svc, size_t *n)
-{
-    rsv_instance **all = collect_instances(svc, n);
-    if (all)
-        qsort(all, *n, sizeof(*all), by_address);
-    return all;
-}
-
-json_t *rsv_service_instances_json(const rsv_service *svc, uint64_t now_ms)
-{
-    size_t n;
-    rsv_instance **all = rsv_service_instances_sorted(svc, &n);
-    json_t *arr = json_array();
-    if (!all || !arr) {
-        free(all);
-        json_decref(arr);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, rsv_instance_to_json(all[i], now_ms));
-    free(all);
-    return arr;
-}
-
-json_t *rsv_service_to_json(const rsv_service *svc)
-{
-    size_t counts[5];
-    rsv_service_state_counts(svc, counts);
-    json_t *o = json_pack(
-        "{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
-        "s:I, s:I}",
-        "name", svc->name, "prefix", svc->prefix, "policy", rsv_policy_name(svc->opts.policy),
-        "state", rsv_state_name(rsv_service_state(svc)), "synced", rsv_service_synced(svc),
-        "revision", (json_int_t)rsv_service_revision(svc), "instances",
-        (json_int_t)svc->instances.len, "states", "IDLE", (json_int_t)counts[RSV_STATE_IDLE],
-        "CONNECTING", (json_int_t)counts[RSV_STATE_CONNECTING], "READY",
-        (json_int_t)counts[RSV_STATE_READY], "TRANSIENT_FAILURE",
-        (json_int_t)counts[RSV_STATE_TRANSIENT_FAILURE], "DRAINING",
-        (json_int_t)counts[RSV_STATE_SHUTDOWN], "picks",
-        (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
-        (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
-        (json_int_t)svc->counters.decode_errors);
-    if (o) /* READY instances self-preservation keeps (counted READY in "states") */
-        json_object_set_new(o, "stale", json_integer((json_int_t)svc->n_stale));
-    return o;
 }

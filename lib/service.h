@@ -1,9 +1,23 @@
 /*
  * service.h - one service: the instances etcd lists for it, one subchannel
- * each, drain of removed instances, and the round-robin pick over READY ones.
+ * each, drain of removed instances, and the pick over READY ones.
  *
- * Lifetimes:
- *  1. Loop-thread only.
+ * Close rule:
+ *  - rsv_service_stop ends the service: discovery stops, every instance
+ *    closes at once (no drain) and is detached (its `service` NULL), and the
+ *    last picker, published before the return, fails every pick ("no
+ *    longer served").  After it no change callback runs and no timer or
+ *    before-sleep hook of the service fires.
+ *  - Picking threads may still read the service and its last picker after
+ *    the stop; rsv_service_free frees the memory once the engine knows none
+ *    can (hazard pointers).  rsv_service_del is stop + free, for a service
+ *    no other thread ever saw.
+ *  - Instances live on their own references (instance.h): one that a
+ *    ticket or a retired picker holds outlives its removal and the service;
+ *    rsv_instance_release on a detached instance touches no service.
+ *
+ * Rules:
+ *  1. Loop-thread only, but rsv_service_pick and rsv_service_count_failure.
  *  2. An instance lives while etcd lists it under at least one key, and after
  *     that while it drains; a ticket holds a reference, so an instance struct
  *     outlives its removal until its last ticket is released.
@@ -19,6 +33,13 @@
  *     is READY stay pickable as STALE (n_keys 0, not draining) until their
  *     connection leaves READY, a key names them again, or
  *     self_preservation_max_ms passes; then they drain as any removal.
+ *  6. Picks see a change at the end of the loop iteration that made it: the
+ *     picker is rebuilt once then, in a before-sleep hook (loop.h rule 6),
+ *     however many changes the iteration made, and RSV_CHANGE_PICKER
+ *     follows.  A service of 1,024 instances or more lets the state
+ *     changes of its connections wait up to 10x the cost of its last
+ *     rebuild (other changes still publish at the iteration's end).
+ *     rsv_service_new and rsv_service_stop publish before they return.
  */
 #ifndef RSV_SERVICE_H
 #define RSV_SERVICE_H
@@ -59,7 +80,10 @@ typedef struct {
     rsv_histogram latency;             /* pick-to-done, as reported by done */
 } rsv_service_counters;
 
-/* Creates the service and starts discovery of `prefix`.  `opts` is copied.
+/* Creates the service and starts discovery of `prefix` in `etcd`.  With
+ * etcd NULL no discovery starts: the creator calls the callbacks of
+ * rsv_service_discovery_callbacks itself, with the service as their arg,
+ * as discovery would (tests).  `opts` is copied.
  * Replaced pickers are retired to `hazard` (the engine's domain); `zone` is
  * the daemon's zone ("" none); instance host names resolve through `dns`
  * (borrowed, outlives the service; NULL: numeric addresses only). */
@@ -67,6 +91,9 @@ rsv_service *rsv_service_new(rsv_loop *loop, rsv_etcd *etcd, rsv_dns *dns,
                              rsv_hazard_domain *hazard, const char *zone, const char *name,
                              const char *prefix, const rsv_service_options *opts,
                              rsv_service_change_cb cb, void *arg);
+/* What rsv_service_new hands to discovery: the service's reactions to a
+ * snapshot, a put, a delete and the bounds of one watch message. */
+const rsv_discovery_callbacks *rsv_service_discovery_callbacks(void);
 /* Stops discovery and closes every subchannel at once (no drain); picks
  * fail from then on.  The memory stays until rsv_service_free, which
  * the engine calls once no picking thread can still reach the service. */

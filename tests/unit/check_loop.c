@@ -1450,6 +1450,126 @@ START_TEST(loop_new_del)
 }
 END_TEST
 
+/* ---- before-sleep hooks (rule 6) ---- */
+
+typedef struct {
+    char order[64];        /* one letter per call, in call order */
+    rsv_sleep_hook *rearm; /* armed again from its own call, once */
+    rsv_sleep_hook *arm_other, *del_other;
+    int rearmed;
+} hook_log;
+
+static hook_log hlog;
+
+static void hook_note(char c)
+{
+    size_t n = strlen(hlog.order);
+    if (n + 1 < sizeof(hlog.order)) {
+        hlog.order[n] = c;
+        hlog.order[n + 1] = '\0';
+    }
+}
+
+static void hook_cb(rsv_loop *loop, rsv_sleep_hook *hook, void *arg)
+{
+    hook_note(*(const char *)arg);
+    if (hook == hlog.rearm && !hlog.rearmed) {
+        hlog.rearmed = 1;
+        rsv_sleep_hook_arm(hook);
+    }
+    if (hlog.arm_other) {
+        rsv_sleep_hook_arm(hlog.arm_other);
+        hlog.arm_other = NULL;
+    }
+    if (hlog.del_other) {
+        rsv_sleep_hook_del(hlog.del_other);
+        hlog.del_other = NULL;
+    }
+}
+
+static void hook_timer_cb(rsv_loop *loop, rsv_timer *t, void *arg)
+{
+    hook_note('t');
+    rsv_sleep_hook_arm(arg); /* a change made by a timer: its hook runs after it */
+}
+
+/* Rule 6: armed twice, called once, after the iteration's timers; the
+ * iteration does not wait while a hook is armed. */
+START_TEST(hook_once_per_iteration_after_timers)
+{
+    memset(&hlog, 0, sizeof(hlog));
+    rsv_loop *loop = rsv_loop_new();
+    static const char a = 'a', b = 'b';
+    rsv_sleep_hook *ha = rsv_sleep_hook_new(loop, hook_cb, (void *)&a);
+    rsv_sleep_hook *hb = rsv_sleep_hook_new(loop, hook_cb, (void *)&b);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    rsv_sleep_hook_arm(hb);
+    rsv_sleep_hook_arm(ha);
+    rsv_sleep_hook_arm(hb);
+    ck_assert(rsv_sleep_hook_armed(ha) && rsv_sleep_hook_armed(hb));
+    ck_assert_int_eq(rsv_loop_timeout(loop), 0);
+    rsv_timer *t = rsv_timer_new(loop, hook_timer_cb, ha);
+    rsv_timer_start(t, 0);
+    uint64_t t0 = mono_ms();
+    ck_assert_int_eq(rsv_loop_run_once(loop, 5000), 0); /* must not wait 5 s */
+    ck_assert_uint_lt(mono_ms() - t0, 2000);
+    /* The timer first; then the hooks in the order armed; `a`, armed again
+     * by the timer while armed, only once. */
+    ck_assert_str_eq(hlog.order, "tba");
+    ck_assert(!rsv_sleep_hook_armed(ha) && !rsv_sleep_hook_armed(hb));
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
+    ck_assert_str_eq(hlog.order, "tba"); /* nothing armed, nothing run */
+    rsv_timer_del(t);
+    rsv_sleep_hook_del(ha);
+    rsv_sleep_hook_del(hb);
+    rsv_loop_del(loop);
+}
+END_TEST
+
+/* Rule 6: a hook armed during the phase (its own included) runs in the next
+ * iteration's, which does not wait; one freed during the phase is not
+ * called. */
+START_TEST(hook_armed_or_freed_inside_the_phase)
+{
+    memset(&hlog, 0, sizeof(hlog));
+    rsv_loop *loop = rsv_loop_new();
+    static const char a = 'a', b = 'b', c = 'c';
+    rsv_sleep_hook *ha = rsv_sleep_hook_new(loop, hook_cb, (void *)&a);
+    rsv_sleep_hook *hb = rsv_sleep_hook_new(loop, hook_cb, (void *)&b);
+    rsv_sleep_hook *hc = rsv_sleep_hook_new(loop, hook_cb, (void *)&c);
+    hlog.rearm = ha;
+    hlog.arm_other = hb;
+    hlog.del_other = hc;
+    rsv_sleep_hook_arm(ha);
+    rsv_sleep_hook_arm(hc);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
+    ck_assert_str_eq(hlog.order, "a"); /* c freed by a before its turn */
+    ck_assert(rsv_sleep_hook_armed(ha) && rsv_sleep_hook_armed(hb));
+    ck_assert_int_eq(rsv_loop_timeout(loop), 0);
+    uint64_t t0 = mono_ms();
+    ck_assert_int_eq(rsv_loop_run_once(loop, 5000), 0);
+    ck_assert_uint_lt(mono_ms() - t0, 2000);
+    ck_assert_str_eq(hlog.order, "aab");
+    /* Disarmed before its phase: not called; freed while armed: gone. */
+    rsv_sleep_hook_arm(ha);
+    rsv_sleep_hook_disarm(ha);
+    rsv_sleep_hook_arm(hb);
+    rsv_sleep_hook_del(hb);
+    ck_assert_int_eq(rsv_loop_timeout(loop), -1);
+    ck_assert_int_eq(rsv_loop_run_once(loop, 0), 0);
+    ck_assert_str_eq(hlog.order, "aab");
+    rsv_sleep_hook_del(ha);
+    rsv_sleep_hook_del(NULL);
+    /* A loop freed with a hook still armed leaves it disarmed. */
+    rsv_sleep_hook *hd = rsv_sleep_hook_new(loop, hook_cb, (void *)&a);
+    rsv_sleep_hook_arm(hd);
+    rsv_loop_del(loop);
+    ck_assert(!rsv_sleep_hook_armed(hd));
+    rsv_sleep_hook_del(hd);
+}
+END_TEST
+
 static Suite *loop_suite(void)
 {
     Suite *s = suite_create("loop");
@@ -1495,6 +1615,12 @@ static Suite *loop_suite(void)
     tcase_add_test(tc, wakeup_calls_callback);
     tcase_add_test(tc, loop_fd_pollable);
     tcase_add_test(tc, loop_new_del);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("hooks");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, hook_once_per_iteration_after_timers);
+    tcase_add_test(tc, hook_armed_or_freed_inside_the_phase);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,154 @@
+/* service_view.c - a service seen from outside: counts, introspection
+ * JSON and the cache file's JSON (see service.h). */
+#include <stdlib.h>
+#include <string.h>
+#include "service_priv.h"
+
+int rsv_instance_by_address(const void *a, const void *b)
+{
+    const rsv_instance *x = *(rsv_instance *const *)a;
+    const rsv_instance *y = *(rsv_instance *const *)b;
+    return strcmp(x->endpoint.address, y->endpoint.address);
+}
+
+size_t rsv_service_instance_count(const rsv_service *svc)
+{
+    return svc->instances.len;
+}
+
+void rsv_service_state_counts(const rsv_service *svc, size_t counts[5])
+{
+    memset(counts, 0, 5 * sizeof(size_t));
+    void *value;
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        const rsv_instance *inst = value;
+        if (inst->draining)
+            counts[RSV_STATE_SHUTDOWN]++;
+        else
+            counts[rsv_subchannel_state(inst->sc)]++;
+    }
+}
+
+rsv_state rsv_service_state(const rsv_service *svc)
+{
+    size_t counts[5];
+    rsv_service_state_counts(svc, counts);
+    if (counts[RSV_STATE_READY])
+        return RSV_STATE_READY;
+    if (counts[RSV_STATE_CONNECTING])
+        return RSV_STATE_CONNECTING;
+    if (counts[RSV_STATE_IDLE])
+        return RSV_STATE_IDLE;
+    return RSV_STATE_TRANSIENT_FAILURE;
+}
+
+size_t rsv_service_stale_count(const rsv_service *svc)
+{
+    return svc->n_stale;
+}
+
+json_t *rsv_service_cache_json(const rsv_service *svc)
+{
+    json_t *kvs = json_array();
+    const char *key;
+    void *value;
+    for (size_t pos = 0; kvs && rsv_strmap_next(&svc->keys, &pos, &key, &value);) {
+        const rsv_instance *inst = rsv_strmap_get(&svc->instances, value);
+        if (!inst)
+            continue;
+        json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:b}", "key", key, "address",
+                              inst->endpoint.address, "weight", (json_int_t)inst->endpoint.weight,
+                              "zone", inst->endpoint.zone, "tls", inst->endpoint.tls);
+        if (o) /* NULL for a key that is not UTF-8: it is just not cached */
+            json_array_append_new(kvs, o);
+    }
+    return json_pack("{s:s, s:I, s:o}", "prefix", svc->prefix, "revision",
+                     (json_int_t)rsv_service_revision(svc), "kvs", kvs);
+}
+
+const char *rsv_instance_state_name(const rsv_instance *inst)
+{
+    if (inst->draining)
+        return "DRAINING";
+    if (!inst->sc)
+        return "SHUTDOWN";
+    if (inst->stale)
+        return "STALE";
+    return rsv_state_name(rsv_subchannel_state(inst->sc));
+}
+
+json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms)
+{
+    const rsv_subchannel_stats *st = inst->sc ? rsv_subchannel_stats_get(inst->sc) : NULL;
+    json_t *o =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address, "state",
+                  rsv_instance_state_name(inst), "weight", (json_int_t)inst->endpoint.weight,
+                  "outstanding", (json_int_t)atomic_load(&inst->outstanding), "picks",
+                  (json_int_t)atomic_load(&inst->picks), "failures", (json_int_t)inst->failures,
+                  "since_change_s", (double)(now_ms - inst->last_change_ms) / 1000.0);
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
+    json_object_set_new(o, "keys", json_integer(inst->n_keys));
+    json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
+    json_object_set_new(o, "ejected", json_boolean(inst->ejected));
+    json_object_set_new(o, "stale", json_boolean(inst->stale));
+    json_object_set_new(o, "times_ejected", json_integer(inst->times_ejected));
+    if (st) {
+        json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
+        json_object_set_new(o, "connect_attempts", json_integer((json_int_t)st->connect_attempts));
+        json_object_set_new(o, "rtt_ms",
+                            st->rtt_last_us >= 0 ? json_real((double)st->rtt_last_us / 1000.0)
+                                                 : json_null());
+        json_object_set_new(o, "last_error", json_string(st->last_error));
+        json_object_set_new(o, "health", json_string(st->health)); /* subchannel health check */
+    }
+    return o;
+}
+
+rsv_instance **rsv_service_instances_sorted(const rsv_service *svc, size_t *n)
+{
+    rsv_instance **all = rsv_service_collect(svc, n);
+    if (all)
+        qsort(all, *n, sizeof(*all), rsv_instance_by_address);
+    return all;
+}
+
+json_t *rsv_service_instances_json(const rsv_service *svc, uint64_t now_ms)
+{
+    size_t n;
+    rsv_instance **all = rsv_service_instances_sorted(svc, &n);
+    json_t *arr = json_array();
+    if (!all || !arr) {
+        free(all);
+        json_decref(arr);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, rsv_instance_to_json(all[i], now_ms));
+    free(all);
+    return arr;
+}
+
+json_t *rsv_service_to_json(const rsv_service *svc)
+{
+    size_t counts[5];
+    rsv_service_state_counts(svc, counts);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, "
+        "s:I, s:I}",
+        "name", svc->name, "prefix", svc->prefix, "policy", rsv_policy_name(svc->opts.policy),
+        "state", rsv_state_name(rsv_service_state(svc)), "synced", rsv_service_synced(svc),
+        "revision", (json_int_t)rsv_service_revision(svc), "instances",
+        (json_int_t)svc->instances.len, "states", "IDLE", (json_int_t)counts[RSV_STATE_IDLE],
+        "CONNECTING", (json_int_t)counts[RSV_STATE_CONNECTING], "READY",
+        (json_int_t)counts[RSV_STATE_READY], "TRANSIENT_FAILURE",
+        (json_int_t)counts[RSV_STATE_TRANSIENT_FAILURE], "DRAINING",
+        (json_int_t)counts[RSV_STATE_SHUTDOWN], "picks",
+        (json_int_t)atomic_load(&svc->counters.picks), "pick_failures",
+        (json_int_t)atomic_load(&svc->counters.pick_failures), "decode_errors",
+        (json_int_t)svc->counters.decode_errors);
+    if (o) /* READY instances self-preservation keeps (counted READY in "states") */
+        json_object_set_new(o, "stale", json_integer((json_int_t)svc->n_stale));
+    return o;
+}
