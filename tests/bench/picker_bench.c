@@ -236,7 +236,7 @@ static void record(workload *wl, unsigned threads, double ns)
 
 /* ---- the fleet ---- */
 
-static rsv_instance *fake_instance(unsigned i)
+static rsv_instance *new_instance(unsigned i)
 {
     char address[64];
     snprintf(address, sizeof(address), "10.%u.%u.%u:8080", 1 + i / 62500, (i / 250) % 250,
@@ -369,7 +369,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (unsigned i = 0; i < N_INSTANCES; i++) {
-        fleet[i] = fake_instance(i);
+        fleet[i] = new_instance(i);
         array[i] = fleet[i];
     }
     for (unsigned i = 0; i < N_KEYS; i++) {

@@ -874,7 +874,7 @@ static int case_engine(void *arg)
 
 /* Instances are made outside the allocator's window (before run_case: not
  * armed, not remembered), as the engine's would be. */
-static rsv_instance *fake_instance(const char *address, uint32_t weight)
+static rsv_instance *new_instance(const char *address, uint32_t weight)
 {
     rsv_endpoint ep = {.weight = weight};
     snprintf(ep.address, sizeof(ep.address), "%s", address);
@@ -1118,7 +1118,7 @@ START_TEST(picker_new)
     for (int i = 0; i < 5; i++) {
         char addr[32];
         snprintf(addr, sizeof(addr), "10.0.0.%d:9000", i + 1);
-        in.inst[i] = fake_instance(addr, (uint32_t)(i + 1));
+        in.inst[i] = new_instance(addr, (uint32_t)(i + 1));
     }
     char name[64];
     snprintf(name, sizeof(name), "rsv_picker_new(%s)", rsv_policy_name(policies[_i]));

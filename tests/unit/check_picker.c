@@ -14,7 +14,7 @@
 #include "picker.h"
 #include "instance.h"
 
-static rsv_instance *fake_instance(const char *address, uint32_t weight)
+static rsv_instance *new_instance(const char *address, uint32_t weight)
 {
     rsv_endpoint ep = {.weight = weight};
     snprintf(ep.address, sizeof(ep.address), "%s", address);
@@ -34,7 +34,7 @@ static void fleet_make(fleet *f, size_t n, const uint32_t *weights)
     for (size_t i = 0; i < n; i++) {
         char addr[64];
         snprintf(addr, sizeof(addr), "10.0.0.%zu:9000", i + 1);
-        f->inst[i] = fake_instance(addr, weights ? weights[i] : 1);
+        f->inst[i] = new_instance(addr, weights ? weights[i] : 1);
     }
 }
 
