@@ -10,6 +10,10 @@
 #
 # Idempotent: dpkg-query decides what is missing, and when nothing is, apt
 # is not run at all (no `apt-get update`, no network, no root needed).
+# Then the npm etcd3 client the registration tests run as a peer goes into
+# tests/integration/peers/node/node_modules (npm ci of its lock file), only
+# when it is not there; without npm or the registry it warns and goes on (the
+# test skips its Node half).
 set -euo pipefail
 
 PACKAGES=(
@@ -23,6 +27,10 @@ PACKAGES=(
     iproute2 iptables python3 python3-grpcio procps curl ca-certificates
     # promtool, to check the /metrics exposition
     prometheus
+    # real registration peers (test_register_peers.sh): grpc-go 1.33 and
+    # etcd's clientv3 naming packages, built offline with GOPATH=/usr/share/gocode;
+    # node for the npm etcd3 publisher (npm comes with it, or below)
+    golang-go golang-google-grpc-dev golang-etcd-server-dev nodejs
 )
 
 mode=install
@@ -32,7 +40,7 @@ for arg in "$@"; do
     --check) mode=check ;;
     --dry-run) mode=dry-run ;;
     -h | --help)
-        sed -n '2,12s/^# \{0,1\}//p' "$0"
+        sed -n '2,16s/^# \{0,1\}//p' "$0"
         exit 0
         ;;
     -*)
@@ -60,28 +68,54 @@ for p in "${PACKAGES[@]}"; do
     [[ $status == installed ]] || missing+=("$p")
 done
 
-if ((${#missing[@]} == 0)); then
-    echo "install-deps: all ${#PACKAGES[@]} packages are installed"
-    exit 0
-fi
-echo "install-deps: missing: ${missing[*]}"
-[[ $mode == check ]] && exit 1
+NODE_DIR=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)/tests/integration/peers/node
+# node_peers: the npm packages of $NODE_DIR, unless they are there.
+node_peers() {
+    [[ -d $NODE_DIR/node_modules/etcd3 ]] && return 0
+    if [[ $mode != install ]]; then
+        echo "install-deps: missing: npm packages in $NODE_DIR (npm ci)"
+        [[ $mode == check ]] && return 1
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        # Debian's npm, unless node came from elsewhere with an npm of its own.
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y \
+            --no-install-recommends npm >"$log" 2>&1 || true
+    fi
+    echo "install-deps: npm ci in $NODE_DIR"
+    if ! (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+        echo "install-deps.sh: warning: npm ci failed (test_register_peers.sh will skip its Node.js peer):" >&2
+        tail -n 10 "$log" >&2
+    fi
+    return 0
+}
 
 as_root=()
-if [[ $(id -u) != 0 ]]; then
-    if command -v sudo >/dev/null 2>&1; then
-        as_root=(sudo)
-    elif [[ $mode == install ]]; then
-        echo "install-deps.sh: not root and no sudo: run it as root" >&2
-        exit 1
-    fi
+if [[ $(id -u) != 0 ]] && command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+fi
+log=$(mktemp "${TMPDIR:-/tmp}/install-deps.XXXXXX")
+trap 'rm -f "$log"' EXIT
+apt_opts=(-qq -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300)
+
+if ((${#missing[@]} == 0)); then
+    echo "install-deps: all ${#PACKAGES[@]} packages are installed"
+    node_peers
+    exit $?
+fi
+echo "install-deps: missing: ${missing[*]}"
+if [[ $mode == check ]]; then
+    node_peers || true
+    exit 1
+fi
+
+if [[ $(id -u) != 0 && ${#as_root[@]} == 0 && $mode == install ]]; then
+    echo "install-deps.sh: not root and no sudo: run it as root" >&2
+    exit 1
 fi
 
 # Quiet, but keep apt's own output for when it fails: -qq and stdout to a
 # log; errors still go to stderr as they happen.
-log=$(mktemp "${TMPDIR:-/tmp}/install-deps.XXXXXX")
-trap 'rm -f "$log"' EXIT
-apt_opts=(-qq -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=300)
 run_apt() {
     if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" "$@" >"$log"; then
         echo "install-deps.sh: apt-get $1 failed; its output:" >&2
@@ -94,6 +128,7 @@ if [[ $mode == dry-run ]]; then
     # Simulation needs no root, and the lists as they are.
     env DEBIAN_FRONTEND=noninteractive apt-get -s -o Dpkg::Use-Pty=0 install -y \
         --no-install-recommends "${missing[@]}" | grep -E '^(Inst|Conf) ' || true
+    node_peers
     exit 0
 fi
 
@@ -113,3 +148,4 @@ if ((${#still[@]})); then
     exit 1
 fi
 echo "install-deps: installed ${#missing[@]} package(s)"
+node_peers
