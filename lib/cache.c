@@ -11,9 +11,14 @@
 #include "log.h"
 #include "resolver.h"
 
-char *rsv_cache_encode(json_t *services)
+char *rsv_cache_encode(json_t *services, json_t *registrations)
 {
     json_t *doc = json_pack("{s:i, s:O}", "version", 1, "services", services);
+    if (doc && json_array_size(registrations) &&
+        json_object_set(doc, "registrations", registrations) != 0) {
+        json_decref(doc);
+        return NULL;
+    }
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(doc);
     return text;
@@ -21,7 +26,7 @@ char *rsv_cache_encode(json_t *services)
 
 int rsv_cache_write(const char *path, json_t *services, char *err, size_t errlen)
 {
-    char *text = rsv_cache_encode(services);
+    char *text = rsv_cache_encode(services, NULL);
     if (!text) {
         snprintf(err, errlen, "out of memory");
         return RESOLVER_ERR_NOMEM;
@@ -234,6 +239,97 @@ int rsv_cache_read(const char *path, rsv_cache_entry_cb cb, void *arg, size_t *s
             }
             cb(arg, name, prefix, key, &ep);
         }
+    }
+    json_decref(doc);
+    return 0;
+}
+
+/* ---- run-time registrations ---- */
+
+json_t *rsv_cache_registration_json(const rsv_registration_config *r)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I}", "service", r->service, "address", r->address,
+                          "format", rsv_format_name(r->format), "ttl_ms", (json_int_t)r->ttl_ms,
+                          "weight", (json_int_t)r->weight);
+    int rc = o ? 0 : -1;
+    if (rc == 0 && r->zone && *r->zone)
+        rc = json_object_set_new(o, "zone", json_string(r->zone));
+    if (rc == 0 && r->metadata && *r->metadata) {
+        json_t *meta = json_loads(r->metadata, 0, NULL);
+        rc = meta ? json_object_set_new(o, "metadata", meta) : -1;
+    }
+    if (rc == 0 && r->key && *r->key)
+        rc = json_object_set_new(o, "key", json_string(r->key));
+    if (rc == 0 && r->health_check)
+        rc = json_object_set_new(o, "health_check", json_string(r->health_check));
+    if (rc != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* One entry back into a registration, through the checks a registration
+ * from the CLI gets (a hand-edited file is not trusted more than that). */
+static int entry_registration(json_t *v, rsv_registration_config *r)
+{
+    const char *service = NULL, *address = NULL, *format = NULL, *zone = NULL, *key = NULL,
+               *health = NULL;
+    json_int_t ttl = 0, weight = 0;
+    json_t *meta = NULL;
+    char why[256];
+    if (json_unpack(v, "{s:s, s:s, s?s, s?I, s?I, s?s, s?o, s?s, s?s}", "service", &service,
+                    "address", &address, "format", &format, "ttl_ms", &ttl, "weight", &weight,
+                    "zone", &zone, "metadata", &meta, "key", &key, "health_check", &health) != 0)
+        return -1;
+    if (ttl < 0 || weight < 0 || weight > UINT32_MAX || (meta && !json_is_object(meta)))
+        return -1;
+    char *metadata = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (meta && !metadata)
+        return -1;
+    int rc = rsv_registration_build(r, service, address, format, (uint64_t)ttl, (uint32_t)weight,
+                                    zone, metadata, key && *key ? key : NULL, why, sizeof(why));
+    free(metadata);
+    if (rc != 0)
+        return -1;
+    if (health && !(r->health_check = strdup(health))) {
+        rsv_registration_clear(r);
+        return -1;
+    }
+    return 0;
+}
+
+int rsv_cache_read_registrations(const char *path, rsv_cache_registration_cb cb, void *arg,
+                                 size_t *skipped, char *err, size_t errlen)
+{
+    *skipped = 0;
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    if (!doc) {
+        if (access(path, F_OK) != 0 && errno == ENOENT)
+            return 0;
+        snprintf(err, errlen, "cache_file %s: %s (line %d)", path, jerr.text, jerr.line);
+        return RESOLVER_ERR_DECODE;
+    }
+    if (json_integer_value(json_object_get(doc, "version")) != 1) {
+        snprintf(err, errlen, "cache_file %s: not a resolverd cache (version 1)", path);
+        json_decref(doc);
+        return RESOLVER_ERR_DECODE;
+    }
+    json_t *regs = json_object_get(doc, "registrations"), *v;
+    size_t i;
+    if (regs && !json_is_array(regs))
+        (*skipped)++;
+    json_array_foreach(regs, i, v)
+    {
+        rsv_registration_config r;
+        rsv_registration_default(&r);
+        if (entry_registration(v, &r) != 0) {
+            (*skipped)++;
+            continue;
+        }
+        cb(arg, &r);
+        rsv_registration_clear(&r);
     }
     json_decref(doc);
     return 0;

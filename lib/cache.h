@@ -3,13 +3,19 @@
  * service, written atomically on change, read at start so that a restarted
  * daemon answers picks before etcd does.  File format (JSON):
  *   {"version":1,"services":{"NAME":{"prefix":"NAME/","revision":N,
- *     "kvs":[{"key":..,"address":"host:port","weight":N,"zone":..,"tls":false}]}}}
+ *     "kvs":[{"key":..,"address":"host:port","weight":N,"zone":..,"tls":false}]}},
+ *   "registrations":[{"service":..,"address":..,"format":..,"ttl_ms":N,"weight":N,
+ *     "zone":..,"metadata":{..},"key":..,"health_check":..}]}
+ * "registrations" (absent when none) are the registrations made at run time
+ * (resolver_engine_register, `resolverctl register`), restored at the next
+ * start; "zone", "metadata", "key" and "health_check" only when set.
  */
 #ifndef RSV_CACHE_H
 #define RSV_CACHE_H
 
 #include <jansson.h>
 #include <stddef.h>
+#include "config.h"
 #include "registry.h"
 
 /* Writes `services` (an object NAME -> service cache JSON) to `path` via a
@@ -17,9 +23,12 @@
  * file, never half of one.  0 or RESOLVER_ERR_IO with err filled. */
 int rsv_cache_write(const char *path, json_t *services, char *err, size_t errlen);
 
-/* The file's text for `services` (as rsv_cache_write writes it);
- * malloc'd, NULL when out of memory. */
-char *rsv_cache_encode(json_t *services);
+/* The file's text for `services` and `registrations` (an array of
+ * rsv_cache_registration_json values, or NULL for none), as rsv_cache_write
+ * writes it; malloc'd, NULL when out of memory. */
+char *rsv_cache_encode(json_t *services, json_t *registrations);
+/* One run-time registration as the file keeps it; NULL when out of memory. */
+json_t *rsv_cache_registration_json(const rsv_registration_config *r);
 /* Writes text to path as rsv_cache_write does. */
 int rsv_cache_write_text(const char *path, const char *text, char *err, size_t errlen);
 
@@ -49,5 +58,16 @@ typedef void (*rsv_cache_entry_cb)(void *arg, const char *service, const char *p
  * no call).  RESOLVER_ERR_DECODE for a file that is not a cache. */
 int rsv_cache_read(const char *path, rsv_cache_entry_cb cb, void *arg, size_t *skipped, char *err,
                    size_t errlen);
+
+/* Called with each valid registration of the file (borrowed: copy what is
+ * kept). */
+typedef void (*rsv_cache_registration_cb)(void *arg, const rsv_registration_config *r);
+
+/* Reads the "registrations" of `path` as rsv_cache_read reads its services:
+ * entries that do not pass the checks of the "register" list are skipped
+ * and counted in *skipped; a missing file is no error.  0, or
+ * RESOLVER_ERR_DECODE for a file that is not a cache. */
+int rsv_cache_read_registrations(const char *path, rsv_cache_registration_cb cb, void *arg,
+                                 size_t *skipped, char *err, size_t errlen);
 
 #endif

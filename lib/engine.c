@@ -63,8 +63,19 @@ static void submit_cache(resolver_engine *e)
     for (size_t pos = 0; all && rsv_strmap_next(&e->services, &pos, &name, &value);)
         if (rsv_service_synced(value))
             json_object_set_new(all, name, rsv_service_cache_json(value));
-    char *text = all ? rsv_cache_encode(all) : NULL;
+    json_t *regs = json_array();
+    const char *id;
+    json_t *reg;
+    json_object_foreach(e->runtime_regs, id, reg)
+    {
+        if (regs && json_array_append(regs, reg) != 0) {
+            json_decref(regs);
+            regs = NULL;
+        }
+    }
+    char *text = all && regs ? rsv_cache_encode(all, regs) : NULL;
     json_decref(all);
+    json_decref(regs);
     if (!e->cache_writer)
         e->cache_writer = rsv_cache_writer_new();
     if (!text || !e->cache_writer) {
@@ -143,6 +154,58 @@ int rsv_engine_add_registrations(resolver_engine *e, const resolver_config *cfg)
     return 0;
 }
 
+/* Keeps (or with r NULL forgets) a run-time registration for the
+ * cache_file, so that the next start registers it again. */
+static void remember_registration(resolver_engine *e, const char *service, const char *address,
+                                  const rsv_registration_config *r)
+{
+    static rsv_log_limit nomem_log;
+    char id[2 * RSV_SERVICE_NAME_MAX + 64];
+    snprintf(id, sizeof(id), "%s\n%s", service, address);
+    if (!r) {
+        if (e->runtime_regs && json_object_del(e->runtime_regs, id) == 0)
+            e->cache_dirty = 1;
+        return;
+    }
+    json_t *v = rsv_cache_registration_json(r);
+    if (!e->runtime_regs)
+        e->runtime_regs = json_object();
+    if (!v || !e->runtime_regs || json_object_set_new(e->runtime_regs, id, v) != 0) {
+        LOG_WARN_LIMITED(&nomem_log, "registration %s %s: out of memory; not kept in cache_file",
+                         service, address);
+        return;
+    }
+    e->cache_dirty = 1;
+}
+
+/* The run-time registrations the cache_file kept, but those the
+ * configuration lists itself (its own entry wins). */
+static void on_cache_registration(void *arg, const rsv_registration_config *r)
+{
+    resolver_engine *e = arg;
+    for (size_t i = 0; i < e->cfg->n_registrations; i++)
+        if (strcmp(e->cfg->registrations[i].service, r->service) == 0 &&
+            strcmp(e->cfg->registrations[i].address, r->address) == 0)
+            return;
+    if (add_registration(e, e->cfg, r, 0) != 0)
+        return;
+    remember_registration(e, r->service, r->address, r);
+    e->regs_restored++;
+}
+
+static void restore_registrations(resolver_engine *e)
+{
+    char err[512];
+    size_t skipped = 0;
+    if (rsv_cache_read_registrations(e->cfg->cache_file, on_cache_registration, e, &skipped, err,
+                                     sizeof(err)) != 0)
+        return; /* load_cache said so */
+    if (e->regs_restored || skipped)
+        LOG_INFO("cache_file %s: %zu run-time registrations restored, %zu skipped",
+                 e->cfg->cache_file, e->regs_restored, skipped);
+    e->cache_dirty = 0; /* the file says just that */
+}
+
 int resolver_engine_register(resolver_engine *e, const resolver_registration *reg, char *err,
                              size_t errlen)
 {
@@ -160,6 +223,8 @@ int resolver_engine_register(resolver_engine *e, const resolver_registration *re
         rc = RESOLVER_ERR_NOMEM;
     if (rc == 0)
         rc = add_registration(e, e->cfg, &spec, 0);
+    if (rc == 0)
+        remember_registration(e, spec.service, spec.address, &spec);
     if (rc != RESOLVER_ERR_INVALID)
         snprintf(why, sizeof(why), "%s", resolver_strerror(rc));
     rsv_registration_clear(&spec);
@@ -176,7 +241,10 @@ int resolver_engine_deregister(resolver_engine *e, const char *service, const ch
     /* The canonical form, as registered. */
     if (rsv_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
         address = ep.address;
-    return rsv_registrar_remove(e->registrar, service, address);
+    int rc = rsv_registrar_remove(e->registrar, service, address);
+    if (rc == 0)
+        remember_registration(e, service, address, NULL);
+    return rc;
 }
 
 void resolver_engine_deregister_all(resolver_engine *e)
@@ -229,8 +297,10 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
         goto fail;
     if (rsv_directory_publish(e, NULL) != 0) /* no service configured: an empty one */
         goto fail;
-    if (cfg->cache_file && *cfg->cache_file)
+    if (cfg->cache_file && *cfg->cache_file) {
         load_cache(e);
+        restore_registrations(e);
+    }
     rsv_note_on_demand_room(e);
     e->housekeeping = rsv_timer_new(e->loop, on_housekeeping, e);
     if (!e->housekeeping)
@@ -275,6 +345,7 @@ void resolver_engine_free(resolver_engine *e)
     rsv_dns_del(e->dns); /* after the subchannels, which the hazard domain freed */
     rsv_loop_del(e->loop);
     resolver_config_free(e->cfg);
+    json_decref(e->runtime_regs);
     free(e);
 }
 

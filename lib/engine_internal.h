@@ -137,7 +137,11 @@ struct resolver_engine {
     int cache_dirty;                /* a change not yet handed to the writer */
     uint64_t cache_next_ms;         /* no write before this (loop time) */
     uint64_t last_idle_sweep_ms;
-    size_t cache_loaded;
+    size_t cache_loaded, regs_restored;
+    /* The run-time registrations asked for (resolver_engine_register, not
+     * yet deregistered; a stop keeps them): "SERVICE\nADDRESS" -> the entry
+     * the cache_file keeps (rsv_cache_registration_json). */
+    json_t *runtime_regs;
 };
 
 /* ---- directory.c ---- */

@@ -65,8 +65,8 @@ static void usage(FILE *out)
             "  undrain SERVICE ADDRESS    undo drain (admin)\n"
             "  register SERVICE ADDRESS [--format F] [--ttl-ms N] [--zone Z] [--weight W]\n"
             "           [--etcd-key K] [--metadata JSON] [--health-check GRPC_SERVICE]\n"
-            "                             publish a local instance in etcd (admin; not\n"
-            "                             persisted across restarts)\n"
+            "                             publish a local instance in etcd (admin; kept\n"
+            "                             across restarts only with cache_file)\n"
             "  deregister SERVICE ADDRESS delete its key, then LEAVING for the grace (admin)\n"
             "  registrations              one row per registered instance\n"
             "  metrics                    Prometheus text exposition\n"
@@ -770,9 +770,12 @@ static int run_register(resolver_client *c, const ctl_options *o, char **args)
     json_t *j = request(c, line, &code);
     if (j && o->json)
         print_json(j);
+    else if (j && json_is_true(json_object_get(j, "persisted")))
+        printf("registering %s %s (%s; kept in cache_file: registered again at restart)\n",
+               json_str(j, "service"), json_str(j, "address"), json_str(j, "format"));
     else if (j)
         printf("registering %s %s (%s; not persisted: lost at restart unless listed in the "
-               "configuration's \"register\")\n",
+               "configuration's \"register\" or cache_file is set)\n",
                json_str(j, "service"), json_str(j, "address"), json_str(j, "format"));
     json_decref(j);
     return code;
@@ -852,8 +855,9 @@ static const ctl_verb ctl_verbs[] = {
      "Publish ADDRESS as an instance of SERVICE in etcd under a lease that resolverd keeps\n"
      "alive and restores after any loss (admin).  F: gozero (default), etcd_naming, kratos,\n"
      "kitex, native.  --health-check (\"\" for the whole server): the key exists only while\n"
-     "gRPC health checking of ADDRESS answers SERVING.  Not persisted: lost at restart\n"
-     "unless listed in \"register\".",
+     "gRPC health checking of ADDRESS answers SERVING.  With cache_file set it is kept\n"
+     "there and registered again at the next start (until deregistered); without, it is\n"
+     "lost at restart unless listed in \"register\".",
      run_register},
     {"deregister", 2, 2, "SERVICE ADDRESS",
      "Delete the key of a registration and revoke its lease; it stays LEAVING for\n"

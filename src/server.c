@@ -581,8 +581,9 @@ static void verb_register(client *c, const rsv_proto_request *req)
         return;
     }
     json_t *out = registration_view(e, req->argv[1], req->argv[2]);
+    const char *cache = rsv_engine_config(e)->cache_file;
     if (out)
-        json_object_set_new(out, "persisted", json_boolean(0));
+        json_object_set_new(out, "persisted", json_boolean(cache && *cache));
     reply_ok(c, out);
 }
 

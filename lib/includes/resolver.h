@@ -508,8 +508,10 @@ typedef struct {
  * RESOLVER_ERR_INVALID (a bad field, described in err[0..errlen) when err
  * is not NULL), RESOLVER_ERR_NOMEM or RESOLVER_ERR_CLOSED (after
  * resolver_engine_deregister_all).  On the thread that drives the engine
- * (or before it first runs).  Not persisted: list it in the configuration
- * to have it registered at every start. */
+ * (or before it first runs).  With the configuration's cache_file set it is
+ * kept there and registered again by the next engine that reads the file,
+ * until deregistered; without, list it in the configuration to have it
+ * registered at every start. */
 RESOLVER_API int resolver_engine_register(resolver_engine *engine, const resolver_registration *reg,
                                           char *err, size_t errlen);
 /* Begins the graceful leave of one registration: its key is deleted and

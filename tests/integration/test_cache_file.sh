@@ -4,6 +4,9 @@
 # cache_writes, and the fsync calls strace sees when it can trace here),
 # from a writer thread; after SIGTERM the file holds the last state etcd had,
 # also when that state is younger than the last periodic write.
+# Run-time registrations (issue 14): `resolverctl register` is kept in the
+# file and registered again at the next start, a deregistered one is not, and
+# the configuration's own "register" entries are not copied into it.
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init cache-file
@@ -74,4 +77,61 @@ if ((traced)); then
     # the writes above, the final key's, at most one more during the wait
     t_check "fsyncs are bounded like the writes" test "$fsyncs" -le $((CHURN_S / 2 + 4))
 fi
+
+# ---- run-time registrations outlive a restart ----
+P1=127.0.0.1:$(t_free_port)
+P2=127.0.0.1:$(t_free_port)
+P3=127.0.0.1:$(t_free_port)
+cat >"$T_DIR/reg.json" <<EOF
+{ "etcd": { "endpoints": ["$ETCD_ENDPOINT"] }, "socket": { "path": "$SOCK" },
+  "cache_file": "$CACHE", "deregister_grace_ms": 0,
+  "register": [ { "service": "cfg.svc", "address": "$P1", "ttl_ms": 3000 } ] }
+EOF
+t_spawn resolverd "$RESOLVERD" -c "$T_DIR/reg.json"
+t_wait_for "resolverd serves its socket again" 10 test -S "$SOCK"
+out=$(ctl register rt.svc "$P2" --format native --ttl-ms 3000 --zone z1 --weight 3 \
+    --metadata '{"env":"prod"}')
+t_check "register says the registration is kept in cache_file" grep -q "kept in cache_file" <<<"$out"
+t_eq "the reply says persisted" true "$(ctl --json register rt2.svc "$P3" --ttl-ms 3000 |
+    "$PY" -c 'import json,sys; print(str(json.load(sys.stdin)["persisted"]).lower())')"
+NATIVE="{\"address\":\"$P2\",\"weight\":3,\"zone\":\"z1\",\"metadata\":{\"env\":\"prod\"}}"
+native_is() { [[ $(ec get --print-value-only "rt.svc/$P2") == "$NATIVE" ]]; }
+t_wait_for "rt.svc is registered" 3 native_is
+ctl deregister rt2.svc "$P3" >/dev/null
+# cached_regs: one line per registration the file keeps.
+cached_regs() {
+    "$PY" -c "
+import json, sys
+for r in json.load(open(sys.argv[1])).get('registrations', []):
+    print(r['service'], r['address'], r['format'], r['ttl_ms'], r['weight'], r.get('zone', '-'),
+          json.dumps(r.get('metadata'), sort_keys=True, separators=(',', ':')))" "$CACHE" 2>/dev/null
+}
+WANT="rt.svc $P2 native 3000 3 z1 {\"env\":\"prod\"}"
+cached_is() { [[ $(cached_regs) == "$1" ]]; }
+t_wait_for "within the write interval the file keeps rt.svc only (not the deregistered one, not the configuration's)" 5 \
+    cached_is "$WANT"
+rc=0
+t_kill resolverd TERM || rc=$?
+t_eq "SIGTERM stops resolverd with status 0" 0 "$rc"
+t_check "SIGTERM deleted the key" test -z "$(ec get --print-value-only "rt.svc/$P2")"
+t_eq "and the file still keeps the registration" "$WANT" "$(cached_regs)"
+
+t_spawn resolverd "$RESOLVERD" -c "$T_DIR/reg.json"
+t_wait_for "restarted" 10 test -S "$SOCK"
+regs_are() {
+    [[ $(ctl --json registrations | "$PY" -c "
+import json, sys
+print(' '.join('%s/%s/%s' % (r['service'], r['origin'], r['state']) for r in json.load(sys.stdin)))") == "$1" ]]
+}
+t_wait_for "the run-time registration is back, REGISTERED, beside the configuration's" 5 \
+    regs_are "cfg.svc/config/REGISTERED rt.svc/runtime/REGISTERED"
+t_check "with its key and value as before" native_is
+t_check "the deregistered one is not" test -z "$(ec get --prefix --keys-only rt2.svc/)"
+t_check "the log says it was restored" grep -q "1 run-time registrations restored" "$T_DIR/resolverd.log"
+ctl deregister rt.svc "$P2" >/dev/null
+t_kill resolverd TERM >/dev/null 2>&1 || true
+t_eq "deregistered: the file no longer keeps it" "" "$(cached_regs)"
+t_spawn resolverd "$RESOLVERD" -c "$T_DIR/reg.json"
+t_wait_for "restarted once more" 10 test -S "$SOCK"
+t_wait_for "only the configuration's registration" 5 regs_are "cfg.svc/config/REGISTERED"
 t_done

@@ -1,5 +1,7 @@
 /* check_cache.c - the cache file's writer thread (lib/cache.c): the newest
- * text submitted wins, what waits is written at del, failures are logged. */
+ * text submitted wins, what waits is written at del, failures are logged;
+ * run-time registrations go into the file and come back as they were, and a
+ * bad entry is skipped, not fatal. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +96,82 @@ START_TEST(del_without_submit)
 }
 END_TEST
 
+static rsv_registration_config back[4];
+static size_t n_back;
+
+static void on_registration(void *arg, const rsv_registration_config *r)
+{
+    (void)arg;
+    ck_assert_uint_lt(n_back, 4);
+    ck_assert_int_eq(rsv_registration_copy(&back[n_back++], r), 0);
+}
+
+START_TEST(registrations_round_trip)
+{
+    char path[128], err[256], why[256];
+    snprintf(path, sizeof(path), "%s/cache.json", dir);
+    rsv_registration_config a, b;
+    rsv_registration_default(&a);
+    rsv_registration_default(&b);
+    ck_assert_int_eq(rsv_registration_build(&a, "rt.svc", "127.0.0.1:9001", "native", 3000, 3, "z1",
+                                            "{\"env\":\"prod\"}", NULL, why, sizeof(why)),
+                     0);
+    ck_assert_int_eq(rsv_registration_build(&b, "gz.svc", "127.0.0.1:9002", NULL, 0, 0, NULL, NULL,
+                                            "custom/key", why, sizeof(why)),
+                     0);
+    b.health_check = strdup("");
+    json_t *regs = json_array(), *services = json_object();
+    json_array_append_new(regs, rsv_cache_registration_json(&a));
+    json_array_append_new(regs, rsv_cache_registration_json(&b));
+    /* An entry a hand edit broke: skipped, the others still read. */
+    json_array_append_new(regs, json_pack("{s:s, s:s}", "service", "bad svc", "address", "x"));
+    char *text = rsv_cache_encode(services, regs);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_int_eq(rsv_cache_write_text(path, text, err, sizeof(err)), 0);
+    free(text);
+    size_t skipped = 99;
+    n_back = 0;
+    ck_assert_int_eq(
+        rsv_cache_read_registrations(path, on_registration, NULL, &skipped, err, sizeof(err)), 0);
+    ck_assert_uint_eq(skipped, 1);
+    ck_assert_uint_eq(n_back, 2);
+    ck_assert_str_eq(back[0].service, "rt.svc");
+    ck_assert_str_eq(back[0].address, "127.0.0.1:9001");
+    ck_assert_int_eq(back[0].format, a.format);
+    ck_assert_uint_eq(back[0].ttl_ms, 3000);
+    ck_assert_uint_eq(back[0].weight, 3);
+    ck_assert_str_eq(back[0].zone, "z1");
+    ck_assert_str_eq(back[0].metadata, "{\"env\":\"prod\"}");
+    ck_assert_ptr_null(back[0].health_check);
+    ck_assert_str_eq(back[1].key, "custom/key");
+    ck_assert_int_eq(back[1].format, b.format);
+    ck_assert_uint_eq(back[1].ttl_ms, 10000);
+    ck_assert_str_eq(back[1].health_check, "");
+    /* The services reader takes the same file (no service in it). */
+    ck_assert_int_eq(rsv_cache_read(path, NULL, NULL, &skipped, err, sizeof(err)), 0);
+    for (size_t i = 0; i < n_back; i++)
+        rsv_registration_clear(&back[i]);
+    rsv_registration_clear(&a);
+    rsv_registration_clear(&b);
+    json_decref(regs);
+    json_decref(services);
+}
+END_TEST
+
+START_TEST(no_registrations_key_when_none)
+{
+    json_t *services = json_object(), *regs = json_array();
+    char *text = rsv_cache_encode(services, regs);
+    ck_assert_str_eq(text, "{\"services\":{},\"version\":1}");
+    free(text);
+    text = rsv_cache_encode(services, NULL);
+    ck_assert_str_eq(text, "{\"services\":{},\"version\":1}");
+    free(text);
+    json_decref(services);
+    json_decref(regs);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -102,6 +180,8 @@ int main(void)
     tcase_add_test(tc, newest_text_is_on_disk_after_del);
     tcase_add_test(tc, failed_write_is_logged);
     tcase_add_test(tc, del_without_submit);
+    tcase_add_test(tc, registrations_round_trip);
+    tcase_add_test(tc, no_registrations_key_when_none);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
