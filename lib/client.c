@@ -230,13 +230,6 @@ static int read_reply(resolver_client *c, int64_t deadline, rsv_proto_reply *rep
     return 0;
 }
 
-int rsv_client_read_reply(resolver_client *c, int timeout_ms, rsv_proto_reply *reply)
-{
-    if (c->fd < 0)
-        return RESOLVER_ERR_CLOSED;
-    return read_reply(c, timeout_ms < 0 ? -1 : now_ms() + timeout_ms, reply);
-}
-
 int rsv_client_request(resolver_client *c, const char *line, rsv_proto_reply *reply)
 {
     if (!c || !line || !reply)
@@ -257,6 +250,74 @@ int rsv_client_request(resolver_client *c, const char *line, rsv_proto_reply *re
     if (rc)
         client_drop(c);
     return rc;
+}
+
+/* ---- the generic request (resolver.h) ---- */
+
+_Static_assert(RESOLVER_REQUEST_MAX == RSV_PROTO_LINE_MAX, "resolver.h states the line limit");
+
+const char *resolver_client_socket_path(const char *path)
+{
+    return rsv_client_default_path(path);
+}
+
+/* The JSON payload of an OK or EVENT reply as a new string. */
+static int payload_copy(const rsv_proto_reply *reply, char **json)
+{
+    *json = strdup(reply->payload);
+    return *json ? 0 : RESOLVER_ERR_NOMEM;
+}
+
+int resolver_client_request(resolver_client *c, const char *const *argv, int *answer, char **json)
+{
+    if (json)
+        *json = NULL;
+    if (answer)
+        *answer = 0;
+    if (!c || !argv || !argv[0] || !*argv[0] || !answer)
+        return RESOLVER_ERR_INVALID;
+    char line[RSV_PROTO_LINE_MAX];
+    size_t used = 0;
+    for (size_t i = 0; argv[i]; i++) {
+        if (i > 0) {
+            if (used + 2 >= sizeof(line))
+                return RESOLVER_ERR_INVALID;
+            line[used++] = ' ';
+        }
+        size_t need = rsv_proto_escape(argv[i], line + used, sizeof(line) - used);
+        if (need >= sizeof(line) - used)
+            return RESOLVER_ERR_INVALID;
+        used += need;
+    }
+    line[used] = '\0';
+    rsv_proto_reply reply;
+    int rc = rsv_client_request(c, line, &reply);
+    if (rc)
+        return rc;
+    if (reply.kind == RSV_REPLY_ERR) {
+        *answer = rsv_proto_error_from_word(reply.code);
+        return 0;
+    }
+    if (reply.kind != RSV_REPLY_OK)
+        return RESOLVER_ERR_PROTOCOL;
+    return json ? payload_copy(&reply, json) : 0;
+}
+
+int resolver_client_next_event(resolver_client *c, int timeout_ms, char **json)
+{
+    if (json)
+        *json = NULL;
+    if (!c || !json)
+        return RESOLVER_ERR_INVALID;
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    for (;;) {
+        rsv_proto_reply reply;
+        int rc = c->fd < 0 ? RESOLVER_ERR_CLOSED : read_reply(c, deadline, &reply);
+        if (rc)
+            return rc;
+        if (reply.kind == RSV_REPLY_EVENT)
+            return payload_copy(&reply, json);
+    }
 }
 
 static int error_of(const rsv_proto_reply *r)
@@ -320,7 +381,7 @@ int resolver_client_done(resolver_client *c, uint64_t ticket, resolver_outcome o
     return reply.kind == RSV_REPLY_OK ? 0 : error_of(&reply);
 }
 
-int rsv_client_close_wait(resolver_client *c)
+int resolver_client_free_wait(resolver_client *c)
 {
     if (!c)
         return RESOLVER_ERR_INVALID;

@@ -20,8 +20,6 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include "client.h"
-#include "proto.h"
 #include "resolver.h"
 
 enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_UNREACHABLE = 2, EXIT_NOT_FOUND = 3, EXIT_ERROR = 4 };
@@ -211,12 +209,59 @@ static void explain_unreachable(const char *path, char *why, size_t n)
 static const char *socket_path; /* for messages: the path in use */
 static int request_timeout_ms;
 
+/* A request's words, for resolver_client_request: the verb, its arguments
+ * and NAME=VALUE options (escaped by the library). */
+enum { REQ_WORDS_MAX = 16 };
+typedef struct {
+    const char *argv[REQ_WORDS_MAX + 1];
+    char *owned[REQ_WORDS_MAX];
+    int argc, nowned;
+} req_words;
+
+static void word(req_words *w, const char *s)
+{
+    if (w->argc < REQ_WORDS_MAX)
+        w->argv[w->argc++] = s;
+}
+
+/* Adds NAME=VALUE when value is set. */
+static void option(req_words *w, const char *name, const char *value)
+{
+    if (!value || w->nowned == REQ_WORDS_MAX)
+        return;
+    size_t n = strlen(name) + strlen(value) + 2;
+    char *s = malloc(n);
+    if (!s) {
+        fprintf(stderr, "resolverctl: out of memory\n");
+        exit(EXIT_ERROR);
+    }
+    snprintf(s, n, "%s=%s", name, value);
+    w->owned[w->nowned++] = s;
+    word(w, s);
+}
+
+static void words_free(req_words *w)
+{
+    for (int i = 0; i < w->nowned; i++)
+        free(w->owned[i]);
+}
+
 /* Sends a request and returns the parsed JSON payload of an OK reply; on
  * an ERR reply prints the daemon's message and sets *exit_code. */
-static json_t *request(resolver_client *c, const char *line, int *exit_code)
+static json_t *request(resolver_client *c, const char *const *argv, int *exit_code)
 {
-    rsv_proto_reply reply;
-    int rc = rsv_client_request(c, line, &reply);
+    int answer = 0;
+    char *text = NULL;
+    int rc = resolver_client_request(c, argv, &answer, &text);
+    if (rc == RESOLVER_ERR_INVALID) {
+        const char *longest = argv[0];
+        for (size_t i = 1; argv[i]; i++)
+            if (strlen(argv[i]) > strlen(longest))
+                longest = argv[i];
+        fprintf(stderr, "resolverctl: argument too long: %.40s...\n", longest);
+        *exit_code = EXIT_USAGE;
+        return NULL;
+    }
     if (rc != 0) {
         char why[512];
         if (rc == RESOLVER_ERR_TIMEOUT)
@@ -234,13 +279,14 @@ static json_t *request(resolver_client *c, const char *line, int *exit_code)
         *exit_code = EXIT_UNREACHABLE;
         return NULL;
     }
-    if (reply.kind == RSV_REPLY_ERR) {
-        fprintf(stderr, "resolverctl: %s\n", reply.payload);
-        *exit_code = exit_code_for(rsv_proto_error_from_word(reply.code));
+    if (answer != 0) {
+        fprintf(stderr, "resolverctl: %s\n", resolver_client_last_error(c));
+        *exit_code = exit_code_for(answer);
         return NULL;
     }
     json_error_t jerr;
-    json_t *j = json_loads(reply.payload, JSON_DECODE_ANY, &jerr);
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
+    free(text);
     if (!j) {
         fprintf(stderr, "resolverctl: bad reply from resolverd: %s\n", jerr.text);
         *exit_code = EXIT_ERROR;
@@ -248,27 +294,24 @@ static json_t *request(resolver_client *c, const char *line, int *exit_code)
     return j;
 }
 
-/* Reals as the daemon writes them (rsv_proto_json_dumps). */
-#define JSON_FLAGS JSON_ENCODE_ANY
+/* request() of a verb alone. */
+static json_t *request_verb(resolver_client *c, const char *verb, int *exit_code)
+{
+    const char *argv[] = {verb, NULL};
+    return request(c, argv, exit_code);
+}
+
+/* Reals as the daemon writes them: 15 significant digits, so that every
+ * double it computes prints as its short decimal (12.28, not
+ * 12.279999999999999). */
+#define JSON_FLAGS (JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
 
 static void print_json(json_t *j)
 {
-    char *text = rsv_proto_json_dumps(j, JSON_INDENT(2) | JSON_FLAGS);
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_FLAGS);
     if (text)
         printf("%s\n", text);
     free(text);
-}
-
-/* Escapes one argument for the protocol; the result is static storage
- * reused by the next call with the same slot. */
-static const char *esc(const char *arg, int slot)
-{
-    static char buf[3][RSV_PROTO_LINE_MAX];
-    if (rsv_proto_escape(arg, buf[slot], sizeof(buf[slot])) >= sizeof(buf[slot])) {
-        fprintf(stderr, "resolverctl: argument too long: %.40s...\n", arg);
-        exit(EXIT_USAGE);
-    }
-    return buf[slot];
 }
 
 static const char *json_str(json_t *o, const char *key)
@@ -378,14 +421,18 @@ static void format_duration(double s, char *buf, size_t n)
 
 static int run_pick(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RSV_PROTO_LINE_MAX * 3];
+    req_words w = {0};
+    word(&w, "PICK");
+    word(&w, args[0]);
+    option(&w, "key", o->key);
     /* A held pick must outlive this process: detach its ticket from the
      * connection, so `resolverctl done` can release it later.  Otherwise the
      * ticket belongs to the connection, and closing it releases the pick. */
-    snprintf(line, sizeof(line), "PICK %s%s%s%s", esc(args[0], 0), o->key ? " key=" : "",
-             o->key ? esc(o->key, 1) : "", o->hold ? " detach=1" : "");
+    if (o->hold)
+        word(&w, "detach=1");
     int code = EXIT_OK;
-    json_t *j = request(c, line, &code);
+    json_t *j = request(c, w.argv, &code);
+    words_free(&w);
     if (!j)
         return code;
     if (!o->hold)
@@ -402,11 +449,15 @@ static int run_pick(resolver_client *c, const ctl_options *o, char **args)
 
 static int run_done(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RSV_PROTO_LINE_MAX * 3];
-    snprintf(line, sizeof(line), "DONE %s%s%s%s", esc(args[0], 0), o->fail ? " fail=1" : "",
-             o->latency ? " latency_ms=" : "", o->latency ? esc(o->latency, 1) : "");
+    req_words w = {0};
+    word(&w, "DONE");
+    word(&w, args[0]);
+    if (o->fail)
+        word(&w, "fail=1");
+    option(&w, "latency_ms", o->latency);
     int code = EXIT_OK;
-    json_t *j = request(c, line, &code);
+    json_t *j = request(c, w.argv, &code);
+    words_free(&w);
     if (j && o->json)
         print_json(j);
     json_decref(j);
@@ -416,10 +467,10 @@ static int run_done(resolver_client *c, const ctl_options *o, char **args)
 /* request() for a read verb shown as a table: with --json the reply is
  * printed here and NULL returned with *exit_code EXIT_OK; otherwise the
  * payload is returned for the caller's table. */
-static json_t *request_for_table(resolver_client *c, const ctl_options *o, const char *line,
+static json_t *request_for_table(resolver_client *c, const ctl_options *o, const char *const *argv,
                                  int *exit_code)
 {
-    json_t *j = request(c, line, exit_code);
+    json_t *j = request(c, argv, exit_code);
     if (j && o->json) {
         print_json(j);
         json_decref(j);
@@ -440,7 +491,7 @@ static const char *service_state(json_t *s)
 static int run_services(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request_for_table(c, o, "SERVICES", &code);
+    json_t *j = request_for_table(c, o, (const char *[]){"SERVICES", NULL}, &code);
     if (!j)
         return code;
     table t = {.ncols = 9, .align = "lllrrrrrr"};
@@ -479,10 +530,9 @@ static char *rtt_cell(json_t *inst)
 
 static int run_instances(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RSV_PROTO_LINE_MAX * 3];
-    snprintf(line, sizeof(line), "INSTANCES %s", esc(args[0], 0));
+    const char *argv[] = {"INSTANCES", args[0], NULL};
     int code = EXIT_OK;
-    json_t *j = request_for_table(c, o, line, &code);
+    json_t *j = request_for_table(c, o, argv, &code);
     if (!j)
         return code;
     table t = {.ncols = 9, .align = "lllrrrrrl"};
@@ -584,7 +634,7 @@ static void print_status(json_t *j)
 static int run_status(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request(c, "STATUS", &code);
+    json_t *j = request_verb(c, "STATUS", &code);
     if (!j)
         return code;
     if (o->json)
@@ -606,7 +656,7 @@ static int run_ping(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
     double t0 = now_s(CLOCK_MONOTONIC);
-    json_t *j = request(c, "PING", &code);
+    json_t *j = request_verb(c, "PING", &code);
     if (!j)
         return code;
     double ms = (now_s(CLOCK_MONOTONIC) - t0) * 1000;
@@ -623,7 +673,7 @@ static int run_ping(resolver_client *c, const ctl_options *o, char **args)
 static int run_metrics(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request(c, "METRICS", &code);
+    json_t *j = request_verb(c, "METRICS", &code);
     if (!j)
         return code;
     if (o->json)
@@ -656,19 +706,18 @@ static void discover_for_watch(const ctl_options *o, const char *service)
     resolver_client *c;
     if (resolver_client_connect(socket_path, o->timeout_ms, &c) != 0)
         return;
-    char line[RSV_PROTO_LINE_MAX * 3];
-    snprintf(line, sizeof(line), "INSTANCES %s", esc(service, 0));
-    rsv_proto_reply reply;
-    if (rsv_client_request(c, line, &reply) == 0 && reply.kind == RSV_REPLY_ERR &&
-        rsv_proto_error_from_word(reply.code) == RESOLVER_ERR_NOT_FOUND) {
+    const char *instances[] = {"INSTANCES", service, NULL};
+    int answer = 0;
+    if (resolver_client_request(c, instances, &answer, NULL) == 0 &&
+        answer == RESOLVER_ERR_NOT_FOUND) {
         fprintf(stderr,
                 "resolverctl: %s is not known yet (not configured, never picked): discovering "
                 "it under the etcd prefix %s/\n",
                 service, service);
-        snprintf(line, sizeof(line), "PICK %s", esc(service, 0));
-        rsv_client_request(c, line, &reply);
+        const char *pick[] = {"PICK", service, NULL};
+        resolver_client_request(c, pick, &answer, NULL);
     }
-    rsv_client_close_wait(c);
+    resolver_client_free_wait(c);
 }
 
 /* Columns grow to the widest value seen so far, so lines stay aligned. */
@@ -688,10 +737,9 @@ static void print_event(json_t *ev)
 
 static int run_watch(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RSV_PROTO_LINE_MAX * 3];
-    snprintf(line, sizeof(line), "WATCH %s", args[0] ? esc(args[0], 0) : "*");
+    const char *argv[] = {"WATCH", args[0] ? args[0] : "*", NULL};
     int code = EXIT_OK;
-    json_t *j = request(c, line, &code);
+    json_t *j = request(c, argv, &code);
     if (!j)
         return code;
     json_decref(j);
@@ -699,25 +747,24 @@ static int run_watch(resolver_client *c, const ctl_options *o, char **args)
     if (args[0] && strcmp(args[0], "*") != 0)
         discover_for_watch(o, args[0]);
     for (;;) {
-        rsv_proto_reply reply;
-        int rc = rsv_client_read_reply(c, -1, &reply);
+        char *text = NULL;
+        int rc = resolver_client_next_event(c, -1, &text);
         if (rc != 0) {
             fprintf(stderr, "resolverctl: watch ended: %s\n", resolver_strerror(rc));
             return EXIT_UNREACHABLE;
         }
-        if (reply.kind != RSV_REPLY_EVENT)
-            continue;
-        json_t *ev = json_loads(reply.payload, 0, NULL);
+        json_t *ev = json_loads(text, 0, NULL);
+        free(text);
         if (!ev)
             continue;
         if (o->json) {
             char ts[40];
             timestamp(1, ts, sizeof(ts));
             json_object_set_new(ev, "time", json_string(ts));
-            char *text = rsv_proto_json_dumps(ev, JSON_COMPACT | JSON_FLAGS);
-            if (text)
-                printf("%s\n", text);
-            free(text);
+            char *line = json_dumps(ev, JSON_COMPACT | JSON_FLAGS);
+            if (line)
+                printf("%s\n", line);
+            free(line);
         } else {
             print_event(ev);
         }
@@ -727,10 +774,9 @@ static int run_watch(resolver_client *c, const ctl_options *o, char **args)
 
 static int run_drain_verb(resolver_client *c, const ctl_options *o, char **args, const char *verb)
 {
-    char line[RSV_PROTO_LINE_MAX * 3];
-    snprintf(line, sizeof(line), "%s %s %s", verb, esc(args[0], 0), esc(args[1], 1));
+    const char *argv[] = {verb, args[0], args[1], NULL};
     int code = EXIT_OK;
-    json_t *j = request(c, line, &code);
+    json_t *j = request(c, argv, &code);
     if (j && o->json)
         print_json(j);
     json_decref(j);
@@ -747,27 +793,22 @@ static int run_undrain(resolver_client *c, const ctl_options *o, char **args)
     return run_drain_verb(c, o, args, "UNDRAIN");
 }
 
-/* Appends " NAME=VALUE" (escaped) when value is set. */
-static void append_option(char *line, size_t n, const char *name, const char *value)
-{
-    size_t used = strlen(line);
-    if (value)
-        snprintf(line + used, n - used, " %s=%s", name, esc(value, 2));
-}
-
 static int run_register(resolver_client *c, const ctl_options *o, char **args)
 {
-    char line[RSV_PROTO_LINE_MAX * 3];
-    snprintf(line, sizeof(line), "REGISTER %s %s", esc(args[0], 0), esc(args[1], 1));
-    append_option(line, sizeof(line), "format", o->format);
-    append_option(line, sizeof(line), "ttl_ms", o->ttl_ms);
-    append_option(line, sizeof(line), "zone", o->zone);
-    append_option(line, sizeof(line), "weight", o->weight);
-    append_option(line, sizeof(line), "key", o->etcd_key);
-    append_option(line, sizeof(line), "metadata", o->metadata);
-    append_option(line, sizeof(line), "health_check", o->health_check);
+    req_words w = {0};
+    word(&w, "REGISTER");
+    word(&w, args[0]);
+    word(&w, args[1]);
+    option(&w, "format", o->format);
+    option(&w, "ttl_ms", o->ttl_ms);
+    option(&w, "zone", o->zone);
+    option(&w, "weight", o->weight);
+    option(&w, "key", o->etcd_key);
+    option(&w, "metadata", o->metadata);
+    option(&w, "health_check", o->health_check);
     int code = EXIT_OK;
-    json_t *j = request(c, line, &code);
+    json_t *j = request(c, w.argv, &code);
+    words_free(&w);
     if (j && o->json)
         print_json(j);
     else if (j && json_is_true(json_object_get(j, "persisted")))
@@ -789,7 +830,7 @@ static int run_deregister(resolver_client *c, const ctl_options *o, char **args)
 static int run_registrations(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request_for_table(c, o, "REGISTRATIONS", &code);
+    json_t *j = request_for_table(c, o, (const char *[]){"REGISTRATIONS", NULL}, &code);
     if (!j)
         return code;
     table t = {.ncols = 7, .align = "lllllrl"};
@@ -817,7 +858,7 @@ static int run_registrations(resolver_client *c, const ctl_options *o, char **ar
 static int run_reload(resolver_client *c, const ctl_options *o, char **args)
 {
     int code = EXIT_OK;
-    json_t *j = request(c, "RELOAD", &code);
+    json_t *j = request_verb(c, "RELOAD", &code);
     if (j && o->json)
         print_json(j);
     json_decref(j);
@@ -994,7 +1035,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverctl: --timeout must be a positive number of milliseconds\n");
         return EXIT_USAGE;
     }
-    o.socket = socket_path = rsv_client_default_path(o.socket);
+    o.socket = socket_path = resolver_client_socket_path(o.socket);
     request_timeout_ms = o.timeout_ms;
     resolver_client *c;
     int rc = resolver_client_connect(o.socket, o.timeout_ms, &c);
@@ -1014,6 +1055,6 @@ int main(int argc, char **argv)
     int code = v->run(c, &o, args);
     /* Waiting for the daemon to close its end means the tickets this
      * connection owned (a pick without --hold) are released on return. */
-    rsv_client_close_wait(c);
+    resolver_client_free_wait(c);
     return code;
 }

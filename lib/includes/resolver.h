@@ -557,6 +557,35 @@ RESOLVER_API const char *resolver_client_last_error(const resolver_client *clien
 /* Closes the connection and frees the client; tickets it took and did not
  * release are released by the daemon.  NULL is ignored. */
 RESOLVER_API void resolver_client_free(resolver_client *client);
+/* resolver_client_free that first waits (at most the client's timeout)
+ * for the daemon to close its end: it does so only once it has released
+ * the tickets the connection owned, so on return 0 they are released.
+ * Frees the client either way.  Returns 0, RESOLVER_ERR_TIMEOUT,
+ * RESOLVER_ERR_IO or RESOLVER_ERR_INVALID (NULL). */
+RESOLVER_API int resolver_client_free_wait(resolver_client *client);
+/* The socket path resolver_client_connect uses for `path`: path itself when
+ * set, else $RESOLVER_SOCKET, else /run/resolverd/resolverd.sock.  Static
+ * or path or the environment's storage: do not free it. */
+RESOLVER_API const char *resolver_client_socket_path(const char *path);
+
+/* The longest request line of the protocol, escapes included. */
+#define RESOLVER_REQUEST_MAX 4096
+/* One request of the daemon's line protocol (doc/protocol.md) for what the
+ * calls above do not cover (STATUS, SERVICES, DRAIN, WATCH ...).  argv is
+ * the verb, its arguments and NAME=VALUE options, NULL-terminated; the call
+ * escapes each.  Returns 0 when the daemon answered: *answer is 0 for OK,
+ * with *json (when json is not NULL; free() it) the reply's JSON text, or
+ * the RESOLVER_ERR_* the daemon answered, its message in
+ * resolver_client_last_error and *json NULL.  Otherwise no answer came:
+ * RESOLVER_ERR_TIMEOUT, CLOSED, PROTOCOL, IO or CONNECT (the connection is
+ * closed as after a pick), RESOLVER_ERR_INVALID (NULL client, argv or
+ * answer, an empty verb, a line over RESOLVER_REQUEST_MAX) or NOMEM. */
+RESOLVER_API int resolver_client_request(resolver_client *client, const char *const *argv,
+                                         int *answer, char **json);
+/* After an answered WATCH request: the next event's JSON text in *json
+ * (free() it), waiting at most timeout_ms (< 0: for ever).  Returns 0,
+ * RESOLVER_ERR_TIMEOUT, CLOSED, PROTOCOL, IO, NOMEM or INVALID. */
+RESOLVER_API int resolver_client_next_event(resolver_client *client, int timeout_ms, char **json);
 
 #ifdef __cplusplus
 }
