@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "client.h"
+#include "clock.h"
 
 #define DEFAULT_SOCKET "/run/resolverd/resolverd.sock"
 /* A reply line grows the buffer up to this (INSTANCES of a service with
@@ -122,9 +123,7 @@ const char *resolver_client_last_error(const resolver_client *c)
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)rsv_clock_ms();
 }
 
 static int wait_fd(int fd, short events, int64_t deadline)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "resolver.h"
+#include "backoff.h"
 #include "registry.h"
 
 typedef enum {
@@ -23,13 +24,6 @@ typedef enum {
     RSV_PROTOCOL_H2,      /* HTTP/2 over TLS with ALPN h2 */
     RSV_PROTOCOL_TCP      /* connect-level liveness only */
 } rsv_protocol;
-
-typedef struct {
-    uint64_t initial_ms; /* 1000 */
-    double multiplier;   /* 1.6 */
-    double jitter;       /* 0.2: uniform in [-jitter, +jitter] */
-    uint64_t max_ms;     /* 120000 */
-} rsv_backoff_config;
 
 /* Everything that "defaults" holds and each service may override. */
 typedef struct {

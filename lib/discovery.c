@@ -56,11 +56,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backoff.h"
 #include "discovery.h"
 #include "log.h"
+#include "random.h"
 
 #define RETRY_INITIAL_MS 100
 #define RETRY_MAX_MS 5000
+/* Retries wait uniform in [r/2, r] for r = RETRY_INITIAL_MS, doubling up to
+ * RETRY_MAX_MS: in backoff.h's terms the centre 3/4 r, jitter 1/3. */
+static const rsv_backoff_config retry_backoff = {RETRY_INITIAL_MS * 3 / 4, 2.0, 1.0 / 3.0,
+                                                 RETRY_MAX_MS * 3 / 4};
 #define SILENCE_CHECK_MS 2000        /* how often an open stream is looked at */
 #define SILENT_MS 10000              /* no message for this long: ask etcd */
 #define PROPAGATION_MS 1000          /* an event older than this must have arrived */
@@ -81,7 +87,7 @@ struct rsv_discovery {
     phase phase;
     rsv_etcd_request *req;
     rsv_timer *retry;
-    uint64_t retry_ms;
+    rsv_backoff retry_backoff;
     int need_range;   /* next attempt must range (start, resync) */
     int auth_retried; /* a token rejection reset the backoff since the last watch */
     int synced, watching;
@@ -103,7 +109,6 @@ struct rsv_discovery {
     uint64_t resync_delay_ms;
     uint64_t reconnects;
     uint64_t failures; /* consecutive, reset when a watch is established */
-    uint32_t rng;
     /* range body accumulated here (also the answer to a silence check:
      * checks run only while watching, never during a range) */
     char *body;
@@ -149,16 +154,6 @@ static void warn_damped(rsv_log_limit *lim, resolver_log_level level, const char
         LOG_DEBUG("%s", line);
 }
 
-static uint32_t next_random(rsv_discovery *d)
-{
-    /* xorshift32: jitter only, not security. */
-    uint32_t x = d->rng;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return d->rng = x;
-}
-
 static void on_retry_timer(rsv_loop *loop, rsv_timer *t, void *arg)
 {
     start_attempt(arg);
@@ -187,12 +182,11 @@ static void schedule_retry_as(rsv_discovery *d, const char *why, rsv_log_limit *
     d->phase = PHASE_IDLE;
     d->watching = 0;
     d->reconnects++;
-    uint64_t delay = d->retry_ms / 2 + next_random(d) % (d->retry_ms / 2 + 1);
+    uint64_t delay = rsv_backoff_next(&d->retry_backoff, rsv_random01());
     d->failures++;
     warn_damped(lim, RESOLVER_LOG_WARN, "etcd: prefix \"%s\": %s; retrying in %llu ms via %s",
                 d->prefix, why ? why : "stream ended", (unsigned long long)delay,
                 d->t->endpoint(d->etcd));
-    d->retry_ms = d->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d->retry_ms * 2;
     rsv_timer_start(d->retry, delay);
 }
 
@@ -496,7 +490,7 @@ static int on_watch_message(void *arg, const rsv_watch_message *m)
              * token rejected again and again still backs off. */
             if (!d->auth_retried) {
                 d->auth_retried = 1;
-                d->retry_ms = RETRY_INITIAL_MS;
+                rsv_backoff_reset(&d->retry_backoff);
             }
         }
         if (m->compact_revision > 0) {
@@ -512,7 +506,7 @@ static int on_watch_message(void *arg, const rsv_watch_message *m)
     }
     if (m->created) {
         d->watching = 1;
-        d->retry_ms = RETRY_INITIAL_MS;
+        rsv_backoff_reset(&d->retry_backoff);
         d->auth_retried = 0;
         if (d->failures > 1)
             warn_damped(&recoveries, RESOLVER_LOG_INFO,
@@ -696,10 +690,7 @@ rsv_discovery *rsv_discovery_new_on(const rsv_discovery_transport *t, rsv_loop *
     d->cb = *callbacks;
     d->arg = arg;
     d->need_range = 1;
-    d->retry_ms = RETRY_INITIAL_MS;
-    d->rng = (uint32_t)(uintptr_t)d ^ (uint32_t)rsv_loop_now(loop) ^ 0x9e3779b9u;
-    if (d->rng == 0)
-        d->rng = 1;
+    rsv_backoff_init(&d->retry_backoff, &retry_backoff);
     d->prefix = strdup(prefix);
     d->retry = rsv_timer_new(loop, on_retry_timer, d);
     d->silence_timer = rsv_timer_new(loop, on_silence_timer, d);

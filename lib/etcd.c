@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
+#include "backoff.h"
 #include "etcd.h"
 #include "etcdproto.h"
 #include "log.h"
@@ -88,7 +89,7 @@ struct rsv_etcd {
     unsigned token_generation;
     request *auth_req;
     rsv_timer *auth_timer;
-    uint64_t auth_backoff_ms;
+    rsv_backoff auth_backoff;
     uint64_t authentications;
     /* health probe of the member in use */
     rsv_timer *probe_timer;
@@ -712,12 +713,15 @@ static char *read_password(rsv_etcd *etcd, const char *path)
     return pw;
 }
 
-static void auth_retry_later(rsv_etcd *etcd)
+static const rsv_backoff_config auth_backoff = {AUTH_BACKOFF_INITIAL_MS, 2.0, 0.0,
+                                                AUTH_BACKOFF_MAX_MS};
+
+/* The delay before the next authentication attempt, and the timer armed. */
+static uint64_t auth_retry_later(rsv_etcd *etcd)
 {
-    rsv_timer_start(etcd->auth_timer, etcd->auth_backoff_ms);
-    etcd->auth_backoff_ms *= 2;
-    if (etcd->auth_backoff_ms > AUTH_BACKOFF_MAX_MS)
-        etcd->auth_backoff_ms = AUTH_BACKOFF_MAX_MS;
+    uint64_t delay = rsv_backoff_next(&etcd->auth_backoff, 0.0); /* no jitter */
+    rsv_timer_start(etcd->auth_timer, delay);
+    return delay;
 }
 
 static int on_auth_data(void *arg, const char *data, size_t len)
@@ -734,11 +738,11 @@ static void on_auth_done(void *arg, long status, const char *error)
     if (error[0] && status == 0) {
         /* etcd unreachable: not an auth problem, and it repeats for as long
          * as etcd is down.  The text is curl's; it never holds the password. */
+        uint64_t delay = auth_retry_later(etcd);
         WARN_DAMPED(&etcd->lim_auth_wait,
                     "etcd: cannot authenticate as \"%s\" yet (%s); requests are waiting for "
                     "etcd, next try in %llu ms",
-                    etcd->username, error, (unsigned long long)etcd->auth_backoff_ms);
-        auth_retry_later(etcd);
+                    etcd->username, error, (unsigned long long)delay);
         return;
     }
     if (error[0] || rsv_auth_parse(req->errbody, req->errbody_len, &token) != 0) {
@@ -747,17 +751,17 @@ static void on_auth_done(void *arg, long status, const char *error)
         if (!error[0])
             snprintf(why, sizeof(why), "%s/v3/auth/authenticate: no token in the answer",
                      etcd->endpoints[req->endpoint]);
-        ERROR_DAMPED(
-            &etcd->lim_auth, "etcd: authentication as \"%s\" failed: %s; retrying in %llu ms",
-            etcd->username, error[0] ? error : why, (unsigned long long)etcd->auth_backoff_ms);
-        auth_retry_later(etcd);
+        uint64_t delay = auth_retry_later(etcd);
+        ERROR_DAMPED(&etcd->lim_auth,
+                     "etcd: authentication as \"%s\" failed: %s; retrying in %llu ms",
+                     etcd->username, error[0] ? error : why, (unsigned long long)delay);
         return;
     }
     free(etcd->token);
     etcd->token = token;
     etcd->token_generation++;
     etcd->authentications++;
-    etcd->auth_backoff_ms = AUTH_BACKOFF_INITIAL_MS;
+    rsv_backoff_reset(&etcd->auth_backoff);
     LOG_INFO("etcd: authenticated as \"%s\"", etcd->username);
     while (etcd->waiting) {
         request *w = etcd->waiting;
@@ -865,7 +869,7 @@ rsv_etcd *rsv_etcd_new(rsv_loop *loop, const resolver_config *cfg)
     etcd->loop = loop;
     etcd->waiting_tail = &etcd->waiting;
     etcd->dial_timeout_ms = rsv_ms_to_int(cfg->etcd.dial_timeout_ms);
-    etcd->auth_backoff_ms = AUTH_BACKOFF_INITIAL_MS;
+    rsv_backoff_init(&etcd->auth_backoff, &auth_backoff);
     etcd->ca_file = dup_or_null(cfg->etcd.ca_file);
     etcd->cert_file = dup_or_null(cfg->etcd.cert_file);
     etcd->key_file = dup_or_null(cfg->etcd.key_file);

@@ -1,7 +1,7 @@
 /* instance.c - see instance.h. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "clock.h"
 #include "instance.h"
 
 rsv_instance *rsv_instance_new(const rsv_endpoint *ep, rsv_instance_free_cb on_free)
@@ -32,9 +32,7 @@ void rsv_instance_unref(rsv_instance *inst)
 
 uint64_t rsv_latency_clock_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    uint64_t us = rsv_clock_coarse_us();
     return us ? us : 1; /* 0 means "no sample" */
 }
 

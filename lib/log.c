@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "clock.h"
 #include "log.h"
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -73,18 +74,11 @@ void rsv_log(resolver_log_level level, const char *fmt, ...)
     log_line(level, line);
 }
 
-static unsigned long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
-}
-
 int rsv_log_limited(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
 {
     if (!rsv_log_enabled(level))
         return 0;
-    unsigned long long now = monotonic_ms();
+    unsigned long long now = rsv_clock_ms();
     unsigned long long next = atomic_load_explicit(&lim->next_ms, memory_order_relaxed);
     if (now < next ||
         !atomic_compare_exchange_strong(&lim->next_ms, &next, now + RSV_LOG_LIMIT_MS)) {
@@ -136,7 +130,7 @@ static void log_line(resolver_log_level level, char *line)
         return;
     }
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    rsv_clock_wall(&ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s\n", tm.tm_year + 1900,

@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+#include "clock.h"
 #include "loop.h"
 #include "resolver.h"
 
@@ -86,13 +87,6 @@ static int hook_list_empty(const rsv_sleep_hook *head)
     return head->next == head;
 }
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 rsv_loop *rsv_loop_new(void)
 {
     rsv_loop *loop = calloc(1, sizeof(*loop));
@@ -108,7 +102,7 @@ rsv_loop *rsv_loop_new(void)
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) != 0)
         goto fail_wake;
     loop->next_generation = 1;
-    loop->now = monotonic_ms();
+    loop->now = rsv_clock_ms();
     hook_list_init(&loop->armed);
     hook_list_init(&loop->running);
     return loop;
@@ -401,7 +395,7 @@ uint64_t rsv_loop_now(const rsv_loop *loop)
 
 uint64_t rsv_loop_update_time(rsv_loop *loop)
 {
-    loop->now = monotonic_ms();
+    loop->now = rsv_clock_ms();
     return loop->now;
 }
 
@@ -416,7 +410,7 @@ int rsv_loop_timeout(const rsv_loop *loop)
         return 0; /* rule 6: the hooks' iteration does not wait */
     if (loop->heap_len == 0)
         return -1;
-    uint64_t now = monotonic_ms();
+    uint64_t now = rsv_clock_ms();
     uint64_t deadline = loop->heap[0]->deadline;
     if (deadline <= now)
         return 0;
@@ -479,7 +473,7 @@ int rsv_loop_run_once(rsv_loop *loop, int timeout_ms)
     int n = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms);
     if (n < 0 && errno != EINTR)
         return RESOLVER_ERR_IO;
-    loop->now = monotonic_ms();
+    loop->now = rsv_clock_ms();
     for (int i = 0; i < n; i++)
         dispatch_io(loop, &events[i]);
     run_timers(loop);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "clock.h"
 #include "etcd.h"
 #include "metrics.h"
 #include "procinfo.h"
@@ -246,15 +247,14 @@ static void per_service(text_buf *t, const view_set *vs)
             value(t, service_families[f].get(vs->v[i].svc));
         }
     }
-    static const char *const states[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                          "DRAINING"};
     family(t, "resolver_instances", "gauge", "Known instances by connection state.");
     for (size_t i = 0; i < vs->n; i++) {
         size_t counts[5];
         rsv_service_state_counts(vs->v[i].svc, counts);
         for (int s = 0; s < 5; s++)
-            text_append(t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n",
-                        vs->v[i].name.text, states[s], counts[s]);
+            text_append(
+                t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n", vs->v[i].name.text,
+                rsv_shown_name(s == RSV_STATE_SHUTDOWN ? RSV_SHOWN_DRAINING : s), counts[s]);
     }
     char help[160];
     snprintf(help, sizeof(help),
@@ -289,7 +289,7 @@ static void latency_histograms(text_buf *t, const view_set *vs)
 static double wall_now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    rsv_clock_wall(&ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
@@ -374,8 +374,10 @@ static const struct {
 
 static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
 {
-    static const char *const states[6] = {"IDLE",     "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                          "DRAINING", "STALE"};
+    /* Every state an instance shows but SHUTDOWN (an instance gone). */
+    static const int states[6] = {RSV_STATE_IDLE,     RSV_STATE_CONNECTING,
+                                  RSV_STATE_READY,    RSV_STATE_TRANSIENT_FAILURE,
+                                  RSV_SHOWN_DRAINING, RSV_SHOWN_STALE};
     family(t, "resolver_instance_state", "gauge",
            "1 for the instance's current state, 0 for the others.");
     for (size_t i = 0; i < vs->n; i++)
@@ -385,8 +387,8 @@ static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
                 text_append(t,
                             "resolver_instance_state{service=\"%s\",address=\"%s\",state=\"%s\"} "
                             "%d\n",
-                            vs->v[i].name.text, vs->v[i].addr[j].text, states[s],
-                            strcmp(cur, states[s]) == 0);
+                            vs->v[i].name.text, vs->v[i].addr[j].text, rsv_shown_name(states[s]),
+                            strcmp(cur, rsv_shown_name(states[s])) == 0);
         }
     for (size_t f = 0; f < sizeof(instance_families) / sizeof(instance_families[0]); f++) {
         family(t, instance_families[f].name, instance_families[f].type, instance_families[f].help);

@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "instance.h"
 #include "picker.h"
+#include "random.h"
 
 typedef struct {
     uint64_t hash;
@@ -136,25 +136,6 @@ uint64_t rsv_xxh64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
-/* ---- randomness for pickers: per thread, no locks ---- */
-
-static uint64_t thread_random(void)
-{
-    static __thread uint64_t state;
-    if (state == 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        state = ((uint64_t)(uintptr_t)&state * P1) ^ ((uint64_t)ts.tv_nsec * P2) ^ P3;
-        if (state == 0)
-            state = P5;
-    }
-    /* xorshift64* */
-    state ^= state >> 12;
-    state ^= state << 25;
-    state ^= state >> 27;
-    return state * 2685821657736338717ULL;
-}
-
 /* ---- building ---- */
 
 static int build_stride(rsv_picker *p)
@@ -242,7 +223,7 @@ rsv_picker *rsv_picker_new(rsv_policy policy, uint32_t choice_count, uint32_t ma
     }
     p->n = n;
     for (size_t i = 0; i < SEQUENCE_STRIPES; i++)
-        atomic_init(&p->sequence[i].value, thread_random() % (n ? n : 1));
+        atomic_init(&p->sequence[i].value, rsv_random() % (n ? n : 1));
     if (policy == RSV_POLICY_WEIGHTED_ROUND_ROBIN && build_stride(p) != 0)
         goto fail;
     if (policy == RSV_POLICY_RING_HASH && n > 0 && build_ring(p) != 0)
@@ -348,7 +329,7 @@ static rsv_instance *pick_least_request(rsv_picker *p)
     rsv_instance *best = NULL;
     unsigned best_load = 0;
     for (uint32_t c = 0; c < p->choice_count; c++) {
-        rsv_instance *inst = p->instances[thread_random() % p->n];
+        rsv_instance *inst = p->instances[rsv_random() % p->n];
         unsigned load = atomic_load(&inst->outstanding);
         if (!has_room(p, inst))
             continue;
@@ -357,7 +338,7 @@ static rsv_instance *pick_least_request(rsv_picker *p)
             best_load = load;
         }
     }
-    return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
+    return best ? best : first_with_room(p, (size_t)(rsv_random() % p->n));
 }
 
 /* ---- least_latency: peak-EWMA (the average is instance.h's) ---- */
@@ -379,7 +360,7 @@ static double latency_cost(const rsv_picker *p, const rsv_instance *inst, uint64
 static size_t draw_another(const size_t *drawn, size_t c, size_t n)
 {
     for (;;) {
-        size_t i = (size_t)(thread_random() % n), k = 0;
+        size_t i = (size_t)(rsv_random() % n), k = 0;
         while (k < c && drawn[k] != i)
             k++;
         if (k == c)
@@ -395,7 +376,7 @@ static rsv_instance *pick_least_latency(rsv_picker *p)
 {
     uint64_t now = rsv_latency_clock_us();
     size_t drawn[10], count = p->choice_count < p->n ? p->choice_count : p->n;
-    size_t start = (size_t)(thread_random() % p->n);
+    size_t start = (size_t)(rsv_random() % p->n);
     rsv_instance *best = NULL;
     double best_cost = 0;
     for (size_t c = 0; c < count; c++) {
@@ -410,12 +391,12 @@ static rsv_instance *pick_least_latency(rsv_picker *p)
             best_cost = cost;
         }
     }
-    return best ? best : first_with_room(p, (size_t)(thread_random() % p->n));
+    return best ? best : first_with_room(p, (size_t)(rsv_random() % p->n));
 }
 
 static rsv_instance *pick_ring(rsv_picker *p, const char *key)
 {
-    uint64_t h = key ? rsv_xxh64(key, strlen(key), 0) : thread_random();
+    uint64_t h = key ? rsv_xxh64(key, strlen(key), 0) : rsv_random();
     size_t lo = 0, hi = p->ring_len;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -443,7 +424,7 @@ rsv_instance *rsv_picker_pick(rsv_picker *p, const char *key)
         inst = first_with_room(p, 0);
         break;
     case RSV_POLICY_RANDOM:
-        inst = first_with_room(p, (size_t)(thread_random() % p->n));
+        inst = first_with_room(p, (size_t)(rsv_random() % p->n));
         break;
     case RSV_POLICY_LEAST_REQUEST:
         inst = pick_least_request(p);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "backoff.h"
 #include "etcdproto.h"
 #include "log.h"
 #include "registrar.h"
@@ -25,6 +26,7 @@
 #define RETRY_MIN_MS 100
 /* Capped low: once etcd answers again, the key must be back within a second. */
 #define REGISTRAR_RETRY_MAX_MS 500
+static const rsv_backoff_config retry_backoff = {RETRY_MIN_MS, 2.0, 0.0, REGISTRAR_RETRY_MAX_MS};
 #define BODY_MAX (64 * 1024)
 
 typedef enum {
@@ -63,7 +65,7 @@ struct reg {
     int body_overflow;
     rsv_timer *timer;    /* next step, retry, or end of the grace */
     rsv_timer *deadline; /* of the request in flight */
-    uint64_t backoff_ms;
+    rsv_backoff backoff;
     uint64_t registered_count; /* puts that succeeded */
     int leave_done;            /* delete and revoke are over: in the grace */
     /* Health gating (spec.health_check set): a subchannel to the instance
@@ -274,9 +276,7 @@ static void backoff_retry(reg *g, reg_op op, const char *error)
     LOG_WARN_LIMITED(&r->lim_fail,
                      "register %s %s: etcd %s failed (%s); retrying (never giving up)",
                      g->spec.service, g->spec.address, op_name(op), error);
-    g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : RETRY_MIN_MS;
-    if (g->backoff_ms > REGISTRAR_RETRY_MAX_MS)
-        g->backoff_ms = REGISTRAR_RETRY_MAX_MS;
+    uint64_t delay = rsv_backoff_next(&g->backoff, 0.0); /* no jitter */
     uint64_t now = rsv_loop_now(r->loop);
     /* etcd silent for longer than the TTL: the lease is presumed gone (it
      * may survive an etcd restart; the next success revokes it). */
@@ -290,7 +290,7 @@ static void backoff_retry(reg *g, reg_op op, const char *error)
         g->state = ST_PENDING;
         op = OP_GRANT;
     }
-    schedule(g, op, g->backoff_ms);
+    schedule(g, op, delay);
 }
 
 /* The lease is gone (etcd says so, or another cluster answers): a new one
@@ -461,7 +461,7 @@ static void on_done(void *arg, long status, const char *error)
             json_object_get(root, "result") ? json_object_get(root, "result") : root);
         if (cid)
             rsv_etcd_note_cluster(g->owner->etcd, cid);
-        g->backoff_ms = 0;
+        rsv_backoff_reset(&g->backoff);
         if (cid && g->cluster_id && cid != g->cluster_id && g->state != ST_LEAVING &&
             op != OP_GRANT) {
             g->cluster_id = cid;
@@ -782,6 +782,7 @@ int rsv_registrar_add(rsv_registrar *r, const rsv_registration_config *spec, con
         return RESOLVER_ERR_NOMEM;
     g->owner = r;
     g->from_config = from_config;
+    rsv_backoff_init(&g->backoff, &retry_backoff);
     rsv_registration_default(&g->spec);
     g->timer = rsv_timer_new(r->loop, on_timer, g);
     g->deadline = rsv_timer_new(r->loop, on_deadline, g);

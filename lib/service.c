@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "clock.h"
 #include "log.h"
 #include "outlier.h"
 #include "picker.h"
@@ -106,13 +107,6 @@ static void on_eject_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
                   inst->endpoint.address);
     rsv_service_picker_dirty(svc);
     rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
-}
-
-static uint64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* A connection's state changed.  A picker costs O(instances): a small
@@ -524,12 +518,12 @@ static int empty_reason(const rsv_service *svc, char *why, size_t whylen)
     void *value;
     for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
         ejected += ((rsv_instance *)value)->ejected && !((rsv_instance *)value)->draining;
-    static const char *const names[5] = {"IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE",
-                                         "DRAINING"};
     int n = snprintf(why, whylen, "none ready for %s:", svc->name);
     for (int s = 0; s < 5 && n > 0 && (size_t)n < whylen; s++)
         if (counts[s])
-            n += snprintf(why + n, whylen - (size_t)n, " %zu %s%s", counts[s], names[s],
+            n += snprintf(why + n, whylen - (size_t)n, " %zu %s%s", counts[s],
+                          /* counts' SHUTDOWN slot holds the draining ones */
+                          rsv_shown_name(s == RSV_STATE_SHUTDOWN ? RSV_SHOWN_DRAINING : s),
                           s == RSV_STATE_READY && ejected ? " (ejected)" : "");
     return RESOLVER_ERR_NONE_READY;
 }
@@ -592,9 +586,9 @@ void rsv_service_picker_dirty(rsv_service *svc)
 static void on_publish_hook(rsv_loop *loop, rsv_sleep_hook *hook, void *arg)
 {
     rsv_service *svc = arg;
-    uint64_t start = monotonic_us();
+    uint64_t start = rsv_clock_us();
     publish_picker_now(svc);
-    svc->publish_cost_us = monotonic_us() - start; /* picker_dirty_state's delay */
+    svc->publish_cost_us = rsv_clock_us() - start; /* picker_dirty_state's delay */
 }
 
 static void publish_picker_now(rsv_service *svc)

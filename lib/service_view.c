@@ -69,11 +69,11 @@ json_t *rsv_service_cache_json(const rsv_service *svc)
 const char *rsv_instance_state_name(const rsv_instance *inst)
 {
     if (inst->draining)
-        return "DRAINING";
+        return rsv_shown_name(RSV_SHOWN_DRAINING);
     if (!inst->sc)
-        return "SHUTDOWN";
+        return rsv_state_name(RSV_STATE_SHUTDOWN);
     if (inst->stale)
-        return "STALE";
+        return rsv_shown_name(RSV_SHOWN_STALE);
     return rsv_state_name(rsv_subchannel_state(inst->sc));
 }
 

@@ -42,16 +42,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include "clock.h"
 #include "dial.h"
 #include "log.h"
+#include "random.h"
 #include "subchannel.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 20000   /* gRPC MIN_CONNECT_TIMEOUT */
@@ -178,7 +178,6 @@ struct rsv_subchannel {
     rsv_subchannel_stats stats;
     rsv_backoff backoff;
     uint64_t attempt_deadline_ms; /* gRPC's current_deadline */
-    uint64_t rng;                 /* xorshift64* state */
     uint64_t keepalive_time_ms;   /* doubled on GOAWAY too_many_pings */
     uint64_t next_conn_id;
     conn *active, *pending;
@@ -201,34 +200,6 @@ static void health_free(health *h);
 
 /* ---- small helpers ---- */
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t rng_seed(const void *salt)
-{
-    uint64_t seed = 0;
-    /* Each subchannel draws its own seed so that many subchannels failing
-     * together (a backend restart) spread their retries. */
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = now_us() ^ ((uint64_t)(uintptr_t)salt * 0x9e3779b97f4a7c15ull);
-    return seed ? seed : 0x2545f4914f6cdd1dull;
-}
-
-static double rng01(rsv_subchannel *sc)
-{
-    uint64_t x = sc->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    sc->rng = x;
-    /* The top 53 bits of xorshift64*, scaled into [0,1). */
-    return (double)((x * 0x2545f4914f6cdd1dull) >> 11) * (1.0 / 9007199254740992.0);
-}
-
 static uint64_t connect_timeout_ms(const rsv_subchannel *sc)
 {
     return sc->opts.connect_timeout_ms ? sc->opts.connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
@@ -240,61 +211,7 @@ static uint64_t keepalive_timeout_ms(const rsv_subchannel *sc)
                                          : DEFAULT_KEEPALIVE_TIMEOUT_MS;
 }
 
-/* ---- backoff (pure) ---- */
-
-void rsv_backoff_init(rsv_backoff *b, const rsv_backoff_config *cfg)
-{
-    b->cfg = *cfg;
-    /* The configuration module validates; these only keep the arithmetic
-     * sane if a caller passes zeros. */
-    if (b->cfg.initial_ms == 0)
-        b->cfg.initial_ms = 1000;
-    if (!(b->cfg.multiplier >= 1.0))
-        b->cfg.multiplier = 1.6;
-    if (!(b->cfg.jitter >= 0.0))
-        b->cfg.jitter = 0.0;
-    if (b->cfg.jitter > 1.0)
-        b->cfg.jitter = 1.0;
-    if (b->cfg.max_ms == 0)
-        b->cfg.max_ms = 120000;
-    if (b->cfg.max_ms < b->cfg.initial_ms)
-        b->cfg.max_ms = b->cfg.initial_ms;
-    rsv_backoff_reset(b);
-}
-
-void rsv_backoff_reset(rsv_backoff *b)
-{
-    b->current_ms = (double)b->cfg.initial_ms;
-}
-
-uint64_t rsv_backoff_next(rsv_backoff *b, double random01)
-{
-    double cur = b->current_ms;
-    /* Uniform in [cur * (1 - jitter), cur * (1 + jitter)). */
-    double delay = cur * (1.0 + b->cfg.jitter * (2.0 * random01 - 1.0));
-    double next = cur * b->cfg.multiplier;
-    b->current_ms = next < (double)b->cfg.max_ms ? next : (double)b->cfg.max_ms;
-    return delay <= 0.0 ? 0 : (uint64_t)(delay + 0.5);
-}
-
 /* ---- state ---- */
-
-const char *rsv_state_name(rsv_state s)
-{
-    switch (s) {
-    case RSV_STATE_IDLE:
-        return "IDLE";
-    case RSV_STATE_CONNECTING:
-        return "CONNECTING";
-    case RSV_STATE_READY:
-        return "READY";
-    case RSV_STATE_TRANSIENT_FAILURE:
-        return "TRANSIENT_FAILURE";
-    case RSV_STATE_SHUTDOWN:
-        return "SHUTDOWN";
-    }
-    return "UNKNOWN";
-}
 
 /* Records a transition and calls the state callback.  Returns 0 if the
  * callback deleted the subchannel: the caller must then return without
@@ -588,7 +505,7 @@ static int conn_send_ping(conn *c)
         return -1;
     }
     c->ping_in_flight = 1;
-    c->ping_sent_us = now_us(); /* refined when the frame is serialized */
+    c->ping_sent_us = rsv_clock_us(); /* refined when the frame is serialized */
     sc->stats.pings_sent++;
     rsv_timer_stop(c->keepalive_timer);
     rsv_timer_start(c->ping_timer, keepalive_timeout_ms(sc));
@@ -616,7 +533,7 @@ static void conn_ping_timeout_cb(rsv_loop *loop, rsv_timer *t, void *arg)
 static void conn_on_ping_ack(conn *c)
 {
     rsv_subchannel_stats *st = &c->sc->stats;
-    int64_t rtt = (int64_t)(now_us() - c->ping_sent_us);
+    int64_t rtt = (int64_t)(rsv_clock_us() - c->ping_sent_us);
     c->ping_in_flight = 0;
     rsv_timer_stop(c->ping_timer);
     st->pings_acked++;
@@ -633,7 +550,7 @@ static void conn_arm_age(conn *c)
     uint64_t age = sc->opts.max_connection_age_ms;
     if (age == 0)
         return;
-    double f = 1.0 + AGE_JITTER * (2.0 * rng01(sc) - 1.0);
+    double f = 1.0 + AGE_JITTER * (2.0 * rsv_random01() - 1.0);
     rsv_timer_start(c->age_timer, (uint64_t)((double)age * f) + 1);
 }
 
@@ -666,7 +583,7 @@ static void start_attempt(rsv_subchannel *sc)
 {
     take_next_options(sc);
     uint64_t now = rsv_loop_now(sc->loop);
-    uint64_t backoff = rsv_backoff_next(&sc->backoff, rng01(sc));
+    uint64_t backoff = rsv_backoff_next(&sc->backoff, rsv_random01());
     uint64_t timeout = connect_timeout_ms(sc);
     sc->attempt_deadline_ms = now + backoff;
     if (backoff > timeout)
@@ -697,7 +614,7 @@ static void reconnect_now(rsv_subchannel *sc, const char *cause)
     set_health(sc, HEALTH_NONE);
     if (sc->pending) {
         /* A max-age replacement is already on its way: it is the attempt. */
-        uint64_t backoff = rsv_backoff_next(&sc->backoff, rng01(sc));
+        uint64_t backoff = rsv_backoff_next(&sc->backoff, rsv_random01());
         sc->attempt_deadline_ms = rsv_loop_now(sc->loop) + backoff;
         sc->active = sc->pending;
         sc->pending = NULL;
@@ -713,7 +630,7 @@ static void replacement_failed(rsv_subchannel *sc, const char *cause)
     LOG_DEBUG("subchannel %s: replacement connection failed (%s), keeping the old one", sc->name,
               cause);
     if (sc->active)
-        rsv_timer_start(sc->active->age_timer, rsv_backoff_next(&sc->backoff, rng01(sc)));
+        rsv_timer_start(sc->active->age_timer, rsv_backoff_next(&sc->backoff, rsv_random01()));
 }
 
 /* The connection `c` is over; c is freed and the subchannel may be gone
@@ -1307,7 +1224,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
     conn *c = user;
     /* The RTT clock starts when the PING is serialized, not submitted. */
     if (f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK))
-        c->ping_sent_us = now_us();
+        c->ping_sent_us = rsv_clock_us();
     return 0;
 }
 
@@ -1960,7 +1877,6 @@ rsv_subchannel *rsv_subchannel_new(rsv_loop *loop, rsv_dns *dns, const char *hos
     sc->cb = cb;
     sc->arg = arg;
     sc->state = RSV_STATE_IDLE;
-    sc->rng = rng_seed(sc);
     sc->keepalive_time_ms = opts->keepalive_time_ms;
     if (opts->health_grpc_service) {
         if (opts->protocol == RSV_PROTOCOL_TCP)

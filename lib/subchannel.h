@@ -28,16 +28,7 @@
 #include "config.h"
 #include "dns.h"
 #include "loop.h"
-
-typedef enum {
-    RSV_STATE_IDLE = 0,
-    RSV_STATE_CONNECTING,
-    RSV_STATE_READY,
-    RSV_STATE_TRANSIENT_FAILURE,
-    RSV_STATE_SHUTDOWN
-} rsv_state;
-
-const char *rsv_state_name(rsv_state s);
+#include "state.h"
 
 typedef struct rsv_subchannel rsv_subchannel;
 
@@ -97,16 +88,5 @@ const char *rsv_subchannel_state_cause(const rsv_subchannel *sc);
 /* Sends a PING now unless one is in flight (used after a failed call);
  * no ACK within keepalive_timeout_ms closes the connection. */
 void rsv_subchannel_probe(rsv_subchannel *sc);
-
-/* gRPC connection backoff (doc/design.md, Backoff).  Pure, testable. */
-typedef struct {
-    rsv_backoff_config cfg;
-    double current_ms; /* the next un-jittered backoff */
-} rsv_backoff;
-void rsv_backoff_init(rsv_backoff *b, const rsv_backoff_config *cfg);
-void rsv_backoff_reset(rsv_backoff *b);
-/* Returns the delay for this attempt (jittered) and advances the state.
- * `random01` is a uniform draw in [0,1). */
-uint64_t rsv_backoff_next(rsv_backoff *b, double random01);
 
 #endif

@@ -29,6 +29,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include "backoff.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
