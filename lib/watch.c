@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "clock.h"
 #include "engine_internal.h"
 #include "log.h"
 
@@ -332,13 +333,6 @@ int resolver_engine_pick_async(resolver_engine *e, const char *service,
     return RESOLVER_PICK_PENDING;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int resolver_engine_pick_wait(resolver_engine *e, const char *service,
                               const resolver_pick_options *opts, uint32_t timeout_ms,
                               resolver_pick_result *out, char *why, size_t whylen)
@@ -355,13 +349,13 @@ int resolver_engine_pick_wait(resolver_engine *e, const char *service,
         return RESOLVER_ERR_INVALID;
     }
     const char *key = opts ? opts->key : NULL;
-    uint64_t deadline = mono_ms() + timeout_ms;
+    uint64_t deadline = rsv_clock_ms() + timeout_ms;
     atomic_fetch_add(&e->n_blocked, 1);
     int rc;
     for (;;) {
         uint_fast64_t gen = atomic_load(&e->picker_gen);
         rc = rsv_engine_pick_core(e, service, key, NULL, out, why, whylen, NULL, 0);
-        uint64_t now = mono_ms();
+        uint64_t now = rsv_clock_ms();
         if (rc == 0 || !waits_out(rc) || now >= deadline)
             break;
         uint64_t until = deadline;
