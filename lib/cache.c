@@ -184,6 +184,7 @@ static int entry_endpoint(json_t *kv, rsv_endpoint *ep, const char **key)
     const char *address = NULL, *zone = "";
     json_int_t weight = 1;
     int tls = 0;
+    memset(ep, 0, sizeof(*ep));
     if (json_unpack(kv, "{s:s, s:s, s?I, s?s, s?b}", "key", key, "address", &address, "weight",
                     &weight, "zone", &zone, "tls", &tls) != 0)
         return -1;
@@ -196,6 +197,14 @@ static int entry_endpoint(json_t *kv, rsv_endpoint *ep, const char **key)
     snprintf(ep->zone, sizeof(ep->zone), "%s", zone);
     ep->tls = tls;
     ep->is_delete = 0;
+    /* As the registry gave it (registry.c kept it compact and sorted). */
+    json_t *md = json_object_get(kv, "metadata");
+    if (json_is_object(md) && json_object_size(md) > 0) {
+        char buf[RSV_METADATA_MAX + 1];
+        size_t len = json_dumpb(md, buf, sizeof(buf), JSON_COMPACT | JSON_SORT_KEYS);
+        if (len > 0 && len <= RSV_METADATA_MAX)
+            atomic_store(&ep->metadata, rsv_metadata_new(buf, len)); /* NULL: none */
+    }
     return 0;
 }
 
@@ -238,6 +247,7 @@ int rsv_cache_read(const char *path, rsv_cache_entry_cb cb, void *arg, size_t *s
                 continue;
             }
             cb(arg, name, prefix, key, &ep);
+            rsv_endpoint_clear(&ep);
         }
     }
     json_decref(doc);

@@ -357,6 +357,7 @@ int resolver_client_pick(resolver_client *c, const char *service, const char *ke
     out->zone = ""; /* not in the daemon's reply */
     out->weight = 0;
     out->tls = 0;
+    out->metadata = NULL;
     json_decref(o);
     return 0;
 }

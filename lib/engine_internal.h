@@ -56,6 +56,7 @@ struct rsv_ticket {
     uint64_t id;
     resolver_engine *engine;
     rsv_instance *instance;          /* holds a reference */
+    rsv_metadata *metadata;          /* the instance's at the pick, a reference; or NULL */
     struct rsv_timeout_queue *queue; /* expiry order, see rsv_ticket_track */
     rsv_ticket *q_prev, *q_next;
     uint64_t deadline;

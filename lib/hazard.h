@@ -25,7 +25,8 @@ enum {
     RESOLVER_HAZARD_DIRECTORY = 0,
     RESOLVER_HAZARD_SERVICE = 1,
     RESOLVER_HAZARD_PICKER = 2,
-    RESOLVER_HAZARD_SLOTS = 3
+    RESOLVER_HAZARD_METADATA = 3, /* an instance's rsv_metadata, while a pick takes a reference */
+    RESOLVER_HAZARD_SLOTS = 4
 };
 
 /* Returns the protected value (may be NULL; also NULL when this thread

@@ -10,6 +10,7 @@ rsv_instance *rsv_instance_new(const rsv_endpoint *ep, rsv_instance_free_cb on_f
     if (!inst)
         return NULL;
     inst->endpoint = *ep;
+    atomic_init(&inst->endpoint.metadata, rsv_metadata_ref(atomic_load(&ep->metadata)));
     inst->on_free = on_free;
     atomic_init(&inst->refs, 1);
     atomic_init(&inst->outstanding, 0);
@@ -25,6 +26,7 @@ void rsv_instance_unref(rsv_instance *inst)
         return;
     if (inst->on_free)
         inst->on_free(inst);
+    rsv_endpoint_clear(&inst->endpoint);
     free(inst);
 }
 
@@ -52,12 +54,7 @@ static uint64_t double_to_bits(double d)
 
 void rsv_instance_latency_sample(rsv_instance *inst, uint32_t ms, uint64_t decay_ms)
 {
-    rsv_instance_latency_sample_at(inst, ms, decay_ms, rsv_latency_clock_us());
-}
-
-void rsv_instance_latency_sample_at(rsv_instance *inst, uint32_t ms, uint64_t decay_ms,
-                                    uint64_t now)
-{
+    uint64_t now = rsv_latency_clock_us();
     /* The exchange hands each sample its own interval since the previous
      * one, so concurrent samples do not count the same time twice. */
     uint64_t prev = atomic_exchange(&inst->latency_sampled_us, now);

@@ -19,6 +19,12 @@
  *     only while one is built (rsv_picker_new: endpoint.address and weight),
  *     on the owner's thread.
  *  4. endpoint.address never changes after creation.
+ *  5. endpoint.metadata (any) is the exception to rule 3: the owner swaps
+ *     it (atomic exchange) and retires the old one through its hazard
+ *     domain (rsv_metadata_unref_void); a picking thread loads it under
+ *     RESOLVER_HAZARD_METADATA and takes a reference of its own (the pick's
+ *     ticket holds it), so a pick's metadata outlives any later change.
+ *     The instance holds one reference, dropped at its end.
  *
  * The service (service.c) is the owner in the library; tests and benchmarks
  * make instances with no service at all.  The fields after `on_free` are
@@ -105,10 +111,6 @@ void rsv_instance_unref(rsv_instance *inst);
  * 0 in the same way, so an instance avoided for being slow is tried again
  * after a few decay_ms.  decay_ms 0 means the default, 10 s. */
 void rsv_instance_latency_sample(rsv_instance *inst, uint32_t ms, uint64_t decay_ms);
-/* The same at a given time of rsv_latency_clock_us (never 0), so that
- * tests state the intervals instead of sleeping through them. */
-void rsv_instance_latency_sample_at(rsv_instance *inst, uint32_t ms, uint64_t decay_ms,
-                                    uint64_t now_us);
 /* The clock of the averages: CLOCK_MONOTONIC_COARSE in microseconds
  * (a few ns to read; its tick of 1-4 ms is small beside decay_ms); never 0. */
 uint64_t rsv_latency_clock_us(void);

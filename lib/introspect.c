@@ -244,6 +244,7 @@ void resolver_instance_info_free(resolver_instance_info *info, size_t n)
     for (size_t i = 0; i < n; i++) {
         free(info[i].address);
         free(info[i].zone);
+        free(info[i].metadata);
         free(info[i].last_error);
         free(info[i].health);
     }
@@ -278,6 +279,9 @@ int resolver_engine_instances(resolver_engine *e, const char *service, resolver_
         r->state = rsv_instance_public_state(inst);
         r->weight = inst->endpoint.weight;
         r->tls = inst->endpoint.tls;
+        const rsv_metadata *meta = atomic_load(&inst->endpoint.metadata);
+        if (meta && !(r->metadata = strdup(meta->text)))
+            nomem = 1;
         r->keys = inst->n_keys;
         r->outstanding = atomic_load(&inst->outstanding);
         r->picks = atomic_load(&inst->picks);

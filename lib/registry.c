@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "registry.h"
@@ -266,6 +267,64 @@ static int json_zone(json_t *root, char *zone, char *why, size_t whylen)
     return 0;
 }
 
+/* ---- metadata ------------------------------------------------------------ */
+
+rsv_metadata *rsv_metadata_new(const char *text, size_t len)
+{
+    rsv_metadata *m = malloc(sizeof(*m) + len + 1);
+    if (!m)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    memcpy(m->text, text, len);
+    m->text[len] = '\0';
+    return m;
+}
+
+void rsv_metadata_unref(rsv_metadata *m)
+{
+    if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+        free(m);
+}
+
+void rsv_metadata_unref_void(void *m)
+{
+    rsv_metadata_unref(m);
+}
+
+int rsv_metadata_equal(const rsv_metadata *a, const rsv_metadata *b)
+{
+    return a == b || (a && b && strcmp(a->text, b->text) == 0);
+}
+
+void rsv_endpoint_clear(rsv_endpoint *ep)
+{
+    if (ep)
+        rsv_metadata_unref(atomic_exchange(&ep->metadata, NULL));
+}
+
+/* The object `name` of `root` as out->metadata.  Metadata is a description
+ * of the instance, not a way to reach it: one that is not an object, empty,
+ * or longer than RSV_METADATA_MAX leaves the instance without metadata
+ * rather than dropping it.  Out of memory is a failure, as it is when
+ * jansson runs out while parsing: the value is looked at again with its
+ * next change or listing. */
+static int json_metadata(json_t *root, const char *name, rsv_endpoint *out, char *why,
+                         size_t whylen)
+{
+    json_t *v = json_object_get(root, name);
+    if (!json_is_object(v) || json_object_size(v) == 0)
+        return 0;
+    char buf[RSV_METADATA_MAX + 1];
+    size_t len = json_dumpb(v, buf, sizeof(buf), JSON_COMPACT | JSON_SORT_KEYS);
+    if (len == 0 || len > RSV_METADATA_MAX)
+        return 0;
+    rsv_metadata *m = rsv_metadata_new(buf, len);
+    if (!m)
+        return fail(why, whylen, "out of memory");
+    atomic_store(&out->metadata, m);
+    return 0;
+}
+
 /* ---- the formats ------------------------------------------------------- */
 
 static int decode_gozero(const char *value, size_t len, rsv_endpoint *out, char *why, size_t whylen)
@@ -292,7 +351,8 @@ static int decode_etcd_naming(json_t *root, rsv_endpoint *out, char *why, size_t
             return fail(why, whylen, "unknown Op %lld", (long long)v);
         out->is_delete = v == 1;
     }
-    return json_address(root, "Addr", out, why, whylen);
+    int rc = json_address(root, "Addr", out, why, whylen);
+    return rc ? rc : json_metadata(root, "Metadata", out, why, whylen);
 }
 
 /* Kratos' strconv.ParseBool spellings of true. */
@@ -402,7 +462,7 @@ static int decode_kratos(json_t *root, rsv_endpoint *out, char *why, size_t whyl
         if (rc)
             return rc;
         kratos_weight(root, &out->weight);
-        return 0;
+        return json_metadata(root, "metadata", out, why, whylen);
     }
     return fail(why, whylen, "no grpc:// endpoint");
 }
@@ -416,9 +476,9 @@ static int decode_kitex(json_t *root, rsv_endpoint *out, char *why, size_t whyle
             return fail(why, whylen, "network must be tcp");
     }
     int rc = json_address(root, "address", out, why, whylen);
-    if (rc)
-        return rc;
-    return json_weight(root, &out->weight, why, whylen);
+    if (rc == 0)
+        rc = json_weight(root, &out->weight, why, whylen);
+    return rc ? rc : json_metadata(root, "tags", out, why, whylen);
 }
 
 static int decode_native(json_t *root, rsv_endpoint *out, char *why, size_t whylen)
@@ -428,7 +488,9 @@ static int decode_native(json_t *root, rsv_endpoint *out, char *why, size_t whyl
         return rc;
     if ((rc = json_weight(root, &out->weight, why, whylen)) != 0)
         return rc;
-    return json_zone(root, out->zone, why, whylen);
+    if ((rc = json_zone(root, out->zone, why, whylen)) != 0)
+        return rc;
+    return json_metadata(root, "metadata", out, why, whylen);
 }
 
 /* The value's own keys tell the formats apart (doc/design.md, Registry formats). */

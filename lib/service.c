@@ -273,22 +273,35 @@ void rsv_service_start_drain(rsv_instance *inst)
 
 /* ---- keys ---- */
 
-/* A value naming an instance's address changed its weight, zone or tls
- * (the address itself never changes).  The picker's tables (weights) and
- * the zone filter were built from the old values: publish again. */
+/* A value naming an instance's address changed its weight, zone, tls or
+ * metadata (the address itself never changes).  The picker's tables
+ * (weights) and the zone filter were built from the old values: publish
+ * again. */
 static void instance_set_endpoint(rsv_service *svc, rsv_instance *inst, const rsv_endpoint *ep)
 {
     rsv_endpoint *cur = &inst->endpoint;
-    if (cur->weight == ep->weight && cur->tls == ep->tls && strcmp(cur->zone, ep->zone) == 0)
+    rsv_metadata *meta = atomic_load(&ep->metadata);
+    int meta_changed = !rsv_metadata_equal(atomic_load(&cur->metadata), meta);
+    int rest_changed =
+        cur->weight != ep->weight || cur->tls != ep->tls || strcmp(cur->zone, ep->zone) != 0;
+    if (!meta_changed && !rest_changed)
         return;
-    LOG_INFO("service %s: instance %s now has weight %u, zone \"%s\"", svc->name, cur->address,
-             ep->weight, ep->zone);
+    LOG_INFO("service %s: instance %s now has weight %u, zone \"%s\"%s", svc->name, cur->address,
+             ep->weight, ep->zone, meta_changed ? ", new metadata" : "");
+    if (meta_changed) {
+        /* Picks made until now point at the old one: retired, not freed
+         * (instance.h rule 5). */
+        rsv_metadata *old = atomic_exchange(&cur->metadata, rsv_metadata_ref(meta));
+        if (old)
+            rsv_hazard_retire(svc->hazard, old, rsv_metadata_unref_void);
+    }
     cur->weight = ep->weight;
     cur->tls = ep->tls;
     memcpy(cur->zone, ep->zone, sizeof(cur->zone));
     inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->changed = 1; /* cache_file keeps weight and zone too */
-    rsv_service_picker_dirty(svc);
+    if (rest_changed)
+        rsv_service_picker_dirty(svc);
     rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
 }
 
@@ -416,6 +429,7 @@ static void put_key(rsv_service *svc, const rsv_kv *kv)
         return;
     }
     apply_endpoint(svc, kv->key, &ep);
+    rsv_endpoint_clear(&ep);
 }
 
 int rsv_service_preload(rsv_service *svc, const char *key, const rsv_endpoint *ep)

@@ -59,6 +59,9 @@ json_t *rsv_service_cache_json(const rsv_service *svc)
         json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:b}", "key", key, "address",
                               inst->endpoint.address, "weight", (json_int_t)inst->endpoint.weight,
                               "zone", inst->endpoint.zone, "tls", inst->endpoint.tls);
+        const rsv_metadata *meta = atomic_load(&inst->endpoint.metadata);
+        if (o && meta)
+            json_object_set_new(o, "metadata", json_loads(meta->text, 0, NULL));
         if (o) /* NULL for a key that is not UTF-8: it is just not cached */
             json_array_append_new(kvs, o);
     }
@@ -89,6 +92,8 @@ json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms)
     if (!o)
         return NULL;
     json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
+    const rsv_metadata *meta = atomic_load(&inst->endpoint.metadata);
+    json_object_set_new(o, "metadata", meta ? json_loads(meta->text, 0, NULL) : json_null());
     json_object_set_new(o, "keys", json_integer(inst->n_keys));
     json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
     json_object_set_new(o, "ejected", json_boolean(inst->ejected));

@@ -65,6 +65,7 @@ static void ticket_free(resolver_engine *e, rsv_ticket *t, int failed)
     if (t->queue)
         queue_unlink(t);
     rsv_instance_release(t->instance, failed);
+    rsv_metadata_unref(t->metadata);
     free(t);
 }
 
@@ -125,6 +126,7 @@ void rsv_ticket_track(resolver_engine *e, rsv_ticket *t)
         static rsv_log_limit lim;
         LOG_ERROR_LIMITED(&lim, "out of memory tracking ticket %" PRIu64 "; released", t->id);
         rsv_instance_release(t->instance, 0);
+        rsv_metadata_unref(t->metadata);
         free(t);
         return;
     }
@@ -223,6 +225,30 @@ static int service_is_fresh(resolver_engine *e, rsv_service *svc)
            (s == RSV_STATE_CONNECTING || s == RSV_STATE_IDLE);
 }
 
+/* The instance's metadata with a reference for a ticket.  Off the engine
+ * thread the pointer is published in a hazard slot before the reference is
+ * taken: the engine may be swapping it (instance.h rule 5). */
+static rsv_metadata *metadata_take(rsv_instance *inst, int on_loop)
+{
+    rsv_metadata *m = atomic_load(&inst->endpoint.metadata);
+    if (!m || on_loop)
+        return rsv_metadata_ref(m);
+    for (;;) {
+        if (rsv_hazard_set(RESOLVER_HAZARD_METADATA, m) != 0)
+            return NULL; /* this thread cannot register: no metadata rather than a race */
+        rsv_metadata *again = atomic_load(&inst->endpoint.metadata);
+        if (again == m)
+            break;
+        if (!(m = again)) {
+            rsv_hazard_clear(RESOLVER_HAZARD_METADATA);
+            return NULL;
+        }
+    }
+    rsv_metadata_ref(m);
+    rsv_hazard_clear(RESOLVER_HAZARD_METADATA);
+    return m;
+}
+
 /* The pick itself: `svc` is protected or loop-owned.  0 or an error. */
 static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, resolver_owner *owner,
                      resolver_pick_result *out, char *why, size_t whylen, int on_loop)
@@ -247,6 +273,8 @@ static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, reso
     out->zone = inst->endpoint.zone;
     out->weight = inst->endpoint.weight;
     out->tls = inst->endpoint.tls;
+    t->metadata = metadata_take(inst, on_loop);
+    out->metadata = t->metadata ? t->metadata->text : NULL;
     out->ticket = t->id;
     if (on_loop) {
         rsv_ticket_track(e, t);

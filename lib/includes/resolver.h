@@ -182,6 +182,12 @@ typedef struct {
     const char *zone;    /* the instance's zone from the registry, "" none */
     uint32_t weight;     /* the registry's weight (1 when it gives none); 0: not known */
     int tls;             /* 1: the registry says the instance expects TLS (grpcs://, isSecure) */
+    /* The registry's metadata of the instance (Kratos "metadata", Kitex
+     * "tags", etcd naming "Metadata", native "metadata") as a compact JSON
+     * object with sorted keys, e.g. {"version":"v2"}; NULL when it has
+     * none.  Valid as long as the other strings: a later change of the
+     * instance's metadata does not touch the one a pick returned. */
+    const char *metadata;
 } resolver_pick_result;
 
 /* Creates an engine.  Takes ownership of `cfg` in every case (it is freed on
@@ -444,6 +450,7 @@ typedef struct {
     resolver_state state;
     uint32_t weight;
     int tls;
+    char *metadata;     /* as resolver_pick_result's (a copy); NULL none */
     unsigned keys;      /* etcd keys naming it (0: STALE or draining) */
     size_t outstanding; /* picks not yet done */
     uint64_t picks, failures;
@@ -539,12 +546,11 @@ typedef struct resolver_client resolver_client;
  * thread-safe.  Returns 0 or RESOLVER_ERR_CONNECT / NOMEM / INVALID. */
 RESOLVER_API int resolver_client_connect(const char *path, int timeout_ms, resolver_client **out);
 /* Same as resolver_engine_pick, through the daemon (the result's zone is
- * "", weight 0 and tls 0: the daemon's reply does not carry them).  Errors also include
- * RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL,
- * RESOLVER_ERR_IO and RESOLVER_ERR_CONNECT.  After any of these the
- * connection is closed (a late reply must not answer the next request) and
- * the next call connects again; tickets of the closed connection are
- * released by the daemon, so their done answers RESOLVER_ERR_NOT_FOUND. */
+ * "", weight 0, tls 0 and metadata NULL: the daemon's reply does not carry them).  Errors also
+ * include RESOLVER_ERR_TIMEOUT, RESOLVER_ERR_CLOSED, RESOLVER_ERR_PROTOCOL, RESOLVER_ERR_IO and
+ * RESOLVER_ERR_CONNECT.  After any of these the connection is closed (a late reply must not answer
+ * the next request) and the next call connects again; tickets of the closed connection are released
+ * by the daemon, so their done answers RESOLVER_ERR_NOT_FOUND. */
 RESOLVER_API int resolver_client_pick(resolver_client *client, const char *service, const char *key,
                                       resolver_pick_result *out);
 /* Same as resolver_engine_done, through the daemon; with latency_ms

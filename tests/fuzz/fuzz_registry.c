@@ -32,6 +32,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rsv_address_parse(ep.address, strlen(ep.address), &again, why, sizeof(why)) != 0 ||
             strcmp(again.address, ep.address) != 0 || ep.weight == 0)
             abort();
+        /* Metadata, when kept, is a JSON object's text within its bound. */
+        rsv_metadata *m = atomic_load(&ep.metadata);
+        if (m && (m->text[0] != '{' || strlen(m->text) > RSV_METADATA_MAX))
+            abort();
+        rsv_endpoint_clear(&ep);
     } else if (rc != RESOLVER_ERR_DECODE || why[0] == '\0') {
         abort();
     }

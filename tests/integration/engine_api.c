@@ -248,6 +248,14 @@ static int instances_match(const char *service)
              jint(r, "weight") == (long long)x->weight && strcmp(jstr(r, "zone"), x->zone) == 0 &&
              jint(r, "keys") == (long long)x->keys &&
              jint(r, "outstanding") == (long long)x->outstanding;
+        json_t *md = json_object_get(r, "metadata");
+        char *mtext = json_is_object(md) ? json_dumps(md, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (ok && !(x->metadata ? mtext && strcmp(mtext, x->metadata) == 0 : json_is_null(md))) {
+            ok = 0;
+            snprintf(mismatch, sizeof(mismatch), "%s: metadata %s, resolverd %s", x->address,
+                     x->metadata ? x->metadata : "NULL", mtext ? mtext : "not an object");
+        }
+        free(mtext);
         if (!ok)
             snprintf(mismatch, sizeof(mismatch),
                      "engine %s %s w=%u zone=%s keys=%u out=%zu; resolverd %s %s w=%lld zone=%s "
@@ -380,6 +388,12 @@ static void test_version(void)
           resolver_version(), want);
 }
 
+static char ready_why[128];
+static int engine_ready(void)
+{
+    return resolver_engine_ready(engine, ready_why, sizeof(ready_why)) == 1;
+}
+
 static void test_first_listing(void)
 {
     check(wait_event(&log_one, 0, RESOLVER_EVENT_INSTANCE_ADDED, "api", addr1, RESOLVER_STATE_COUNT,
@@ -408,9 +422,8 @@ static void test_first_listing(void)
     check(wait_event(&log_all, 0, RESOLVER_EVENT_SERVICE_SYNCED, "slow", "", RESOLVER_STATE_COUNT,
                      10000),
           "watch(all): SERVICE_SYNCED for a service with no instance (slow)");
-    char why[128];
-    check(resolver_engine_ready(engine, why, sizeof(why)) == 1 && strcmp(why, "ready") == 0,
-          "resolver_engine_ready: 1, \"%s\"", why);
+    check(drive_until(engine_ready, 10000) && strcmp(ready_why, "ready") == 0,
+          "resolver_engine_ready: 1 once every service is listed, \"%s\"", ready_why);
 }
 
 static void test_pick_details(void)
@@ -424,6 +437,8 @@ static void test_pick_details(void)
     check(strcmp(r.address, addr1) == 0 && strcmp(r.zone, "z1") == 0 && r.weight == 3 && r.tls == 0,
           "the pick carries the registry's details: %s zone=%s weight=%u tls=%d", r.address, r.zone,
           r.weight, r.tls);
+    check(r.metadata && strcmp(r.metadata, "{\"v\":\"1\"}") == 0,
+          "the pick carries its metadata: %s", r.metadata ? r.metadata : "(none)");
     check(resolver_engine_done(engine, r.ticket, (resolver_outcome)7, 1) == RESOLVER_ERR_INVALID,
           "done with an outcome the library does not know: RESOLVER_ERR_INVALID");
     check(resolver_engine_done(engine, r.ticket, RESOLVER_OUTCOME_OK, 5) == 0,
@@ -482,10 +497,11 @@ static void test_introspection(void)
         check(strcmp(x->address, addr1) == 0 && x->state == RESOLVER_STATE_READY &&
                   x->weight == 3 && strcmp(x->zone, "z1") == 0 && x->keys == 1 &&
                   x->outstanding == 1 && x->tls == 0 && x->picks >= 2 && x->connect_attempts >= 1 &&
-                  !x->operator_drained && !x->ejected,
-              "instance: %s %s weight=%u zone=%s keys=%u outstanding=%zu picks=%llu", x->address,
-              resolver_state_name(x->state), x->weight, x->zone, x->keys, x->outstanding,
-              (unsigned long long)x->picks);
+                  !x->operator_drained && !x->ejected && x->metadata &&
+                  strcmp(x->metadata, "{\"v\":\"1\"}") == 0,
+              "instance: %s %s weight=%u zone=%s keys=%u outstanding=%zu picks=%llu metadata=%s",
+              x->address, resolver_state_name(x->state), x->weight, x->zone, x->keys,
+              x->outstanding, (unsigned long long)x->picks, x->metadata ? x->metadata : "NULL");
     }
     resolver_instance_info_free(info, n);
     resolver_engine_done(engine, held.ticket, RESOLVER_OUTCOME_OK, RESOLVER_LATENCY_UNKNOWN);
@@ -494,6 +510,67 @@ static void test_introspection(void)
     check(drive_until(api_instances_match, 10000), "instances(api) as `resolverctl instances` %s",
           mismatch);
     check(drive_until(status_match, 10000), "status as `resolverctl status` %s", mismatch);
+}
+
+static int meta_v2_listed(void)
+{
+    resolver_instance_info *info;
+    size_t n;
+    int ok = 0;
+    if (resolver_engine_instances(engine, "api", &info, &n) != 0)
+        return 0;
+    ok = n == 1 && info[0].metadata && strcmp(info[0].metadata, "{\"v\":\"2\"}") == 0 &&
+         info[0].weight == 4;
+    resolver_instance_info_free(info, n);
+    return ok;
+}
+
+/* The registry changes the instance's metadata while a pick of it is
+ * held: the held pick's text stays as it was (ASan would see a freed one),
+ * a new pick gets the new, on this thread and on another. */
+static void *pick_on_thread(void *arg)
+{
+    resolver_pick_result r;
+    char *out = arg;
+    if (resolver_engine_pick(engine, "api", NULL, &r) == 0) {
+        snprintf(out, 64, "%s", r.metadata ? r.metadata : "NULL");
+        resolver_engine_done(engine, r.ticket, RESOLVER_OUTCOME_OK, 1);
+    }
+    return NULL;
+}
+
+static void test_metadata_change(void)
+{
+    resolver_pick_result held, r;
+    int rc = resolver_engine_pick(engine, "api", NULL, &held);
+    char value[256];
+    snprintf(value, sizeof(value),
+             "{\"address\": \"%s\", \"weight\": 4, \"zone\": \"z1\", \"metadata\": {\"v\": \"2\"}}",
+             addr1);
+    size_t from = log_one.n;
+    check(rc == 0 && etcdctl("put", "api/1", value) == 0, "etcdctl put api/1 with metadata v 2");
+    check(drive_until(meta_v2_listed, 10000), "instances(api): metadata {\"v\":\"2\"}, weight 4");
+    check(find_event(&log_one, from, RESOLVER_EVENT_INSTANCE_STATE, "api", addr1,
+                     RESOLVER_STATE_READY) >= 0,
+          "watch(api): the change is an INSTANCE_STATE event (READY)");
+    drive(100); /* the engine's reclamation runs meanwhile */
+    check(rc == 0 && held.metadata && strcmp(held.metadata, "{\"v\":\"1\"}") == 0,
+          "the held pick's metadata is still %s", rc == 0 && held.metadata ? held.metadata : "-");
+    rc = resolver_engine_pick(engine, "api", NULL, &r);
+    check(rc == 0 && r.metadata && strcmp(r.metadata, "{\"v\":\"2\"}") == 0 && r.weight == 4,
+          "a new pick: metadata %s weight %u", rc == 0 && r.metadata ? r.metadata : "-",
+          rc == 0 ? r.weight : 0);
+    if (rc == 0)
+        resolver_engine_done(engine, r.ticket, RESOLVER_OUTCOME_OK, 1);
+    char other[64] = "";
+    pthread_t t;
+    pthread_create(&t, NULL, pick_on_thread, other);
+    pthread_join(t, NULL);
+    drive(20);
+    check(strcmp(other, "{\"v\":\"2\"}") == 0, "a pick on another thread: metadata %s", other);
+    resolver_engine_done(engine, held.ticket, RESOLVER_OUTCOME_OK, 1);
+    check(drive_until(api_instances_match, 10000), "instances(api) as `resolverctl instances` %s",
+          mismatch);
 }
 
 static void test_churn_events(void)
@@ -832,6 +909,7 @@ int main(int argc, char **argv)
     test_first_listing();
     test_pick_details();
     test_introspection();
+    test_metadata_change();
     test_churn_events();
     test_drain_on_remove();
     test_operator_drain();

@@ -592,7 +592,8 @@ static int endpoint_equal(const rsv_endpoint *a, const rsv_endpoint *b)
     return strcmp(a->host, b->host) == 0 && a->port == b->port &&
            strcmp(a->address, b->address) == 0 && a->weight == b->weight &&
            strcmp(a->zone, b->zone) == 0 && a->tls == b->tls && a->is_delete == b->is_delete &&
-           a->format == b->format;
+           a->format == b->format &&
+           rsv_metadata_equal(atomic_load(&a->metadata), atomic_load(&b->metadata));
 }
 
 static int case_registry(void *arg)
@@ -605,6 +606,7 @@ static int case_registry(void *arg)
                                  sizeof(why));
     if (rc == 0 && !endpoint_equal(&ep, &c->want))
         rc = CASE_WRONG;
+    rsv_endpoint_clear(&ep);
     return rc;
 }
 
@@ -1020,6 +1022,7 @@ START_TEST(registry_decode)
     snprintf(name, sizeof(name), "rsv_registry_decode #%d (%s)", _i,
              rsv_format_name(c.want.format));
     run_case(name, case_registry, &c, 0);
+    rsv_endpoint_clear(&c.want);
 }
 END_TEST
 

@@ -259,6 +259,8 @@ START_TEST(test_etcd_naming)
         0);
     ck_assert_int_eq(ep.is_delete, 0);
     ck_assert_str_eq(ep.address, "[::1]:50051");
+    ck_assert_str_eq(ep.metadata->text, "{\"weight\":3}");
+    rsv_endpoint_clear(&ep);
 
     assert_bad_str(RSV_FORMAT_ETCD_NAMING, "{\"Op\":2,\"Addr\":\"10.0.0.1:9001\"}");
     assert_bad_str(RSV_FORMAT_ETCD_NAMING, "{\"Op\":\"0\",\"Addr\":\"10.0.0.1:9001\"}");
@@ -313,11 +315,13 @@ START_TEST(test_kratos)
                             "{\"metadata\":{\"weight\":\"20\"},\"endpoints\":[\"grpc://h:1\"]}",
                             &ep, why),
                      0);
+    rsv_endpoint_clear(&ep);
     ck_assert_uint_eq(ep.weight, 20);
     ck_assert_int_eq(decode(RSV_FORMAT_AUTO,
                             "{\"metadata\":{\"weight\":\"x\"},\"endpoints\":[\"grpc://h:1\"]}", &ep,
                             why),
                      0);
+    rsv_endpoint_clear(&ep);
     ck_assert_uint_eq(ep.weight, 1);
 
     assert_bad_str(RSV_FORMAT_KRATOS, "{\"endpoints\":[\"http://10.0.0.1:8000\"]}");
@@ -381,8 +385,10 @@ START_TEST(test_native)
     ck_assert_uint_eq(ep.weight, 10);
     ck_assert_str_eq(ep.zone, "a");
     ck_assert_int_eq(ep.format, RSV_FORMAT_NATIVE);
+    rsv_endpoint_clear(&ep);
     ck_assert_int_eq(decode(RSV_FORMAT_AUTO, v, &ep, why), 0);
     ck_assert_int_eq(ep.format, RSV_FORMAT_NATIVE);
+    rsv_endpoint_clear(&ep);
 
     ck_assert_int_eq(decode(RSV_FORMAT_AUTO, "  {\"address\":\"h:3\",\"zone\":null}  ", &ep, why),
                      0);
@@ -542,10 +548,103 @@ START_TEST(test_prefixes_never_crash)
                 char why[128] = "";
                 int rc = rsv_registry_decode((rsv_format)f, copy, len, &ep, why, 128);
                 ck_assert(rc == 0 || (rc == RESOLVER_ERR_DECODE && why[0]));
+                if (rc == 0)
+                    rsv_endpoint_clear(&ep);
             }
             free(copy);
         }
     }
+}
+END_TEST
+
+/* ---- metadata ---------------------------------------------------------- */
+
+/* The text of the metadata `value` decodes to in `f` (NULL: none); the
+ * endpoint's reference is dropped after the copy. */
+static char *metadata_of(rsv_format f, const char *value)
+{
+    rsv_endpoint ep;
+    char why[128];
+    ck_assert_msg(decode(f, value, &ep, why) == 0, "%s: %s", value, why);
+    rsv_metadata *m = atomic_load(&ep.metadata);
+    char *text = m ? strdup(m->text) : NULL;
+    rsv_endpoint_clear(&ep);
+    ck_assert_ptr_null(atomic_load(&ep.metadata));
+    return text;
+}
+
+static void assert_metadata(rsv_format f, const char *value, const char *want)
+{
+    char *got = metadata_of(f, value);
+    if (want)
+        ck_assert_msg(got && strcmp(got, want) == 0, "%s: metadata %s, want %s", value,
+                      got ? got : "(none)", want);
+    else
+        ck_assert_msg(!got, "%s: metadata %s, want none", value, got);
+    free(got);
+}
+
+START_TEST(test_metadata)
+{
+    /* Each format's own member, compact with sorted keys. */
+    assert_metadata(RSV_FORMAT_AUTO,
+                    "{\"Op\":0,\"Addr\":\"10.0.0.1:1\",\"Metadata\":{\"z\":\"1\", \"a\": [1, 2]}}",
+                    "{\"a\":[1,2],\"z\":\"1\"}");
+    assert_metadata(RSV_FORMAT_AUTO,
+                    "{\"metadata\":{\"version\":\"v2\",\"weight\":\"4\"},"
+                    "\"endpoints\":[\"grpc://h:1\"]}",
+                    "{\"version\":\"v2\",\"weight\":\"4\"}");
+    assert_metadata(RSV_FORMAT_AUTO,
+                    "{\"network\":\"tcp\",\"address\":\"h:1\",\"tags\":{\"env\":\"prod\"}}",
+                    "{\"env\":\"prod\"}");
+    assert_metadata(RSV_FORMAT_NATIVE, "{\"address\":\"h:1\",\"metadata\":{\"k\":\"v\"}}",
+                    "{\"k\":\"v\"}");
+    /* Only the format's member counts: Kitex has no "metadata", native no "tags". */
+    assert_metadata(RSV_FORMAT_KITEX, "{\"address\":\"h:1\",\"metadata\":{\"k\":\"v\"}}", NULL);
+    assert_metadata(RSV_FORMAT_NATIVE, "{\"address\":\"h:1\",\"tags\":{\"k\":\"v\"}}", NULL);
+    /* None: go-zero, absent, null, empty, not an object. */
+    assert_metadata(RSV_FORMAT_AUTO, "10.0.0.1:1", NULL);
+    assert_metadata(RSV_FORMAT_AUTO, "{\"address\":\"h:1\"}", NULL);
+    assert_metadata(RSV_FORMAT_AUTO, "{\"Addr\":\"h:1\",\"Metadata\":null}", NULL);
+    assert_metadata(RSV_FORMAT_AUTO, "{\"address\":\"h:1\",\"metadata\":{}}", NULL);
+    assert_metadata(RSV_FORMAT_AUTO, "{\"Addr\":\"h:1\",\"Metadata\":\"text\"}", NULL);
+    assert_metadata(RSV_FORMAT_AUTO, "{\"address\":\"h:1\",\"metadata\":[1]}", NULL);
+
+    /* Too long: the instance is kept, without it. */
+    size_t big = RSV_METADATA_MAX + 100;
+    char *v = malloc(big + 64);
+    int n = snprintf(v, big + 64, "{\"address\":\"h:1\",\"metadata\":{\"k\":\"");
+    memset(v + n, 'x', big);
+    strcpy(v + n + big, "\"}}");
+    assert_metadata(RSV_FORMAT_NATIVE, v, NULL);
+    /* Just fits: {"k":"xx..."} of RSV_METADATA_MAX bytes. */
+    strcpy(v + n + RSV_METADATA_MAX - 8, "\"}}");
+    char *got = metadata_of(RSV_FORMAT_NATIVE, v);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(strlen(got), RSV_METADATA_MAX);
+    free(got);
+    free(v);
+
+    /* A refused value makes none. */
+    rsv_endpoint ep;
+    char why[128];
+    ck_assert_int_eq(decode(RSV_FORMAT_NATIVE,
+                            "{\"address\":\"h:1\",\"weight\":-1,\"metadata\":{\"k\":\"v\"}}", &ep,
+                            why),
+                     RESOLVER_ERR_DECODE);
+    ck_assert_ptr_null(atomic_load(&ep.metadata));
+
+    /* Shared by reference count; equality by text. */
+    rsv_metadata *a = rsv_metadata_new("{\"k\":1}", 7), *b = rsv_metadata_new("{\"k\":1}", 7);
+    ck_assert(rsv_metadata_equal(a, b) && rsv_metadata_equal(NULL, NULL));
+    ck_assert(!rsv_metadata_equal(a, NULL) && !rsv_metadata_equal(NULL, b));
+    ck_assert_ptr_eq(rsv_metadata_ref(a), a);
+    rsv_metadata_unref(a);
+    ck_assert_str_eq(a->text, "{\"k\":1}"); /* still one reference */
+    rsv_metadata_unref(a);
+    rsv_metadata_unref_void(b);
+    rsv_metadata_unref(NULL);
+    rsv_endpoint_clear(NULL);
 }
 END_TEST
 
@@ -628,6 +727,16 @@ START_TEST(test_written_decodes_back)
                               : spec.weight);
         ck_assert_str_eq(ep.zone, spec.format == RSV_FORMAT_NATIVE ? spec.zone : "");
         ck_assert_int_eq(ep.is_delete, 0);
+        /* The metadata given, as the registry holds it (Kratos keeps the
+         * weight there too). */
+        rsv_metadata *m = atomic_load(&ep.metadata);
+        if (spec.format == RSV_FORMAT_KRATOS && w->weight > 1)
+            ck_assert_str_eq(m->text, "{\"weight\":\"5\"}");
+        else if (w->metadata)
+            ck_assert_str_eq(m->text, w->metadata);
+        else
+            ck_assert_ptr_null(m);
+        rsv_endpoint_clear(&ep);
     }
     free(key);
     free(value);
@@ -667,6 +776,7 @@ static Suite *registry_suite(void)
     tcase_add_test(tc, test_json_formats_reject_plain);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_prefixes_never_crash);
+    tcase_add_test(tc, test_metadata);
     tcase_add_test(tc, test_format_names);
     suite_add_tcase(s, tc);
 
