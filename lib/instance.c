@@ -54,7 +54,12 @@ static uint64_t double_to_bits(double d)
 
 void rsv_instance_latency_sample(rsv_instance *inst, uint32_t ms, uint64_t decay_ms)
 {
-    uint64_t now = rsv_latency_clock_us();
+    rsv_instance_latency_sample_at(inst, ms, decay_ms, rsv_latency_clock_us());
+}
+
+void rsv_instance_latency_sample_at(rsv_instance *inst, uint32_t ms, uint64_t decay_ms,
+                                    uint64_t now)
+{
     /* The exchange hands each sample its own interval since the previous
      * one, so concurrent samples do not count the same time twice. */
     uint64_t prev = atomic_exchange(&inst->latency_sampled_us, now);

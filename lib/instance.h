@@ -111,6 +111,10 @@ void rsv_instance_unref(rsv_instance *inst);
  * 0 in the same way, so an instance avoided for being slow is tried again
  * after a few decay_ms.  decay_ms 0 means the default, 10 s. */
 void rsv_instance_latency_sample(rsv_instance *inst, uint32_t ms, uint64_t decay_ms);
+/* The same at a given time of rsv_latency_clock_us (never 0), so that
+ * tests state the intervals instead of sleeping through them. */
+void rsv_instance_latency_sample_at(rsv_instance *inst, uint32_t ms, uint64_t decay_ms,
+                                    uint64_t now_us);
 /* The clock of the averages: CLOCK_MONOTONIC_COARSE in microseconds
  * (a few ns to read; its tick of 1-4 ms is small beside decay_ms); never 0. */
 uint64_t rsv_latency_clock_us(void);

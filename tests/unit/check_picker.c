@@ -246,24 +246,24 @@ START_TEST(latency_average_is_peak_sensitive_and_decays)
     fleet f;
     fleet_make(&f, 1, NULL);
     rsv_instance *inst = f.inst[0];
-    uint64_t now = rsv_latency_clock_us();
+    /* Times are given, not slept through: the intervals are exact even on
+     * a loaded machine. */
+    uint64_t now = 1000000;
     ck_assert(rsv_instance_latency_estimate(inst, now, 10000) == 0.0);
-    rsv_instance_latency_sample(inst, 10, 10000);
-    now = rsv_latency_clock_us();
+    rsv_instance_latency_sample_at(inst, 10, 10000, now);
     ck_assert(fabs(rsv_instance_latency_estimate(inst, now, 10000) - 10) < 0.1);
     /* A peak replaces the average at once... */
-    rsv_instance_latency_sample(inst, 50, 10000);
-    now = rsv_latency_clock_us();
+    now += 1000;
+    rsv_instance_latency_sample_at(inst, 50, 10000, now);
     ck_assert(fabs(rsv_instance_latency_estimate(inst, now, 10000) - 50) < 0.5);
-    /* ...a low sample moments later barely moves it... */
-    rsv_instance_latency_sample(inst, 10, 10000);
-    now = rsv_latency_clock_us();
+    /* ...a low sample a millisecond later barely moves it... */
+    now += 1000;
+    rsv_instance_latency_sample_at(inst, 10, 10000, now);
     double e = rsv_instance_latency_estimate(inst, now, 10000);
     ck_assert_msg(e > 49, "%f", e);
     /* ...and one after many time constants replaces it. */
-    usleep(200 * 1000);
-    rsv_instance_latency_sample(inst, 10, 20);
-    now = rsv_latency_clock_us();
+    now += 200 * 1000;
+    rsv_instance_latency_sample_at(inst, 10, 20, now);
     e = rsv_instance_latency_estimate(inst, now, 20);
     ck_assert_msg(e > 9.9 && e < 10.5, "%f", e);
     /* Without samples it fades towards 0: to 1/e in decay_ms. */
