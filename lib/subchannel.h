@@ -35,8 +35,9 @@ typedef struct rsv_subchannel rsv_subchannel;
 typedef void (*rsv_subchannel_state_cb)(rsv_subchannel *sc, rsv_state old_state,
                                         rsv_state new_state, void *arg);
 
-/* Figures for introspection; read with rsv_subchannel_stats. */
-typedef struct {
+/* Figures for introspection; read with rsv_subchannel_stats_get.  A
+ * connection adds its own to its subchannel's (connection.h). */
+typedef struct rsv_subchannel_stats {
     uint64_t state_since_ms; /* loop time of the last transition */
     uint64_t connect_attempts;
     uint64_t reconnects; /* transitions into CONNECTING after the first */
