@@ -522,6 +522,54 @@ int rsv_config_to_json(const resolver_config *cfg, char **out)
     return *out ? 0 : RESOLVER_ERR_NOMEM;
 }
 
+static int key_component(const char *s, size_t n, char *name, size_t *index, int *indexed);
+
+/* Walks doc along key without changing it: the value named, or NULL. */
+static json_t *doc_get(json_t *doc, const char *key, int *malformed)
+{
+    json_t *obj = doc;
+    *malformed = 0;
+    for (const char *p = key;;) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p), index = 0;
+        char name[RSV_CONF_PATH_LEN];
+        int indexed;
+        if (key_component(p, n, name, &index, &indexed)) {
+            *malformed = 1;
+            return NULL;
+        }
+        obj = json_object_get(obj, name);
+        if (indexed)
+            obj = json_array_get(obj, index);
+        if (!obj || !dot)
+            return obj;
+        p = dot + 1;
+    }
+}
+
+int resolver_config_get(const resolver_config *cfg, const char *key, char **json)
+{
+    if (!cfg || !json)
+        return RESOLVER_ERR_INVALID;
+    *json = NULL;
+    if (!key || !*key)
+        return rsv_config_to_json(cfg, json);
+    json_t *root = document(cfg);
+    if (!root)
+        return RESOLVER_ERR_NOMEM;
+    int malformed;
+    json_t *v = doc_get(root, key, &malformed);
+    int rc = malformed ? RESOLVER_ERR_INVALID : v ? 0 : RESOLVER_ERR_NOT_FOUND;
+    if (v) {
+        *json = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT |
+                                  JSON_REAL_PRECISION(real_precision(cfg)));
+        if (!*json)
+            rc = RESOLVER_ERR_NOMEM;
+    }
+    json_decref(root);
+    return rc;
+}
+
 /* ---- built in code: one key, one service at a time -------------------- */
 
 /* Every change is made on the configuration as a JSON document (what

@@ -423,15 +423,14 @@ const resolver_config *rsv_engine_config(const resolver_engine *e)
     return e->cfg;
 }
 
-const char *rsv_listener_name(rsv_listener which)
+resolver_loop *resolver_engine_loop(resolver_engine *e)
 {
-    return which == RSV_LISTENER_METRICS ? "metrics" : "socket";
+    return e ? e->loop : NULL;
 }
 
-void rsv_engine_count_accept_backoff(resolver_engine *e, rsv_listener which)
+const resolver_config *resolver_engine_config(const resolver_engine *e)
 {
-    if (which < RSV_LISTENER_COUNT)
-        e->accept_backoffs[which]++;
+    return e ? e->cfg : NULL;
 }
 
 static int drain(resolver_engine *e, const char *service, const char *address, int drain)

@@ -131,7 +131,6 @@ struct resolver_engine {
     atomic_uint_fast64_t picker_gen; /* any picker published while a thread waits */
     atomic_int n_blocked;            /* threads inside resolver_engine_pick_wait */
     int wait_ready;                  /* lock and cond initialised */
-    uint64_t accept_backoffs[RSV_LISTENER_COUNT];
     atomic_int shutting_down;
     rsv_timer *housekeeping;        /* cache writes, idle on-demand services */
     rsv_cache_writer *cache_writer; /* started at the first write */

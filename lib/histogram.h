@@ -4,20 +4,20 @@
  * bucket bounds are Prometheus' default ones with 1 ms and 2.5 ms in
  * front.  Not thread-safe: the engine thread observes and reads.
  */
-#ifndef RESOLVER_HISTOGRAM_H
-#define RESOLVER_HISTOGRAM_H
+#ifndef RSV_HISTOGRAM_H
+#define RSV_HISTOGRAM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define RESOLVER_HISTOGRAM_BUCKETS 13
+#define RSV_HISTOGRAM_BUCKETS 13
 
 /* The upper bounds (inclusive) in microseconds, ascending; +Inf is implied. */
-extern const uint64_t rsv_histogram_bounds_us[RESOLVER_HISTOGRAM_BUCKETS];
+extern const uint64_t rsv_histogram_bounds_us[RSV_HISTOGRAM_BUCKETS];
 
 typedef struct {
-    uint64_t buckets[RESOLVER_HISTOGRAM_BUCKETS]; /* per bucket, not cumulative */
-    uint64_t count;                               /* every observation (the +Inf bucket) */
+    uint64_t buckets[RSV_HISTOGRAM_BUCKETS]; /* per bucket, not cumulative */
+    uint64_t count;                          /* every observation (the +Inf bucket) */
     uint64_t sum_ms;
 } rsv_histogram;
 

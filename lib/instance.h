@@ -42,7 +42,7 @@
 
 struct rsv_service;
 struct rsv_subchannel;
-struct rsv_timer;
+struct resolver_timer;
 
 typedef struct rsv_instance rsv_instance;
 typedef void (*rsv_instance_free_cb)(rsv_instance *inst);
@@ -67,17 +67,18 @@ struct rsv_instance {
     int operator_drained;        /* drained by `resolverctl drain` */
     int stale;                   /* removed from etcd, kept by self-preservation */
     uint64_t stale_since_ms;
-    struct rsv_timer *stale_timer; /* self_preservation_max_ms; 0 ms once the connection failed */
+    struct resolver_timer
+        *stale_timer; /* self_preservation_max_ms; 0 ms once the connection failed */
     uint64_t failures;
     uint64_t added_ms, last_change_ms;
-    struct rsv_timer *drain_timer;
+    struct resolver_timer *drain_timer;
     /* outlier detection (outlier.h) */
     uint32_t consecutive_failures;
     uint64_t interval_requests, interval_failures;
     int ejected;
     uint32_t times_ejected;
     uint64_t ejected_until_ms;
-    struct rsv_timer *eject_timer;
+    struct resolver_timer *eject_timer;
     /* What the log said of it ("in service" = READY and not ejected): one
      * warn line when it leaves, one info line when it is back, at most one
      * of each per RSV_LOG_LIMIT_MS and cause (`flap_log`: the connection's

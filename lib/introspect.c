@@ -39,14 +39,6 @@ json_t *rsv_engine_services_json(resolver_engine *e)
     return arr;
 }
 
-json_t *rsv_engine_instances_json(resolver_engine *e, const char *service)
-{
-    rsv_service *svc = rsv_strmap_get(&e->services, service);
-    if (!svc)
-        return NULL;
-    return rsv_service_instances_json(svc, rsv_loop_now(e->loop));
-}
-
 int64_t rsv_engine_revision(resolver_engine *e)
 {
     int64_t rev = 0;
@@ -57,71 +49,6 @@ int64_t rsv_engine_revision(resolver_engine *e)
             rev = r;
     }
     return rev;
-}
-
-static json_int_t cache_writes(resolver_engine *e)
-{
-    return e->cache_writer ? (json_int_t)rsv_cache_writer_writes(e->cache_writer) : 0;
-}
-
-/* The host-name resolver's counters (lib/dns.h), STATUS's "dns". */
-static json_t *dns_status_json(const resolver_engine *e)
-{
-    const rsv_dns_stats *d = rsv_dns_stats_get(e->dns);
-    return json_pack("{s:I, s:I, s:I, s:I}", "queries", (json_int_t)d->queries, "cache_hits",
-                     (json_int_t)d->cache_hits, "joined", (json_int_t)d->joined, "failures",
-                     (json_int_t)d->failures);
-}
-
-json_t *rsv_engine_status_json(resolver_engine *e)
-{
-    uint64_t now = rsv_loop_update_time(e->loop);
-    uint64_t heard = rsv_etcd_last_heard(e->etcd);
-    size_t instances = 0, ready = 0, stale = 0, counts[5];
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&e->services, &pos, NULL, &value);) {
-        if (!rsv_service_synced(value) && rsv_service_instance_count(value) > 0)
-            stale++; /* serving what the cache said, not yet confirmed by etcd */
-        rsv_service_state_counts(value, counts);
-        instances += rsv_service_instance_count(value);
-        ready += counts[RSV_STATE_READY];
-    }
-    json_t *o = json_pack(
-        "{s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "etcd_endpoint",
-        rsv_etcd_endpoint(e->etcd), "revision", (json_int_t)rsv_engine_revision(e), "uptime_s",
-        (double)(now - e->started_ms) / 1000.0, "services", (json_int_t)e->services.len,
-        "instances", (json_int_t)instances, "ready", (json_int_t)ready, "tickets_outstanding",
-        (json_int_t)e->tickets.len, "tickets_leaked", (json_int_t)e->tickets_leaked, "picks",
-        (json_int_t)atomic_load(&e->picks), "pick_failures",
-        (json_int_t)atomic_load(&e->pick_failures), "on_demand_services",
-        (json_int_t)e->n_on_demand);
-    if (o) {
-        json_object_set_new(o, "etcd_last_heard_s",
-                            heard ? json_real((double)(now - heard) / 1000.0) : json_null());
-        json_object_set_new(o, "stale_services", json_integer((json_int_t)stale));
-        json_object_set_new(o, "cache_writes", json_integer(cache_writes(e)));
-        json_object_set_new(o, "etcd_failovers",
-                            json_integer((json_int_t)rsv_etcd_failovers(e->etcd)));
-        json_object_set_new(o, "etcd_cluster_changes",
-                            json_integer((json_int_t)rsv_etcd_cluster_changes(e->etcd)));
-        json_object_set_new(o, "etcd_endpoints",
-                            json_integer((json_int_t)e->cfg->etcd.n_endpoints));
-        json_object_set_new(o, "dns", dns_status_json(e));
-    }
-    return o;
-}
-
-rsv_etcd *rsv_engine_etcd(resolver_engine *e)
-{
-    return e->etcd;
-}
-
-void rsv_engine_counters_get(resolver_engine *e, rsv_engine_counters *out)
-{
-    out->tickets_outstanding = e->tickets.len;
-    out->tickets_leaked = e->tickets_leaked;
-    for (int l = 0; l < RSV_LISTENER_COUNT; l++)
-        out->accept_backoffs[l] = e->accept_backoffs[l];
 }
 
 /* ---- readiness ---- */
@@ -165,12 +92,18 @@ int resolver_engine_ready(resolver_engine *e, char *why, size_t whylen)
     snprintf(why, whylen, "ready");
     return 1;
 }
-json_t *rsv_engine_registrations_json(resolver_engine *e)
-{
-    return rsv_registrar_json(e->registrar);
-}
-
 /* ---- the public structs (resolver.h) ---- */
+
+_Static_assert(RESOLVER_LATENCY_BUCKETS == RSV_HISTOGRAM_BUCKETS,
+               "the public histogram is the service's");
+
+int resolver_engine_registration_list(resolver_engine *e, const char *service, const char *address,
+                                      resolver_registration_info **out, size_t *n)
+{
+    if (!e || !out || !n)
+        return RESOLVER_ERR_INVALID;
+    return rsv_registrar_list(e->registrar, service, address, out, n);
+}
 
 static char *dup_or_empty(const char *s, int *nomem)
 {
@@ -226,6 +159,18 @@ int resolver_engine_services(resolver_engine *e, resolver_service_info **out, si
         s->picks = atomic_load(&c->picks);
         s->pick_failures = atomic_load(&c->pick_failures);
         s->decode_errors = c->decode_errors;
+        s->ejections = c->ejections;
+        s->self_preservation_events = c->self_preservation_events;
+        const rsv_discovery *d = rsv_service_discovery(svc);
+        s->watch_resumes = d ? rsv_discovery_reconnects(d) : 0;
+        s->watch_silence_resets = d ? rsv_discovery_silent_streams(d) : 0;
+        s->watch_resyncs = d ? rsv_discovery_resyncs(d) : 0;
+        for (size_t b = 0; b < RESOLVER_LATENCY_BUCKETS; b++) {
+            s->latency_bounds_us[b] = rsv_histogram_bounds_us[b];
+            s->latency_le[b] = rsv_histogram_cumulative(&c->latency, b);
+        }
+        s->latency_count = c->latency.count;
+        s->latency_sum_ms = c->latency.sum_ms;
     }
     free(all);
     if (nomem) {
@@ -261,7 +206,7 @@ int resolver_engine_instances(resolver_engine *e, const char *service, resolver_
     rsv_service *svc = rsv_strmap_get(&e->services, service);
     if (!svc)
         return RESOLVER_ERR_NOT_FOUND;
-    uint64_t now = rsv_loop_now(e->loop);
+    uint64_t now = rsv_loop_update_time(e->loop);
     size_t count;
     rsv_instance **all = rsv_service_instances_sorted(svc, &count);
     resolver_instance_info *info = all ? calloc(count + 1, sizeof(*info)) : NULL;
@@ -295,6 +240,8 @@ int resolver_engine_instances(resolver_engine *e, const char *service, resolver_
         r->connect_attempts = st ? st->connect_attempts : 0;
         r->last_error = dup_or_empty(st ? st->last_error : "", &nomem);
         r->health = dup_or_empty(st ? st->health : "", &nomem);
+        r->stale = inst->stale;
+        r->connected = st != NULL;
     }
     free(all);
     if (nomem) {
@@ -353,6 +300,7 @@ int resolver_engine_status(resolver_engine *e, resolver_status **out)
     s->dns_cache_hits = d->cache_hits;
     s->dns_joined = d->joined;
     s->dns_failures = d->failures;
+    s->etcd_authentications = rsv_etcd_authentications(e->etcd);
     *out = s;
     return 0;
 }

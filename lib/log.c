@@ -62,19 +62,39 @@ int rsv_log_enabled(resolver_log_level level)
 
 static void log_line(resolver_log_level level, char *line);
 
+static void vlog(resolver_log_level level, const char *fmt, va_list ap)
+{
+    char line[2048];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    log_line(level, line);
+}
+
 void rsv_log(resolver_log_level level, const char *fmt, ...)
 {
     if (!rsv_log_enabled(level))
         return;
-    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    vlog(level, fmt, ap);
     va_end(ap);
-    log_line(level, line);
 }
 
-int rsv_log_limited(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+void resolver_log(resolver_log_level level, const char *fmt, ...)
+{
+    if (!fmt || !rsv_log_enabled(level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
+}
+
+int resolver_log_enabled(resolver_log_level level)
+{
+    return rsv_log_enabled(level);
+}
+
+static int vlog_limited(rsv_log_limit *lim, resolver_log_level level, const char *fmt, va_list ap)
 {
     if (!rsv_log_enabled(level))
         return 0;
@@ -87,15 +107,38 @@ int rsv_log_limited(rsv_log_limit *lim, resolver_log_level level, const char *fm
     }
     unsigned long long dropped = atomic_exchange(&lim->suppressed, 0);
     char line[2048];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
     if (dropped && n >= 0 && (size_t)n < sizeof(line))
         snprintf(line + n, sizeof(line) - (size_t)n, " (%llu more like this since the last one)",
                  dropped);
     log_line(level, line);
     return 1;
+}
+
+int rsv_log_limited(rsv_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vlog_limited(lim, level, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The public limiter is storage of the same size and alignment as the
+ * internal one (zero: no line yet, none suppressed). */
+_Static_assert(sizeof(resolver_log_limit) == sizeof(rsv_log_limit) &&
+                   _Alignof(resolver_log_limit) >= _Alignof(rsv_log_limit),
+               "resolver_log_limit holds an rsv_log_limit");
+
+int resolver_log_limited(resolver_log_limit *lim, resolver_log_level level, const char *fmt, ...)
+{
+    if (!lim || !fmt)
+        return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vlog_limited((rsv_log_limit *)(void *)lim, level, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 /* Checked at each line rather than once: it costs an fstat, lines are few

@@ -42,7 +42,7 @@ typedef struct {
     uint32_t generation;
 } watcher;
 
-struct rsv_timer {
+struct resolver_timer {
     rsv_loop *loop;
     rsv_timer_cb cb;
     void *arg;
@@ -58,7 +58,7 @@ struct rsv_sleep_hook {
     rsv_sleep_hook *prev, *next; /* NULL when not armed */
 };
 
-struct rsv_loop {
+struct resolver_loop {
     int epfd;
     int wakefd;
     watcher *watchers;
@@ -516,4 +516,49 @@ void rsv_loop_set_wakeup(rsv_loop *loop, void (*cb)(rsv_loop *, void *), void *a
 {
     loop->wakeup_cb = cb;
     loop->wakeup_arg = arg;
+}
+
+/* ---- the public face (resolver.h): the same loop and timers ---- */
+
+_Static_assert(RESOLVER_FD_READ == RSV_LOOP_READ && RESOLVER_FD_WRITE == RSV_LOOP_WRITE &&
+                   RESOLVER_FD_ERROR == RSV_LOOP_ERROR,
+               "the public event bits are the loop's");
+
+int resolver_loop_watch(resolver_loop *loop, int fd, unsigned events, resolver_fd_fn fn, void *arg)
+{
+    if (!loop)
+        return RESOLVER_ERR_INVALID;
+    return rsv_loop_watch(loop, fd, events, fn, arg);
+}
+
+void resolver_loop_unwatch(resolver_loop *loop, int fd)
+{
+    if (loop)
+        rsv_loop_unwatch(loop, fd);
+}
+
+uint64_t resolver_loop_now(const resolver_loop *loop)
+{
+    return loop ? rsv_loop_now(loop) : 0;
+}
+
+resolver_timer *resolver_timer_new(resolver_loop *loop, resolver_timer_fn fn, void *arg)
+{
+    return loop && fn ? rsv_timer_new(loop, fn, arg) : NULL;
+}
+
+void resolver_timer_start(resolver_timer *timer, uint64_t ms)
+{
+    if (timer)
+        rsv_timer_start(timer, ms);
+}
+
+void resolver_timer_stop(resolver_timer *timer)
+{
+    rsv_timer_stop(timer);
+}
+
+void resolver_timer_free(resolver_timer *timer)
+{
+    rsv_timer_del(timer);
 }

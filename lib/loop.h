@@ -35,8 +35,10 @@
 
 #include <stdint.h>
 
-typedef struct rsv_loop rsv_loop;
-typedef struct rsv_timer rsv_timer;
+/* The same types as resolver.h's resolver_loop and resolver_timer: the
+ * public loop calls (resolver_loop_watch, resolver_timer_*) are these. */
+typedef struct resolver_loop rsv_loop;
+typedef struct resolver_timer rsv_timer;
 
 enum {
     RSV_LOOP_READ = 1,

@@ -874,36 +874,71 @@ static const char *state_name(const reg *g)
                                       : "PENDING";
 }
 
-static json_t *reg_json(const reg *g, uint64_t now)
+void resolver_registration_info_free(resolver_registration_info *info, size_t n)
 {
-    char lease[32];
-    snprintf(lease, sizeof(lease), "%" PRId64, g->lease);
-    json_t *left = g->lease && g->lease_deadline_ms > now
-                       ? json_integer((json_int_t)(g->lease_deadline_ms - now))
-                       : json_null();
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:s,s:I}", "service", g->spec.service, "address",
-                     g->spec.address, "format", rsv_format_name(g->spec.format), "key",
-                     g->key ? g->key : "", "lease_id", lease, "ttl_left_ms", left, "state",
-                     state_name(g), "origin", g->from_config ? "config" : "runtime",
-                     "registered_count", (json_int_t)g->registered_count);
+    if (!info)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(info[i].service);
+        free(info[i].address);
+        free(info[i].format);
+        free(info[i].key);
+        free(info[i].state);
+    }
+    free(info);
 }
 
-json_t *rsv_registrar_json(rsv_registrar *r)
+static char *dup_text(const char *s, int *nomem)
 {
-    size_t n = rsv_registrar_count(r), i = 0;
-    reg **v = calloc(n + 1, sizeof(*v));
-    json_t *list = json_array();
-    if (!v || !list) {
+    char *d = strdup(s ? s : "");
+    if (!d)
+        *nomem = 1;
+    return d;
+}
+
+int rsv_registrar_list(rsv_registrar *r, const char *service, const char *address,
+                       resolver_registration_info **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    rsv_endpoint ep;
+    if (address && rsv_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
+        address = ep.address;
+    size_t count = rsv_registrar_count(r), i = 0;
+    reg **v = calloc(count + 1, sizeof(*v));
+    resolver_registration_info *info = v ? calloc(count + 1, sizeof(*info)) : NULL;
+    if (!info) {
         free(v);
-        json_decref(list);
-        return NULL;
+        return RESOLVER_ERR_NOMEM;
     }
     for (reg *g = r->head; g; g = g->next)
-        v[i++] = g;
-    qsort(v, n, sizeof(*v), by_service_address);
+        if ((!service || strcmp(g->spec.service, service) == 0) &&
+            (!address || strcmp(g->spec.address, address) == 0))
+            v[i++] = g;
+    count = i;
+    qsort(v, count, sizeof(*v), by_service_address);
     uint64_t now = rsv_loop_now(r->loop);
-    for (i = 0; i < n; i++)
-        json_array_append_new(list, reg_json(v[i], now));
+    int nomem = 0;
+    for (i = 0; i < count; i++) {
+        const reg *g = v[i];
+        resolver_registration_info *x = &info[i];
+        x->service = dup_text(g->spec.service, &nomem);
+        x->address = dup_text(g->spec.address, &nomem);
+        x->format = dup_text(rsv_format_name(g->spec.format), &nomem);
+        x->key = dup_text(g->key, &nomem);
+        x->lease = g->lease;
+        x->ttl_left_ms =
+            g->lease && g->lease_deadline_ms > now ? (int64_t)(g->lease_deadline_ms - now) : -1;
+        x->state = dup_text(state_name(g), &nomem);
+        x->from_config = g->from_config;
+        x->registered_count = g->registered_count;
+    }
     free(v);
-    return list;
+    if (nomem) {
+        resolver_registration_info_free(info, count);
+        return RESOLVER_ERR_NOMEM;
+    }
+    *out = info;
+    *n = count;
+    return 0;
 }

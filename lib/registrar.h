@@ -67,9 +67,10 @@ void rsv_registrar_leave_all(rsv_registrar *r);
 void rsv_registrar_forget_config(rsv_registrar *r, const resolver_config *cfg);
 /* Registrations still listed (LEAVING ones included until their grace ends). */
 size_t rsv_registrar_count(const rsv_registrar *r);
-/* [{"service","address","format","key","lease_id","ttl_left_ms","state",
- *   "origin","registered_count"}...], sorted by service then address. */
-json_t *rsv_registrar_json(rsv_registrar *r);
+/* resolver_engine_registration_list's answer (service, address: filters,
+ * NULL for any; the address compared in its canonical form). */
+int rsv_registrar_list(rsv_registrar *r, const char *service, const char *address,
+                       resolver_registration_info **out, size_t *n);
 
 /* The key and value `spec` is written as with lease `lease` (go-zero keys
  * carry it).  Pure.  0 or NOMEM; free both. */

@@ -177,7 +177,5 @@ const char *rsv_instance_state_name(const rsv_instance *inst);
 rsv_instance **rsv_service_instances_sorted(const rsv_service *svc, size_t *n);
 /* JSON views for introspection (new references). */
 json_t *rsv_service_to_json(const rsv_service *svc);
-json_t *rsv_service_instances_json(const rsv_service *svc, uint64_t now_ms);
-json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms);
 
 #endif

@@ -80,59 +80,12 @@ const char *rsv_instance_state_name(const rsv_instance *inst)
     return rsv_state_name(rsv_subchannel_state(inst->sc));
 }
 
-json_t *rsv_instance_to_json(const rsv_instance *inst, uint64_t now_ms)
-{
-    const rsv_subchannel_stats *st = inst->sc ? rsv_subchannel_stats_get(inst->sc) : NULL;
-    json_t *o =
-        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "address", inst->endpoint.address, "state",
-                  rsv_instance_state_name(inst), "weight", (json_int_t)inst->endpoint.weight,
-                  "outstanding", (json_int_t)atomic_load(&inst->outstanding), "picks",
-                  (json_int_t)atomic_load(&inst->picks), "failures", (json_int_t)inst->failures,
-                  "since_change_s", (double)(now_ms - inst->last_change_ms) / 1000.0);
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "zone", json_string(inst->endpoint.zone));
-    const rsv_metadata *meta = atomic_load(&inst->endpoint.metadata);
-    json_object_set_new(o, "metadata", meta ? json_loads(meta->text, 0, NULL) : json_null());
-    json_object_set_new(o, "keys", json_integer(inst->n_keys));
-    json_object_set_new(o, "operator_drained", json_boolean(inst->operator_drained));
-    json_object_set_new(o, "ejected", json_boolean(inst->ejected));
-    json_object_set_new(o, "stale", json_boolean(inst->stale));
-    json_object_set_new(o, "times_ejected", json_integer(inst->times_ejected));
-    if (st) {
-        json_object_set_new(o, "reconnects", json_integer((json_int_t)st->reconnects));
-        json_object_set_new(o, "connect_attempts", json_integer((json_int_t)st->connect_attempts));
-        json_object_set_new(o, "rtt_ms",
-                            st->rtt_last_us >= 0 ? json_real((double)st->rtt_last_us / 1000.0)
-                                                 : json_null());
-        json_object_set_new(o, "last_error", json_string(st->last_error));
-        json_object_set_new(o, "health", json_string(st->health)); /* subchannel health check */
-    }
-    return o;
-}
-
 rsv_instance **rsv_service_instances_sorted(const rsv_service *svc, size_t *n)
 {
     rsv_instance **all = rsv_service_collect(svc, n);
     if (all)
         qsort(all, *n, sizeof(*all), rsv_instance_by_address);
     return all;
-}
-
-json_t *rsv_service_instances_json(const rsv_service *svc, uint64_t now_ms)
-{
-    size_t n;
-    rsv_instance **all = rsv_service_instances_sorted(svc, &n);
-    json_t *arr = json_array();
-    if (!all || !arr) {
-        free(all);
-        json_decref(arr);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, rsv_instance_to_json(all[i], now_ms));
-    free(all);
-    return arr;
 }
 
 json_t *rsv_service_to_json(const rsv_service *svc)

@@ -6,30 +6,35 @@
  * the loop spins at 100 % CPU until a descriptor frees up.  The listener is
  * unwatched for ACCEPT_BACKOFF_MS, each pause is counted
  * (resolver_accept_backoffs_total) and warned about, rate-limited.
- * Loop-thread only.
+ * Engine thread only.
  */
 #ifndef RSV_ACCEPT_BACKOFF_H
 #define RSV_ACCEPT_BACKOFF_H
 
-#include "engine.h"
-#include "log.h"
-#include "loop.h"
+#include <stdint.h>
+#include <resolver.h>
 
 #define ACCEPT_BACKOFF_MS 100
 
+/* The daemon's listeners, as resolver_accept_backoffs_total labels them. */
+typedef enum { RSV_LISTENER_SOCKET, RSV_LISTENER_METRICS, RSV_LISTENER_COUNT } rsv_listener;
+const char *rsv_listener_name(rsv_listener which); /* "socket", "metrics" */
+/* The pauses of `which` since the start. */
+uint64_t rsv_accept_backoffs(rsv_listener which);
+
 typedef struct {
-    resolver_engine *engine;
+    resolver_loop *loop;
     rsv_listener which;
-    int fd;              /* the listening socket */
-    rsv_io_cb on_accept; /* watched again after the pause */
+    int fd;                   /* the listening socket */
+    resolver_fd_fn on_accept; /* watched again after the pause */
     void *arg;
-    rsv_timer *timer;
-    rsv_log_limit lim;
+    resolver_timer *timer;
+    resolver_log_limit lim;
 } accept_backoff;
 
 /* 0, or -1 when out of memory. */
 int accept_backoff_init(accept_backoff *b, resolver_engine *engine, rsv_listener which, int fd,
-                        rsv_io_cb on_accept, void *arg);
+                        resolver_fd_fn on_accept, void *arg);
 void accept_backoff_clear(accept_backoff *b);
 /* After accept4 failed with `err`: 1 if the listener is paused now (end the
  * accept burst), 0 for errors that need no pause (EAGAIN, a connection

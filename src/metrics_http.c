@@ -18,9 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "accept_backoff.h"
-#include "log.h"
-#include "metrics.h"
+#include "daemon_log.h"
 #include "metrics_http.h"
+#include "metrics_text.h"
 
 typedef struct conn conn;
 
@@ -28,7 +28,7 @@ struct conn {
     rsv_metrics_http *m;
     conn *prev, *next;
     int fd;
-    rsv_timer *timer; /* the per-connection deadline */
+    resolver_timer *timer; /* the per-connection deadline */
     char in[RSV_METRICS_HTTP_MAX_REQUEST];
     size_t in_len;
     char *out; /* the whole response; NULL until there is one */
@@ -38,7 +38,7 @@ struct conn {
 
 struct rsv_metrics_http {
     resolver_engine *engine;
-    rsv_loop *loop;
+    resolver_loop *loop;
     int fd;
     conn *conns;
     size_t n_conns;
@@ -58,14 +58,14 @@ static void conn_close(conn *c)
     if (c->next)
         c->next->prev = c->prev;
     m->n_conns--;
-    rsv_loop_unwatch(m->loop, c->fd);
+    resolver_loop_unwatch(m->loop, c->fd);
     close(c->fd);
-    rsv_timer_del(c->timer);
+    resolver_timer_free(c->timer);
     free(c->out);
     free(c);
 }
 
-static void on_conn_io(rsv_loop *loop, int fd, unsigned events, void *arg);
+static void on_conn_io(resolver_loop *loop, int fd, unsigned events, void *arg);
 
 /* After the response: no more writes, and read only to see the peer's EOF. */
 static void conn_linger(conn *c)
@@ -74,7 +74,7 @@ static void conn_linger(conn *c)
     c->out = NULL;
     c->lingering = 1;
     shutdown(c->fd, SHUT_WR);
-    if (rsv_loop_watch(c->m->loop, c->fd, RSV_LOOP_READ, on_conn_io, c) != 0)
+    if (resolver_loop_watch(c->m->loop, c->fd, RESOLVER_FD_READ, on_conn_io, c) != 0)
         conn_close(c);
 }
 
@@ -85,7 +85,7 @@ static void conn_flush(conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (rsv_loop_watch(c->m->loop, c->fd, RSV_LOOP_WRITE, on_conn_io, c) != 0)
+            if (resolver_loop_watch(c->m->loop, c->fd, RESOLVER_FD_WRITE, on_conn_io, c) != 0)
                 conn_close(c);
             return;
         }
@@ -250,7 +250,7 @@ static void conn_discard(conn *c)
     }
 }
 
-static void on_conn_io(rsv_loop *loop, int fd, unsigned events, void *arg)
+static void on_conn_io(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     conn *c = arg;
     if (c->out)
@@ -261,7 +261,7 @@ static void on_conn_io(rsv_loop *loop, int fd, unsigned events, void *arg)
         conn_read(c);
 }
 
-static void on_conn_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
+static void on_conn_timeout(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     conn *c = arg;
     LOG_DEBUG("metrics: closing a connection after %d ms", RSV_METRICS_HTTP_TIMEOUT_MS);
@@ -292,15 +292,15 @@ static void conn_open(rsv_metrics_http *m, int fd)
         m->conns->prev = c;
     m->conns = c;
     m->n_conns++;
-    c->timer = rsv_timer_new(m->loop, on_conn_timeout, c);
-    if (!c->timer || rsv_loop_watch(m->loop, fd, RSV_LOOP_READ, on_conn_io, c) != 0) {
+    c->timer = resolver_timer_new(m->loop, on_conn_timeout, c);
+    if (!c->timer || resolver_loop_watch(m->loop, fd, RESOLVER_FD_READ, on_conn_io, c) != 0) {
         conn_close(c);
         return;
     }
-    rsv_timer_start(c->timer, RSV_METRICS_HTTP_TIMEOUT_MS);
+    resolver_timer_start(c->timer, RSV_METRICS_HTTP_TIMEOUT_MS);
 }
 
-static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
+static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     rsv_metrics_http *m = arg;
     /* A bounded burst: the loop comes back while the backlog is not empty. */
@@ -311,7 +311,7 @@ static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
             return;
         }
         if (m->n_conns >= RSV_METRICS_HTTP_MAX_CONNS) {
-            static rsv_log_limit lim; /* one per connection attempt */
+            static resolver_log_limit lim; /* one per connection attempt */
             LOG_WARN_LIMITED(&lim, "metrics: refused a connection: %d connections open (the limit)",
                              RSV_METRICS_HTTP_MAX_CONNS);
             refuse(cfd);
@@ -437,7 +437,7 @@ rsv_metrics_http *rsv_metrics_http_new(resolver_engine *engine, const char *list
         return NULL;
     }
     m->engine = engine;
-    m->loop = rsv_engine_loop(engine);
+    m->loop = resolver_engine_loop(engine);
     m->fd = -1;
     if (bind_listen(m, listen_addr, err, errlen) != 0)
         goto fail;
@@ -446,7 +446,7 @@ rsv_metrics_http *rsv_metrics_http_new(resolver_engine *engine, const char *list
         goto fail;
     }
     m->have_backoff = 1;
-    if (rsv_loop_watch(m->loop, m->fd, RSV_LOOP_READ, on_accept, m) != 0) {
+    if (resolver_loop_watch(m->loop, m->fd, RESOLVER_FD_READ, on_accept, m) != 0) {
         snprintf(err, errlen, "metrics.listen \"%s\": cannot watch the socket", listen_addr);
         goto fail;
     }
@@ -466,7 +466,7 @@ void rsv_metrics_http_del(rsv_metrics_http *m)
     if (m->have_backoff)
         accept_backoff_clear(&m->backoff);
     if (m->fd >= 0) {
-        rsv_loop_unwatch(m->loop, m->fd);
+        resolver_loop_unwatch(m->loop, m->fd);
         close(m->fd);
     }
     free(m);

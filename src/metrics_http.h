@@ -4,7 +4,7 @@
  * metrics`, /healthz 200 "ok" while the process serves at all, /ready 200
  * or 503 with the reason (resolver_engine_ready), anything else 404.
  * HTTP/1.1, one request per connection
- * (Connection: close), on the engine's loop.  Loop-thread only.
+ * (Connection: close), on the engine's loop.  Engine thread only.
  *
  * Limits: a request head of at most 8 KiB, at most 64 connections at a
  * time, 5 s per connection from accept to close.  A client that breaks
@@ -14,7 +14,7 @@
 #define RSV_METRICS_HTTP_H
 
 #include <stddef.h>
-#include "engine.h"
+#include <resolver.h>
 
 typedef struct rsv_metrics_http rsv_metrics_http;
 

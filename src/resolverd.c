@@ -22,8 +22,10 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include "engine.h"
-#include "log.h"
+#include <jansson.h>
+#include <resolver.h>
+#include "cfgval.h"
+#include "daemon_log.h"
 #include "metrics_http.h"
 #include "server.h"
 
@@ -44,7 +46,7 @@ typedef struct {
     int sigfd;
     int stopping;
     int leaving; /* SIGTERM: deregistering before the drain */
-    rsv_timer *drain_timer;
+    resolver_timer *drain_timer;
     uint64_t drain_deadline;
     char *config_path; /* absolute, for STATUS; NULL without -c */
     struct {
@@ -147,13 +149,12 @@ static int load_config(const options *o, resolver_config **out, char *err, size_
         goto fail;
     }
     if (o->socket) {
-        char *path = strdup(o->socket);
-        if (!path) {
-            rc = RESOLVER_ERR_NOMEM;
+        char msg[512];
+        rc = resolver_config_set(*out, "socket.path", o->socket, msg, sizeof(msg));
+        if (rc != 0) {
+            snprintf(err, errlen, "--socket: %s", msg);
             goto fail;
         }
-        free((*out)->socket.path);
-        (*out)->socket.path = path;
     }
     return 0;
 fail:
@@ -199,6 +200,8 @@ static int reload(void *arg, char *err, size_t errlen)
         LOG_ERROR("reload failed, keeping the running configuration: %s", err);
     } else {
         rc = resolver_engine_reload(d->engine, cfg, err, errlen);
+        if (rc == 0 && d->server)
+            rsv_server_config_applied(d->server);
     }
     d->last_reload.done = 1;
     d->last_reload.ok = rc == 0;
@@ -240,15 +243,15 @@ static void add_status(void *arg, json_t *j)
 
 static void begin_drain(daemon_state *d)
 {
-    rsv_loop *loop = rsv_engine_loop(d->engine);
+    resolver_loop *loop = resolver_engine_loop(d->engine);
     sd_notify_text("STATUS=draining");
     rsv_server_stop_picks(d->server);
     resolver_engine_shutdown(d->engine);
-    d->drain_deadline = rsv_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
-    rsv_timer_start(d->drain_timer, 0);
+    d->drain_deadline = resolver_loop_now(loop) + resolver_engine_max_drain_ms(d->engine);
+    resolver_timer_start(d->drain_timer, 0);
 }
 
-static void on_signal(rsv_loop *loop, int fd, unsigned events, void *arg)
+static void on_signal(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     daemon_state *d = arg;
     struct signalfd_siginfo si;
@@ -271,7 +274,7 @@ static void on_signal(rsv_loop *loop, int fd, unsigned events, void *arg)
                          strsignal((int)si.ssi_signo), n, n == 1 ? "" : "s");
                 d->leaving = 1;
                 resolver_engine_deregister_all(d->engine);
-                rsv_timer_start(d->drain_timer, 0);
+                resolver_timer_start(d->drain_timer, 0);
             } else {
                 LOG_INFO("%s: stopping: draining every instance (a second signal stops at once)",
                          strsignal((int)si.ssi_signo));
@@ -280,14 +283,14 @@ static void on_signal(rsv_loop *loop, int fd, unsigned events, void *arg)
         } else {
             LOG_WARN("%s again: stopping without waiting for the drain",
                      strsignal((int)si.ssi_signo));
-            rsv_loop_stop(loop);
+            resolver_engine_stop(d->engine);
         }
     }
 }
 
 /* During a graceful stop: done when every instance has closed (their picks
  * reported done over the socket, or their drain timed out). */
-static void on_drain_check(rsv_loop *loop, rsv_timer *t, void *arg)
+static void on_drain_check(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     daemon_state *d = arg;
     if (d->leaving) { /* deregistering: keys deleted, then the grace */
@@ -295,15 +298,15 @@ static void on_drain_check(rsv_loop *loop, rsv_timer *t, void *arg)
             d->leaving = 0;
             begin_drain(d);
         } else {
-            rsv_timer_start(t, 20);
+            resolver_timer_start(t, 20);
         }
         return;
     }
-    if (resolver_engine_drained(d->engine) || rsv_loop_now(loop) >= d->drain_deadline) {
-        rsv_loop_stop(loop);
+    if (resolver_engine_drained(d->engine) || resolver_loop_now(loop) >= d->drain_deadline) {
+        resolver_engine_stop(d->engine);
         return;
     }
-    rsv_timer_start(t, 50);
+    resolver_timer_start(t, 50);
 }
 
 /* One fd per client, per subchannel and per etcd watch: the default soft
@@ -332,10 +335,11 @@ static int setup_signals(daemon_state *d)
     d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (d->sigfd < 0)
         return -1;
-    d->drain_timer = rsv_timer_new(rsv_engine_loop(d->engine), on_drain_check, d);
+    d->drain_timer = resolver_timer_new(resolver_engine_loop(d->engine), on_drain_check, d);
     if (!d->drain_timer)
         return -1;
-    return rsv_loop_watch(rsv_engine_loop(d->engine), d->sigfd, RSV_LOOP_READ, on_signal, d);
+    return resolver_loop_watch(resolver_engine_loop(d->engine), d->sigfd, RESOLVER_FD_READ,
+                               on_signal, d);
 }
 
 /* ---- what would fail at start (--check-config) and the socket directory ---- */
@@ -499,20 +503,45 @@ static void check_cache_file(check_ctx *c, const char *file)
 static int check_start(const resolver_config *cfg, const char *origin)
 {
     check_ctx c = {origin, 0};
-    check_readable(&c, "etcd.password_file", cfg->etcd.password_file);
-    check_readable(&c, "etcd.ca_file", cfg->etcd.ca_file);
-    check_readable(&c, "etcd.cert_file", cfg->etcd.cert_file);
-    check_readable(&c, "etcd.key_file", cfg->etcd.key_file);
-    if (*cfg->etcd.password_file && !*cfg->etcd.username)
-        problem(&c, "etcd.password_file: set without etcd.username");
-    check_cache_file(&c, cfg->cache_file);
-    check_group(&c, "socket.group", cfg->socket.group);
-    check_group(&c, "socket.admin_group", cfg->socket.admin_group);
-    check_listen(&c, "metrics.listen", cfg->metrics.listen);
-    char dir[PATH_MAX], why[PATH_MAX + 128];
-    dir_of(cfg->socket.path, dir, sizeof(dir));
-    if (dirs_makeable(dir, why, sizeof(why)) != 0)
-        problem(&c, "socket.path: \"%s\": %s", cfg->socket.path, why);
+    static const char *const keys[] = {"etcd.password_file", "etcd.ca_file",       "etcd.cert_file",
+                                       "etcd.key_file",      "etcd.username",      "cache_file",
+                                       "socket.group",       "socket.admin_group", "metrics.listen",
+                                       "socket.path"};
+    enum {
+        PASSWORD_FILE,
+        CA_FILE,
+        CERT_FILE,
+        KEY_FILE,
+        USERNAME,
+        CACHE_FILE,
+        GROUP,
+        ADMIN_GROUP,
+        LISTEN,
+        PATH,
+        N_KEYS
+    };
+    char *v[N_KEYS];
+    int nomem = 0;
+    for (int i = 0; i < N_KEYS; i++)
+        nomem |= !(v[i] = rsv_cfg_string(cfg, keys[i]));
+    if (nomem) {
+        problem(&c, "out of memory");
+    } else {
+        for (int i = PASSWORD_FILE; i <= KEY_FILE; i++)
+            check_readable(&c, keys[i], v[i]);
+        if (*v[PASSWORD_FILE] && !*v[USERNAME])
+            problem(&c, "etcd.password_file: set without etcd.username");
+        check_cache_file(&c, v[CACHE_FILE]);
+        check_group(&c, "socket.group", v[GROUP]);
+        check_group(&c, "socket.admin_group", v[ADMIN_GROUP]);
+        check_listen(&c, "metrics.listen", v[LISTEN]);
+        char dir[PATH_MAX], why[PATH_MAX + 128];
+        dir_of(v[PATH], dir, sizeof(dir));
+        if (dirs_makeable(dir, why, sizeof(why)) != 0)
+            problem(&c, "socket.path: \"%s\": %s", v[PATH], why);
+    }
+    for (int i = 0; i < N_KEYS; i++)
+        free(v[i]);
     return c.problems;
 }
 
@@ -531,11 +560,12 @@ static int check_config(const options *o)
     int problems = check_start(cfg, o->config_file);
     if (problems == 0) {
         char *text = NULL;
-        if (!o->quiet && rsv_config_to_json(cfg, &text) == 0)
+        if (!o->quiet && resolver_config_get(cfg, "", &text) == 0)
             printf("%s\n", text);
         free(text);
-        fprintf(stderr, "resolverd: %s: configuration OK (%zu service%s)\n", o->config_file,
-                cfg->n_services, cfg->n_services == 1 ? "" : "s");
+        size_t n = rsv_cfg_count(cfg, "services");
+        fprintf(stderr, "resolverd: %s: configuration OK (%zu service%s)\n", o->config_file, n,
+                n == 1 ? "" : "s");
     } else {
         fprintf(stderr, "resolverd: %s: %d problem%s: resolverd would not start\n", o->config_file,
                 problems, problems == 1 ? "" : "s");
@@ -548,11 +578,16 @@ static int check_config(const options *o)
  * is bound once at start: a reload does not move it. */
 static int start_metrics(daemon_state *d, char *err, size_t errlen)
 {
-    const char *addr = rsv_engine_config(d->engine)->metrics.listen;
-    if (!addr || !*addr)
-        return 0;
-    d->metrics = rsv_metrics_http_new(d->engine, addr, err, errlen);
-    return d->metrics ? 0 : -1;
+    char *addr = rsv_cfg_string(resolver_engine_config(d->engine), "metrics.listen");
+    if (!addr) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (*addr)
+        d->metrics = rsv_metrics_http_new(d->engine, addr, err, errlen);
+    int rc = !*addr || d->metrics ? 0 : -1;
+    free(addr);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -581,7 +616,9 @@ int main(int argc, char **argv)
         return 1;
     }
     char sockdir[PATH_MAX];
-    dir_of(cfg->socket.path, sockdir, sizeof(sockdir));
+    char *sockpath = rsv_cfg_string(cfg, "socket.path");
+    dir_of(sockpath ? sockpath : "", sockdir, sizeof(sockdir));
+    free(sockpath);
     if (make_dirs("socket.path", sockdir, err, sizeof(err)) != 0) {
         fprintf(stderr, "resolverd: %s\n", err);
         resolver_config_free(cfg);
@@ -593,7 +630,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "resolverd: cannot start the engine: %s\n", resolver_strerror(rc));
         return 1;
     }
-    d.server = rsv_server_new(d.engine, rsv_engine_config(d.engine), NULL, err, sizeof(err));
+    d.server = rsv_server_new(d.engine, resolver_engine_config(d.engine), NULL, err, sizeof(err));
     if (d.server) {
         rsv_server_set_reload(d.server, reload, &d);
         rsv_server_set_status(d.server, add_status, &d);
@@ -601,29 +638,34 @@ int main(int argc, char **argv)
     if (!d.server || setup_signals(&d) != 0) {
         fprintf(stderr, "resolverd: %s\n", d.server ? strerror(errno) : err);
         rsv_server_del(d.server);
-        rsv_timer_del(d.drain_timer);
+        resolver_timer_free(d.drain_timer);
         resolver_engine_free(d.engine);
         return 1;
     }
     if (start_metrics(&d, err, sizeof(err)) != 0) {
         fprintf(stderr, "resolverd: %s\n", err);
         rsv_server_del(d.server);
-        rsv_timer_del(d.drain_timer);
+        resolver_timer_free(d.drain_timer);
         resolver_engine_free(d.engine);
         close(d.sigfd);
         return 1;
     }
     if (d.opts.config_file)
         d.config_path = realpath(d.opts.config_file, NULL);
-    const resolver_config *c = rsv_engine_config(d.engine);
+    const resolver_config *c = resolver_engine_config(d.engine);
+    char *path = rsv_cfg_string(c, "socket.path"), *etcd = rsv_cfg_string(c, "etcd.endpoints[0]");
+    size_t n_services = rsv_cfg_count(c, "services");
     LOG_INFO("resolverd %s serving %s; etcd %s%s; %zu service%s configured", PACKAGE_VERSION,
-             c->socket.path, c->etcd.endpoints[0], c->etcd.n_endpoints > 1 ? " (and others)" : "",
-             c->n_services, c->n_services == 1 ? "" : "s");
+             path ? path : "?", etcd ? etcd : "?",
+             rsv_cfg_count(c, "etcd.endpoints") > 1 ? " (and others)" : "", n_services,
+             n_services == 1 ? "" : "s");
+    free(path);
+    free(etcd);
     sd_notify_text("READY=1\nSTATUS=serving");
     rc = resolver_engine_run(d.engine);
     rsv_metrics_http_del(d.metrics);
     rsv_server_del(d.server);
-    rsv_timer_del(d.drain_timer);
+    resolver_timer_free(d.drain_timer);
     resolver_engine_free(d.engine);
     close(d.sigfd);
     free(d.config_path);

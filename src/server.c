@@ -29,10 +29,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "accept_backoff.h"
-#include "log.h"
-#include "metrics.h"
-#include "proto.h"
+#include "cfgval.h"
+#include "daemon_log.h"
+#include "metrics_text.h"
 #include "server.h"
+#include "views.h"
+#include "wire.h"
 
 typedef struct client client;
 
@@ -50,7 +52,7 @@ struct client {
     size_t out_len, out_cap;
     resolver_owner tickets;
     char *watch; /* service name, "*" for all, NULL: not watching */
-    rsv_timer *idle_timer;
+    resolver_timer *idle_timer;
     resolver_pick_waiter *waiter; /* the parked first pick (NULL: none or not cancellable) */
     int parked;
     int closing;
@@ -71,7 +73,7 @@ typedef struct uid_tickets {
 
 struct rsv_server {
     resolver_engine *engine;
-    rsv_loop *loop;
+    resolver_loop *loop;
     rsv_server_limits limits;
     int fd;
     char *path;     /* the socket we bound, NULL if none */
@@ -85,13 +87,14 @@ struct rsv_server {
     client *clients;
     size_t n_clients;
     uid_tickets *detached;
-    rsv_timer *reap_timer; /* closes clients marked closing from nested code */
+    resolver_timer *reap_timer; /* closes clients marked closing from nested code */
     int picks_stopped;
     rsv_server_reload_cb reload_cb;
     void *reload_arg;
     rsv_server_status_cb status_cb;
     void *status_arg;
     resolver_watch *watch; /* the engine's events, for WATCH clients */
+    uint64_t max_detached; /* socket.max_detached_tickets, read at start and each reload */
 };
 
 void rsv_server_limits_default(rsv_server_limits *l)
@@ -111,7 +114,7 @@ static void client_process(client *c);
 
 static void client_flush(client *c);
 
-static void on_client_io(rsv_loop *loop, int fd, unsigned events, void *arg);
+static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg);
 
 /* The limit is on replies queued and unread when a new one comes: a client
  * that stops reading is cut off, while one reply of any size (INSTANCES of
@@ -122,7 +125,7 @@ static int client_over_backlog(client *c)
         return 1;
     if (c->out_len < c->server->limits.max_output)
         return 0;
-    static rsv_log_limit lim;
+    static resolver_log_limit lim;
     LOG_WARN_LIMITED(&lim, "client pid %d: more than %zu bytes of replies unread; disconnecting",
                      (int)c->pid, c->server->limits.max_output);
     c->closing = 1;
@@ -262,7 +265,7 @@ static void audit(client *c, resolver_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    rsv_log(level, "admin: uid %d pid %d: %s", (int)c->uid, (int)c->pid, what);
+    resolver_log(level, "admin: uid %d pid %d: %s", (int)c->uid, (int)c->pid, what);
 }
 
 typedef struct {
@@ -317,13 +320,13 @@ static resolver_owner *pick_owner(client *c, int detach)
         reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    uint32_t max = rsv_engine_config(s->engine)->socket.max_detached_tickets;
+    uint64_t max = s->max_detached;
     if (u->tickets.count < max)
         return &u->tickets;
     reply_err(c, RESOLVER_ERR_LIMIT,
               "uid %d holds %zu detached tickets (socket.max_detached_tickets is %u); report "
               "done for some first",
-              (int)c->uid, u->tickets.count, max);
+              (int)c->uid, u->tickets.count, (unsigned)max);
     return NULL;
 }
 
@@ -407,7 +410,7 @@ static void verb_done(client *c, const rsv_proto_request *req)
     int rc = resolver_engine_ticket_owner(c->server->engine, ticket, &owner);
     int own = rc == 0 && owns(c, owner);
     if (rc == 0 && !own && !c->admin) {
-        static rsv_log_limit lim; /* any peer may try ticket numbers */
+        static resolver_log_limit lim; /* any peer may try ticket numbers */
         LOG_WARN_LIMITED(&lim, "admin: uid %d pid %d: DONE %" PRIu64 " of another %s denied",
                          (int)c->uid, (int)c->pid, ticket,
                          owner_is_uid(c->server, owner) ? "user" : "connection");
@@ -433,12 +436,17 @@ static void verb_done(client *c, const rsv_proto_request *req)
 
 static void verb_services(client *c, const rsv_proto_request *req)
 {
-    reply_ok(c, rsv_engine_services_json(c->server->engine));
+    reply_ok(c, rsv_view_services(c->server->engine));
 }
 
 static void verb_instances(client *c, const rsv_proto_request *req)
 {
-    json_t *j = rsv_engine_instances_json(c->server->engine, req->argv[1]);
+    int rc;
+    json_t *j = rsv_view_instances(c->server->engine, req->argv[1], &rc);
+    if (rc == RESOLVER_ERR_NOMEM) {
+        reply_err(c, rc, "out of memory");
+        return;
+    }
     if (!j) {
         reply_err(c, RESOLVER_ERR_NOT_FOUND,
                   "unknown service \"%s\" (not configured and never "
@@ -451,7 +459,7 @@ static void verb_instances(client *c, const rsv_proto_request *req)
 
 static void verb_status(client *c, const rsv_proto_request *req)
 {
-    json_t *j = rsv_engine_status_json(c->server->engine);
+    json_t *j = rsv_view_status(c->server->engine);
     if (j)
         json_object_set_new(j, "clients", json_integer((json_int_t)c->server->n_clients));
     if (j && c->server->status_cb)
@@ -534,19 +542,17 @@ static int register_options_known(client *c, const rsv_proto_request *req)
  * filled in), or a bare acknowledgement. */
 static json_t *registration_view(resolver_engine *e, const char *service, const char *address)
 {
-    rsv_endpoint ep;
-    if (rsv_address_parse(address, strlen(address), &ep, NULL, 0) == 0)
-        address = ep.address;
-    json_t *list = rsv_engine_registrations_json(e), *x, *found = NULL;
-    size_t i;
-    json_array_foreach(list, i, x)
-    {
-        if (strcmp(json_string_value(json_object_get(x, "service")), service) == 0 &&
-            strcmp(json_string_value(json_object_get(x, "address")), address) == 0 &&
-            strcmp(json_string_value(json_object_get(x, "state")), "LEAVING") != 0)
-            found = json_incref(x);
+    resolver_registration_info *info;
+    size_t n;
+    json_t *found = NULL;
+    if (resolver_engine_registration_list(e, service, address, &info, &n) == 0) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(info[i].state, "LEAVING") != 0) {
+                json_decref(found);
+                found = rsv_view_registration(&info[i]);
+            }
+        resolver_registration_info_free(info, n);
     }
-    json_decref(list);
     return found ? found : json_pack("{s:s,s:s}", "service", service, "address", address);
 }
 
@@ -581,9 +587,10 @@ static void verb_register(client *c, const rsv_proto_request *req)
         return;
     }
     json_t *out = registration_view(e, req->argv[1], req->argv[2]);
-    const char *cache = rsv_engine_config(e)->cache_file;
+    char *cache = rsv_cfg_string(resolver_engine_config(e), "cache_file");
     if (out)
         json_object_set_new(out, "persisted", json_boolean(cache && *cache));
+    free(cache);
     reply_ok(c, out);
 }
 
@@ -591,17 +598,17 @@ static void verb_deregister(client *c, const rsv_proto_request *req)
 {
     int rc = resolver_engine_deregister(c->server->engine, req->argv[1], req->argv[2]);
     if (rc == 0)
-        reply_ok(c,
-                 json_pack("{s:s,s:s,s:s,s:I}", "service", req->argv[1], "address", req->argv[2],
-                           "state", "LEAVING", "grace_ms",
-                           (json_int_t)rsv_engine_config(c->server->engine)->deregister_grace_ms));
+        reply_ok(c, json_pack("{s:s,s:s,s:s,s:I}", "service", req->argv[1], "address", req->argv[2],
+                              "state", "LEAVING", "grace_ms",
+                              (json_int_t)rsv_cfg_uint(resolver_engine_config(c->server->engine),
+                                                       "deregister_grace_ms", 0)));
     else
         reply_err(c, rc, "service \"%s\" has no registration \"%s\"", req->argv[1], req->argv[2]);
 }
 
 static void verb_registrations(client *c, const rsv_proto_request *req)
 {
-    json_t *j = rsv_engine_registrations_json(c->server->engine);
+    json_t *j = rsv_view_registrations(c->server->engine, NULL, NULL);
     if (!j) {
         reply_err(c, RESOLVER_ERR_NOMEM, "out of memory");
         return;
@@ -684,7 +691,7 @@ static void handle_line(client *c, char *line)
         return;
     }
     if (v->admin && !c->admin) {
-        static rsv_log_limit lim; /* any peer may send these */
+        static resolver_log_limit lim; /* any peer may send these */
         LOG_WARN_LIMITED(&lim,
                          "admin: uid %d pid %d: %s denied (neither root, the daemon's user, nor "
                          "in socket.admin_group)",
@@ -765,7 +772,7 @@ static void client_hangup(client *c)
 {
     c->hangup = 1;
     c->in_len = 0;
-    rsv_timer_start(c->idle_timer, 2000);
+    resolver_timer_start(c->idle_timer, 2000);
 }
 
 static void discard_input(client *c)
@@ -793,7 +800,7 @@ static void client_read(client *c)
     if (n < 0)
         return;
     c->in_len += (size_t)n;
-    rsv_timer_start(c->idle_timer, c->server->limits.idle_timeout_ms);
+    resolver_timer_start(c->idle_timer, c->server->limits.idle_timeout_ms);
     if (!c->parked)
         client_process(c);
     if (!c->parked && c->in_len > c->server->limits.max_line && !memchr(c->in, '\n', c->in_len)) {
@@ -805,16 +812,16 @@ static void client_read(client *c)
 
 static void update_interest(client *c)
 {
-    unsigned events = RSV_LOOP_READ;
+    unsigned events = RESOLVER_FD_READ;
     if (c->out_len > 0)
-        events |= RSV_LOOP_WRITE;
+        events |= RESOLVER_FD_WRITE;
     /* A parked client's further input waits in its buffer; a full buffer
      * stops reading until the pick is answered. */
     if (c->parked && c->in_len > c->server->limits.max_line)
-        events &= ~(unsigned)RSV_LOOP_READ;
+        events &= ~(unsigned)RESOLVER_FD_READ;
     if (events == c->interest)
         return; /* no system call when nothing changed: the common case */
-    if (rsv_loop_watch(c->server->loop, c->fd, events, on_client_io, c) != 0)
+    if (resolver_loop_watch(c->server->loop, c->fd, events, on_client_io, c) != 0)
         c->closing = 1;
     c->interest = events;
 }
@@ -840,22 +847,22 @@ static void client_flush(client *c)
     update_interest(c);
 }
 
-static void on_client_io(rsv_loop *loop, int fd, unsigned events, void *arg)
+static void on_client_io(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     client *c = arg;
-    if (events & RSV_LOOP_READ)
+    if (events & RESOLVER_FD_READ)
         client_read(c);
     if (!c->closing)
         client_flush(c);
-    if (c->closing || (events & RSV_LOOP_ERROR && !(events & RSV_LOOP_READ)))
+    if (c->closing || (events & RESOLVER_FD_ERROR && !(events & RESOLVER_FD_READ)))
         client_close(c);
 }
 
-static void on_idle(rsv_loop *loop, rsv_timer *t, void *arg)
+static void on_idle(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     client *c = arg;
     if (!c->hangup && (c->watch || c->tickets.count > 0)) {
-        rsv_timer_start(t, c->server->limits.idle_timeout_ms);
+        resolver_timer_start(t, c->server->limits.idle_timeout_ms);
         return;
     }
     LOG_DEBUG("client pid %d idle for %llu ms; closing", (int)c->pid,
@@ -868,13 +875,13 @@ static void on_idle(rsv_loop *loop, rsv_timer *t, void *arg)
 static void client_close(client *c)
 {
     rsv_server *s = c->server;
-    rsv_loop_unwatch(s->loop, c->fd);
+    resolver_loop_unwatch(s->loop, c->fd);
     close(c->fd);
     /* Tickets of a connection that goes away are released: the C API's
      * promise (CLI picks are taken with detach=1 and belong to the uid). */
     resolver_pick_waiter_free(c->waiter); /* before its owner's tickets go */
     resolver_engine_release_owner(s->engine, &c->tickets);
-    rsv_timer_del(c->idle_timer);
+    resolver_timer_free(c->idle_timer);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -936,7 +943,7 @@ static int peer_is_admin(rsv_server *s, int fd, const struct ucred *cred)
     return 0;
 }
 
-static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
+static void on_accept(resolver_loop *loop, int fd, unsigned events, void *arg)
 {
     rsv_server *s = arg;
     for (int burst = 0; burst < 64; burst++) {
@@ -950,7 +957,7 @@ static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
             ssize_t rc = send(cfd, msg, sizeof(msg) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)rc;
             close(cfd);
-            static rsv_log_limit lim; /* one per connection attempt */
+            static resolver_log_limit lim; /* one per connection attempt */
             LOG_WARN_LIMITED(&lim, "refused a client: %zu clients connected (the limit)",
                              s->n_clients);
             continue;
@@ -975,18 +982,19 @@ static void on_accept(rsv_loop *loop, int fd, unsigned events, void *arg)
         } else {
             c->uid = (uid_t)-1;
         }
-        c->idle_timer = rsv_timer_new(loop, on_idle, c);
+        c->idle_timer = resolver_timer_new(loop, on_idle, c);
         c->next = s->clients;
         if (s->clients)
             s->clients->prev = c;
         s->clients = c;
         s->n_clients++;
-        if (!c->idle_timer || rsv_loop_watch(loop, cfd, RSV_LOOP_READ, on_client_io, c) != 0) {
+        if (!c->idle_timer ||
+            resolver_loop_watch(loop, cfd, RESOLVER_FD_READ, on_client_io, c) != 0) {
             client_close(c);
             continue;
         }
-        c->interest = RSV_LOOP_READ;
-        rsv_timer_start(c->idle_timer, s->limits.idle_timeout_ms);
+        c->interest = RESOLVER_FD_READ;
+        resolver_timer_start(c->idle_timer, s->limits.idle_timeout_ms);
     }
 }
 
@@ -1033,12 +1041,12 @@ static void on_engine_change(void *arg, const resolver_event *e)
         /* Closing here could re-enter the engine (its tickets are released)
          * while it is telling us about a change: let the reaper do it. */
         if (c->closing)
-            rsv_timer_start(s->reap_timer, 0);
+            resolver_timer_start(s->reap_timer, 0);
     }
     json_decref(ev);
 }
 
-static void on_reap(rsv_loop *loop, rsv_timer *t, void *arg)
+static void on_reap(resolver_loop *loop, resolver_timer *t, void *arg)
 {
     rsv_server *s = arg;
     for (client *c = s->clients, *next; c; c = next) {
@@ -1122,17 +1130,17 @@ static int clear_socket_path(const struct sockaddr_un *addr, char *err, size_t e
     return 0;
 }
 
-static int bind_socket(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
+static int bind_path(rsv_server *s, const char *path, unsigned mode, const char *group, char *err,
+                     size_t errlen)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (strlen(cfg->socket.path) >= sizeof(addr.sun_path)) {
-        snprintf(err, errlen, "socket.path \"%s\" is longer than %zu bytes", cfg->socket.path,
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        snprintf(err, errlen, "socket.path \"%s\" is longer than %zu bytes", path,
                  sizeof(addr.sun_path) - 1);
         return -1;
     }
-    strcpy(addr.sun_path, cfg->socket.path);
-    if (lock_socket_path(s, cfg->socket.path, err, errlen) != 0 ||
-        clear_socket_path(&addr, err, errlen) != 0)
+    strcpy(addr.sun_path, path);
+    if (lock_socket_path(s, path, err, errlen) != 0 || clear_socket_path(&addr, err, errlen) != 0)
         return -1;
     s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
@@ -1143,29 +1151,43 @@ static int bind_socket(rsv_server *s, const resolver_config *cfg, char *err, siz
     int rc = bind(s->fd, (struct sockaddr *)&addr, sizeof(addr));
     umask(old);
     if (rc != 0 || listen(s->fd, 512) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", cfg->socket.path, strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s: %s", path, strerror(errno));
         return -1;
     }
     /* What we created, so that exiting removes this file and no other. */
     struct stat st;
-    if (stat(cfg->socket.path, &st) == 0) {
+    if (stat(path, &st) == 0) {
         s->sock_dev = st.st_dev;
         s->sock_ino = st.st_ino;
-        s->path = strdup(cfg->socket.path);
+        s->path = strdup(path);
     }
-    if (chmod(cfg->socket.path, cfg->socket.mode) != 0) {
-        snprintf(err, errlen, "chmod %s: %s", cfg->socket.path, strerror(errno));
+    if (chmod(path, (mode_t)mode) != 0) {
+        snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
         return -1;
     }
-    if (cfg->socket.group && *cfg->socket.group) {
-        struct group *g = getgrnam(cfg->socket.group);
-        if (!g || chown(cfg->socket.path, (uid_t)-1, g->gr_gid) != 0) {
-            snprintf(err, errlen, "socket.group \"%s\": %s", cfg->socket.group,
+    if (group && *group) {
+        struct group *g = getgrnam(group);
+        if (!g || chown(path, (uid_t)-1, g->gr_gid) != 0) {
+            snprintf(err, errlen, "socket.group \"%s\": %s", group,
                      g ? strerror(errno) : "no such group");
             return -1;
         }
     }
     return 0;
+}
+
+static int bind_socket(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
+{
+    char *path = rsv_cfg_string(cfg, "socket.path"), *group = rsv_cfg_string(cfg, "socket.group");
+    int rc = -1;
+    if (!path || !group)
+        snprintf(err, errlen, "out of memory");
+    else
+        rc = bind_path(s, path, (unsigned)rsv_cfg_uint(cfg, "socket.mode", 0660), group, err,
+                       errlen);
+    free(path);
+    free(group);
+    return rc;
 }
 
 /* Unlinks the socket file only if it is still the one we bound. */
@@ -1184,23 +1206,37 @@ static void unlink_own_socket(rsv_server *s)
  * may block: not on every accept). */
 static int resolve_admin_group(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
 {
-    if (!cfg->socket.admin_group || !*cfg->socket.admin_group) {
-        s->have_admin_gid = 0;
-        return 0;
-    }
-    struct group *g = getgrnam(cfg->socket.admin_group);
-    if (!g) {
-        snprintf(err, errlen, "socket.admin_group \"%s\": no such group", cfg->socket.admin_group);
+    char *group = rsv_cfg_string(cfg, "socket.admin_group");
+    if (!group) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    s->admin_gid = g->gr_gid;
-    s->have_admin_gid = 1;
-    return 0;
+    int rc = 0;
+    if (!*group) {
+        s->have_admin_gid = 0;
+    } else {
+        struct group *g = getgrnam(group);
+        if (!g) {
+            snprintf(err, errlen, "socket.admin_group \"%s\": no such group", group);
+            rc = -1;
+        } else {
+            s->admin_gid = g->gr_gid;
+            s->have_admin_gid = 1;
+        }
+    }
+    free(group);
+    return rc;
 }
 
 int rsv_server_reconfigure(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen)
 {
     return resolve_admin_group(s, cfg, err, errlen);
+}
+
+void rsv_server_config_applied(rsv_server *s)
+{
+    s->max_detached = rsv_cfg_uint(resolver_engine_config(s->engine), "socket.max_detached_tickets",
+                                   s->max_detached);
 }
 
 rsv_server *rsv_server_new(resolver_engine *engine, const resolver_config *cfg,
@@ -1212,7 +1248,8 @@ rsv_server *rsv_server_new(resolver_engine *engine, const resolver_config *cfg,
         return NULL;
     }
     s->engine = engine;
-    s->loop = rsv_engine_loop(engine);
+    s->loop = resolver_engine_loop(engine);
+    s->max_detached = rsv_cfg_uint(cfg, "socket.max_detached_tickets", 0);
     s->fd = -1;
     s->lock_fd = -1;
     if (limits)
@@ -1221,7 +1258,7 @@ rsv_server *rsv_server_new(resolver_engine *engine, const resolver_config *cfg,
         rsv_server_limits_default(&s->limits);
     if (resolve_admin_group(s, cfg, err, errlen) != 0)
         goto fail;
-    s->reap_timer = rsv_timer_new(s->loop, on_reap, s);
+    s->reap_timer = resolver_timer_new(s->loop, on_reap, s);
     if (!s->reap_timer) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -1233,7 +1270,7 @@ rsv_server *rsv_server_new(resolver_engine *engine, const resolver_config *cfg,
         goto fail;
     }
     s->have_backoff = 1;
-    if (rsv_loop_watch(s->loop, s->fd, RSV_LOOP_READ, on_accept, s) != 0) {
+    if (resolver_loop_watch(s->loop, s->fd, RESOLVER_FD_READ, on_accept, s) != 0) {
         snprintf(err, errlen, "cannot watch the listening socket");
         goto fail;
     }
@@ -1259,11 +1296,11 @@ void rsv_server_del(rsv_server *s)
         resolver_engine_release_owner(s->engine, &u->tickets);
         free(u);
     }
-    rsv_timer_del(s->reap_timer);
+    resolver_timer_free(s->reap_timer);
     if (s->have_backoff)
         accept_backoff_clear(&s->backoff);
     if (s->fd >= 0) {
-        rsv_loop_unwatch(s->loop, s->fd);
+        resolver_loop_unwatch(s->loop, s->fd);
         close(s->fd);
     }
     unlink_own_socket(s);

@@ -1,18 +1,20 @@
 /*
  * server.h - resolverd's Unix socket server: the line protocol of
- * doc/protocol.md on the engine's loop.  Loop-thread only.
+ * doc/protocol.md on the engine's loop.  Engine thread only.
  */
 #ifndef RSV_SERVER_H
 #define RSV_SERVER_H
 
+#include <jansson.h>
 #include <stddef.h>
-#include "engine.h"
+#include <stdint.h>
+#include <resolver.h>
 
 typedef struct rsv_server rsv_server;
 
 typedef struct {
     size_t max_clients;            /* 1024 */
-    size_t max_line;               /* RSV_PROTO_LINE_MAX */
+    size_t max_line;               /* RESOLVER_REQUEST_MAX */
     size_t max_tickets_per_client; /* 10000 */
     size_t max_output;             /* bytes queued for a client that does not read: 1 MiB */
     uint64_t idle_timeout_ms;      /* 300000; watchers are exempt */
@@ -38,6 +40,9 @@ void rsv_server_set_reload(rsv_server *s, rsv_server_reload_cb cb, void *arg);
  * connected before keep the admin right they were given at connect.  0, or
  * -1 with a message in err (the old group stays in force). */
 int rsv_server_reconfigure(rsv_server *s, const resolver_config *cfg, char *err, size_t errlen);
+/* After the engine took a new configuration: what the server reads of the
+ * engine's (socket.max_detached_tickets) is read again. */
+void rsv_server_config_applied(rsv_server *s);
 
 /* STATUS replies with the engine's status plus what this adds (the
  * daemon's version, pid, config file, last reload). */

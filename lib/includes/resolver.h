@@ -33,7 +33,8 @@
  * function (resolver_config_free, resolver_engine_free,
  * resolver_client_free, resolver_watch_free, resolver_pick_waiter_free,
  * resolver_service_info_free, resolver_instance_info_free,
- * resolver_status_free); each accepts NULL.
+ * resolver_status_free, resolver_registration_info_free, resolver_timer_free);
+ * each accepts NULL.
  */
 #ifndef RESOLVER_H
 #define RESOLVER_H
@@ -110,6 +111,42 @@ RESOLVER_API void resolver_log_set_handler(resolver_log_fn fn, void *arg);
 /* Parses "error", "warn", "info" or "debug".  Returns 0 or RESOLVER_ERR_INVALID. */
 RESOLVER_API int resolver_log_level_parse(const char *name, resolver_log_level *out);
 
+#if defined(__GNUC__)
+#define RESOLVER_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define RESOLVER_PRINTF(fmt, args)
+#endif
+
+/* Writes one line through the handler above, as the library's own lines
+ * are written, when `level` is enabled (printf-style, no trailing newline
+ * needed; newlines inside become spaces).  Any thread. */
+RESOLVER_API void resolver_log(resolver_log_level level, const char *fmt, ...)
+    RESOLVER_PRINTF(2, 3);
+/* 1 when lines of `level` are written: test it before computing costly
+ * arguments of a debug line. */
+RESOLVER_API int resolver_log_enabled(resolver_log_level level);
+
+/* A rate limiter for one repeated cause (an accept failing with EMFILE, a
+ * refused peer): at most one line per 10 s goes through it, the others are
+ * counted, and the next line that goes through ends with "(N more like this
+ * since the last one)".  Zero-initialise it (static storage, or
+ * RESOLVER_LOG_LIMIT_INIT); it may be shared by threads (lock-free: two
+ * threads racing at a window's start may both write).  Its contents are
+ * the library's. */
+typedef struct {
+    uint64_t priv[2];
+} resolver_log_limit;
+#define RESOLVER_LOG_LIMIT_INIT                                                                    \
+    {                                                                                              \
+        {                                                                                          \
+            0, 0                                                                                   \
+        }                                                                                          \
+    }
+/* resolver_log through `lim`: returns 1 when the line was written, 0 when
+ * it was counted as suppressed or the level is off.  Any thread. */
+RESOLVER_API int resolver_log_limited(resolver_log_limit *lim, resolver_log_level level,
+                                      const char *fmt, ...) RESOLVER_PRINTF(3, 4);
+
 /* ---- configuration --------------------------------------------------- */
 
 /* A parsed configuration (the JSON document of the README, defaults filled
@@ -163,6 +200,18 @@ RESOLVER_API int resolver_config_add_service(resolver_config *cfg, const char *n
 /* Removes the service `name` from "services" (later ones move up by one).
  * Returns 0, RESOLVER_ERR_NOT_FOUND or RESOLVER_ERR_INVALID (NULL). */
 RESOLVER_API int resolver_config_remove_service(resolver_config *cfg, const char *name);
+/* Reads one key of cfg: *json receives its value as JSON text (free()
+ * it), defaults filled in, as the effective configuration has it:
+ * "\"/run/resolverd/resolverd.sock\"" for "socket.path", "1000", "[...]"
+ * for a list.  `key` is a path as for resolver_config_set
+ * ("etcd.endpoints[0]", "services", "services[1].policy"); a string is
+ * quoted and escaped as JSON, and socket.mode is its octal text
+ * ("\"0660\"").  NULL or "" reads the whole configuration, indented by two
+ * spaces (what resolverd --check-config prints).  Returns 0,
+ * RESOLVER_ERR_NOT_FOUND (no such key, an index past the list),
+ * RESOLVER_ERR_INVALID (NULL cfg or json, a malformed key) or
+ * RESOLVER_ERR_NOMEM. */
+RESOLVER_API int resolver_config_get(const resolver_config *cfg, const char *key, char **json);
 
 /* ---- embedded engine ------------------------------------------------- */
 
@@ -201,6 +250,10 @@ RESOLVER_API int resolver_engine_new(resolver_engine **out, resolver_config *cfg
  * registered are freed without a callback; tickets still outstanding are
  * released.  NULL is ignored. */
 RESOLVER_API void resolver_engine_free(resolver_engine *engine);
+/* The configuration the engine runs with (resolver_engine_new's, or the
+ * last successful resolver_engine_reload's), for resolver_config_get.  The
+ * engine's: valid until the next reload, not to be freed.  Engine thread. */
+RESOLVER_API const resolver_config *resolver_engine_config(const resolver_engine *engine);
 
 /* Driving the engine from the host's loop: poll resolver_engine_fd() for
  * readability with a timeout of resolver_engine_timeout() milliseconds (-1:
@@ -212,6 +265,52 @@ RESOLVER_API int resolver_engine_process(resolver_engine *engine);
  * called from any thread or a signal handler. */
 RESOLVER_API int resolver_engine_run(resolver_engine *engine);
 RESOLVER_API void resolver_engine_stop(resolver_engine *engine);
+
+/* ---- the engine's loop: the host's own descriptors and timers -------- */
+
+/* The engine's event loop, for a host that serves descriptors of its own
+ * beside the engine (resolverd's socket and metrics listener): they are
+ * then waited for with the engine's, by resolver_engine_run or by the
+ * host's poll of resolver_engine_fd.  Every call below is for the engine
+ * thread, callbacks run there, and a watch or timer may be changed or
+ * freed from inside any callback (its own included): a watch removed gets
+ * no further call even when its descriptor was already reported ready. */
+typedef struct resolver_loop resolver_loop;
+typedef struct resolver_timer resolver_timer;
+
+/* Events of resolver_loop_watch; RESOLVER_FD_ERROR (the peer hung up, an
+ * error) is reported even when not asked for. */
+#define RESOLVER_FD_READ 1u
+#define RESOLVER_FD_WRITE 2u
+#define RESOLVER_FD_ERROR 4u
+
+typedef void (*resolver_fd_fn)(resolver_loop *loop, int fd, unsigned events, void *arg);
+typedef void (*resolver_timer_fn)(resolver_loop *loop, resolver_timer *timer, void *arg);
+
+/* The engine's loop; it lives as long as the engine.  NULL for NULL. */
+RESOLVER_API resolver_loop *resolver_engine_loop(resolver_engine *engine);
+/* Calls `fn` when `fd` is ready for `events` (level-triggered; the fd is
+ * not made non-blocking).  Watching a watched fd again replaces its events,
+ * fn and arg (cheap when nothing changed is the caller's to avoid).  0,
+ * RESOLVER_ERR_INVALID or RESOLVER_ERR_IO (epoll refused it). */
+RESOLVER_API int resolver_loop_watch(resolver_loop *loop, int fd, unsigned events,
+                                     resolver_fd_fn fn, void *arg);
+/* Stops watching `fd` (before closing it).  An fd not watched is ignored. */
+RESOLVER_API void resolver_loop_unwatch(resolver_loop *loop, int fd);
+/* The loop's time: CLOCK_MONOTONIC in milliseconds, read once per
+ * iteration. */
+RESOLVER_API uint64_t resolver_loop_now(const resolver_loop *loop);
+
+/* A one-shot timer, not armed; NULL when out of memory.  Ended by
+ * resolver_timer_free (which accepts NULL), before the engine goes. */
+RESOLVER_API resolver_timer *resolver_timer_new(resolver_loop *loop, resolver_timer_fn fn,
+                                                void *arg);
+/* Arms the timer for `ms` from the loop's time (again: moved).  0 ms is
+ * "soon": after the current callback returns, never inside this call. */
+RESOLVER_API void resolver_timer_start(resolver_timer *timer, uint64_t ms);
+/* Disarms it (a disarmed timer is ignored). */
+RESOLVER_API void resolver_timer_stop(resolver_timer *timer);
+RESOLVER_API void resolver_timer_free(resolver_timer *timer);
 
 /* Picks a READY, non-draining, non-ejected instance of `service` with the
  * service's policy (key: for ring_hash; may be NULL) and returns its address
@@ -421,6 +520,9 @@ RESOLVER_API int resolver_engine_ready(resolver_engine *engine, char *why, size_
 
 /* ---- introspection ----------------------------------------------------- */
 
+/* How many buckets a service's latency histogram has. */
+#define RESOLVER_LATENCY_BUCKETS 13
+
 /* Every array and string below belongs to the caller once returned and is
  * freed, whole, by the matching *_free (which accepts NULL).  Engine
  * thread; a snapshot, not updated afterwards. */
@@ -436,6 +538,19 @@ typedef struct {
     /* Instances per state (READY counts the STALE ones too: they serve). */
     size_t states[RESOLVER_STATE_COUNT];
     uint64_t picks, pick_failures, decode_errors;
+    uint64_t ejections;                /* by outlier detection */
+    uint64_t self_preservation_events; /* etcd deletions held back as STALE */
+    /* The watch of its prefix: started again after its stream ended or an
+     * attempt failed; streams abandoned as silent while the prefix
+     * changed; fresh ranges after a gap a resumed watch cannot fill. */
+    uint64_t watch_resumes, watch_silence_resets, watch_resyncs;
+    /* The latencies resolver_engine_done reported (RESOLVER_LATENCY_UNKNOWN
+     * ones left out): latency_le[i] of them took at most
+     * latency_bounds_us[i] (ascending; cumulative, as Prometheus exposes a
+     * histogram); latency_count of them in all, latency_sum_ms together. */
+    uint64_t latency_bounds_us[RESOLVER_LATENCY_BUCKETS];
+    uint64_t latency_le[RESOLVER_LATENCY_BUCKETS];
+    uint64_t latency_count, latency_sum_ms;
 } resolver_service_info;
 
 /* The services sorted by name into *out (n of them).  0 or
@@ -461,6 +576,11 @@ typedef struct {
     uint64_t reconnects, connect_attempts;
     char *last_error; /* "" none */
     char *health;     /* the health check's state, "" without one */
+    int stale;        /* kept by self-preservation after etcd removed it */
+    /* 1 while it has a connection (a subchannel); without one, as after it
+     * closed, rtt_ms is < 0, reconnects and connect_attempts 0, last_error
+     * and health "" */
+    int connected;
 } resolver_instance_info;
 
 /* The instances of `service` sorted by address.  0, RESOLVER_ERR_NOT_FOUND
@@ -481,6 +601,7 @@ typedef struct {
     size_t tickets_outstanding;
     uint64_t tickets_leaked, picks, pick_failures, cache_writes;
     uint64_t dns_queries, dns_cache_hits, dns_joined, dns_failures;
+    uint64_t etcd_authentications; /* tokens fetched (auth configured) */
 } resolver_status;
 
 /* The engine's status (what `resolverctl status` shows).  0,
@@ -535,6 +656,30 @@ RESOLVER_API void resolver_engine_deregister_all(resolver_engine *engine);
  * then stop.  resolver_engine_free without that leaves every key to expire
  * with its lease, as a crash does. */
 RESOLVER_API size_t resolver_engine_registrations(resolver_engine *engine);
+
+/* One registration as the engine keeps it (what `resolverctl
+ * registrations` lists).  Freed with resolver_registration_info_free. */
+typedef struct {
+    char *service;
+    char *address;       /* canonical: "host:port", "[v6]:port" */
+    char *format;        /* "gozero", "etcd_naming", "kratos", "kitex", "native" */
+    char *key;           /* its etcd key ("" not yet known) */
+    int64_t lease;       /* its lease id, 0 none */
+    int64_t ttl_left_ms; /* until the lease expires unless kept alive; < 0: no lease */
+    char *state;         /* "PENDING", "REGISTERED", "UNHEALTHY" (health gating), "LEAVING" */
+    int from_config;     /* 1: the configuration's "register" list; 0: registered at run time */
+    uint64_t registered_count; /* times its key was put */
+} resolver_registration_info;
+
+/* The registrations, sorted by service then address, into *out (n of
+ * them); `service` and `address` (either may be NULL) keep only those of
+ * that service and that address (compared canonical: "[::1]:80" and the
+ * address as registered match).  0, RESOLVER_ERR_NOMEM or
+ * RESOLVER_ERR_INVALID.  Engine thread. */
+RESOLVER_API int resolver_engine_registration_list(resolver_engine *engine, const char *service,
+                                                   const char *address,
+                                                   resolver_registration_info **out, size_t *n);
+RESOLVER_API void resolver_registration_info_free(resolver_registration_info *info, size_t n);
 
 /* ---- daemon client --------------------------------------------------- */
 

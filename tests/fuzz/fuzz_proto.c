@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "proto.h"
+#include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
                                      ones as a.b) is a row of the STATUS
                                      fields table of doc/protocol.md
   doccheck.py limits PROTO_H PROTOCOL  the line and token limits of
-                                     lib/proto.h are the ones stated
+                                     src/wire.h  are the ones stated
   doccheck.py config README EFFECTIVE  the defaults block of the README's
                                      Configuration is what --check-config
                                      prints for {}, and every other key is
@@ -141,12 +141,12 @@ def cmd_limits(proto_h, protocol_path):
     limits = protocol_section(protocol_path, 'Limits')
     rc = 0
     if not re.search(rf'^\| request line \| {line_max} bytes', limits, re.M):
-        print(f'Limits: the request line is {line_max} bytes in lib/proto.h')
+        print(f'Limits: the request line is {line_max} bytes in src/wire.h')
         rc = 1
     m = re.search(r'^\| tokens per request, the verb included \| (\d+) \(at most (\d+) arguments\)',
                   limits, re.M)
     if not m or m.group(1) != args_max or int(m.group(2)) != int(args_max) - 1:
-        print(f'Limits: a request is at most {args_max} tokens in lib/proto.h, the verb included')
+        print(f'Limits: a request is at most {args_max} tokens in src/wire.h, the verb included')
         rc = 1
     return rc
 

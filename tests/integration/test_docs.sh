@@ -5,7 +5,7 @@
 # every function of resolver.h is in libresolver(3) and `man FUNCTION`
 # opens it once installed, the README's configuration shows the defaults,
 # every field of a STATUS reply is in doc/protocol.md, whose limits are
-# lib/proto.h's.
+# src/wire.h's.
 set -u
 . "$(dirname "$0")/lib.sh"
 t_init docs
@@ -67,8 +67,8 @@ t_check "uninstall removes the links" \
              ! ls '$mandir/man3' | grep -q '^resolver_'"
 
 # ---- doc/protocol.md: limits and STATUS fields ----
-t_check "protocol.md states lib/proto.h's limits" \
-    $CHECK limits "$abs_top_srcdir/lib/proto.h" "$PROTOCOL"
+t_check "protocol.md states src/wire.h's limits" \
+    $CHECK limits "$abs_top_srcdir/src/wire.h" "$PROTOCOL"
 
 t_require etcd etcdctl
 . "$(dirname "$0")/etcd_common.sh"

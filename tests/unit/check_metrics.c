@@ -59,7 +59,7 @@ START_TEST(histogram_bounds_are_inclusive)
     ck_assert_uint_eq(rsv_histogram_cumulative(&h, 0), 2);
     ck_assert_uint_eq(rsv_histogram_cumulative(&h, 1), 3);
     ck_assert_uint_eq(rsv_histogram_cumulative(&h, 2), 4);
-    ck_assert_uint_eq(rsv_histogram_cumulative(&h, RESOLVER_HISTOGRAM_BUCKETS - 1), 5);
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, RSV_HISTOGRAM_BUCKETS - 1), 5);
     ck_assert_uint_eq(h.count, 6);
     ck_assert_uint_eq(h.sum_ms, 20007);
 }
@@ -69,7 +69,7 @@ START_TEST(histogram_takes_the_largest_latency)
 {
     rsv_histogram h = {0};
     rsv_histogram_observe(&h, UINT32_MAX - 1);
-    ck_assert_uint_eq(rsv_histogram_cumulative(&h, RESOLVER_HISTOGRAM_BUCKETS - 1), 0);
+    ck_assert_uint_eq(rsv_histogram_cumulative(&h, RSV_HISTOGRAM_BUCKETS - 1), 0);
     ck_assert_uint_eq(h.count, 1);
     ck_assert_uint_eq(h.sum_ms, UINT32_MAX - 1);
 }

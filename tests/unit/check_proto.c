@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "proto.h"
+#include "wire.h"
 #include "resolver.h"
 
 START_TEST(split_tokens)

@@ -1,9 +1,10 @@
 /*
- * metrics.c - see metrics.h.  The text is built in one growing buffer; an
- * allocation failure anywhere makes the whole answer NULL rather than a
- * truncated exposition.  Every family gets its HELP and TYPE lines even
- * when it has no sample, so that `promtool check metrics` has nothing to
- * say about the text whatever the daemon's state.
+ * metrics_text.c - see metrics_text.h.  Everything is read through the
+ * engine's public introspection (resolver_engine_services, _instances,
+ * _status, _ready) and the daemon's own listener counters.  The text is built in one growing
+ * buffer; an allocation failure anywhere makes the whole answer NULL rather than a truncated
+ * exposition.  Every family gets its HELP and TYPE lines even when it has no sample, so that
+ * `promtool check metrics` has nothing to say about the text whatever the daemon's state.
  */
 #include "autoconfig.h"
 #include <inttypes.h>
@@ -14,9 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "clock.h"
-#include "etcd.h"
-#include "metrics.h"
+#include "accept_backoff.h"
+#include "metrics_text.h"
 #include "procinfo.h"
 
 typedef struct {
@@ -56,7 +56,7 @@ static void text_append(text_buf *t, const char *fmt, ...)
  * quote and newline escaped.  Service names and addresses cannot hold them
  * (see check_service_name, registry.c); this keeps the exposition
  * well-formed regardless.  Room for a service name or an address. */
-#define LABEL_MAX (RSV_SERVICE_NAME_MAX > 300 ? RSV_SERVICE_NAME_MAX : 300)
+#define LABEL_MAX 300 /* RESOLVER_ADDRESS_MAX, and more than a service name's 255 bytes */
 typedef struct {
     char text[2 * LABEL_MAX + 1];
 } label_value;
@@ -95,14 +95,15 @@ static void value(text_buf *t, double v)
 /* One service as the exposition sees it: its label and at most
  * RSV_METRICS_INSTANCES_MAX of its instances (the first by address). */
 typedef struct {
-    rsv_service *svc;
+    const resolver_service_info *svc;
     label_value name;
-    rsv_instance **inst;
+    resolver_instance_info *inst;
     size_t n_inst, shown;
     label_value *addr; /* [shown] */
 } svc_view;
 
 typedef struct {
+    resolver_service_info *services;
     svc_view *v;
     size_t n;
     int failed;
@@ -111,96 +112,92 @@ typedef struct {
 static void views_free(view_set *vs)
 {
     for (size_t i = 0; vs->v && i < vs->n; i++) {
-        free(vs->v[i].inst);
+        resolver_instance_info_free(vs->v[i].inst, vs->v[i].n_inst);
         free(vs->v[i].addr);
     }
     free(vs->v);
+    resolver_service_info_free(vs->services, vs->n);
 }
 
-static int view_fill(svc_view *v, rsv_service *svc)
+static int view_fill(svc_view *v, resolver_engine *e, const resolver_service_info *svc)
 {
     v->svc = svc;
-    escape_label(&v->name, rsv_service_name(svc));
-    v->inst = rsv_service_instances_sorted(svc, &v->n_inst);
-    if (!v->inst)
+    escape_label(&v->name, svc->name);
+    if (resolver_engine_instances(e, svc->name, &v->inst, &v->n_inst) != 0)
         return -1;
     v->shown = v->n_inst < RSV_METRICS_INSTANCES_MAX ? v->n_inst : RSV_METRICS_INSTANCES_MAX;
     v->addr = calloc(v->shown + 1, sizeof(*v->addr));
     if (!v->addr)
         return -1;
     for (size_t j = 0; j < v->shown; j++)
-        escape_label(&v->addr[j], v->inst[j]->endpoint.address);
+        escape_label(&v->addr[j], v->inst[j].address);
     return 0;
 }
 
 static void views_build(view_set *vs, resolver_engine *e)
 {
-    rsv_service **all = rsv_engine_sorted_services(e, &vs->n);
-    vs->v = all ? calloc(vs->n + 1, sizeof(*vs->v)) : NULL;
-    if (!vs->v) {
+    if (resolver_engine_services(e, &vs->services, &vs->n) != 0) {
         vs->n = 0;
         vs->failed = 1;
-        free(all);
+        return;
+    }
+    vs->v = calloc(vs->n + 1, sizeof(*vs->v));
+    if (!vs->v) {
+        vs->failed = 1;
         return;
     }
     for (size_t i = 0; i < vs->n; i++)
-        if (view_fill(&vs->v[i], all[i]) != 0)
+        if (view_fill(&vs->v[i], e, &vs->services[i]) != 0)
             vs->failed = 1;
-    free(all);
 }
 
 /* ---- per service ---- */
 
-typedef double (*service_get)(const rsv_service *svc);
+typedef double (*service_get)(const resolver_service_info *svc);
 
-static double svc_picks(const rsv_service *s)
+static double svc_picks(const resolver_service_info *s)
 {
-    return (double)atomic_load(&rsv_service_counters_get(s)->picks);
+    return (double)s->picks;
 }
-static double svc_pick_failures(const rsv_service *s)
+static double svc_pick_failures(const resolver_service_info *s)
 {
-    return (double)atomic_load(&rsv_service_counters_get(s)->pick_failures);
+    return (double)s->pick_failures;
 }
-static double svc_decode_errors(const rsv_service *s)
+static double svc_decode_errors(const resolver_service_info *s)
 {
-    return (double)rsv_service_counters_get(s)->decode_errors;
+    return (double)s->decode_errors;
 }
-static double svc_ejections(const rsv_service *s)
+static double svc_ejections(const resolver_service_info *s)
 {
-    return (double)rsv_service_counters_get(s)->ejections;
+    return (double)s->ejections;
 }
-static double svc_stale(const rsv_service *s)
+static double svc_stale(const resolver_service_info *s)
 {
-    return (double)rsv_service_stale_count(s);
+    return (double)s->states[RESOLVER_STATE_STALE];
 }
-static double svc_self_preservation_active(const rsv_service *s)
+static double svc_self_preservation_active(const resolver_service_info *s)
 {
-    return rsv_service_stale_count(s) > 0;
+    return s->states[RESOLVER_STATE_STALE] > 0;
 }
-static double svc_self_preservation_events(const rsv_service *s)
+static double svc_self_preservation_events(const resolver_service_info *s)
 {
-    return (double)rsv_service_counters_get(s)->self_preservation_events;
+    return (double)s->self_preservation_events;
 }
-static double svc_synced(const rsv_service *s)
+static double svc_synced(const resolver_service_info *s)
 {
-    return rsv_service_synced(s);
+    return s->synced;
 }
-/* A service's discovery exists while the service is in the engine's map;
- * 0 regardless, should one be stopped. */
-static double svc_resumes(const rsv_service *s)
+static double svc_resumes(const resolver_service_info *s)
 {
-    const rsv_discovery *d = rsv_service_discovery(s);
-    return d ? (double)rsv_discovery_reconnects(d) : 0;
+    return (double)s->watch_resumes;
 }
-static double svc_silence_resets(const rsv_service *s)
+static double svc_silence_resets(const resolver_service_info *s)
 {
-    const rsv_discovery *d = rsv_service_discovery(s);
-    return d ? (double)rsv_discovery_silent_streams(d) : 0;
+    return (double)s->watch_silence_resets;
 }
-static double svc_resyncs(const rsv_service *s)
+static double svc_resyncs(const resolver_service_info *s)
 {
-    const rsv_discovery *d = rsv_service_discovery(s);
-    return d ? (double)rsv_discovery_resyncs(d) : 0;
+    return (double)s->watch_resyncs;
 }
 
 static const struct {
@@ -248,14 +245,16 @@ static void per_service(text_buf *t, const view_set *vs)
         }
     }
     family(t, "resolver_instances", "gauge", "Known instances by connection state.");
-    for (size_t i = 0; i < vs->n; i++) {
-        size_t counts[5];
-        rsv_service_state_counts(vs->v[i].svc, counts);
+    /* DRAINING: the instances draining whatever their connection's state;
+     * the others by that state (a STALE one counts as READY: it serves). */
+    static const resolver_state counted[5] = {
+        RESOLVER_STATE_IDLE, RESOLVER_STATE_CONNECTING, RESOLVER_STATE_READY,
+        RESOLVER_STATE_TRANSIENT_FAILURE, RESOLVER_STATE_DRAINING};
+    for (size_t i = 0; i < vs->n; i++)
         for (int s = 0; s < 5; s++)
-            text_append(
-                t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n", vs->v[i].name.text,
-                rsv_shown_name(s == RSV_STATE_SHUTDOWN ? RSV_SHOWN_DRAINING : s), counts[s]);
-    }
+            text_append(t, "resolver_instances{service=\"%s\",state=\"%s\"} %zu\n",
+                        vs->v[i].name.text, resolver_state_name(counted[s]),
+                        vs->v[i].svc->states[counted[s]]);
     char help[160];
     snprintf(help, sizeof(help),
              "Instances left out of the resolver_instance_* series (at most %d per service are "
@@ -273,14 +272,16 @@ static void latency_histograms(text_buf *t, const view_set *vs)
     family(t, name, "histogram",
            "Pick-to-done durations clients reported (done latency_ms), by service.");
     for (size_t i = 0; i < vs->n; i++) {
-        const rsv_histogram *h = &rsv_service_counters_get(vs->v[i].svc)->latency;
+        const resolver_service_info *h = vs->v[i].svc;
         const char *svc = vs->v[i].name.text;
-        for (size_t b = 0; b < RESOLVER_HISTOGRAM_BUCKETS; b++)
+        for (size_t b = 0; b < RESOLVER_LATENCY_BUCKETS; b++)
             text_append(t, "%s_bucket{service=\"%s\",le=\"%g\"} %" PRIu64 "\n", name, svc,
-                        (double)rsv_histogram_bounds_us[b] / 1e6, rsv_histogram_cumulative(h, b));
-        text_append(t, "%s_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, svc, h->count);
-        text_append(t, "%s_sum{service=\"%s\"} %.3f\n", name, svc, (double)h->sum_ms / 1000.0);
-        text_append(t, "%s_count{service=\"%s\"} %" PRIu64 "\n", name, svc, h->count);
+                        (double)h->latency_bounds_us[b] / 1e6, h->latency_le[b]);
+        text_append(t, "%s_bucket{service=\"%s\",le=\"+Inf\"} %" PRIu64 "\n", name, svc,
+                    h->latency_count);
+        text_append(t, "%s_sum{service=\"%s\"} %.3f\n", name, svc,
+                    (double)h->latency_sum_ms / 1000.0);
+        text_append(t, "%s_count{service=\"%s\"} %" PRIu64 "\n", name, svc, h->latency_count);
     }
 }
 
@@ -289,60 +290,49 @@ static void latency_histograms(text_buf *t, const view_set *vs)
 static double wall_now_s(void)
 {
     struct timespec ts;
-    rsv_clock_wall(&ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Loop time (ms) and wall time (s) read at the same moment: a loop time
- * becomes a Unix timestamp as wall - (now - then). */
-typedef struct {
-    uint64_t loop_ms;
-    double wall_s;
-} clock_pair;
+typedef double (*instance_get)(const resolver_instance_info *inst, double wall_now_s);
 
-typedef double (*instance_get)(const rsv_instance *inst, const clock_pair *now);
-
-static const rsv_subchannel_stats *stats_of(const rsv_instance *inst)
+static double inst_outstanding(const resolver_instance_info *i, double now)
 {
-    return inst->sc ? rsv_subchannel_stats_get(inst->sc) : NULL;
+    return (double)i->outstanding;
 }
-static double inst_outstanding(const rsv_instance *i, const clock_pair *now)
+static double inst_picks(const resolver_instance_info *i, double now)
 {
-    return (double)atomic_load(&i->outstanding);
+    return (double)i->picks;
 }
-static double inst_picks(const rsv_instance *i, const clock_pair *now)
-{
-    return (double)atomic_load(&i->picks);
-}
-static double inst_failures(const rsv_instance *i, const clock_pair *now)
+static double inst_failures(const resolver_instance_info *i, double now)
 {
     return (double)i->failures;
 }
-static double inst_reconnects(const rsv_instance *i, const clock_pair *now)
+static double inst_reconnects(const resolver_instance_info *i, double now)
 {
-    const rsv_subchannel_stats *st = stats_of(i);
-    return st ? (double)st->reconnects : NAN;
+    return i->connected ? (double)i->reconnects : NAN;
 }
-static double inst_rtt(const rsv_instance *i, const clock_pair *now)
+/* In seconds from the microseconds the connection measured (rtt_ms is
+ * them / 1000, so llround gives them back exactly). */
+static double inst_rtt(const resolver_instance_info *i, double now)
 {
-    const rsv_subchannel_stats *st = stats_of(i);
-    return st && st->rtt_last_us >= 0 ? (double)st->rtt_last_us / 1e6 : NAN;
+    return i->connected && i->rtt_ms >= 0 ? (double)llround(i->rtt_ms * 1000.0) / 1e6 : NAN;
 }
-static double inst_ejected(const rsv_instance *i, const clock_pair *now)
+static double inst_ejected(const resolver_instance_info *i, double now)
 {
     return i->ejected;
 }
-static double inst_ejections(const rsv_instance *i, const clock_pair *now)
+static double inst_ejections(const resolver_instance_info *i, double now)
 {
     return i->times_ejected;
 }
-static double inst_weight(const rsv_instance *i, const clock_pair *now)
+static double inst_weight(const resolver_instance_info *i, double now)
 {
-    return i->endpoint.weight;
+    return i->weight;
 }
-static double inst_last_change(const rsv_instance *i, const clock_pair *now)
+static double inst_last_change(const resolver_instance_info *i, double now)
 {
-    return now->wall_s - (double)(now->loop_ms - i->last_change_ms) / 1000.0;
+    return now - i->since_change_s;
 }
 
 /* A NAN from a getter leaves the sample out (not known, e.g. no PING
@@ -372,29 +362,30 @@ static const struct {
      inst_last_change},
 };
 
-static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
+static void per_instance(text_buf *t, const view_set *vs, double now)
 {
     /* Every state an instance shows but SHUTDOWN (an instance gone). */
-    static const int states[6] = {RSV_STATE_IDLE,     RSV_STATE_CONNECTING,
-                                  RSV_STATE_READY,    RSV_STATE_TRANSIENT_FAILURE,
-                                  RSV_SHOWN_DRAINING, RSV_SHOWN_STALE};
+    static const resolver_state shown[6] = {
+        RESOLVER_STATE_IDLE,     RESOLVER_STATE_CONNECTING,
+        RESOLVER_STATE_READY,    RESOLVER_STATE_TRANSIENT_FAILURE,
+        RESOLVER_STATE_DRAINING, RESOLVER_STATE_STALE};
     family(t, "resolver_instance_state", "gauge",
            "1 for the instance's current state, 0 for the others.");
     for (size_t i = 0; i < vs->n; i++)
         for (size_t j = 0; j < vs->v[i].shown; j++) {
-            const char *cur = rsv_instance_state_name(vs->v[i].inst[j]);
+            resolver_state cur = vs->v[i].inst[j].state;
             for (int s = 0; s < 6; s++)
                 text_append(t,
                             "resolver_instance_state{service=\"%s\",address=\"%s\",state=\"%s\"} "
                             "%d\n",
-                            vs->v[i].name.text, vs->v[i].addr[j].text, rsv_shown_name(states[s]),
-                            strcmp(cur, rsv_shown_name(states[s])) == 0);
+                            vs->v[i].name.text, vs->v[i].addr[j].text,
+                            resolver_state_name(shown[s]), cur == shown[s]);
         }
     for (size_t f = 0; f < sizeof(instance_families) / sizeof(instance_families[0]); f++) {
         family(t, instance_families[f].name, instance_families[f].type, instance_families[f].help);
         for (size_t i = 0; i < vs->n; i++)
             for (size_t j = 0; j < vs->v[i].shown; j++) {
-                double v = instance_families[f].get(vs->v[i].inst[j], now);
+                double v = instance_families[f].get(&vs->v[i].inst[j], now);
                 if (isnan(v))
                     continue;
                 text_append(t, "%s{service=\"%s\",address=\"%s\"}", instance_families[f].name,
@@ -408,40 +399,39 @@ static void per_instance(text_buf *t, const view_set *vs, const clock_pair *now)
 
 static void engine_families(text_buf *t, resolver_engine *e)
 {
-    rsv_engine_counters c;
-    rsv_engine_counters_get(e, &c);
-    rsv_etcd *etcd = rsv_engine_etcd(e);
+    resolver_status *st = NULL;
+    if (resolver_engine_status(e, &st) != 0) {
+        t->failed = 1;
+        return;
+    }
     family(t, "resolver_tickets_outstanding", "gauge", "Tickets picked and not yet done.");
-    text_append(t, "resolver_tickets_outstanding %zu\n", c.tickets_outstanding);
+    text_append(t, "resolver_tickets_outstanding %zu\n", st->tickets_outstanding);
     family(t, "resolver_tickets_leaked_total", "counter",
            "Tickets released by ticket_timeout_ms because nobody reported them done.");
-    text_append(t, "resolver_tickets_leaked_total %" PRIu64 "\n", c.tickets_leaked);
+    text_append(t, "resolver_tickets_leaked_total %" PRIu64 "\n", st->tickets_leaked);
     family(t, "resolver_accept_backoffs_total", "counter",
            "Times a listener paused because accept failed (EMFILE, ENFILE, ENOBUFS, ENOMEM).");
     for (int l = 0; l < RSV_LISTENER_COUNT; l++)
         text_append(t, "resolver_accept_backoffs_total{listener=\"%s\"} %" PRIu64 "\n",
-                    rsv_listener_name((rsv_listener)l), c.accept_backoffs[l]);
+                    rsv_listener_name((rsv_listener)l), rsv_accept_backoffs((rsv_listener)l));
     family(t, "resolver_etcd_revision", "gauge", "The newest etcd revision seen.");
-    text_append(t, "resolver_etcd_revision %" PRId64 "\n", rsv_engine_revision(e));
-    uint64_t now = rsv_loop_update_time(rsv_engine_loop(e));
-    uint64_t heard = rsv_etcd_last_heard(etcd);
+    text_append(t, "resolver_etcd_revision %" PRId64 "\n", st->revision);
     family(t, "resolver_etcd_last_heard_timestamp_seconds", "gauge",
            "When etcd last answered, in seconds since the Unix epoch (absent: never).");
-    if (heard)
+    if (st->etcd_last_heard_s >= 0)
         text_append(t, "resolver_etcd_last_heard_timestamp_seconds %.3f\n",
-                    wall_now_s() - (double)(now - heard) / 1000.0);
+                    wall_now_s() - st->etcd_last_heard_s);
     family(t, "resolver_etcd_failovers_total", "counter",
            "Times the etcd endpoint in use was given up for the next one.");
-    text_append(t, "resolver_etcd_failovers_total %" PRIu64 "\n", rsv_etcd_failovers(etcd));
+    text_append(t, "resolver_etcd_failovers_total %" PRIu64 "\n", st->etcd_failovers);
     family(t, "resolver_etcd_authentications_total", "counter",
            "Tokens fetched from etcd (auth configured).");
-    text_append(t, "resolver_etcd_authentications_total %" PRIu64 "\n",
-                rsv_etcd_authentications(etcd));
+    text_append(t, "resolver_etcd_authentications_total %" PRIu64 "\n", st->etcd_authentications);
     family(t, "resolver_etcd_cluster_changes_total", "counter",
            "Times another etcd cluster (replaced, or restored from a backup) answered behind the "
            "endpoints; every prefix was resynced.");
-    text_append(t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n",
-                rsv_etcd_cluster_changes(etcd));
+    text_append(t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n", st->etcd_cluster_changes);
+    resolver_status_free(st);
     char why[512];
     int ready = resolver_engine_ready(e, why, sizeof(why));
     family(t, "resolver_ready", "gauge", "1 when /ready answers 200 (see resolverd(8)).");
@@ -495,8 +485,7 @@ char *rsv_metrics_text(resolver_engine *e)
     t.failed = vs.failed;
     per_service(&t, &vs);
     latency_histograms(&t, &vs);
-    clock_pair now = {rsv_loop_update_time(rsv_engine_loop(e)), wall_now_s()};
-    per_instance(&t, &vs, &now);
+    per_instance(&t, &vs, wall_now_s());
     views_free(&vs);
     engine_families(&t, e);
     process_families(&t);

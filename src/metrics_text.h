@@ -1,12 +1,12 @@
 /*
- * metrics.h - the Prometheus text exposition of an engine (the daemon's
- * /metrics and METRICS).  Loop-thread only: it reads engine, service and
- * etcd state the way the introspection verbs do.
+ * metrics_text.h - the Prometheus text exposition of resolverd (its
+ * /metrics and METRICS): the engine read through its public introspection,
+ * the daemon's listeners, the process.  Engine thread only.
  */
-#ifndef RSV_METRICS_H
-#define RSV_METRICS_H
+#ifndef RSV_METRICS_TEXT_H
+#define RSV_METRICS_TEXT_H
 
-#include "engine.h"
+#include <resolver.h>
 
 /* Per-instance series (resolver_instance_*) are written for at most this
  * many instances of each service, the first by address, so that a service
