@@ -37,7 +37,7 @@ static int parse_service(rsv_conf_ctx *ctx, const char *path, json_t *v,
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, path, v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, 1)))
+    if ((rc = rsv_conf_check_option_keys(ctx, path, v, keys)))
         return rc;
     if (!(x = json_object_get(v, "name")))
         return rsv_conf_fail(ctx, "%s: missing required key \"name\"", path);
@@ -92,6 +92,27 @@ static int parse_services(rsv_conf_ctx *ctx, json_t *v, resolver_config *cfg)
     return 0;
 }
 
+/* ---- the top level --------------------------------------------------- */
+
+/* A key of "defaults" or of a section written at the top ("policy" for
+ * "defaults.policy", "endpoints" for "etcd.endpoints"). */
+static int root_home(const char *path, const char *key, char *out, size_t n)
+{
+    static const struct {
+        const char *parent;
+        const char *const *keys;
+    } root_children[] = {{"etcd", rsv_conf_etcd_keys},
+                         {"socket", rsv_conf_socket_keys},
+                         {"metrics", rsv_conf_metrics_keys}};
+    (void)path; /* always the top: "" */
+    if (rsv_conf_opt_find(key))
+        return snprintf(out, n, "defaults.%s", key) > 0;
+    for (size_t i = 0; i < sizeof(root_children) / sizeof(root_children[0]); i++)
+        if (rsv_conf_in_list(root_children[i].keys, key))
+            return snprintf(out, n, "%s.%s", root_children[i].parent, key) > 0;
+    return 0;
+}
+
 static int parse_root(rsv_conf_ctx *ctx, json_t *root, resolver_config *cfg)
 {
     static const char *const keys[] = {"etcd",
@@ -111,7 +132,7 @@ static int parse_root(rsv_conf_ctx *ctx, json_t *root, resolver_config *cfg)
     int rc;
     if (!json_is_object(root))
         return rsv_conf_wrong_type(ctx, "configuration", root, "a JSON object");
-    if ((rc = rsv_conf_check_keys(ctx, "", root, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, "", root, keys, NULL, root_home)))
         return rc;
     if ((x = json_object_get(root, "etcd")) && (rc = rsv_conf_parse_etcd(ctx, x, cfg)))
         return rc;
@@ -142,7 +163,7 @@ static int parse_root(rsv_conf_ctx *ctx, json_t *root, resolver_config *cfg)
     if ((x = json_object_get(root, "defaults"))) {
         if (!json_is_object(x))
             return rsv_conf_wrong_type(ctx, "defaults", x, "an object");
-        if ((rc = rsv_conf_check_keys(ctx, "defaults", x, NULL, 1)) ||
+        if ((rc = rsv_conf_check_option_keys(ctx, "defaults", x, NULL)) ||
             (rc = rsv_conf_parse_options(ctx, "defaults", x, &cfg->defaults)))
             return rc;
     }

@@ -259,48 +259,16 @@ void rsv_conf_consider(const char *key, const char *candidate, const char **best
     }
 }
 
-static int in_list(const char *const *list, const char *key)
-{
-    for (size_t i = 0; list[i]; i++)
-        if (strcmp(list[i], key) == 0)
-            return 1;
-    return 0;
-}
-
-/* A known key written one level off ("defaults.initial_ms" for
- * "defaults.backoff.initial_ms", a top-level "policy" for
- * "defaults.policy"): 1 with the full path it belongs at in out. */
-static int misplaced(const char *path, const char *key, int with_options, char *out, size_t n)
-{
-    static const struct {
-        const char *parent;
-        const char *const *keys;
-    } root_children[] = {{"etcd", rsv_conf_etcd_keys},
-                         {"socket", rsv_conf_socket_keys},
-                         {"metrics", rsv_conf_metrics_keys}};
-    const char *sep = *path ? "." : "";
-    if (with_options && in_list(rsv_conf_backoff_keys, key))
-        return snprintf(out, n, "%s%sbackoff.%s", path, sep, key) > 0;
-    if (with_options && in_list(rsv_conf_health_keys, key))
-        return snprintf(out, n, "%s%shealth_check.%s", path, sep, key) > 0;
-    if (*path)
-        return 0;
-    if (rsv_conf_opt_find(key))
-        return snprintf(out, n, "defaults.%s", key) > 0;
-    for (size_t i = 0; i < sizeof(root_children) / sizeof(root_children[0]); i++)
-        if (in_list(root_children[i].keys, key))
-            return snprintf(out, n, "%s.%s", root_children[i].parent, key) > 0;
-    return 0;
-}
-
 int rsv_conf_check_keys(rsv_conf_ctx *ctx, const char *path, json_t *obj, const char *const *known,
-                        int with_options)
+                        const char *(*also)(size_t i), rsv_conf_home_fn home)
 {
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v)
     {
-        int ok = with_options && rsv_conf_opt_find(key);
+        int ok = 0;
+        for (size_t i = 0; !ok && also && also(i); i++)
+            ok = strcmp(also(i), key) == 0;
         for (size_t i = 0; !ok && known && known[i]; i++)
             ok = strcmp(known[i], key) == 0;
         if (ok)
@@ -309,16 +277,24 @@ int rsv_conf_check_keys(rsv_conf_ctx *ctx, const char *path, json_t *obj, const 
         size_t best_d = 3; /* only near misses are worth a suggestion */
         for (size_t i = 0; known && known[i]; i++)
             rsv_conf_consider(key, known[i], &best, &best_d);
-        for (size_t i = 0; with_options && rsv_conf_opt_key(i); i++)
-            rsv_conf_consider(key, rsv_conf_opt_key(i), &best, &best_d);
-        char p[RSV_CONF_PATH_LEN], home[RSV_CONF_PATH_LEN];
+        for (size_t i = 0; also && also(i); i++)
+            rsv_conf_consider(key, also(i), &best, &best_d);
+        char p[RSV_CONF_PATH_LEN], where[RSV_CONF_PATH_LEN];
         rsv_conf_join(p, path, key);
         if (best)
             return rsv_conf_fail(ctx, "unknown key \"%s\" (did you mean \"%s\"?)", p, best);
-        if (misplaced(path, key, with_options, home, sizeof(home)))
-            return rsv_conf_fail(ctx, "unknown key \"%s\" (did you mean \"%s\"?)", p, home);
+        if (home && home(path, key, where, sizeof(where)))
+            return rsv_conf_fail(ctx, "unknown key \"%s\" (did you mean \"%s\"?)", p, where);
         return rsv_conf_fail(ctx, "unknown key \"%s\"", p);
     }
+    return 0;
+}
+
+int rsv_conf_in_list(const char *const *list, const char *key)
+{
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(list[i], key) == 0)
+            return 1;
     return 0;
 }
 

@@ -60,15 +60,20 @@ int rsv_conf_take_enum(rsv_conf_ctx *ctx, const char *path, const json_t *v, rsv
                        void *field);
 
 /* ---- keys (confjson.c) ---- */
-/* Checks that every key of obj is in `known` (NULL-terminated) or, when
- * with_options, is a per-service option key; an unknown key fails with the
- * nearest known one or the place a known key belongs. */
+/* Where a key written one level off belongs: 1 with its full path in out
+ * (n bytes), 0 if it belongs nowhere known.  Given by the layer that knows
+ * the other objects' keys (confopts.c, config.c). */
+typedef int (*rsv_conf_home_fn)(const char *path, const char *key, char *out, size_t n);
+/* Checks that every key of obj is in `known` (NULL-terminated, or NULL) or
+ * is also(i) for some i (also: further keys by index, NULL past their end;
+ * or NULL); an unknown key fails with the nearest of these keys, else with
+ * the place home (or NULL) says it belongs. */
 int rsv_conf_check_keys(rsv_conf_ctx *ctx, const char *path, json_t *obj, const char *const *known,
-                        int with_options);
-/* The keys of the objects without options of their own, also consulted for
- * a key written one level off (confopts.c, confsections.c). */
-extern const char *const rsv_conf_backoff_keys[];
-extern const char *const rsv_conf_health_keys[];
+                        const char *(*also)(size_t i), rsv_conf_home_fn home);
+/* 1 if key is in list (NULL-terminated). */
+int rsv_conf_in_list(const char *const *list, const char *key);
+/* The keys of the sections, also consulted for a key written one level off
+ * at the top (confsections.c, read by config.c). */
 extern const char *const rsv_conf_etcd_keys[];
 extern const char *const rsv_conf_socket_keys[];
 extern const char *const rsv_conf_metrics_keys[];
@@ -87,10 +92,13 @@ json_t *rsv_conf_jstr(const char *s);
 json_t *rsv_conf_jint(uint64_t u);
 
 /* ---- per-service options (confopts.c) ---- */
-/* The option key at index i of the table, NULL past its end. */
-const char *rsv_conf_opt_key(size_t i);
 /* 1 if key is a per-service option key. */
 int rsv_conf_opt_find(const char *key);
+/* rsv_conf_check_keys for an object that also takes the per-service options
+ * ("defaults", a service): a backoff or health_check key written directly in
+ * it is pointed to its place. */
+int rsv_conf_check_option_keys(rsv_conf_ctx *ctx, const char *path, json_t *obj,
+                               const char *const *known);
 /* Applies the option keys present in obj on top of o (what is inherited). */
 int rsv_conf_parse_options(rsv_conf_ctx *ctx, const char *path, json_t *obj,
                            rsv_service_options *o);

@@ -247,7 +247,7 @@ void rsv_service_options_clear(rsv_service_options *o)
     memset(o, 0, sizeof(*o));
 }
 
-const char *rsv_conf_opt_key(size_t i)
+static const char *opt_key(size_t i)
 {
     return i < N_OPT_FIELDS ? opt_fields[i].key : NULL;
 }
@@ -287,20 +287,37 @@ int rsv_service_options_equal(const rsv_service_options *a, const rsv_service_op
 
 /* The keys of the objects without options of their own (the rest are in
  * opt_fields), also consulted for a key written one level off. */
-const char *const rsv_conf_backoff_keys[] = {"initial_ms", "multiplier", "jitter", "max_ms", NULL};
-const char *const rsv_conf_health_keys[] = {"grpc_service", NULL};
+static const char *const backoff_keys[] = {"initial_ms", "multiplier", "jitter", "max_ms", NULL};
+static const char *const health_keys[] = {"grpc_service", NULL};
+
+/* "defaults.initial_ms" for "defaults.backoff.initial_ms". */
+static int option_home(const char *path, const char *key, char *out, size_t n)
+{
+    const char *sep = *path ? "." : "";
+    if (rsv_conf_in_list(backoff_keys, key))
+        return snprintf(out, n, "%s%sbackoff.%s", path, sep, key) > 0;
+    if (rsv_conf_in_list(health_keys, key))
+        return snprintf(out, n, "%s%shealth_check.%s", path, sep, key) > 0;
+    return 0;
+}
+
+int rsv_conf_check_option_keys(rsv_conf_ctx *ctx, const char *path, json_t *obj,
+                               const char *const *known)
+{
+    return rsv_conf_check_keys(ctx, path, obj, known, opt_key, option_home);
+}
 
 /* Applies the keys present in a backoff object on top of *b.  The result is
  * checked as a whole, so a service may lower max_ms alone as long as it
  * stays above the initial_ms it inherits. */
 static int parse_backoff(rsv_conf_ctx *ctx, const char *path, json_t *v, rsv_backoff_config *b)
 {
-    const char *const *keys = rsv_conf_backoff_keys;
+    const char *const *keys = backoff_keys;
     char p[RSV_CONF_PATH_LEN];
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, path, v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, NULL, NULL)))
         return rc;
     rsv_backoff_config nb = *b;
     json_t *x;
@@ -340,12 +357,12 @@ static int parse_backoff(rsv_conf_ctx *ctx, const char *path, json_t *v, rsv_bac
 
 int rsv_conf_parse_health(rsv_conf_ctx *ctx, const char *path, json_t *v, char **service)
 {
-    const char *const *keys = rsv_conf_health_keys;
+    const char *const *keys = health_keys;
     char p[RSV_CONF_PATH_LEN];
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, path, v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, NULL, NULL)))
         return rc;
     json_t *x = json_object_get(v, "grpc_service");
     if (!x)

@@ -241,7 +241,7 @@ static int parse_registration(rsv_conf_ctx *ctx, const char *path, json_t *v,
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, path, v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, path, v, keys, NULL, NULL)))
         return rc;
     rc = parse_registration_parts(ctx, path, v, r);
     /* Unset strings are "" like everywhere else in the config. */

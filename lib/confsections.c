@@ -215,7 +215,7 @@ int rsv_conf_parse_etcd(rsv_conf_ctx *ctx, json_t *v, resolver_config *cfg)
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, "etcd", v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, "etcd", v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, "etcd", v, keys, NULL, NULL)))
         return rc;
     if ((x = json_object_get(v, "endpoints")) &&
         (rc = parse_endpoints(ctx, "etcd.endpoints", x, cfg)))
@@ -279,7 +279,7 @@ int rsv_conf_parse_socket(rsv_conf_ctx *ctx, json_t *v, resolver_config *cfg)
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, "socket", v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, "socket", v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, "socket", v, keys, NULL, NULL)))
         return rc;
     if ((x = json_object_get(v, "path"))) {
         if ((rc = rsv_conf_take_string(ctx, "socket.path", x, &cfg->socket.path)))
@@ -317,7 +317,7 @@ int rsv_conf_parse_metrics(rsv_conf_ctx *ctx, json_t *v, resolver_config *cfg)
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, "metrics", v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, "metrics", v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, "metrics", v, keys, NULL, NULL)))
         return rc;
     if (!(x = json_object_get(v, "listen")))
         return 0;
@@ -390,7 +390,7 @@ int rsv_conf_parse_dns(rsv_conf_ctx *ctx, json_t *v, resolver_config *cfg)
     int rc;
     if (!json_is_object(v))
         return rsv_conf_wrong_type(ctx, "dns", v, "an object");
-    if ((rc = rsv_conf_check_keys(ctx, "dns", v, keys, 0)))
+    if ((rc = rsv_conf_check_keys(ctx, "dns", v, keys, NULL, NULL)))
         return rc;
     if ((x = json_object_get(v, "servers")) && (rc = parse_dns_servers(ctx, x, cfg)))
         return rc;
