@@ -4,6 +4,7 @@
  * when idle, and the immutable directory picking threads read under hazard
  * pointers (see engine_internal.h for the threading).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,24 +228,54 @@ rsv_service *rsv_find_or_discover(resolver_engine *e, const char *name, char *wh
     return svc;
 }
 
-/* Off the loop thread: the answer to a pick of a service the directory does
- * not hold (its name already checked).  Allocates nothing unless it posts the name's one discover
- * request. */
-int rsv_pick_unknown(resolver_engine *e, const char *service, char *why, size_t whylen)
+static uint64_t name_hash(const char *name)
 {
-    static rsv_log_limit refused_log;
-    if (atomic_load(&e->on_demand_full)) {
-        int rc = rsv_on_demand_refused(service, atomic_load(&e->on_demand_max_seen), why, whylen);
-        LOG_WARN_LIMITED(&refused_log, "%s", why);
-        return rc;
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h ? h : 1; /* 0 marks a free slot */
+}
+
+/* Any thread: claims `name`'s slot in `discovering` for a discover request
+ * its caller then posts (this file posts nothing: tickets.c does, on the
+ * pick path).  1 with *slot claimed, 0 when a request for it is in flight
+ * already, -1 when every slot of its hash is taken by other names. */
+int rsv_discover_claim(resolver_engine *e, const char *name, size_t *slot)
+{
+    uint64_t h = name_hash(name);
+    for (size_t i = 0; i < RSV_DISCOVER_PROBES; i++) {
+        size_t at = (size_t)((h + i) % RSV_DISCOVER_SLOTS);
+        uint_fast64_t cur = atomic_load(&e->discovering[at]);
+        if (cur == h)
+            return 0;
+        if (cur == 0 && atomic_compare_exchange_strong(&e->discovering[at], &cur, h)) {
+            *slot = at;
+            return 1;
+        }
+        if (cur == h) /* another thread claimed it for this name first */
+            return 0;
     }
-    if (rsv_inbox_post_discover(e, service) != 0) {
-        snprintf(why, whylen, "service %s: not known yet; too many services being discovered",
-                 service);
-        return RESOLVER_ERR_NO_INSTANCE;
-    }
-    snprintf(why, whylen, "service %s: discovery started; no instances known yet", service);
-    return RESOLVER_ERR_NO_INSTANCE;
+    return -1;
+}
+
+/* Any thread: frees a claimed slot (its request was applied, or could not
+ * be posted). */
+void rsv_discover_release(resolver_engine *e, size_t slot)
+{
+    atomic_store(&e->discovering[slot], 0);
+}
+
+/* Loop thread: applies a discover request posted for `name` in `slot`. */
+void rsv_discover_apply(resolver_engine *e, const char *name, size_t slot)
+{
+    static rsv_log_limit discover_log;
+    char why[256];
+    int err;
+    if (!rsv_find_or_discover(e, name, why, sizeof(why), &err))
+        LOG_WARN_LIMITED(&discover_log, "%s", why);
+    /* After the directory names it: a pick that then misses it again
+     * posts anew, and finds it done. */
+    rsv_discover_release(e, slot);
 }
 
 void rsv_drop_idle_services(resolver_engine *e)

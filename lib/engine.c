@@ -1,7 +1,8 @@
 /*
  * engine.c - the engine's lifecycle (new, free, run, process, shutdown),
- * the cache file and housekeeping, registrations.  The other parts are
- * listed in engine_internal.h.
+ * the cache file and housekeeping, registrations, and what each message of
+ * the inbox means (inbox.c is only the queue).  The other parts are listed
+ * in engine_internal.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +266,33 @@ rsv_dns_options rsv_engine_dns_options(const resolver_config *cfg)
     return o;
 }
 
+/* ---- the inbox's messages ---- */
+
+/* Loop thread: applies one message another thread posted (inbox.c hands
+ * them over in the order posted and frees them after). */
+static void apply_msg(resolver_engine *e, rsv_engine_msg *m)
+{
+    switch (m->type) {
+    case RSV_MSG_TICKET:
+        rsv_ticket_track(e, m->ticket);
+        break;
+    case RSV_MSG_DONE:
+        if (rsv_done_on_loop(e, m->id, m->failed, m->latency_ms) != 0)
+            e->done_unknown++;
+        break;
+    case RSV_MSG_DISCOVER:
+        rsv_discover_apply(e, m->name, (size_t)m->id);
+        break;
+    }
+}
+
+/* The loop's wakeup callback: a post woke it. */
+static void on_wakeup(rsv_loop *loop, void *arg)
+{
+    (void)loop;
+    rsv_inbox_drain(arg, apply_msg);
+}
+
 int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
 {
     if (!out || !cfg) {
@@ -282,7 +310,7 @@ int resolver_engine_new(resolver_engine **out, resolver_config *cfg)
     e->hazard = rsv_hazard_domain_new();
     if (!e->loop || !e->hazard || rsv_engine_watch_init(e) != 0)
         goto fail;
-    rsv_loop_set_wakeup(e->loop, rsv_inbox_drain, e);
+    rsv_loop_set_wakeup(e->loop, on_wakeup, e);
     e->etcd = rsv_etcd_new(e->loop, cfg);
     if (!e->etcd)
         goto fail;
@@ -323,7 +351,7 @@ void resolver_engine_free(resolver_engine *e)
     /* Work other threads posted last: tickets to track, so that they are
      * released below like the others. */
     if (e->loop)
-        rsv_inbox_drain(e->loop, e);
+        rsv_inbox_drain(e, apply_msg);
     /* A stop without resolver_engine_shutdown (the embedded engine): the
      * last state is written before the services go. */
     if (e->cfg && !atomic_load(&e->shutting_down))

@@ -3,16 +3,21 @@
  * up; included by them alone (the daemon uses engine.h, hosts resolver.h).
  *
  *   engine.c     lifecycle (new, free, run, process, shutdown), the cache
- *                file and housekeeping, registrations
+ *                file and housekeeping, registrations, applying the
+ *                inbox's messages
  *   directory.c  services by name: add, remove, on-demand discovery, and
  *                the directory picking threads read
  *   tickets.c    picks and dones: tickets issued and released, their
  *                timeout queues, leak detection, owners
  *   inbox.c      work other threads hand to the loop thread: post, take,
- *                apply
+ *                drain (a queue alone: engine.c gives it the apply step)
  *   reload.c     a new configuration: diff and apply
  *   introspect.c services, instances, status, counters, readiness
  *   watch.c      events for watches, waiting picks
+ *
+ * Among directory.c, tickets.c and inbox.c calls go one way: tickets.c (the
+ * pick path) may call directory.c and inbox.c; directory.c calls neither;
+ * inbox.c calls neither (it is given the function that applies a message).
  *
  * Threading (all files): the engine's state belongs to the thread that
  * drives the loop (resolver_engine_run or resolver_engine_process).
@@ -175,9 +180,14 @@ void rsv_note_on_demand_room(resolver_engine *e);
  * NULL with *err and why when it cannot be. */
 rsv_service *rsv_find_or_discover(resolver_engine *e, const char *name, char *why, size_t whylen,
                                   int *err);
-/* Off the loop thread: the answer to a pick of a service the directory
- * does not hold (posts its discover request). */
-int rsv_pick_unknown(resolver_engine *e, const char *service, char *why, size_t whylen);
+/* Any thread: claims `name`'s slot in `discovering` before posting its
+ * discover request (directory.c posts nothing itself).  1 with *slot
+ * claimed, 0 when one is in flight already, -1 when no slot is free. */
+int rsv_discover_claim(resolver_engine *e, const char *name, size_t *slot);
+/* Any thread: frees a claimed slot (applied, or the post failed). */
+void rsv_discover_release(resolver_engine *e, size_t slot);
+/* Loop thread: applies a posted discover request, then frees its slot. */
+void rsv_discover_apply(resolver_engine *e, const char *name, size_t slot);
 /* Housekeeping: on-demand services nobody picked for ON_DEMAND_IDLE_MS go. */
 void rsv_drop_idle_services(resolver_engine *e);
 
@@ -191,21 +201,24 @@ int rsv_done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t l
 /* Releases every ticket and frees the timeout queues (resolver_engine_free). */
 void rsv_tickets_free_all(resolver_engine *e);
 
-/* ---- inbox.c ---- */
+/* ---- inbox.c: only the queue; calls neither directory.c nor tickets.c ---- */
 
 int rsv_on_loop_thread(resolver_engine *e);
 /* The thread calling run or process first is the loop thread. */
 void rsv_mark_loop_thread(resolver_engine *e);
 /* Any thread: hands `m` to the loop thread. */
 void rsv_inbox_post(resolver_engine *e, rsv_engine_msg *m);
-/* Any thread: asks the loop thread to discover `name` (once in flight).
- * 0, or -1 when no request could be posted. */
-int rsv_inbox_post_discover(resolver_engine *e, const char *name);
-/* Loop thread: moves the posted work to `taken`, tracking tickets on the
- * way when track_tickets. */
-void rsv_inbox_take(resolver_engine *e, int track_tickets);
-/* Loop thread (the loop's wakeup callback): applies the posted work. */
-void rsv_inbox_drain(rsv_loop *loop, void *arg);
+/* Loop thread: applies one message (the inbox frees it after). */
+typedef void rsv_inbox_apply_fn(resolver_engine *e, rsv_engine_msg *m);
+/* Loop thread: 1 when it applied `m` during a take (the inbox frees it),
+ * 0 to leave it for the drain. */
+typedef int rsv_inbox_early_fn(resolver_engine *e, rsv_engine_msg *m);
+/* Loop thread: moves the posted work to `taken`, offering each message to
+ * `early` (NULL: none) on the way. */
+void rsv_inbox_take(resolver_engine *e, rsv_inbox_early_fn *early);
+/* Loop thread: applies the posted work with `apply`, in the order posted
+ * (engine.c's wakeup callback and resolver_engine_free). */
+void rsv_inbox_drain(resolver_engine *e, rsv_inbox_apply_fn *apply);
 
 /* Picks as rsv_engine_pick_owned; with count 0 a failure is not counted
  * (the caller retries, and counts the final outcome with

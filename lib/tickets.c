@@ -293,6 +293,41 @@ static int pick_from(resolver_engine *e, rsv_service *svc, const char *key, reso
     return 0;
 }
 
+/* Off the loop thread: the answer to a pick of a service the directory
+ * does not hold (its name already checked).  Allocates nothing unless it
+ * posts the name's one discover request. */
+static int pick_unknown(resolver_engine *e, const char *service, char *why, size_t whylen)
+{
+    static rsv_log_limit refused_log;
+    if (atomic_load(&e->on_demand_full)) {
+        int rc = rsv_on_demand_refused(service, atomic_load(&e->on_demand_max_seen), why, whylen);
+        LOG_WARN_LIMITED(&refused_log, "%s", why);
+        return rc;
+    }
+    size_t slot;
+    int claimed = rsv_discover_claim(e, service, &slot);
+    if (claimed > 0) {
+        size_t len = strlen(service) + 1;
+        rsv_engine_msg *m = calloc(1, sizeof(*m) + len);
+        if (m) {
+            m->type = RSV_MSG_DISCOVER;
+            m->id = slot;
+            memcpy(m->name, service, len);
+            rsv_inbox_post(e, m);
+        } else {
+            rsv_discover_release(e, slot);
+            claimed = -1;
+        }
+    }
+    if (claimed < 0) { /* the next pick tries again */
+        snprintf(why, whylen, "service %s: not known yet; too many services being discovered",
+                 service);
+        return RESOLVER_ERR_NO_INSTANCE;
+    }
+    snprintf(why, whylen, "service %s: discovery started; no instances known yet", service);
+    return RESOLVER_ERR_NO_INSTANCE;
+}
+
 int rsv_engine_pick_core(resolver_engine *e, const char *service, const char *key,
                          resolver_owner *owner, resolver_pick_result *out, char *why, size_t whylen,
                          int *fresh, int count)
@@ -313,7 +348,7 @@ int rsv_engine_pick_core(resolver_engine *e, const char *service, const char *ke
     if (!rsv_on_loop_thread(e)) {
         rsv_service *svc = rsv_directory_lookup(e, service);
         if (!svc)
-            return rsv_pick_unknown(e, service, why, whylen);
+            return pick_unknown(e, service, why, whylen);
         int rc = pick_from(e, svc, key, owner, out, why, whylen, 0);
         if (rc && count)
             rsv_service_count_failure(svc);
@@ -394,6 +429,16 @@ int resolver_engine_pick_ex(resolver_engine *e, const char *service,
                                  out, why, whylen, NULL);
 }
 
+/* rsv_inbox_take's early step for a done on the loop thread: tracks a
+ * ticket on the way, leaves the rest for the drain. */
+static int track_early(resolver_engine *e, rsv_engine_msg *m)
+{
+    if (m->type != RSV_MSG_TICKET)
+        return 0;
+    rsv_ticket_track(e, m->ticket);
+    return 1;
+}
+
 int rsv_done_on_loop(resolver_engine *e, uint64_t ticket, int failed, uint32_t latency_ms)
 {
     rsv_ticket *t = rsv_u64map_get(&e->tickets, ticket);
@@ -417,7 +462,7 @@ int resolver_engine_done(resolver_engine *e, uint64_t ticket, resolver_outcome o
         if (rc == RESOLVER_ERR_NOT_FOUND && ticket != 0 && ticket <= atomic_load(&e->ticket_seq)) {
             /* Issued, but perhaps picked on another thread and still in
              * the inbox: track what is there, then look again. */
-            rsv_inbox_take(e, 1);
+            rsv_inbox_take(e, track_early);
             rc = rsv_done_on_loop(e, ticket, failed, latency_ms);
         }
         return rc;
