@@ -46,15 +46,14 @@ static size_t ready_history_max(rsv_service *svc)
     return max;
 }
 
-static void stale_hold(rsv_instance *inst)
+static void stale_hold(rsv_instance *inst, void (*held)(rsv_instance *inst))
 {
     rsv_service *svc = inst->service;
     inst->stale = 1;
     inst->stale_since_ms = inst->last_change_ms = rsv_loop_now(svc->loop);
     svc->n_stale++;
     rsv_timer_start(inst->stale_timer, svc->opts.self_preservation_max_ms);
-    rsv_service_picker_dirty(svc);
-    rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
+    held(inst);
 }
 
 /* Before the batch's unkeyed instances drain: if their deletions leave
@@ -62,7 +61,7 @@ static void stale_hold(rsv_instance *inst)
  * of the last 10 s (a rolling deploy removes one at a time and stays
  * above; publishers that lost etcd see their leases expire together), the
  * ones whose connection is READY stay as STALE.  Returns how many. */
-size_t rsv_sp_hold(rsv_service *svc)
+size_t rsv_sp_hold(rsv_service *svc, void (*on_held)(rsv_instance *inst))
 {
     uint32_t pct = svc->opts.self_preservation_percent;
     if (!pct || !svc->listed || svc->stopped || svc->draining_all)
@@ -78,7 +77,7 @@ size_t rsv_sp_hold(rsv_service *svc)
         rsv_instance *inst = svc->unkeyed[i];
         if (inst->service == svc && inst->n_keys == 0 && !inst->draining && !inst->stale &&
             inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY) {
-            stale_hold(inst);
+            stale_hold(inst, on_held);
             held++;
         }
     }
@@ -113,17 +112,15 @@ void rsv_sp_end(rsv_instance *inst, const char *why)
              (unsigned long long)(rsv_loop_now(svc->loop) - inst->stale_since_ms), why);
     if (svc->n_stale == 0)
         LOG_INFO("service %s: self-preservation over: no STALE instance left", svc->name);
-    rsv_service_picker_dirty(svc);
 }
 
 /* self_preservation_max_ms passed, or (0 ms) the connection left READY:
- * the instance drains as any removed one. */
-void rsv_sp_on_timer(rsv_loop *loop, rsv_timer *t, void *arg)
+ * the instance drains as any removed one (the caller starts the drain). */
+int rsv_sp_expire(rsv_instance *inst)
 {
-    rsv_instance *inst = arg;
     if (!inst->stale || !inst->service)
-        return;
+        return 0;
     int ready = inst->sc && rsv_subchannel_state(inst->sc) == RSV_STATE_READY;
     rsv_sp_end(inst, ready ? "self_preservation_max_ms passed" : "its connection left READY");
-    rsv_service_start_drain(inst);
+    return 1;
 }

@@ -52,6 +52,26 @@ static void instance_free_owned(rsv_instance *inst)
     rsv_subchannel_del(inst->sc);
 }
 
+int rsv_instance_by_address(const void *a, const void *b)
+{
+    const rsv_instance *x = *(rsv_instance *const *)a;
+    const rsv_instance *y = *(rsv_instance *const *)b;
+    return strcmp(x->endpoint.address, y->endpoint.address);
+}
+
+void rsv_service_state_counts(const rsv_service *svc, size_t counts[5])
+{
+    memset(counts, 0, 5 * sizeof(size_t));
+    void *value;
+    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
+        const rsv_instance *inst = value;
+        if (inst->draining)
+            counts[RSV_STATE_SHUTDOWN]++;
+        else
+            counts[rsv_subchannel_state(inst->sc)]++;
+    }
+}
+
 void rsv_service_notify(rsv_service *svc, const rsv_instance *inst, rsv_change what)
 {
     if (svc->change_cb)
@@ -76,6 +96,31 @@ static void instance_close(rsv_instance *inst)
     inst->service = NULL;
     rsv_service_picker_dirty(svc);
     rsv_instance_unref(inst);
+}
+
+/* Self-preservation (selfpres.c) changes the STALE marks; what follows
+ * from them for picks and observers is done here. */
+static void sp_end(rsv_instance *inst, const char *why)
+{
+    rsv_sp_end(inst, why);
+    rsv_service_picker_dirty(inst->service);
+}
+
+static void on_held_stale(rsv_instance *inst)
+{
+    rsv_service_picker_dirty(inst->service);
+    rsv_service_notify(inst->service, inst, RSV_CHANGE_STATE);
+}
+
+static void on_stale_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
+{
+    (void)loop;
+    (void)t;
+    rsv_instance *inst = arg;
+    if (!rsv_sp_expire(inst))
+        return;
+    rsv_service_picker_dirty(inst->service);
+    rsv_service_start_drain(inst);
 }
 
 static void on_drain_timeout(rsv_loop *loop, rsv_timer *t, void *arg)
@@ -239,7 +284,7 @@ static rsv_instance *instance_new(rsv_service *svc, const rsv_endpoint *ep)
     inst->out_since_ms = inst->added_ms; /* out_state OUT_NEW */
     inst->drain_timer = rsv_timer_new(svc->loop, on_drain_timeout, inst);
     inst->eject_timer = rsv_timer_new(svc->loop, on_eject_timeout, inst);
-    inst->stale_timer = rsv_timer_new(svc->loop, rsv_sp_on_timer, inst);
+    inst->stale_timer = rsv_timer_new(svc->loop, on_stale_timeout, inst);
     inst->sc = rsv_subchannel_new(svc->loop, svc->dns, ep->host, ep->port, &svc->opts,
                                   on_subchannel_state, inst);
     if (!inst->drain_timer || !inst->eject_timer || !inst->stale_timer || !inst->sc ||
@@ -257,7 +302,7 @@ void rsv_service_start_drain(rsv_instance *inst)
 {
     rsv_service *svc = inst->service;
     if (inst->stale)
-        rsv_sp_end(inst, "the service is stopping");
+        sp_end(inst, "the service is stopping");
     inst->draining = 1;
     inst->last_change_ms = rsv_loop_now(svc->loop);
     rsv_service_picker_dirty(svc);
@@ -324,7 +369,7 @@ static void add_key_to_instance(rsv_service *svc, const rsv_endpoint *ep)
         rsv_service_notify(svc, inst, RSV_CHANGE_ADDED);
     } else if (inst->stale) {
         /* Listed again: an ordinary instance, on the same connection. */
-        rsv_sp_end(inst, "etcd lists it again");
+        sp_end(inst, "etcd lists it again");
         inst->last_change_ms = rsv_loop_now(svc->loop);
         rsv_service_notify(svc, inst, RSV_CHANGE_STATE);
     }
@@ -367,7 +412,7 @@ static void instance_unkeyed(rsv_service *svc, rsv_instance *inst)
  * those self-preservation keeps. */
 static void drain_unkeyed(rsv_service *svc)
 {
-    rsv_sp_hold(svc);
+    rsv_sp_hold(svc, on_held_stale);
     for (size_t i = 0; i < svc->n_unkeyed; i++) {
         rsv_instance *inst = svc->unkeyed[i];
         inst->unkeyed_in_batch = 0;

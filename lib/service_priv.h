@@ -66,6 +66,8 @@ void rsv_service_start_drain(rsv_instance *inst);
  * map may not change while it is iterated).  Free the array; NULL with
  * *n = 0 when out of memory. */
 rsv_instance **rsv_service_collect(const rsv_service *svc, size_t *n);
+/* qsort order of rsv_instance pointers by address. */
+int rsv_instance_by_address(const void *a, const void *b);
 
 /* selfpres.c */
 /* Keyed (etcd names it), not draining, its connection READY. */
@@ -73,18 +75,16 @@ int rsv_instance_keyed_ready(const rsv_instance *inst);
 /* Notes the count of keyed READY instances now (at every publish). */
 void rsv_sp_note_ready(rsv_service *svc, size_t ready);
 /* At the end of a batch, before its unkeyed instances drain: keeps those
- * whose connection is READY as STALE if the deletions make a storm.
- * Returns how many. */
-size_t rsv_sp_hold(rsv_service *svc);
+ * whose connection is READY as STALE if the deletions make a storm, calling
+ * on_held for each as it is kept.  Returns how many. */
+size_t rsv_sp_hold(rsv_service *svc, void (*on_held)(rsv_instance *inst));
 /* Forgets the STALE mark (the instance closes: no drain follows). */
 void rsv_sp_clear(rsv_instance *inst);
-/* The instance is no longer STALE (listed again, or about to drain). */
+/* The instance is no longer STALE (listed again, or about to drain); the
+ * caller marks the picker dirty. */
 void rsv_sp_end(rsv_instance *inst, const char *why);
-/* An instance's stale_timer. */
-void rsv_sp_on_timer(rsv_loop *loop, rsv_timer *t, void *arg);
-
-/* service_view.c */
-/* qsort order of rsv_instance pointers by address. */
-int rsv_instance_by_address(const void *a, const void *b);
+/* At an instance's stale_timer: 1 if it was STALE and no longer is (the
+ * caller marks the picker dirty and drains it). */
+int rsv_sp_expire(rsv_instance *inst);
 
 #endif

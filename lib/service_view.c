@@ -4,29 +4,9 @@
 #include <string.h>
 #include "service_priv.h"
 
-int rsv_instance_by_address(const void *a, const void *b)
-{
-    const rsv_instance *x = *(rsv_instance *const *)a;
-    const rsv_instance *y = *(rsv_instance *const *)b;
-    return strcmp(x->endpoint.address, y->endpoint.address);
-}
-
 size_t rsv_service_instance_count(const rsv_service *svc)
 {
     return svc->instances.len;
-}
-
-void rsv_service_state_counts(const rsv_service *svc, size_t counts[5])
-{
-    memset(counts, 0, 5 * sizeof(size_t));
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        const rsv_instance *inst = value;
-        if (inst->draining)
-            counts[RSV_STATE_SHUTDOWN]++;
-        else
-            counts[rsv_subchannel_state(inst->sc)]++;
-    }
 }
 
 rsv_state rsv_service_state(const rsv_service *svc)
