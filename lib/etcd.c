@@ -11,6 +11,22 @@
  * token yet: no curl handle), the multi handle (running), or `doomed`
  * (cancelled from inside a curl callback, freed when curl returns).
  *
+ * Connections (doc/design.md, etcd connections).  Over https every request
+ * to a member rides one HTTP/2 connection (ALPN h2, CURLPIPE_MULTIPLEX,
+ * CURLOPT_PIPEWAIT so that a burst of requests waits for the first
+ * connection instead of opening one each): watch streams, ranges, lease
+ * keepalives, auth and the member probe.  Over http etcd serves the
+ * gateway in HTTP/1.1 only, so each stream holds a connection of its own
+ * and is started on a fresh one.  The stall detection of a shared
+ * connection is the member probe riding it: a request whose answer must
+ * come within etcd.dial_timeout_ms, every PROBE_INTERVAL_MS while a stream
+ * is open (a PING would do the same, but libcurl 7.88 neither lets a multi
+ * user send one nor reports its ACK).  When a member fails, every request
+ * on it is ended at once and its connection closed (CURLOPT_FORBID_REUSE
+ * on the last one out), so that nothing new lands on the stalled
+ * connection; the owners start again on the member now in use.  Open
+ * sockets are counted through curl's open/close socket callbacks.
+ *
  * Who frees a request: the code that holds it last.  finish_request owns
  * the request it finishes from its first line to its last: what it calls
  * (a failover ending other streams, their owners' done callbacks, this
@@ -24,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include "backoff.h"
 #include "etcd.h"
@@ -35,6 +52,11 @@
  * stream and takes a minute is stuck. */
 #define UNARY_TIMEOUT_MS 60000L
 #define PROBE_INTERVAL_MS 3000
+/* Streams on one HTTP/2 connection before curl opens a second (libcurl's
+ * default is 100; etcd 3.4 allows 2^32-1): 256 watched prefixes, their
+ * ranges and keepalives fit on one connection per member. */
+#define MAX_STREAMS_PER_CONNECTION 1000L
+#define MAX_CONNECTIONS_PER_MEMBER 2L
 #define AUTH_BACKOFF_INITIAL_MS 500
 #define AUTH_BACKOFF_MAX_MS 30000
 /* Room for a failure's description: the URL, curl's error buffer or
@@ -78,6 +100,13 @@ struct rsv_etcd {
     uint64_t cluster_id;
     uint64_t cluster_changes;
     uint64_t failovers;
+    /* Open TCP connections (sockets curl opened and has not closed yet),
+     * by file descriptor, with the endpoint each went to. */
+    struct {
+        curl_socket_t fd;
+        size_t endpoint;
+    } * conns;
+    size_t n_conns, conns_cap;
     /* Why the member in use was last left; the streams ended on it carry
      * this text to their owners. */
     char failure[WHY_MAX + 64];
@@ -121,6 +150,12 @@ struct rsv_etcd_request {
 static void endpoint_failed(rsv_etcd *etcd, size_t endpoint, const char *why, rsv_log_limit *lim);
 static void start_auth(rsv_etcd *etcd);
 static int launch(request *req);
+
+/* Over https the gateway speaks HTTP/2 and requests share a connection. */
+static int endpoint_h2(const rsv_etcd *etcd, size_t endpoint)
+{
+    return strncmp(etcd->endpoints[endpoint], "https://", 8) == 0;
+}
 
 /* ---- request lifetime ---- */
 
@@ -179,9 +214,12 @@ int rsv_etcd_member_failure(int result, long status)
 static void timeout_name(const request *req, char *out, size_t size)
 {
     const rsv_etcd *etcd = req->etcd;
-    curl_off_t connected = 0;
+    curl_off_t connected = 0, started = 0;
     curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME_T, &connected);
-    if (connected == 0 || (req->flags & RSV_ETCD_STREAM))
+    /* A request on a reused (HTTP/2: shared) connection has no connect
+     * time; it was sent if it got past pretransfer. */
+    curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &started);
+    if ((connected == 0 && started == 0) || (req->flags & RSV_ETCD_STREAM))
         snprintf(out, size, "no connection within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
     else if (req->arg == etcd || (req->flags & RSV_ETCD_CHECK))
         snprintf(out, size, "no answer within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
@@ -326,15 +364,23 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 /* ---- failover ---- */
 
 /* Ends every stream still open on a member we left, so that its owner
- * reconnects to the member now in use.  Owners may cancel or start other
+ * reconnects to the member now in use.  Over HTTP/2 every request on the
+ * member shares its (maybe stalled) connection: all of them end, and the
+ * connection is closed with the last one (FORBID_REUSE), so that the
+ * owners' new requests open a new one.  Owners may cancel or start other
  * requests from their done callbacks, so the victims are collected first
  * and each is checked to be still alive before it is ended. */
 static void end_streams_on(rsv_etcd *etcd, size_t endpoint, const char *why)
 {
     size_t n = 0, cap = 0;
     request **victims = NULL;
+    int h2 = endpoint_h2(etcd, endpoint);
     for (request *r = etcd->all; r; r = r->next) {
-        if (!(r->flags & RSV_ETCD_STREAM) || r->endpoint != endpoint || r->cancelled)
+        if (r->endpoint != endpoint || r->cancelled)
+            continue;
+        if (h2)
+            curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+        if (!h2 && !(r->flags & RSV_ETCD_STREAM))
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -550,6 +596,48 @@ static int on_stream_socket(void *clientp, curl_socket_t fd, curlsocktype purpos
     return CURL_SOCKOPT_OK;
 }
 
+static int add_conn(rsv_etcd *etcd, curl_socket_t fd, size_t endpoint)
+{
+    if (etcd->n_conns == etcd->conns_cap) {
+        size_t cap = etcd->conns_cap ? etcd->conns_cap * 2 : 8;
+        void *c = realloc(etcd->conns, cap * sizeof(*etcd->conns));
+        if (!c)
+            return -1;
+        etcd->conns = c;
+        etcd->conns_cap = cap;
+    }
+    etcd->conns[etcd->n_conns].fd = fd;
+    etcd->conns[etcd->n_conns].endpoint = endpoint;
+    etcd->n_conns++;
+    return 0;
+}
+
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *address)
+{
+    request *req = clientp;
+    curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
+    if (fd == CURL_SOCKET_BAD)
+        return fd;
+    if (add_conn(req->etcd, fd, req->endpoint) != 0) {
+        close(fd);
+        return CURL_SOCKET_BAD;
+    }
+    return fd;
+}
+
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    rsv_etcd *etcd = clientp;
+    for (size_t i = 0; i < etcd->n_conns; i++) {
+        if (etcd->conns[i].fd == fd) {
+            etcd->conns[i] = etcd->conns[--etcd->n_conns];
+            break;
+        }
+    }
+    return close(fd);
+}
+
 static void configure_easy(request *req, const char *url)
 {
     rsv_etcd *etcd = req->etcd;
@@ -565,22 +653,39 @@ static void configure_easy(request *req, const char *url)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, etcd->dial_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (req->flags & RSV_ETCD_STREAM) {
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
+    /* The connection may outlive the request that opened it. */
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, etcd);
+    int h2 = endpoint_h2(etcd, req->endpoint);
+    if (h2) {
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
+    if ((req->flags & RSV_ETCD_STREAM) || h2) {
+        /* Over HTTP/2 any request may be the one that opens the connection
+         * the streams will ride. */
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
         curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_stream_socket);
-    } else {
+    }
+    if (!(req->flags & RSV_ETCD_STREAM)) {
         /* Probes, checks and auth must answer within the dial budget;
          * ranges may be big. */
         int check = req->arg == etcd || (req->flags & RSV_ETCD_CHECK);
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, check ? etcd->dial_timeout_ms : UNARY_TIMEOUT_MS);
     }
-    /* A stream holds its connection for its whole life, and is (re)started
-     * after trouble: never on a pooled connection that may have gone
-     * silent (a stalled path would swallow the resumed watch too).  A
-     * check judges liveness: its own connection, likewise. */
-    if (req->flags & (RSV_ETCD_CHECK | RSV_ETCD_STREAM))
+    /* HTTP/1.1: a stream holds its connection for its whole life, and is
+     * (re)started after trouble: never on a pooled connection that may have
+     * gone silent (a stalled path would swallow the resumed watch too).  A
+     * check judges liveness: its own connection, likewise.  HTTP/2: one
+     * shared connection per member, judged by the member probe riding it;
+     * a failed member's connection is closed (end_streams_on). */
+    if (!h2 && (req->flags & (RSV_ETCD_CHECK | RSV_ETCD_STREAM)))
         curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     if (etcd->ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, etcd->ca_file);
@@ -752,9 +857,15 @@ static void on_auth_done(void *arg, long status, const char *error)
             snprintf(why, sizeof(why), "%s/v3/auth/authenticate: no token in the answer",
                      etcd->endpoints[req->endpoint]);
         uint64_t delay = auth_retry_later(etcd);
+        /* etcd's words do not say what to do about it. */
+        const char *hint = strstr(error, "CommonName of client")
+                               ? " (etcd with auth and --client-cert-auth refuses gateway clients "
+                                 "whose certificate has a Common Name: give etcd.cert_file one "
+                                 "without)"
+                               : "";
         ERROR_DAMPED(&etcd->lim_auth,
-                     "etcd: authentication as \"%s\" failed: %s; retrying in %llu ms",
-                     etcd->username, error[0] ? error : why, (unsigned long long)delay);
+                     "etcd: authentication as \"%s\" failed: %s%s; retrying in %llu ms",
+                     etcd->username, error[0] ? error : why, hint, (unsigned long long)delay);
         return;
     }
     free(etcd->token);
@@ -891,6 +1002,19 @@ rsv_etcd *rsv_etcd_new(rsv_loop *loop, const resolver_config *cfg)
     curl_multi_setopt(etcd->multi, CURLMOPT_SOCKETDATA, etcd);
     curl_multi_setopt(etcd->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
     curl_multi_setopt(etcd->multi, CURLMOPT_TIMERDATA, etcd);
+    /* Only https endpoints get HTTP/2 (configure_easy). */
+    curl_multi_setopt(etcd->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(etcd->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, MAX_STREAMS_PER_CONNECTION);
+    /* PIPEWAIT alone does not hold back a burst (256 prefixes ranging at
+     * start) while the first TLS handshake is slow: measured under load,
+     * 157 connections to one member.  Over HTTP/2 a cap on connections per
+     * member queues the rest until they can share one.  Not over http,
+     * where each watch needs a connection of its own. */
+    int all_h2 = 1;
+    for (size_t i = 0; i < etcd->n_endpoints; i++)
+        all_h2 &= endpoint_h2(etcd, i);
+    if (all_h2)
+        curl_multi_setopt(etcd->multi, CURLMOPT_MAX_HOST_CONNECTIONS, MAX_CONNECTIONS_PER_MEMBER);
     rsv_timer_start(etcd->probe_timer, PROBE_INTERVAL_MS);
     return etcd;
 fail:
@@ -912,7 +1036,8 @@ void rsv_etcd_del(rsv_etcd *etcd)
         request_free(w);
     }
     if (etcd->multi)
-        curl_multi_cleanup(etcd->multi);
+        curl_multi_cleanup(etcd->multi); /* closes the pooled connections (on_close_socket) */
+    free(etcd->conns);
     rsv_timer_del(etcd->curl_timer);
     rsv_timer_del(etcd->auth_timer);
     rsv_timer_del(etcd->probe_timer);
@@ -991,4 +1116,19 @@ uint64_t rsv_etcd_failovers(const rsv_etcd *etcd)
 uint64_t rsv_etcd_authentications(const rsv_etcd *etcd)
 {
     return etcd->authentications;
+}
+
+void rsv_etcd_conns_get(const rsv_etcd *etcd, rsv_etcd_conns *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->connections = etcd->n_conns;
+    for (size_t i = 0; i < etcd->n_conns; i++)
+        out->connections_current += etcd->conns[i].endpoint == etcd->current;
+    for (const request *r = etcd->all; r; r = r->next) {
+        if (r->cancelled)
+            continue;
+        out->streams++;
+        out->watch_streams += (r->flags & RSV_ETCD_STREAM) != 0;
+    }
+    out->http2 = endpoint_h2(etcd, etcd->current);
 }

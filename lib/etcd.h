@@ -21,8 +21,10 @@
  *     connect, times out, gets a 5xx, or is marked bad moves the cluster to
  *     the next endpoint (once per failure of the endpoint in use), and every
  *     stream still open on the bad member is ended with an error so that its
- *     owner reconnects.  The member in use is probed every few seconds
- *     (maintenance/status: alive and has a leader).
+ *     owner reconnects (over https every request on it: they share its
+ *     HTTP/2 connection, which is closed).  The member in use is probed
+ *     every few seconds (maintenance/status: alive and has a leader; over
+ *     https on the shared connection, which this judges).
  *  5. With auth configured, requests wait (queued, not failed) until a token
  *     is had; a token that etcd rejects is dropped and fetched again with
  *     backoff, never in a loop.  Secrets are never logged.
@@ -60,9 +62,10 @@ enum {
     /* A long-lived stream: no total timeout, only the connect timeout;
      * sends "Grpc-Metadata-Hasleader: true". */
     RSV_ETCD_STREAM = 1,
-    /* A liveness check: over a new connection (a pooled one may be as
-     * stalled as the stream in question) that answers within
-     * etcd.dial_timeout_ms. */
+    /* A liveness check that answers within etcd.dial_timeout_ms: over http
+     * on a new connection (a pooled one may be as stalled as the stream in
+     * question); over https on the member's shared HTTP/2 connection, so
+     * that a stall of it fails the member over. */
     RSV_ETCD_CHECK = 2
 };
 
@@ -103,6 +106,18 @@ uint64_t rsv_etcd_cluster_id(const rsv_etcd *etcd);
 uint64_t rsv_etcd_failovers(const rsv_etcd *etcd);
 uint64_t rsv_etcd_cluster_changes(const rsv_etcd *etcd);
 uint64_t rsv_etcd_authentications(const rsv_etcd *etcd);
+
+/* Connections and streams now (status and metrics).  Over https the
+ * requests to a member share one HTTP/2 connection; over http each open
+ * request holds its own (etcd's gateway is HTTP/1.1 there). */
+typedef struct {
+    size_t connections;         /* open TCP connections to etcd, pooled idle ones included */
+    size_t connections_current; /* of those, to the member in use */
+    size_t streams;             /* requests running: watch streams, ranges, keepalives, probes */
+    size_t watch_streams;       /* of those, watch streams */
+    int http2;                  /* the member in use is https: HTTP/2, multiplexed */
+} rsv_etcd_conns;
+void rsv_etcd_conns_get(const rsv_etcd *etcd, rsv_etcd_conns *out);
 
 /* Rule 4's decisions, pure (unit-tested alone).  Whether a request's end
  * says its member is not serving: curl's result (a CURLcode: no connection,

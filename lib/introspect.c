@@ -286,6 +286,12 @@ int resolver_engine_status(resolver_engine *e, resolver_status **out)
     s->etcd_last_heard_s = heard ? (double)(now - heard) / 1000.0 : -1.0;
     s->etcd_failovers = rsv_etcd_failovers(e->etcd);
     s->etcd_cluster_changes = rsv_etcd_cluster_changes(e->etcd);
+    rsv_etcd_conns c;
+    rsv_etcd_conns_get(e->etcd, &c);
+    s->etcd_connections = c.connections;
+    s->etcd_streams = c.streams;
+    s->etcd_watch_streams = c.watch_streams;
+    s->etcd_http2 = c.http2;
     s->revision = rsv_engine_revision(e);
     s->uptime_s = (double)(now - e->started_ms) / 1000.0;
     s->services = e->services.len;

@@ -431,6 +431,15 @@ static void engine_families(text_buf *t, resolver_engine *e)
            "Times another etcd cluster (replaced, or restored from a backup) answered behind the "
            "endpoints; every prefix was resynced.");
     text_append(t, "resolver_etcd_cluster_changes_total %" PRIu64 "\n", st->etcd_cluster_changes);
+    family(t, "resolver_etcd_connections", "gauge",
+           "Open TCP connections to etcd (over https one HTTP/2 connection per member carries "
+           "every request; over http each watch holds its own).");
+    text_append(t, "resolver_etcd_connections %zu\n", st->etcd_connections);
+    family(t, "resolver_etcd_streams", "gauge",
+           "Requests running on those connections (HTTP/2 streams over https), by kind.");
+    text_append(t, "resolver_etcd_streams{kind=\"watch\"} %zu\n", st->etcd_watch_streams);
+    text_append(t, "resolver_etcd_streams{kind=\"other\"} %zu\n",
+                st->etcd_streams - st->etcd_watch_streams);
     resolver_status_free(st);
     char why[512];
     int ready = resolver_engine_ready(e, why, sizeof(why));

@@ -614,6 +614,14 @@ static void print_status(json_t *j)
     long long cc = json_int(j, "etcd_cluster_changes");
     printf("etcd endpoint:     %s (%lld configured, %lld failover%s, %lld cluster change%s)\n",
            json_str(j, "etcd_endpoint"), eps, fo, plural(fo), cc, plural(cc));
+    long long conns = json_int(j, "etcd_connections"), streams = json_int(j, "etcd_streams");
+    printf("etcd connections:  %lld, %s, %lld stream%s (%lld watch%s)", conns,
+           json_is_true(json_object_get(j, "etcd_http2")) ? "HTTP/2" : "HTTP/1.1", streams,
+           plural(streams), json_int(j, "etcd_watch_streams"),
+           json_int(j, "etcd_watch_streams") == 1 ? "" : "es");
+    if (conns > 0)
+        printf(", %.1f per connection", (double)streams / (double)conns);
+    printf("\n");
     printf("etcd revision:     %lld\n", json_int(j, "revision"));
     printf("etcd last heard:   %s\n", heard_text);
     printf("uptime:            %s\n", uptime);

@@ -101,6 +101,11 @@ json_t *rsv_view_status(resolver_engine *e)
         json_object_set_new(o, "etcd_cluster_changes",
                             json_integer((json_int_t)s->etcd_cluster_changes));
         json_object_set_new(o, "etcd_endpoints", json_integer((json_int_t)s->etcd_endpoints));
+        json_object_set_new(o, "etcd_connections", json_integer((json_int_t)s->etcd_connections));
+        json_object_set_new(o, "etcd_streams", json_integer((json_int_t)s->etcd_streams));
+        json_object_set_new(o, "etcd_watch_streams",
+                            json_integer((json_int_t)s->etcd_watch_streams));
+        json_object_set_new(o, "etcd_http2", json_boolean(s->etcd_http2));
         json_object_set_new(o, "dns",
                             json_pack("{s:I, s:I, s:I, s:I}", "queries", (json_int_t)s->dns_queries,
                                       "cache_hits", (json_int_t)s->dns_cache_hits, "joined",

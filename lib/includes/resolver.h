@@ -602,6 +602,11 @@ typedef struct {
     uint64_t tickets_leaked, picks, pick_failures, cache_writes;
     uint64_t dns_queries, dns_cache_hits, dns_joined, dns_failures;
     uint64_t etcd_authentications; /* tokens fetched (auth configured) */
+    /* Open TCP connections to etcd and the requests on them (watch streams
+     * among them); etcd_http2 1 when the member in use is https, where
+     * they share one HTTP/2 connection per member. */
+    size_t etcd_connections, etcd_streams, etcd_watch_streams;
+    int etcd_http2;
 } resolver_status;
 
 /* The engine's status (what `resolverctl status` shows).  0,

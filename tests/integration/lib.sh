@@ -403,7 +403,17 @@ t_etcdctl() {
     ETCDCTL_API=3 etcdctl --endpoints "$ep" --dial-timeout 2s --command-timeout 5s "$@"
 }
 
+# _t_etcd_url PORT: a client URL, https:// once tls_etcd_setup (tlsca.sh)
+# set T_ETCD_TLS_DIR.  Peers always talk http (_t_etcd_peer_url).
 _t_etcd_url() {
+    if [[ -n ${T_ETCD_TLS_DIR:-} ]]; then
+        echo "https://127.0.0.1:$1"
+    else
+        echo "http://127.0.0.1:$1"
+    fi
+}
+
+_t_etcd_peer_url() {
     echo "http://127.0.0.1:$1"
 }
 
@@ -412,7 +422,7 @@ _t_etcd_spawn() {
     local m=$1 state=$2
     local curl peer
     curl=$(_t_etcd_url "${T_ETCD_CPORT[$m]}")
-    peer=$(_t_etcd_url "${T_ETCD_PPORT[$m]}")
+    peer=$(_t_etcd_peer_url "${T_ETCD_PPORT[$m]}")
     # --logger zap --log-level error: etcd 3.4's quiet, non-deprecated
     # logging.  Half the default raft timings: elections (start-up, member
     # restarts) take half as long, still far above loopback latency.
@@ -420,7 +430,12 @@ _t_etcd_spawn() {
     # throwaway clusters from joining each other.
     # etcd reads ETCD_* variables as flags: keep ours (ETCD_ENDPOINT...)
     # away from it.  env execs etcd, so the tracked PID is etcd's.
-    local -a unset=() v
+    local -a unset=() v tls=()
+    if [[ -n ${T_ETCD_TLS_DIR:-} ]]; then
+        # Clients over TLS with a certificate of the private CA, required.
+        tls=(--cert-file "$T_ETCD_TLS_DIR/etcd-server.pem" --key-file "$T_ETCD_TLS_DIR/etcd-server.key"
+            --trusted-ca-file "$T_ETCD_TLS_DIR/ca.pem" --client-cert-auth)
+    fi
     for v in $(compgen -e); do
         [[ $v == ETCD_* ]] && unset+=(-u "$v")
     done
@@ -431,7 +446,7 @@ _t_etcd_spawn() {
         --initial-cluster "${T_ETCD_CLUSTER[$m]}" --initial-cluster-state "$state" \
         --initial-cluster-token "t-${T_DIR##*/}" \
         --heartbeat-interval 50 --election-timeout 500 \
-        --logger zap --log-level error ${T_ETCD_FLAGS:-} || return 1
+        --logger zap --log-level error "${tls[@]}" ${T_ETCD_FLAGS:-} || return 1
     # Throwaway data: no graceful stop at cleanup.  Members of a cluster
     # stopped together can spend seconds handing leadership to each other.
     T_STOPSIG[etcd-$m]=KILL
@@ -472,7 +487,7 @@ t_etcd_start() {
     else
         T_ETCD_CPORT[$name]=$(t_free_port) || return 1
         T_ETCD_PPORT[$name]=$(t_free_port) || return 1
-        T_ETCD_CLUSTER[$name]="$name=$(_t_etcd_url "${T_ETCD_PPORT[$name]}")"
+        T_ETCD_CLUSTER[$name]="$name=$(_t_etcd_peer_url "${T_ETCD_PPORT[$name]}")"
     fi
     _t_etcd_spawn "$name" "$state" || return 1
     _t_etcd_wait_healthy "$name" || return 1
@@ -495,7 +510,7 @@ t_etcd_cluster3() {
         m=$name-$i
         T_ETCD_CPORT[$m]=$(t_free_port) || return 1
         T_ETCD_PPORT[$m]=$(t_free_port) || return 1
-        cluster+="${cluster:+,}$m=$(_t_etcd_url "${T_ETCD_PPORT[$m]}")"
+        cluster+="${cluster:+,}$m=$(_t_etcd_peer_url "${T_ETCD_PPORT[$m]}")"
         eps+="${eps:+,}$(_t_etcd_url "${T_ETCD_CPORT[$m]}")"
     done
     # All three start at once: none becomes healthy before there is a quorum.
