@@ -62,7 +62,6 @@ static const struct {
     int err;
     const char *word;
 } error_words[] = {
-    /* src/wire.c has the other direction; check_proto round-trips them */
     {RESOLVER_ERR_INVALID, "usage"},         {RESOLVER_ERR_NO_INSTANCE, "no_instance"},
     {RESOLVER_ERR_NONE_READY, "none_ready"}, {RESOLVER_ERR_NOT_FOUND, "not_found"},
     {RESOLVER_ERR_LIMIT, "limit"},           {RESOLVER_ERR_DENIED, "denied"},
@@ -70,6 +69,14 @@ static const struct {
     {RESOLVER_ERR_CONFIG, "config"},         {RESOLVER_ERR_NOMEM, "nomem"},
     {RESOLVER_ERR_TIMEOUT, "timeout"},
 };
+
+const char *resolver_error_word(int code)
+{
+    for (size_t i = 0; i < sizeof(error_words) / sizeof(error_words[0]); i++)
+        if (error_words[i].err == code)
+            return error_words[i].word;
+    return "internal";
+}
 
 int rsv_proto_error_from_word(const char *word)
 {

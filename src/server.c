@@ -233,7 +233,7 @@ static void reply_err(client *c, int err, const char *fmt, ...)
 static void reply_err(client *c, int err, const char *fmt, ...)
 {
     char line[1024];
-    int n = snprintf(line, sizeof(line), "ERR %s ", rsv_proto_error_word(err));
+    int n = snprintf(line, sizeof(line), "ERR %s ", resolver_error_word(err));
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

@@ -83,28 +83,6 @@ const char *rsv_proto_option(const rsv_proto_request *req, int from, const char 
     return NULL;
 }
 
-/* The protocol's error words by code; lib/proto.c reads them back for the
- * client (unit/check_proto round-trips every code). */
-static const struct {
-    int err;
-    const char *word;
-} error_words[] = {
-    {RESOLVER_ERR_INVALID, "usage"},         {RESOLVER_ERR_NO_INSTANCE, "no_instance"},
-    {RESOLVER_ERR_NONE_READY, "none_ready"}, {RESOLVER_ERR_NOT_FOUND, "not_found"},
-    {RESOLVER_ERR_LIMIT, "limit"},           {RESOLVER_ERR_DENIED, "denied"},
-    {RESOLVER_ERR_CLOSED, "closed"},         {RESOLVER_ERR_PROTOCOL, "protocol"},
-    {RESOLVER_ERR_CONFIG, "config"},         {RESOLVER_ERR_NOMEM, "nomem"},
-    {RESOLVER_ERR_TIMEOUT, "timeout"},
-};
-
-const char *rsv_proto_error_word(int err)
-{
-    for (size_t i = 0; i < sizeof(error_words) / sizeof(error_words[0]); i++)
-        if (error_words[i].err == err)
-            return error_words[i].word;
-    return "internal";
-}
-
 char *rsv_proto_json_dumps(const json_t *j, size_t flags)
 {
     return json_dumps(j, flags | JSON_REAL_PRECISION(15));

@@ -41,8 +41,4 @@ const char *rsv_proto_option(const rsv_proto_request *req, int from, const char 
 struct json_t;
 char *rsv_proto_json_dumps(const struct json_t *j, size_t flags);
 
-/* The protocol's error word of a resolver_error ("no_instance", ...;
- * "internal" for a code it has none for). */
-const char *rsv_proto_error_word(int err);
-
 #endif

@@ -88,6 +88,10 @@ typedef enum {
 
 /* Returns a static English description of `code`; never NULL. */
 RESOLVER_API const char *resolver_strerror(int code);
+/* The word the daemon's protocol writes for `code` after "ERR "
+ * ("none_ready", "usage", ...; doc/protocol.md), "internal" for a code
+ * without one.  Static; never NULL. */
+RESOLVER_API const char *resolver_error_word(int code);
 
 /* ---- logging --------------------------------------------------------- */
 

@@ -146,8 +146,8 @@ START_TEST(error_words_round_trip)
     int errs[] = {RESOLVER_ERR_NO_INSTANCE, RESOLVER_ERR_NONE_READY, RESOLVER_ERR_NOT_FOUND,
                   RESOLVER_ERR_DENIED,      RESOLVER_ERR_LIMIT,      RESOLVER_ERR_INVALID};
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
-        ck_assert_int_eq(rsv_proto_error_from_word(rsv_proto_error_word(errs[i])), errs[i]);
-    ck_assert_str_eq(rsv_proto_error_word(12345), "internal");
+        ck_assert_int_eq(rsv_proto_error_from_word(resolver_error_word(errs[i])), errs[i]);
+    ck_assert_str_eq(resolver_error_word(12345), "internal");
     ck_assert_str_eq(resolver_strerror(RESOLVER_ERR_NONE_READY), "no instance is ready");
     ck_assert_str_eq(resolver_strerror(-1), "unknown error");
 }
