@@ -31,6 +31,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include "clock.h"
+#include "conn_io.h"
 #include "connection.h"
 #include "connector.h"
 #include "h2mem.h"
@@ -46,7 +47,7 @@
  * reads until WANT_READ because OpenSSL may buffer what epoll cannot see. */
 #define READS_PER_EVENT 8
 
-enum { IO_AGAIN = -1, IO_ERROR = -2 };
+enum { IO_AGAIN = RSV_IO_AGAIN, IO_ERROR = RSV_IO_ERROR };
 
 /* rsv_stream.flags */
 enum { ST_QUEUED = 1, ST_INPUT = 2, ST_CLOSED = 4 };
@@ -166,85 +167,20 @@ static int conn_watch(rsv_connection *c)
     return 0;
 }
 
-static void tls_error(rsv_connection *c, const char *what, int ssl_err, int saved_errno)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (e) {
-        char buf[96];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        snprintf(c->error, sizeof(c->error), "%s: %s", what, buf);
-    } else if (ssl_err == SSL_ERROR_SYSCALL && saved_errno) {
-        snprintf(c->error, sizeof(c->error), "%s: %s", what, strerror(saved_errno));
-    } else {
-        snprintf(c->error, sizeof(c->error), "%s: connection closed by peer", what);
-    }
-    ERR_clear_error();
-}
-
 /* Returns bytes written, IO_AGAIN or IO_ERROR (c->error set). */
 static ssize_t conn_send(rsv_connection *c, const uint8_t *p, size_t n)
 {
-    if (c->ssl) {
-        ERR_clear_error();
-        int w = SSL_write(c->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
-        if (w > 0) {
-            c->stats->bytes_out += (uint64_t)w;
-            return w;
-        }
-        int saved = errno, e = SSL_get_error(c->ssl, w);
-        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-            return IO_AGAIN; /* WANT_READ: READ is always watched */
-        tls_error(c, "TLS write", e, saved);
-        return IO_ERROR;
-    }
-    for (;;) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
-        if (w >= 0) {
-            c->stats->bytes_out += (uint64_t)w;
-            return w;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return IO_AGAIN;
-        snprintf(c->error, sizeof(c->error), "write: %s", strerror(errno));
-        return IO_ERROR;
-    }
+    ssize_t w = rsv_conn_io_send(c->ssl, c->fd, p, n, c->error, sizeof(c->error));
+    if (w > 0)
+        c->stats->bytes_out += (uint64_t)w;
+    return w;
 }
 
 /* Returns bytes read, 0 at EOF, IO_AGAIN or IO_ERROR (c->error set). */
 static ssize_t conn_recv(rsv_connection *c, uint8_t *buf, size_t n)
 {
-    ssize_t r;
-    if (c->ssl) {
-        ERR_clear_error();
-        c->tls_want_write = 0;
-        int rv = SSL_read(c->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
-        if (rv <= 0) {
-            int saved = errno, e = SSL_get_error(c->ssl, rv);
-            if (e == SSL_ERROR_ZERO_RETURN)
-                return 0; /* close_notify, or a bare EOF (SSL_OP_IGNORE_UNEXPECTED_EOF) */
-            if (e == SSL_ERROR_WANT_READ)
-                return IO_AGAIN;
-            if (e == SSL_ERROR_WANT_WRITE) {
-                c->tls_want_write = 1; /* e.g. answering a KeyUpdate into a full socket */
-                return IO_AGAIN;
-            }
-            tls_error(c, "TLS read", e, saved);
-            return IO_ERROR;
-        }
-        r = rv;
-    } else {
-        do
-            r = recv(c->fd, buf, n, 0);
-        while (r < 0 && errno == EINTR);
-        if (r < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return IO_AGAIN;
-            snprintf(c->error, sizeof(c->error), "read: %s", strerror(errno));
-            return IO_ERROR;
-        }
-    }
+    ssize_t r =
+        rsv_conn_io_recv(c->ssl, c->fd, buf, n, &c->tls_want_write, c->error, sizeof(c->error));
     if (r > 0) {
         c->stats->bytes_in += (uint64_t)r;
         /* Keepalive idleness is measured from the last byte read (doc/design.md, Keepalive). */
