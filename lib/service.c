@@ -30,16 +30,6 @@ static void log_back(rsv_instance *inst, const char *how);
 static void batch_begin(rsv_service *svc);
 static void batch_end(rsv_service *svc);
 
-rsv_instance **rsv_service_collect(const rsv_service *svc, size_t *n)
-{
-    *n = 0;
-    rsv_instance **all = calloc(svc->instances.len + 1, sizeof(*all));
-    void *value;
-    for (size_t pos = 0; all && rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
-        all[(*n)++] = value;
-    return all;
-}
-
 /* ---- instance lifetime ---- */
 
 /* instance.h rule 2: the last reference went (engine thread: the service's
@@ -50,26 +40,6 @@ static void instance_free_owned(rsv_instance *inst)
     rsv_timer_del(inst->eject_timer);
     rsv_timer_del(inst->stale_timer);
     rsv_subchannel_del(inst->sc);
-}
-
-int rsv_instance_by_address(const void *a, const void *b)
-{
-    const rsv_instance *x = *(rsv_instance *const *)a;
-    const rsv_instance *y = *(rsv_instance *const *)b;
-    return strcmp(x->endpoint.address, y->endpoint.address);
-}
-
-void rsv_service_state_counts(const rsv_service *svc, size_t counts[5])
-{
-    memset(counts, 0, 5 * sizeof(size_t));
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        const rsv_instance *inst = value;
-        if (inst->draining)
-            counts[RSV_STATE_SHUTDOWN]++;
-        else
-            counts[rsv_subchannel_state(inst->sc)]++;
-    }
 }
 
 void rsv_service_notify(rsv_service *svc, const rsv_instance *inst, rsv_change what)
@@ -587,30 +557,6 @@ static int empty_reason(const rsv_service *svc, char *why, size_t whylen)
     return RESOLVER_ERR_NONE_READY;
 }
 
-/* Zone preference: the daemon's zone alone while at least
- * zone_min_ready_percent of its instances there are READY. */
-static size_t filter_zone(const rsv_service *svc, rsv_instance **ready, size_t n)
-{
-    if (!svc->opts.zone_min_ready_percent || !svc->zone[0])
-        return n;
-    size_t local_total = 0, local_ready = 0;
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);) {
-        const rsv_instance *inst = value;
-        if (!inst->draining && strcmp(inst->endpoint.zone, svc->zone) == 0)
-            local_total++;
-    }
-    for (size_t i = 0; i < n; i++)
-        local_ready += strcmp(ready[i]->endpoint.zone, svc->zone) == 0;
-    if (local_ready == 0 || local_ready * 100 < svc->opts.zone_min_ready_percent * local_total)
-        return n;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ready[i]->endpoint.zone, svc->zone) == 0)
-            ready[k++] = ready[i];
-    return k;
-}
-
 /* A batch of changes (a snapshot, a watch message: one etcd revision, the
  * graceful stop) is applied as one change: instances left without a key
  * drain only at its end (see instance_unkeyed).  The picker is rebuilt
@@ -666,7 +612,7 @@ static void publish_picker_now(rsv_service *svc)
     if (ready)
         rsv_sp_note_ready(svc, keyed_ready);
     if (ready) {
-        n = filter_zone(svc, ready, n);
+        n = rsv_service_filter_zone(svc, ready, n);
         qsort(ready, n, sizeof(*ready), rsv_instance_by_address);
     }
     rsv_picker *p = rsv_picker_new(svc->opts.policy, svc->opts.choice_count,
@@ -729,15 +675,6 @@ uint64_t rsv_service_idle_ms(rsv_service *svc, uint64_t now_ms)
 
 /* ---- outlier detection: the decisions are outlier.h's ---- */
 
-static size_t ejected_count(const rsv_service *svc)
-{
-    size_t n = 0;
-    void *value;
-    for (size_t pos = 0; rsv_strmap_next(&svc->instances, &pos, NULL, &value);)
-        n += ((rsv_instance *)value)->ejected;
-    return n;
-}
-
 /* `service_ejected`: the service's ejected instances now (walking the
  * service for it once per instance would make an interval O(n^2)). */
 static rsv_outlier_counts outlier_counts(const rsv_instance *inst, size_t service_ejected)
@@ -796,8 +733,8 @@ static void record_outcome(rsv_instance *inst, int failed)
     inst->consecutive_failures++;
     uint32_t limit = inst->service->opts.outlier.consecutive_failures;
     if (!limit || inst->consecutive_failures < limit)
-        return; /* no rule trips: spare the walk of ejected_count */
-    rsv_outlier_counts c = outlier_counts(inst, ejected_count(inst->service));
+        return; /* no rule trips: spare the walk of rsv_service_ejected_count */
+    rsv_outlier_counts c = outlier_counts(inst, rsv_service_ejected_count(inst->service));
     rsv_outlier_decision d = rsv_outlier_after_call(&inst->service->opts, &c);
     apply_outlier(inst, &d);
 }
@@ -807,7 +744,7 @@ static void on_outlier_interval(rsv_loop *loop, rsv_timer *t, void *arg)
     rsv_service *svc = arg;
     size_t n;
     rsv_instance **all = rsv_service_collect(svc, &n);
-    size_t ejected = ejected_count(svc);
+    size_t ejected = rsv_service_ejected_count(svc);
     for (size_t i = 0; i < n; i++) {
         rsv_instance *inst = all[i];
         rsv_outlier_counts c = outlier_counts(inst, ejected);

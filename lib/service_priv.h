@@ -3,7 +3,8 @@
  * sees: the service's struct and the few calls one file makes into
  * another.  service.c: the object, keys and reconcile, drain, outlier
  * accounting, the picker; selfpres.c: self-preservation (service.h rule
- * 5); service_view.c: introspection and the cache file's JSON.
+ * 5); service_view.c: introspection and the cache file's JSON;
+ * service_index.c: read-only walks of the instances map, calling nothing.
  * Engine thread only, like everything in service.h but the picks.
  */
 #ifndef RSV_SERVICE_PRIV_H
@@ -62,12 +63,20 @@ void rsv_service_picker_dirty(rsv_service *svc);
 /* A removed instance stops being picked and closes once its picks are
  * released or drain_timeout_ms passes. */
 void rsv_service_start_drain(rsv_instance *inst);
+
+/* service_index.c */
 /* A snapshot of the instances, for loops that may close some of them (the
  * map may not change while it is iterated).  Free the array; NULL with
  * *n = 0 when out of memory. */
 rsv_instance **rsv_service_collect(const rsv_service *svc, size_t *n);
 /* qsort order of rsv_instance pointers by address. */
 int rsv_instance_by_address(const void *a, const void *b);
+/* The service's ejected instances (draining ones included). */
+size_t rsv_service_ejected_count(const rsv_service *svc);
+/* Zone preference: keeps the daemon's zone alone in ready[0..n) while
+ * zone_min_ready_percent of its instances there are READY; returns the
+ * count kept. */
+size_t rsv_service_filter_zone(const rsv_service *svc, rsv_instance **ready, size_t n);
 
 /* selfpres.c */
 /* Keyed (etcd names it), not draining, its connection READY. */
