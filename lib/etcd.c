@@ -25,7 +25,8 @@
  * on it is ended at once and its connection closed (CURLOPT_FORBID_REUSE
  * on the last one out), so that nothing new lands on the stalled
  * connection; the owners start again on the member now in use.  Open
- * sockets are counted through curl's open/close socket callbacks.
+ * sockets are counted through curl's open/close socket callbacks
+ * (etcdfail.c).
  *
  * Who frees a request: the code that holds it last.  finish_request owns
  * the request it finishes from its first line to its last: what it calls
@@ -44,13 +45,10 @@
 #include <curl/curl.h>
 #include "backoff.h"
 #include "etcd.h"
+#include "etcdfail.h"
 #include "etcdproto.h"
 #include "log.h"
 
-#define ERROR_BODY_MAX 512
-/* A range over 100k keys takes ~1.5 s on loopback; anything that is not a
- * stream and takes a minute is stuck. */
-#define UNARY_TIMEOUT_MS 60000L
 #define PROBE_INTERVAL_MS 3000
 /* Streams on one HTTP/2 connection before curl opens a second (libcurl's
  * default is 100; etcd 3.4 allows 2^32-1): 256 watched prefixes, their
@@ -59,9 +57,6 @@
 #define MAX_CONNECTIONS_PER_MEMBER 2L
 #define AUTH_BACKOFF_INITIAL_MS 500
 #define AUTH_BACKOFF_MAX_MS 30000
-/* Room for a failure's description: the URL, curl's error buffer or
- * etcd's message, and the timeout's name. */
-#define WHY_MAX (CURL_ERROR_SIZE + ERROR_BODY_MAX + 256)
 
 /* A warning that repeats while etcd is down: one line per cause per
  * RSV_LOG_LIMIT_MS (log.h), the rest still seen at debug. */
@@ -75,77 +70,6 @@
         if (!LOG_ERROR_LIMITED((lim), __VA_ARGS__))                                                \
             LOG_DEBUG(__VA_ARGS__);                                                                \
     } while (0)
-
-typedef struct rsv_etcd_request request;
-
-struct rsv_etcd {
-    rsv_loop *loop;
-    CURLM *multi;
-    rsv_timer *curl_timer;
-    char **endpoints;
-    size_t n_endpoints, current;
-    char *ca_file, *cert_file, *key_file;
-    long dial_timeout_ms;
-    int in_curl;     /* inside curl_multi_socket_action: handles may not be removed */
-    request *doomed; /* cancelled while in_curl */
-    request *all;    /* every request with a curl handle in the multi */
-    request *waiting, **waiting_tail; /* requests waiting for a token */
-    uint64_t last_heard;
-    /* header.revision of the last good status probe, and when (loop ms):
-     * discovery compares it with what its watch streams delivered. */
-    int64_t cluster_revision;
-    uint64_t cluster_revision_ms;
-    /* header.cluster_id last seen in any answer (0: none yet), and how
-     * often it changed: another cluster behind the same endpoints. */
-    uint64_t cluster_id;
-    uint64_t cluster_changes;
-    uint64_t failovers;
-    /* Open TCP connections (sockets curl opened and has not closed yet),
-     * by file descriptor, with the endpoint each went to. */
-    struct {
-        curl_socket_t fd;
-        size_t endpoint;
-    } * conns;
-    size_t n_conns, conns_cap;
-    /* Why the member in use was last left; the streams ended on it carry
-     * this text to their owners. */
-    char failure[WHY_MAX + 64];
-    /* One limiter per repeated cause (rule 6 of etcd.h). */
-    rsv_log_limit lim_failover, lim_probe, lim_auth_wait, lim_auth, lim_password;
-    /* auth */
-    char *username, *password_file;
-    char *token;
-    unsigned token_generation;
-    request *auth_req;
-    rsv_timer *auth_timer;
-    rsv_backoff auth_backoff;
-    uint64_t authentications;
-    /* health probe of the member in use */
-    rsv_timer *probe_timer;
-    request *probe_req;
-};
-
-struct rsv_etcd_request {
-    rsv_etcd *etcd;
-    CURL *easy;
-    struct curl_slist *headers;
-    char *path, *body;
-    unsigned flags;
-    size_t endpoint; /* index the request went to */
-    unsigned token_generation;
-    rsv_etcd_data_cb data_cb;
-    rsv_etcd_done_cb done_cb;
-    void *arg;
-    int cancelled, aborted, bad;
-    char bad_why[256];        /* what rsv_etcd_mark_bad was told */
-    int finishing;            /* inside finish_request, which frees it: cancel only marks it */
-    const char *forced_error; /* ended by failover, not by curl */
-    request *next_doomed, *next_waiting;
-    request *prev, *next; /* in etcd->all */
-    char errbuf[CURL_ERROR_SIZE];
-    char errbody[ERROR_BODY_MAX];
-    size_t errbody_len;
-};
 
 static void endpoint_failed(rsv_etcd *etcd, size_t endpoint, const char *why, rsv_log_limit *lim);
 static void start_auth(rsv_etcd *etcd);
@@ -189,67 +113,6 @@ static int auth_configured(const rsv_etcd *etcd)
     return etcd->username != NULL;
 }
 
-int rsv_etcd_member_failure(int result, long status)
-{
-    switch ((CURLcode)result) {
-    case CURLE_OK:
-        return status >= 500;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_SSL_CONNECT_ERROR:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-/* The timeout that fired, by the name an operator configures it with:
- * every request connects within etcd.dial_timeout_ms; probes, checks and
- * auth must also answer within it; other unary calls within
- * UNARY_TIMEOUT_MS.  Streams have no total timeout. */
-static void timeout_name(const request *req, char *out, size_t size)
-{
-    const rsv_etcd *etcd = req->etcd;
-    curl_off_t connected = 0, started = 0;
-    curl_easy_getinfo(req->easy, CURLINFO_CONNECT_TIME_T, &connected);
-    /* A request on a reused (HTTP/2: shared) connection has no connect
-     * time; it was sent if it got past pretransfer. */
-    curl_easy_getinfo(req->easy, CURLINFO_PRETRANSFER_TIME_T, &started);
-    if ((connected == 0 && started == 0) || (req->flags & RSV_ETCD_STREAM))
-        snprintf(out, size, "no connection within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
-    else if (req->arg == etcd || (req->flags & RSV_ETCD_CHECK))
-        snprintf(out, size, "no answer within dial_timeout_ms=%ld", etcd->dial_timeout_ms);
-    else
-        snprintf(out, size, "no answer within %ld ms (the limit of a unary request)",
-                 UNARY_TIMEOUT_MS);
-}
-
-/* Why a request failed, for its owner and the log: its URL, then the
- * timeout that fired, curl's own words (its error buffer says more than
- * curl_easy_strerror: address, port, errno), or the HTTP status with
- * etcd's message from the body. */
-static void describe_failure(const request *req, CURLcode result, long status, char *out,
-                             size_t size)
-{
-    const char *url = req->etcd->endpoints[req->endpoint];
-    const char *curl = req->errbuf[0] ? req->errbuf : curl_easy_strerror(result);
-    if (result == CURLE_OPERATION_TIMEDOUT) {
-        char t[128];
-        timeout_name(req, t, sizeof(t));
-        snprintf(out, size, "%s%s: %s (%s)", url, req->path, t, curl);
-    } else if (result != CURLE_OK) {
-        snprintf(out, size, "%s%s: %s", url, req->path, curl);
-    } else {
-        char msg[ERROR_BODY_MAX + 64];
-        rsv_etcd_error_text(req->errbody, req->errbody_len, msg, sizeof(msg));
-        snprintf(out, size, "%s%s: HTTP %ld: %s", url, req->path, status, msg);
-    }
-}
-
 static void finish_request(request *req, CURLcode result)
 {
     rsv_etcd *etcd = req->etcd;
@@ -267,7 +130,7 @@ static void finish_request(request *req, CURLcode result)
         rsv_etcd_token_rejected(etcd);
     char why[WHY_MAX] = "";
     if (!req->forced_error && !req->aborted && (result != CURLE_OK || status < 200 || status > 299))
-        describe_failure(req, result, status, why, sizeof(why));
+        rsv_etcd_describe_failure(req, result, status, why, sizeof(why));
     if (req->bad ||
         (!req->aborted && !req->forced_error && rsv_etcd_member_failure(result, status)))
         endpoint_failed(etcd, req->endpoint, why[0] ? why : req->bad_why,
@@ -401,13 +264,6 @@ static void end_streams_on(rsv_etcd *etcd, size_t endpoint, const char *why)
         finish_request(victims[i], CURLE_OK);
     }
     free(victims);
-}
-
-size_t rsv_etcd_next_endpoint(size_t current, size_t n, size_t failed)
-{
-    if (failed != current || n < 2)
-        return current;
-    return (current + 1) % n;
 }
 
 /* `lim`: the cause's limiter (a failed request, a failed probe).  With one
@@ -586,58 +442,6 @@ static int set_headers(request *req)
     return 0;
 }
 
-/* Streams: a dead peer (no FIN, no RST) is noticed by TCP keepalive after
- * KEEPIDLE + KEEPCNT x KEEPINTVL = 10 + 3 x 5 s, not the kernel's default
- * nine probes; a frozen member is left sooner by the health probe. */
-static int on_stream_socket(void *clientp, curl_socket_t fd, curlsocktype purpose)
-{
-    int count = 3;
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
-    return CURL_SOCKOPT_OK;
-}
-
-static int add_conn(rsv_etcd *etcd, curl_socket_t fd, size_t endpoint)
-{
-    if (etcd->n_conns == etcd->conns_cap) {
-        size_t cap = etcd->conns_cap ? etcd->conns_cap * 2 : 8;
-        void *c = realloc(etcd->conns, cap * sizeof(*etcd->conns));
-        if (!c)
-            return -1;
-        etcd->conns = c;
-        etcd->conns_cap = cap;
-    }
-    etcd->conns[etcd->n_conns].fd = fd;
-    etcd->conns[etcd->n_conns].endpoint = endpoint;
-    etcd->n_conns++;
-    return 0;
-}
-
-static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
-                                    struct curl_sockaddr *address)
-{
-    request *req = clientp;
-    curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
-    if (fd == CURL_SOCKET_BAD)
-        return fd;
-    if (add_conn(req->etcd, fd, req->endpoint) != 0) {
-        close(fd);
-        return CURL_SOCKET_BAD;
-    }
-    return fd;
-}
-
-static int on_close_socket(void *clientp, curl_socket_t fd)
-{
-    rsv_etcd *etcd = clientp;
-    for (size_t i = 0; i < etcd->n_conns; i++) {
-        if (etcd->conns[i].fd == fd) {
-            etcd->conns[i] = etcd->conns[--etcd->n_conns];
-            break;
-        }
-    }
-    return close(fd);
-}
-
 static void configure_easy(request *req, const char *url)
 {
     rsv_etcd *etcd = req->etcd;
@@ -653,10 +457,10 @@ static void configure_easy(request *req, const char *url)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, etcd->dial_timeout_ms);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, rsv_etcd_open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, req);
     /* The connection may outlive the request that opened it. */
-    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, rsv_etcd_close_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, etcd);
     int h2 = endpoint_h2(etcd, req->endpoint);
     if (h2) {
@@ -671,7 +475,7 @@ static void configure_easy(request *req, const char *url)
         curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
         curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
-        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_stream_socket);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, rsv_etcd_stream_sockopt);
     }
     if (!(req->flags & RSV_ETCD_STREAM)) {
         /* Probes, checks and auth must answer within the dial budget;
@@ -1036,7 +840,7 @@ void rsv_etcd_del(rsv_etcd *etcd)
         request_free(w);
     }
     if (etcd->multi)
-        curl_multi_cleanup(etcd->multi); /* closes the pooled connections (on_close_socket) */
+        curl_multi_cleanup(etcd->multi); /* closes the pooled connections (rsv_etcd_close_socket) */
     free(etcd->conns);
     rsv_timer_del(etcd->curl_timer);
     rsv_timer_del(etcd->auth_timer);
